@@ -1,0 +1,5 @@
+import sys
+
+from heygem.cli import main
+
+sys.exit(main())

@@ -1,0 +1,123 @@
+"""Command line: ``python -m heygem generate --audio SPEECH --video A [--video B ...] [options]``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from heygem.errors import HeyGemError
+from heygem.pipeline import generate, prepare_audio
+from heygem.settings import BlendOptions, DetectionOptions, EncodeOptions, EngineOptions, Settings
+
+log = logging.getLogger("heygem.cli")
+
+
+def _face(value: str) -> str | int:
+    if value == "largest":
+        return value
+    try:
+        index = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use 'largest' or a face number (0 = leftmost)") from None
+    if index < 0:
+        raise argparse.ArgumentTypeError("face numbers start at 0 (the leftmost face)")
+    return index
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m heygem", description="Lip-sync videos and photos to a speech recording.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="make lip-synced videos", description="Re-sync the mouth in each video or photo to the speech.")
+    gen.add_argument("--audio", required=True, type=Path, help="speech: any audio file, or a video whose soundtrack to use")
+    gen.add_argument("--video", required=True, type=Path, action="append", help="a video or photo of a face; repeat for several")
+    gen.add_argument("--out", type=Path, default=Path("outputs"), help="output folder, or an .mp4 path for a single video (default: outputs/)")
+    engine = gen.add_argument_group("engine")
+    engine.add_argument("--engine", default="auto", help="auto (default), wav2lip")
+    engine.add_argument("--checkpoint", type=Path, help="Wav2Lip checkpoint (default: checkpoints/wav2lip_gan.pth, then checkpoints/wav2lip.pth)")
+    engine.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps")
+    engine.add_argument("--batch-size", type=int, help="faces per generator call (default: 128 on CUDA, 16 on CPU)")
+    engine.add_argument("--no-fp16", action="store_true", help="full precision on CUDA")
+    faces = gen.add_argument_group("faces")
+    faces.add_argument("--detector", default="yunet", choices=["yunet", "s3fd"], help="face detector (default yunet: nothing to download)")
+    faces.add_argument("--detector-weights", type=Path, help="S3FD weights file (s3fd-619a316812.pth) for --detector s3fd")
+    faces.add_argument("--face", type=_face, default="largest", help="which face: 'largest' (default) or its number, 0 = leftmost")
+    faces.add_argument("--box", type=int, nargs=4, metavar=("X1", "Y1", "X2", "Y2"), help="fixed face box in source pixels (skips detection)")
+    faces.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"), help="crop padding in pixels (default 0 10 0 0)")
+    faces.add_argument("--smooth", type=int, default=5, help="average face boxes over this many frames (1 = off; default 5)")
+    out = gen.add_argument_group("output")
+    out.add_argument("--blend", choices=["feather", "hard"], default="feather", help="feathered lower-face blend (default) or the original hard box paste")
+    out.add_argument("--length", choices=["pingpong", "loop"], default="pingpong", help="when the speech is longer than the video (default pingpong)")
+    out.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+    out.add_argument("--preset", default="medium", help="x264 speed preset (default medium)")
+    gen.add_argument("--log-dir", type=Path, default=Path("logs"), help="where heygem.log goes (default logs/)")
+    gen.add_argument("-v", "--verbose", action="store_true", help="show the full log on the terminal")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The one Settings object, filled from the command line."""
+    out_dir = args.out if args.out.suffix.lower() != ".mp4" else args.out.parent
+    return Settings(
+        detection=DetectionOptions(
+            detector=args.detector, detector_weights=args.detector_weights, face=args.face,
+            box=tuple(args.box) if args.box else None, smooth_window=args.smooth, pads=tuple(args.pads),
+        ),
+        engine=EngineOptions(engine=args.engine, checkpoint=args.checkpoint, device=args.device, batch_size=args.batch_size, fp16=not args.no_fp16),
+        blend=BlendOptions(mode=args.blend),
+        encode=EncodeOptions(crf=args.crf, preset=args.preset),
+        length_policy=args.length,
+        out_dir=out_dir,
+    )
+
+
+def _progress_bar():
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, unit="%", bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}", file=sys.stderr, disable=None)
+
+    def update(stage: str, fraction: float, file: str) -> None:
+        bar.set_description_str(f"{Path(file).name}: {stage}")
+        bar.n = round(fraction * 100)
+        bar.refresh()
+
+    return bar, update
+
+
+def main(argv: list[str] | None = None) -> int:
+    from heygem.logs import setup_logging
+
+    args = build_parser().parse_args(argv)
+    log_file = setup_logging(args.log_dir, args.verbose)
+    settings = settings_from_args(args)
+    single_output = args.out if args.out.suffix.lower() == ".mp4" else None
+    if single_output and len(args.video) > 1:
+        print("error: --out names one .mp4 file but several videos were given; give a folder instead", file=sys.stderr)
+        return 2
+    try:
+        audio = prepare_audio(args.audio)
+    except HeyGemError as e:
+        log.debug("audio failed", exc_info=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    failures = 0
+    for video in args.video:
+        bar, update = _progress_bar()
+        try:
+            result = generate(audio, video, single_output, settings, update)
+        except HeyGemError as e:
+            failures += 1
+            log.error("%s failed: %s", video, e, exc_info=True)
+            bar.close()
+            print(f"failed: {video}: {e}" if str(video) not in str(e) else f"failed: {e}", file=sys.stderr)
+            continue
+        except Exception as e:  # unexpected: the traceback goes to the log, the others still run
+            failures += 1
+            log.exception("%s failed unexpectedly", video)
+            bar.close()
+            print(f"failed: {video}: unexpected error ({e}); details in {log_file}", file=sys.stderr)
+            continue
+        bar.close()
+        extra = f" ({'; '.join(result.notes)})" if result.notes else ""
+        print(f"{result.output}  [{result.frames} frames, {result.duration:.2f} s, engine {result.engine}, {result.timings['total']:.1f} s]{extra}")
+    return 1 if failures else 0

@@ -1,0 +1,60 @@
+"""Engines make the new mouths. They sit behind ``Engine`` and are created by name, once, and reused."""
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+from heygem.engines.base import Engine
+from heygem.errors import CheckpointError, EngineError
+from heygem.settings import DEFAULT_CHECKPOINTS, EngineOptions
+
+__all__ = ["ENGINES", "Engine", "create_engine", "find_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("wav2lip",)
+
+NO_CHECKPOINT = (
+    "No Wav2Lip checkpoint found: put wav2lip_gan.pth (or wav2lip.pth) from the Wav2Lip project into "
+    "checkpoints/, or pass --checkpoint PATH. The weights are licensed for non-commercial use only."
+)
+
+
+def find_checkpoint(explicit: Path | None) -> Path | None:
+    """The checkpoint to use: the one given, else the first default that exists."""
+    if explicit is not None:
+        return Path(explicit)
+    return next((path for path in DEFAULT_CHECKPOINTS if path.is_file()), None)
+
+
+def resolve_engine_name(options: EngineOptions) -> str:
+    """``auto`` becomes ``wav2lip`` when a checkpoint is present."""
+    if options.engine != "auto":
+        return options.engine
+    if find_checkpoint(options.checkpoint) is not None:
+        return "wav2lip"
+    raise CheckpointError(NO_CHECKPOINT)
+
+
+def create_engine(options: EngineOptions) -> Engine:
+    """The engine these options describe, loaded once and reused for later jobs with the same options."""
+    name = resolve_engine_name(options)
+    if name == "wav2lip":
+        checkpoint = find_checkpoint(options.checkpoint)
+        if checkpoint is None:
+            raise CheckpointError(NO_CHECKPOINT)
+        return _load_engine(name, checkpoint.resolve(), options.device, options.batch_size, options.fp16)
+    raise EngineError(f"unknown engine {name!r}: choose one of auto, {', '.join(ENGINES)}")
+
+
+@lru_cache(maxsize=2)
+def _load_engine(name: str, checkpoint: Path, device: str, batch_size: int | None, fp16: bool) -> Engine:
+    from heygem.engines.wav2lip import Wav2LipEngine
+
+    return Wav2LipEngine(checkpoint, device=device, batch_size=batch_size, fp16=fp16)
+
+
+def unload_engines() -> None:
+    """Forget every loaded engine (frees its memory once nothing else holds it)."""
+    _load_engine.cache_clear()

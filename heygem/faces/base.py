@@ -1,0 +1,70 @@
+"""Face detectors as replaceable backends behind one small API."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: its box in frame pixels and the detector's confidence (0..1)."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float = 1.0
+
+    @property
+    def width(self) -> float:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> float:
+        return self.y2 - self.y1
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.width) * max(0.0, self.height)
+
+    @property
+    def center_x(self) -> float:
+        return (self.x1 + self.x2) / 2
+
+    def scaled(self, factor: float) -> Face:
+        return Face(self.x1 * factor, self.y1 * factor, self.x2 * factor, self.y2 * factor, self.score)
+
+
+class FaceDetector(ABC):
+    """Finds faces in BGR frames.
+
+    Frames are downscaled so their longer side is at most ``detect_size`` before the backend sees them
+    (detection cost grows with pixels, accuracy on talking heads does not), and boxes are mapped back.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, detect_size: int = 640) -> None:
+        self.detect_size = detect_size
+
+    def detect(self, frame: np.ndarray) -> list[Face]:
+        """All faces in ``frame`` (BGR uint8), in its pixel coordinates, clipped to the frame."""
+        height, width = frame.shape[:2]
+        scale = min(1.0, self.detect_size / max(height, width))
+        small = frame
+        if scale < 1.0:
+            small = cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        faces = [face.scaled(1.0 / scale) for face in self._detect(small)]
+        return [
+            Face(max(0.0, f.x1), max(0.0, f.y1), min(float(width), f.x2), min(float(height), f.y2), f.score)
+            for f in faces
+            if f.area > 0
+        ]
+
+    @abstractmethod
+    def _detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in a BGR image small enough for the backend."""

@@ -1,0 +1,381 @@
+"""One generation, start to finish: inputs -> probe -> mel features -> faces -> synthesis -> blend -> encode.
+
+Frames stream through small generator stages, so memory does not grow with the video's length: a batch of
+frames waits for the engine, nothing more. ``generate`` is the one entry point every front end calls.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from heygem import blend
+from heygem.engines import Engine, create_engine
+from heygem.errors import InputError, NoFaceError
+from heygem.faces import Face, get_detector
+from heygem.faces.track import crop_box, select_face, smooth_faces
+from heygem.features import MelChunks, frame_count, mel_spectrogram
+from heygem.media.audio import load_audio
+from heygem.media.encode import VideoWriter
+from heygem.media.probe import MediaInfo, probe
+from heygem.media.video import iter_frames
+from heygem.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+# Frames waiting for the engine are full-size; cap what they may hold so 4K input stays within memory.
+PENDING_FRAMES_BYTES = 256 * 1024 * 1024
+
+NO_PICTURE = "has no picture; give a video (mp4, mov, mkv, avi, webm) or a photo (jpg, png, webp) of a face"
+
+ProgressCallback = Callable[[str, float, str], None]
+"""Called as ``progress(stage, fraction, file)``; raise from it (e.g. CancelledError) to stop the job."""
+
+
+@dataclass
+class PreparedAudio:
+    """Speech decoded and turned into features once, reusable for every video of a batch."""
+
+    path: Path
+    info: MediaInfo
+    samples: np.ndarray  # float32 mono at 16 kHz
+    mel: np.ndarray  # (80, T)
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+@dataclass
+class GenerateResult:
+    """What one generation produced and how."""
+
+    output: Path
+    audio: Path
+    video: Path
+    engine: str
+    frames: int
+    frames_without_face: int
+    fps: float
+    width: int
+    height: int
+    duration: float
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare_audio(path: str | Path) -> PreparedAudio:
+    """Decode any file with an audio stream to 16 kHz mono and compute its mel spectrogram."""
+    path = Path(path)
+    info = probe(path)
+    if not info.has_audio:
+        raise InputError(path, "has no audio stream; give a speech recording (wav, mp3, m4a, flac, ...) or a video with sound")
+    samples = load_audio(path, SAMPLE_RATE)
+    return PreparedAudio(path, info, samples, mel_spectrogram(samples))
+
+
+def source_index(out_index: int, source_frames: int, policy: str) -> int:
+    """Which source frame output frame ``out_index`` shows: the video plays once, then continues by
+    ping-pong (forward, backward, forward...) or by looping."""
+    if out_index < source_frames or source_frames == 1:
+        return min(out_index, source_frames - 1)
+    if policy == "loop":
+        return out_index % source_frames
+    period = 2 * (source_frames - 1)
+    phase = out_index % period
+    return phase if phase < source_frames else period - phase
+
+
+def default_output(video: Path, audio: Path, out_dir: Path) -> Path:
+    """``<video>__<audio>.mp4`` in ``out_dir``, numbered so an earlier result is never overwritten."""
+
+    def safe(name: str) -> str:
+        return re.sub(r"[^\w.-]+", "_", name).strip("._")[:60] or "input"
+
+    base = f"{safe(video.stem)}__{safe(audio.stem)}"
+    candidate = out_dir / f"{base}.mp4"
+    number = 1
+    while candidate.exists():
+        candidate = out_dir / f"{base}-{number}.mp4"
+        number += 1
+    return candidate
+
+
+class _Stopwatch:
+    """Seconds spent per stage, summed over the whole stream."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class _Frame:
+    index: int  # output frame number
+    source: int  # source frame number
+    image: np.ndarray
+
+
+class _SpillFile:
+    """Decoded source frames on disk, read back by index for ping-pong or looping (RAM stays flat)."""
+
+    def __init__(self, directory: Path, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.frame_bytes = int(np.prod(shape))
+        handle, name = tempfile.mkstemp(prefix=".heygem-frames-", suffix=".raw", dir=directory)
+        self.fd = handle
+        os.unlink(name)  # the data lives as long as the descriptor; nothing is left behind on a crash
+        self.count = 0
+
+    def append(self, frame: np.ndarray) -> None:
+        os.pwrite(self.fd, np.ascontiguousarray(frame).data, self.count * self.frame_bytes)
+        self.count += 1
+
+    def read(self, index: int) -> np.ndarray:
+        data = os.pread(self.fd, self.frame_bytes, index * self.frame_bytes)
+        return np.frombuffer(bytearray(data), dtype=np.uint8).reshape(self.shape)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _SourceFrames:
+    """The source's frames in output order: one forward pass over the decoded video (cut at the audio's
+    length), then, if the audio is longer, the rest replayed by the length policy."""
+
+    def __init__(self, info: MediaInfo, fps: Fraction, total: int, policy: str, spill_dir: Path) -> None:
+        self.info, self.fps, self.total, self.policy = info, fps, total, policy
+        self.spill_dir = spill_dir
+        self.decoded = 0  # source frames seen in the forward pass
+        self._spill: _SpillFile | None = None
+        self._held: np.ndarray | None = None  # a still photo, or the last frame when nothing is spilled
+
+    def forward(self) -> Iterator[_Frame]:
+        # Keep frames for replay only when the audio outlasts the video (the margin covers the estimate).
+        spill = self.info.kind == "video" and self.total > 0.9 * self.info.frame_count - 2
+        for image in iter_frames(self.info, self.fps):
+            if not image.flags.writeable:
+                image = image.copy()
+            if spill:
+                if self._spill is None:
+                    self._spill = _SpillFile(self.spill_dir, image.shape)
+                self._spill.append(image)
+            else:
+                self._held = image.copy()  # blending changes ``image`` in place
+            yield _Frame(self.decoded, self.decoded, image)
+            self.decoded += 1
+            if self.decoded >= self.total:
+                return
+
+    def replay(self) -> Iterator[_Frame]:
+        """Output frames past the end of the source, by the length policy."""
+        if self.decoded < self.total and self._spill is None and self.info.kind == "video":
+            log.warning("%s ended %d frames before its probed length; holding its last frame",
+                        self.info.path.name, self.total - self.decoded)
+        for index in range(self.decoded, self.total):
+            if self._spill is not None:
+                src = source_index(index, self.decoded, self.policy)
+                yield _Frame(index, src, self._spill.read(src))
+            else:
+                yield _Frame(index, self.decoded - 1, self._held.copy())
+
+    def close(self) -> None:
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+
+
+def _validate(audio: PreparedAudio, video: MediaInfo) -> None:
+    if video.kind == "audio":
+        raise InputError(video.path, NO_PICTURE)
+    if audio.duration < 0.05:
+        raise InputError(audio.path, f"the speech is only {audio.duration:.3f} s long; give at least a fraction of a second")
+
+
+def output_fps(video: MediaInfo, settings: Settings) -> Fraction:
+    """The source's own frame rate; ``still_fps`` for a photo."""
+    return video.fps if video.kind == "video" and video.fps else Fraction(settings.still_fps)
+
+
+def iter_synced_frames(
+    audio: PreparedAudio,
+    video: MediaInfo,
+    engine: Engine,
+    settings: Settings,
+    stats: dict[str, int] | None = None,
+    stopwatch: _Stopwatch | None = None,
+    progress: ProgressCallback | None = None,
+) -> Iterator[tuple[int, np.ndarray, tuple[int, int, int, int] | None]]:
+    """The output frames in order, before encoding: ``(output index, frame, crop box or None)``.
+
+    Frames where no face was found come back exactly as decoded and are counted in ``stats``.
+    """
+    _validate(audio, video)
+    stats = stats if stats is not None else {}
+    stopwatch = stopwatch or _Stopwatch()
+    det = settings.detection
+    fps = output_fps(video, settings)
+    total = frame_count(len(audio.samples), fps, SAMPLE_RATE)
+    chunks = MelChunks(audio.mel, fps, total)
+    stats.update(frames=total, frames_without_face=0)
+    detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
+    spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
+    source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir)
+    faces_by_source: dict[int, Face | None] = {}
+
+    def detected(frames: Iterator[_Frame]) -> Iterator[tuple[_Frame, Face | None]]:
+        previous: Face | None = None
+        for frame in frames:
+            if det.box:
+                face: Face | None = Face(*map(float, det.box))
+            else:
+                with stopwatch("detect"):
+                    face = select_face(detector.detect(frame.image), det.face, previous)
+                previous = face or previous
+            yield frame, face
+
+    def with_faces() -> Iterator[tuple[_Frame, Face | None]]:
+        for frame, face in smooth_faces(detected(_timed(stopwatch, "decode", source.forward())), det.smooth_window):
+            faces_by_source[frame.source] = face
+            yield frame, face
+        if not faces_by_source:
+            raise InputError(video.path, "no video frame could be decoded; the file may be damaged")
+        if not any(face is not None for face in faces_by_source.values()):
+            which = "face" if det.face == "largest" else f"face number {det.face} (counted from 0, left to right)"
+            raise NoFaceError(video.path, f"no {which} found in any of the {len(faces_by_source)} frames used; "
+                              "give a video or photo where the face is clearly visible, or pass a face box")
+        for frame in _timed(stopwatch, "decode", source.replay()):
+            yield frame, faces_by_source.get(frame.source)
+
+    frame_bytes = max(1, video.width * video.height * 3)
+    max_pending = max(1, min(getattr(engine, "batch_size", 16), PENDING_FRAMES_BYTES // frame_bytes))
+    pending: list[tuple[_Frame, tuple[int, int, int, int] | None]] = []
+
+    def flush() -> Iterator[tuple[int, np.ndarray, tuple[int, int, int, int] | None]]:
+        with_box = [(frame, box) for frame, box in pending if box is not None]
+        if with_box:
+            size = engine.crop_size
+            # Plain bilinear resize of the crop, as the checkpoints saw in training and in the original.
+            crops = np.stack([cv2.resize(f.image[b[1]:b[3], b[0]:b[2]], (size, size)) for f, b in with_box])
+            mels = np.stack([chunks[f.index] for f, _ in with_box]).astype(np.float32)
+            with stopwatch("synthesis"):
+                mouths = engine.synthesize(crops, mels)
+            with stopwatch("blend"):
+                for (frame, box), mouth in zip(with_box, mouths):
+                    blend.paste(frame.image, mouth, box, settings.blend.mode, settings.blend.feather)
+        for frame, box in pending:
+            yield frame.index, frame.image, box
+        pending.clear()
+
+    try:
+        for frame, face in with_faces():
+            box = None
+            if face is None:
+                stats["frames_without_face"] += 1
+            else:
+                box = crop_box(face, frame.image.shape[1], frame.image.shape[0], det.pads)
+            pending.append((frame, box))
+            if len(pending) >= max_pending:
+                yield from flush()
+                if progress:
+                    progress("lip-sync", (frame.index + 1) / total, str(video.path))
+        yield from flush()
+    finally:
+        source.close()
+
+
+def _timed(stopwatch: _Stopwatch, stage: str, frames: Iterator[_Frame]) -> Iterator[_Frame]:
+    """Count the time spent producing each item of ``frames`` as ``stage``."""
+    while True:
+        with stopwatch(stage):
+            frame = next(frames, None)
+        if frame is None:
+            return
+        yield frame
+
+
+def generate(
+    audio: str | Path | PreparedAudio,
+    video: str | Path,
+    output: str | Path | None = None,
+    settings: Settings | None = None,
+    progress: ProgressCallback | None = None,
+) -> GenerateResult:
+    """Re-sync the mouth in ``video`` (a video or a photo) to the speech in ``audio``; write an .mp4.
+
+    ``audio`` may be prepared once with ``prepare_audio`` and reused for many videos. The output goes to
+    ``output``, or to ``settings.out_dir`` under a new name; it appears only once complete.
+    """
+    settings = settings or Settings()
+    report = progress or (lambda stage, fraction, file: None)
+    video_path = Path(video)
+    started = time.perf_counter()
+
+    report("probe", 0.0, str(video_path))
+    info = probe(video_path)
+    if info.kind == "audio":  # checked before the speech is decoded: fail fast
+        raise InputError(video_path, NO_PICTURE)
+    if isinstance(audio, PreparedAudio):
+        prepared = audio
+    else:
+        report("audio", 0.0, str(audio))
+        prepared = prepare_audio(audio)
+    _validate(prepared, info)
+    engine = create_engine(settings.engine)
+    out = Path(output) if output else default_output(video_path, prepared.path, settings.out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fps = output_fps(info, settings)
+    log.info("generating %s from video %s and audio %s (%.2f s) with %s", out, video_path, prepared.path,
+             prepared.duration, engine.describe())
+
+    stats: dict[str, int] = {}
+    stopwatch = _Stopwatch()
+    writer: VideoWriter | None = None
+    width = height = 0
+    try:
+        for _, frame, _ in iter_synced_frames(prepared, info, engine, settings, stats, stopwatch, report):
+            with stopwatch("encode"):
+                if writer is None:  # sized by the first frame: a photo's EXIF rotation may swap its sides
+                    height, width = frame.shape[:2]
+                    writer = VideoWriter(out, width, height, fps, prepared.path, prepared.duration, settings.encode)
+                writer.write(frame)
+        report("encode", 1.0, str(video_path))
+        with stopwatch("encode"):
+            writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+
+    timings = {stage: round(seconds, 3) for stage, seconds in stopwatch.seconds.items()}
+    timings["total"] = round(time.perf_counter() - started, 3)
+    notes: list[str] = []
+    if stats["frames_without_face"]:
+        notes.append(f"{stats['frames_without_face']} of {stats['frames']} frames had no face and were left as they were")
+        log.warning("%s: %s", video_path.name, notes[-1])
+    per_stage = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in timings.items())
+    log.info("wrote %s: %d frames at %.3f fps in %s", out, stats["frames"], float(fps), per_stage)
+    report("done", 1.0, str(video_path))
+    return GenerateResult(
+        output=out, audio=prepared.path, video=video_path, engine=engine.describe(), frames=stats["frames"],
+        frames_without_face=stats["frames_without_face"], fps=float(fps), width=width, height=height,
+        duration=stats["frames"] / float(fps), timings=timings, notes=notes,
+    )

