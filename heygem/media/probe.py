@@ -1,0 +1,201 @@
+"""What an input file is, decided by its content (never its extension), through ffprobe."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from heygem.errors import InputError
+from heygem.media.ffmpeg import ffprobe_exe, probe_argv, run_ffmpeg
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_FACES = "a video (mp4, mov, mkv, webm, avi) or a photo (jpg, png, webp)"
+ACCEPTED_SPEECH = "an audio file (wav, mp3, m4a, aac, flac, ogg, aiff) or a video with a soundtrack"
+ACCEPTED_ANY = f"{ACCEPTED_FACES}, or {ACCEPTED_SPEECH}"
+
+# Codecs of still images: a stream of one of these with no duration (or one frame) is a photo.
+_IMAGE_CODECS = {"png", "mjpeg", "jpegls", "webp", "bmp", "tiff", "jpeg2000", "jpegxl", "qoi", "ppm", "pgm",
+                 "pam", "sgi", "targa", "gif"}
+# Above this an avg_frame_rate is a container artefact (e.g. 90000/1 time bases), not a frame rate.
+_MAX_FPS = Fraction(1000)
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """One probed input file.
+
+    width/height: display size, i.e. after rotation (swapped when rotated by 90 or 270 degrees) and, for
+        photos, after EXIF orientation; 0 for audio.
+    fps: video frame rate (avg_frame_rate when sane, else r_frame_rate); None for photos and audio.
+    duration: seconds of the video stream (of the audio for audio files); 0 for photos.
+    frame_count: estimated round(duration * fps) for video, 1 for photos, 0 for audio.
+    rotation: counterclockwise degrees the player turns the picture (0, 90, 180, 270), as ffprobe's
+        display matrix reports it; 0 for photos (their orientation is applied to width/height already).
+    """
+
+    path: Path
+    kind: Literal["video", "image", "audio"]
+    width: int
+    height: int
+    fps: Fraction | None
+    duration: float
+    frame_count: int
+    has_audio: bool
+    audio_duration: float | None
+    rotation: int
+    video_codec: str | None
+    audio_codec: str | None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def _rate(value: Any) -> Fraction | None:
+    """ffprobe's ``N/D`` rate, or None when it is 0/0, missing or absurd."""
+    try:
+        rate = Fraction(str(value))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return rate if 0 < rate <= _MAX_FPS else None
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    """Counterclockwise display rotation in [0, 360), snapped to a multiple of 90."""
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            degrees = float(side["rotation"])
+            break
+    else:
+        tag = (stream.get("tags") or {}).get("rotate")
+        if tag is None:
+            return 0
+        # The legacy tag (ffprobe < 5) is clockwise; the display matrix is counterclockwise.
+        degrees = -float(tag)
+    return int(round(degrees / 90.0)) * 90 % 360
+
+
+def _is_image(fmt: dict[str, Any], stream: dict[str, Any]) -> bool:
+    format_names = set(str(fmt.get("format_name", "")).split(","))
+    if any(name in ("image2", "image2pipe") or name.endswith("_pipe") for name in format_names):
+        return True
+    frames = stream.get("nb_frames")
+    single = _float(stream.get("duration")) is None or (frames is not None and str(frames) in ("0", "1"))
+    return stream.get("codec_name") in _IMAGE_CODECS and single
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """Display size of a photo as iter_frames will yield it (EXIF orientation applied)."""
+    image = read_image(path)
+    return image.shape[1], image.shape[0]
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A photo as BGR uint8 (H, W, 3), EXIF orientation applied; InputError if it cannot be decoded."""
+    # np.fromfile + imdecode: cv2.imread cannot open non-ASCII paths on Windows.
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise InputError(path, "could not be decoded as a photo (corrupt, truncated or not an image); "
+                               "accepted photos: jpg, png, webp, bmp, tiff")
+    return image
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(path, f"does not exist; give {ACCEPTED_ANY}")
+    if path.is_dir():
+        raise InputError(path, f"is a folder, not a file; give {ACCEPTED_ANY}")
+    if path.stat().st_size == 0:
+        raise InputError(path, f"is empty (0 bytes); give {ACCEPTED_ANY}")
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Probe ``path`` and classify it as video, image or audio by content; InputError if it is none."""
+    path = Path(path)
+    _check_file(path)
+    raw = run_ffmpeg(probe_argv(ffprobe_exe(), path), subject=path)
+    try:
+        data = json.loads(raw or b"{}")
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"could not be probed (ffprobe printed no JSON); give {ACCEPTED_ANY}") from exc
+    fmt: dict[str, Any] = data.get("format") or {}
+    streams: list[dict[str, Any]] = data.get("streams") or []
+    videos = [s for s in streams if s.get("codec_type") == "video"
+              and not (s.get("disposition") or {}).get("attached_pic")]
+    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    if not videos and not audios:
+        raise InputError(path, f"contains no video, image or audio stream; give {ACCEPTED_ANY}")
+
+    audio = audios[0] if audios else None
+    audio_duration = None
+    if audio is not None:
+        audio_duration = _float(audio.get("duration")) or _float(fmt.get("duration"))
+    audio_codec = audio.get("codec_name") if audio else None
+
+    if not videos:
+        if audio_duration is None:
+            raise InputError(path, f"has an audio stream of zero length; give {ACCEPTED_SPEECH}")
+        info = MediaInfo(path, "audio", 0, 0, None, audio_duration, 0, True, audio_duration, 0, None,
+                         audio_codec)
+        log.debug("probed %s", info)
+        return info
+
+    video = videos[0]
+    codec = video.get("codec_name")
+    if _is_image(fmt, video) and not audios:
+        width, height = _image_size(path)
+        info = MediaInfo(path, "image", width, height, None, 0.0, 1, False, None, 0, codec, None)
+        log.debug("probed %s", info)
+        return info
+
+    duration = _float(video.get("duration")) or _float(fmt.get("duration"))
+    if duration is None:
+        raise InputError(path, f"is a video of zero length (no duration); give {ACCEPTED_FACES}")
+    fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
+    if fps is None:
+        frames = _float(video.get("nb_frames"))
+        fps = Fraction(frames / duration).limit_denominator(1001) if frames else None
+    if fps is None or fps > _MAX_FPS:
+        raise InputError(path, f"is a video without a usable frame rate; give {ACCEPTED_FACES}")
+    width, height = int(video.get("width") or 0), int(video.get("height") or 0)
+    if width <= 0 or height <= 0:
+        raise InputError(path, f"is a video without a picture size; give {ACCEPTED_FACES}")
+    rotation = _rotation(video)
+    if rotation in (90, 270):
+        width, height = height, width
+    info = MediaInfo(path, "video", width, height, fps, duration, max(1, round(duration * fps)),
+                     audio is not None, audio_duration, rotation, codec, audio_codec)
+    log.debug("probed %s", info)
+    return info
+
+
+def require_video_source(info: MediaInfo) -> MediaInfo:
+    """The file that gives the faces must be a video or a photo."""
+    if info.kind not in ("video", "image"):
+        raise InputError(info.path, f"is audio only; the face comes from {ACCEPTED_FACES}")
+    return info
+
+
+def require_audio_source(info: MediaInfo) -> MediaInfo:
+    """The file that gives the speech needs an audio stream (a video's soundtrack counts)."""
+    if not info.has_audio:
+        what = "photo" if info.kind == "image" else "video"
+        raise InputError(info.path, f"is a {what} that has no audio stream; the speech comes from {ACCEPTED_SPEECH}")
+    return info
+

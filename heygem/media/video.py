@@ -1,0 +1,84 @@
+"""Frames of a video (or the one frame of a photo), streamed from ffmpeg at a constant rate."""
+from __future__ import annotations
+
+import logging
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import IO
+
+import numpy as np
+
+from heygem.errors import FFmpegError, InputError
+from heygem.media.ffmpeg import INSTALL_HINT, failure, ffmpeg_exe, video_decode_argv
+from heygem.media.probe import MediaInfo, read_image
+
+log = logging.getLogger(__name__)
+
+
+def _read_exact(stream: IO[bytes], buffer: bytearray) -> int:
+    """Fill ``buffer`` from ``stream``; fewer bytes only at end of stream. A pipe may return short reads."""
+    view = memoryview(buffer)
+    filled = 0
+    while filled < len(buffer):
+        got = stream.readinto(view[filled:])
+        if not got:
+            break
+        filled += got
+    return filled
+
+
+def iter_frames(info: MediaInfo, fps: Fraction) -> Iterator[np.ndarray]:
+    """BGR uint8 frames (info.height, info.width, 3) at the constant rate ``fps``.
+
+    Video frames are streamed from an ffmpeg pipe, one at a time, never the whole video. ffmpeg is killed and
+    reaped when the generator is closed early or fails. A photo yields its single frame once.
+    """
+    if info.kind == "image":
+        yield read_image(info.path)
+        return
+    if info.kind != "video":
+        raise InputError(info.path, "is audio only; frames come from a video or a photo")
+    yield from _stream_video(info, Fraction(fps))
+
+
+def _stream_video(info: MediaInfo, fps: Fraction) -> Iterator[np.ndarray]:
+    argv = video_decode_argv(ffmpeg_exe(), info.path, fps)
+    shape = (info.height, info.width, 3)
+    frame_bytes = info.height * info.width * 3
+    log.debug("decoding %s at %s fps, %dx%d: %s", info.path, fps, info.width, info.height,
+              subprocess.list2cmdline(argv))
+    # stderr goes to a file, not a pipe: a pipe nobody reads fills up and would stall ffmpeg.
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+                                    bufsize=frame_bytes)
+        except OSError as exc:
+            raise FFmpegError(f"{argv[0]} could not be started: {exc}; {INSTALL_HINT}") from exc
+        count = 0
+        try:
+            assert proc.stdout is not None
+            while True:
+                buffer = bytearray(frame_bytes)
+                got = _read_exact(proc.stdout, buffer)
+                if got < frame_bytes:
+                    break
+                count += 1
+                yield np.frombuffer(buffer, dtype=np.uint8).reshape(shape)
+            returncode = proc.wait()
+            if returncode != 0:
+                errors.seek(0)
+                raise failure(argv, returncode, errors.read(), info.path)
+            if got:
+                raise FFmpegError(f"{info.path}: ffmpeg ended inside frame {count + 1} ({got} of {frame_bytes} "
+                                  f"bytes); the decoded size is not the probed {info.width}x{info.height}")
+            if count == 0:
+                raise InputError(info.path, "is a video in which no frame could be decoded")
+            log.debug("decoded %d frames from %s", count, info.path)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            if proc.stdout is not None:
+                proc.stdout.close()
+            proc.wait()

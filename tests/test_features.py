@@ -1,0 +1,95 @@
+"""heygem.features: the Wav2Lip mel recipe against the original's golden output, and the per-frame windows."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from heygem.features import MelChunks, frame_count, mel_spectrogram
+from heygem.media.audio import load_audio
+from heygem.media.probe import probe
+
+RATES = [Fraction(25), Fraction(30), Fraction(1350, 61)]
+
+
+@pytest.fixture(scope="module")
+def demo_mel(media: Path) -> np.ndarray:
+    return mel_spectrogram(load_audio(media / "latentsync/demo1_audio.wav"))
+
+
+def test_mel_matches_original_golden(demo_mel: np.ndarray, reference: Path) -> None:
+    golden = np.load(reference / "golden_mel_demo1_audio.npy")
+    assert demo_mel.dtype == np.float32
+    assert demo_mel.shape == golden.shape == (80, 769)
+    assert np.abs(demo_mel - golden).max() <= 1e-3
+
+
+def test_mel_range_and_silence() -> None:
+    silence = mel_spectrogram(np.zeros(16000, np.float32))
+    assert silence.shape == (80, 81)  # 80 columns per second, centred frames
+    assert np.all(silence == -4.0)  # silence is the bottom of the range: what short mels are padded with
+    noise = mel_spectrogram(np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1)
+    assert noise.min() >= -4.0 and noise.max() <= 4.0
+
+
+def test_mel_rejects_stereo() -> None:
+    with pytest.raises(ValueError, match="mono"):
+        mel_spectrogram(np.zeros((2, 1600), np.float32))
+
+
+@pytest.mark.parametrize("fps", RATES)
+def test_chunks_follow_original_indexing(demo_mel: np.ndarray, fps: Fraction) -> None:
+    n = frame_count(153600, fps)  # 9.6 s at 16 kHz
+    chunks = MelChunks(demo_mel, fps, n)
+    assert len(chunks) == n
+    last_full = None
+    for i in range(n):
+        start = int(i * 80 / fps)
+        chunk = chunks[i]
+        assert chunk.shape == (80, 16) and chunk.dtype == np.float32
+        if start + 16 <= demo_mel.shape[1]:
+            np.testing.assert_array_equal(chunk, demo_mel[:, start:start + 16])
+            last_full = i
+        else:
+            # The original stops here; the rest of the frames reuse the final window so the audio is covered.
+            np.testing.assert_array_equal(chunk, demo_mel[:, -16:])
+    assert last_full is not None and last_full < n - 1  # the clamped tail was exercised
+    np.testing.assert_array_equal(chunks[-1], chunks[n - 1])
+    with pytest.raises(IndexError):
+        chunks[n]
+
+
+@pytest.mark.parametrize("fps", RATES)
+def test_frame_count_covers_the_audio(media: Path, fps: Fraction) -> None:
+    wav = load_audio(media / "latentsync/demo1_audio.wav")
+    n = frame_count(len(wav), fps)
+    assert abs(n / fps - probe(media / "latentsync/demo1_audio.wav").audio_duration) <= 1 / fps
+    assert frame_count(1, fps) == 1  # even a click gets a frame
+
+
+def test_frame_count_values() -> None:
+    assert frame_count(16000 * 4, Fraction(25)) == 100
+    assert frame_count(153600, Fraction(1350, 61)) == round(9.6 * 1350 / 61)
+    assert frame_count(44100, Fraction(30000, 1001), sample_rate=44100) == 30
+
+
+def test_batch_stacks_chunks(demo_mel: np.ndarray) -> None:
+    chunks = MelChunks(demo_mel, Fraction(25), 240)
+    batch = chunks.batch([0, 7, 239])
+    assert batch.shape == (3, 80, 16) and batch.dtype == np.float32
+    np.testing.assert_array_equal(batch[1], chunks[7])
+    np.testing.assert_array_equal(chunks[0:4], chunks.batch(range(4)))
+    assert chunks.batch([]).shape == (0, 80, 16)
+
+
+def test_short_audio_padded_with_silence() -> None:
+    mel = mel_spectrogram(np.random.default_rng(1).standard_normal(1600).astype(np.float32) * 0.1)  # 0.1 s
+    assert mel.shape[1] < 16
+    chunks = MelChunks(mel, Fraction(25), frame_count(1600, Fraction(25)))
+    assert len(chunks) == 2
+    first = chunks[0]
+    assert first.shape == (80, 16)
+    np.testing.assert_array_equal(first[:, :mel.shape[1]], mel)
+    assert np.all(first[:, mel.shape[1]:] == -4.0)
