@@ -8,7 +8,7 @@ from pathlib import Path
 
 from heygem.errors import HeyGemError
 from heygem.pipeline import generate, prepare_audio
-from heygem.settings import BlendOptions, DetectionOptions, EncodeOptions, EngineOptions, Settings
+from heygem.settings import LOGS_DIR, OUTPUTS_DIR, BlendOptions, DetectionOptions, EncodeOptions, EngineOptions, Settings
 
 log = logging.getLogger("heygem.cli")
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen = commands.add_parser("generate", help="make lip-synced videos", description="Re-sync the mouth in each video or photo to the speech.")
     gen.add_argument("--audio", required=True, type=Path, help="speech: any audio file, or a video whose soundtrack to use")
     gen.add_argument("--video", required=True, type=Path, action="append", help="a video or photo of a face; repeat for several")
-    gen.add_argument("--out", type=Path, default=Path("outputs"), help="output folder, or an .mp4 path for a single video (default: outputs/)")
+    gen.add_argument("--out", type=Path, default=OUTPUTS_DIR, help="output folder, or an .mp4 path for a single video (default: outputs/)")
     engine = gen.add_argument_group("engine")
     engine.add_argument("--engine", default="auto", help="auto (default), wav2lip")
     engine.add_argument("--checkpoint", type=Path, help="Wav2Lip checkpoint (default: checkpoints/wav2lip_gan.pth, then checkpoints/wav2lip.pth)")
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--length", choices=["pingpong", "loop"], default="pingpong", help="when the speech is longer than the video (default pingpong)")
     out.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     out.add_argument("--preset", default="medium", help="x264 speed preset (default medium)")
-    gen.add_argument("--log-dir", type=Path, default=Path("logs"), help="where heygem.log goes (default logs/)")
+    gen.add_argument("--log-dir", type=Path, default=LOGS_DIR, help="where heygem.log goes (default logs/)")
     gen.add_argument("-v", "--verbose", action="store_true", help="show the full log on the terminal")
     return parser
 

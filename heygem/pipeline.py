@@ -283,6 +283,8 @@ def iter_synced_frames(
                     blend.paste(frame.image, mouth, box, settings.blend.mode, settings.blend.feather)
         for frame, box in pending:
             yield frame.index, frame.image, box
+        if progress and pending:
+            progress("lip-sync", (pending[-1][0].index + 1) / total, str(video.path))
         pending.clear()
 
     try:
@@ -295,8 +297,6 @@ def iter_synced_frames(
             pending.append((frame, box))
             if len(pending) >= max_pending:
                 yield from flush()
-                if progress:
-                    progress("lip-sync", (frame.index + 1) / total, str(video.path))
         yield from flush()
     finally:
         source.close()

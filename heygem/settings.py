@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-DEFAULT_CHECKPOINTS = (Path("checkpoints/wav2lip_gan.pth"), Path("checkpoints/wav2lip.pth"))
+# The project's own folders, wherever the command is started from.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS_DIR = PROJECT_ROOT / "checkpoints"
+OUTPUTS_DIR = PROJECT_ROOT / "outputs"
+LOGS_DIR = PROJECT_ROOT / "logs"
+DEFAULT_CHECKPOINTS = (CHECKPOINTS_DIR / "wav2lip_gan.pth", CHECKPOINTS_DIR / "wav2lip.pth")
 
 
 @dataclass
@@ -90,4 +95,4 @@ class Settings:
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     length_policy: Literal["pingpong", "loop"] = "pingpong"
     still_fps: int = 25
-    out_dir: Path = Path("outputs")
+    out_dir: Path = OUTPUTS_DIR

@@ -13,6 +13,7 @@ import numpy as np
 
 from heygem.errors import EngineError
 from heygem.faces.base import Face, FaceDetector
+from heygem.settings import CHECKPOINTS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ def find_s3fd_weights(explicit: Path | None) -> Path:
     import torch.hub
 
     candidates = [Path(explicit)] if explicit else []
-    candidates += [Path("checkpoints") / WEIGHTS_NAME, Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_NAME]
+    candidates += [CHECKPOINTS_DIR / WEIGHTS_NAME, Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_NAME]
     for path in candidates:
         if path.is_file():
             return path

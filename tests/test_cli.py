@@ -1,0 +1,69 @@
+"""The command line, run as a user runs it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from heygem import engines
+from heygem.cli import build_parser, settings_from_args
+from heygem.errors import CheckpointError
+from heygem.media.probe import probe
+from heygem.settings import EngineOptions
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "heygem", "generate", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_one_bad_video_fails_alone(media: Path, test_checkpoint: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.mov"
+    bad.write_bytes(b"\x00" * 1000)
+    done = run_cli("--audio", str(media / "speechrecognition/french.aiff"), "--video", str(bad),
+                   "--video", str(media / "skimage/astronaut.png"), "--out", str(tmp_path / "out"),
+                   "--checkpoint", str(test_checkpoint), "--preset", "ultrafast", "--log-dir", str(tmp_path / "logs"))
+    assert done.returncode == 1
+    assert "broken.mov" in done.stderr
+    outputs = list((tmp_path / "out").glob("*.mp4"))
+    assert [p.name for p in outputs] == ["astronaut__french.mp4"]
+    assert str(outputs[0]) in done.stdout and "engine wav2lip" in done.stdout
+    assert abs(probe(outputs[0]).duration - probe(media / "speechrecognition/french.aiff").duration) <= 1 / 25
+    log = (tmp_path / "logs/heygem.log").read_text()
+    assert "Traceback" in log and "broken.mov" in log  # the full story is in the log file
+
+
+def test_missing_checkpoint_says_where_to_put_one(media: Path, tmp_path: Path) -> None:
+    done = run_cli("--audio", str(media / "speechrecognition/english.wav"), "--video", str(media / "skimage/astronaut.png"),
+                   "--engine", "wav2lip", "--checkpoint", str(tmp_path / "nowhere.pth"), "--out", str(tmp_path), "--log-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert "nowhere.pth" in done.stderr and "checkpoints/" in done.stderr
+    assert not list(tmp_path.glob("*.mp4"))
+
+
+def test_auto_without_any_checkpoint_refuses_with_directions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(engines, "DEFAULT_CHECKPOINTS", (tmp_path / "wav2lip_gan.pth", tmp_path / "wav2lip.pth"))
+    with pytest.raises(CheckpointError, match="checkpoints/"):
+        engines.create_engine(EngineOptions(engine="auto"))
+
+
+def test_options_reach_the_settings() -> None:
+    args = build_parser().parse_args(
+        ["generate", "--audio", "a.wav", "--video", "v.mp4", "--face", "2", "--box", "1", "2", "3", "4", "--blend", "hard",
+         "--length", "loop", "--crf", "23", "--device", "cpu", "--batch-size", "8", "--detector", "s3fd", "--smooth", "1",
+         "--out", "result.mp4"]
+    )
+    settings = settings_from_args(args)
+    assert settings.detection.face == 2 and settings.detection.box == (1, 2, 3, 4) and settings.detection.detector == "s3fd"
+    assert settings.detection.smooth_window == 1
+    assert settings.blend.mode == "hard" and settings.length_policy == "loop" and settings.encode.crf == 23
+    assert settings.engine.device == "cpu" and settings.engine.batch_size == 8
+    assert settings.out_dir == Path(".")
+
+
+def test_bad_face_option_is_explained() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["generate", "--audio", "a.wav", "--video", "v.mp4", "--face", "biggest"])

@@ -1,0 +1,148 @@
+"""The whole run, as a user sees it: durations, frame rates, untouched pixels, faces, errors."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_clip
+from heygem.errors import InputError, NoFaceError
+from heygem.media.probe import probe
+from heygem.media.video import iter_frames
+from heygem.pipeline import default_output, generate, iter_synced_frames, prepare_audio, source_index
+from heygem.engines import create_engine
+
+SPEECH = "speechrecognition/english.wav"  # 2.74 s: short runs
+VIDEOS = [
+    "latentsync/demo1_video.mp4",  # 1080x1920 HEVC portrait, small face
+    "liveportrait/d0.mp4",  # no audio track
+    "liveportrait/d13.mp4",  # 720x1280 at 30 fps
+    "liveportrait/d19.mp4",
+    "musetalk/yongen.mp4",  # anime face: YuNet finds it, so it is synced like any face
+    "sadtalker/WDA_KatieHill_000.mp4",  # MPEG-4 part 2
+    "videoretalking/1.mp4",  # variable frame rate
+    "videoretalking/2.mp4",
+]
+PHOTOS = ["insightface/t1.jpg", "insightface/Tom_Hanks_54745.png", "sadtalker/people_0.png", "skimage/astronaut.png"]
+
+
+@pytest.fixture(scope="module")
+def speech(media: Path):
+    return prepare_audio(media / SPEECH)
+
+
+def test_source_index_pingpong_and_loop() -> None:
+    assert [source_index(i, 4, "pingpong") for i in range(10)] == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
+    assert [source_index(i, 4, "loop") for i in range(10)] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    assert [source_index(i, 1, "pingpong") for i in range(3)] == [0, 0, 0]
+
+
+def test_default_output_never_overwrites_and_strips_paths(tmp_path: Path) -> None:
+    first = default_output(Path("/x/../My Talk (v2).mov"), Path("speech.m4a"), tmp_path)
+    assert first == tmp_path / "My_Talk_v2__speech.mp4"
+    first.write_bytes(b"earlier result")
+    assert default_output(Path("My Talk (v2).mov"), Path("speech.m4a"), tmp_path) == tmp_path / "My_Talk_v2__speech-1.mp4"
+
+
+@pytest.mark.parametrize("name", VIDEOS + PHOTOS)
+def test_every_face_video_and_photo_gives_a_synced_mp4(media: Path, speech, settings, name: str) -> None:
+    source = probe(media / name)
+    result = generate(speech, media / name, settings=settings)
+    out = probe(result.output)
+    fps = source.fps if source.kind == "video" else Fraction(25)
+    assert out.kind == "video" and out.has_audio and out.video_codec == "h264" and out.audio_codec == "aac"
+    assert (out.width, out.height) == (source.width, source.height)
+    assert out.fps == fps
+    assert abs(out.duration - speech.duration) <= 1 / fps
+    assert abs(result.frames / fps - speech.duration) <= 1 / fps
+    assert result.frames_without_face == 0
+    assert result.engine.startswith("wav2lip")
+    assert not [p for p in result.output.parent.iterdir() if "partial" in p.name]
+
+
+def test_pixels_outside_the_face_and_frames_without_a_face_are_untouched(media: Path, speech, settings, tmp_path: Path) -> None:
+    # 3 s of d19 (cut to the 2.74 s speech) with its first 10 frames blacked out: those have no face.
+    clip = make_clip(tmp_path / "gap.mp4", "-i", str(media / "liveportrait/d19.mp4"), "-t", "3",
+                     "-vf", "drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='lt(n,10)'", "-an", "-c:v", "libx264", "-crf", "10")
+    info = probe(clip)
+    engine = create_engine(settings.engine)
+    stats: dict[str, int] = {}
+    originals = iter_frames(info, info.fps)
+    changed_frames = 0
+    for index, frame, box in iter_synced_frames(speech, info, engine, settings, stats):
+        original = next(originals)
+        if index < 10:
+            assert box is None and np.array_equal(frame, original)
+            continue
+        assert box is not None
+        x1, y1, x2, y2 = box
+        outside = np.ones(frame.shape[:2], bool)
+        outside[y1:y2, x1:x2] = False
+        assert np.array_equal(frame[outside], original[outside])
+        changed_frames += not np.array_equal(frame, original)
+    assert stats["frames_without_face"] == 10
+    assert changed_frames >= 0.9 * (stats["frames"] - 10)
+    originals.close()
+
+
+def test_speech_longer_than_the_video_continues_by_pingpong(media: Path, settings, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "short.mp4", "-i", str(media / "liveportrait/d19.mp4"), "-t", "1", "-an", "-c:v", "libx264", "-crf", "10")
+    info = probe(clip)
+    speech = prepare_audio(media / SPEECH)  # 2.74 s against 1 s of video
+    originals = list(iter_frames(info, info.fps))
+    n = len(originals)
+    engine = create_engine(settings.engine)
+    outputs = {index: (frame, box) for index, frame, box in iter_synced_frames(speech, info, engine, settings)}
+    assert len(outputs) == round(speech.duration * float(info.fps))
+    for index in (n, n + 5, 2 * n - 2, 2 * n + 3):
+        frame, (x1, y1, x2, y2) = outputs[index]
+        source = originals[source_index(index, n, "pingpong")]
+        assert np.array_equal(frame[:y1], source[:y1])  # everything above the face box is that source frame's
+
+
+def test_group_photo_syncs_the_largest_face_or_the_one_asked_for(media: Path, speech, settings) -> None:
+    info = probe(media / "insightface/t1.jpg")
+    engine = create_engine(settings.engine)
+    largest = next(iter_synced_frames(speech, info, engine, settings))[2]
+    settings.detection.face = 0
+    leftmost = next(iter_synced_frames(speech, info, engine, settings))[2]
+    assert leftmost[0] < 200 < largest[0]  # the leftmost face is at x~60, the largest at x~465
+    settings.detection.face = 9
+    with pytest.raises(NoFaceError, match="t1.jpg.*face number 9"):
+        next(iter_synced_frames(speech, info, engine, settings))
+
+
+def test_a_video_without_any_face_fails_naming_the_file(speech, settings, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "test-pattern.mp4", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=1", "-c:v", "libx264")
+    with pytest.raises(NoFaceError, match="test-pattern.mp4: no face found"):
+        generate(speech, clip, settings=settings)
+    assert list(tmp_path.glob("*__*")) == [] and not list(tmp_path.glob(".*partial*"))
+
+
+def test_bad_inputs_are_named(media: Path, speech, settings, tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(InputError, match="notes.mp4"):
+        generate(speech, text, settings=settings)
+    with pytest.raises(InputError, match="english.wav: has no picture"):
+        generate(speech, media / SPEECH, settings=settings)
+    with pytest.raises(InputError, match="d0.mp4: has no audio stream"):
+        prepare_audio(media / "liveportrait/d0.mp4")
+
+
+def test_a_video_as_the_speech_uses_its_soundtrack(media: Path, settings) -> None:
+    speech = prepare_audio(media / "videoretalking/2.mp4")
+    result = generate(speech, media / "sadtalker/people_0.png", settings=settings)
+    assert abs(probe(result.output).duration - speech.duration) <= 1 / 25
+
+
+def test_progress_reports_stages_and_file(media: Path, speech, settings) -> None:
+    seen: list[tuple[str, float, str]] = []
+    generate(speech, media / "sadtalker/people_0.png", settings=settings, progress=lambda *event: seen.append(event))
+    stages = [stage for stage, _, _ in seen]
+    assert stages[0] == "probe" and stages[-1] == "done" and "lip-sync" in stages
+    fractions = [f for stage, f, _ in seen if stage == "lip-sync"]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert all(file.endswith("people_0.png") for _, _, file in seen)
