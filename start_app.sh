@@ -10,8 +10,9 @@ VENV=.venv
 
 install() {
     local requirements=${1:-requirements.txt}
-    if ! "$PYTHON" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 13)))' 2>/dev/null; then
-        echo "HeyGem needs Python 3.11 to 3.13 (found: $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+    # Python 3.11: the face detector's wheel (yuface) and this machine's torch wheel are built for it.
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+        echo "HeyGem needs Python 3.11 (found: $("$PYTHON" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
         exit 1
     fi
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
