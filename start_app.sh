@@ -19,10 +19,11 @@ install() {
     # Re-install only when a requirements file changed since the last successful install.
     local stamp="$VENV/.installed-${requirements//\//-}"
     local digest
-    digest=$(cat requirements.txt "$requirements" | sha256sum | cut -d' ' -f1)
+    digest=$(cat requirements.txt requirements-nodeps.txt "$requirements" | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
         echo "Installing HeyGem's packages into $VENV (first run takes a few minutes)..." >&2
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
         echo "$digest" > "$stamp"
     fi
 }

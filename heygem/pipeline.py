@@ -21,6 +21,7 @@ import numpy as np
 
 from heygem import blend
 from heygem.engines import Engine, create_engine
+from heygem.engines.base import EngineJob
 from heygem.errors import InputError, NoFaceError
 from heygem.faces import Face, get_detector
 from heygem.faces.track import crop_box, select_face, smooth_faces
@@ -237,6 +238,7 @@ def iter_synced_frames(
     chunks = MelChunks(audio.mel, fps, total)
     stats.update(frames=total, frames_without_face=0)
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
+    engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det))
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir)
     faces_by_source: dict[int, Face | None] = {}
@@ -276,8 +278,9 @@ def iter_synced_frames(
             # Plain bilinear resize of the crop, as the checkpoints saw in training and in the original.
             crops = np.stack([cv2.resize(f.image[b[1]:b[3], b[0]:b[2]], (size, size)) for f, b in with_box])
             mels = np.stack([chunks[f.index] for f, _ in with_box]).astype(np.float32)
+            indices = np.array([f.index for f, _ in with_box])
             with stopwatch("synthesis"):
-                mouths = engine.synthesize(crops, mels)
+                mouths = engine.synthesize(crops, mels, indices)
             with stopwatch("blend"):
                 for (frame, box), mouth in zip(with_box, mouths):
                     blend.paste(frame.image, mouth, box, settings.blend.mode, settings.blend.feather)
@@ -293,7 +296,7 @@ def iter_synced_frames(
             if face is None:
                 stats["frames_without_face"] += 1
             else:
-                box = crop_box(face, frame.image.shape[1], frame.image.shape[0], det.pads)
+                box = crop_box(face, frame.image.shape[1], frame.image.shape[0], det.pads, engine.crop_margin)
             pending.append((frame, box))
             if len(pending) >= max_pending:
                 yield from flush()

@@ -2,24 +2,47 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import ClassVar
 
 import numpy as np
+
+from heygem.media.probe import MediaInfo
+from heygem.settings import DetectionOptions
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """What an engine may look at once per video, before its frames arrive."""
+
+    video: MediaInfo  # the source video or photo
+    samples: np.ndarray  # the speech, float32 mono at 16 kHz
+    mel: np.ndarray  # its mel spectrogram (80, T)
+    fps: Fraction  # output frame rate
+    frames: int  # output frame count
+    detection: DetectionOptions  # how the pipeline finds and picks the face
 
 
 class Engine(ABC):
     """A lip-sync engine. Loaded once, reused for every job.
 
-    The pipeline hands it batches of face crops (already resized to ``crop_size``) with the mel chunk of
-    each crop's output frame, and pastes back whatever it returns.
+    The pipeline hands it batches of face crops (the face box plus ``crop_margin`` of its size on every
+    side, resized to ``crop_size``) with the mel chunk and output frame number of each, and pastes back
+    whatever it returns over the lower face.
     """
 
     name: ClassVar[str]
     crop_size: ClassVar[int]
+    crop_margin: ClassVar[float] = 0.0
+
+    def start(self, job: EngineJob) -> None:
+        """Get ready for one video (e.g. study the source's own mouths). Default: nothing to do."""
 
     @abstractmethod
-    def synthesize(self, crops: np.ndarray, mel_chunks: np.ndarray) -> np.ndarray:
-        """crops: (B, S, S, 3) uint8 BGR; mel_chunks: (B, 80, 16) float32 -> (B, S, S, 3) uint8 BGR."""
+    def synthesize(self, crops: np.ndarray, mel_chunks: np.ndarray, frame_indices: np.ndarray | None = None) -> np.ndarray:
+        """crops: (B, S, S, 3) uint8 BGR; mel_chunks: (B, 80, 16) float32; frame_indices: (B,) output frame
+        numbers -> (B, S, S, 3) uint8 BGR."""
 
     def describe(self) -> str:
         """One line for logs and results: which engine, on what."""

@@ -167,7 +167,7 @@ class Wav2LipEngine(Engine):
         precision = "fp16" if self.fp16 else "fp32"
         return f"{self.name} ({self.checkpoint.name} on {self.device}, {precision}, batch {self.batch_size})"
 
-    def synthesize(self, crops: np.ndarray, mel_chunks: np.ndarray) -> np.ndarray:
+    def synthesize(self, crops: np.ndarray, mel_chunks: np.ndarray, frame_indices: np.ndarray | None = None) -> np.ndarray:
         """crops (B, 96, 96, 3) uint8 BGR, mel_chunks (B, 80, 16) float32 -> new crops (B, 96, 96, 3) uint8 BGR."""
         crops, mel_chunks = self._validate(crops, mel_chunks)
         total = crops.shape[0]

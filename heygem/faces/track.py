@@ -75,7 +75,9 @@ def smooth_faces(items: Iterable[tuple[T, Face | None]], window: int) -> Iterato
         position += 1
 
 
-def crop_box(face: Face, frame_width: int, frame_height: int, pads: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+def crop_box(
+    face: Face, frame_width: int, frame_height: int, pads: tuple[int, int, int, int], margin: float = 0.0
+) -> tuple[int, int, int, int]:
     """The Wav2Lip crop (x1, y1, x2, y2) for a detector box.
 
     The checkpoints were trained on S3FD boxes, cropped with padding (top 0, bottom 10 px by default, which
@@ -84,8 +86,13 @@ def crop_box(face: Face, frame_width: int, frame_height: int, pads: tuple[int, i
     that line, so the box is used as the S3FD box unchanged and the original's pixel padding is applied on
     top. This mapping is reasoned, not fitted: S3FD's weights cannot be fetched on this machine. Users who
     have them can run ``--detector s3fd`` and get the trained convention exactly.
+
+    ``margin`` widens the box by that fraction of its size on every side, for engines that want context.
     """
     top, bottom, left, right = pads
+    if margin:
+        grow_x, grow_y = margin * face.width, margin * face.height
+        face = Face(face.x1 - grow_x, face.y1 - grow_y, face.x2 + grow_x, face.y2 + grow_y, face.score)
     x1 = max(0, int(round(face.x1)) - left)
     y1 = max(0, int(round(face.y1)) - top)
     x2 = min(frame_width, int(round(face.x2)) + right)
