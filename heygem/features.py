@@ -106,3 +106,50 @@ class MelChunks(Sequence[np.ndarray]):
         if not chunks:
             return np.empty((0, N_MELS, MEL_STEP), dtype=np.float32)
         return np.stack(chunks)
+
+
+# ---- speech loudness per video frame (drives the built-in engine's mouth; the sync measurement's audio side) --
+
+VOICE_BAND_HZ = (300.0, 3000.0)  # where voiced speech carries its energy; hum, rumble and hiss fall outside
+VOICE_FLOOR_DB = -120.0  # 20 * log10(1e-6): the value of silence (and of frames past the end of the audio)
+
+
+@functools.cache
+def _voice_band(sample_rate: int) -> np.ndarray:
+    from scipy.signal import butter
+
+    high = min(VOICE_BAND_HZ[1], 0.45 * sample_rate)  # stay below Nyquist for low sample rates
+    return butter(4, [VOICE_BAND_HZ[0], high], btype="band", fs=sample_rate, output="sos")
+
+
+def voice_envelope(samples: np.ndarray, fps: Fraction, n_frames: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Speech loudness of each video frame, in dB: float32 (n_frames,).
+
+    The waveform is band-passed to 300-3000 Hz (4th-order Butterworth, run forwards and backwards so the
+    envelope is not delayed against the picture), then frame i gets the RMS of the samples in its own time
+    window [i/fps, (i+1)/fps) as 20*log10(max(rms, 1e-6)). Silence, and frames past the end of the audio, give
+    the floor of -120 dB; full-scale speech is around -10 to -30 dB.
+    """
+    from scipy.signal import sosfiltfilt
+
+    fps = Fraction(fps)
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if n_frames < 0:
+        raise ValueError(f"n_frames must be >= 0, got {n_frames}")
+    wav = np.asarray(samples, dtype=np.float64)
+    if wav.ndim != 1:
+        raise ValueError(f"expected a mono waveform (1-D), got shape {wav.shape}")
+    sos = _voice_band(int(sample_rate))
+    if wav.size > 1:
+        # sosfiltfilt pads by up to ~3 filter lengths; shorter inputs get a shorter pad instead of an error.
+        wav = sosfiltfilt(sos, wav, padlen=min(wav.size - 1, 3 * (2 * len(sos) + 1)))
+    # Window bounds in samples with exact rational arithmetic: fps like 1350/61 must not drift.
+    bounds = np.array([min(wav.size, (i * int(sample_rate) * fps.denominator) // fps.numerator)
+                       for i in range(n_frames + 1)], dtype=np.int64)
+    energy = np.concatenate([[0.0], np.cumsum(wav * wav)])
+    counts = np.diff(bounds)
+    sums = np.maximum(energy[bounds[1:]] - energy[bounds[:-1]], 0.0)  # cumsum rounding can dip below 0
+    rms = np.sqrt(sums / np.maximum(counts, 1))
+    rms[counts == 0] = 0.0
+    return (20.0 * np.log10(np.maximum(rms, 1e-6))).astype(np.float32)
