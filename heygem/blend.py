@@ -24,18 +24,23 @@ def _ramp(n: int, start: float, width: float) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
-@lru_cache(maxsize=256)
-def lower_face_mask(height: int, width: int, feather: float) -> np.ndarray:
-    """(height, width, 1) float32 mask in [0, 1]: 1 over the mouth and jaw, fading out at every edge."""
-    vertical = _ramp(height, MASK_TOP, feather) * _ramp(height, 0.0, feather)[::-1]
+@lru_cache(maxsize=32)
+def lower_face_mask(height: int, width: int, feather: float, top: float = MASK_TOP) -> np.ndarray:
+    """(height, width, 1) float32 mask in [0, 1]: 1 over the mouth and jaw (from ``top`` of the height down),
+    fading out at every edge."""
+    vertical = _ramp(height, top, feather) * _ramp(height, 0.0, feather)[::-1]
     horizontal = _ramp(width, 0.0, feather) * _ramp(width, 0.0, feather)[::-1]
     mask = np.outer(vertical, horizontal).astype(np.float32)
     mask[mask < 1e-3] = 0.0  # exactly zero, so those pixels stay exactly as decoded
     return mask[:, :, None]
 
 
-def paste(frame: np.ndarray, generated: np.ndarray, box: tuple[int, int, int, int], mode: str = "feather", feather: float = 0.12) -> None:
-    """Blend ``generated`` (a square crop from the engine) into ``frame`` over ``box``, in place."""
+def paste(
+    frame: np.ndarray, generated: np.ndarray, box: tuple[int, int, int, int], mode: str = "feather",
+    feather: float = 0.12, top: float = MASK_TOP,
+) -> None:
+    """Blend ``generated`` (a square crop from the engine) into ``frame`` over ``box``, in place; the soft
+    mask starts at ``top`` (a fraction of the box height)."""
     x1, y1, x2, y2 = box
     width, height = x2 - x1, y2 - y1
     if width <= 0 or height <= 0:
@@ -45,6 +50,6 @@ def paste(frame: np.ndarray, generated: np.ndarray, box: tuple[int, int, int, in
     if mode == "hard":
         region[:] = patch
         return
-    mask = lower_face_mask(height, width, feather)
+    mask = lower_face_mask(height, width, feather, top)
     blended = region.astype(np.float32) + mask * (patch.astype(np.float32) - region.astype(np.float32))
     region[:] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)

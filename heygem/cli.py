@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--video", required=True, type=Path, action="append", help="a video or photo of a face; repeat for several")
     gen.add_argument("--out", type=Path, default=OUTPUTS_DIR, help="output folder, or an .mp4 path for a single video (default: outputs/)")
     engine = gen.add_argument_group("engine")
-    engine.add_argument("--engine", default="auto", help="auto (default), wav2lip")
+    engine.add_argument("--engine", default="auto", choices=["auto", "wav2lip", "builtin"], help="auto (default: wav2lip when a checkpoint is found, else builtin), wav2lip, builtin")
     engine.add_argument("--checkpoint", type=Path, help="Wav2Lip checkpoint (default: checkpoints/wav2lip_gan.pth, then checkpoints/wav2lip.pth)")
     engine.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps")
     engine.add_argument("--batch-size", type=int, help="faces per generator call (default: 128 on CUDA, 16 on CPU)")
@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     failures = 0
+    hinted = False
     for video in args.video:
         bar, update = _progress_bar()
         try:
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"failed: {video}: unexpected error ({e}); details in {log_file}", file=sys.stderr)
             continue
         bar.close()
+        if result.engine.startswith("builtin") and not hinted:
+            hinted = True
+            print("note: made with the built-in engine; for the neural Wav2Lip engine put wav2lip_gan.pth into checkpoints/", file=sys.stderr)
         extra = f" ({'; '.join(result.notes)})" if result.notes else ""
         print(f"{result.output}  [{result.frames} frames, {result.duration:.2f} s, engine {result.engine}, {result.timings['total']:.1f} s]{extra}")
     return 1 if failures else 0

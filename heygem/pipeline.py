@@ -283,7 +283,7 @@ def iter_synced_frames(
                 mouths = engine.synthesize(crops, mels, indices)
             with stopwatch("blend"):
                 for (frame, box), mouth in zip(with_box, mouths):
-                    blend.paste(frame.image, mouth, box, settings.blend.mode, settings.blend.feather)
+                    blend.paste(frame.image, mouth, box, settings.blend.mode, settings.blend.feather, engine.blend_top)
         for frame, box in pending:
             yield frame.index, frame.image, box
         if progress and pending:
@@ -346,8 +346,8 @@ def generate(
     out = Path(output) if output else default_output(video_path, prepared.path, settings.out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     fps = output_fps(info, settings)
-    log.info("generating %s from video %s and audio %s (%.2f s) with %s", out, video_path, prepared.path,
-             prepared.duration, engine.describe())
+    log.info("generating %s from video %s and audio %s (%.2f s) with the %s engine", out, video_path, prepared.path,
+             prepared.duration, engine.name)
 
     stats: dict[str, int] = {}
     stopwatch = _Stopwatch()
@@ -375,7 +375,7 @@ def generate(
         notes.append(f"{stats['frames_without_face']} of {stats['frames']} frames had no face and were left as they were")
         log.warning("%s: %s", video_path.name, notes[-1])
     per_stage = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in timings.items())
-    log.info("wrote %s: %d frames at %.3f fps in %s", out, stats["frames"], float(fps), per_stage)
+    log.info("wrote %s: %d frames at %.3f fps by %s in %s", out, stats["frames"], float(fps), engine.describe(), per_stage)
     report("done", 1.0, str(video_path))
     return GenerateResult(
         output=out, audio=prepared.path, video=video_path, engine=engine.describe(), frames=stats["frames"],

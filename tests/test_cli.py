@@ -44,10 +44,13 @@ def test_missing_checkpoint_says_where_to_put_one(media: Path, tmp_path: Path) -
     assert not list(tmp_path.glob("*.mp4"))
 
 
-def test_auto_without_any_checkpoint_refuses_with_directions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_auto_uses_wav2lip_only_when_a_checkpoint_is_there(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(engines, "DEFAULT_CHECKPOINTS", (tmp_path / "wav2lip_gan.pth", tmp_path / "wav2lip.pth"))
+    assert engines.resolve_engine_name(EngineOptions(engine="auto")) == "builtin"
     with pytest.raises(CheckpointError, match="checkpoints/"):
-        engines.create_engine(EngineOptions(engine="auto"))
+        engines.create_engine(EngineOptions(engine="wav2lip"))
+    (tmp_path / "wav2lip.pth").write_bytes(b"placed by the user")
+    assert engines.resolve_engine_name(EngineOptions(engine="auto")) == "wav2lip"
 
 
 def test_options_reach_the_settings() -> None:

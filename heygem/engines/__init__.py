@@ -9,11 +9,11 @@ from heygem.engines.base import Engine
 from heygem.errors import CheckpointError, EngineError
 from heygem.settings import DEFAULT_CHECKPOINTS, EngineOptions
 
-__all__ = ["ENGINES", "Engine", "create_engine", "find_checkpoint"]
+__all__ = ["ENGINES", "Engine", "create_engine", "find_checkpoint", "resolve_engine_name"]
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("wav2lip",)
+ENGINES = ("wav2lip", "builtin")
 
 NO_CHECKPOINT = (
     "No Wav2Lip checkpoint found: put wav2lip_gan.pth (or wav2lip.pth) from the Wav2Lip project into "
@@ -29,12 +29,13 @@ def find_checkpoint(explicit: Path | None) -> Path | None:
 
 
 def resolve_engine_name(options: EngineOptions) -> str:
-    """``auto`` becomes ``wav2lip`` when a checkpoint is present."""
+    """``auto`` becomes ``wav2lip`` when a checkpoint is present, else ``builtin`` (needs no weights)."""
     if options.engine != "auto":
         return options.engine
     if find_checkpoint(options.checkpoint) is not None:
         return "wav2lip"
-    raise CheckpointError(NO_CHECKPOINT)
+    log.info("no Wav2Lip checkpoint in checkpoints/: using the built-in engine (put wav2lip_gan.pth there for the neural one)")
+    return "builtin"
 
 
 def create_engine(options: EngineOptions) -> Engine:
@@ -44,17 +45,27 @@ def create_engine(options: EngineOptions) -> Engine:
         checkpoint = find_checkpoint(options.checkpoint)
         if checkpoint is None:
             raise CheckpointError(NO_CHECKPOINT)
-        return _load_engine(name, checkpoint.resolve(), options.device, options.batch_size, options.fp16)
+        return _load_wav2lip(checkpoint.resolve(), options.device, options.batch_size, options.fp16)
+    if name == "builtin":
+        return _load_builtin()
     raise EngineError(f"unknown engine {name!r}: choose one of auto, {', '.join(ENGINES)}")
 
 
 @lru_cache(maxsize=2)
-def _load_engine(name: str, checkpoint: Path, device: str, batch_size: int | None, fp16: bool) -> Engine:
+def _load_wav2lip(checkpoint: Path, device: str, batch_size: int | None, fp16: bool) -> Engine:
     from heygem.engines.wav2lip import Wav2LipEngine
 
     return Wav2LipEngine(checkpoint, device=device, batch_size=batch_size, fp16=fp16)
 
 
+@lru_cache(maxsize=1)
+def _load_builtin() -> Engine:
+    from heygem.engines.builtin import BuiltinEngine
+
+    return BuiltinEngine()
+
+
 def unload_engines() -> None:
     """Forget every loaded engine (frees its memory once nothing else holds it)."""
-    _load_engine.cache_clear()
+    _load_wav2lip.cache_clear()
+    _load_builtin.cache_clear()

@@ -29,12 +29,13 @@ class Engine(ABC):
 
     The pipeline hands it batches of face crops (the face box plus ``crop_margin`` of its size on every
     side, resized to ``crop_size``) with the mel chunk and output frame number of each, and pastes back
-    whatever it returns over the lower face.
+    whatever it returns over the lower face (from ``blend_top`` of the crop's height down).
     """
 
     name: ClassVar[str]
     crop_size: ClassVar[int]
     crop_margin: ClassVar[float] = 0.0
+    blend_top: ClassVar[float] = 0.55  # where the pipeline's lower-face mask starts, as a fraction of the crop
 
     def start(self, job: EngineJob) -> None:
         """Get ready for one video (e.g. study the source's own mouths). Default: nothing to do."""
