@@ -112,14 +112,10 @@ def lag_correlations(opening: np.ndarray, envelope: np.ndarray, max_lag: int) ->
     return result
 
 
-def measure_sync(video: Path, audio: Path, max_lag: int = 3) -> SyncReport:
-    """Correlate the mouth opening seen in ``video`` with the loudness of ``audio`` (see the module docstring)."""
-    if max_lag < 0:
-        raise ValueError(f"max_lag must be >= 0, got {max_lag}")
-    require_audio_source(probe(audio))  # a clear error naming the file before the slow part
-    opening, fps = mouth_openings(video)
-    samples = load_audio(audio, SAMPLE_RATE)
-    envelope = voice_envelope(samples, fps, len(opening), SAMPLE_RATE)
+def sync_envelope(samples: np.ndarray, fps: Fraction, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """The speech's voice envelope per frame (dB), raw and as it is correlated: frames past the end of the
+    speech dropped, silence clamped."""
+    envelope = voice_envelope(samples, fps, n_frames, SAMPLE_RATE)
     # Frames past the end of the speech carry no information about sync; leave them out.
     audio_frames = int(Fraction(len(samples), SAMPLE_RATE) * fps)
     usable = envelope[:max(0, min(len(envelope), audio_frames))]
@@ -127,6 +123,16 @@ def measure_sync(video: Path, audio: Path, max_lag: int = 3) -> SyncReport:
         # Digital silence (-120 dB) next to speech would be an outlier that alone decides Pearson's r; below
         # DYNAMIC_RANGE_DB under the loudest frame the mouth is closed either way, so clamp there.
         usable = np.maximum(usable, usable.max() - DYNAMIC_RANGE_DB)
+    return envelope, usable
+
+
+def measure_sync(video: Path, audio: Path, max_lag: int = 3) -> SyncReport:
+    """Correlate the mouth opening seen in ``video`` with the loudness of ``audio`` (see the module docstring)."""
+    if max_lag < 0:
+        raise ValueError(f"max_lag must be >= 0, got {max_lag}")
+    require_audio_source(probe(audio))  # a clear error naming the file before the slow part
+    opening, fps = mouth_openings(video)
+    envelope, usable = sync_envelope(load_audio(audio, SAMPLE_RATE), fps, len(opening))
     r_by_lag = lag_correlations(opening, usable, max_lag)
     finite = {k: r for k, r in r_by_lag.items() if np.isfinite(r)}
     if finite:

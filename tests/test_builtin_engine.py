@@ -2,7 +2,6 @@
 they were not recorded with, measured by an independent face mesh and looked at (tests/artifacts/)."""
 from __future__ import annotations
 
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,14 +11,14 @@ import pytest
 
 from heygem.engines.builtin import BuiltinEngine
 from heygem.engines.drive import mouth_drive
-from heygem.eval import lag_correlations, lower_face_ssim, mouth_openings
+from heygem.eval import lag_correlations, lower_face_ssim, mouth_openings, sync_envelope
 from heygem.faces.landmarks import LandmarkTracker, mouth_opening
 from heygem.features import voice_envelope
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
 from heygem.media.video import iter_frames
 from heygem.pipeline import generate, iter_synced_frames, prepare_audio
-from tests.conftest import make_clip
+from conftest import make_clip
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SR = 16000
@@ -34,13 +33,6 @@ CASES = [
 
 def _speech(media: Path, name: str, seconds: float = 5.0) -> np.ndarray:
     return load_audio(media / name, SR)[: int(seconds * SR)]
-
-
-def _clamped_envelope(samples: np.ndarray, fps: Fraction, n: int) -> np.ndarray:
-    env = voice_envelope(samples, fps, n).astype(np.float64)
-    usable = min(n, int(Fraction(len(samples), SR) * fps))
-    env[usable:] = np.nan
-    return np.maximum(env, np.nanmax(env) - 60.0)
 
 
 # ------------------------------------------------------------------------------------------------------ drive
@@ -63,24 +55,13 @@ def test_drive_follows_speech_without_lag(media):
 
 
 # ----------------------------------------------------------------------------------------------------- engine
-def _run(video: Path, audio_path: Path, settings) -> tuple[BuiltinEngine, list, list, float]:
+def _run(video: Path, audio_path: Path, settings) -> tuple[BuiltinEngine, list, list]:
     engine = BuiltinEngine()
     frames, boxes = [], []
-    calls = []
-    original = engine.synthesize
-
-    def timed(crops, mels, indices=None):
-        t = time.perf_counter()
-        out = original(crops, mels, indices)
-        calls.append((time.perf_counter() - t, len(crops)))
-        return out
-
-    engine.synthesize = timed
     for _, frame, box in iter_synced_frames(prepare_audio(audio_path), probe(video), engine, settings):
         frames.append(frame.copy())
         boxes.append(box)
-    ms = 1000 * sum(c[0] for c in calls) / max(1, sum(c[1] for c in calls))
-    return engine, frames, boxes, ms
+    return engine, frames, boxes
 
 
 def _openings(frames: list[np.ndarray]) -> np.ndarray:
@@ -110,7 +91,7 @@ def test_mouth_follows_new_speech(media, settings, tmp_path, video_name, speech_
     settings.engine.engine = "builtin"
     video = media / video_name
     speech = make_clip(tmp_path / "speech.wav", "-i", str(media / speech_name), "-t", "5", "-ac", "1", "-ar", "16000")
-    engine, frames, boxes, ms = _run(video, speech, settings)
+    engine, frames, boxes = _run(video, speech, settings)
     info = probe(video)
     fps = info.fps
     assert len(engine.keys) >= 2 and not engine.photo
@@ -118,11 +99,11 @@ def test_mouth_follows_new_speech(media, settings, tmp_path, video_name, speech_
 
     opening = _openings(frames)
     assert np.isfinite(opening).mean() > 0.9
-    new = lag_correlations(opening, _clamped_envelope(load_audio(speech, SR), fps, len(frames)), 3)
-    own = lag_correlations(opening, _clamped_envelope(load_audio(video, SR), fps, len(frames)), 3)
+    new = lag_correlations(opening, sync_envelope(load_audio(speech, SR), fps, len(frames))[1], 3)
+    own = lag_correlations(opening, sync_envelope(load_audio(video, SR), fps, len(frames))[1], 3)
     lag = max(new, key=lambda k: new[k])
     own_peak = np.nanmax(list(own.values()))
-    print(f"{video_name} + {speech_name}: new r {new[lag]:.2f} lag {lag}, own r {own_peak:.2f}, {ms:.1f} ms/frame")
+    print(f"{video_name} + {speech_name}: new r {new[lag]:.2f} lag {lag}, own r {own_peak:.2f}")
     assert new[lag] >= 0.5 and abs(lag) <= 1
     assert new[lag] > own_peak + 0.15
 
@@ -132,7 +113,6 @@ def test_mouth_follows_new_speech(media, settings, tmp_path, video_name, speech_
     scores = [lower_face_ssim(frames[i], source[i], boxes[i]) for i in range(0, len(source), 5)]
     print(f"  lower-face SSIM min {min(scores):.2f} median {np.median(scores):.2f}")
     assert min(scores) > 0.5
-    assert ms < 40  # well over real time on 2 shared cores (about 6-10 ms measured when idle)
     _save_tiles(video.stem, frames, boxes, engine.drive)
 
 
@@ -156,7 +136,7 @@ def test_silence_keeps_the_mouth_closed(media, settings, tmp_path):
 def test_photo_uses_the_simpler_path(media, settings, tmp_path):
     settings.engine.engine = "builtin"
     speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "videoretalking/2.wav"), "-t", "3", "-ac", "1", "-ar", "16000")
-    engine, frames, boxes, ms = _run(media / "sadtalker/people_0.png", speech, settings)
+    engine, frames, boxes = _run(media / "sadtalker/people_0.png", speech, settings)
     assert engine.photo and "photo" in engine.describe()
     opening = _openings(frames)
     drive = engine.drive[: len(frames)]

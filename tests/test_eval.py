@@ -16,7 +16,7 @@ from heygem.eval import SyncReport, lag_correlations, lower_face_ssim, measure_s
 from heygem.features import voice_envelope
 from heygem.media.probe import probe
 from heygem.media.video import iter_frames
-from tests.conftest import REPO, make_clip
+from conftest import REPO, make_clip
 
 SR = 16000
 

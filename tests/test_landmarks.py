@@ -14,7 +14,7 @@ from heygem.faces.landmarks import (CHIN, EYE_OUTER_CORNERS, INNER_LIP, JAW, MOU
                                     mouth_width)
 from heygem.media.probe import probe, read_image
 from heygem.media.video import iter_frames
-from tests.conftest import make_clip
+from conftest import make_clip
 
 
 @pytest.fixture(scope="module")
