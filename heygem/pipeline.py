@@ -238,7 +238,8 @@ def iter_synced_frames(
     chunks = MelChunks(audio.mel, fps, total)
     stats.update(frames=total, frames_without_face=0)
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
-    engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det))
+    with stopwatch("engine start"):  # e.g. the built-in engine studying the source's own mouths
+        engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det))
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir)
     faces_by_source: dict[int, Face | None] = {}
