@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -82,19 +82,25 @@ class SyncReport:
 
 def mouth_openings(video: str | Path) -> tuple[np.ndarray, Fraction]:
     """Inner-lip opening of every frame of ``video`` at its own frame rate (NaN without a face), and that rate."""
-    from heygem.faces.landmarks import LandmarkTracker, mouth_opening
-
     info = probe(video)
     if info.kind != "video" or info.fps is None:
         raise InputError(info.path, f"is {'a photo' if info.kind == 'image' else 'audio only'}; "
                                     "sync is measured on a video (mp4, mov, mkv, webm, avi)")
+    openings = frame_openings(iter_frames(info, info.fps))
+    log.debug("%s: %d frames", info.path, len(openings))
+    return openings, info.fps
+
+
+def frame_openings(frames: Iterable[np.ndarray]) -> np.ndarray:
+    """Inner-lip opening of each BGR frame, tracked from frame to frame (NaN where no face is found)."""
+    from heygem.faces.landmarks import LandmarkTracker, mouth_opening
+
     tracker = LandmarkTracker()
     values = []
-    for frame in iter_frames(info, info.fps):
+    for frame in frames:
         points = tracker(frame)
         values.append(mouth_opening(points) if points is not None else np.nan)
-    log.debug("%s: %d frames, %d face detections", info.path, len(values), tracker.detections)
-    return np.asarray(values, dtype=np.float64), info.fps
+    return np.asarray(values, dtype=np.float64)
 
 
 def lag_correlations(opening: np.ndarray, envelope: np.ndarray, max_lag: int) -> dict[int, float]:

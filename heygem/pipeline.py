@@ -204,9 +204,13 @@ class _SourceFrames:
             self._spill = None
 
 
-def _validate(audio: PreparedAudio, video: MediaInfo) -> None:
+def _require_picture(video: MediaInfo) -> None:
     if video.kind == "audio":
         raise InputError(video.path, NO_PICTURE)
+
+
+def _validate(audio: PreparedAudio, video: MediaInfo) -> None:
+    _require_picture(video)
     if audio.duration < 0.05:
         raise InputError(audio.path, f"the speech is only {audio.duration:.3f} s long; give at least a fraction of a second")
 
@@ -335,8 +339,7 @@ def generate(
 
     report("probe", 0.0, str(video_path))
     info = probe(video_path)
-    if info.kind == "audio":  # checked before the speech is decoded: fail fast
-        raise InputError(video_path, NO_PICTURE)
+    _require_picture(info)  # before the speech is decoded: fail fast
     if isinstance(audio, PreparedAudio):
         prepared = audio
     else:

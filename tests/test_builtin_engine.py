@@ -11,8 +11,7 @@ import pytest
 
 from heygem.engines.builtin import BuiltinEngine
 from heygem.engines.drive import mouth_drive
-from heygem.eval import lag_correlations, lower_face_ssim, mouth_openings, sync_envelope
-from heygem.faces.landmarks import LandmarkTracker, mouth_opening
+from heygem.eval import frame_openings, lag_correlations, lower_face_ssim, mouth_openings, sync_envelope
 from heygem.features import voice_envelope
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
@@ -64,15 +63,6 @@ def _run(video: Path, audio_path: Path, settings) -> tuple[BuiltinEngine, list, 
     return engine, frames, boxes
 
 
-def _openings(frames: list[np.ndarray]) -> np.ndarray:
-    tracker = LandmarkTracker()
-    values = []
-    for frame in frames:
-        points = tracker(frame)
-        values.append(mouth_opening(points) if points is not None else np.nan)
-    return np.array(values)
-
-
 def _save_tiles(name: str, frames, boxes, drive) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     d = drive[: len(frames)]
@@ -97,7 +87,7 @@ def test_mouth_follows_new_speech(media, settings, tmp_path, video_name, speech_
     assert len(engine.keys) >= 2 and not engine.photo
     assert None not in boxes
 
-    opening = _openings(frames)
+    opening = frame_openings(frames)
     assert np.isfinite(opening).mean() > 0.9
     new = lag_correlations(opening, sync_envelope(load_audio(speech, SR), fps, len(frames))[1], 3)
     own = lag_correlations(opening, sync_envelope(load_audio(video, SR), fps, len(frames))[1], 3)
@@ -138,7 +128,7 @@ def test_photo_uses_the_simpler_path(media, settings, tmp_path):
     speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "videoretalking/2.wav"), "-t", "3", "-ac", "1", "-ar", "16000")
     engine, frames, boxes = _run(media / "sadtalker/people_0.png", speech, settings)
     assert engine.photo and "photo" in engine.describe()
-    opening = _openings(frames)
+    opening = frame_openings(frames)
     drive = engine.drive[: len(frames)]
     ok = np.isfinite(opening)
     assert ok.mean() > 0.9

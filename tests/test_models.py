@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from heygem.engines.wav2lip import load_wav2lip
-from models.wav2lip import Wav2Lip, deterministic_state_dict, save_test_checkpoint
+from models.wav2lip import Wav2Lip, deterministic_state_dict
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 from heygem.device import pick_device
 from heygem.engines.wav2lip import Wav2LipEngine, load_wav2lip
 from heygem.errors import CheckpointError, EngineError
-from models.wav2lip import deterministic_state_dict, save_test_checkpoint
+from models.wav2lip import deterministic_state_dict
 
 
 @pytest.fixture(scope="module")
