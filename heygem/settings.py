@@ -4,9 +4,9 @@ Every front end (CLI, queue, HTTP API, web UI) fills one ``Settings`` and calls 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 # The project's own folders, wherever the command is started from.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -96,3 +96,47 @@ class Settings:
     length_policy: Literal["pingpong", "loop"] = "pingpong"
     still_fps: int = 25
     out_dir: Path = OUTPUTS_DIR
+
+
+def settings_to_dict(settings: Settings) -> dict[str, Any]:
+    """Plain JSON-ready values (paths as strings, tuples as lists), e.g. to store a queued job's settings."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(asdict(settings))
+
+
+def settings_from_dict(data: dict[str, Any]) -> Settings:
+    """The inverse of ``settings_to_dict``; unknown keys are ignored so older stored jobs still load."""
+
+    def fill(cls: type, values: dict[str, Any]) -> Any:
+        kwargs = {}
+        for f in fields(cls):
+            if f.name not in values:
+                continue
+            value = values[f.name]
+            if f.name in _PATH_FIELDS and value is not None:
+                value = Path(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+    parts = {
+        "detection": DetectionOptions, "engine": EngineOptions, "blend": BlendOptions, "encode": EncodeOptions,
+    }
+    kwargs = {name: fill(cls, data.get(name) or {}) for name, cls in parts.items()}
+    top = fill(Settings, {k: v for k, v in data.items() if k not in parts})
+    for name, value in kwargs.items():
+        setattr(top, name, value)
+    return top
+
+
+_PATH_FIELDS = {"detector_weights", "checkpoint", "out_dir"}

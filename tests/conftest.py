@@ -57,3 +57,15 @@ def make_clip(out: Path, *ffmpeg_args: str) -> Path:
 
     subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *ffmpeg_args, str(out)], check=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def short_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two seconds of English speech and of three presenters at 360p, cut once per session from ../shared/media
+    (for the queue, API and browser tests, where many jobs run)."""
+    folder = tmp_path_factory.mktemp("clips")
+    clips = {"speech": make_clip(folder / "speech.wav", "-i", str(MEDIA / "speechrecognition/english.wav"), "-t", "2")}
+    for name in ("d0", "d13", "d19"):
+        clips[name] = make_clip(folder / f"{name}.mp4", "-i", str(MEDIA / f"liveportrait/{name}.mp4"), "-t", "2",
+                                "-vf", "scale=-2:360", "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    return clips

@@ -1,0 +1,530 @@
+"""The job queue: one FIFO of lip-sync jobs, one worker thread that owns the GPU (or CPU), state in SQLite.
+
+A job's whole life, in the order it happens:
+
+1. ``submit`` copies the uploads into ``outputs/batches/<batch>/inputs/`` (so a restart can still read
+   them) and records one job per video, ``queued``, in ``outputs/heygem.db``. A single video is a batch of one.
+2. The worker claims the oldest queued job (``running``), prepares the batch's speech once (decoded audio
+   and mel features are kept for the next job of the same batch) and calls ``heygem.generate``, writing
+   the stage and progress back to the database as it goes.
+3. The job ends ``succeeded`` (its result beside the inputs), ``failed`` (with a reason a person can read,
+   naming the file as it was uploaded) or ``cancelled``; the worker goes on with the next one.
+
+Nothing lives only in memory: a new ``JobQueue`` over the same folder finds queued jobs still queued, runs
+again a job that was running when the process died, and lists every finished result.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import sqlite3
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from heygem.errors import CancelledError, HeyGemError, InputError
+from heygem.pipeline import GenerateResult, PreparedAudio, generate, prepare_audio
+from heygem.settings import OUTPUTS_DIR, Settings, settings_from_dict, settings_to_dict
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+# A job that was running when the process died is run again, but not forever: a file that crashes the
+# process itself (not merely fails) would otherwise take the queue down at every start.
+MAX_ATTEMPTS = 3
+# Progress is written at most this often (seconds), and at every change of stage.
+PROGRESS_INTERVAL = 0.3
+DB_NAME = "heygem.db"
+
+Runner = Callable[..., GenerateResult]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    audio_name TEXT NOT NULL,
+    audio_path TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    batch_id TEXT NOT NULL REFERENCES batches(id),
+    state TEXT NOT NULL,
+    video_name TEXT NOT NULL,
+    video_path TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    output TEXT,
+    stage TEXT NOT NULL DEFAULT '',
+    progress REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    engine TEXT,
+    notes TEXT NOT NULL DEFAULT '[]',
+    timings TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_batch ON jobs(batch_id, seq);
+"""
+
+
+def safe_name(name: str, fallback: str = "file") -> str:
+    """A user's file name reduced to its last component and to letters, digits, ``.``, ``-`` and ``_``.
+
+    Nothing a user names can become a path: ``../../etc/passwd`` gives ``passwd``, ``C:\\x\\a b.mp4`` gives
+    ``a_b.mp4``. Letters of any script are kept, so Chinese names stay readable.
+    """
+    last = re.split(r"[\\/]", name.strip())[-1]
+    cleaned = re.sub(r"[^\w.-]+", "_", last).strip("._")
+    return cleaned[:120] or fallback
+
+
+@dataclass(frozen=True)
+class Job:
+    """One video of a batch, as stored."""
+
+    id: str
+    batch_id: str
+    seq: int
+    state: str
+    audio_name: str  # the speech file's name as uploaded
+    video_name: str  # the video's or photo's name as uploaded
+    audio_path: Path  # the stored copies the worker reads
+    video_path: Path
+    output: Path | None
+    stage: str
+    progress: float  # 0..1
+    error: str | None
+    engine: str | None
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    created: float = 0.0
+    started: float | None = None
+    finished: float | None = None
+    attempts: int = 0
+    cancel_requested: bool = False
+
+    @property
+    def finished_ok(self) -> bool:
+        return self.state == SUCCEEDED and self.output is not None and self.output.is_file()
+
+    def to_json(self) -> dict[str, Any]:
+        """What the HTTP API shows: no server paths, only names."""
+        return {
+            "id": self.id, "batch_id": self.batch_id, "state": self.state, "stage": self.stage,
+            "progress": round(self.progress, 3), "audio": self.audio_name, "video": self.video_name,
+            "result": self.output.name if self.output else None, "error": self.error, "engine": self.engine,
+            "notes": self.notes, "timings": self.timings, "created": self.created, "started": self.started,
+            "finished": self.finished, "attempts": self.attempts,
+        }
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One speech recording with one or more videos; each video is its own job."""
+
+    id: str
+    created: float
+    audio_name: str
+    jobs: list[Job]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {state: sum(job.state == state for job in self.jobs) for state in STATES}
+
+    @property
+    def done(self) -> bool:
+        return all(job.state in FINISHED for job in self.jobs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "created": self.created, "audio": self.audio_name, "done": self.done,
+            "counts": self.counts, "jobs": [job.to_json() for job in self.jobs],
+        }
+
+
+class JobQueue:
+    """The FIFO queue and its single worker thread. Thread-safe; every front end shares one instance.
+
+    root: the outputs folder; holds ``heygem.db`` and ``batches/``.
+    defaults: settings for jobs submitted without their own.
+    run: what runs one job (``heygem.generate``; tests may pass a wrapper).
+    start: start the worker now (tests may start it later with ``start()``).
+    """
+
+    def __init__(
+        self, root: Path = OUTPUTS_DIR, defaults: Settings | None = None, *, run: Runner = generate, start: bool = True
+    ) -> None:
+        self.root = Path(root)
+        self.batches_dir = self.root / "batches"
+        self.batches_dir.mkdir(parents=True, exist_ok=True)
+        self.defaults = defaults or Settings()
+        self._run = run
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._db = sqlite3.connect(self.root / DB_NAME, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._audio_cache: OrderedDict[Path, PreparedAudio] = OrderedDict()
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._recover()
+        if start:
+            self.start()
+
+    # ---- life of the worker -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker thread (once)."""
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._stopping.clear()
+                self._worker = threading.Thread(target=self._work, name="heygem-worker", daemon=True)
+                self._worker.start()
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Stop after the current job (a running job is left ``running`` and is run again at the next start)."""
+        self._stopping.set()
+        with self._changed:
+            self._changed.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout)
+        with self._lock:
+            self._db.close()
+
+    def _recover(self) -> None:
+        """Make the stored state true again after the process died: running jobs go back to the queue."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, video_name, attempts, cancel_requested FROM jobs WHERE state = ?", (RUNNING,)).fetchall()
+            for row in rows:
+                if row["cancel_requested"]:
+                    self._finish(row["id"], CANCELLED, stage="cancelled", error=None)
+                elif row["attempts"] >= MAX_ATTEMPTS:
+                    self._finish(row["id"], FAILED, stage="failed", error=(
+                        f"{row['video_name']}: the program stopped while working on this job {row['attempts']} "
+                        "times; it was not tried again"))
+                else:
+                    self._db.execute("UPDATE jobs SET state = ?, stage = 'queued', progress = 0 WHERE id = ?", (QUEUED, row["id"]))
+                    log.warning("job %s (%s) was running when the program stopped; it is queued again", row["id"], row["video_name"])
+            queued = self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (QUEUED,)).fetchone()[0]
+        if queued:
+            log.info("%d queued job(s) found in %s", queued, self.root / DB_NAME)
+
+    def _work(self) -> None:
+        log.info("worker started")
+        while not self._stopping.is_set():
+            job = self._claim_next()
+            if job is None:
+                with self._changed:
+                    self._changed.wait(timeout=1.0)
+                continue
+            try:
+                self._execute(job)
+            except Exception:  # never let one job take the worker down
+                log.exception("job %s: unexpected failure in the queue itself", job.id)
+                self._finish(job.id, FAILED, stage="failed", error=f"{job.video_name}: internal error; see logs/heygem.log")
+        log.info("worker stopped")
+
+    def _claim_next(self) -> Job | None:
+        with self._lock:
+            row = self._db.execute("SELECT id FROM jobs WHERE state = ? ORDER BY seq LIMIT 1", (QUEUED,)).fetchone()
+            if row is None:
+                return None
+            self._db.execute(
+                "UPDATE jobs SET state = ?, stage = 'starting', progress = 0, started = ?, attempts = attempts + 1 "
+                "WHERE id = ?", (RUNNING, time.time(), row["id"]))
+            self._changed.notify_all()
+            return self.job(row["id"])
+
+    def _execute(self, job: Job) -> None:
+        started = time.perf_counter()
+        log.info("job %s started: %s with %s (batch %s, attempt %d)", job.id, job.video_name, job.audio_name, job.batch_id, job.attempts)
+        settings = self._settings_of(job)
+        settings.out_dir = job.video_path.parents[2]  # outputs/batches/<batch>/
+        reporter = _ProgressWriter(self, job.id)
+        try:
+            reporter("audio", 0.0, str(job.audio_path))
+            audio = self._prepared_audio(job.audio_path)
+            result = self._run(audio, job.video_path, None, settings, reporter)
+        except CancelledError:
+            self._finish(job.id, CANCELLED, stage="cancelled", error=None)
+            log.info("job %s cancelled after %.1f s", job.id, time.perf_counter() - started)
+        except HeyGemError as exc:
+            reason = self._user_words(job, str(exc))
+            self._finish(job.id, FAILED, stage="failed", error=reason)
+            log.warning("job %s failed after %.1f s: %s", job.id, time.perf_counter() - started, reason)
+            log.debug("job %s traceback:\n%s", job.id, traceback.format_exc())
+        except Exception as exc:
+            log.exception("job %s failed unexpectedly", job.id)
+            reason = self._user_words(job, f"{job.video_name}: unexpected error ({exc}); details in logs/heygem.log")
+            self._finish(job.id, FAILED, stage="failed", error=reason)
+        else:
+            self._finish(
+                job.id, SUCCEEDED, stage="done", error=None, output=result.output, engine=result.engine,
+                notes=result.notes, timings=result.timings,
+            )
+            log.info("job %s succeeded in %.1f s: %s (%s)", job.id, time.perf_counter() - started, result.output.name,
+                     ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
+
+    def _prepared_audio(self, path: Path) -> PreparedAudio:
+        """The batch's speech, decoded and featurised once and reused by every job of the batch."""
+        cached = self._audio_cache.get(path)
+        if cached is not None:
+            self._audio_cache.move_to_end(path)
+            log.info("reusing the prepared speech %s", path.name)
+            return cached
+        prepared = prepare_audio(path)
+        self._audio_cache[path] = prepared
+        while len(self._audio_cache) > 2:  # one batch at a time, plus a single job submitted meanwhile
+            self._audio_cache.popitem(last=False)
+        return prepared
+
+    def _settings_of(self, job: Job) -> Settings:
+        with self._lock:
+            row = self._db.execute("SELECT settings FROM jobs WHERE id = ?", (job.id,)).fetchone()
+        return settings_from_dict(json.loads(row["settings"]))
+
+    @staticmethod
+    def _user_words(job: Job, message: str) -> str:
+        """Error messages name files by their stored paths; a person knows them by the names they uploaded."""
+        message = message.replace(str(job.video_path), job.video_name).replace(str(job.audio_path), job.audio_name)
+        return message
+
+    # ---- writing state ------------------------------------------------------------------------------------
+
+    def _finish(self, job_id: str, state: str, *, stage: str, error: str | None, output: Path | None = None,
+                engine: str | None = None, notes: Iterable[str] = (), timings: dict[str, float] | None = None) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET state = ?, stage = ?, progress = CASE WHEN ? = 'succeeded' THEN 1 ELSE progress END, "
+                "error = ?, output = ?, engine = COALESCE(?, engine), notes = ?, timings = ?, finished = ? WHERE id = ?",
+                (state, stage, state, error, self._relative(output) if output else None, engine, json.dumps(list(notes)),
+                 json.dumps(timings or {}), time.time(), job_id))
+            self._changed.notify_all()
+
+    def _set_progress(self, job_id: str, stage: str, fraction: float) -> bool:
+        """Record progress; True when a cancel was asked for (the worker then stops the job)."""
+        with self._lock:
+            self._db.execute("UPDATE jobs SET stage = ?, progress = ? WHERE id = ? AND state = ?",
+                             (stage, max(0.0, min(1.0, fraction)), job_id, RUNNING))
+            row = self._db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            self._changed.notify_all()
+        return bool(row and row["cancel_requested"])
+
+    # ---- what front ends call -----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        audio: Path | str,
+        videos: Sequence[Path | str],
+        settings: Settings | None = None,
+        *,
+        audio_name: str | None = None,
+        video_names: Sequence[str] | None = None,
+    ) -> Batch:
+        """Queue one job per video, all with the same speech. Files are copied, so the caller may delete its own.
+
+        audio_name / video_names: the names the user knows the files by (uploads often arrive under temporary
+        names); only their last component, reduced to safe characters, is used on disk.
+        """
+        if not videos:
+            raise InputError("videos", "no video or photo was given")
+        video_names = list(video_names) if video_names is not None else [Path(v).name for v in videos]
+        if len(video_names) != len(videos):
+            raise ValueError("one name per video")
+        for source in (audio, *videos):
+            if not Path(source).is_file():
+                raise InputError(source, "file not found")
+        settings = settings or self.defaults
+        batch_id = uuid.uuid4().hex[:12]
+        batch_dir = self.batches_dir / batch_id
+        audio_name = audio_name or Path(audio).name
+        stored_audio = _store(Path(audio), batch_dir / "inputs" / "audio", safe_name(audio_name, "speech"))
+        now = time.time()
+        stored_videos = [
+            _store(Path(video), batch_dir / "inputs" / f"{number:03d}", safe_name(name, "video"))
+            for number, (video, name) in enumerate(zip(videos, video_names), start=1)
+        ]
+        stored_settings = json.dumps(settings_to_dict(settings))
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT INTO batches (id, created, audio_name, audio_path) VALUES (?, ?, ?, ?)",
+                             (batch_id, now, audio_name, self._relative(stored_audio)))
+            for stored, name in zip(stored_videos, video_names):
+                self._db.execute(
+                    "INSERT INTO jobs (id, batch_id, state, video_name, video_path, settings, stage, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
+                    (uuid.uuid4().hex[:12], batch_id, QUEUED, name, self._relative(stored), stored_settings, now))
+            self._db.execute("COMMIT")
+            self._changed.notify_all()
+        log.info("batch %s queued: %s with %d video(s)", batch_id, audio_name, len(stored_videos))
+        return self.batch(batch_id)
+
+    def job(self, job_id: str) -> Job:
+        """One job; KeyError if there is none with this id."""
+        with self._lock:
+            row = self._db.execute(_SELECT_JOBS + " WHERE jobs.id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(job_id)
+        return self._job(row)
+
+    def batch(self, batch_id: str) -> Batch:
+        """One batch with its jobs in queue order; KeyError if there is none with this id."""
+        with self._lock:
+            head = self._db.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+            rows = self._db.execute(_SELECT_JOBS + " WHERE jobs.batch_id = ? ORDER BY jobs.seq", (batch_id,)).fetchall()
+        if head is None:
+            raise KeyError(batch_id)
+        return Batch(head["id"], head["created"], head["audio_name"], [self._job(r) for r in rows])
+
+    def jobs(self, states: Iterable[str] | None = None, limit: int = 200, newest_first: bool = True) -> list[Job]:
+        """Jobs, newest first by default, optionally only those in ``states``."""
+        query, args = _SELECT_JOBS, []
+        if states is not None:
+            states = list(states)
+            query += f" WHERE jobs.state IN ({', '.join('?' * len(states))})"
+            args += states
+        query += f" ORDER BY jobs.seq {'DESC' if newest_first else 'ASC'} LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(query, (*args, limit)).fetchall()
+        return [self._job(r) for r in rows]
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job at once, or a running one at its next progress step. Finished jobs stay as they are."""
+        with self._lock:
+            job = self.job(job_id)
+            if job.state == QUEUED:
+                self._finish(job_id, CANCELLED, stage="cancelled", error=None)
+            elif job.state == RUNNING:
+                self._db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+                self._changed.notify_all()
+        log.info("job %s: cancel asked (it was %s)", job_id, job.state)
+        return self.job(job_id)
+
+    def cancel_batch(self, batch_id: str) -> Batch:
+        """Cancel every unfinished job of a batch."""
+        for job in self.batch(batch_id).jobs:
+            if job.state not in FINISHED:
+                self.cancel(job.id)
+        return self.batch(batch_id)
+
+    def delete(self, job_id: str) -> None:
+        """Remove a finished job and its result file (a running or queued job must be cancelled first)."""
+        with self._lock:
+            job = self.job(job_id)
+            if job.state not in FINISHED:
+                raise HeyGemError(f"{job.video_name}: the job is {job.state}; cancel it before deleting it")
+            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            left = self._db.execute("SELECT COUNT(*) FROM jobs WHERE batch_id = ?", (job.batch_id,)).fetchone()[0]
+            if not left:
+                self._db.execute("DELETE FROM batches WHERE id = ?", (job.batch_id,))
+            self._changed.notify_all()
+        if job.output is not None:
+            job.output.unlink(missing_ok=True)
+        shutil.rmtree(job.video_path.parent, ignore_errors=True)
+        if not left:
+            shutil.rmtree(self.batches_dir / job.batch_id, ignore_errors=True)
+        log.info("job %s deleted (%s)", job_id, job.video_name)
+
+    def zip_batch(self, batch_id: str) -> Path:
+        """A ZIP of the batch's finished results, named ``<video>__<audio>.mp4`` inside; rebuilt as results arrive.
+
+        Raises HeyGemError when no result is finished yet.
+        """
+        batch = self.batch(batch_id)
+        results = [job.output for job in batch.jobs if job.finished_ok]
+        if not results:
+            raise HeyGemError(f"batch {batch_id} has no finished video yet")
+        target = self.batches_dir / batch_id / f"heygem_{safe_name(Path(batch.audio_name).stem, 'speech')}_{batch_id[:6]}.zip"
+        partial = target.with_suffix(".zip.partial")
+        # mp4 does not compress further: store, so a large batch zips at disk speed.
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
+            for path in results:
+                archive.write(path, arcname=path.name)
+        partial.replace(target)
+        return target
+
+    def wait(self, ids: Iterable[str], timeout: float | None = None) -> list[Job]:
+        """Block until the given jobs are finished (or ``timeout`` seconds pass); returns them as they are."""
+        ids = list(ids)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while True:
+                jobs = [self.job(i) for i in ids]
+                if all(job.state in FINISHED for job in jobs):
+                    return jobs
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return jobs
+                self._changed.wait(timeout=min(1.0, left) if left is not None else 1.0)
+
+    def pending(self) -> int:
+        """How many jobs are queued or running."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", (QUEUED, RUNNING)).fetchone()[0]
+
+    # ---- rows <-> objects ---------------------------------------------------------------------------------
+
+    def _relative(self, path: Path) -> str:
+        """Paths are stored relative to the outputs folder, so the project folder may move."""
+        try:
+            return str(Path(path).resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
+
+    def _job(self, row: sqlite3.Row) -> Job:
+        return Job(
+            id=row["id"], batch_id=row["batch_id"], seq=row["seq"], state=row["state"], audio_name=row["audio_name"],
+            video_name=row["video_name"], audio_path=self.root / row["audio_path"], video_path=self.root / row["video_path"],
+            output=self.root / row["output"] if row["output"] else None, stage=row["stage"], progress=row["progress"],
+            error=row["error"], engine=row["engine"], notes=json.loads(row["notes"]), timings=json.loads(row["timings"]),
+            created=row["created"], started=row["started"], finished=row["finished"], attempts=row["attempts"],
+            cancel_requested=bool(row["cancel_requested"]),
+        )
+
+
+_SELECT_JOBS = (
+    "SELECT jobs.*, batches.audio_name AS audio_name, batches.audio_path AS audio_path "
+    "FROM jobs JOIN batches ON batches.id = jobs.batch_id"
+)
+
+
+def _store(source: Path, folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    shutil.copyfile(source, target)
+    return target
+
+
+class _ProgressWriter:
+    """The progress callback ``generate`` calls: writes the stage to the database, stops the job on cancel."""
+
+    def __init__(self, queue: JobQueue, job_id: str) -> None:
+        self.queue = queue
+        self.job_id = job_id
+        self.stage = ""
+        self.written = 0.0
+
+    def __call__(self, stage: str, fraction: float, file: str) -> None:
+        now = time.monotonic()
+        if stage == self.stage and now - self.written < PROGRESS_INTERVAL and fraction < 1.0:
+            return
+        self.stage, self.written = stage, now
+        if self.queue._set_progress(self.job_id, stage, fraction):
+            raise CancelledError(f"{Path(file).name}: cancelled")
