@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up HeyGem in a local virtual environment (.venv; once, and again whenever the requirements change),
-# then runs it: `./start_app.sh generate --audio speech.wav --video talk.mp4` (see README.md).
-# `./start_app.sh --install-only [REQUIREMENTS]` only sets up (the test runner uses this).
+# then runs it (see README.md):
+#   ./start_app.sh [--host H --port P --auth USER:PASSWORD]    the studio (web UI + HTTP API), prints its URL
+#   ./start_app.sh generate --audio speech.wav --video talk.mp4  the command line
+#   ./start_app.sh --install-only [REQUIREMENTS]                 only sets up (the test runner uses this)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -34,4 +36,7 @@ if [ "${1:-}" = "--install-only" ]; then
 fi
 install requirements.txt
 mkdir -p outputs logs checkpoints
-exec "$VENV/bin/python" -m heygem "$@"
+if [ "${1:-}" = "generate" ]; then
+    exec "$VENV/bin/python" -m heygem "$@"
+fi
+exec "$VENV/bin/python" app.py "$@"

@@ -4,6 +4,7 @@ Every front end (CLI, queue, HTTP API, web UI) fills one ``Settings`` and calls 
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -140,3 +141,45 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
 
 
 _PATH_FIELDS = {"detector_weights", "checkpoint", "out_dir"}
+
+
+ENGINE_CHOICES = ("auto", "wav2lip", "builtin")
+LENGTH_CHOICES = ("pingpong", "loop")
+
+
+def with_choices(
+    base: Settings,
+    *,
+    engine: str | None = None,
+    face: str | int | None = None,
+    length_policy: str | None = None,
+    crf: int | str | None = None,
+) -> Settings:
+    """A copy of ``base`` with the few choices the web UI and the HTTP API offer; ValueError names a bad one."""
+    chosen = copy.deepcopy(base)
+    if engine not in (None, ""):
+        if engine not in ENGINE_CHOICES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, not {engine!r}")
+        chosen.engine.engine = engine
+    if face not in (None, ""):
+        if face != "largest":
+            try:
+                face = int(face)
+            except (TypeError, ValueError):
+                raise ValueError(f"face must be 'largest' or a face number (0 = leftmost), not {face!r}") from None
+            if face < 0:
+                raise ValueError("face numbers start at 0 (the leftmost face)")
+        chosen.detection.face = face
+    if length_policy not in (None, ""):
+        if length_policy not in LENGTH_CHOICES:
+            raise ValueError(f"length must be one of {', '.join(LENGTH_CHOICES)}, not {length_policy!r}")
+        chosen.length_policy = length_policy
+    if crf not in (None, ""):
+        try:
+            crf = int(crf)
+        except (TypeError, ValueError):
+            raise ValueError(f"quality (crf) must be a whole number from 0 to 51, not {crf!r}") from None
+        if not 0 <= crf <= 51:
+            raise ValueError(f"quality (crf) must be from 0 to 51, not {crf}")
+        chosen.encode.crf = crf
+    return chosen

@@ -69,3 +69,47 @@ def short_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         clips[name] = make_clip(folder / f"{name}.mp4", "-i", str(MEDIA / f"liveportrait/{name}.mp4"), "-t", "2",
                                 "-vf", "scale=-2:360", "-an", "-c:v", "libx264", "-preset", "ultrafast")
     return clips
+
+
+class Studio:
+    """A running studio (HTTP API + web UI) on a free local port, over its own outputs folder."""
+
+    def __init__(self, url: str, queue, root: Path, log_file: Path) -> None:
+        self.url, self.queue, self.root, self.log_file = url, queue, root, log_file
+
+
+@pytest.fixture(scope="session")
+def studio(tmp_path_factory: pytest.TempPathFactory, test_checkpoint: Path):
+    """The studio as ``./start_app.sh`` serves it, in this process: uvicorn on 127.0.0.1, one job queue whose
+    default engine is Wav2Lip with the deterministic test weights (on the CPU, fast x264)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from heygem.jobs import JobQueue
+    from heygem.logs import setup_logging
+    from heygem.server import create_app
+    from heygem.settings import EncodeOptions, EngineOptions, Settings
+
+    root = tmp_path_factory.mktemp("studio") / "outputs"
+    log_file = setup_logging(root.parent / "logs", console=False)
+    defaults = Settings(engine=EngineOptions(engine="wav2lip", checkpoint=test_checkpoint, device="cpu"),
+                        encode=EncodeOptions(preset="ultrafast"))
+    queue = JobQueue(root, defaults)
+    app = create_app(queue, log_file=log_file)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the studio did not start"
+        time.sleep(0.1)
+    yield Studio(f"http://127.0.0.1:{port}", queue, root, log_file)
+    server.should_exit = True
+    thread.join(10)
+    queue.close()

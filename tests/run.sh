@@ -4,6 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./start_app.sh --install-only tests/requirements.txt
+# The browser test needs Debian's Chromium (Playwright's own browser download needs the internet) and a CJK font
+# for the Chinese screenshots.
+if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk"; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "Installing chromium and a CJK font for the browser test..." >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null
+    else
+        echo "the browser test needs: sudo apt-get install chromium fonts-wqy-zenhei" >&2
+        exit 1
+    fi
+fi
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

@@ -9,7 +9,7 @@ from heygem.engines.base import Engine
 from heygem.errors import CheckpointError, EngineError
 from heygem.settings import DEFAULT_CHECKPOINTS, EngineOptions
 
-__all__ = ["ENGINES", "Engine", "create_engine", "find_checkpoint", "resolve_engine_name"]
+__all__ = ["ENGINES", "Engine", "create_engine", "engine_status", "find_checkpoint", "resolve_engine_name"]
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +69,18 @@ def unload_engines() -> None:
     """Forget every loaded engine (frees its memory once nothing else holds it)."""
     _load_wav2lip.cache_clear()
     _load_builtin.cache_clear()
+
+
+def engine_status(options: EngineOptions) -> dict[str, str | None]:
+    """What ``auto`` will use right now, for the web UI and the HTTP API: engine, checkpoint file, device."""
+    import torch
+
+    checkpoint = find_checkpoint(options.checkpoint)
+    if options.device != "auto":
+        device = options.device
+    elif torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name(0)})"
+    else:
+        device = "cpu"
+    name = options.engine if options.engine != "auto" else ("wav2lip" if checkpoint is not None else "builtin")
+    return {"engine": name, "checkpoint": checkpoint.name if checkpoint is not None else None, "device": device}

@@ -1,0 +1,81 @@
+"""HeyGem studio: the web UI and the HTTP API over one job queue.
+
+    ./start_app.sh                      # http://127.0.0.1:7860
+    ./start_app.sh --host 0.0.0.0 --auth admin:secret
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+
+from heygem.settings import LOGS_DIR, OUTPUTS_DIR, EngineOptions, Settings
+
+log = logging.getLogger("heygem.app")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="app.py", description="Start the HeyGem studio (web UI and HTTP API).")
+    parser.add_argument("--host", default=os.environ.get("HEYGEM_HOST", "127.0.0.1"),
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("HEYGEM_PORT", "7860")), help="port (default 7860)")
+    parser.add_argument("--auth", default=os.environ.get("HEYGEM_AUTH"),
+                        help="user:password required from every visitor (or set HEYGEM_AUTH); "
+                             "needed when --host is not a loopback address")
+    parser.add_argument("--engine", default="auto", choices=["auto", "wav2lip", "builtin"],
+                        help="default engine of new jobs (auto: wav2lip when a checkpoint is in checkpoints/)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the full log on the terminal")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from heygem.logs import setup_logging
+    from heygem.server import is_loopback, parse_credentials
+
+    try:
+        credentials = parse_credentials(args.auth)
+    except ValueError as exc:
+        print(f"error: --auth: {exc}", file=sys.stderr)
+        return 2
+    if credentials is None and not is_loopback(args.host):
+        print(f"error: listening on {args.host} would let anyone on the network in; "
+              "give --auth user:password (or set HEYGEM_AUTH), or keep the default --host 127.0.0.1", file=sys.stderr)
+        return 2
+    with socket.socket() as probe:
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as exc:
+            print(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror}); "
+                  "is the studio already running? Choose another --port", file=sys.stderr)
+            return 2
+
+    log_file = setup_logging(LOGS_DIR, args.verbose)
+
+    import uvicorn
+
+    from heygem.engines import engine_status
+    from heygem.jobs import JobQueue
+    from heygem.server import create_app
+
+    defaults = Settings(engine=EngineOptions(engine=args.engine, device=args.device))
+    status = engine_status(defaults.engine)
+    log.info("starting the studio: engine %s (checkpoint %s) on %s; log %s", status["engine"], status["checkpoint"],
+             status["device"], log_file)
+    queue = JobQueue(OUTPUTS_DIR, defaults)
+    app = create_app(queue, credentials, log_file=log_file)
+    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"HeyGem studio: http://{shown_host}:{args.port}/  (engine: {status['engine']}, device: {status['device']}; "
+          f"API: http://{shown_host}:{args.port}/api/docs; log: {log_file}; Ctrl+C stops)", flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        queue.close(timeout=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The HTTP API under ``/api``: submit jobs and batches (multipart uploads), follow them, download results.
+
+Every answer is JSON except the downloads; every error is ``{"error": "<reason>"}`` with a fitting status.
+The routes call the same ``JobQueue`` as the web UI, so jobs from both share one FIFO. Examples: README.md.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+
+from heygem.engines import engine_status
+from heygem.errors import HeyGemError
+from heygem.jobs import STATES, Batch, JobQueue, safe_name
+from heygem.settings import with_choices
+
+log = logging.getLogger(__name__)
+
+__all__ = ["api_router", "error_response"]
+
+
+def error_response(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+def api_router(queue: JobQueue) -> APIRouter:
+    """The routes, bound to one queue."""
+    router = APIRouter(prefix="/api")
+
+    def submit(audio: UploadFile, videos: list[UploadFile], engine: str | None, face: str | None,
+               length: str | None, crf: str | None) -> Batch | JSONResponse:
+        try:
+            settings = with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf)
+        except ValueError as exc:
+            return error_response(400, str(exc))
+        for upload, what in [(audio, "audio"), *((v, "video") for v in videos)]:
+            if not upload.filename:
+                return error_response(400, f"the {what} field holds no file")
+        # Uploads land next to the queue's own folders (same disk), are copied in by submit, then removed.
+        with tempfile.TemporaryDirectory(dir=queue.root, prefix=".upload-") as folder:
+            saved = []
+            for number, upload in enumerate([audio, *videos]):
+                path = Path(folder) / f"{number:03d}_{safe_name(upload.filename or '', 'upload')}"
+                with path.open("wb") as out:
+                    shutil.copyfileobj(upload.file, out, 1024 * 1024)
+                saved.append(path)
+            try:
+                return queue.submit(saved[0], saved[1:], settings, audio_name=audio.filename,
+                                    video_names=[v.filename or "video" for v in videos])
+            except HeyGemError as exc:
+                return error_response(400, str(exc))
+
+    @router.get("/status")
+    def status() -> dict:
+        """Which engine and device jobs run on now, and how many jobs wait."""
+        return {**engine_status(queue.defaults.engine), "pending": queue.pending()}
+
+    @router.post("/jobs", status_code=201)
+    def submit_job(
+        audio: UploadFile = File(..., description="the speech: any audio file, or a video whose sound to use"),
+        video: UploadFile = File(..., description="a video or photo of a face"),
+        engine: str | None = Form(None), face: str | None = Form(None),
+        length: str | None = Form(None), crf: str | None = Form(None),
+    ):
+        batch = submit(audio, [video], engine, face, length, crf)
+        return batch if isinstance(batch, JSONResponse) else batch.jobs[0].to_json()
+
+    @router.post("/batches", status_code=201)
+    def submit_batch(
+        audio: UploadFile = File(..., description="the speech, used for every video"),
+        video: list[UploadFile] = File(..., description="videos or photos; repeat the field for each"),
+        engine: str | None = Form(None), face: str | None = Form(None),
+        length: str | None = Form(None), crf: str | None = Form(None),
+    ):
+        batch = submit(audio, video, engine, face, length, crf)
+        return batch if isinstance(batch, JSONResponse) else batch.to_json()
+
+    @router.get("/jobs")
+    def list_jobs(state: str | None = None, limit: int = 100):
+        if state is not None and state not in STATES:
+            return error_response(400, f"state must be one of {', '.join(STATES)}, not {state!r}")
+        jobs = queue.jobs([state] if state else None, limit=max(1, min(limit, 1000)))
+        return {"jobs": [job.to_json() for job in jobs]}
+
+    @router.get("/jobs/{job_id}")
+    def get_job(job_id: str):
+        try:
+            return queue.job(job_id).to_json()
+        except KeyError:
+            return error_response(404, f"no job {job_id}")
+
+    @router.get("/jobs/{job_id}/result")
+    def get_result(job_id: str):
+        try:
+            job = queue.job(job_id)
+        except KeyError:
+            return error_response(404, f"no job {job_id}")
+        if not job.finished_ok:
+            reason = job.error if job.state == "failed" else f"the job is {job.state}; its result is not ready"
+            return error_response(409, reason)
+        return _serve(queue, job.output, "video/mp4")
+
+    @router.post("/jobs/{job_id}/cancel")
+    def cancel_job(job_id: str):
+        try:
+            return queue.cancel(job_id).to_json()
+        except KeyError:
+            return error_response(404, f"no job {job_id}")
+
+    @router.delete("/jobs/{job_id}")
+    def delete_job(job_id: str):
+        try:
+            queue.delete(job_id)
+        except KeyError:
+            return error_response(404, f"no job {job_id}")
+        except HeyGemError as exc:
+            return error_response(409, str(exc))
+        return {"deleted": job_id}
+
+    @router.get("/batches/{batch_id}")
+    def get_batch(batch_id: str):
+        try:
+            return queue.batch(batch_id).to_json()
+        except KeyError:
+            return error_response(404, f"no batch {batch_id}")
+
+    @router.get("/batches/{batch_id}/zip")
+    def get_zip(batch_id: str):
+        try:
+            archive = queue.zip_batch(batch_id)
+        except KeyError:
+            return error_response(404, f"no batch {batch_id}")
+        except HeyGemError as exc:
+            return error_response(409, str(exc))
+        return _serve(queue, archive, "application/zip")
+
+    @router.post("/batches/{batch_id}/cancel")
+    def cancel_batch(batch_id: str):
+        try:
+            return queue.cancel_batch(batch_id).to_json()
+        except KeyError:
+            return error_response(404, f"no batch {batch_id}")
+
+    return router
+
+
+def _serve(queue: JobQueue, path: Path, media_type: str):
+    """Only files inside the outputs folder are ever sent."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(queue.root.resolve()) or not resolved.is_file():
+        log.error("refused to serve %s: not a file under %s", path, queue.root)
+        return error_response(404, "file not found")
+    return FileResponse(resolved, media_type=media_type, filename=resolved.name)
+

@@ -1,0 +1,102 @@
+"""The web server: the HTTP API and the Gradio studio on one port, over one job queue.
+
+Listening on 127.0.0.1 needs nothing. Any other address needs credentials (HTTP Basic, for the page and the
+API alike), so nobody on the network reaches the studio by accident. Only files under ``outputs/`` are served:
+results and ZIPs by the API, and Gradio's own copies, whose cache is moved into ``outputs/.gradio``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.responses import Response
+
+from heygem.api import api_router, error_response
+from heygem.jobs import JobQueue
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Credentials", "create_app", "is_loopback", "parse_credentials"]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: str
+    password: str
+
+    def accepts(self, header: str | None) -> bool:
+        """True for an ``Authorization: Basic ...`` header with this user and password (constant time)."""
+        if not header or not header.lower().startswith("basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:].strip()).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return secrets.compare_digest(user.encode(), self.user.encode()) & secrets.compare_digest(
+            password.encode(), self.password.encode())
+
+
+def parse_credentials(value: str | None) -> Credentials | None:
+    """``user:password`` (from ``--auth`` or ``HEYGEM_AUTH``); ValueError when malformed."""
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("credentials must look like user:password, both parts non-empty")
+    return Credentials(user, password)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.1, ::1 and localhost reach only this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _BasicAuth(BaseHTTPMiddleware):
+    def __init__(self, app, credentials: Credentials) -> None:
+        super().__init__(app)
+        self.credentials = credentials
+
+    async def dispatch(self, request: Request, call_next):
+        if self.credentials.accepts(request.headers.get("authorization")):
+            return await call_next(request)
+        response: Response = error_response(401, "sign in with the user and password the studio was started with")
+        response.headers["WWW-Authenticate"] = 'Basic realm="HeyGem", charset="UTF-8"'
+        return response
+
+
+def create_app(
+    queue: JobQueue, credentials: Credentials | None = None, *, ui: bool = True, log_file: Path | None = None
+) -> FastAPI:
+    """The ASGI app: ``/api/...`` (see heygem.api) and, with ``ui``, the Gradio studio at ``/`` (its Logs tab
+    shows ``log_file``)."""
+    app = FastAPI(title="HeyGem", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    if credentials is not None:
+        app.add_middleware(_BasicAuth, credentials=credentials)
+
+    @app.exception_handler(RequestValidationError)
+    async def _missing_field(request: Request, exc: RequestValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ())[1:]) or 'request'}: {err.get('msg', 'invalid')}"
+            for err in exc.errors())
+        return error_response(400, f"bad request ({problems})")
+
+    app.include_router(api_router(queue))
+    if ui:
+        from heygem.ui import mount_studio
+
+        mount_studio(app, queue, log_file=log_file)
+    return app
+

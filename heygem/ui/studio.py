@@ -1,0 +1,400 @@
+"""The Gradio studio: Single, Batch, History and Logs tabs over the one job queue.
+
+The page only submits jobs and reads their state: all work happens in the queue's worker, so closing the
+browser loses nothing and a reload shows the same jobs. One timer per open page refreshes what it shows.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import re
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from heygem.engines import engine_status
+from heygem.errors import HeyGemError
+from heygem.jobs import FAILED, FINISHED, RUNNING, SUCCEEDED, Job, JobQueue
+from heygem.settings import ENGINE_CHOICES, LENGTH_CHOICES, LOGS_DIR, with_choices
+from heygem.ui.texts import EN, ZH, language, text
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CSS", "I18N", "THEME", "build_studio"]
+
+PHOTO_TYPES = [".jpg", ".jpeg", ".png", ".webp", ".bmp"]
+VIDEO_TYPES = [".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".wmv", ".mpg", ".mpeg", ".ts"]
+AUDIO_TYPES = [".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".aiff", ".aif", ".wma"]
+LOG_TAIL_BYTES = 200_000
+_RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+TICK_SECONDS = 1.0
+
+I18N = gr.I18n(en=EN, zh=ZH, **{"zh-CN": ZH, "zh-Hans": ZH})
+# System fonts: the default theme would ask Google Fonts, which an offline machine cannot reach.
+THEME = gr.themes.Soft(font=["system-ui", "PingFang SC", "Microsoft YaHei", "sans-serif"],
+                       font_mono=["ui-monospace", "monospace"])
+CSS = """
+.hg-job { padding: 10px 12px; border-radius: 8px; background: var(--block-background-fill); }
+.hg-line { margin-bottom: 6px; }
+.hg-bar { height: 12px; border-radius: 6px; background: var(--border-color-primary); overflow: hidden; }
+.hg-bar > div { height: 100%; background: var(--color-accent); transition: width .4s; }
+.hg-error { color: #c0392b; margin-top: 6px; white-space: pre-wrap; }
+.hg-note { color: var(--body-text-color-subdued); margin-top: 6px; }
+.hg-table { width: 100%; border-collapse: collapse; }
+.hg-table th, .hg-table td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--border-color-primary); vertical-align: top; }
+.hg-table td.hg-small { font-size: 90%; }
+.hg-state-failed { color: #c0392b; font-weight: 600; }
+.hg-state-succeeded { color: #1e8449; font-weight: 600; }
+.hg-state-running { color: var(--color-accent); font-weight: 600; }
+.hg-log textarea { font-family: ui-monospace, monospace; font-size: 12px; }
+"""
+
+
+def _lang(request: gr.Request | None) -> str:
+    return language(request.headers.get("accept-language") if request is not None else None)
+
+
+def _stage(lang: str, stage: str) -> str:
+    key = f"stage_{stage}"
+    return text(lang, key) if key in EN else stage
+
+
+def _state(lang: str, state: str) -> str:
+    return text(lang, f"state_{state}")
+
+
+def _bar(fraction: float) -> str:
+    return f'<div class="hg-bar"><div style="width:{max(0.0, min(1.0, fraction)) * 100:.0f}%"></div></div>'
+
+
+def job_status_html(job: Job, lang: str, ahead: int = 0) -> str:
+    """One job's progress card: name, state and stage, a bar, and the reason when it failed."""
+    name = html.escape(job.video_name)
+    state = _state(lang, job.state)
+    if job.state == RUNNING:
+        detail = f"{state} · {_stage(lang, job.stage)} · {job.progress * 100:.0f}%"
+    elif job.state == "queued":
+        detail = text(lang, "queued_behind", ahead=ahead)
+    elif job.state == SUCCEEDED and job.started and job.finished:
+        detail = f"{state} · {text(lang, 'took', seconds=job.finished - job.started)} · {html.escape(job.engine or '')}"
+    else:
+        detail = state
+    parts = [f'<div class="hg-job" data-state="{job.state}"><div class="hg-line"><b>{name}</b> — {detail}</div>',
+             _bar(1.0 if job.state == SUCCEEDED else job.progress)]
+    if job.error:
+        parts.append(f'<div class="hg-error">{html.escape(job.error)}</div>')
+    parts.extend(f'<div class="hg-note">{html.escape(note)}</div>' for note in job.notes)
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def message_html(message: str) -> str:
+    return f'<div class="hg-job" data-state="error"><div class="hg-error">{html.escape(message)}</div></div>'
+
+
+def batch_table_html(jobs: list[Job], lang: str) -> str:
+    """The live table of a batch: one row per video with its state, a progress bar and the reason of a failure."""
+    head = "".join(f"<th>{text(lang, key)}</th>" for key in ("col_video", "col_state", "col_progress", "col_detail"))
+    rows = []
+    for number, job in enumerate(jobs, start=1):
+        detail = job.error or (_stage(lang, job.stage) if job.state == RUNNING else "; ".join(job.notes))
+        rows.append(
+            f'<tr data-state="{job.state}"><td>{number}. {html.escape(job.video_name)}</td>'
+            f'<td class="hg-state-{job.state}">{_state(lang, job.state)}</td>'
+            f"<td>{_bar(1.0 if job.state == SUCCEEDED else job.progress)}</td>"
+            f'<td class="hg-small">{html.escape(detail or "")}</td></tr>')
+    return f'<table class="hg-table" id="batch-table"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def history_table_html(jobs: list[Job], lang: str) -> str:
+    if not jobs:
+        return f"<p>{text(lang, 'no_history')}</p>"
+    head = "".join(f"<th>{text(lang, key)}</th>" for key in ("col_when", "col_video", "col_audio", "col_state", "col_engine"))
+    rows = []
+    for job in jobs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.finished or job.created))
+        rows.append(
+            f'<tr data-state="{job.state}"><td class="hg-small">{when}</td><td>{html.escape(job.video_name)}</td>'
+            f"<td>{html.escape(job.audio_name)}</td><td class=\"hg-state-{job.state}\">{_state(lang, job.state)}"
+            f'{"<br><span class=hg-small>" + html.escape(job.error) + "</span>" if job.error else ""}</td>'
+            f'<td class="hg-small">{html.escape(job.engine or "")}</td></tr>')
+    return f'<table class="hg-table" id="history-table"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def history_choices(jobs: list[Job]) -> list[tuple[str, str]]:
+    """Dropdown entries for finished results: label ``video — speech (time)``, value the job id."""
+    return [
+        (f"{job.output.name} ({time.strftime('%m-%d %H:%M', time.localtime(job.finished or job.created))})", job.id)
+        for job in jobs if job.finished_ok
+    ]
+
+
+def log_tail(log_file: Path, lines: int = 150) -> str:
+    """The newest records of the log, newest first, without DEBUG detail (the file keeps it). Read from the
+    file's end only: it may be large."""
+    try:
+        with log_file.open("rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - LOG_TAIL_BYTES))
+            data = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    records: list[list[str]] = []
+    for line in data.splitlines():
+        if _RECORD_START.match(line):
+            records.append([line])
+        elif records:  # a traceback's lines belong to the record above them
+            records[-1].append(line)
+    shown = [record for record in records if _RECORD_START.match(record[0]).group(1) != "DEBUG"]
+    return "\n".join("\n".join(record) for record in reversed(shown[-lines:]))
+
+
+def engine_line(queue: JobQueue, lang: str) -> str:
+    status = engine_status(queue.defaults.engine)
+    key = "engine_wav2lip" if status["engine"] == "wav2lip" else "engine_builtin"
+    return text(lang, key, checkpoint=status["checkpoint"], device=status["device"]) + text(
+        lang, "queue_line", pending=queue.pending())
+
+
+def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> gr.Blocks:
+    """The page; every handler reads and writes only through ``queue``."""
+    i18n = I18N
+
+    def ahead_of(job: Job) -> int:
+        return sum(1 for other in queue.jobs(["queued", "running"], limit=10_000) if other.seq < job.seq)
+
+    def settings_from(engine, face, length, crf):
+        return with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf)
+
+    # ---- Single --------------------------------------------------------------------------------------------
+
+    def preview_speech(path):
+        return gr.update(value=path, visible=bool(path))
+
+    def preview_picture(path):
+        is_photo = bool(path) and Path(path).suffix.lower() in PHOTO_TYPES
+        is_video = bool(path) and not is_photo
+        return (gr.update(value=path if is_video else None, visible=is_video),
+                gr.update(value=path if is_photo else None, visible=is_photo))
+
+    def submit_single(audio, picture, engine, face, length, crf, request: gr.Request):
+        lang = _lang(request)
+        if not audio:
+            return None, message_html(text(lang, "need_speech")), None, None, None
+        if not picture:
+            return None, message_html(text(lang, "need_picture")), None, None, None
+        try:
+            settings = settings_from(engine, face, length, crf)
+            batch = queue.submit(audio, [picture], settings, audio_name=Path(audio).name, video_names=[Path(picture).name])
+        except ValueError as exc:
+            return None, message_html(text(lang, "bad_option", reason=exc)), None, None, None
+        except HeyGemError as exc:
+            return None, message_html(str(exc)), None, None, None
+        job = batch.jobs[0]
+        return job.id, job_status_html(job, lang, ahead_of(job)), None, None, None
+
+    def cancel_single(job_id, request: gr.Request):
+        if job_id:
+            job = queue.cancel(job_id)
+            return job_status_html(job, _lang(request))
+        return gr.skip()
+
+    # ---- Batch ---------------------------------------------------------------------------------------------
+
+    def submit_batch(audio, videos, engine, face, length, crf, request: gr.Request):
+        lang = _lang(request)
+        if not audio:
+            return None, message_html(text(lang, "need_speech")), "", None, 0
+        if not videos:
+            return None, message_html(text(lang, "need_videos")), "", None, 0
+        try:
+            settings = settings_from(engine, face, length, crf)
+            batch = queue.submit(audio, videos, settings, audio_name=Path(audio).name,
+                                 video_names=[Path(v).name for v in videos])
+        except ValueError as exc:
+            return None, message_html(text(lang, "bad_option", reason=exc)), "", None, 0
+        except HeyGemError as exc:
+            return None, message_html(str(exc)), "", None, 0
+        return batch.id, batch_table_html(batch.jobs, lang), "", None, 0
+
+    def cancel_batch(batch_id, request: gr.Request):
+        if batch_id:
+            return batch_table_html(queue.cancel_batch(batch_id).jobs, _lang(request))
+        return gr.skip()
+
+    # ---- History -------------------------------------------------------------------------------------------
+
+    def history(selected: str | None, request: gr.Request):
+        jobs = [job for job in queue.jobs(FINISHED, limit=500)]
+        choices = history_choices(jobs)
+        values = {value for _, value in choices}
+        keep = selected if selected in values else (choices[0][1] if choices else None)
+        return history_table_html(jobs, _lang(request)), gr.update(choices=choices, value=keep), len(jobs)
+
+    def play(job_id):
+        if not job_id:
+            return None, None
+        try:
+            job = queue.job(job_id)
+        except KeyError:
+            return None, None
+        if not job.finished_ok:
+            return None, None
+        return str(job.output), str(job.output)
+
+    def delete(job_id, request: gr.Request):
+        lang = _lang(request)
+        note = ""
+        if job_id:
+            try:
+                name = queue.job(job_id).output.name
+                queue.delete(job_id)
+                note = text(lang, "deleted", name=name)
+            except (KeyError, HeyGemError, AttributeError) as exc:
+                note = str(exc)
+        table, dropdown, count = history(None, request)
+        return table, dropdown, count, gr.update(value=None), gr.update(value=None), note
+
+    # ---- the timer: everything that changes while jobs run -----------------------------------------------
+
+    def tick(job_id, shown, batch_id, zipped, seen_finished, picked, request: gr.Request):
+        lang = _lang(request)
+        header = engine_line(queue, lang)
+        # Single
+        single = [gr.skip(), gr.skip(), gr.skip(), shown]
+        if job_id:
+            try:
+                job = queue.job(job_id)
+            except KeyError:  # deleted from History meanwhile
+                job = None
+            if job is not None:
+                single[0] = job_status_html(job, lang, ahead_of(job) if job.state == "queued" else 0)
+                if job.finished_ok and shown != job_id:
+                    single[1:] = [str(job.output), str(job.output), job_id]
+        # Batch
+        batch_out = [gr.skip(), gr.skip(), gr.skip(), zipped]
+        if batch_id:
+            try:
+                batch = queue.batch(batch_id)
+            except KeyError:
+                batch = None
+            if batch is not None:
+                running = next((job for job in batch.jobs if job.state == RUNNING), None)
+                counts = batch.counts
+                summary = text(lang, "batch_summary", done=sum(counts[s] for s in FINISHED), total=len(batch.jobs),
+                               failed=counts[FAILED], cancelled=counts["cancelled"])
+                now = text(lang, "running_now", name=running.video_name) if running else ""
+                batch_out[0] = f"{summary} {now}"
+                batch_out[1] = batch_table_html(batch.jobs, lang)
+                finished_ok = sum(job.finished_ok for job in batch.jobs)
+                if finished_ok and finished_ok != zipped:  # a new result: rebuild the ZIP
+                    batch_out[2] = str(queue.zip_batch(batch_id))
+                    batch_out[3] = finished_ok
+        # History: refresh the list when a job has finished since the last look
+        finished = len(queue.jobs(FINISHED, limit=10_000))
+        if finished != seen_finished:
+            history_out = list(history(picked, request))
+        else:
+            history_out = [gr.skip(), gr.skip(), seen_finished]
+        logs = log_tail(log_file) or text(lang, "no_log")
+        return [header, *single, *batch_out, *history_out, logs]
+
+    with gr.Blocks(title="HeyGem", delete_cache=(3600, 24 * 3600), analytics_enabled=False) as studio:
+        gr.Markdown(i18n("title"))
+        header = gr.Markdown(elem_id="engine-line")
+        with gr.Accordion(i18n("options"), open=False):
+            with gr.Row():
+                engine = gr.Radio(list(ENGINE_CHOICES), value=queue.defaults.engine.engine, label=i18n("engine"),
+                                  info=i18n("engine_info"))
+                face = gr.Dropdown(["largest", "0", "1", "2", "3", "4"], value="largest", label=i18n("face"),
+                                   info=i18n("face_info"))
+                length = gr.Radio(list(LENGTH_CHOICES), value=queue.defaults.length_policy, label=i18n("length"))
+                crf = gr.Slider(10, 35, value=queue.defaults.encode.crf, step=1, label=i18n("quality"))
+        options = [engine, face, length, crf]
+
+        with gr.Tabs():
+            with gr.Tab(i18n("tab_single"), id="single", elem_id="tab-single"):
+                job_id = gr.State(None)
+                shown = gr.State(None)
+                with gr.Row():
+                    with gr.Column():
+                        s_audio = gr.File(label=i18n("speech"), file_types=AUDIO_TYPES + VIDEO_TYPES, type="filepath",
+                                          elem_id="single-audio")
+                        s_audio_preview = gr.Audio(label=i18n("preview_video"), interactive=False, visible=False,
+                                                   elem_id="single-audio-preview")
+                        s_picture = gr.File(label=i18n("picture"), file_types=VIDEO_TYPES + PHOTO_TYPES,
+                                            type="filepath", elem_id="single-picture")
+                        s_video_preview = gr.Video(label=i18n("preview_video"), interactive=False, visible=False,
+                                                   elem_id="single-video-preview")
+                        s_photo_preview = gr.Image(label=i18n("preview_photo"), interactive=False, visible=False,
+                                                   type="filepath", elem_id="single-photo-preview")
+                    with gr.Column():
+                        with gr.Row():
+                            s_go = gr.Button(i18n("generate"), variant="primary", elem_id="single-generate")
+                            s_cancel = gr.Button(i18n("cancel"), elem_id="single-cancel")
+                        s_status = gr.HTML(elem_id="single-status")
+                        s_result = gr.Video(label=i18n("result"), interactive=False, elem_id="single-result")
+                        s_download = gr.File(label=i18n("download"), interactive=False, elem_id="single-download")
+                gr.Markdown(i18n("advice"))
+
+            with gr.Tab(i18n("tab_batch"), id="batch", elem_id="tab-batch"):
+                batch_id = gr.State(None)
+                zipped = gr.State(0)
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        b_audio = gr.File(label=i18n("speech"), file_types=AUDIO_TYPES + VIDEO_TYPES, type="filepath",
+                                          elem_id="batch-audio")
+                        b_videos = gr.File(label=i18n("videos"), file_types=VIDEO_TYPES + PHOTO_TYPES,
+                                           file_count="multiple", type="filepath", elem_id="batch-videos")
+                        with gr.Row():
+                            b_go = gr.Button(i18n("start_batch"), variant="primary", elem_id="batch-start")
+                            b_cancel = gr.Button(i18n("cancel_batch"), elem_id="batch-cancel")
+                    with gr.Column(scale=2):
+                        b_summary = gr.Markdown(i18n("batch_idle"), elem_id="batch-summary")
+                        b_table = gr.HTML(elem_id="batch-status")
+                        b_zip = gr.File(label=i18n("zip"), interactive=False, elem_id="batch-zip")
+                gr.Markdown(i18n("advice"))
+
+            with gr.Tab(i18n("tab_history"), id="history", elem_id="tab-history") as history_tab:
+                seen_finished = gr.State(-1)
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        h_table = gr.HTML(elem_id="history-list")
+                    with gr.Column(scale=1):
+                        h_pick = gr.Dropdown(label=i18n("pick_result"), choices=[], elem_id="history-pick")
+                        h_player = gr.Video(label=i18n("result"), interactive=False, elem_id="history-player")
+                        h_download = gr.File(label=i18n("download"), interactive=False, elem_id="history-download")
+                        with gr.Row():
+                            h_refresh = gr.Button(i18n("refresh"), elem_id="history-refresh")
+                            h_delete = gr.Button(i18n("delete"), variant="stop", elem_id="history-delete")
+                        h_note = gr.Markdown(elem_id="history-note")
+
+            with gr.Tab(i18n("tab_logs"), id="logs", elem_id="tab-logs"):
+                logs = gr.Textbox(label=i18n("log_tail"), lines=28, max_lines=28, autoscroll=False,
+                                  interactive=False, elem_id="log-tail", elem_classes="hg-log")
+
+        s_audio.change(preview_speech, s_audio, s_audio_preview, show_progress="hidden")
+        s_picture.change(preview_picture, s_picture, [s_video_preview, s_photo_preview], show_progress="hidden")
+        s_go.click(submit_single, [s_audio, s_picture, *options], [job_id, s_status, s_result, s_download, shown])
+        s_cancel.click(cancel_single, job_id, s_status, show_progress="hidden")
+        b_go.click(submit_batch, [b_audio, b_videos, *options], [batch_id, b_table, b_summary, b_zip, zipped])
+        b_cancel.click(cancel_batch, batch_id, b_table, show_progress="hidden")
+        h_pick.change(play, h_pick, [h_player, h_download], show_progress="hidden")
+        h_refresh.click(history, h_pick, [h_table, h_pick, seen_finished])
+        history_tab.select(history, h_pick, [h_table, h_pick, seen_finished], show_progress="hidden")
+        h_delete.click(delete, h_pick, [h_table, h_pick, seen_finished, h_player, h_download, h_note])
+
+        timer = gr.Timer(TICK_SECONDS)
+        timer.tick(
+            tick, [job_id, shown, batch_id, zipped, seen_finished, h_pick],
+            [header, s_status, s_result, s_download, shown, b_summary, b_table, b_zip, zipped, h_table, h_pick,
+             seen_finished, logs],
+            show_progress="hidden",
+        )
+
+        def show_engine(request: gr.Request) -> str:
+            return engine_line(queue, _lang(request))
+
+        studio.load(show_engine, None, header)
+    return studio

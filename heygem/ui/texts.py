@@ -1,0 +1,167 @@
+"""Every word the studio shows, in English and Simplified Chinese.
+
+Fixed labels go to Gradio's I18n (translated in the browser, by its language); text made while the studio
+runs (progress, tables, errors) is picked here by the request's Accept-Language, which the browser sets from
+the same preference.
+"""
+from __future__ import annotations
+
+EN: dict[str, str] = {
+    "title": "# HeyGem lip-sync studio",
+    "tab_single": "Single",
+    "tab_batch": "Batch",
+    "tab_history": "History",
+    "tab_logs": "Logs",
+    "speech": "Speech (audio, or a video whose sound to use)",
+    "picture": "Presenter: a video or a photo of a face",
+    "preview_video": "Preview",
+    "preview_photo": "Preview",
+    "options": "Options",
+    "engine": "Engine",
+    "engine_info": "auto: Wav2Lip when a checkpoint is installed, else the built-in engine",
+    "face": "Face",
+    "face_info": "largest, or a face number counted from the left (0 = leftmost)",
+    "length": "When the speech is longer than the video",
+    "quality": "Video quality (CRF, lower is better)",
+    "generate": "Generate",
+    "cancel": "Cancel",
+    "result": "Result",
+    "download": "Download",
+    "videos": "Presenters: videos or photos (select many)",
+    "start_batch": "Start batch",
+    "cancel_batch": "Cancel batch",
+    "zip": "All finished results (ZIP)",
+    "refresh": "Refresh",
+    "pick_result": "Result to play",
+    "delete": "Delete this result",
+    "log_tail": "Log (logs/heygem.log, newest first; the file also keeps DEBUG detail)",
+    "advice": (
+        "**Tips.** Keep single videos under 5 minutes: longer ones work but need more memory and time. "
+        "Speech: wav, mp3, m4a, flac, ogg, aiff, or any video with sound. Presenters: mp4, mov, mkv, avi, webm, "
+        "or a photo (jpg, png, webp) with a clearly visible face. Frames without a face are kept as they are."
+    ),
+    # Text made at run time.
+    "engine_wav2lip": "Engine: **Wav2Lip** (`{checkpoint}`) on {device}.",
+    "engine_builtin": (
+        "Engine: **built-in** (no weights needed) on {device}. For the neural Wav2Lip engine, put "
+        "`wav2lip_gan.pth` (or `wav2lip.pth`) from the Wav2Lip project into the `checkpoints/` folder and restart "
+        "(its weights are for non-commercial use only)."
+    ),
+    "queue_line": " Jobs waiting or running: {pending}.",
+    "need_speech": "Add a speech recording first.",
+    "need_picture": "Add a video or photo of the presenter first.",
+    "need_videos": "Add one or more videos or photos first.",
+    "bad_option": "Option not accepted: {reason}",
+    "queued_behind": "Queued: {ahead} job(s) ahead.",
+    "state_queued": "queued",
+    "state_running": "running",
+    "state_succeeded": "done",
+    "state_failed": "failed",
+    "state_cancelled": "cancelled",
+    "stage_starting": "starting",
+    "stage_audio": "reading the speech",
+    "stage_probe": "reading the video",
+    "stage_lip-sync": "lip-syncing",
+    "stage_encode": "writing the video",
+    "stage_done": "done",
+    "col_video": "Video",
+    "col_state": "State",
+    "col_progress": "Progress",
+    "col_detail": "Details",
+    "col_when": "When",
+    "col_audio": "Speech",
+    "col_engine": "Engine",
+    "running_now": "Now working on: **{name}**",
+    "batch_summary": "{done} of {total} finished ({failed} failed, {cancelled} cancelled).",
+    "batch_idle": "Upload one speech and several videos, then press Start batch.",
+    "no_history": "No results yet.",
+    "deleted": "Deleted {name}.",
+    "took": "took {seconds:.1f} s",
+    "no_log": "No log yet.",
+}
+
+ZH: dict[str, str] = {
+    "title": "# HeyGem 口型同步工作室",
+    "tab_single": "单个",
+    "tab_batch": "批量",
+    "tab_history": "历史",
+    "tab_logs": "日志",
+    "speech": "语音（音频，或带声音的视频）",
+    "picture": "主播：人脸视频或照片",
+    "preview_video": "预览",
+    "preview_photo": "预览",
+    "options": "选项",
+    "engine": "引擎",
+    "engine_info": "auto：已安装检查点时用 Wav2Lip，否则用内置引擎",
+    "face": "人脸",
+    "face_info": "largest（最大的人脸），或从左数的人脸编号（0 = 最左）",
+    "length": "语音比视频长时",
+    "quality": "视频质量（CRF，越小越好）",
+    "generate": "生成",
+    "cancel": "取消",
+    "result": "结果",
+    "download": "下载",
+    "videos": "主播：视频或照片（可多选）",
+    "start_batch": "开始批量",
+    "cancel_batch": "取消批量",
+    "zip": "全部已完成结果（ZIP）",
+    "refresh": "刷新",
+    "pick_result": "要播放的结果",
+    "delete": "删除此结果",
+    "log_tail": "日志（logs/heygem.log，最新的在最上；文件中另有 DEBUG 详情）",
+    "advice": (
+        "**提示。** 单个视频请保持在 5 分钟以内：更长的视频也能处理，但需要更多内存和时间。"
+        "语音：wav、mp3、m4a、flac、ogg、aiff，或任何带声音的视频。主播：mp4、mov、mkv、avi、webm，"
+        "或人脸清晰可见的照片（jpg、png、webp）。没有人脸的画面保持原样。"
+    ),
+    "engine_wav2lip": "引擎：**Wav2Lip**（`{checkpoint}`），运行于 {device}。",
+    "engine_builtin": (
+        "引擎：**内置**（无需权重），运行于 {device}。如需神经网络 Wav2Lip 引擎，请把 Wav2Lip 项目的 "
+        "`wav2lip_gan.pth`（或 `wav2lip.pth`）放入 `checkpoints/` 文件夹并重新启动（其权重仅限非商业用途）。"
+    ),
+    "queue_line": " 等待或运行中的任务：{pending} 个。",
+    "need_speech": "请先添加语音。",
+    "need_picture": "请先添加主播的视频或照片。",
+    "need_videos": "请先添加一个或多个视频或照片。",
+    "bad_option": "选项无效：{reason}",
+    "queued_behind": "排队中：前面还有 {ahead} 个任务。",
+    "state_queued": "排队中",
+    "state_running": "运行中",
+    "state_succeeded": "完成",
+    "state_failed": "失败",
+    "state_cancelled": "已取消",
+    "stage_starting": "启动中",
+    "stage_audio": "读取语音",
+    "stage_probe": "读取视频",
+    "stage_lip-sync": "口型同步中",
+    "stage_encode": "写入视频",
+    "stage_done": "完成",
+    "col_video": "视频",
+    "col_state": "状态",
+    "col_progress": "进度",
+    "col_detail": "详情",
+    "col_when": "时间",
+    "col_audio": "语音",
+    "col_engine": "引擎",
+    "running_now": "正在处理：**{name}**",
+    "batch_summary": "已完成 {done} / {total}（失败 {failed}，取消 {cancelled}）。",
+    "batch_idle": "上传一段语音和多个视频，然后点击“开始批量”。",
+    "no_history": "还没有结果。",
+    "deleted": "已删除 {name}。",
+    "took": "用时 {seconds:.1f} 秒",
+    "no_log": "还没有日志。",
+}
+
+TEXTS = {"en": EN, "zh": ZH}
+
+
+def language(accept_language: str | None) -> str:
+    """``zh`` when the browser's first language is Chinese, else ``en``."""
+    first = (accept_language or "").split(",")[0].strip().lower()
+    return "zh" if first.startswith("zh") else "en"
+
+
+def text(lang: str, key: str, **values: object) -> str:
+    """The text for ``key`` in ``lang`` (English when missing), with ``values`` filled in."""
+    template = TEXTS.get(lang, EN).get(key) or EN.get(key, key)
+    return template.format(**values) if values else template

@@ -1,0 +1,112 @@
+"""The HTTP API, over real HTTP as curl would use it: submit a batch, follow it, download the ZIP."""
+from __future__ import annotations
+
+import io
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from heygem.media.ffmpeg import ffprobe_exe
+
+
+def _poll(client: httpx.Client, path: str, done, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(path).json()
+        if done(body) or time.monotonic() > deadline:
+            return body
+        time.sleep(0.5)
+
+
+def _duration(path: Path) -> float:
+    out = subprocess.run([ffprobe_exe(), "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def test_a_batch_submitted_over_http_gives_a_zip_of_every_video(studio, short_clips, tmp_path: Path) -> None:
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        files = [("audio", ("speech.wav", short_clips["speech"].read_bytes(), "audio/wav"))]
+        files += [("video", (f"{name}.mp4", short_clips[name].read_bytes(), "video/mp4")) for name in ("d0", "d13", "d19")]
+        response = client.post("/api/batches", files=files, data={"length": "loop"})
+        assert response.status_code == 201, response.text
+        batch = response.json()
+        assert [job["video"] for job in batch["jobs"]] == ["d0.mp4", "d13.mp4", "d19.mp4"]
+        assert {job["state"] for job in batch["jobs"]} <= {"queued", "running"}
+
+        finished = _poll(client, f"/api/batches/{batch['id']}", lambda body: body["done"])
+        assert finished["counts"]["succeeded"] == 3, finished
+
+        job = finished["jobs"][1]
+        single = client.get(f"/api/jobs/{job['id']}").json()
+        assert single["state"] == "succeeded" and single["result"] == "d13__speech.mp4"
+        assert single["engine"].startswith("wav2lip")
+
+        archive = client.get(f"/api/batches/{batch['id']}/zip")
+        assert archive.status_code == 200
+        assert archive.headers["content-type"] == "application/zip"
+        with zipfile.ZipFile(io.BytesIO(archive.content)) as z:
+            assert sorted(z.namelist()) == ["d0__speech.mp4", "d13__speech.mp4", "d19__speech.mp4"]
+            z.extractall(tmp_path)
+        for name in ("d0", "d13", "d19"):
+            assert _duration(tmp_path / f"{name}__speech.mp4") == pytest.approx(2.0, abs=0.1)
+
+        result = client.get(f"/api/jobs/{job['id']}/result")
+        assert result.status_code == 200 and result.headers["content-type"] == "video/mp4"
+        assert result.content == (tmp_path / "d13__speech.mp4").read_bytes()
+
+
+def test_a_single_job_then_list_cancel_and_delete(studio, short_clips) -> None:
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        response = client.post("/api/jobs", files={
+            "audio": ("讲话.wav", short_clips["speech"].read_bytes()),
+            "video": ("../../d19.mp4", short_clips["d19"].read_bytes()),
+        })
+        assert response.status_code == 201, response.text
+        job = response.json()
+        assert job["video"] == "../../d19.mp4"  # shown as given, stored under a safe name
+        done = _poll(client, f"/api/jobs/{job['id']}", lambda body: body["state"] not in ("queued", "running"))
+        assert done["state"] == "succeeded" and done["result"] == "d19__讲话.mp4"
+
+        listed = client.get("/api/jobs", params={"state": "succeeded"}).json()["jobs"]
+        assert job["id"] in [item["id"] for item in listed]
+        # Cancelling a finished job changes nothing; deleting it removes it and its file.
+        assert client.post(f"/api/jobs/{job['id']}/cancel").json()["state"] == "succeeded"
+        assert client.delete(f"/api/jobs/{job['id']}").json() == {"deleted": job["id"]}
+        assert client.get(f"/api/jobs/{job['id']}").status_code == 404
+        assert not list(studio.root.rglob("d19__讲话.mp4"))
+
+
+def test_errors_are_json_with_a_reason(studio, short_clips, tmp_path: Path) -> None:
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        missing = client.post("/api/jobs", files={"audio": ("speech.wav", short_clips["speech"].read_bytes())})
+        assert missing.status_code == 400 and "video" in missing.json()["error"]
+
+        bad_option = client.post("/api/jobs", files={"audio": ("s.wav", b"x"), "video": ("v.mp4", b"x")},
+                                 data={"engine": "magic"})
+        assert bad_option.status_code == 400
+        assert bad_option.json()["error"] == "engine must be one of auto, wav2lip, builtin, not 'magic'"
+
+        assert client.get("/api/jobs/nope").json() == {"error": "no job nope"}
+        assert client.get("/api/batches/nope/zip").status_code == 404
+
+        # A corrupt upload is accepted as a job, which then fails with the file's own name in the reason.
+        broken = client.post("/api/jobs", files={"audio": ("speech.wav", short_clips["speech"].read_bytes()),
+                                                 "video": ("holiday.mp4", b"not a video at all")}).json()
+        failed = _poll(client, f"/api/jobs/{broken['id']}", lambda body: body["state"] not in ("queued", "running"))
+        assert failed["state"] == "failed" and failed["error"].startswith("holiday.mp4:")
+        result = client.get(f"/api/jobs/{broken['id']}/result")
+        assert result.status_code == 409 and result.json()["error"] == failed["error"]
+
+
+def test_only_files_under_outputs_are_served(studio) -> None:
+    with httpx.Client(base_url=studio.url, timeout=30) as client:
+        for path in ("/gradio_api/file=/etc/passwd", "/file=/etc/passwd", "/api/../etc/passwd",
+                     f"/gradio_api/file={studio.root / 'heygem.db'}"):
+            response = client.get(path)
+            assert response.status_code in (403, 404), (path, response.status_code)
+            assert b"root:" not in response.content and b"SQLite" not in response.content

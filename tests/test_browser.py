@@ -1,0 +1,150 @@
+"""The studio in a real headless Chromium (Debian's package, driven by Playwright): Single gives a playable
+video, Batch gives a ZIP of three, and every tab is photographed into tests/artifacts/ for a person to look at."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from heygem.media.ffmpeg import ffprobe_exe
+
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
+# As root and offline: no sandbox, and none of Chromium's calls home (each would wait on a closed network).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+JOB_TIMEOUT_MS = 240_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run the test command (bash tests/run.sh), which installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _page(browser, studio, locale: str = "en-US"):
+    context = browser.new_context(viewport={"width": 1360, "height": 1000}, locale=locale, accept_downloads=True)
+    page = context.new_page()
+    page.goto(studio.url)
+    page.wait_for_selector("#single-generate", timeout=60_000)
+    return page
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(1200)  # let the timer's next refresh land
+    page.screenshot(path=str(ARTIFACTS / f"ui_{name}.png"), full_page=True)
+
+
+def _upload(page, elem_id: str, *paths: Path) -> None:
+    page.set_input_files(f"#{elem_id} input[type=file]", [str(p) for p in paths])
+    # Listed once uploaded (Gradio shows the stem and the extension in separate cells).
+    page.wait_for_function(
+        "([id, names]) => { const t = document.getElementById(id).innerText.replace(/\\s+/g, '');"
+        " return names.every(n => t.includes(n)); }", arg=[elem_id, [p.name for p in paths]], timeout=60_000)
+
+
+def _duration(path: Path) -> float:
+    out = subprocess.run([ffprobe_exe(), "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def test_single_tab_gives_a_playable_result(browser, studio, short_clips, tmp_path: Path) -> None:
+    page = _page(browser, studio)
+    assert "Engine: wav2lip" in page.inner_text("#engine-line").replace("*", "") or "Wav2Lip" in page.inner_text("#engine-line")
+    _upload(page, "single-audio", short_clips["speech"])
+    _upload(page, "single-picture", short_clips["d0"])
+    page.wait_for_selector("#single-video-preview video", timeout=30_000)  # the presenter's preview
+    page.wait_for_selector("#single-audio-preview audio, #single-audio-preview [data-testid]", timeout=30_000)
+    page.get_by_text("Options").first.click()
+    page.get_by_label("builtin").check()  # the built-in engine, chosen in the page
+    _shot(page, "single_ready")
+
+    page.click("#single-generate")
+    page.wait_for_selector("#single-status [data-state]", timeout=30_000)
+    page.wait_for_selector("#single-status [data-state=succeeded]", timeout=JOB_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#single-result video');"
+        " return v && v.readyState >= 2 && v.duration > 1.5; }", timeout=60_000)
+    # Playable: it plays, and time moves.
+    page.evaluate("() => { const v = document.querySelector('#single-result video'); v.muted = true; return v.play(); }")
+    page.wait_for_function("() => document.querySelector('#single-result video').currentTime > 0.3", timeout=30_000)
+    assert "builtin" in page.inner_text("#single-status")
+    _shot(page, "single_done")
+
+    with page.expect_download() as download:
+        page.click("#single-download a")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == "d0__speech.mp4"
+    assert _duration(saved) == pytest.approx(2.0, abs=0.1)
+    page.context.close()
+
+
+def test_batch_tab_zips_three_results(browser, studio, short_clips, tmp_path: Path) -> None:
+    page = _page(browser, studio)
+    page.get_by_role("tab", name="Batch").click()
+    _upload(page, "batch-audio", short_clips["speech"])
+    _upload(page, "batch-videos", short_clips["d0"], short_clips["d13"], short_clips["d19"])
+    page.click("#batch-start")
+    page.wait_for_selector("#batch-status tr[data-state]", timeout=30_000)
+    _shot(page, "batch_running")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#batch-status tr[data-state=succeeded]').length === 3", timeout=JOB_TIMEOUT_MS)
+    page.wait_for_function("() => document.querySelector('#batch-summary').innerText.includes('3 of 3')", timeout=30_000)
+    page.wait_for_selector("#batch-zip a", timeout=30_000)
+    _shot(page, "batch_done")
+
+    names: list[str] = []
+    for _ in range(5):  # the ZIP is rebuilt as each result lands; the last one holds all three
+        with page.expect_download() as download:
+            page.click("#batch-zip a")
+        saved = tmp_path / "batch.zip"
+        download.value.save_as(saved)
+        with zipfile.ZipFile(saved) as archive:
+            names = sorted(archive.namelist())
+        if len(names) == 3:
+            break
+        page.wait_for_timeout(1500)
+    assert names == ["d0__speech.mp4", "d13__speech.mp4", "d19__speech.mp4"]
+    page.context.close()
+
+
+def test_history_and_logs_tabs(browser, studio, short_clips) -> None:
+    job = studio.queue.submit(short_clips["speech"], [short_clips["d19"]]).jobs[0]
+    assert studio.queue.wait([job.id], timeout=240)[0].state == "succeeded"
+    page = _page(browser, studio)
+    page.get_by_role("tab", name="History").click()
+    page.wait_for_selector("#history-table", timeout=30_000)
+    assert "d19.mp4" in page.inner_text("#history-table")
+    page.wait_for_selector("#history-player video", timeout=30_000)  # the newest result is ready to play
+    _shot(page, "history")
+
+    page.get_by_role("tab", name="Logs").click()
+    page.wait_for_function("() => document.querySelector('#log-tail textarea').value.includes('succeeded')",
+                           timeout=30_000)
+    _shot(page, "logs")
+    page.context.close()
+
+
+def test_the_page_follows_a_chinese_browser(browser, studio) -> None:
+    page = _page(browser, studio, locale="zh-CN")
+    assert page.inner_text("#single-generate").strip() == "生成"
+    page.get_by_role("tab", name="批量").click()
+    assert "开始批量" in page.inner_text("#batch-start")
+    _shot(page, "batch_zh")
+    page.get_by_role("tab", name="单个").click()
+    assert "引擎" in page.inner_text("#engine-line")
+    _shot(page, "single_zh")
+    page.context.close()

@@ -1,0 +1,50 @@
+"""Serving: loopback by default, credentials required anywhere else, and checked on the API and the page."""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+import app as studio_app
+from heygem.jobs import JobQueue
+from heygem.server import Credentials, create_app, is_loopback, parse_credentials
+
+
+def test_loopback_addresses() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20") and not is_loopback("example.org")
+
+
+def test_credentials_are_user_colon_password() -> None:
+    assert parse_credentials("admin:s3:cret") == Credentials("admin", "s3:cret")
+    assert parse_credentials(None) is None
+    for bad in ("admin", ":pw", "admin:"):
+        with pytest.raises(ValueError, match="user:password"):
+            parse_credentials(bad)
+
+
+def test_listening_on_the_network_without_credentials_is_refused(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("HEYGEM_AUTH", raising=False)
+    assert studio_app.main(["--host", "0.0.0.0", "--port", "7999"]) == 2
+    assert "--auth user:password" in capsys.readouterr().err
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_with_credentials_every_route_asks_for_them(tmp_path: Path) -> None:
+    queue = JobQueue(tmp_path / "outputs", start=False)
+    try:
+        client = TestClient(create_app(queue, Credentials("admin", "pw"), ui=False))
+        denied = client.get("/api/status")
+        assert denied.status_code == 401 and "error" in denied.json()
+        assert denied.headers["www-authenticate"].startswith("Basic")
+        assert client.get("/api/status", headers=_basic("admin", "wrong")).status_code == 401
+        assert client.get("/", headers=_basic("admin", "wrong")).status_code == 401
+        allowed = client.get("/api/status", headers=_basic("admin", "pw"))
+        assert allowed.status_code == 200 and allowed.json()["pending"] == 0
+    finally:
+        queue.close()
