@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
               "give --auth user:password (or set HEYGEM_AUTH), or keep the default --host 127.0.0.1", file=sys.stderr)
         return 2
     with socket.socket() as probe:
+        # As uvicorn binds: a port left in TIME_WAIT by the previous run is free to use.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((args.host, args.port))
         except OSError as exc:
