@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     faces.add_argument("--box", type=int, nargs=4, metavar=("X1", "Y1", "X2", "Y2"), help="fixed face box in source pixels (skips detection)")
     faces.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"), help="crop padding in pixels (default 0 10 0 0)")
     faces.add_argument("--smooth", type=int, default=5, help="average face boxes over this many frames (1 = off; default 5)")
+    faces.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the face detector on every Nth frame, interpolating between (1 = every frame; default 5)")
+    faces.add_argument("--face-cache", type=Path, default=DetectionOptions.cache_dir, metavar="DIR", help="where faces found in each video are kept for the next run with the same video (default outputs/.cache/faces)")
+    faces.add_argument("--no-face-cache", action="store_true", help="neither read nor write the face cache")
     out = gen.add_argument_group("output")
     out.add_argument("--blend", choices=["feather", "hard"], default="feather", help="feathered lower-face blend (default) or the original hard box paste")
     out.add_argument("--length", choices=["pingpong", "loop"], default="pingpong", help="when the speech is longer than the video (default pingpong)")
@@ -62,6 +65,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         detection=DetectionOptions(
             detector=args.detector, detector_weights=args.detector_weights, face=args.face,
             box=tuple(args.box) if args.box else None, smooth_window=args.smooth, pads=tuple(args.pads),
+            every=max(1, args.detect_every), cache_dir=None if args.no_face_cache else args.face_cache,
         ),
         engine=EngineOptions(engine=args.engine, checkpoint=args.checkpoint, device=args.device, batch_size=args.batch_size, fp16=not args.no_fp16),
         blend=BlendOptions(mode=args.blend),

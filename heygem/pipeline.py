@@ -5,6 +5,7 @@ frames waits for the engine, nothing more. ``generate`` is the one entry point e
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -24,6 +25,7 @@ from heygem.engines import Engine, create_engine
 from heygem.engines.base import EngineJob
 from heygem.errors import InputError, NoFaceError
 from heygem.faces import Face, get_detector
+from heygem.faces.schedule import FaceCache, sparse_detect
 from heygem.faces.track import crop_box, select_face, smooth_faces
 from heygem.features import MelChunks, frame_count, mel_spectrogram
 from heygem.media.audio import load_audio
@@ -74,6 +76,8 @@ class GenerateResult:
     duration: float
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    faces_detected: int = 0  # detector calls (0 when the face cache knew the video)
+    face_cache: str = "off"  # off, miss, hit, or partial (the video was cached, but for fewer frames)
 
 
 def prepare_audio(path: str | Path) -> PreparedAudio:
@@ -242,22 +246,45 @@ def iter_synced_frames(
     chunks = MelChunks(audio.mel, fps, total)
     stats.update(frames=total, frames_without_face=0)
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
+    face_cache = None
+    if detector is not None and det.cache_dir is not None and video.kind == "video":
+        face_cache = FaceCache(det.cache_dir, video.path, (det.detector, det.detect_size, det.detector_weights,
+                                                           det.face, det.every, fps))
+    stats.update(faces_detected=0, face_cache="off" if face_cache is None else "miss")
     with stopwatch("engine start"):  # e.g. the built-in engine studying the source's own mouths
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det))
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir)
     faces_by_source: dict[int, Face | None] = {}
 
+    def detect_one(image: np.ndarray, previous: Face | None) -> Face | None:
+        with stopwatch("detect"):
+            return select_face(detector.detect(image), det.face, previous)
+
     def detected(frames: Iterator[_Frame]) -> Iterator[tuple[_Frame, Face | None]]:
-        previous: Face | None = None
+        if det.box:
+            for frame in frames:
+                yield frame, Face(*map(float, det.box))
+            return
+        cached = face_cache.load() if face_cache is not None else []
+        seen: list[Face | None] = []  # by source frame number, for the cache
+        counter = {"detected": 0}
         for frame in frames:
-            if det.box:
-                face: Face | None = Face(*map(float, det.box))
-            else:
-                with stopwatch("detect"):
-                    face = select_face(detector.detect(frame.image), det.face, previous)
-                previous = face or previous
-            yield frame, face
+            if frame.source < len(cached):
+                seen.append(cached[frame.source])
+                yield frame, seen[-1]
+                continue
+            # Past what the cache holds (or no cache): detect this frame and the rest.
+            rest = ((f, f.image) for f in itertools.chain([frame], frames))
+            for later, face in sparse_detect(rest, detect_one, det.every, counter):
+                seen.append(face)
+                yield later, face
+            break
+        stats["faces_detected"] = counter["detected"]
+        if cached:
+            stats["face_cache"] = "hit" if len(seen) <= len(cached) else "partial"
+        if face_cache is not None and len(seen) > len(cached):
+            face_cache.save(seen)
 
     def with_faces() -> Iterator[tuple[_Frame, Face | None]]:
         for frame, face in smooth_faces(detected(_timed(stopwatch, "decode", source.forward())), det.smooth_window):
@@ -365,7 +392,7 @@ def generate(
                     writer = VideoWriter(out, width, height, fps, prepared.path, prepared.duration, settings.encode)
                 writer.write(frame)
         report("encode", 1.0, str(video_path))
-        with stopwatch("encode"):
+        with stopwatch("mux"):  # the encoder finishing its last frames and writing the file with the speech
             writer.close()
     except BaseException:
         if writer is not None:
@@ -379,10 +406,12 @@ def generate(
         notes.append(f"{stats['frames_without_face']} of {stats['frames']} frames had no face and were left as they were")
         log.warning("%s: %s", video_path.name, notes[-1])
     per_stage = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in timings.items())
-    log.info("wrote %s: %d frames at %.3f fps by %s in %s", out, stats["frames"], float(fps), engine.describe(), per_stage)
+    log.info("wrote %s: %d frames at %.3f fps by %s in %s (face detection on %d frames, face cache %s)", out,
+             stats["frames"], float(fps), engine.describe(), per_stage, stats["faces_detected"], stats["face_cache"])
     report("done", 1.0, str(video_path))
     return GenerateResult(
         output=out, audio=prepared.path, video=video_path, engine=engine.describe(), frames=stats["frames"],
         frames_without_face=stats["frames_without_face"], fps=float(fps), width=width, height=height,
         duration=stats["frames"] / float(fps), timings=timings, notes=notes,
+        faces_detected=stats["faces_detected"], face_cache=stats["face_cache"],
     )

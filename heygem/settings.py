@@ -29,6 +29,10 @@ class DetectionOptions:
     detect_size: frames are downscaled so their longer side is at most this before detection.
     smooth_window: boxes are averaged over this many consecutive frames (1 = off).
     pads: extra pixels (top, bottom, left, right) added to the Wav2Lip crop, as the original's ``--pads``.
+    every: the detector runs on every ``every``-th frame; boxes between are interpolated, or detected when
+        the face was lost or jumped (1 = detect every frame).
+    cache_dir: where the faces of each source video are kept, by content, so the next job with the same
+        video skips detection (None = no cache).
     """
 
     detector: str = "yunet"
@@ -38,6 +42,8 @@ class DetectionOptions:
     detect_size: int = 640
     smooth_window: int = 5
     pads: tuple[int, int, int, int] = (0, 10, 0, 0)
+    every: int = 5
+    cache_dir: Path | None = OUTPUTS_DIR / ".cache" / "faces"
 
 
 @dataclass
@@ -140,7 +146,7 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
     return top
 
 
-_PATH_FIELDS = {"detector_weights", "checkpoint", "out_dir"}
+_PATH_FIELDS = {"detector_weights", "checkpoint", "out_dir", "cache_dir"}
 
 
 ENGINE_CHOICES = ("auto", "wav2lip", "builtin")

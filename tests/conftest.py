@@ -40,9 +40,10 @@ def test_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def settings(test_checkpoint: Path, tmp_path: Path):
     """Settings for a quick run with the test checkpoint; results go to this test's tmp_path."""
-    from heygem.settings import EncodeOptions, EngineOptions, Settings
+    from heygem.settings import DetectionOptions, EncodeOptions, EngineOptions, Settings
 
     return Settings(
+        detection=DetectionOptions(cache_dir=tmp_path / "face-cache"),
         engine=EngineOptions(engine="wav2lip", checkpoint=test_checkpoint, device="cpu"),
         encode=EncodeOptions(preset="ultrafast"),
         out_dir=tmp_path,
@@ -91,11 +92,12 @@ def studio(tmp_path_factory: pytest.TempPathFactory, test_checkpoint: Path):
     from heygem.jobs import JobQueue
     from heygem.logs import setup_logging
     from heygem.server import create_app
-    from heygem.settings import EncodeOptions, EngineOptions, Settings
+    from heygem.settings import DetectionOptions, EncodeOptions, EngineOptions, Settings
 
     root = tmp_path_factory.mktemp("studio") / "outputs"
     log_file = setup_logging(root.parent / "logs", console=False)
-    defaults = Settings(engine=EngineOptions(engine="wav2lip", checkpoint=test_checkpoint, device="cpu"),
+    defaults = Settings(detection=DetectionOptions(cache_dir=root / ".cache" / "faces"),
+                        engine=EngineOptions(engine="wav2lip", checkpoint=test_checkpoint, device="cpu"),
                         encode=EncodeOptions(preset="ultrafast"))
     queue = JobQueue(root, defaults)
     app = create_app(queue, log_file=log_file)

@@ -15,7 +15,7 @@ T = TypeVar("T")
 STICKY_AREA_RATIO = 0.7
 
 
-def _overlap(a: Face, b: Face) -> float:
+def iou(a: Face, b: Face) -> float:
     """Intersection over union of two boxes."""
     w = min(a.x2, b.x2) - max(a.x1, b.x1)
     h = min(a.y2, b.y2) - max(a.y1, b.y1)
@@ -35,8 +35,8 @@ def select_face(faces: list[Face], policy: Literal["largest"] | int, previous: F
         return ordered[policy] if 0 <= policy < len(ordered) else None
     largest = max(faces, key=lambda f: f.area)
     if previous is not None:
-        same = max(faces, key=lambda f: _overlap(f, previous))
-        if _overlap(same, previous) > 0.3 and same.area >= STICKY_AREA_RATIO * largest.area:
+        same = max(faces, key=lambda f: iou(f, previous))
+        if iou(same, previous) > 0.3 and same.area >= STICKY_AREA_RATIO * largest.area:
             return same
     return largest
 
