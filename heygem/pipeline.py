@@ -8,8 +8,10 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import queue
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 # Frames waiting for the engine are full-size; cap what they may hold so 4K input stays within memory.
 PENDING_FRAMES_BYTES = 256 * 1024 * 1024
+# Frames waiting for the encoder thread (with ``Settings.overlap``).
+ENCODE_QUEUE_FRAMES = 8
 
 NO_PICTURE = "has no picture; give a video (mp4, mov, mkv, avi, webm) or a photo (jpg, png, webp) of a face"
 
@@ -130,6 +134,105 @@ class _Stopwatch:
             yield
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+_ITEM, _END, _ERROR = range(3)
+
+
+class _Prefetch(Iterator):
+    """Runs an iterator in a thread of its own, up to ``depth`` items ahead of its consumer, so that decoding
+    and detection (in C code and ffmpeg, which release the GIL) overlap the engine's work. An exception in the
+    thread is raised to the consumer; ``close`` stops the thread and closes the iterator there."""
+
+    def __init__(self, source: Iterator, depth: int, name: str) -> None:
+        self._items: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(source,), name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, entry: tuple) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._items.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, source: Iterator) -> None:
+        try:
+            for item in source:
+                if not self._put((_ITEM, item)):
+                    return
+            self._put((_END, None))
+        except BaseException as exc:  # handed to the consumer, which decides
+            self._put((_ERROR, exc))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()  # in this thread, where the generator runs: stops its ffmpeg decoder
+
+    def __next__(self):
+        kind, value = self._items.get()
+        if kind == _END:
+            self._items.put((_END, None))  # stay exhausted
+            raise StopIteration
+        if kind == _ERROR:
+            raise value
+        return value
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._items.get(timeout=0.05)
+            except queue.Empty:
+                pass
+
+
+class _BackgroundWriter:
+    """Feeds frames to a VideoWriter from a thread of its own, so the engine need not wait while ffmpeg's
+    pipe is full. At most ``depth`` frames wait; a failure of the writer is raised at the next call."""
+
+    def __init__(self, writer: VideoWriter, depth: int, stopwatch: _Stopwatch) -> None:
+        self.writer = writer
+        self._frames: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._error: BaseException | None = None
+        self._stopwatch = stopwatch
+        self._thread = threading.Thread(target=self._run, name="heygem-encode", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            frame = self._frames.get()
+            if frame is None:
+                return
+            if self._error is not None:
+                continue  # drain: the consumer learns of the error at its next call
+            try:
+                with self._stopwatch("encode"):
+                    self.writer.write(frame)
+            except BaseException as exc:
+                self._error = exc
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._error is not None:
+            raise self._error
+        self._frames.put(frame)
+
+    def close(self) -> None:
+        """Wait for every frame to be written, then finish the file."""
+        self._frames.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self.writer.close()
+
+    def abort(self) -> None:
+        self._error = self._error or RuntimeError("aborted")
+        self._frames.put(None)
+        self._thread.join()
+        self.writer.abort()
 
 
 @dataclass
@@ -322,8 +425,9 @@ def iter_synced_frames(
             progress("lip-sync", (pending[-1][0].index + 1) / total, str(video.path))
         pending.clear()
 
+    faces = _Prefetch(with_faces(), 2 * max_pending, "heygem-decode") if settings.overlap else with_faces()
     try:
-        for frame, face in with_faces():
+        for frame, face in faces:
             box = None
             if face is None:
                 stats["frames_without_face"] += 1
@@ -334,6 +438,8 @@ def iter_synced_frames(
                 yield from flush()
         yield from flush()
     finally:
+        if isinstance(faces, _Prefetch):
+            faces.close()  # before the source's spill file is closed under it
         source.close()
 
 
@@ -382,15 +488,20 @@ def generate(
 
     stats: dict[str, int] = {}
     stopwatch = _Stopwatch()
-    writer: VideoWriter | None = None
+    writer: VideoWriter | _BackgroundWriter | None = None
     width = height = 0
     try:
         for _, frame, _ in iter_synced_frames(prepared, info, engine, settings, stats, stopwatch, report):
-            with stopwatch("encode"):
-                if writer is None:  # sized by the first frame: a photo's EXIF rotation may swap its sides
-                    height, width = frame.shape[:2]
-                    writer = VideoWriter(out, width, height, fps, prepared.path, prepared.duration, settings.encode)
+            if writer is None:  # sized by the first frame: a photo's EXIF rotation may swap its sides
+                height, width = frame.shape[:2]
+                writer = VideoWriter(out, width, height, fps, prepared.path, prepared.duration, settings.encode)
+                if settings.overlap:
+                    writer = _BackgroundWriter(writer, ENCODE_QUEUE_FRAMES, stopwatch)
+            if isinstance(writer, _BackgroundWriter):
                 writer.write(frame)
+            else:
+                with stopwatch("encode"):
+                    writer.write(frame)
         report("encode", 1.0, str(video_path))
         with stopwatch("mux"):  # the encoder finishing its last frames and writing the file with the speech
             writer.close()

@@ -94,6 +94,8 @@ class Settings:
         then backward) or ``loop``; a longer video is always cut to the audio.
     still_fps: frame rate of the video made from a still photo.
     out_dir: where results are written when no output path is given.
+    overlap: decode and detect, and encode, in threads of their own beside the engine (False: one thread,
+        one stage after another; for comparison).
     """
 
     detection: DetectionOptions = field(default_factory=DetectionOptions)
@@ -103,6 +105,7 @@ class Settings:
     length_policy: Literal["pingpong", "loop"] = "pingpong"
     still_fps: int = 25
     out_dir: Path = OUTPUTS_DIR
+    overlap: bool = True
 
 
 def settings_to_dict(settings: Settings) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The whole run, as a user sees it: durations, frame rates, untouched pixels, faces, errors."""
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -146,3 +147,35 @@ def test_progress_reports_stages_and_file(media: Path, speech, settings) -> None
     fractions = [f for stage, f, _ in seen if stage == "lip-sync"]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     assert all(file.endswith("people_0.png") for _, _, file in seen)
+
+
+def test_cancelling_midway_leaves_no_file_thread_or_ffmpeg(media: Path, speech, settings, tmp_path: Path) -> None:
+    import threading
+
+    from heygem.errors import CancelledError
+
+    def cancel_halfway(stage: str, fraction: float, file: str) -> None:
+        if stage == "lip-sync" and fraction > 0.3:
+            raise CancelledError(f"{Path(file).name}: cancelled")
+
+    out = tmp_path / "cancelled.mp4"
+    with pytest.raises(CancelledError):
+        generate(speech, media / "liveportrait/d19.mp4", out, settings, cancel_halfway)
+    assert not out.exists() and not list(tmp_path.glob("*.partial.mp4"))
+    assert not [t.name for t in threading.enumerate() if t.name in ("heygem-decode", "heygem-encode")]
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    assert not [pid for pid in children if "ffmpeg" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+
+
+def test_overlapped_stages_give_the_same_frames_as_one_thread(media: Path, speech, settings) -> None:
+    from dataclasses import replace
+
+    engine = create_engine(settings.engine)
+    info = probe(media / "liveportrait/d0.mp4")
+
+    def frames(overlap: bool) -> list[np.ndarray]:
+        return [frame.copy() for _, frame, _ in iter_synced_frames(speech, info, engine, replace(settings, overlap=overlap))]
+
+    threaded, serial = frames(True), frames(False)
+    assert len(threaded) == len(serial) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(threaded, serial))
