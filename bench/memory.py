@@ -1,8 +1,9 @@
 """Peak memory against video length: does RSS stay flat as the video gets longer?
 
 Builds talking-head inputs of each length at one resolution by looping a real clip from ../shared/media
-(and its speech), runs one generation per length in a fresh process, and reports that process's peak RSS
-(and, sampled, its ffmpeg processes' and the sum). Not a test: run it by hand and keep its output.
+(and its speech; ``heygem.bench.build_inputs``, cached under bench/out/inputs/), runs one generation per
+length in a fresh process, and reports that process's peak RSS (and, sampled, its ffmpeg processes' and the
+sum). Not a test: run it by hand and keep its output. ``python -m heygem.bench`` times every stage.
 
     .venv/bin/python bench/memory.py                       # 10 s and 60 s at 1280x720, wav2lip engine
     .venv/bin/python bench/memory.py --seconds 10 60 600 --size 1920x1080
@@ -20,57 +21,39 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
-CHILD = r"""
-import glob, json, resource, sys, threading, time
-sys.path.insert(0, sys.argv[1])
+from heygem.bench import build_inputs, default_shared, parse_size  # noqa: E402 - needs the path above
 
-# ru_maxrss of children counts the parent's pages copied by fork() before exec, so the ffmpeg processes
-# are measured by sampling /proc instead: the largest sum of this process and its children seen.
-def rss_mb(pid):
-    try:
-        return int(open(f"/proc/{pid}/status").read().split("VmRSS:")[1].split()[0]) / 1024
-    except (OSError, IndexError):
-        return 0.0
-peak = {"children": 0.0, "total": 0.0}
-def sample():
-    while True:
-        kids = [int(p) for f in glob.glob("/proc/self/task/*/children") for p in open(f).read().split()]
-        children = sum(rss_mb(pid) for pid in kids)
-        peak["children"] = max(peak["children"], children)
-        peak["total"] = max(peak["total"], children + rss_mb("self"))
-        time.sleep(0.2)
-threading.Thread(target=sample, daemon=True).start()
+SHARED = default_shared()
+
+CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from heygem.bench import RssSampler
+
+# The ffmpeg processes are sampled from /proc (heygem.bench.RssSampler): ru_maxrss of children would count the
+# parent's pages copied by fork() before exec.
+sampler = RssSampler().start()
+from pathlib import Path
 from heygem import Settings, generate
-from heygem.settings import EngineOptions
+from heygem.settings import DetectionOptions, EngineOptions
 start = time.perf_counter()
-settings = Settings(engine=EngineOptions(engine="wav2lip", checkpoint=sys.argv[4]), out_dir=__import__("pathlib").Path(sys.argv[5]))
+detection = DetectionOptions()
+if hasattr(detection, "cache_dir"):  # faces are found afresh, and nothing is left in outputs/
+    detection.cache_dir = Path(sys.argv[5]) / "faces"
+settings = Settings(detection=detection, engine=EngineOptions(engine="wav2lip", checkpoint=sys.argv[4]), out_dir=Path(sys.argv[5]))
 result = generate(sys.argv[2], sys.argv[3], settings=settings)
+peaks = sampler.stop()
 print(json.dumps({
     "wall_s": round(time.perf_counter() - start, 2),
     "frames": result.frames,
     "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    "peak_ffmpeg_rss_mb": round(peak["children"], 1),
-    "peak_total_rss_mb": round(peak["total"], 1),
+    "peak_ffmpeg_rss_mb": peaks["peak_ffmpeg_rss_mb"],
+    "peak_total_rss_mb": peaks["peak_total_rss_mb"],
     "timings": result.timings,
 }))
 """
-
-
-def build_inputs(seconds: float, size: str, work: Path) -> tuple[Path, Path]:
-    from heygem.media.ffmpeg import ffmpeg_exe
-
-    width, height = size.split("x")
-    video = work / f"talk_{seconds:g}s_{size}.mp4"
-    audio = work / f"speech_{seconds:g}s.wav"
-    scale = f"scale=-2:{height},pad={width}:{height}:(ow-iw)/2:0,setsar=1"
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", "-1", "-i", str(SHARED / "media/videoretalking/2.mp4"),
-                    "-t", str(seconds), "-vf", scale, "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", str(video)], check=True)
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", "-1", "-i", str(SHARED / "media/sadtalker/RD_Radio31_000.wav"),
-                    "-t", str(seconds), str(audio)], check=True)
-    return video, audio
 
 
 def main() -> int:
@@ -89,7 +72,8 @@ def main() -> int:
             checkpoint = save_test_checkpoint(SHARED / "reference/wav2lip/generator_manifest.json", work / "test.pth")
         rows = []
         for seconds in args.seconds:
-            video, audio = build_inputs(seconds, args.size, work)
+            # Cached under bench/out/inputs/, shared with python -m heygem.bench.
+            video, audio = build_inputs(seconds, parse_size(args.size), SHARED / "media")
             started = time.perf_counter()
             done = subprocess.run([sys.executable, "-c", CHILD, str(REPO), str(audio), str(video), str(checkpoint), str(work)],
                                   check=True, capture_output=True, text=True)
