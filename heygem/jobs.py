@@ -474,10 +474,16 @@ class JobQueue:
                     return jobs
                 self._changed.wait(timeout=min(1.0, left) if left is not None else 1.0)
 
+    def count(self, states: Iterable[str]) -> int:
+        """How many jobs are in any of ``states``."""
+        states = list(states)
+        with self._lock:
+            return self._db.execute(f"SELECT COUNT(*) FROM jobs WHERE state IN ({', '.join('?' * len(states))})",
+                                    states).fetchone()[0]
+
     def pending(self) -> int:
         """How many jobs are queued or running."""
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", (QUEUED, RUNNING)).fetchone()[0]
+        return self.count((QUEUED, RUNNING))
 
     # ---- rows <-> objects ---------------------------------------------------------------------------------
 

@@ -62,7 +62,8 @@ def _duration(path: Path) -> float:
 
 def test_single_tab_gives_a_playable_result(browser, studio, short_clips, tmp_path: Path) -> None:
     page = _page(browser, studio)
-    assert "Engine: wav2lip" in page.inner_text("#engine-line").replace("*", "") or "Wav2Lip" in page.inner_text("#engine-line")
+    page.wait_for_function("() => document.getElementById('engine-line').innerText.includes('Engine')", timeout=30_000)
+    assert "Engine: Wav2Lip (wav2lip_test.pth) on cpu" in page.inner_text("#engine-line")
     _upload(page, "single-audio", short_clips["speech"])
     _upload(page, "single-picture", short_clips["d0"])
     page.wait_for_selector("#single-video-preview video", timeout=30_000)  # the presenter's preview
@@ -104,6 +105,11 @@ def test_batch_tab_zips_three_results(browser, studio, short_clips, tmp_path: Pa
         "() => document.querySelectorAll('#batch-status tr[data-state=succeeded]').length === 3", timeout=JOB_TIMEOUT_MS)
     page.wait_for_function("() => document.querySelector('#batch-summary').innerText.includes('3 of 3')", timeout=30_000)
     page.wait_for_selector("#batch-zip a", timeout=30_000)
+    # Each result is listed for download on its own too.
+    page.wait_for_function(
+        "() => { const t = document.getElementById('batch-results').innerText.replace(/\\s+/g, '');"
+        " return ['d0__speech.mp4', 'd13__speech.mp4', 'd19__speech.mp4'].every(n => t.includes(n)); }",
+        timeout=30_000)
     _shot(page, "batch_done")
 
     names: list[str] = []
@@ -145,6 +151,6 @@ def test_the_page_follows_a_chinese_browser(browser, studio) -> None:
     assert "开始批量" in page.inner_text("#batch-start")
     _shot(page, "batch_zh")
     page.get_by_role("tab", name="单个").click()
-    assert "引擎" in page.inner_text("#engine-line")
+    page.wait_for_function("() => document.getElementById('engine-line').innerText.includes('引擎')", timeout=30_000)
     _shot(page, "single_zh")
     page.context.close()

@@ -162,7 +162,7 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
     i18n = I18N
 
     def ahead_of(job: Job) -> int:
-        return sum(1 for other in queue.jobs(["queued", "running"], limit=10_000) if other.seq < job.seq)
+        return sum(1 for other in queue.jobs(["queued", "running"], limit=10_000, newest_first=False) if other.seq < job.seq)
 
     def settings_from(engine, face, length, crf):
         return with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf)
@@ -205,18 +205,18 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
     def submit_batch(audio, videos, engine, face, length, crf, request: gr.Request):
         lang = _lang(request)
         if not audio:
-            return None, message_html(text(lang, "need_speech")), "", None, 0
+            return None, message_html(text(lang, "need_speech")), "", None, 0, None
         if not videos:
-            return None, message_html(text(lang, "need_videos")), "", None, 0
+            return None, message_html(text(lang, "need_videos")), "", None, 0, None
         try:
             settings = settings_from(engine, face, length, crf)
             batch = queue.submit(audio, videos, settings, audio_name=Path(audio).name,
                                  video_names=[Path(v).name for v in videos])
         except ValueError as exc:
-            return None, message_html(text(lang, "bad_option", reason=exc)), "", None, 0
+            return None, message_html(text(lang, "bad_option", reason=exc)), "", None, 0, None
         except HeyGemError as exc:
-            return None, message_html(str(exc)), "", None, 0
-        return batch.id, batch_table_html(batch.jobs, lang), "", None, 0
+            return None, message_html(str(exc)), "", None, 0, None
+        return batch.id, batch_table_html(batch.jobs, lang), "", None, 0, None
 
     def cancel_batch(batch_id, request: gr.Request):
         if batch_id:
@@ -288,11 +288,14 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                 batch_out[0] = f"{summary} {now}"
                 batch_out[1] = batch_table_html(batch.jobs, lang)
                 finished_ok = sum(job.finished_ok for job in batch.jobs)
-                if finished_ok and finished_ok != zipped:  # a new result: rebuild the ZIP
+                if finished_ok and finished_ok != zipped:  # a new result: list it, rebuild the ZIP
                     batch_out[2] = str(queue.zip_batch(batch_id))
                     batch_out[3] = finished_ok
+                    batch_out.append([str(job.output) for job in batch.jobs if job.finished_ok])
+        if len(batch_out) == 4:
+            batch_out.append(gr.skip())
         # History: refresh the list when a job has finished since the last look
-        finished = len(queue.jobs(FINISHED, limit=10_000))
+        finished = queue.count(FINISHED)
         if finished != seen_finished:
             history_out = list(history(picked, request))
         else:
@@ -354,6 +357,8 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                         b_summary = gr.Markdown(i18n("batch_idle"), elem_id="batch-summary")
                         b_table = gr.HTML(elem_id="batch-status")
                         b_zip = gr.File(label=i18n("zip"), interactive=False, elem_id="batch-zip")
+                        b_results = gr.File(label=i18n("batch_results"), file_count="multiple", interactive=False,
+                                            elem_id="batch-results")
                 gr.Markdown(i18n("advice"))
 
             with gr.Tab(i18n("tab_history"), id="history", elem_id="tab-history") as history_tab:
@@ -378,7 +383,7 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
         s_picture.change(preview_picture, s_picture, [s_video_preview, s_photo_preview], show_progress="hidden")
         s_go.click(submit_single, [s_audio, s_picture, *options], [job_id, s_status, s_result, s_download, shown])
         s_cancel.click(cancel_single, job_id, s_status, show_progress="hidden")
-        b_go.click(submit_batch, [b_audio, b_videos, *options], [batch_id, b_table, b_summary, b_zip, zipped])
+        b_go.click(submit_batch, [b_audio, b_videos, *options], [batch_id, b_table, b_summary, b_zip, zipped, b_results])
         b_cancel.click(cancel_batch, batch_id, b_table, show_progress="hidden")
         h_pick.change(play, h_pick, [h_player, h_download], show_progress="hidden")
         h_refresh.click(history, h_pick, [h_table, h_pick, seen_finished])
@@ -388,7 +393,7 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
         timer = gr.Timer(TICK_SECONDS)
         timer.tick(
             tick, [job_id, shown, batch_id, zipped, seen_finished, h_pick],
-            [header, s_status, s_result, s_download, shown, b_summary, b_table, b_zip, zipped, h_table, h_pick,
+            [header, s_status, s_result, s_download, shown, b_summary, b_table, b_zip, zipped, b_results, h_table, h_pick,
              seen_finished, logs],
             show_progress="hidden",
         )
