@@ -13,6 +13,7 @@ import torch
 
 from heygem.device import pick_device
 from heygem.engines.base import Engine
+from heygem.engines.wav2lip_runtime import RUNTIMES, NcnnWav2Lip, build_cpu_fastpath
 from heygem.errors import CheckpointError, EngineError
 from models.wav2lip import Wav2Lip
 
@@ -138,13 +139,25 @@ class Wav2LipEngine(Engine):
     crop_size: ClassVar[int] = 96
 
     def __init__(
-        self, checkpoint: Path, device: str = "auto", batch_size: int | None = None, fp16: bool = True
+        self,
+        checkpoint: Path,
+        device: str = "auto",
+        batch_size: int | None = None,
+        fp16: bool = True,
+        runtime: str = "auto",
     ) -> None:
+        """``runtime`` (CPU only): ``auto`` runs the generator on ncnn when it is installed and checks out, else
+        on PyTorch; ``torch`` always PyTorch; ``ncnn`` insists on ncnn. On CUDA and MPS it is always PyTorch."""
         if batch_size is not None and batch_size < 1:
             raise EngineError(f"batch size must be at least 1, not {batch_size}")
+        if runtime not in RUNTIMES:
+            raise EngineError(f"unknown wav2lip runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
         self.checkpoint = Path(checkpoint)
         self.device = pick_device(device)
         on_cuda = self.device.type == "cuda"
+        if runtime == "ncnn" and self.device.type != "cpu":
+            raise EngineError(f"the wav2lip runtime 'ncnn' runs on the CPU only, not on {self.device}; "
+                              "use runtime 'auto' or device 'cpu'")
         self.batch_size = batch_size if batch_size is not None else (_CUDA_BATCH if on_cuda else _OTHER_BATCH)
         # Half precision only pays (and is only well supported) on CUDA.
         self.fp16 = bool(fp16 and on_cuda)
@@ -161,6 +174,11 @@ class Wav2LipEngine(Engine):
             self.batch_size,
             time.perf_counter() - started,
         )
+        # The CPU fast path (ncnn, fp32) is built from the loaded model; None means eager PyTorch.
+        self._fast: NcnnWav2Lip | None = None
+        if self.device.type == "cpu":
+            self._fast = build_cpu_fastpath(self.model, runtime, threads=torch.get_num_threads())
+        self.runtime = self._fast.name if self._fast is not None else "torch"
 
     def describe(self) -> str:
         """E.g. ``wav2lip (wav2lip_gan.pth on cpu, fp32, batch 16)``."""
@@ -211,6 +229,13 @@ class Wav2LipEngine(Engine):
         masked = crops.copy()
         masked[:, self.crop_size // 2 :] = 0  # the mouth half is hidden; the reference shows the whole face
         faces = np.concatenate((masked, crops), axis=3)  # (b, S, S, 6): masked first, as in training
+        if self._fast is not None:
+            try:
+                return self._fast.run(faces, mels)
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong there, PyTorch can still do the batch
+                log.warning("the %s fast path failed (%s): wav2lip goes on with eager PyTorch", self._fast.name, exc)
+                self._fast.close()
+                self._fast, self.runtime = None, "torch"
         with torch.inference_mode():
             # uint8 travels to the device (4x less than float), the scaling happens there in float32.
             face_t = torch.from_numpy(faces).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)

@@ -1,0 +1,329 @@
+"""CPU fast path for the Wav2Lip generator: the same weights run by ncnn in fp32, with Winograd convolutions.
+
+On a CPU the generator's cost is its 3x3 convolutions at 24 to 96 pixels. PyTorch (oneDNN), ONNX Runtime and
+OpenVINO all run them as direct convolutions and are bound by the CPU's fp32 multiply rate; ncnn computes them
+with Winograd transforms (about 4 to 5 times fewer multiplications, still fp32), which is what makes it about
+twice as fast as eager PyTorch on 2 cores (bench/fastpath.py measures every candidate). OpenVINO in bf16 is
+faster still but moves output pixels by 3/255, past the 2/255 this path promises, so nothing here runs
+below fp32.
+
+The ncnn network is written at engine load time straight from the loaded PyTorch model (nothing is exported,
+downloaded or cached on disk beyond a temporary file), then checked against PyTorch on two frames; any
+failure leaves the engine on eager PyTorch with one log line saying why.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from heygem.errors import EngineError
+from models.wav2lip import Conv2d, Conv2dTranspose, Wav2Lip
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RUNTIMES", "FastPathError", "NcnnWav2Lip", "build_cpu_fastpath", "ncnn_network"]
+
+RUNTIMES = ("auto", "torch", "ncnn")
+
+# Largest difference (output in [0, 1]) the load-time check accepts between ncnn and PyTorch. fp32 Winograd
+# differs by about 1e-6; a wrongly converted layer by far more than this. The goal is 2/255 on uint8 pixels.
+CHECK_TOLERANCE = 0.5 / 255
+
+# Winograd transforms the weights into tiles 7x their size: below 12x12 pixels reading them costs more than the
+# multiplications saved (measured per layer: 512 channels at 3x3 and 6x6 pixels run 1.5 to 5x slower with it).
+_WINOGRAD_MIN_SIZE = 12
+_FEATMASK_NO_WINOGRAD = 1 << 6  # ncnn per-layer option mask (param 31): bit 6 turns Winograd off
+_RELU, _SIGMOID = 1, 4  # ncnn activation_type
+
+
+class FastPathError(RuntimeError):
+    """The fast path could not be built, disagreed with PyTorch, or failed on a batch."""
+
+
+# --- the ncnn network, written from the PyTorch model -----------------------------------------------------------
+
+
+@dataclass
+class _Layer:
+    kind: str
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    params: dict[int, int] = field(default_factory=dict)
+
+
+class _NetWriter:
+    """Collects layers and weights, then writes ncnn's text param file and binary weight file."""
+
+    def __init__(self) -> None:
+        self.layers: list[_Layer] = []
+        self.weights = io.BytesIO()
+        self._blobs = 0
+
+    def blob(self) -> str:
+        self._blobs += 1
+        return f"b{self._blobs}"
+
+    def add(self, kind: str, name: str, inputs: list[str], outputs: list[str], **params: int) -> None:
+        self.layers.append(_Layer(kind, name, inputs, outputs, {int(k[1:]): v for k, v in params.items()}))
+
+    def add_weights(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        # A 4-byte zero tag marks the weight array as raw float32; the bias follows untagged.
+        self.weights.write(struct.pack("<I", 0))
+        self.weights.write(np.ascontiguousarray(weight, dtype="<f4").tobytes())
+        self.weights.write(np.ascontiguousarray(bias, dtype="<f4").tobytes())
+
+    def param_text(self) -> str:
+        # ncnn wants every blob read by one layer only: a blob read twice goes through a Split layer.
+        readers: dict[str, int] = {}
+        for layer in self.layers:
+            for blob in layer.inputs:
+                readers[blob] = readers.get(blob, 0) + 1
+        taken: dict[str, int] = {}
+        lines: list[str] = []
+        blob_count = 0
+        for layer in self.layers:
+            inputs = []
+            for blob in layer.inputs:
+                if readers[blob] > 1:
+                    inputs.append(f"{blob}_{taken.get(blob, 0)}")
+                    taken[blob] = taken.get(blob, 0) + 1
+                else:
+                    inputs.append(blob)
+            params = " ".join(f"{key}={value}" for key, value in layer.params.items())
+            lines.append(f"{layer.kind} {layer.name} {len(inputs)} {len(layer.outputs)} "
+                         f"{' '.join(inputs + layer.outputs)} {params}".rstrip())
+            blob_count += len(layer.outputs)
+            for blob in layer.outputs:
+                if readers.get(blob, 0) > 1:
+                    copies = [f"{blob}_{i}" for i in range(readers[blob])]
+                    lines.append(f"Split split_{blob} 1 {len(copies)} {blob} {' '.join(copies)}")
+                    blob_count += len(copies)
+        return "\n".join(["7767517", f"{len(lines)} {blob_count}", *lines]) + "\n"
+
+
+def _fold_batchnorm(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
+    """Weight and bias of ``bn(conv(x))`` as one convolution (eval mode), in float64 then rounded once."""
+    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    weight = conv.weight.detach().double()
+    if isinstance(conv, nn.ConvTranspose2d):
+        # PyTorch stores (in, out, kh, kw); ncnn's Deconvolution reads (out, in, kh, kw), unflipped.
+        weight = (weight * scale.view(1, -1, 1, 1)).permute(1, 0, 2, 3)
+    else:
+        weight = weight * scale.view(-1, 1, 1, 1)
+    bias = (conv.bias.detach().double() - bn.running_mean.double()) * scale + bn.bias.detach().double()
+    return weight.numpy(), bias.numpy()
+
+
+def _conv_params(conv: nn.Conv2d | nn.ConvTranspose2d, activation: int, input_size: int) -> dict[str, int]:
+    (kernel_h, kernel_w), (stride_h, stride_w), (pad_h, pad_w) = conv.kernel_size, conv.stride, conv.padding
+    params = {"p0": conv.out_channels, "p1": kernel_w, "p11": kernel_h, "p3": stride_w, "p13": stride_h,
+              "p4": pad_w, "p14": pad_h, "p15": pad_w, "p16": pad_h, "p5": 1, "p6": conv.weight.numel(),
+              "p9": activation}
+    if isinstance(conv, nn.ConvTranspose2d):
+        params.update(p18=conv.output_padding[1], p19=conv.output_padding[0])
+    if input_size < _WINOGRAD_MIN_SIZE:
+        params["p31"] = _FEATMASK_NO_WINOGRAD
+    return params
+
+
+Size = tuple[int, int]  # (height, width) of a blob
+
+
+def _output_size(conv: nn.Conv2d | nn.ConvTranspose2d, size: Size) -> Size:
+    if isinstance(conv, nn.ConvTranspose2d):
+        return tuple((n - 1) * s - 2 * p + k + o for n, s, p, k, o in  # type: ignore[return-value]
+                     zip(size, conv.stride, conv.padding, conv.kernel_size, conv.output_padding))
+    return tuple((n + 2 * p - k) // s + 1 for n, s, p, k in  # type: ignore[return-value]
+                 zip(size, conv.stride, conv.padding, conv.kernel_size))
+
+
+def _emit_block(
+    net: _NetWriter, block: Conv2d | Conv2dTranspose, source: tuple[str, Size], name: str
+) -> tuple[str, Size]:
+    conv, bn = block.conv_block[0], block.conv_block[1]
+    weight, bias = _fold_batchnorm(conv, bn)
+    if getattr(block, "residual", False):
+        # relu(conv(x) + x) is relu(conv'(x)) with 1 added at the kernel centre of each channel's own tap: the
+        # skip connection becomes part of the weights, so no add layer and no second read of x are needed.
+        # That needs an output the shape of the input, as every residual block of Wav2Lip has.
+        same_shape = conv.stride == (1, 1) and 2 * conv.padding[0] + 1 == conv.kernel_size[0]
+        if conv.in_channels != conv.out_channels or not same_shape:
+            raise FastPathError(f"{name}: a residual block whose output is not the shape of its input")
+        centre = conv.kernel_size[0] // 2
+        channels = np.arange(weight.shape[0])
+        weight[channels, channels, centre, centre] += 1.0
+    blob, size = source
+    out = net.blob()
+    kind = "Deconvolution" if isinstance(conv, nn.ConvTranspose2d) else "Convolution"
+    net.add(kind, name, [blob], [out], **_conv_params(conv, _RELU, min(size)))
+    net.add_weights(weight, bias)
+    return out, _output_size(conv, size)
+
+
+def ncnn_network(model: Wav2Lip) -> tuple[str, bytes]:
+    """The generator as ncnn's (param text, weight bytes): inputs ``mel`` (1, 80, 16), ``face`` (6, 96, 96);
+    output ``out`` (3, 96, 96). BatchNorm is folded into the convolutions and each ReLU into its convolution."""
+    net = _NetWriter()
+    net.add("Input", "mel", [], ["mel"])
+    net.add("Input", "face", [], ["face"])
+    features = []
+    x: tuple[str, Size] = ("face", (96, 96))
+    for i, blocks in enumerate(model.face_encoder_blocks):
+        for j, block in enumerate(blocks):
+            x = _emit_block(net, block, x, f"face_encoder_{i}_{j}")
+        features.append(x)
+    x = ("mel", (80, 16))
+    for j, block in enumerate(model.audio_encoder):
+        x = _emit_block(net, block, x, f"audio_encoder_{j}")
+    for i, blocks in enumerate(model.face_decoder_blocks):
+        for j, block in enumerate(blocks):
+            x = _emit_block(net, block, x, f"face_decoder_{i}_{j}")
+        (decoded, size), (skip, _) = x, features.pop()
+        joined = net.blob()
+        net.add("Concat", f"skip_{i}", [decoded, skip], [joined], p0=0)  # along channels, as torch.cat(dim=1)
+        x = (joined, size)
+    first, last = model.output_block[0], model.output_block[1]
+    blob, size = _emit_block(net, first, x, "output_0")
+    net.add("Convolution", "output_1", [blob], ["out"], **_conv_params(last, _SIGMOID, min(size)))
+    net.add_weights(last.weight.detach().double().numpy(), last.bias.detach().double().numpy())
+    return net.param_text(), net.weights.getvalue()
+
+
+# --- running it ------------------------------------------------------------------------------------------------
+
+
+class NcnnWav2Lip:
+    """The generator on ncnn: one frame per extractor, frames spread over ``threads`` single-threaded workers
+    (ncnn has no batch axis, and one thread per frame keeps both cores busy where two threads on one frame
+    would wait on each other in the small layers)."""
+
+    name = "ncnn"
+
+    def __init__(self, model: Wav2Lip, threads: int, winograd: bool = True, frame_threads: int = 1) -> None:
+        """``threads`` frames at a time, each on ``frame_threads`` ncnn threads. ``winograd=False`` (direct
+        convolutions only) and ``frame_threads`` other than 1 exist for bench/fastpath.py's comparisons."""
+        import ncnn  # optional dependency: ImportError is the caller's signal to stay on PyTorch
+
+        self._ncnn = ncnn
+        self.threads = max(1, int(threads))
+        param, weights = ncnn_network(model)
+        net = ncnn.Net()
+        opt = net.opt
+        opt.num_threads = max(1, int(frame_threads))  # fixed at load: ncnn plans its kernels for it
+        opt.use_vulkan_compute = False
+        # fp32 throughout: ncnn would otherwise store weights and activations as fp16/bf16 where the CPU has it.
+        opt.use_fp16_storage = opt.use_fp16_packed = opt.use_fp16_arithmetic = False
+        opt.use_bf16_storage = opt.use_bf16_packed = False
+        opt.use_int8_inference = False
+        opt.use_winograd_convolution = winograd
+        if net.load_param_mem(param) != 0:
+            raise FastPathError("ncnn refused the network description")
+        with tempfile.TemporaryDirectory(prefix="heygem-ncnn-") as folder:
+            # ncnn copies the weights into its own memory on load, so the file is only needed for this call.
+            path = Path(folder) / "wav2lip.bin"
+            path.write_bytes(weights)
+            if net.load_model(str(path)) != 0:
+                raise FastPathError("ncnn could not read the weights")
+        self._net = net
+        self._pool, self._pool_pid = self._new_pool(), os.getpid()
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="wav2lip-ncnn")
+
+    def _frame(self, face: np.ndarray, mel: np.ndarray, out: np.ndarray) -> None:
+        ncnn = self._ncnn
+        with self._net.create_extractor() as extractor:
+            # clone(): ncnn's own aligned copy. Its in-place kernels crash on numpy's memory (seen with ReLU).
+            extractor.input("mel", ncnn.Mat(mel).clone())
+            extractor.input("face", ncnn.Mat(face).clone())
+            status, result = extractor.extract("out")
+            if status != 0:
+                raise FastPathError(f"ncnn returned status {status}")
+            out[...] = np.asarray(result)
+
+    def predict(self, faces: np.ndarray, mels: np.ndarray) -> np.ndarray:
+        """faces (B, 6, 96, 96) float32 in [0, 1], mels (B, 1, 80, 16) float32 -> (B, 3, 96, 96) float32."""
+        if os.getpid() != self._pool_pid:
+            # A forked child inherits the pool without its threads: work sent there would wait forever.
+            self._pool, self._pool_pid = self._new_pool(), os.getpid()
+        out = np.empty((faces.shape[0], 3, faces.shape[2], faces.shape[3]), dtype=np.float32)
+        jobs = [self._pool.submit(self._frame, faces[i], mels[i], out[i]) for i in range(faces.shape[0])]
+        for job in jobs:
+            job.result()  # re-raises a worker's error here
+        return out
+
+    def run(self, faces_u8: np.ndarray, mels: np.ndarray) -> np.ndarray:
+        """What ``Wav2LipEngine._run`` computes: (B, S, S, 6) uint8 masked+reference crops and (B, 80, 16) mels
+        -> (B, S, S, 3) uint8, with the same float32 scaling and rounding as the PyTorch path."""
+        faces = np.ascontiguousarray(faces_u8.transpose(0, 3, 1, 2), dtype=np.float32)
+        faces /= np.float32(255.0)
+        pred = self.predict(faces, np.ascontiguousarray(mels[:, None], dtype=np.float32))
+        pixels = np.clip(np.rint(pred * np.float32(255.0)), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
+def _check_against_torch(fast: NcnnWav2Lip, model: Wav2Lip) -> float:
+    """Largest output difference from PyTorch on a synthetic batch shaped like real input; raises past the limit."""
+    rng = np.random.default_rng(0)
+    faces = rng.random((2, 6, 96, 96), dtype=np.float32)
+    faces[:, :3, 48:] = 0  # the masked half, as the engine builds it
+    mels = np.clip(rng.normal(-1.5, 1.5, (2, 1, 80, 16)), -4, 4).astype(np.float32)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(mels), torch.from_numpy(faces)).float().numpy()
+    difference = float(np.abs(fast.predict(faces, mels) - expected).max())
+    if not difference <= CHECK_TOLERANCE:  # also catches NaN
+        raise FastPathError(f"output differs from PyTorch by {difference:.2g}, more than {CHECK_TOLERANCE:.2g}")
+    return difference
+
+
+def build_cpu_fastpath(model: Wav2Lip, runtime: str, threads: int) -> NcnnWav2Lip | None:
+    """The fast path for a CPU model, or None for eager PyTorch.
+
+    ``runtime``: ``auto`` uses ncnn when it is installed and passes its check, otherwise PyTorch, with one log
+    line saying why; ``torch`` is always PyTorch; ``ncnn`` insists, raising EngineError if it cannot be had.
+    """
+    if runtime not in RUNTIMES:
+        raise EngineError(f"unknown wav2lip runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if runtime == "torch":
+        return None
+    started = time.perf_counter()
+    try:
+        fast = NcnnWav2Lip(model, threads)
+    except ImportError:
+        if runtime == "ncnn":
+            raise EngineError("the wav2lip runtime 'ncnn' was asked for but the ncnn package is not installed "
+                              "(pip install -r requirements.txt)") from None
+        log.info("ncnn is not installed: wav2lip runs on eager PyTorch (about half the speed on the CPU)")
+        return None
+    except Exception as exc:  # noqa: BLE001 - any build failure means: stay on PyTorch
+        return _refuse(runtime, f"could not be built ({exc})", exc)
+    try:
+        difference = _check_against_torch(fast, model)
+    except Exception as exc:  # noqa: BLE001
+        fast.close()
+        return _refuse(runtime, f"failed its check against PyTorch ({exc})", exc)
+    log.info("wav2lip runs on ncnn (fp32, Winograd, %d worker threads): built and checked in %.2f s, "
+             "max difference from PyTorch %.1e", fast.threads, time.perf_counter() - started, difference)
+    return fast
+
+
+def _refuse(runtime: str, why: str, exc: Exception) -> None:
+    if runtime == "ncnn":
+        raise EngineError(f"the wav2lip runtime 'ncnn' was asked for but {why}") from exc
+    log.warning("the ncnn fast path %s: wav2lip runs on eager PyTorch", why)
+    return None

@@ -1,0 +1,180 @@
+"""The Wav2Lip engine's CPU fast path (the generator on ncnn, fp32): the same pixels as eager PyTorch on real
+faces, within 2/255, and a clean fall back to PyTorch when ncnn is missing, fails to build, disagrees with
+PyTorch at load, or fails in the middle of a run. Speed is measured by bench/fastpath.py, never here."""
+from __future__ import annotations
+
+import logging
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from heygem.engines import wav2lip_runtime
+from heygem.engines.wav2lip import Wav2LipEngine
+from heygem.errors import EngineError
+from heygem.faces import get_detector
+from heygem.faces.track import crop_box
+from heygem.features import MelChunks
+from heygem.media.probe import probe
+from heygem.media.video import iter_frames
+from heygem.pipeline import prepare_audio
+
+RUNTIME_LOG = "heygem.engines.wav2lip_runtime"
+MAX_PIXEL_DIFFERENCE = 2  # out of 255: the fast path's promise
+
+
+@pytest.fixture(scope="module")
+def real_batch(media: Path) -> tuple[np.ndarray, np.ndarray]:
+    """24 crops of real faces cut as the pipeline cuts them (YuNet box, original padding, 96x96), eight from each
+    of three videos, with mel chunks of real speech: (24, 96, 96, 3) uint8 BGR and (24, 80, 16) float32."""
+    detector = get_detector("yunet")
+    crops = []
+    for name in ("videoretalking/2.mp4", "sadtalker/WDA_KatieHill_000.mp4", "latentsync/demo1_video.mp4"):
+        info = probe(media / name)
+        frames = iter_frames(info, info.fps)
+        try:
+            for index, frame in enumerate(frames):
+                if index % 6:
+                    continue  # spread over a few seconds: different mouths and head poses
+                face = max(detector.detect(frame), key=lambda f: f.area)
+                x1, y1, x2, y2 = crop_box(face, frame.shape[1], frame.shape[0], (0, 10, 0, 0))
+                crops.append(cv2.resize(frame[y1:y2, x1:x2], (96, 96)))
+                if len(crops) % 8 == 0:
+                    break
+        finally:
+            frames.close()
+    mel = prepare_audio(media / "sadtalker/RD_Radio31_000.wav").mel
+    chunks = MelChunks(mel, Fraction(25), 200)
+    return np.stack(crops), chunks.batch(range(0, 192, 8))
+
+
+@pytest.fixture(scope="module")
+def eager(test_checkpoint: Path) -> Wav2LipEngine:
+    return Wav2LipEngine(test_checkpoint, device="cpu", runtime="torch")
+
+
+@pytest.fixture(scope="module")
+def eager_out(eager: Wav2LipEngine, real_batch: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return eager.synthesize(*real_batch)
+
+
+@pytest.fixture(scope="module")
+def fast(test_checkpoint: Path) -> Wav2LipEngine:
+    pytest.importorskip("ncnn")
+    return Wav2LipEngine(test_checkpoint, device="cpu")
+
+
+def _records(caplog: pytest.LogCaptureFixture, level: int = logging.INFO) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("heygem.engines.wav2lip") and r.levelno >= level
+            and "ncnn" in r.getMessage()]
+
+
+def test_fast_path_is_the_cpu_default_and_matches_eager_on_real_faces(
+    fast: Wav2LipEngine, eager: Wav2LipEngine, real_batch: tuple[np.ndarray, np.ndarray], eager_out: np.ndarray
+) -> None:
+    assert fast.runtime == "ncnn" and eager.runtime == "torch"
+    assert fast.describe() == eager.describe()  # the result's engine line does not change
+    crops, mels = real_batch
+    out = fast.synthesize(crops, mels)  # 24 faces: one full batch of 16 and one of 8
+    assert out.shape == crops.shape and out.dtype == np.uint8
+    difference = np.abs(out.astype(np.int16) - eager_out)
+    assert difference.max() <= MAX_PIXEL_DIFFERENCE
+    # fp32 Winograd differs from oneDNN by about 1e-6: only values on a rounding boundary may move at all.
+    assert np.count_nonzero(difference) <= difference.size // 1000
+    assert len({face.tobytes() for face in out}) == len(out)  # 24 different faces in, 24 different mouths out
+
+
+def test_fast_path_does_not_depend_on_the_batch(fast: Wav2LipEngine, real_batch: tuple[np.ndarray, np.ndarray]) -> None:
+    crops, mels = real_batch
+    whole = fast.synthesize(crops, mels)
+    one_by_one = np.concatenate([fast.synthesize(crops[i:i + 1], mels[i:i + 1]) for i in range(0, 24, 5)])
+    assert np.array_equal(one_by_one, whole[0:24:5])  # one frame per extractor: batching cannot change a pixel
+
+
+def test_network_folds_batchnorm_relu_and_skips_and_keeps_winograd_to_large_maps(eager: Wav2LipEngine) -> None:
+    param, weights = wav2lip_runtime.ncnn_network(eager.model)
+    layers = [line.split() for line in param.splitlines()[2:]]
+    kinds = {layer[0] for layer in layers}
+    assert kinds == {"Input", "Convolution", "Deconvolution", "Concat", "Split"}  # no BatchNorm, ReLU or add layers
+    convolutions = [layer for layer in layers if layer[0] in ("Convolution", "Deconvolution")]
+    assert len(convolutions) == 51  # every convolution of the generator, each once
+    parameters = sum(p.numel() for name, p in eager.model.named_parameters() if ".conv_block.1." not in name)
+    # one 4-byte tag per weight array, then float32 weights and biases (BatchNorm's own parameters folded away)
+    assert len(weights) == 4 * len(convolutions) + 4 * parameters
+    no_winograd = [layer[1] for layer in convolutions if "31=64" in layer]
+    assert "face_decoder_1_1" in no_winograd and "face_decoder_6_1" not in no_winograd
+
+
+def test_missing_ncnn_falls_back_to_eager_with_one_line(
+    test_checkpoint: Path, real_batch: tuple[np.ndarray, np.ndarray], eager_out: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setitem(sys.modules, "ncnn", None)  # what an environment without the package looks like
+    with caplog.at_level(logging.INFO, logger="heygem"):
+        engine = Wav2LipEngine(test_checkpoint, device="cpu")
+    assert engine.runtime == "torch"
+    lines = _records(caplog)
+    assert len(lines) == 1 and "not installed" in lines[0] and "PyTorch" in lines[0]
+    assert np.array_equal(engine.synthesize(*real_batch), eager_out)
+
+
+def test_build_failure_falls_back_to_eager(
+    test_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("ncnn")
+
+    def broken(model: object) -> tuple[str, bytes]:
+        raise ValueError("no such layer")
+
+    monkeypatch.setattr(wav2lip_runtime, "ncnn_network", broken)
+    with caplog.at_level(logging.INFO, logger="heygem"):
+        engine = Wav2LipEngine(test_checkpoint, device="cpu")
+    assert engine.runtime == "torch"
+    warnings = _records(caplog, logging.WARNING)
+    assert len(warnings) == 1 and "could not be built" in warnings[0] and "no such layer" in warnings[0]
+
+
+def test_disagreeing_with_pytorch_at_load_falls_back_to_eager(
+    test_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("ncnn")
+    monkeypatch.setattr(wav2lip_runtime, "CHECK_TOLERANCE", -1.0)  # no output can pass: as if ncnn computed garbage
+    with caplog.at_level(logging.INFO, logger="heygem"):
+        engine = Wav2LipEngine(test_checkpoint, device="cpu")
+    assert engine.runtime == "torch"
+    warnings = _records(caplog, logging.WARNING)
+    assert len(warnings) == 1 and "failed its check against PyTorch" in warnings[0]
+
+
+def test_failure_in_the_middle_of_a_run_falls_back_to_eager(
+    test_checkpoint: Path, real_batch: tuple[np.ndarray, np.ndarray], eager_out: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    pytest.importorskip("ncnn")
+    engine = Wav2LipEngine(test_checkpoint, device="cpu")
+    assert engine.runtime == "ncnn"
+
+    def failing(faces: np.ndarray, mels: np.ndarray) -> np.ndarray:
+        raise wav2lip_runtime.FastPathError("ncnn returned status -100")
+
+    monkeypatch.setattr(engine._fast, "predict", failing)
+    with caplog.at_level(logging.INFO, logger="heygem"):
+        out = engine.synthesize(*real_batch)
+    assert engine.runtime == "torch" and engine._fast is None
+    assert np.array_equal(out, eager_out)  # every batch, the failed one included, made by PyTorch
+    warnings = _records(caplog, logging.WARNING)
+    assert len(warnings) == 1 and "status -100" in warnings[0]
+
+
+def test_asking_for_ncnn_without_it_is_an_error(test_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ncnn", None)
+    with pytest.raises(EngineError, match="ncnn package is not installed"):
+        Wav2LipEngine(test_checkpoint, device="cpu", runtime="ncnn")
+
+
+def test_unknown_runtime_is_refused(test_checkpoint: Path) -> None:
+    with pytest.raises(EngineError, match="unknown wav2lip runtime 'onnx'"):
+        Wav2LipEngine(test_checkpoint, device="cpu", runtime="onnx")
