@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 import traceback
@@ -452,12 +454,17 @@ class JobQueue:
         if not results:
             raise HeyGemError(f"batch {batch_id} has no finished video yet")
         target = self.batches_dir / batch_id / f"heygem_{safe_name(Path(batch.audio_name).stem, 'speech')}_{batch_id[:6]}.zip"
-        partial = target.with_suffix(".zip.partial")
-        # mp4 does not compress further: store, so a large batch zips at disk speed.
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as archive:
-            for path in results:
-                archive.write(path, arcname=path.name)
-        partial.replace(target)
+        # A temporary file of its own: the page and the API may ask for the same ZIP at the same moment.
+        handle, partial = tempfile.mkstemp(dir=target.parent, prefix=".zip-", suffix=".partial")
+        try:
+            # mp4 does not compress further: store, so a large batch zips at disk speed.
+            with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as archive:
+                for path in results:
+                    archive.write(path, arcname=path.name)
+            os.replace(partial, target)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
         return target
 
     def wait(self, ids: Iterable[str], timeout: float | None = None) -> list[Job]:

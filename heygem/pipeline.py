@@ -425,7 +425,7 @@ def iter_synced_frames(
             progress("lip-sync", (pending[-1][0].index + 1) / total, str(video.path))
         pending.clear()
 
-    faces = _Prefetch(with_faces(), 2 * max_pending, "heygem-decode") if settings.overlap else with_faces()
+    faces = _Prefetch(with_faces(), max_pending, "heygem-decode") if settings.overlap else with_faces()
     try:
         for frame, face in faces:
             box = None

@@ -222,3 +222,13 @@ def test_out_of_memory_halves_the_batch(
 def test_wrong_inputs_are_refused(engine: Wav2LipEngine, crops: np.ndarray, mels: np.ndarray, complaint: str) -> None:
     with pytest.raises(EngineError, match=complaint):
         engine.synthesize(crops, mels)
+
+
+def test_the_cuda_batch_follows_free_gpu_memory() -> None:
+    from heygem.engines.wav2lip import cuda_batch_size
+
+    gib = 1024 ** 3
+    assert cuda_batch_size(78 * gib, fp16=True) == 512  # an idle H100: capped
+    assert cuda_batch_size(8 * gib, fp16=True) == 128  # 4 GiB to spend at 26 MiB a face: 157, down to 128
+    assert cuda_batch_size(8 * gib, fp16=False) == 64  # fp32 takes twice as much
+    assert cuda_batch_size(100 * 1024 ** 2, fp16=True) == 16  # nearly full: the floor, OOM halving does the rest

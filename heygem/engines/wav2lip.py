@@ -31,8 +31,22 @@ _USE_INSTEAD = "use wav2lip_gan.pth or wav2lip.pth"
 _DISCRIMINATOR_PREFIXES = ("binary_pred.",)
 _SYNCNET_PREFIXES = ("face_encoder.",)
 
-_CUDA_BATCH = 128
+_CUDA_BATCH = 128  # when free GPU memory cannot be read
 _OTHER_BATCH = 16
+# GPU memory per face in fp16: the sum of every layer's output for one 96x96 face (13.4 M values, 25.6 MiB),
+# an upper bound since inference frees most as it goes; doubled for fp32. A batch takes at most half the free
+# memory. (Counted on the CPU with forward hooks; not yet checked on a GPU.)
+_CUDA_BYTES_PER_FACE = 26 * 1024 * 1024
+_CUDA_BATCH_LIMITS = (16, 512)
+
+
+def cuda_batch_size(free_bytes: int, fp16: bool) -> int:
+    """Faces per generator call on a GPU with ``free_bytes`` free: half of it, within 16..512, a power of two."""
+    per_face = _CUDA_BYTES_PER_FACE * (1 if fp16 else 2)
+    fits = max(1, (free_bytes // 2) // per_face)
+    low, high = _CUDA_BATCH_LIMITS
+    size = max(low, min(high, fits))
+    return 1 << (size.bit_length() - 1)
 
 
 def _fmt_shape(shape: torch.Size | tuple[int, ...]) -> str:
@@ -158,9 +172,18 @@ class Wav2LipEngine(Engine):
         if runtime == "ncnn" and self.device.type != "cpu":
             raise EngineError(f"the wav2lip runtime 'ncnn' runs on the CPU only, not on {self.device}; "
                               "use runtime 'auto' or device 'cpu'")
-        self.batch_size = batch_size if batch_size is not None else (_CUDA_BATCH if on_cuda else _OTHER_BATCH)
         # Half precision only pays (and is only well supported) on CUDA.
         self.fp16 = bool(fp16 and on_cuda)
+        if batch_size is not None:
+            self.batch_size = batch_size
+        elif on_cuda:
+            try:
+                free, _ = torch.cuda.mem_get_info(self.device)
+                self.batch_size = cuda_batch_size(free, self.fp16)
+            except RuntimeError:
+                self.batch_size = _CUDA_BATCH
+        else:
+            self.batch_size = _OTHER_BATCH
         self.dtype = torch.float16 if self.fp16 else torch.float32
 
         started = time.perf_counter()
@@ -237,12 +260,28 @@ class Wav2LipEngine(Engine):
                 self._fast.close()
                 self._fast, self.runtime = None, "torch"
         with torch.inference_mode():
-            # uint8 travels to the device (4x less than float), the scaling happens there in float32.
-            face_t = torch.from_numpy(faces).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-            mel_t = torch.from_numpy(mels).to(self.device).unsqueeze(1)
+            # uint8 travels to the device (4x less than float), the scaling happens there in float32. On CUDA
+            # through pinned buffers kept between calls, so the copy is a direct DMA.
+            face_host, mel_host = torch.from_numpy(faces), torch.from_numpy(mels)
+            if self.device.type == "cuda":
+                face_host, mel_host = self._pinned("faces", face_host), self._pinned("mels", mel_host)
+            face_t = face_host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+            mel_t = mel_host.to(self.device, non_blocking=True).unsqueeze(1)
             pred = self.model(mel_t.to(self.dtype), face_t.to(self.dtype))
             pixels = pred.float().mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
             return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+    def _pinned(self, name: str, host: torch.Tensor) -> torch.Tensor:
+        """``host`` copied into a page-locked buffer reused across calls (grown when a batch is larger).
+        Safe to reuse: each call waits for its results (``.cpu()``), so no copy from it is still in flight."""
+        buffers = self.__dict__.setdefault("_pins", {})
+        buffer = buffers.get(name)
+        if buffer is None or buffer.shape[1:] != host.shape[1:] or buffer.shape[0] < host.shape[0]:
+            buffer = torch.empty((max(host.shape[0], self.batch_size), *host.shape[1:]), dtype=host.dtype, pin_memory=True)
+            buffers[name] = buffer
+        view = buffer[: host.shape[0]]
+        view.copy_(host)
+        return view
 
     def _shrink_batch(self) -> None:
         if self.batch_size <= 1:
