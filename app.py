@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(queue, credentials, log_file=log_file)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"HeyGem studio: http://{shown_host}:{args.port}/  (engine: {status['engine']}, device: {status['device']}; "
-          f"API: http://{shown_host}:{args.port}/api/docs; log: {log_file}; Ctrl+C stops)", flush=True)
+          f"HTTP API: http://{shown_host}:{args.port}/api/ (README.md); log: {log_file}; Ctrl+C stops)", flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:

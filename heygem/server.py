@@ -82,7 +82,9 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app: ``/api/...`` (see heygem.api) and, with ``ui``, the Gradio studio at ``/`` (its Logs tab
     shows ``log_file``)."""
-    app = FastAPI(title="HeyGem", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    # No Swagger page: it loads its scripts from a CDN, which an offline machine cannot reach. The schema is
+    # served; README.md has curl examples.
+    app = FastAPI(title="HeyGem", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     if credentials is not None:
         app.add_middleware(_BasicAuth, credentials=credentials)
 

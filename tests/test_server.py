@@ -48,3 +48,14 @@ def test_with_credentials_every_route_asks_for_them(tmp_path: Path) -> None:
         assert allowed.status_code == 200 and allowed.json()["pending"] == 0
     finally:
         queue.close()
+
+
+def test_the_api_schema_is_served_without_a_cdn_page(tmp_path: Path) -> None:
+    queue = JobQueue(tmp_path / "outputs", start=False)
+    try:
+        client = TestClient(create_app(queue, ui=False))
+        schema = client.get("/api/openapi.json").json()
+        assert {"/api/jobs", "/api/batches", "/api/batches/{batch_id}/zip"} <= set(schema["paths"])
+        assert client.get("/api/docs").status_code == 404  # Swagger's page would fetch its scripts from a CDN
+    finally:
+        queue.close()
