@@ -76,7 +76,10 @@ def main() -> int:
             video, audio = build_inputs(seconds, parse_size(args.size), SHARED / "media")
             started = time.perf_counter()
             done = subprocess.run([sys.executable, "-c", CHILD, str(REPO), str(audio), str(video), str(checkpoint), str(work)],
-                                  check=True, capture_output=True, text=True)
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"{seconds:g} s {args.size}: the run failed:\n{done.stderr[-4000:]}", file=sys.stderr)
+                return 1
             row = {"seconds": seconds, "size": args.size, **json.loads(done.stdout.strip().splitlines()[-1])}
             rows.append(row)
             print(f"{seconds:>6g} s {args.size}: peak RSS {row['peak_rss_mb']:7.1f} MB (ffmpeg processes {row['peak_ffmpeg_rss_mb']:.1f} MB, together {row['peak_total_rss_mb']:.1f} MB), "

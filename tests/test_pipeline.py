@@ -179,3 +179,20 @@ def test_overlapped_stages_give_the_same_frames_as_one_thread(media: Path, speec
     threaded, serial = frames(True), frames(False)
     assert len(threaded) == len(serial) > 0
     assert all(np.array_equal(a, b) for a, b in zip(threaded, serial))
+
+
+def test_only_frames_a_replay_can_need_are_kept_on_disk(media: Path) -> None:
+    from dataclasses import replace
+
+    from heygem.pipeline import _SourceFrames
+
+    ten_minutes = replace(probe(media / "liveportrait/d0.mp4"), frame_count=15000)
+    window = _SourceFrames.replay_window
+    # Speech as long as the video (the common case): a margin of 200 frames, not all 15000 (93 GB at 1080p).
+    first, stop = window(ten_minutes, 15000, "pingpong")
+    assert first == 15000 - 200 - 1 and stop > 15000
+    assert window(ten_minutes, 15000, "loop") == (0, 200)
+    assert window(ten_minutes, 12000, "pingpong") == (0, 0)  # the video is clearly longer: nothing kept
+    assert window(ten_minutes, 15100, "loop") == (0, 300)
+    assert window(ten_minutes, 40000, "pingpong")[0] == 0  # replays the whole video: every frame
+    assert window(replace(ten_minutes, kind="image"), 40000, "pingpong") == (0, 0)
