@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
@@ -88,64 +90,50 @@ def api_router(queue: JobQueue) -> APIRouter:
 
     @router.get("/jobs/{job_id}")
     def get_job(job_id: str):
-        try:
-            return queue.job(job_id).to_json()
-        except KeyError:
-            return error_response(404, f"no job {job_id}")
+        return _answer(lambda: queue.job(job_id).to_json(), f"no job {job_id}")
 
     @router.get("/jobs/{job_id}/result")
     def get_result(job_id: str):
-        try:
+        def result():
             job = queue.job(job_id)
-        except KeyError:
-            return error_response(404, f"no job {job_id}")
-        if not job.finished_ok:
-            reason = job.error if job.state == "failed" else f"the job is {job.state}; its result is not ready"
-            return error_response(409, reason)
-        return _serve(queue, job.output, "video/mp4")
+            if not job.finished_ok:
+                raise HeyGemError(job.error if job.state == "failed" else f"the job is {job.state}; its result is not ready")
+            return _serve(queue, job.output, "video/mp4")
+
+        return _answer(result, f"no job {job_id}")
 
     @router.post("/jobs/{job_id}/cancel")
     def cancel_job(job_id: str):
-        try:
-            return queue.cancel(job_id).to_json()
-        except KeyError:
-            return error_response(404, f"no job {job_id}")
+        return _answer(lambda: queue.cancel(job_id).to_json(), f"no job {job_id}")
 
     @router.delete("/jobs/{job_id}")
     def delete_job(job_id: str):
-        try:
-            queue.delete(job_id)
-        except KeyError:
-            return error_response(404, f"no job {job_id}")
-        except HeyGemError as exc:
-            return error_response(409, str(exc))
-        return {"deleted": job_id}
+        return _answer(lambda: queue.delete(job_id) or {"deleted": job_id}, f"no job {job_id}")
 
     @router.get("/batches/{batch_id}")
     def get_batch(batch_id: str):
-        try:
-            return queue.batch(batch_id).to_json()
-        except KeyError:
-            return error_response(404, f"no batch {batch_id}")
+        return _answer(lambda: queue.batch(batch_id).to_json(), f"no batch {batch_id}")
 
     @router.get("/batches/{batch_id}/zip")
     def get_zip(batch_id: str):
-        try:
-            archive = queue.zip_batch(batch_id)
-        except KeyError:
-            return error_response(404, f"no batch {batch_id}")
-        except HeyGemError as exc:
-            return error_response(409, str(exc))
-        return _serve(queue, archive, "application/zip")
+        return _answer(lambda: _serve(queue, queue.zip_batch(batch_id), "application/zip"), f"no batch {batch_id}")
 
     @router.post("/batches/{batch_id}/cancel")
     def cancel_batch(batch_id: str):
-        try:
-            return queue.cancel_batch(batch_id).to_json()
-        except KeyError:
-            return error_response(404, f"no batch {batch_id}")
+        return _answer(lambda: queue.cancel_batch(batch_id).to_json(), f"no batch {batch_id}")
 
     return router
+
+
+def _answer(call: Callable[[], Any], missing: str):
+    """``call()``'s answer; an unknown id (KeyError from the queue) is 404 with ``missing``, a job or batch
+    not in the state asked for (HeyGemError) is 409 with its reason."""
+    try:
+        return call()
+    except KeyError:
+        return error_response(404, missing)
+    except HeyGemError as exc:
+        return error_response(409, str(exc))
 
 
 def _serve(queue: JobQueue, path: Path, media_type: str):
