@@ -9,7 +9,7 @@ from heygem.errors import EngineError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["pick_device"]
+__all__ = ["best_device", "pick_device"]
 
 
 def _mps_available() -> bool:
@@ -17,18 +17,25 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
+def best_device() -> torch.device:
+    """What ``auto`` picks: CUDA, then Apple MPS, then CPU (quietly; ``pick_device`` logs the choice)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
 def pick_device(preference: str = "auto") -> torch.device:
     """``auto``: CUDA, then Apple MPS, then CPU. Anything else is a torch device string that must exist."""
     pref = (preference or "auto").strip().lower()
     if pref == "auto":
-        if torch.cuda.is_available():
-            device = torch.device("cuda", torch.cuda.current_device())
+        device = best_device()
+        if device.type == "cuda":
             log.info("using %s: CUDA GPU found (%s)", device, torch.cuda.get_device_name(device))
-        elif _mps_available():
-            device = torch.device("mps")
+        elif device.type == "mps":
             log.info("using mps: no CUDA GPU, Apple Metal (MPS) is available")
         else:
-            device = torch.device("cpu")
             log.info("using cpu: no CUDA GPU and no Apple MPS found (this is much slower)")
         return device
 

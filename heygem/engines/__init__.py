@@ -30,12 +30,16 @@ def find_checkpoint(explicit: Path | None) -> Path | None:
 
 def resolve_engine_name(options: EngineOptions) -> str:
     """``auto`` becomes ``wav2lip`` when a checkpoint is present, else ``builtin`` (needs no weights)."""
+    name = _engine_for(options, find_checkpoint(options.checkpoint))
+    if options.engine == "auto" and name == "builtin":
+        log.info("no Wav2Lip checkpoint in checkpoints/: using the built-in engine (put wav2lip_gan.pth there for the neural one)")
+    return name
+
+
+def _engine_for(options: EngineOptions, checkpoint: Path | None) -> str:
     if options.engine != "auto":
         return options.engine
-    if find_checkpoint(options.checkpoint) is not None:
-        return "wav2lip"
-    log.info("no Wav2Lip checkpoint in checkpoints/: using the built-in engine (put wav2lip_gan.pth there for the neural one)")
-    return "builtin"
+    return "wav2lip" if checkpoint is not None else "builtin"
 
 
 def create_engine(options: EngineOptions) -> Engine:
@@ -75,12 +79,13 @@ def engine_status(options: EngineOptions) -> dict[str, str | None]:
     """What ``auto`` will use right now, for the web UI and the HTTP API: engine, checkpoint file, device."""
     import torch
 
+    from heygem.device import best_device
+
     checkpoint = find_checkpoint(options.checkpoint)
     if options.device != "auto":
         device = options.device
-    elif torch.cuda.is_available():
-        device = f"cuda ({torch.cuda.get_device_name(0)})"
     else:
-        device = "cpu"
-    name = options.engine if options.engine != "auto" else ("wav2lip" if checkpoint is not None else "builtin")
-    return {"engine": name, "checkpoint": checkpoint.name if checkpoint is not None else None, "device": device}
+        chosen = best_device()
+        device = f"cuda ({torch.cuda.get_device_name(chosen)})" if chosen.type == "cuda" else chosen.type
+    return {"engine": _engine_for(options, checkpoint), "checkpoint": checkpoint.name if checkpoint is not None else None,
+            "device": device}

@@ -199,6 +199,7 @@ class Wav2LipEngine(Engine):
         )
         # The CPU fast path (ncnn, fp32) is built from the loaded model; None means eager PyTorch.
         self._fast: NcnnWav2Lip | None = None
+        self._pins: dict[str, torch.Tensor] = {}  # page-locked host buffers for CUDA copies, by input
         if self.device.type == "cpu":
             self._fast = build_cpu_fastpath(self.model, runtime, threads=torch.get_num_threads())
         self.runtime = self._fast.name if self._fast is not None else "torch"
@@ -274,11 +275,10 @@ class Wav2LipEngine(Engine):
     def _pinned(self, name: str, host: torch.Tensor) -> torch.Tensor:
         """``host`` copied into a page-locked buffer reused across calls (grown when a batch is larger).
         Safe to reuse: each call waits for its results (``.cpu()``), so no copy from it is still in flight."""
-        buffers = self.__dict__.setdefault("_pins", {})
-        buffer = buffers.get(name)
+        buffer = self._pins.get(name)
         if buffer is None or buffer.shape[1:] != host.shape[1:] or buffer.shape[0] < host.shape[0]:
             buffer = torch.empty((max(host.shape[0], self.batch_size), *host.shape[1:]), dtype=host.dtype, pin_memory=True)
-            buffers[name] = buffer
+            self._pins[name] = buffer
         view = buffer[: host.shape[0]]
         view.copy_(host)
         return view
