@@ -303,7 +303,8 @@ class _SourceFrames:
                 if self._spill is None:
                     self._spill = _SpillFile(self.spill_dir, image.shape)
                 self._spill.append(image)
-            self._held = image.copy()  # the last frame, should the replay need one nobody kept; blending writes to ``image``
+            else:
+                self._held = image.copy()  # the last frame, should the replay need one not kept; blending writes to ``image``
             yield _Frame(self.decoded, self.decoded, image)
             self.decoded += 1
             if self.decoded >= self.total:
@@ -323,7 +324,9 @@ class _SourceFrames:
                 log.warning("%s decoded to %d frames, not the %d probed; holding its last frame where a kept "
                             "one is missing", self.info.path.name, self.decoded, self.info.frame_count)
                 warned = True
-            yield _Frame(index, self.decoded - 1, self._held.copy())
+            last = self.decoded - 1
+            held = self._spill.read(last - first) if first <= last < first + kept else self._held.copy()
+            yield _Frame(index, last, held)
 
     def close(self) -> None:
         if self._spill is not None:
