@@ -5,9 +5,10 @@ Every front end (CLI, queue, HTTP API, web UI) fills one ``Settings`` and calls 
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 # The project's own folders, wherever the command is started from.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +91,65 @@ class EncodeOptions:
 
 
 @dataclass
+class Limits:
+    """What one job may ask of the machine; each front end refuses more at submission, naming the limit.
+
+    Each has an option and an environment variable (README, "Limits"); 0 turns a limit off.
+
+    upload_mb: the largest file a browser or API client may upload (``HEYGEM_MAX_UPLOAD_MB``).
+    speech_minutes: the longest speech (``HEYGEM_MAX_SPEECH_MINUTES``).
+    video_minutes: the longest presenter video (``HEYGEM_MAX_VIDEO_MINUTES``); a longer one would be cut
+        to the speech anyway, but decoding and storing it still costs.
+    picture_side: the longest side of a picture, in pixels (``HEYGEM_MAX_PICTURE_SIDE``): a larger photo is
+        scaled down to it (and the result says so), a larger video is refused.
+    queued_jobs: jobs waiting or running at once in the studio's queue (``HEYGEM_MAX_QUEUED_JOBS``).
+    """
+
+    upload_mb: int = 1024
+    speech_minutes: float = 30.0
+    video_minutes: float = 30.0
+    picture_side: int = 4096
+    queued_jobs: int = 500
+
+    ENV: ClassVar[dict[str, str]] = {
+        "upload_mb": "HEYGEM_MAX_UPLOAD_MB", "speech_minutes": "HEYGEM_MAX_SPEECH_MINUTES",
+        "video_minutes": "HEYGEM_MAX_VIDEO_MINUTES", "picture_side": "HEYGEM_MAX_PICTURE_SIDE",
+        "queued_jobs": "HEYGEM_MAX_QUEUED_JOBS",
+    }
+    OPTION: ClassVar[dict[str, str]] = {
+        "upload_mb": "--max-upload-mb", "speech_minutes": "--max-speech-minutes",
+        "video_minutes": "--max-video-minutes", "picture_side": "--max-picture-side",
+        "queued_jobs": "--max-queued-jobs",
+    }
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **given: float | None) -> Limits:
+        """Defaults, overridden by the environment, overridden by ``given`` values that are not None.
+        ValueError names a variable that is not a number >= 0."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            kind = int if f.type in ("int", int) else float
+            raw = environ.get(cls.ENV[f.name])
+            if given.get(f.name) is not None:
+                raw = given[f.name]
+            if raw in (None, ""):
+                continue
+            try:
+                value = kind(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"{cls.ENV[f.name]} / {cls.OPTION[f.name]} must be a number, not {raw!r}") from None
+            if value < 0:
+                raise ValueError(f"{cls.ENV[f.name]} / {cls.OPTION[f.name]} must be 0 (no limit) or more, not {raw!r}")
+            values[f.name] = value
+        return cls(**values)
+
+    def how_to_raise(self, name: str) -> str:
+        """How a user raises limit ``name``: the option and the environment variable."""
+        return f"raise it with {self.OPTION[name]} or {self.ENV[name]}"
+
+
+@dataclass
 class Settings:
     """Everything one generation needs besides its input files.
 
@@ -97,6 +157,7 @@ class Settings:
         then backward) or ``loop``; a longer video is always cut to the audio.
     still_fps: frame rate of the video made from a still photo.
     out_dir: where results are written when no output path is given.
+    limits: the bounds of one job (sizes and lengths), see ``Limits``.
     overlap: decode and detect, and encode, in threads of their own beside the engine (False: one thread,
         one stage after another; for comparison).
     """
@@ -108,6 +169,7 @@ class Settings:
     length_policy: Literal["pingpong", "loop"] = "pingpong"
     still_fps: int = 25
     out_dir: Path = OUTPUTS_DIR
+    limits: Limits = field(default_factory=Limits)
     overlap: bool = True
 
 
@@ -144,6 +206,7 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
 
     parts = {
         "detection": DetectionOptions, "engine": EngineOptions, "blend": BlendOptions, "encode": EncodeOptions,
+        "limits": Limits,
     }
     kwargs = {name: fill(cls, data.get(name) or {}) for name, cls in parts.items()}
     top = fill(Settings, {k: v for k, v in data.items() if k not in parts})
