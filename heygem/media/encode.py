@@ -14,7 +14,7 @@ from typing import IO
 import numpy as np
 
 from heygem.errors import FFmpegError
-from heygem.media.ffmpeg import INSTALL_HINT, encode_argv, failure, ffmpeg_exe, stderr_tail
+from heygem.media.ffmpeg import INSTALL_HINT, child_options, encode_argv, failure, ffmpeg_exe, stderr_tail
 from heygem.settings import EncodeOptions
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class VideoWriter:
         self._errors: IO[bytes] = tempfile.TemporaryFile()
         try:
             self._proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                          stderr=self._errors)
+                                          stderr=self._errors, **child_options())
         except OSError as exc:
             self._errors.close()
             self._remove_temp()

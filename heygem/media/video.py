@@ -11,7 +11,7 @@ from typing import IO
 import numpy as np
 
 from heygem.errors import FFmpegError, InputError
-from heygem.media.ffmpeg import INSTALL_HINT, failure, ffmpeg_exe, video_decode_argv
+from heygem.media.ffmpeg import INSTALL_HINT, child_options, failure, ffmpeg_exe, video_decode_argv
 from heygem.media.probe import MediaInfo, read_image
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def _stream_video(info: MediaInfo, fps: Fraction) -> Iterator[np.ndarray]:
     with tempfile.TemporaryFile() as errors:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
-                                    bufsize=frame_bytes)
+                                    bufsize=frame_bytes, **child_options())
         except OSError as exc:
             raise FFmpegError(f"{argv[0]} could not be started: {exc}; {INSTALL_HINT}") from exc
         count = 0
