@@ -11,7 +11,9 @@ A job's whole life, in the order it happens:
    naming the file as it was uploaded) or ``cancelled``; the worker goes on with the next one.
 
 Nothing lives only in memory: a new ``JobQueue`` over the same folder finds queued jobs still queued, runs
-again a job that was running when the process died, and lists every finished result.
+again a job that was running when the process died (after removing what it had half written), and lists
+every finished result. One folder has one owner: a ``JobQueue`` holds ``outputs/heygem.lock`` for its whole
+life, and a second one over the same folder (another studio, say) is refused with the holder's process id.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import tempfile
 import threading
@@ -31,9 +34,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from heygem.errors import CancelledError, HeyGemError, InputError
+import portalocker
+
+from heygem.errors import CancelledError, HeyGemError, InputError, LimitError
+from heygem.limits import check_inputs
 from heygem.pipeline import GenerateResult, PreparedAudio, generate, prepare_audio
 from heygem.settings import OUTPUTS_DIR, Settings, settings_from_dict, settings_to_dict
 
@@ -49,6 +55,9 @@ MAX_ATTEMPTS = 3
 # Progress is written at most this often (seconds), and at every change of stage.
 PROGRESS_INTERVAL = 0.3
 DB_NAME = "heygem.db"
+# The stage generate reports once its result file is complete and in place.
+DONE_STAGE = "done"
+LOCK_NAME = "heygem.lock"
 
 Runner = Callable[..., GenerateResult]
 
@@ -160,6 +169,39 @@ class Batch:
         }
 
 
+class FolderInUseError(HeyGemError):
+    """Another process already owns the outputs folder (its queue, database and files)."""
+
+
+class _FolderLock:
+    """An exclusive lock on ``folder/heygem.lock``, held while the process lives (the system lets it go when
+    the process dies, however it dies). The file names its holder, for the message a second owner gets."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_NAME
+        handle: IO[str] = open(self.path, "a+", encoding="utf-8")
+        try:
+            portalocker.lock(handle, portalocker.LOCK_EX | portalocker.LOCK_NB)
+        except portalocker.exceptions.LockException:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise FolderInUseError(
+                f"{folder} is in use by another HeyGem studio or queue ({holder}); one folder has one owner: "
+                "stop that one first, or give this one another outputs folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        self._handle: IO[str] | None = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            portalocker.unlock(self._handle)
+            self._handle.close()
+            self._handle = None
+
+
 class JobQueue:
     """The FIFO queue and its single worker thread. Thread-safe; every front end shares one instance.
 
@@ -175,6 +217,7 @@ class JobQueue:
         self.root = Path(root)
         self.batches_dir = self.root / "batches"
         self.batches_dir.mkdir(parents=True, exist_ok=True)
+        self._folder_lock = _FolderLock(self.root)  # first: nothing is read or changed without owning the folder
         self.defaults = defaults or Settings()
         self._run = run
         self._lock = threading.RLock()
@@ -209,6 +252,7 @@ class JobQueue:
             self._worker.join(timeout)
         with self._lock:
             self._db.close()
+        self._folder_lock.release()
 
     def _recover(self) -> None:
         """Make the stored state true again after the process died: running jobs go back to the queue."""
@@ -225,8 +269,28 @@ class JobQueue:
                     self._db.execute("UPDATE jobs SET state = ?, stage = 'queued', progress = 0 WHERE id = ?", (QUEUED, row["id"]))
                     log.warning("job %s (%s) was running when the program stopped; it is queued again", row["id"], row["video_name"])
             queued = self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (QUEUED,)).fetchone()[0]
+            outputs = {row[0] for row in self._db.execute("SELECT output FROM jobs WHERE output IS NOT NULL")}
+        self._remove_leftovers(outputs)
         if queued:
             log.info("%d queued job(s) found in %s", queued, self.root / DB_NAME)
+
+    def _remove_leftovers(self, outputs: set[str]) -> None:
+        """Remove what a process that died left half done: partial results and ZIPs, upload folders, and a
+        result that was complete on disk but never recorded (its job runs again and writes it anew, so it
+        would otherwise be there twice). Safe only because this process owns the folder."""
+        leftovers: list[Path] = [*self.root.glob(".upload-*")]
+        for batch_dir in self.batches_dir.iterdir():
+            if not batch_dir.is_dir():
+                continue
+            leftovers += batch_dir.glob(".*.partial.mp4")
+            leftovers += batch_dir.glob(".zip-*.partial")
+            leftovers += [result for result in batch_dir.glob("*.mp4") if self._relative(result) not in outputs]
+        for path in leftovers:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            log.warning("removed %s, left half done when the program stopped", self._relative(path))
 
     def _work(self) -> None:
         log.info("worker started")
@@ -259,6 +323,7 @@ class JobQueue:
         log.info("job %s started: %s with %s (batch %s, attempt %d)", job.id, job.video_name, job.audio_name, job.batch_id, job.attempts)
         settings = self._settings_of(job)
         settings.out_dir = job.video_path.parents[2]  # outputs/batches/<batch>/
+        settings.limits = self.defaults.limits  # the studio's limits now, not those of when it was queued
         reporter = _ProgressWriter(self, job.id)
         try:
             reporter("audio", 0.0, str(job.audio_path))
@@ -291,7 +356,7 @@ class JobQueue:
             self._audio_cache.move_to_end(path)
             log.info("reusing the prepared speech %s", path.name)
             return cached
-        prepared = prepare_audio(path)
+        prepared = prepare_audio(path, self.defaults.limits)
         self._audio_cache[path] = prepared
         while len(self._audio_cache) > 2:  # one batch at a time, plus a single job submitted meanwhile
             self._audio_cache.popitem(last=False)
@@ -354,9 +419,16 @@ class JobQueue:
             if not Path(source).is_file():
                 raise InputError(source, "file not found")
         settings = settings or self.defaults
+        audio_name = audio_name or Path(audio).name
+        # Refused before anything is copied or queued: the limits are the studio's, whatever the job asks.
+        limits = self.defaults.limits
+        if limits.queued_jobs and self.pending() + len(videos) > limits.queued_jobs:
+            raise LimitError(video_names[0] if len(videos) == 1 else f"{len(videos)} videos",
+                             f"the queue already holds {self.pending()} unfinished job(s); the limit is "
+                             f"{limits.queued_jobs} ({limits.how_to_raise('queued_jobs')}), or wait for some to finish")
+        check_inputs(Path(audio), [Path(v) for v in videos], limits, audio_name=audio_name, video_names=video_names)
         batch_id = uuid.uuid4().hex[:12]
         batch_dir = self.batches_dir / batch_id
-        audio_name = audio_name or Path(audio).name
         stored_audio = _store(Path(audio), batch_dir / "inputs" / "audio", safe_name(audio_name, "speech"))
         now = time.time()
         stored_videos = [
@@ -539,5 +611,6 @@ class _ProgressWriter:
         if stage == self.stage and now - self.written < PROGRESS_INTERVAL and fraction < 1.0:
             return
         self.stage, self.written = stage, now
-        if self.queue._set_progress(self.job_id, stage, fraction):
+        # "done" comes once the result is in place: too late to cancel, since a cancelled job has no file.
+        if self.queue._set_progress(self.job_id, stage, fraction) and stage != DONE_STAGE:
             raise CancelledError(f"{Path(file).name}: cancelled")

@@ -71,7 +71,7 @@ def test_jobs_run_in_submission_order_and_a_bad_file_fails_alone(short_clips, se
 def test_a_batch_prepares_its_speech_once_and_zips_every_result(short_clips, settings, queue_root: Path, monkeypatch) -> None:
     prepared: list[Path] = []
     real_prepare = jobs_module.prepare_audio
-    monkeypatch.setattr(jobs_module, "prepare_audio", lambda path: prepared.append(path) or real_prepare(path))
+    monkeypatch.setattr(jobs_module, "prepare_audio", lambda path, *limits: prepared.append(path) or real_prepare(path, *limits))
     queue = JobQueue(queue_root, settings)
     try:
         videos = [short_clips["d0"], short_clips["d13"], short_clips["d19"]]
