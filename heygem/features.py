@@ -32,19 +32,56 @@ def _mel_basis() -> np.ndarray:
     return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).astype(np.float64)
 
 
+# Mel columns computed at a time: 100 s of audio, so a long speech needs a few tens of MB of working memory,
+# not several float64 copies of the whole waveform and its spectrum.
+MEL_BLOCK = 8000
+
+
 def mel_spectrogram(wav: np.ndarray) -> np.ndarray:
-    """16 kHz mono waveform -> normalised log-mel spectrogram, float32 (80, T), 80 columns per second."""
-    wav = np.asarray(wav, dtype=np.float64)
+    """16 kHz mono waveform -> normalised log-mel spectrogram, float32 (80, T), 80 columns per second.
+
+    Computed block by block; each column sees exactly the samples it would see in one whole-signal pass
+    (pre-emphasis, centred frames with reflected edges), so the result does not depend on the block size.
+    """
+    wav = np.asarray(wav)
     if wav.ndim != 1:
         raise ValueError(f"expected a mono waveform (1-D), got shape {wav.shape}")
-    emphasised = lfilter([1.0, -PREEMPHASIS], [1.0], wav)
-    # pad_mode="reflect": librosa >= 0.10 pads with zeros by default; the checkpoints were trained on reflect.
-    spectrum = np.abs(librosa.stft(y=emphasised, n_fft=N_FFT, hop_length=HOP, win_length=WIN, window="hann",
-                                   center=True, pad_mode="reflect"))
+    n = len(wav)
+    pad = N_FFT // 2
+    if n <= pad:  # too short to reflect once: the one-pass recipe, on a few hundred samples
+        return _normalised_mel(np.abs(librosa.stft(y=_preemphasis(wav.astype(np.float64)), n_fft=N_FFT, hop_length=HOP,
+                                                   win_length=WIN, window="hann", center=True, pad_mode="reflect")))
+    columns = 1 + n // HOP
+    out = np.empty((N_MELS, columns), dtype=np.float32)
+    for first in range(0, columns, MEL_BLOCK):
+        last = min(columns, first + MEL_BLOCK)
+        # Samples under columns [first, last) of the centred, reflect-padded signal, in signal coordinates.
+        index = np.arange(first * HOP - pad, (last - 1) * HOP - pad + N_FFT)
+        index = np.where(index < 0, -index, index)
+        index = np.where(index >= n, 2 * (n - 1) - index, index)
+        emphasised = _preemphasis_at(wav, index)
+        spectrum = np.abs(librosa.stft(y=emphasised, n_fft=N_FFT, hop_length=HOP, win_length=WIN, window="hann",
+                                       center=False))
+        out[:, first:last] = _normalised_mel(spectrum)
+    return out
+
+
+def _preemphasis(wav: np.ndarray) -> np.ndarray:
+    return lfilter([1.0, -PREEMPHASIS], [1.0], wav)
+
+
+def _preemphasis_at(wav: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The pre-emphasised signal (y[i] = x[i] - 0.97 x[i-1], x[-1] = 0) at the sample numbers ``index``."""
+    current = wav[index].astype(np.float64)
+    previous = np.where(index > 0, wav[np.maximum(index - 1, 0)], 0.0).astype(np.float64)
+    return current - PREEMPHASIS * previous
+
+
+def _normalised_mel(spectrum: np.ndarray) -> np.ndarray:
+    # pad_mode="reflect" above: librosa >= 0.10 pads with zeros by default; the checkpoints were trained on reflect.
     mel = _mel_basis() @ spectrum
     db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
-    normalised = np.clip(2 * MAX_ABS * (db - MIN_LEVEL_DB) / -MIN_LEVEL_DB - MAX_ABS, -MAX_ABS, MAX_ABS)
-    return normalised.astype(np.float32)
+    return np.clip(2 * MAX_ABS * (db - MIN_LEVEL_DB) / -MIN_LEVEL_DB - MAX_ABS, -MAX_ABS, MAX_ABS).astype(np.float32)
 
 
 def frame_count(n_samples: int, fps: Fraction, sample_rate: int = SAMPLE_RATE) -> int:

@@ -2,30 +2,63 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from heygem.errors import InputError
-from heygem.media.ffmpeg import audio_decode_argv, ffmpeg_exe, run_ffmpeg
+from heygem.errors import FFmpegError, InputError
+from heygem.media.ffmpeg import INSTALL_HINT, audio_decode_argv, child_options, failure, ffmpeg_exe
 from heygem.media.probe import ACCEPTED_SPEECH
 
 log = logging.getLogger(__name__)
 
+_READ_BYTES = 1 << 20
 
-def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+
+class TooLongError(Exception):
+    """The decoded speech passed ``max_seconds``; decoding was stopped there."""
+
+
+def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
     """The first audio stream of ``path`` as float32 mono at ``sample_rate``, channels averaged as the
     original's librosa.load does.
 
-    Works for wav, mp3, m4a, aac, flac, ogg, aiff and the soundtrack of a video. The whole waveform is
-    returned at once: 10 minutes of 16 kHz speech is 38 MB.
+    Works for wav, mp3, m4a, aac, flac, ogg, aiff and the soundtrack of a video. The samples are read from
+    ffmpeg's pipe into one growing buffer that becomes the array (no second copy): 10 minutes of 16 kHz
+    speech is 38 MB. With ``max_seconds``, decoding stops past that length and TooLongError is raised, so a
+    file whose header understates its length cannot fill the memory.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, f"does not exist or is not a file; give {ACCEPTED_SPEECH}")
-    raw = run_ffmpeg(audio_decode_argv(ffmpeg_exe(), path, sample_rate), subject=path)
-    # frombuffer shares the bytes read-only; copy so callers may edit the array in place.
-    wav = np.frombuffer(raw, dtype="<f4", count=len(raw) // 4).astype(np.float32, copy=True)
+    argv = audio_decode_argv(ffmpeg_exe(), path, sample_rate)
+    max_bytes = None if max_seconds is None else int(max_seconds * sample_rate) * 4
+    data = bytearray()
+    with tempfile.TemporaryFile() as errors:  # a pipe nobody reads could fill up and stall ffmpeg
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+                                    **child_options())
+        except OSError as exc:
+            raise FFmpegError(f"{argv[0]} could not be started: {exc}; {INSTALL_HINT}") from exc
+        try:
+            assert proc.stdout is not None
+            while chunk := proc.stdout.read(_READ_BYTES):
+                data += chunk
+                if max_bytes is not None and len(data) > max_bytes:
+                    raise TooLongError(f"{path}: longer than {max_seconds} s")
+            returncode = proc.wait()
+            if returncode != 0:
+                errors.seek(0)
+                raise failure(argv, returncode, errors.read(), path)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+            proc.wait()
+    # A writable view of the buffer itself (a bytearray is mutable): callers may edit it in place.
+    wav = np.frombuffer(data, dtype="<f4", count=len(data) // 4)
     if wav.size == 0:
         raise InputError(path, f"has an audio stream with no samples in it; give {ACCEPTED_SPEECH}")
     log.debug("loaded %s: %d samples at %d Hz (%.2f s)", path, wav.size, sample_rate, wav.size / sample_rate)
