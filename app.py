@@ -11,6 +11,9 @@ import os
 import socket
 import sys
 
+from pathlib import Path
+
+from heygem.cli import add_limit_options, limits_from_args
 from heygem.settings import LOGS_DIR, OUTPUTS_DIR, EngineOptions, Settings
 
 log = logging.getLogger("heygem.app")
@@ -27,7 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--engine", default="auto", choices=["auto", "wav2lip", "builtin"],
                         help="default engine of new jobs (auto: wav2lip when a checkpoint is in checkpoints/)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1")
+    parser.add_argument("--outputs", type=Path, default=Path(os.environ.get("HEYGEM_OUTPUTS", OUTPUTS_DIR)),
+                        help="the folder of the queue, uploads and results (default outputs/; or HEYGEM_OUTPUTS); "
+                             "one studio at a time per folder")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the full log on the terminal")
+    add_limit_options(parser)
     return parser
 
 
@@ -40,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         credentials = parse_credentials(args.auth)
     except ValueError as exc:
         print(f"error: --auth: {exc}", file=sys.stderr)
+        return 2
+    try:
+        limits = limits_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if credentials is None and not is_loopback(args.host):
         print(f"error: listening on {args.host} would let anyone on the network in; "
@@ -60,14 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from heygem.engines import engine_status
-    from heygem.jobs import JobQueue
+    from heygem.jobs import FolderInUseError, JobQueue
     from heygem.server import create_app
 
-    defaults = Settings(engine=EngineOptions(engine=args.engine, device=args.device))
+    defaults = Settings(engine=EngineOptions(engine=args.engine, device=args.device), limits=limits)
+    defaults.detection.cache_dir = args.outputs / ".cache" / "faces"
+    defaults.out_dir = args.outputs
+    try:
+        queue = JobQueue(args.outputs, defaults)
+    except FolderInUseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     status = engine_status(defaults.engine)
-    log.info("starting the studio: engine %s (checkpoint %s) on %s; log %s", status["engine"], status["checkpoint"],
-             status["device"], log_file)
-    queue = JobQueue(OUTPUTS_DIR, defaults)
+    log.info("starting the studio: engine %s (checkpoint %s) on %s; outputs %s; limits %s; log %s", status["engine"],
+             status["checkpoint"], status["device"], args.outputs, limits, log_file)
     app = create_app(queue, credentials, log_file=log_file)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"HeyGem studio: http://{shown_host}:{args.port}/  (engine: {status['engine']}, device: {status['device']}; "

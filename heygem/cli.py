@@ -7,8 +7,18 @@ import sys
 from pathlib import Path
 
 from heygem.errors import HeyGemError
+from heygem.limits import check_inputs
 from heygem.pipeline import generate, prepare_audio
-from heygem.settings import LOGS_DIR, OUTPUTS_DIR, BlendOptions, DetectionOptions, EncodeOptions, EngineOptions, Settings
+from heygem.settings import (
+    LOGS_DIR,
+    OUTPUTS_DIR,
+    BlendOptions,
+    DetectionOptions,
+    EncodeOptions,
+    EngineOptions,
+    Limits,
+    Settings,
+)
 
 log = logging.getLogger("heygem.cli")
 
@@ -23,6 +33,31 @@ def _face(value: str) -> str | int:
     if index < 0:
         raise argparse.ArgumentTypeError("face numbers start at 0 (the leftmost face)")
     return index
+
+
+_LIMIT_HELP = {
+    "upload_mb": "largest upload, MB",
+    "speech_minutes": "longest speech, minutes",
+    "video_minutes": "longest presenter video, minutes",
+    "picture_side": "longest picture side, pixels (larger photos are scaled down, larger videos refused)",
+    "queued_jobs": "unfinished jobs the queue holds at once",
+}
+
+
+def add_limit_options(parser: argparse.ArgumentParser, names: tuple[str, ...] = tuple(Limits.OPTION)) -> None:
+    """``--max-...`` options for the limits in ``names`` (README, "Limits"); environment variables fill
+    those not given."""
+    group = parser.add_argument_group("limits (0 = none; README, \"Limits\")")
+    defaults = Limits()
+    for name in names:
+        kind = type(getattr(defaults, name))
+        group.add_argument(Limits.OPTION[name], dest=f"limit_{name}", type=kind, metavar="N",
+                           help=f"{_LIMIT_HELP[name]} (default {getattr(defaults, name):g}, or {Limits.ENV[name]})")
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    """The limits from the options given, then the environment, then the defaults; ValueError names a bad one."""
+    return Limits.from_env(**{name: getattr(args, f"limit_{name}", None) for name in Limits.OPTION})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,13 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--length", choices=["pingpong", "loop"], default="pingpong", help="when the speech is longer than the video (default pingpong)")
     out.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     out.add_argument("--preset", default="medium", help="x264 speed preset (default medium)")
+    add_limit_options(gen, ("speech_minutes", "video_minutes", "picture_side"))
     gen.add_argument("--log-dir", type=Path, default=LOGS_DIR, help="where heygem.log goes (default logs/)")
     gen.add_argument("-v", "--verbose", action="store_true", help="show the full log on the terminal")
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The one Settings object, filled from the command line."""
+    """The one Settings object, filled from the command line (ValueError for a bad limit)."""
     out_dir = args.out if args.out.suffix.lower() != ".mp4" else args.out.parent
     return Settings(
         detection=DetectionOptions(
@@ -73,6 +109,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         encode=EncodeOptions(crf=args.crf, preset=args.preset),
         length_policy=args.length,
         out_dir=out_dir,
+        limits=limits_from_args(args),
     )
 
 
@@ -89,18 +126,34 @@ def _progress_bar():
     return bar, update
 
 
+def _failed(video: Path, error: BaseException, log_file: Path | None) -> None:
+    """One line on the terminal per failed video; the traceback goes to the log file (and the terminal with -v)."""
+    if isinstance(error, HeyGemError):
+        line = str(error) if str(video) in str(error) else f"{video}: {error}"
+    else:
+        line = f"{video}: unexpected error ({error}); details in {log_file or 'the log'}"
+    log.info("failed: %s", line)
+    log.debug("%s: traceback", video, exc_info=error)
+    print(f"failed: {line}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     from heygem.logs import setup_logging
 
     args = build_parser().parse_args(argv)
     log_file = setup_logging(args.log_dir, args.verbose)
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     single_output = args.out if args.out.suffix.lower() == ".mp4" else None
     if single_output and len(args.video) > 1:
         print("error: --out names one .mp4 file but several videos were given; give a folder instead", file=sys.stderr)
         return 2
     try:
-        audio = prepare_audio(args.audio)
+        check_inputs(args.audio, [], settings.limits, audio_name=str(args.audio))
+        audio = prepare_audio(args.audio, settings.limits)
     except HeyGemError as e:
         log.debug("audio failed", exc_info=True)
         print(f"error: {e}", file=sys.stderr)
@@ -110,18 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     for video in args.video:
         bar, update = _progress_bar()
         try:
+            check_inputs(args.audio, [video], settings.limits, audio_name=str(args.audio), video_names=[str(video)])
             result = generate(audio, video, single_output, settings, update)
-        except HeyGemError as e:
+        except Exception as e:  # one failing video is reported and the others still run
             failures += 1
-            log.error("%s failed: %s", video, e, exc_info=True)
             bar.close()
-            print(f"failed: {video}: {e}" if str(video) not in str(e) else f"failed: {e}", file=sys.stderr)
-            continue
-        except Exception as e:  # unexpected: the traceback goes to the log, the others still run
-            failures += 1
-            log.exception("%s failed unexpectedly", video)
-            bar.close()
-            print(f"failed: {video}: unexpected error ({e}); details in {log_file}", file=sys.stderr)
+            _failed(video, e, log_file)
             continue
         bar.close()
         if result.engine.startswith("builtin") and not hinted:

@@ -35,3 +35,8 @@ class EngineError(HeyGemError):
 
 class CancelledError(HeyGemError):
     """The job was cancelled by the user; nothing was written."""
+
+
+class LimitError(InputError):
+    """An input is larger or longer than a limit allows (heygem.limits); the message names the file, the
+    limit and how to raise it."""

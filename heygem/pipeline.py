@@ -30,11 +30,12 @@ from heygem.faces import Face, get_detector
 from heygem.faces.schedule import FaceCache, sparse_detect
 from heygem.faces.track import crop_box, select_face, smooth_faces
 from heygem.features import MelChunks, frame_count, mel_spectrogram
-from heygem.media.audio import load_audio
+from heygem.limits import check_speech, speech_too_long
+from heygem.media.audio import TooLongError, load_audio
 from heygem.media.encode import VideoWriter
 from heygem.media.probe import MediaInfo, probe
 from heygem.media.video import iter_frames
-from heygem.settings import Settings
+from heygem.settings import Limits, Settings
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +85,23 @@ class GenerateResult:
     face_cache: str = "off"  # off, miss, hit, or partial (the video was cached, but for fewer frames)
 
 
-def prepare_audio(path: str | Path) -> PreparedAudio:
-    """Decode any file with an audio stream to 16 kHz mono and compute its mel spectrogram."""
+def prepare_audio(path: str | Path, limits: Limits | None = None) -> PreparedAudio:
+    """Decode any file with an audio stream to 16 kHz mono and compute its mel spectrogram.
+
+    With ``limits``, a speech longer than ``limits.speech_minutes`` is refused (LimitError), by its probed
+    length and again while decoding, so no more than the limit is ever held.
+    """
     path = Path(path)
     info = probe(path)
     if not info.has_audio:
         raise InputError(path, "has no audio stream; give a speech recording (wav, mp3, m4a, flac, ...) or a video with sound")
-    samples = load_audio(path, SAMPLE_RATE)
+    max_seconds = limits.speech_minutes * 60 if limits is not None and limits.speech_minutes else None
+    if limits is not None:
+        check_speech(info, limits)
+    try:
+        samples = load_audio(path, SAMPLE_RATE, max_seconds)
+    except TooLongError as exc:
+        raise speech_too_long(path, None, limits) from None
     return PreparedAudio(path, info, samples, mel_spectrogram(samples))
 
 
@@ -500,7 +511,7 @@ def generate(
         prepared = audio
     else:
         report("audio", 0.0, str(audio))
-        prepared = prepare_audio(audio)
+        prepared = prepare_audio(audio, settings.limits)
     _validate(prepared, info)
     engine = create_engine(settings.engine)
     out = Path(output) if output else default_output(video_path, prepared.path, settings.out_dir)

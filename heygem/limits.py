@@ -1,0 +1,83 @@
+"""Holding inputs to the ``Limits`` (heygem.settings): checked from the probe at submission, before anything
+is copied or queued, and again while the speech is read, since a file's header can lie about its length.
+
+Every refusal is a ``LimitError`` that names the file as the user knows it, the limit, and how to raise it.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from heygem.errors import InputError, LimitError
+from heygem.media.probe import MediaInfo, probe
+from heygem.settings import Limits
+
+log = logging.getLogger(__name__)
+
+__all__ = ["check_inputs", "check_picture", "check_speech", "duration_words", "speech_too_long"]
+
+
+def duration_words(seconds: float) -> str:
+    """``3 h 05 min``, ``12 min 30 s``, ``45 s``: a length as a person reads it."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s" if secs else f"{minutes} min"
+    return f"{secs} s"
+
+
+def _minutes(value: float) -> str:
+    return duration_words(value * 60)
+
+
+def speech_too_long(name: str | Path, seconds: float | None, limits: Limits) -> LimitError:
+    """The refusal of a speech of ``seconds`` (None: known only to be longer than the limit)."""
+    length = f"is {duration_words(seconds)} long" if seconds is not None else "runs past the limit"
+    return LimitError(name, f"the speech {length}; the limit is {_minutes(limits.speech_minutes)} "
+                            f"({limits.how_to_raise('speech_minutes')})")
+
+
+def check_speech(info: MediaInfo, limits: Limits, name: str | Path | None = None) -> None:
+    """LimitError when the probed speech is longer than allowed."""
+    seconds = info.audio_duration or info.duration
+    if limits.speech_minutes and seconds > limits.speech_minutes * 60:
+        raise speech_too_long(name or info.path, seconds, limits)
+
+
+def check_picture(info: MediaInfo, limits: Limits, name: str | Path | None = None) -> None:
+    """LimitError when a presenter video is too long or too large. A photo of any size passes: the pipeline
+    scales a large one down and says so."""
+    if info.kind != "video":
+        return
+    name = name or info.path
+    if limits.video_minutes and info.duration > limits.video_minutes * 60:
+        raise LimitError(name, f"the video is {duration_words(info.duration)} long; the limit is "
+                               f"{_minutes(limits.video_minutes)} ({limits.how_to_raise('video_minutes')}); "
+                               "only as much of the video as the speech lasts is used, so a shorter cut will do")
+    if limits.picture_side and max(info.width, info.height) > limits.picture_side:
+        raise LimitError(name, f"the video is {info.width}x{info.height}; the limit is {limits.picture_side} pixels "
+                               f"on the longer side ({limits.how_to_raise('picture_side')}), or scale it down first")
+
+
+def check_inputs(
+    audio: Path, videos: Sequence[Path], limits: Limits, *, audio_name: str | None = None,
+    video_names: Sequence[str] | None = None,
+) -> None:
+    """Probe the speech and every video and raise LimitError for the first one over a limit.
+
+    A file that cannot be probed at all is not refused here: its job fails on its own with the reason,
+    and the other videos of the batch still run.
+    """
+    names = list(video_names) if video_names is not None else [Path(v).name for v in videos]
+    for path, name, check in [(audio, audio_name or Path(audio).name, check_speech),
+                              *((v, n, check_picture) for v, n in zip(videos, names))]:
+        try:
+            info = probe(path)
+        except InputError as exc:
+            log.info("%s could not be probed at submission (%s); its job will say why", name, exc.problem)
+            continue
+        check(info, limits, name)
