@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import Response
 
@@ -87,6 +88,17 @@ def create_app(
     app = FastAPI(title="HeyGem", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     if credentials is not None:
         app.add_middleware(_BasicAuth, credentials=credentials)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException):
+        response = error_response(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
+
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, exc: Exception):
+        # Starlette logs the traceback itself once this answer is sent.
+        return error_response(500, "internal error; the server's log has the details")
 
     @app.exception_handler(RequestValidationError)
     async def _missing_field(request: Request, exc: RequestValidationError):
