@@ -11,7 +11,7 @@ import os
 import socket
 import sys
 
-from heygem.settings import LOGS_DIR, OUTPUTS_DIR, EngineOptions, Settings
+from heygem.settings import LOGS_DIR, OUTPUTS_DIR, PROJECT_ROOT, EngineOptions, Settings
 
 log = logging.getLogger("heygem.app")
 
@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("starting the studio: engine %s (checkpoint %s) on %s; log %s", status["engine"], status["checkpoint"],
              status["device"], log_file)
     queue = JobQueue(OUTPUTS_DIR, defaults)
+    # The page shows results only from under the working directory (Gradio's rule for files that handlers
+    # return), so run from the project folder wherever app.py was started from.
+    os.chdir(PROJECT_ROOT)
     app = create_app(queue, credentials, log_file=log_file)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"HeyGem studio: http://{shown_host}:{args.port}/  (engine: {status['engine']}, device: {status['device']}; "
