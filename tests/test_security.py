@@ -1,14 +1,21 @@
-"""What the server refuses: files a request names outside Gradio's own uploads."""
+"""What the server refuses: files a request names outside Gradio's own uploads, and password guessing."""
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from starlette.testclient import TestClient
 
+from heygem.jobs import JobQueue
+from heygem.security import LoginThrottle
+from heygem.server import Credentials, create_app
 
 # ---- Gradio: a request may name only files Gradio received itself ----------------------------------------
 
@@ -122,3 +129,84 @@ def test_the_page_still_takes_uploads_and_shows_results(studio, short_clips) -> 
         result = client.get(f"/api/jobs/{job['id']}/result").content
         assert client.get(download["url"]).content == result
         assert client.get(player["url"]).content == result
+
+
+# ---- passwords: wrong ones lock the address out for a while ------------------------------------------------
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.fixture
+def guarded(tmp_path: Path):
+    """An API (no page) that asks for admin:pw, with a throttle on a fake clock: 5 free tries, then 10 s."""
+    queue = JobQueue(tmp_path / "outputs", start=False)
+    clock = FakeClock()
+    app = create_app(queue, Credentials("admin", "pw"), ui=False,
+                     throttle=LoginThrottle(free_tries=5, first_lockout=10, longest_lockout=60, clock=clock))
+
+    def client(address: str) -> TestClient:
+        return TestClient(app, client=(address, 40000))
+
+    yield client, clock
+    queue.close()
+
+
+def test_wrong_passwords_lock_the_address_out_even_for_the_right_one(guarded, caplog) -> None:
+    client, clock = guarded
+    guesser = client("203.0.113.5")
+    with caplog.at_level(logging.WARNING, logger="heygem.security"):
+        answers = [guesser.get("/api/status", headers=_basic("admin", f"guess{n}")) for n in range(300)]
+    assert [a.status_code for a in answers[:4]] == [401] * 4
+    assert {a.status_code for a in answers[4:]} == {429}
+    assert "203.0.113.5" in caplog.text and "locked out for 10 s" in caplog.text
+
+    refused = guesser.get("/api/status", headers=_basic("admin", "pw"))
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "10"
+    assert refused.json() == {"error": "too many wrong passwords from 203.0.113.5; try again in 10 s"}
+    # Someone else, from another address, is not held up.
+    assert client("198.51.100.7").get("/api/status", headers=_basic("admin", "pw")).status_code == 200
+
+    clock.now += 11
+    assert guesser.get("/api/status", headers=_basic("admin", "pw")).status_code == 200
+    # The right password cleared the count: the next mistakes start from the free tries again.
+    assert guesser.get("/api/status", headers=_basic("admin", "typo")).status_code == 401
+
+
+def test_each_lockout_is_longer_than_the_last(guarded) -> None:
+    client, clock = guarded
+    guesser = client("203.0.113.9")
+    waits = []
+    for _ in range(4):
+        while (answer := guesser.get("/api/status", headers=_basic("admin", "nope"))).status_code != 429:
+            pass
+        waits.append(int(answer.headers["retry-after"]))
+        clock.now += waits[-1] + 1
+    assert waits == [10, 20, 40, 60]  # doubled each time, up to longest_lockout
+
+
+def test_asking_without_credentials_is_not_a_wrong_password(guarded) -> None:
+    client, _ = guarded
+    browser = client("192.0.2.44")
+    # A browser first asks without credentials, and again after each cancelled dialog.
+    assert {browser.get("/api/status").status_code for _ in range(20)} == {401}
+    assert browser.get("/api/status", headers=_basic("admin", "pw")).status_code == 200
+
+
+def test_the_throttle_remembers_a_bounded_number_of_addresses() -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(free_tries=2, first_lockout=10, max_addresses=3, clock=clock)
+    assert throttle.failed("10.0.0.1") == 0
+    for n in range(2, 100):
+        throttle.failed(f"10.0.0.{n}")
+    # 10.0.0.1 was forgotten to make room, so this is its first wrong try again, not its second.
+    assert throttle.failed("10.0.0.1") == 0
+    assert throttle.failed("10.0.0.99") == 10
