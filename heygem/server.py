@@ -3,7 +3,8 @@
 Listening on 127.0.0.1 needs nothing. Any other address needs credentials (HTTP Basic, for the page and the
 API alike), so nobody on the network reaches the studio by accident; wrong passwords lock their address out
 for a while (``heygem.security.LoginThrottle``). Only files under ``outputs/`` are served: results and ZIPs by
-the API, and Gradio's own copies, whose cache is moved into ``outputs/.gradio``.
+the API, and Gradio's own copies, whose cache is moved into ``outputs/.gradio``. Request bodies over the upload
+limit are refused at the door (``heygem.security.UploadLimit``).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from starlette.responses import Response
 
 from heygem.api import api_router, error_response
 from heygem.jobs import JobQueue
-from heygem.security import LoginThrottle
+from heygem.security import LoginThrottle, UploadLimit
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,8 @@ def create_app(
     # No Swagger page: it loads its scripts from a CDN, which an offline machine cannot reach. The schema is
     # served; README.md has curl examples.
     app = FastAPI(title="HeyGem", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    # The last added runs first: credentials are checked before any of a body is read.
+    app.add_middleware(UploadLimit, limits=lambda: queue.defaults.limits)
     if credentials is not None:
         app.add_middleware(_BasicAuth, credentials=credentials, throttle=throttle or LoginThrottle())
 

@@ -1,9 +1,11 @@
-"""What the server refuses: files a request names outside Gradio's own uploads, and password guessing."""
+"""What the server refuses: files a request names outside Gradio's own uploads, password guessing, and uploads
+over the size limit (before anything of them is stored)."""
 from __future__ import annotations
 
 import base64
 import json
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,10 @@ from starlette.testclient import TestClient
 from heygem.jobs import JobQueue
 from heygem.security import LoginThrottle
 from heygem.server import Credentials, create_app
+
+MB = 1024 * 1024
+LIMIT_MESSAGE = "the limit is 1 MB (raise it with --max-upload-mb or HEYGEM_MAX_UPLOAD_MB)"
+
 
 # ---- Gradio: a request may name only files Gradio received itself ----------------------------------------
 
@@ -210,3 +216,53 @@ def test_the_throttle_remembers_a_bounded_number_of_addresses() -> None:
     # 10.0.0.1 was forgotten to make room, so this is its first wrong try again, not its second.
     assert throttle.failed("10.0.0.1") == 0
     assert throttle.failed("10.0.0.99") == 10
+
+
+# ---- uploads over the size limit are refused at the door ---------------------------------------------------
+
+def _chunks(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
+    """The body as a generator: httpx then sends it chunked, without Content-Length."""
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def _stored(root: Path) -> set[Path]:
+    """Every file the API or the page keeps uploads in."""
+    return {*_files_under(root / "batches"), *_files_under(root / ".gradio"), *root.glob(".upload-*")}
+
+
+def test_an_upload_over_the_limit_is_refused_before_it_is_stored(studio, monkeypatch) -> None:
+    studio.queue.wait([job.id for job in studio.queue.jobs(["queued", "running"])], timeout=240)
+    monkeypatch.setattr(studio.queue.defaults.limits, "upload_mb", 1)
+    big = os.urandom(2 * MB)
+    speech = b"RIFF"  # never read: the body is refused whole
+    before, jobs = _stored(studio.root), len(studio.queue.jobs(limit=10_000))
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        for route, files in [
+            ("/api/jobs", {"audio": ("speech.wav", speech), "video": ("big.mp4", big)}),
+            ("/api/batches", {"audio": ("speech.wav", speech), "video": ("big.mp4", big)}),
+            ("/gradio_api/upload", {"files": ("big.mp4", big)}),
+        ]:
+            refused = client.post(route, files=files)
+            assert refused.status_code == 413
+            assert refused.json() == {"error": f"POST {route}: the upload is 2.0 MB; {LIMIT_MESSAGE}"}
+
+            request = client.build_request("POST", route, files=files)
+            body = request.read()
+            chunked = client.post(route, content=_chunks(body), headers={"content-type": request.headers["content-type"]})
+            assert chunked.status_code == 413, chunked.text
+            assert chunked.json() == {"error": f"POST {route}: the upload is more than 1 MB; {LIMIT_MESSAGE}"}
+
+    assert _stored(studio.root) == before
+    assert len(studio.queue.jobs(limit=10_000)) == jobs
+
+
+def test_the_limit_reaches_the_page_and_zero_turns_it_off(studio, monkeypatch) -> None:
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        # The page learns the limit, so the browser refuses a larger file before sending it.
+        assert client.get("/config").json()["max_file_size"] == studio.queue.defaults.limits.upload_mb * MB
+        monkeypatch.setattr(studio.queue.defaults.limits, "upload_mb", 0)
+        let_in = client.post("/api/jobs", files={"audio": ("s.wav", b"x"), "video": ("v.mp4", os.urandom(2 * MB))},
+                             data={"engine": "magic"})
+        # Past the door: the route itself answers (here about the option), not the size limit.
+        assert let_in.status_code == 400 and let_in.json()["error"].startswith("engine must be one of")

@@ -38,7 +38,9 @@ def mount_studio(app: FastAPI, queue: JobQueue, path: str = "/", log_file: Path 
     # (after any system one, which keeps precedence).
     os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + str(Path(ffmpeg_exe()).parent)
     studio = build_studio(queue, log_file or LOGS_DIR / "heygem.log")
-    gr.mount_gradio_app(app, studio, path=path, i18n=I18N, theme=THEME, css=CSS, allowed_paths=[], show_error=True)
+    upload_mb = queue.defaults.limits.upload_mb
+    gr.mount_gradio_app(app, studio, path=path, i18n=I18N, theme=THEME, css=CSS, allowed_paths=[], show_error=True,
+                        max_file_size=upload_mb * 1024 * 1024 if upload_mb else None)
     _check_request_files(studio, queue.root)
 
 
