@@ -140,8 +140,8 @@ def api_router(queue: JobQueue) -> APIRouter:
     @router.api_route("/{rest:path}", methods=_METHODS, include_in_schema=False)
     def no_such_route(request: Request):
         # A route whose path fits but not its method ("partial" to Starlette) makes this a 405.
-        allowed = sorted({method for route in router.routes
-                          if route.matches(request.scope)[0] is Match.PARTIAL for method in getattr(route, "methods", ())})
+        fitting = [route for route in router.routes if route.matches(request.scope)[0] is Match.PARTIAL]
+        allowed = sorted({method for route in fitting for method in getattr(route, "methods", ())})
         if allowed:
             response = error_response(405, f"{request.method} is not allowed on {request.url.path}; "
                                             f"use {' or '.join(allowed)}")

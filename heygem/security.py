@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fastapi.responses import JSONResponse
 from python_multipart.exceptions import MultipartParseError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -84,7 +85,7 @@ class LoginThrottle:
     def succeeded(self, address: str) -> None:
         self._table.pop(address, None)
 
-    def refusal(self, address: str, seconds: float):
+    def refusal(self, address: str, seconds: float) -> JSONResponse:
         """The 429 answer to a locked-out address, with ``Retry-After``."""
         wait = max(1, math.ceil(seconds))
         response = error_response(429, f"too many wrong passwords from {address}; try again in {wait} s")

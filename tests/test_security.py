@@ -249,7 +249,8 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_stored(studio, monkeyp
 
             request = client.build_request("POST", route, files=files)
             body = request.read()
-            chunked = client.post(route, content=_chunks(body), headers={"content-type": request.headers["content-type"]})
+            chunked = client.post(route, content=_chunks(body),
+                                  headers={"content-type": request.headers["content-type"]})
             assert chunked.status_code == 413, chunked.text
             assert chunked.json() == {"error": f"POST {route}: the upload is more than 1 MB; {LIMIT_MESSAGE}"}
 
