@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from heygem.jobs import FolderInUseError, JobQueue
     from heygem.server import create_app
 
+    args.outputs = args.outputs.resolve()
     defaults = Settings(engine=EngineOptions(engine=args.engine, device=args.device), limits=limits)
     defaults.detection.cache_dir = args.outputs / ".cache" / "faces"
     defaults.out_dir = args.outputs
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     status = engine_status(defaults.engine)
     log.info("starting the studio: engine %s (checkpoint %s) on %s; outputs %s; limits %s; log %s", status["engine"],
              status["checkpoint"], status["device"], args.outputs, limits, log_file)
+    # The page shows results only from under the working directory (Gradio's rule for files that handlers
+    # return), so run from the outputs folder wherever app.py was started from.
+    os.chdir(args.outputs)
     app = create_app(queue, credentials, log_file=log_file)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"HeyGem studio: http://{shown_host}:{args.port}/  (engine: {status['engine']}, device: {status['device']}; "

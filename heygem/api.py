@@ -12,8 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.routing import Match
 
 from heygem.engines import engine_status
 from heygem.errors import HeyGemError
@@ -62,23 +64,33 @@ def api_router(queue: JobQueue) -> APIRouter:
         return {**engine_status(queue.defaults.engine), "pending": queue.pending()}
 
     @router.post("/jobs", status_code=201)
-    def submit_job(
+    async def submit_job(
+        request: Request,
         audio: UploadFile = File(..., description="the speech: any audio file, or a video whose sound to use"),
         video: UploadFile = File(..., description="a video or photo of a face"),
         engine: str | None = Form(None), face: str | None = Form(None),
         length: str | None = Form(None), crf: str | None = Form(None),
     ):
-        batch = submit(audio, [video], engine, face, length, crf)
+        # FastAPI keeps only the last of repeated fields; a second video would be dropped without a word.
+        form = await request.form()  # already parsed for the parameters above: no second read
+        if len(form.getlist("video")) > 1:
+            return error_response(400, "POST /api/jobs takes one video; for several use POST /api/batches")
+        if len(form.getlist("audio")) > 1:
+            return error_response(400, "give one audio field (the speech)")
+        batch = await run_in_threadpool(submit, audio, [video], engine, face, length, crf)
         return batch if isinstance(batch, JSONResponse) else batch.jobs[0].to_json()
 
     @router.post("/batches", status_code=201)
-    def submit_batch(
+    async def submit_batch(
+        request: Request,
         audio: UploadFile = File(..., description="the speech, used for every video"),
         video: list[UploadFile] = File(..., description="videos or photos; repeat the field for each"),
         engine: str | None = Form(None), face: str | None = Form(None),
         length: str | None = Form(None), crf: str | None = Form(None),
     ):
-        batch = submit(audio, video, engine, face, length, crf)
+        if len((await request.form()).getlist("audio")) > 1:
+            return error_response(400, "give one audio field (the speech), used for every video")
+        batch = await run_in_threadpool(submit, audio, video, engine, face, length, crf)
         return batch if isinstance(batch, JSONResponse) else batch.to_json()
 
     @router.get("/jobs")
@@ -122,7 +134,26 @@ def api_router(queue: JobQueue) -> APIRouter:
     def cancel_batch(batch_id: str):
         return _answer(lambda: queue.cancel_batch(batch_id).to_json(), f"no batch {batch_id}")
 
+    # Last, so it answers only what no route above does. Without it an unknown /api/... path would fall
+    # through to the page mounted at "/" (or to FastAPI's default), which answer {"detail": ...}.
+    @router.api_route("", methods=_METHODS, include_in_schema=False)
+    @router.api_route("/{rest:path}", methods=_METHODS, include_in_schema=False)
+    def no_such_route(request: Request):
+        # A route whose path fits but not its method ("partial" to Starlette) makes this a 405.
+        fitting = [route for route in router.routes if route.matches(request.scope)[0] is Match.PARTIAL]
+        allowed = sorted({method for route in fitting for method in getattr(route, "methods", ())})
+        if allowed:
+            response = error_response(405, f"{request.method} is not allowed on {request.url.path}; "
+                                            f"use {' or '.join(allowed)}")
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
+        return error_response(404, f"no route {request.method} {request.url.path}; the routes are listed "
+                                   "at /api/openapi.json and in README.md")
+
     return router
+
+
+_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def _answer(call: Callable[[], Any], missing: str):

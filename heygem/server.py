@@ -1,8 +1,10 @@
 """The web server: the HTTP API and the Gradio studio on one port, over one job queue.
 
 Listening on 127.0.0.1 needs nothing. Any other address needs credentials (HTTP Basic, for the page and the
-API alike), so nobody on the network reaches the studio by accident. Only files under ``outputs/`` are served:
-results and ZIPs by the API, and Gradio's own copies, whose cache is moved into ``outputs/.gradio``.
+API alike), so nobody on the network reaches the studio by accident; wrong passwords lock their address out
+for a while (``heygem.security.LoginThrottle``). Only files under ``outputs/`` are served: results and ZIPs by
+the API, and Gradio's own copies, whose cache is moved into ``outputs/.gradio``. Request bodies over the upload
+limit are refused at the door (``heygem.security.UploadLimit``).
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import Response
 
 from heygem.api import api_router, error_response
 from heygem.jobs import JobQueue
+from heygem.security import LoginThrottle, UploadLimit
 
 log = logging.getLogger(__name__)
 
@@ -65,28 +69,55 @@ def is_loopback(host: str) -> bool:
 
 
 class _BasicAuth(BaseHTTPMiddleware):
-    def __init__(self, app, credentials: Credentials) -> None:
+    def __init__(self, app, credentials: Credentials, throttle: LoginThrottle) -> None:
         super().__init__(app)
         self.credentials = credentials
+        self.throttle = throttle
 
     async def dispatch(self, request: Request, call_next):
-        if self.credentials.accepts(request.headers.get("authorization")):
+        address = request.client.host if request.client else "unknown"
+        if locked := self.throttle.locked_for(address):
+            return self.throttle.refusal(address, locked)
+        header = request.headers.get("authorization")
+        if self.credentials.accepts(header):
+            self.throttle.succeeded(address)
             return await call_next(request)
+        # A browser asks without credentials first and shows the password dialog on the 401: not a wrong try.
+        if header and (lockout := self.throttle.failed(address)):
+            return self.throttle.refusal(address, lockout)
         response: Response = error_response(401, "sign in with the user and password the studio was started with")
         response.headers["WWW-Authenticate"] = 'Basic realm="HeyGem", charset="UTF-8"'
         return response
 
 
 def create_app(
-    queue: JobQueue, credentials: Credentials | None = None, *, ui: bool = True, log_file: Path | None = None
+    queue: JobQueue,
+    credentials: Credentials | None = None,
+    *,
+    ui: bool = True,
+    log_file: Path | None = None,
+    throttle: LoginThrottle | None = None,
 ) -> FastAPI:
     """The ASGI app: ``/api/...`` (see heygem.api) and, with ``ui``, the Gradio studio at ``/`` (its Logs tab
-    shows ``log_file``)."""
+    shows ``log_file``). ``throttle``: how wrong passwords are slowed down (default ``LoginThrottle()``)."""
     # No Swagger page: it loads its scripts from a CDN, which an offline machine cannot reach. The schema is
     # served; README.md has curl examples.
     app = FastAPI(title="HeyGem", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    # The last added runs first: credentials are checked before any of a body is read.
+    app.add_middleware(UploadLimit, limits=lambda: queue.defaults.limits)
     if credentials is not None:
-        app.add_middleware(_BasicAuth, credentials=credentials)
+        app.add_middleware(_BasicAuth, credentials=credentials, throttle=throttle or LoginThrottle())
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException):
+        response = error_response(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
+
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, exc: Exception):
+        # Starlette logs the traceback itself once this answer is sent.
+        return error_response(500, "internal error; the server's log has the details")
 
     @app.exception_handler(RequestValidationError)
     async def _missing_field(request: Request, exc: RequestValidationError):

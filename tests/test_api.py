@@ -110,3 +110,28 @@ def test_only_files_under_outputs_are_served(studio) -> None:
             response = client.get(path)
             assert response.status_code in (403, 404), (path, response.status_code)
             assert b"root:" not in response.content and b"SQLite" not in response.content
+
+
+def test_unknown_routes_and_wrong_methods_answer_with_a_reason(studio) -> None:
+    with httpx.Client(base_url=studio.url, timeout=30) as client:
+        for path in ("/api/nothing", "/api/", "/api", "/api/jobs/x/y/z"):
+            missing = client.get(path)
+            assert missing.status_code == 404, path
+            assert missing.json() == {"error": f"no route GET {path}; the routes are listed at /api/openapi.json "
+                                               "and in README.md"}
+        wrong = client.delete("/api/status")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+        assert wrong.json() == {"error": "DELETE is not allowed on /api/status; use GET"}
+        assert client.put("/api/jobs").json() == {"error": "PUT is not allowed on /api/jobs; use GET or POST"}
+        assert client.get("/api/jobs", params={"limit": "many"}).json()["error"].startswith("bad request (limit:")
+
+
+def test_two_videos_for_one_job_are_refused(studio, short_clips) -> None:
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        before = len(client.get("/api/jobs", params={"limit": 1000}).json()["jobs"])
+        response = client.post("/api/jobs", files=[("audio", ("speech.wav", short_clips["speech"].read_bytes())),
+                                                   ("video", ("d0.mp4", short_clips["d0"].read_bytes())),
+                                                   ("video", ("d13.mp4", short_clips["d13"].read_bytes()))])
+        assert response.status_code == 400
+        assert response.json() == {"error": "POST /api/jobs takes one video; for several use POST /api/batches"}
+        assert len(client.get("/api/jobs", params={"limit": 1000}).json()["jobs"]) == before

@@ -1,13 +1,21 @@
 """The web UI (Gradio). Gradio is imported here and nowhere else in the library."""
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from heygem.jobs import JobQueue
 from heygem.settings import LOGS_DIR
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+log = logging.getLogger(__name__)
 
 __all__ = ["mount_studio"]
 
@@ -30,4 +38,25 @@ def mount_studio(app: FastAPI, queue: JobQueue, path: str = "/", log_file: Path 
     # (after any system one, which keeps precedence).
     os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + str(Path(ffmpeg_exe()).parent)
     studio = build_studio(queue, log_file or LOGS_DIR / "heygem.log")
-    gr.mount_gradio_app(app, studio, path=path, i18n=I18N, theme=THEME, css=CSS, allowed_paths=[], show_error=True)
+    upload_mb = queue.defaults.limits.upload_mb
+    gr.mount_gradio_app(app, studio, path=path, i18n=I18N, theme=THEME, css=CSS, allowed_paths=[], show_error=True,
+                        max_file_size=upload_mb * 1024 * 1024 if upload_mb else None)
+    _check_request_files(studio, queue.root)
+
+
+def _check_request_files(studio: gr.Blocks, outputs: Path) -> None:
+    """Make Gradio refuse any file path a request names that is not one of its own uploads.
+
+    Before an event runs, Gradio copies every file its inputs name into its cache, where the page can fetch
+    it. It first checks that the file is one it received itself (in its cache, ``outputs/.gradio``), but
+    only once the Blocks count as launched: ``launch()`` sets ``has_launched``, ``mount_gradio_app`` does
+    not, and without it any caller could have any file on the machine copied out. Setting the flag turns on
+    Gradio's own check for every event of the page, present and future, on every route (call, run, queue).
+    """
+    studio.has_launched = True
+    # The same check also applies to the files the page's handlers return (our results): Gradio accepts
+    # them from the working directory, the temp directory or its cache. app.py works in the outputs folder.
+    if not any(outputs.resolve().is_relative_to(Path(folder).resolve())
+               for folder in (os.getcwd(), tempfile.gettempdir())):
+        log.warning("the outputs folder %s is outside the working directory %s: the page will not show results "
+                    "(app.py works in the outputs folder; run the studio through it)", outputs, os.getcwd())
