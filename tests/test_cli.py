@@ -32,8 +32,33 @@ def test_one_bad_video_fails_alone(media: Path, test_checkpoint: Path, tmp_path:
     assert [p.name for p in outputs] == ["astronaut__french.mp4"]
     assert str(outputs[0]) in done.stdout and "engine wav2lip" in done.stdout
     assert abs(probe(outputs[0]).duration - probe(media / "speechrecognition/french.aiff").duration) <= 1 / 25
+    # One line on the terminal for the failed video, no traceback; the full story is in the log file.
+    assert [line for line in done.stderr.splitlines() if "broken.mov" in line] == [
+        line for line in done.stderr.splitlines() if line.startswith("failed: ")]
+    assert len([line for line in done.stderr.splitlines() if "broken.mov" in line]) == 1
+    assert "Traceback" not in done.stderr
     log = (tmp_path / "logs/heygem.log").read_text()
-    assert "Traceback" in log and "broken.mov" in log  # the full story is in the log file
+    assert "Traceback" in log and "broken.mov" in log
+
+
+def test_verbose_shows_the_traceback_of_a_failed_video(media: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.mov"
+    bad.write_bytes(b"\x00" * 1000)
+    done = run_cli("--audio", str(media / "speechrecognition/english.wav"), "--video", str(bad), "--engine", "builtin",
+                   "--out", str(tmp_path / "out"), "--log-dir", str(tmp_path / "logs"), "-v")
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "failed: " in done.stderr
+
+
+def test_a_speech_over_the_length_limit_is_refused_before_any_work(media: Path, tmp_path: Path) -> None:
+    speech = media / "speechrecognition/english.wav"  # 2.7 s
+    done = run_cli("--audio", str(speech), "--video", str(media / "skimage/astronaut.png"), "--engine", "builtin",
+                   "--out", str(tmp_path / "out"), "--log-dir", str(tmp_path / "logs"), "--max-speech-minutes", "0.02")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {speech}: the speech is 3 s long; the limit is 1 s "
+        "(raise it with --max-speech-minutes or HEYGEM_MAX_SPEECH_MINUTES)")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
 def test_missing_checkpoint_says_where_to_put_one(media: Path, tmp_path: Path) -> None:

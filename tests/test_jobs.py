@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from conftest import REPO, make_clip
 from heygem import jobs as jobs_module
 from heygem.errors import CancelledError
-from heygem.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobQueue, safe_name
+from heygem.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, FolderInUseError, JobQueue, safe_name
 from heygem.pipeline import generate
 
 
@@ -206,3 +207,141 @@ def test_progress_writer_stops_a_job_asked_to_cancel(short_clips, settings, queu
             writer("encode", 0.9, "d0.mp4")
     finally:
         queue.close()
+
+
+def test_a_cancel_during_the_final_write_leaves_a_job_with_its_file_or_no_file(short_clips, settings, queue_root: Path) -> None:
+    holder: dict[str, JobQueue] = {}
+
+    def cancelled_while_writing(audio, video, output, settings, progress):
+        def report(stage, fraction, file):
+            progress(stage, fraction, file)
+            if stage == "encode":  # the last report before ffmpeg finishes the file and it is renamed into place
+                holder["queue"].cancel(job_id)
+        return generate(audio, video, output, settings, report)
+
+    queue = holder["queue"] = JobQueue(queue_root, settings, run=cancelled_while_writing, start=False)
+    try:
+        batch = queue.submit(short_clips["speech"], [short_clips["d0"]], settings)
+        job_id = batch.jobs[0].id
+        queue.start()
+        job = queue.wait([job_id], timeout=120)[0]
+    finally:
+        queue.close()
+    results = list((queue_root / "batches" / batch.id).glob("*.mp4"))
+    assert (job.state, results) in [(SUCCEEDED, [job.output]), (CANCELLED, [])]
+
+
+def test_one_outputs_folder_has_one_owner(settings, queue_root: Path) -> None:
+    first = JobQueue(queue_root, settings, start=False)
+    try:
+        with pytest.raises(FolderInUseError, match=f"pid {os.getpid()} "):
+            JobQueue(queue_root, settings, start=False)
+        # A second studio started on the same folder says who holds it and exits.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        second = subprocess.run([sys.executable, "app.py", "--port", str(port), "--outputs", str(queue_root)], cwd=REPO,
+                                capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2
+        assert f"is in use by another HeyGem studio or queue (pid {os.getpid()} " in second.stderr
+        assert "HeyGem studio: http" not in second.stdout
+    finally:
+        first.close()
+    JobQueue(queue_root, settings, start=False).close()  # free again once its owner let go
+
+
+_KILLED_MID_JOB = """
+import sys, time
+from pathlib import Path
+from heygem.jobs import JobQueue
+from heygem.pipeline import generate
+
+def stalls_while_lip_syncing(audio, video, output, settings, progress):
+    def report(stage, fraction, file):
+        progress(stage, fraction, file)
+        if stage == "lip-sync":  # the encoder is running, fed frame by frame: stay here until killed
+            Path(sys.argv[2]).touch()
+            time.sleep(600)
+    return generate(audio, video, output, settings, report)
+
+queue = JobQueue(Path(sys.argv[1]), run=stalls_while_lip_syncing)
+time.sleep(600)
+"""
+
+
+def _processes_naming(folder: Path) -> list[str]:
+    """Command lines of the live processes (ffmpeg, say) that name a path under ``folder``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        program = argv[0].rsplit(b"/", 1)[-1]
+        if state != "Z" and any(str(folder).encode() in arg for arg in argv) and not program.startswith(b"python"):
+            found.append(" ".join(a.decode(errors="replace") for a in argv))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_mid_job_leaves_no_ffmpeg_and_no_partial_file_and_the_job_is_done_once(
+        short_clips, settings, queue_root: Path, tmp_path: Path) -> None:
+    queue = JobQueue(queue_root, settings, start=False)
+    batch = queue.submit(short_clips["speech"], [short_clips["d13"]], settings)
+    queue.close()
+    marker = tmp_path / "lip-syncing"
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_MID_JOB, str(queue_root), str(marker)], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert time.monotonic() < deadline and process.poll() is None, "the job never reached lip-sync"
+            time.sleep(0.1)
+        assert any("ffmpeg" in argv for argv in _processes_naming(queue_root)), "the encoder should be running"
+        assert list((queue_root / "batches" / batch.id).glob(".*.partial.mp4"))
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    deadline = time.monotonic() + 5
+    while _processes_naming(queue_root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_naming(queue_root) == []
+
+    restarted = JobQueue(queue_root, settings)
+    try:
+        assert not list(queue_root.rglob("*.partial*")), "the restart removes what the killed run half wrote"
+        job = restarted.wait([batch.jobs[0].id], timeout=240)[0]
+    finally:
+        restarted.close()
+    assert job.state == SUCCEEDED and job.attempts == 2
+    assert list((queue_root / "batches" / batch.id).glob("*.mp4")) == [job.output]
+    assert not list(queue_root.rglob("*.partial*"))
+
+
+def _rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_memory_stays_flat_over_many_jobs(media: Path, queue_root: Path, tmp_path: Path) -> None:
+    from heygem.settings import DetectionOptions, EncodeOptions, EngineOptions, Settings
+
+    speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "speechrecognition/english.wav"), "-t", "1")
+    video = make_clip(tmp_path / "d0.mp4", "-i", str(media / "liveportrait/d0.mp4"), "-t", "1", "-vf", "scale=-2:240",
+                      "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    # Detection on every frame: the leak this guards against was in the face detector, per call.
+    settings = Settings(detection=DetectionOptions(every=1, cache_dir=None), encode=EncodeOptions(preset="ultrafast"),
+                        engine=EngineOptions(engine="builtin", device="cpu"))
+    queue = JobQueue(queue_root, settings)
+    rss = []
+    try:
+        for number in range(24):
+            job = queue.submit(speech, [video], settings).jobs[0]
+            done = queue.wait([job.id], timeout=120)[0]
+            assert done.state == SUCCEEDED, done.error
+            queue.delete(job.id)
+            if number in (3, 23):  # after a few warm-up jobs, and 20 jobs later
+                rss.append(_rss_mb())
+    finally:
+        queue.close()
+    assert rss[1] - rss[0] < 6.0, f"RSS grew from {rss[0]:.1f} MB to {rss[1]:.1f} MB over 20 jobs"

@@ -1,0 +1,94 @@
+"""Limits: refused at submission (API, page's queue, CLI in test_cli.py) before anything is copied or queued,
+with the file, the limit and how to raise it; memory bounded for a long speech inside the limits."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import REPO, make_clip
+from heygem.errors import LimitError
+from heygem.jobs import JobQueue
+from heygem.settings import Limits
+
+
+def _stored(root: Path) -> set[Path]:
+    return {path for path in (root / "batches").rglob("*") if path.is_file()}
+
+
+def test_the_api_refuses_a_speech_over_the_limit_before_storing_anything(studio, short_clips, monkeypatch) -> None:
+    monkeypatch.setattr(studio.queue.defaults, "limits", replace(studio.queue.defaults.limits, speech_minutes=1 / 60))
+    before, jobs_before = _stored(studio.root), len(studio.queue.jobs())
+    with short_clips["speech"].open("rb") as audio, short_clips["d0"].open("rb") as video:
+        answer = httpx.post(f"{studio.url}/api/jobs", files={"audio": ("lecture 1.wav", audio), "video": ("d0.mp4", video)},
+                            timeout=60)
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "lecture 1.wav: the speech is 2 s long; the limit is 1 s "
+                                      "(raise it with --max-speech-minutes or HEYGEM_MAX_SPEECH_MINUTES)"}
+    assert _stored(studio.root) == before and len(studio.queue.jobs()) == jobs_before
+
+
+def test_a_video_too_large_or_too_long_is_refused_naming_it(short_clips, settings, tmp_path: Path) -> None:
+    settings.limits = Limits(picture_side=320)
+    queue = JobQueue(tmp_path / "outputs", settings, start=False)
+    try:
+        with pytest.raises(LimitError) as refused:
+            queue.submit(short_clips["speech"], [short_clips["d0"], short_clips["d13"]], settings,
+                         video_names=["shop.mp4", "studio take.mp4"])
+        assert str(refused.value) == ("shop.mp4: the video is 360x360; the limit is 320 pixels on the longer side "
+                                      "(raise it with --max-picture-side or HEYGEM_MAX_PICTURE_SIDE), or scale it down first")
+        settings.limits = Limits(video_minutes=1 / 60)
+        with pytest.raises(LimitError, match=r"^d13.mp4: the video is 2 s long; the limit is 1 s \(raise it with "
+                                             r"--max-video-minutes or HEYGEM_MAX_VIDEO_MINUTES\)"):
+            queue.submit(short_clips["speech"], [short_clips["d13"]], settings)
+        assert _stored(queue.root) == set() and queue.jobs() == []
+    finally:
+        queue.close()
+
+
+def test_the_queue_refuses_work_past_its_limit(short_clips, settings, tmp_path: Path) -> None:
+    settings.limits = Limits(queued_jobs=2)
+    queue = JobQueue(tmp_path / "outputs", settings, start=False)
+    try:
+        queue.submit(short_clips["speech"], [short_clips["d0"], short_clips["d13"]], settings)
+        stored = _stored(queue.root)
+        with pytest.raises(LimitError, match=r"^d19.mp4: the queue already holds 2 unfinished job\(s\); the limit is 2 "
+                                             r"\(raise it with --max-queued-jobs or HEYGEM_MAX_QUEUED_JOBS\)"):
+            queue.submit(short_clips["speech"], [short_clips["d19"]], settings)
+        assert _stored(queue.root) == stored and len(queue.jobs()) == 2
+    finally:
+        queue.close()
+
+
+def test_limits_come_from_options_then_the_environment_then_the_defaults() -> None:
+    environ = {"HEYGEM_MAX_SPEECH_MINUTES": "90", "HEYGEM_MAX_UPLOAD_MB": "0"}
+    limits = Limits.from_env(environ, speech_minutes=None, picture_side=2048)
+    assert limits == Limits(upload_mb=0, speech_minutes=90.0, picture_side=2048)
+    with pytest.raises(ValueError, match="HEYGEM_MAX_QUEUED_JOBS / --max-queued-jobs must be a number, not 'many'"):
+        Limits.from_env({"HEYGEM_MAX_QUEUED_JOBS": "many"})
+
+
+_PEAK = """
+import resource, sys
+from heygem.pipeline import prepare_audio
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+prepared = prepare_audio(sys.argv[1])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(prepared.samples.nbytes / 1e6, (after - before) / 1e3)
+"""
+
+
+def test_a_long_speech_is_read_without_holding_it_several_times_over(media: Path, tmp_path: Path) -> None:
+    # 20 minutes of real speech (looped): 77 MB as float32 samples at 16 kHz. The whole-signal recipe held it
+    # again in float64 twice, plus its complex spectrum, well over 1 GB at the peak.
+    speech = make_clip(tmp_path / "long.flac", "-stream_loop", "-1", "-i", str(media / "speechrecognition/english.wav"),
+                       "-t", "1200", "-ar", "16000", "-ac", "1")
+    done = subprocess.run([sys.executable, "-c", _PEAK, str(speech)], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, check=True)
+    samples_mb, peak_growth_mb = map(float, done.stdout.split())
+    assert samples_mb == pytest.approx(76.8, abs=0.5)
+    assert peak_growth_mb < samples_mb + 60, f"reading {samples_mb:.0f} MB of samples peaked {peak_growth_mb:.0f} MB higher"
