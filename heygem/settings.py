@@ -59,6 +59,9 @@ class EngineOptions:
     fp16: half precision on CUDA.
     runtime: on the CPU, ``auto`` runs the Wav2Lip generator on ncnn (about twice as fast, within 1/255)
         when it is installed and agrees with PyTorch at load, else on PyTorch; ``torch`` always PyTorch.
+    mouth_drive: what moves the built-in engine's mouth: ``phones`` (the sounds recognised in the speech,
+        as mouth shapes, with loudness scaling the opening) or ``loudness`` (the voice band's loudness alone,
+        the engine before phones; kept to compare against).
     """
 
     engine: str = "auto"
@@ -67,6 +70,7 @@ class EngineOptions:
     batch_size: int | None = None
     fp16: bool = True
     runtime: str = "auto"
+    mouth_drive: str = "phones"
 
 
 @dataclass
