@@ -82,25 +82,39 @@ class SyncReport:
 
 def mouth_openings(video: str | Path) -> tuple[np.ndarray, Fraction]:
     """Inner-lip opening of every frame of ``video`` at its own frame rate (NaN without a face), and that rate."""
+    opening, _, fps = mouth_shapes(video)
+    return opening, fps
+
+
+def mouth_shapes(video: str | Path) -> tuple[np.ndarray, np.ndarray, Fraction]:
+    """Inner-lip opening and mouth-corner width of every frame of ``video`` at its own frame rate (both over
+    the eye-corner distance, NaN without a face), and that rate: one landmark pass."""
     info = probe(video)
     if info.kind != "video" or info.fps is None:
         raise InputError(info.path, f"is {'a photo' if info.kind == 'image' else 'audio only'}; "
-                                    "sync is measured on a video (mp4, mov, mkv, webm, avi)")
-    openings = frame_openings(iter_frames(info, info.fps))
-    log.debug("%s: %d frames", info.path, len(openings))
-    return openings, info.fps
+                                    "the mouth is measured on a video (mp4, mov, mkv, webm, avi)")
+    opening, width = frame_mouth_shapes(iter_frames(info, info.fps))
+    log.debug("%s: %d frames", info.path, len(opening))
+    return opening, width, info.fps
+
+
+def frame_mouth_shapes(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Inner-lip opening (``mouth_opening``) and mouth-corner width (``mouth_width``) of each BGR frame, from
+    one face-mesh pass tracked from frame to frame; NaN in both where no face is found."""
+    from heygem.faces.landmarks import LandmarkTracker, mouth_opening, mouth_width
+
+    tracker = LandmarkTracker()
+    openings, widths = [], []
+    for frame in frames:
+        points = tracker(frame)
+        openings.append(mouth_opening(points) if points is not None else np.nan)
+        widths.append(mouth_width(points) if points is not None else np.nan)
+    return np.asarray(openings, dtype=np.float64), np.asarray(widths, dtype=np.float64)
 
 
 def frame_openings(frames: Iterable[np.ndarray]) -> np.ndarray:
     """Inner-lip opening of each BGR frame, tracked from frame to frame (NaN where no face is found)."""
-    from heygem.faces.landmarks import LandmarkTracker, mouth_opening
-
-    tracker = LandmarkTracker()
-    values = []
-    for frame in frames:
-        points = tracker(frame)
-        values.append(mouth_opening(points) if points is not None else np.nan)
-    return np.asarray(values, dtype=np.float64)
+    return frame_mouth_shapes(frames)[0]
 
 
 def lag_correlations(opening: np.ndarray, envelope: np.ndarray, max_lag: int) -> dict[int, float]:
