@@ -6,15 +6,24 @@ over lags of a few frames; the peak correlation and its lag are reported. Real t
 own soundtrack score about 0.1 to 0.6. The proxy can be fooled (a dark blob pasted over the mouth scores well),
 so ``lower_face_ssim`` checks that the lower face still looks like the source person's.
 
+Articulation (the split-time protocol of shared/research/articulation.md): a real talking head with its own
+speech is cut in two by time; the engine gets the first half's frames and the second half's speech, and its
+mouth is compared frame by frame with the real second half's: inner-lip opening and mouth-corner width (over
+the eye distance), Pearson r at lag 0 and the best within a few frames. Loudness alone can earn a middling
+opening r but no width r; the loudness proxy is reported beside them.
+
     python -m heygem.eval sync OUTPUT.mp4 --audio SPEECH [--max-lag N] [--json]
+    python -m heygem.eval articulation CLIP.mp4 [--engine builtin|wav2lip|auto] [--drive phones|loudness] [--json]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -27,13 +36,16 @@ from heygem.errors import HeyGemError, InputError
 from heygem.faces.base import Face
 from heygem.features import SAMPLE_RATE, voice_envelope
 from heygem.media.audio import load_audio
+from heygem.media.ffmpeg import ffmpeg_exe, file_url, format_fps, run_ffmpeg
 from heygem.media.probe import probe, require_audio_source
 from heygem.media.video import iter_frames
+from heygem.settings import ENGINE_CHOICES, DetectionOptions, EncodeOptions, EngineOptions, Settings
 
 log = logging.getLogger(__name__)
 
 MIN_OVERLAP = 10  # frames with a face needed before a correlation means anything
 DYNAMIC_RANGE_DB = 60.0  # loudness below (loudest frame - this) counts as silence when correlating
+MOUTH_DRIVES = ("phones", "loudness")  # EngineOptions.mouth_drive of the built-in engine
 
 
 @dataclass
@@ -165,6 +177,267 @@ def measure_sync(video: Path, audio: Path, max_lag: int = 3) -> SyncReport:
     return report
 
 
+# ---- articulation: the split-time protocol ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SplitClip:
+    """A real talking-head clip cut in two by time, on a frame boundary (``split_clip``).
+
+    first_half: frames [0, split_frame), video only: the presenter the engine is given.
+    second_half: frames [split_frame, end), video only: the real mouth, the ground truth.
+    speech: the clip's own speech over the second half, from split_frame / fps for as long as the second
+        half (WAV, the clip's sample rate and channels): the audio the engine is given.
+    frames: the clip's frame count as probed (an estimate: duration x rate).
+    fps: the constant frame rate of both halves (the clip's own, its average for variable-rate input).
+    size: width, height of both halves (the clip's, or scaled down to ``max_side``).
+    """
+
+    clip: Path
+    first_half: Path
+    second_half: Path
+    speech: Path
+    fps: Fraction
+    split_frame: int
+    frames: int
+    size: tuple[int, int]
+
+
+@dataclass
+class ArticulationReport:
+    """Result of ``compare_articulation`` and ``measure_articulation``: a generated mouth against a real one.
+
+    Per frame, with the face mesh: ``opening`` = inner-lip gap, ``width`` = mouth-corner distance, both over
+    the eye-corner distance. Lag convention (as ``SyncReport``): at lag k, generated frame t + k is paired
+    with real frame t, so a positive lag means the generated mouth is late.
+
+    opening_r, width_r: Pearson r of the generated trajectory against the real one at lag 0 (NaN with fewer
+        than MIN_OVERLAP frames with a face in both, or when one side is constant).
+    opening_best_r, opening_best_lag, width_best_r, width_best_lag: the highest r within +-max_lag and its
+        lag (ties go to the smaller lag; r NaN and lag 0 when no lag gave a number).
+    opening_r_by_lag, width_r_by_lag: r at every lag tried.
+    loudness_r: the sync proxy: the generated opening against the speech's voice-band loudness at lag 0
+        (NaN without a speech). real_loudness_r: the same for the real mouth, for scale.
+    frames_generated, frames_real: frames of each video. frames_compared: frames at lag 0 with a face in
+        both; frames_dropped: frames of the overlap (the shorter of the two) left out because one or both
+        had no face.
+    fps: the frame rate of both. engine, split_frame: the engine that made the video and the frame where
+        the clip was cut (``measure_articulation`` only).
+    generated_opening, generated_width, real_opening, real_width: the series (NaN without a face).
+    """
+
+    opening_r: float
+    opening_best_r: float
+    opening_best_lag: int
+    width_r: float
+    width_best_r: float
+    width_best_lag: int
+    loudness_r: float
+    real_loudness_r: float
+    opening_r_by_lag: dict[int, float]
+    width_r_by_lag: dict[int, float]
+    frames_generated: int
+    frames_real: int
+    frames_compared: int
+    frames_dropped: int
+    fps: Fraction
+    generated_opening: np.ndarray = field(repr=False)
+    generated_width: np.ndarray = field(repr=False)
+    real_opening: np.ndarray = field(repr=False)
+    real_width: np.ndarray = field(repr=False)
+    engine: str | None = None
+    split_frame: int | None = None
+
+    def summary(self) -> str:
+        """One line for people."""
+        return (f"opening r {_fmt(self.opening_r)} (best {_fmt(self.opening_best_r)} at lag "
+                f"{self.opening_best_lag:+d}), width r {_fmt(self.width_r)} (best {_fmt(self.width_best_r)} at "
+                f"lag {self.width_best_lag:+d}), loudness proxy r {_fmt(self.loudness_r)}; "
+                f"{self.frames_compared} frames compared, {self.frames_dropped} dropped without a face")
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready figures (the per-frame series included, NaN as null)."""
+        return {
+            "opening_r": _num(self.opening_r),
+            "opening_best_r": _num(self.opening_best_r),
+            "opening_best_lag": self.opening_best_lag,
+            "width_r": _num(self.width_r),
+            "width_best_r": _num(self.width_best_r),
+            "width_best_lag": self.width_best_lag,
+            "loudness_r": _num(self.loudness_r),
+            "real_loudness_r": _num(self.real_loudness_r),
+            "opening_r_by_lag": {str(k): _num(v) for k, v in self.opening_r_by_lag.items()},
+            "width_r_by_lag": {str(k): _num(v) for k, v in self.width_r_by_lag.items()},
+            "frames_generated": self.frames_generated,
+            "frames_real": self.frames_real,
+            "frames_compared": self.frames_compared,
+            "frames_dropped": self.frames_dropped,
+            "fps": str(self.fps),
+            "engine": self.engine,
+            "split_frame": self.split_frame,
+            "generated_opening": [_num(x) for x in self.generated_opening],
+            "generated_width": [_num(x) for x in self.generated_width],
+            "real_opening": [_num(x) for x in self.real_opening],
+            "real_width": [_num(x) for x in self.real_width],
+        }
+
+
+def _num(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2f}" if np.isfinite(x) else "n/a"
+
+
+def _best(r_by_lag: dict[int, float]) -> tuple[float, int]:
+    """The highest finite r and its lag (ties to the smaller |lag|); (NaN, 0) when there is none."""
+    finite = {k: r for k, r in r_by_lag.items() if np.isfinite(r)}
+    if not finite:
+        return float("nan"), 0
+    lag = max(finite, key=lambda k: (finite[k], -abs(k)))
+    return finite[lag], lag
+
+
+def scaled_size(width: int, height: int, max_side: int | None = None) -> tuple[int, int]:
+    """``width`` x ``height`` scaled (aspect kept) so the longer side is at most ``max_side`` (None: as is),
+    rounded to even numbers for H.264."""
+    if max_side is not None and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        width, height = round(width * scale), round(height * scale)
+    return max(2, width - width % 2), max(2, height - height % 2)
+
+
+def cut_argv(exe: str, clip: str | Path, out: str | Path, *, fps: Fraction, start_frame: int, end_frame: int,
+             size: tuple[int, int], preset: str, crf: int = 18) -> list[str]:
+    """ffmpeg argv: frames [start_frame, end_frame) of ``clip``'s first video stream, counted at the constant
+    rate ``fps`` exactly as ``iter_frames`` decodes them, re-encoded at ``size`` (H.264, no audio)."""
+    rate = format_fps(fps)
+    width, height = size
+    chain = (f"fps={rate},trim=start_frame={start_frame}:end_frame={end_frame},setpts=PTS-STARTPTS,"
+             f"scale={width}:{height}:flags=area")
+    return [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", file_url(clip),
+            "-map", "0:V:0", "-an", "-sn", "-dn", "-vf", chain,
+            "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", "-r", rate,
+            "-f", "mp4", file_url(out)]
+
+
+def cut_speech_argv(exe: str, clip: str | Path, out: str | Path, *, start: Fraction, end: Fraction) -> list[str]:
+    """ffmpeg argv: ``clip``'s first audio stream from ``start`` to ``end`` seconds as 16-bit WAV (its own
+    rate and channels). Seconds count from the first sample, as ``load_audio`` and the sync measure count
+    them, so video frame i lines up with the audio at i / fps."""
+    trim = f"asetpts=PTS-STARTPTS,atrim=start={float(start):.6f}:end={float(end):.6f},asetpts=PTS-STARTPTS"
+    return [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", file_url(clip),
+            "-map", "0:a:0", "-vn", "-sn", "-dn", "-af", trim, "-c:a", "pcm_s16le", "-f", "wav", file_url(out)]
+
+
+def split_clip(clip: str | Path, work_dir: str | Path, *, max_side: int | None = None,
+               preset: str = "veryfast") -> SplitClip:
+    """Cut ``clip`` (a video with its own speech) into two halves by time, on a frame boundary, into
+    ``work_dir``: ``first_half.mp4``, ``second_half.mp4`` and ``second_half.wav`` (see ``SplitClip``).
+
+    ``max_side`` scales both halves down so their longer side is at most that many pixels: every measure is
+    a ratio of landmark distances, so it does not depend on the size.
+    """
+    info = require_audio_source(probe(clip))
+    if info.kind != "video" or info.fps is None:
+        raise InputError(info.path, "is not a video; the split-time protocol cuts a talking-head video that "
+                                    "carries its own speech (mp4, mov, mkv, webm, avi)")
+    frames = info.frame_count
+    if frames < 2 * MIN_OVERLAP:
+        raise InputError(info.path, f"has {frames} frames; the split-time protocol needs at least "
+                                    f"{2 * MIN_OVERLAP} (two halves of {MIN_OVERLAP})")
+    folder = Path(work_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    split = frames // 2
+    size = scaled_size(info.width, info.height, max_side)
+    result = SplitClip(info.path, folder / "first_half.mp4", folder / "second_half.mp4", folder / "second_half.wav",
+                       info.fps, split, frames, size)
+    exe = ffmpeg_exe()
+    run_ffmpeg(cut_argv(exe, info.path, result.first_half, fps=info.fps, start_frame=0, end_frame=split,
+                        size=size, preset=preset), subject=info.path)
+    run_ffmpeg(cut_argv(exe, info.path, result.second_half, fps=info.fps, start_frame=split, end_frame=frames,
+                        size=size, preset=preset), subject=info.path)
+    # The probed frame count is an estimate (duration x rate): the speech spans the frames actually cut.
+    second = probe(result.second_half).frame_count
+    run_ffmpeg(cut_speech_argv(exe, info.path, result.speech, start=split / info.fps,
+                               end=(split + second) / info.fps), subject=info.path)
+    log.debug("split %s at frame %d of %d (%s fps) into %s", info.path, split, frames, info.fps, folder)
+    return result
+
+
+def compare_articulation(generated: str | Path, real: str | Path, *, speech: str | Path | None = None,
+                         max_lag: int = 2) -> ArticulationReport:
+    """Measure the mouth of ``generated`` against the ``real`` mouth frame by frame (see
+    ``ArticulationReport``); with ``speech``, also the loudness proxy. Both videos must run at one rate.
+
+    The real video against itself gives r = 1 for both measures: the check of the measuring pipeline.
+    """
+    if max_lag < 0:
+        raise ValueError(f"max_lag must be >= 0, got {max_lag}")
+    if speech is not None:
+        require_audio_source(probe(speech))  # a clear error naming the file before the slow part
+    gen_open, gen_width, gen_fps = mouth_shapes(generated)
+    real_open, real_width, fps = mouth_shapes(real)
+    if abs(gen_fps - fps) > fps / 1000:
+        raise InputError(Path(generated), f"runs at {float(gen_fps):.3f} fps and {real} at {float(fps):.3f}; "
+                                          "the mouths are compared frame by frame, so give videos of one rate")
+    opening_by_lag = lag_correlations(gen_open, real_open, max_lag)
+    width_by_lag = lag_correlations(gen_width, real_width, max_lag)
+    overlap = min(len(gen_open), len(real_open))
+    compared = int((np.isfinite(gen_open[:overlap]) & np.isfinite(real_open[:overlap])).sum())
+    loudness_r = real_loudness_r = float("nan")
+    if speech is not None:
+        samples = load_audio(speech, SAMPLE_RATE)
+        loudness_r = lag_correlations(gen_open, sync_envelope(samples, fps, len(gen_open))[1], 0)[0]
+        real_loudness_r = lag_correlations(real_open, sync_envelope(samples, fps, len(real_open))[1], 0)[0]
+    report = ArticulationReport(
+        opening_r=opening_by_lag[0], opening_best_r=_best(opening_by_lag)[0],
+        opening_best_lag=_best(opening_by_lag)[1],
+        width_r=width_by_lag[0], width_best_r=_best(width_by_lag)[0], width_best_lag=_best(width_by_lag)[1],
+        loudness_r=loudness_r, real_loudness_r=real_loudness_r,
+        opening_r_by_lag=opening_by_lag, width_r_by_lag=width_by_lag,
+        frames_generated=len(gen_open), frames_real=len(real_open),
+        frames_compared=compared, frames_dropped=overlap - compared, fps=fps,
+        generated_opening=gen_open, generated_width=gen_width, real_opening=real_open, real_width=real_width)
+    log.info("articulation of %s against %s: %s", generated, real, report.summary())
+    return report
+
+
+def articulation_on_split(split: SplitClip, settings: Settings, output: str | Path, *,
+                          max_lag: int = 2) -> ArticulationReport:
+    """Run ``heygem.generate`` with the first half as the presenter and the second half's speech, writing
+    ``output``, and compare its mouth with the real second half's (``compare_articulation``)."""
+    from heygem.pipeline import generate  # the engines are loaded only when a generation runs
+
+    result = generate(split.speech, split.first_half, output, settings)
+    report = compare_articulation(result.output, split.second_half, speech=split.speech, max_lag=max_lag)
+    report.engine, report.split_frame = result.engine, split.split_frame
+    return report
+
+
+def measure_articulation(clip: Path, settings: Settings, *, work_dir: Path | None = None, max_lag: int = 2,
+                         max_side: int | None = None) -> ArticulationReport:
+    """The split-time protocol (shared/research/articulation.md): cut ``clip``, a real talking head with its
+    own speech, into two halves by time; generate with the FIRST half's video as the presenter and the SECOND
+    half's speech as the audio (the engine never sees the second half's frames); measure the generated mouth
+    against the real second half's, frame by frame (``ArticulationReport``).
+
+    ``settings`` choose the engine (and its mouth drive) and the encoder of both the cuts and the result.
+    The halves and the generated video are kept in ``work_dir`` when given, else in a temporary folder that
+    is removed. ``max_side`` scales the halves down first (the measures are size-free ratios).
+    """
+    if max_lag < 0:
+        raise ValueError(f"max_lag must be >= 0, got {max_lag}")
+    with contextlib.ExitStack() as stack:
+        folder = Path(work_dir) if work_dir is not None else Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="heygem-articulation-")))
+        split = split_clip(clip, folder, max_side=max_side, preset=settings.encode.preset)
+        report = articulation_on_split(split, settings, folder / "generated.mp4", max_lag=max_lag)
+    log.info("articulation of %s (%s engine, drive %s): %s", clip, report.engine, settings.engine.mouth_drive,
+             report.summary())
+    return report
+
+
 def _box_bounds(box: Face | Sequence[float]) -> tuple[float, float, float, float]:
     if isinstance(box, Face):
         return box.x1, box.y1, box.x2, box.y2
@@ -211,8 +484,30 @@ def lower_face_ssim(a_bgr: np.ndarray, b_bgr: np.ndarray, box: Face | Sequence[f
     return ssim(gray(a_bgr), gray(b_bgr))
 
 
+def _articulation_settings(args: argparse.Namespace) -> Settings:
+    """Settings of the generation the articulation command measures: no face cache (the halves are
+    temporary), a fast encoder preset, the engine and mouth drive asked for."""
+    return Settings(detection=DetectionOptions(cache_dir=None),
+                    engine=EngineOptions(engine=args.engine, checkpoint=args.checkpoint, mouth_drive=args.drive),
+                    encode=EncodeOptions(preset=args.preset))
+
+
+def _print_articulation(report: ArticulationReport) -> None:
+    def best(r: float, lag: int) -> str:
+        return f"best {_fmt(r)} at lag {lag:+d}" if np.isfinite(r) else "best n/a"
+
+    print(f"opening r: lag 0 {_fmt(report.opening_r)}, {best(report.opening_best_r, report.opening_best_lag)}")
+    print(f"width r: lag 0 {_fmt(report.width_r)}, {best(report.width_best_r, report.width_best_lag)}")
+    print(f"loudness-proxy r: {_fmt(report.loudness_r)} (generated opening vs the speech's loudness, lag 0; "
+          f"the real mouth: {_fmt(report.real_loudness_r)})")
+    print(f"frames: {report.frames_generated} generated, {report.frames_real} real, {report.frames_compared} "
+          f"compared, {report.frames_dropped} dropped without a face; engine {report.engine}, "
+          f"cut at frame {report.split_frame}; lag > 0 = generated mouth late")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m heygem.eval sync VIDEO --audio SPEECH``: print the sync figures; exit 2 on bad input."""
+    """``python -m heygem.eval sync VIDEO --audio SPEECH`` or ``articulation CLIP``: print the figures; exit 2
+    on bad input."""
     parser = argparse.ArgumentParser(prog="python -m heygem.eval", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     sync = commands.add_parser("sync", help="correlate a video's mouth opening with a speech's loudness")
@@ -222,6 +517,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     sync.add_argument("--max-lag", type=int, default=3, help="largest lag tried, in frames (default 3)")
     sync.add_argument("--json", action="store_true", help="print the figures as JSON")
     sync.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    art = commands.add_parser("articulation", help="split-time protocol: generate the second half of a real "
+                                                   "talking head from its first half and its speech, compare mouths")
+    art.add_argument("clip", type=Path, help="a real talking-head video with its own speech")
+    art.add_argument("--engine", default="builtin", choices=ENGINE_CHOICES, help="engine to measure (default builtin)")
+    art.add_argument("--checkpoint", type=Path, help="Wav2Lip checkpoint for --engine wav2lip or auto")
+    art.add_argument("--drive", default=EngineOptions.mouth_drive, choices=MOUTH_DRIVES,
+                     help=f"what moves the built-in engine's mouth (default {EngineOptions.mouth_drive})")
+    art.add_argument("--max-lag", type=int, default=2, help="largest lag tried, in frames (default 2)")
+    art.add_argument("--max-side", type=int, help="scale the halves down to this longer side first (pixels)")
+    art.add_argument("--preset", default="veryfast", help="x264 preset of the cuts and the result (default veryfast)")
+    art.add_argument("--work-dir", type=Path, help="keep the halves and the generated video here")
+    art.add_argument("--json", action="store_true", help="print the figures as JSON")
+    art.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -230,6 +538,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.max_lag < 0:
         parser.error("--max-lag must be 0 or more")
+    if args.command == "articulation":
+        if args.max_side is not None and args.max_side < 16:
+            parser.error("--max-side must be 16 pixels or more")
+        try:
+            articulation = measure_articulation(args.clip, _articulation_settings(args), work_dir=args.work_dir,
+                                                max_lag=args.max_lag, max_side=args.max_side)
+        except HeyGemError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.json:
+            print(json.dumps(articulation.to_dict()))
+        else:
+            _print_articulation(articulation)
+        return 0
     try:
         report = measure_sync(args.video, args.audio, args.max_lag)
     except HeyGemError as exc:
