@@ -1,0 +1,148 @@
+"""Articulation of the built-in engine by the split-time protocol, on every shared clip with its own speech.
+
+Each clip (a real talking head carrying its own speech) is cut in two by time on a frame boundary
+(``heygem.eval.split_clip``); the built-in engine gets the first half's frames and the second half's speech,
+once per mouth drive (``loudness``: the engine before phones; ``phones``: the new one), and its mouth is
+compared frame by frame with the real second half's (``heygem.eval.articulation_on_split``): inner-lip
+opening and mouth-corner width over the eye distance, Pearson r at lag 0 and the best within +-2 frames
+(positive lag = generated mouth late), beside the loudness proxy (generated opening against the speech's
+loudness, lag 0). Protocol and earlier figures: shared/research/articulation.md.
+
+    .venv/bin/python bench/articulation.py                      # 4 clips x 2 drives, table + bench/out/articulation.json
+    .venv/bin/python bench/articulation.py --drives loudness --clips videoretalking/2.mp4
+
+Inputs are scaled down so their longer side is at most ``--max-side`` (960) pixels before anything runs:
+the protocol allows it because every measure is a ratio of landmark distances (over the eye distance), so
+it does not depend on the size. Of the four clips only latentsync/demo1_video.mp4 (1080x1920 HEVC) is
+larger; its real second half measured at 540x960 against 1080x1920 correlates at r 1.00 (opening) and 0.99
+(width), and the full size would spend most of the run decoding and encoding. The cuts and the results are
+encoded with x264 ``veryfast`` (``--preset``). Each clip is cut once and reused for both drives. Not a test:
+run it by hand and keep its output (bench/RESULTS.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # as the CLIs: YuNet's OpenMP threads cost more than they give here
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402 - after the environment and the path above
+
+from heygem.bench import default_shared, machine_facts  # noqa: E402
+from heygem.eval import articulation_on_split, split_clip  # noqa: E402
+from heygem.settings import DetectionOptions, EncodeOptions, EngineOptions, Settings  # noqa: E402
+
+CLIPS = ("videoretalking/1.mp4", "videoretalking/2.mp4", "sadtalker/WDA_KatieHill_000.mp4",
+         "latentsync/demo1_video.mp4")
+DRIVES = ("loudness", "phones")
+FIGURES = ("opening_r", "opening_best_r", "width_r", "width_best_r", "loudness_r")
+
+
+def settings_for(drive: str, preset: str) -> Settings:
+    """The built-in engine with ``drive``, no face cache (the halves are temporary), a fast encoder."""
+    return Settings(detection=DetectionOptions(cache_dir=None),
+                    engine=EngineOptions(engine="builtin", mouth_drive=drive),
+                    encode=EncodeOptions(preset=preset))
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.2f}"
+
+
+def table(rows: list[dict], means: dict[str, dict[str, float | None]]) -> str:
+    """One markdown table: a row per clip and drive, then the mean of each drive."""
+    lines = ["| clip | drive | opening r, lag 0 | opening r, best (lag) | width r, lag 0 | width r, best (lag) "
+             "| loudness-proxy r | frames compared (dropped) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        r = row["report"]
+        lines.append(f"| {row['clip']} | {row['drive']} | {_f(r['opening_r'])} | {_f(r['opening_best_r'])} "
+                     f"({r['opening_best_lag']:+d}) | {_f(r['width_r'])} | {_f(r['width_best_r'])} "
+                     f"({r['width_best_lag']:+d}) | {_f(r['loudness_r'])} | {r['frames_compared']} "
+                     f"({r['frames_dropped']}) |")
+    for drive, mean in means.items():
+        count = sum(1 for row in rows if row["drive"] == drive)
+        lines.append(f"| **mean of {count}** | **{drive}** | **{_f(mean['opening_r'])}** | "
+                     f"**{_f(mean['opening_best_r'])}** | **{_f(mean['width_r'])}** | **{_f(mean['width_best_r'])}** "
+                     f"| **{_f(mean['loudness_r'])}** | |")
+    return "\n".join(lines)
+
+
+def drive_means(rows: list[dict]) -> dict[str, dict[str, float | None]]:
+    """Mean of each figure per drive over the clips where it is a number."""
+    means: dict[str, dict[str, float | None]] = {}
+    for drive in dict.fromkeys(row["drive"] for row in rows):
+        mean: dict[str, float | None] = {}
+        for key in FIGURES:
+            values = [row["report"][key] for row in rows if row["drive"] == drive and row["report"][key] is not None]
+            mean[key] = float(np.mean(values)) if values else None
+        means[drive] = mean
+    return means
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shared", type=Path, default=default_shared(),
+                        help="the shared/ folder (default $HEYGEM_SHARED or ../shared)")
+    parser.add_argument("--clips", nargs="+", default=list(CLIPS), help="clips under shared/media")
+    parser.add_argument("--drives", nargs="+", default=list(DRIVES), choices=DRIVES)
+    parser.add_argument("--max-lag", type=int, default=2)
+    parser.add_argument("--max-side", type=int, default=960, help="longer side the inputs are scaled down to")
+    parser.add_argument("--preset", default="veryfast", help="x264 preset of the cuts and the results")
+    parser.add_argument("--keep", type=Path, help="keep the halves and the generated videos in this folder")
+    parser.add_argument("--out", type=Path, default=REPO / "bench/out/articulation.json")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    media = args.shared / "media"
+    missing = [clip for clip in args.clips if not (media / clip).is_file()]
+    if missing:
+        parser.error(f"not found under {media}: {', '.join(missing)} (set --shared or HEYGEM_SHARED)")
+
+    import torch
+
+    facts = machine_facts(torch.device("cpu"))
+    started = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="heygem-articulation-") as tmp:
+        root = args.keep or Path(tmp)
+        for clip in args.clips:
+            folder = root / clip.replace("/", "_").rsplit(".", 1)[0]
+            t0 = time.perf_counter()
+            split = split_clip(media / clip, folder, max_side=args.max_side, preset=args.preset)
+            split_s = time.perf_counter() - t0
+            for drive in args.drives:
+                t0 = time.perf_counter()
+                report = articulation_on_split(split, settings_for(drive, args.preset), folder / f"{drive}.mp4",
+                                               max_lag=args.max_lag)
+                row = {"clip": clip, "drive": drive, "size": list(split.size), "split_s": round(split_s, 2),
+                       "run_s": round(time.perf_counter() - t0, 2), "report": report.to_dict()}
+                rows.append(row)
+                print(f"{clip} {drive}: {report.summary()} ({row['run_s']:.1f} s; cut {split_s:.1f} s)",
+                      file=sys.stderr, flush=True)
+    wall = time.perf_counter() - started
+    means = drive_means(rows)
+    print(table(rows, means))
+    print(f"\n{len(rows)} runs in {wall:.0f} s; inputs at most {args.max_side} px on the longer side; "
+          f"commit {facts.get('commit')}; {facts['date']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": facts, "wall_s": round(wall, 1), "max_lag": args.max_lag, "max_side": args.max_side,
+        "preset": args.preset, "means": means, "rows": rows,
+    }, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
