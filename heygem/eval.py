@@ -399,7 +399,7 @@ def compare_articulation(generated: str | Path, real: str | Path, *, speech: str
         frames_generated=len(gen_open), frames_real=len(real_open),
         frames_compared=compared, frames_dropped=overlap - compared, fps=fps,
         generated_opening=gen_open, generated_width=gen_width, real_opening=real_open, real_width=real_width)
-    log.info("articulation of %s against %s: %s", generated, real, report.summary())
+    log.debug("articulation of %s against %s: %s", generated, real, report.summary())
     return report
 
 
