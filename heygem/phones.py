@@ -141,6 +141,9 @@ def _decode(decoder, pcm: np.ndarray, offset: float, sample_rate: int) -> list[P
     if len(pcm) == 0 or int(np.abs(pcm.astype(np.int32)).max()) <= SILENT_PEAK:
         # Nothing to hear. (All-digital-silence would decode as one long S: log of zero energy everywhere.)
         return [Phone("SIL", offset, offset + len(pcm) / sample_rate)]
+    # Fresh feature extraction: its noise estimate otherwise carries over from the last speech, and the same
+    # speech would give different phones depending on what was decoded before.
+    decoder.reinit_feat()
     decoder.start_utt()
     decoder.process_raw(pcm.tobytes(), full_utt=True)
     decoder.end_utt()

@@ -92,6 +92,13 @@ def test_rejects_wrong_rate_and_stereo() -> None:
         mouth_shapes([], np.zeros(48000, np.float32), 25, 25, sample_rate=48000)
 
 
+def test_same_speech_same_phones_whatever_came_before(media: Path, radio) -> None:
+    short = load_audio(media / "speechrecognition/chinese.flac", 16000)
+    first = recognise_phones(short)
+    recognise_phones(radio[0])
+    assert recognise_phones(short) == recognise_phones(short) == first
+
+
 def test_threads_take_turns_with_one_decoder(media: Path) -> None:
     samples = load_audio(media / "speechrecognition/english.wav", 16000)
     alone = recognise_phones(samples)
