@@ -35,7 +35,9 @@ from heygem.media.audio import TooLongError, load_audio
 from heygem.media.encode import VideoWriter
 from heygem.media.probe import MediaInfo, probe
 from heygem.media.video import iter_frames
+from heygem.phones import mouth_shapes
 from heygem.settings import Limits, Settings
+from heygem.study import study_presenter
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +61,22 @@ class PreparedAudio:
     info: MediaInfo
     samples: np.ndarray  # float32 mono at 16 kHz
     mel: np.ndarray  # (80, T)
+    _phones: list | None = field(default=None, repr=False)
 
     @property
     def duration(self) -> float:
         return len(self.samples) / SAMPLE_RATE
+
+    def phones(self) -> list:
+        """The sounds recognised in the speech (heygem.phones), on first use; kept for the batch's next video."""
+        if self._phones is None:
+            from heygem.phones import recognise_phones
+
+            started = time.perf_counter()
+            self._phones = recognise_phones(self.samples, SAMPLE_RATE)
+            log.info("recognised %d phones in %s (%.2f s of speech) in %.2f s", len(self._phones), self.path.name,
+                     self.duration, time.perf_counter() - started)
+        return self._phones
 
 
 @dataclass
@@ -83,6 +97,7 @@ class GenerateResult:
     notes: list[str] = field(default_factory=list)
     faces_detected: int = 0  # detector calls (0 when the face cache knew the video)
     face_cache: str = "off"  # off, miss, hit, or partial (the video was cached, but for fewer frames)
+    study: str = "off"  # the presenter study: off (the engine needs none), made, or cached
 
 
 def prepare_audio(path: str | Path, limits: Limits | None = None) -> PreparedAudio:
@@ -387,9 +402,17 @@ def iter_synced_frames(
     if detector is not None and det.cache_dir is not None and video.kind == "video":
         face_cache = FaceCache(det.cache_dir, video.path, (det.detector, det.detect_size, det.detector_weights,
                                                            det.face, det.every, fps))
-    stats.update(faces_detected=0, face_cache="off" if face_cache is None else "miss")
-    with stopwatch("engine start"):  # e.g. the built-in engine studying the source's own mouths
-        engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det))
+    stats.update(faces_detected=0, face_cache="off" if face_cache is None else "miss", study="off")
+    study = shapes = None
+    if engine.wants_study:
+        study_dir = det.cache_dir.parent / "studies" if det.cache_dir is not None else None
+        with stopwatch("study"):  # the presenter's own mouths; read from the cache for a presenter seen before
+            study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, study_dir, stats)
+        if settings.engine.mouth_drive == "phones":
+            with stopwatch("phones"):  # once per speech: a batch's later videos reuse them
+                shapes = mouth_shapes(audio.phones(), audio.samples, fps, total)
+    with stopwatch("engine start"):
+        engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes))
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir)
     faces_by_source: dict[int, Face | None] = {}
@@ -551,12 +574,13 @@ def generate(
         notes.append(f"{stats['frames_without_face']} of {stats['frames']} frames had no face and were left as they were")
         log.warning("%s: %s", video_path.name, notes[-1])
     per_stage = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in timings.items())
-    log.info("wrote %s: %d frames at %.3f fps by %s in %s (face detection on %d frames, face cache %s)", out,
-             stats["frames"], float(fps), engine.describe(), per_stage, stats["faces_detected"], stats["face_cache"])
+    log.info("wrote %s: %d frames at %.3f fps by %s in %s (face detection on %d frames, face cache %s, "
+             "presenter study %s)", out, stats["frames"], float(fps), engine.describe(), per_stage,
+             stats["faces_detected"], stats["face_cache"], stats["study"])
     report("done", 1.0, str(video_path))
     return GenerateResult(
         output=out, audio=prepared.path, video=video_path, engine=engine.describe(), frames=stats["frames"],
         frames_without_face=stats["frames_without_face"], fps=float(fps), width=width, height=height,
         duration=stats["frames"] / float(fps), timings=timings, notes=notes,
-        faces_detected=stats["faces_detected"], face_cache=stats["face_cache"],
+        faces_detected=stats["faces_detected"], face_cache=stats["face_cache"], study=stats["study"],
     )

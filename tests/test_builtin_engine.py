@@ -134,3 +134,76 @@ def test_photo_uses_the_simpler_path(media, settings, tmp_path):
     assert ok.mean() > 0.9
     assert np.corrcoef(opening[ok], drive[ok])[0, 1] > 0.6
     _save_tiles("people_0", frames, boxes, engine.drive)
+
+
+# ------------------------------------------------------------------------------------- speech sounds (phones)
+def _class_frames(engine: BuiltinEngine, n: int, name: str) -> np.ndarray:
+    from heygem.phones import VISEMES
+
+    return np.flatnonzero(engine.shapes.viseme[:n] == VISEMES.index(name))
+
+
+def _save_strip(name: str, engine: BuiltinEngine, frames, boxes, picks: dict[str, int]) -> None:
+    """Output crops on a closure, an "oo" and an "ee", each above the person's own key mouth of that class
+    (from the study) when the footage has one."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    columns = []
+    for label, k in picks.items():
+        x1, y1, x2, y2 = boxes[k]
+        tile = cv2.resize(frames[k][y1:y2, x1:x2], (256, 256))
+        cv2.putText(tile, f"{label} #{k}", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 255, 255), 2)
+        key_name = {"m/b/p": "closed", "oo": "rounded", "ee": "spread"}[label]
+        # The key in the canonical face frame: its padded mouth region pasted into the closed key's crop.
+        key = engine.keys[0].image.copy()
+        px0, py0, px1, py1 = engine.pad_box
+        key[py0:py1, px0:px1] = np.clip(engine.key_images[engine.names.index(key_name)], 0, 255).astype(np.uint8)
+        own = "own" if any(k.frame >= 0 and n == key_name for n, k in zip(engine.study_names, engine.keys)) else "made"
+        cv2.putText(key, f"key: {key_name} ({own})", (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 255, 255), 2)
+        columns.append(np.vstack([tile, cv2.resize(key, (256, 256))]))
+    cv2.imwrite(str(ARTIFACTS / f"builtin_{name}_sounds.png"), np.hstack(columns))
+
+
+def _frame_widths(frames) -> np.ndarray:
+    """Mouth-corner width over eye distance of each frame, by an independent tracked face mesh."""
+    from heygem.faces.landmarks import LandmarkTracker, mouth_width
+
+    tracker = LandmarkTracker()
+    return np.array([mouth_width(p) if (p := tracker(f)) is not None else np.nan for f in frames])
+
+
+def test_speech_sounds_shape_the_mouth(media, settings, tmp_path):
+    settings.engine.engine = "builtin"
+    speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "6", "-ac", "1",
+                       "-ar", "16000")
+    engine, frames, boxes = _run(media / "videoretalking/2.mp4", speech, settings)
+    assert engine.shapes is not None and {"closed", "open", "spread", "rounded"} <= set(engine.names)
+    n = len(frames)
+    closed, rounded, spread = (_class_frames(engine, n, c) for c in ("closed", "rounded", "spread"))
+    opened = np.flatnonzero(engine.shapes.opening[:n] > 0.6)
+    assert len(closed) and len(rounded) and len(spread) and len(opened)
+    opening, width = frame_openings(frames), _frame_widths(frames)
+    print(f"opening: closures {np.nanmean(opening[closed]):.3f}, open {np.nanmean(opening[opened]):.3f}; "
+          f"width: rounded {np.nanmean(width[rounded]):.3f}, spread {np.nanmean(width[spread]):.3f}")
+    # Lips close on m/b/p (as closed as the person's own closed key) and open on open vowels (well towards the
+    # person's own open key); the mouth is narrower on o/u/w than on ee.
+    keys = dict(zip(engine.study_names, engine.keys))
+    closed_key, open_key = keys["closed"].opening, keys["open"].opening
+    assert np.nanmean(opening[closed]) < closed_key + 0.02
+    assert np.nanmean(opening[opened]) > closed_key + 0.4 * (open_key - closed_key)
+    assert np.nanmean(width[rounded]) + 0.02 < np.nanmean(width[spread])
+    picks = {"m/b/p": int(closed[len(closed) // 2]),
+             "oo": int(rounded[np.argmin(engine.shapes.spread[rounded])]),
+             "ee": int(spread[np.argmax(engine.shapes.spread[spread])])}
+    _save_strip("2", engine, frames, boxes, picks)
+
+
+def test_a_second_job_with_the_same_presenter_studies_nothing(media, settings, tmp_path):
+    settings.engine.engine = "builtin"
+    speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "2")
+    first = generate(speech, media / "videoretalking/2.mp4", tmp_path / "first.mp4", settings)
+    second = generate(speech, media / "videoretalking/2.mp4", tmp_path / "second.mp4", settings)
+    assert (first.study, second.study) == ("made", "cached")
+    assert second.timings["study"] < 0.2 * first.timings["study"]
+    info = probe(first.output)
+    same = [np.array_equal(a, b) for a, b in zip(iter_frames(info, info.fps), iter_frames(probe(second.output), info.fps))]
+    assert len(same) == first.frames and all(same)

@@ -4,12 +4,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from heygem.media.probe import MediaInfo
 from heygem.settings import DetectionOptions
+
+if TYPE_CHECKING:
+    from heygem.phones import MouthShapes
+    from heygem.study import PresenterStudy
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,8 @@ class EngineJob:
     fps: Fraction  # output frame rate
     frames: int  # output frame count
     detection: DetectionOptions  # how the pipeline finds and picks the face
+    study: PresenterStudy | None = None  # the presenter's key mouths, for engines with ``wants_study``
+    shapes: MouthShapes | None = None  # mouth shapes of the speech per output frame (None: loudness only)
 
 
 class Engine(ABC):
@@ -36,6 +42,7 @@ class Engine(ABC):
     crop_size: ClassVar[int]
     crop_margin: ClassVar[float] = 0.0
     blend_top: ClassVar[float] = 0.55  # where the pipeline's lower-face mask starts, as a fraction of the crop
+    wants_study: ClassVar[bool] = False  # the pipeline studies the presenter (heygem.study) and hands it over
 
     def start(self, job: EngineJob) -> None:
         """Get ready for one video (e.g. study the source's own mouths). Default: nothing to do."""

@@ -1,22 +1,23 @@
 """The built-in engine: no downloaded weights, the mouth re-animated from the person's own footage.
 
-A two-to-three-key optical-flow morph ("MikeTalk", Ezzat and Poggio 2000), chosen after measuring three
-methods (../shared/research/builtin-engine.md):
+An optical-flow morph between the person's own key mouths ("MikeTalk", Ezzat and Poggio 2000, and its
+multidimensional morphable model), chosen after measuring three methods (../shared/research/builtin-engine.md):
 
-* ``start``: the speech becomes a 0..1 mouth drive (heygem.engines.drive). The source is scanned (every
-  other frame, at most ``SCAN_SECONDS``), each face cropped exactly as the pipeline will crop it, and the
-  face mesh measures the mouth opening. Key mouths are picked among frames in the usual head pose: the most
-  closed, a half-open one and a nearly widest one (a high percentile, not the maximum). Each key is moved
-  into one canonical face frame (a similarity transform on stable points: eye corners and nose) and dense
-  optical flow (OpenCV DIS) links consecutive keys. The morph is precomputed at ``LEVELS`` openings.
+* The pipeline hands ``start`` the presenter study (heygem.study: the person's closed, half-open, open,
+  spread and rounded mouths, moved into one canonical face frame, kept per video) and the mouth shapes of
+  the speech (heygem.phones: per output frame an opening and a spread from the recognised sounds, closures
+  on m/b/p, rounding on o/u/w, loudness scaling the opening). A class the footage lacks (a spread or rounded
+  mouth, or any open one in a photo) is made from the closed key by a smooth warp.
+* Dense optical flow (OpenCV DIS) links the closed key to every other key. Each frame's (opening, spread)
+  becomes weights over the keys; the flows are mixed by those weights into one shape, every key is warped
+  to it, and their pixels are mixed by the same weights (teeth and lips stay the person's own).
 * ``synthesize``: per crop, the face mesh (tracked from the previous crop) gives the similarity transform
-  canonical -> crop; the morph at this frame's drive is warped in, matched in colour to the skin around
-  this crop's mouth, and blended through a soft mask over lips, mouth interior and chin (never the nose).
-  Every pixel outside that mask is the input crop unchanged; a crop without landmarks comes back unchanged.
+  canonical -> crop; the morph is warped in, matched in colour to the skin around this crop's mouth, and
+  blended through a soft mask over lips, mouth interior and chin (never the nose). Every pixel outside that
+  mask is the input crop unchanged; a crop without landmarks comes back unchanged.
 
-A photo (or footage whose mouth never opens) has no open mouth to borrow: the open key is made by pushing
-the lower lip and jaw down with a smooth displacement field and painting a dark mouth interior between the
-lips. That path is simpler and looks less real.
+``mouth_drive="loudness"`` keeps the engine as it was before phones (closed, half-open and open keys along
+one line, driven by the voice band's loudness), to compare against.
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ import numpy as np
 from heygem.engines.base import Engine, EngineJob
 from heygem.engines.drive import mouth_drive
 from heygem.errors import EngineError
-from heygem.faces import Face, get_detector
 from heygem.faces.landmarks import (
     CHIN,
     EYE_OUTER_CORNERS,
@@ -38,17 +38,13 @@ from heygem.faces.landmarks import (
     OUTER_LIP,
     eye_distance,
     get_face_mesh,
-    mouth_opening,
 )
-from heygem.faces.track import crop_box, select_face
-from heygem.media.video import iter_frames
+from heygem.study import STABLE, apply_affine, crop_landmarks, similarity
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BuiltinEngine"]
 
-# Points that move with the skull, not the jaw: eye corners, nose bridge and tip, nose wings.
-STABLE = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 98, 327)
 SUBNASALE = 2
 UPPER_LIP_TOP = 0
 LOWER_LIP_BOTTOM = 17
@@ -57,37 +53,48 @@ CHIN_POINTS = (176, 148, 152, 377, 400)
 INNER_UPPER = INNER_LIP[:11]
 INNER_LOWER = INNER_LIP[10:] + INNER_LIP[:1]
 
-SCAN_SECONDS = 20.0
-SCAN_STEP_SECONDS = 0.08  # every other frame at 25 fps
-OPEN_PERCENTILE = 95.0
-MIN_OPEN_RANGE = 0.04  # opening (over eye distance) the footage must span to borrow its own open mouth
+# A spread or rounded key the footage lacks: the closed mouth widened or narrowed about its centre by this
+# share of its half-width at the corners (a rounded mouth also grows a little taller: the lips push out).
+SYNTHETIC_SPREAD = 0.40
+SYNTHETIC_ROUND = -0.45
 LEVELS = 33
 COLOUR_SMOOTHING = 0.35  # share of the new colour offset taken per frame
 SYNTHETIC_OPEN = 0.13  # photo path: how far the lower lip moves at full drive, over eye distance
 
 
-def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """2x3 least-squares similarity (rotation, uniform scale, translation) mapping src points onto dst."""
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    ms, md = src.mean(0), dst.mean(0)
-    s, d = src - ms, dst - md
-    a = (s * d).sum()  # sum of x x' + y y'
-    b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()
-    norm = (s * s).sum()
-    ca, sa = a / norm, b / norm
-    rot = np.array([[ca, -sa], [sa, ca]])
-    t = md - rot @ ms
-    return np.hstack([rot, t[:, None]]).astype(np.float64)
-
-
-def _apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return (points @ affine[:, :2].T + affine[:, 2]).astype(np.float32)
-
-
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
+
+
+# The speech's mouth shapes are scaled so that its widest openings reach the open key and its spread and
+# rounding (about their typical value in this speech) reach the spread and rounded keys, as the loudness drive
+# maps its own range onto the keys: phone targets are modest averages, and the keys are the person's extremes.
+SHAPE_PERCENTILE = 95.0
+MIN_SHAPE_RANGE = 0.3
+# Share of the loudness drive in the opening: the sounds say when the lips close and how far each vowel opens,
+# loudness how much effort the speaker puts in; each predicts real mouths better with the other on some
+# speakers (../shared/research/articulation.md). Lips that must close (m b p, f v) stay closed.
+LOUDNESS_SHARE = 0.5
+
+
+def _to_key_range(shapes, loudness: np.ndarray):
+    """A copy of ``shapes`` (heygem.phones.MouthShapes) with opening and spread scaled to the keys' range, the
+    opening mixed with the ``loudness`` drive (0..1 per frame)."""
+    from heygem.phones import VISEMES
+
+    voiced = shapes.opening > 0.02
+    opening, spread = shapes.opening.astype(np.float32), shapes.spread.astype(np.float32)
+    if voiced.any():
+        top = max(float(np.percentile(opening[voiced], SHAPE_PERCENTILE)), MIN_SHAPE_RANGE)
+        sounds = np.clip(opening / top, 0.0, 1.0)
+        mixed = (1 - LOUDNESS_SHARE) * sounds + LOUDNESS_SHARE * loudness[: len(sounds)]
+        lips_shut = np.isin(shapes.viseme, [VISEMES.index("closed"), VISEMES.index("lip-teeth")]) | ~voiced
+        opening = np.where(lips_shut, np.minimum(sounds, mixed), mixed)
+        centred = spread - float(np.median(spread[voiced]))
+        reach = max(float(np.percentile(np.abs(centred[voiced]), SHAPE_PERCENTILE)), MIN_SHAPE_RANGE)
+        spread = np.where(voiced, np.clip(centred / reach, -1.0, 1.0), 0.0)
+    return type(shapes)(viseme=shapes.viseme, opening=opening.astype(np.float32), spread=spread.astype(np.float32))
 
 
 class _Key:
@@ -106,6 +113,7 @@ class BuiltinEngine(Engine):
     # Its own mask already stops below the nose; the pipeline's mask must not cut the upper lip, which sits at ~60%.
     blend_top: ClassVar[float] = 0.45
     batch_size: ClassVar[int] = 16
+    wants_study: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.mesh = get_face_mesh()
@@ -114,7 +122,18 @@ class BuiltinEngine(Engine):
 
     def _reset(self) -> None:
         self.drive = np.zeros(0, np.float32)
+        self.shapes = None  # heygem.phones.MouthShapes, per output frame, when driven by the speech's sounds
+        self.names: list[str] = []
+        self.study_names: list[str] = []
         self.keys: list[_Key] = []
+        # The key space (phones): per key its padded canonical image, the flow from the closed key to it, and
+        # its place on the opening (0 closed .. 1 open) and spread (-1 rounded .. 1 spread) axes.
+        self.key_images: list[np.ndarray] = []
+        self.key_flows: list[np.ndarray] = []
+        self.key_opening = np.zeros(0)
+        self.key_spread = np.zeros(0)
+        self.pad_box = (0, 0, 0, 0)  # x0, y0, x1, y1 of the padded region the key space covers
+        self.width_fields: dict[str, np.ndarray] = {}  # photo path: spread/rounded displacement over the ROI
         self.photo = False
         self.levels: np.ndarray | None = None  # (LEVELS, h, w, 3) float32 morphs of the canonical ROI
         self.roi = (0, 0, 0, 0)  # x0, y0, x1, y1 in canonical pixels
@@ -126,112 +145,45 @@ class BuiltinEngine(Engine):
         self._counter = 0
 
     def describe(self) -> str:
+        drive = "speech sounds" if self.shapes is not None else "loudness"
         if self.photo:
-            return f"{self.name} (photo: synthetic mouth opening, simpler than the own-footage morph)"
+            return f"{self.name} (photo: synthetic mouth opening, simpler than the own-footage morph; {drive})"
+        if self.key_images:
+            return f"{self.name} (own-footage mouth morph, {len(self.key_images)} keys: {', '.join(self.names)}; {drive})"
         if self.keys:
-            return f"{self.name} (own-footage mouth morph, {len(self.keys)} keys)"
+            return f"{self.name} (own-footage mouth morph, {len(self.keys)} keys; {drive})"
         return f"{self.name} (own-footage mouth morph)"
 
     # ---------------------------------------------------------------------------------------------- start
     def start(self, job: EngineJob) -> None:
         started = time.perf_counter()
         self._reset()
-        self.drive = mouth_drive(job.samples, job.fps, job.frames)
-        samples = self._scan(job)
-        if not samples:
+        study = job.study
+        if study is None:
             log.warning("builtin engine: no face with landmarks in %s; frames will pass through unchanged",
                         job.video.path.name)
             return
-        openings = np.array([s[2] for s in samples])
-        keys = self._pick_keys(samples, openings)
-        photo = job.video.kind == "image" or len(keys) < 2
-        self.canon_stable = keys[0].points[list(STABLE)].copy()
-        if photo:
-            self.photo = True
-            self.keys = keys[:1]
-            why = "a photo" if job.video.kind == "image" else "footage whose mouth hardly opens"
-            log.info("builtin engine: %s has no open mouth to borrow; using the simpler photo path "
-                     "(lower lip and jaw pushed down, mouth interior painted)", why)
-            self._build_photo_levels()
+        self.keys = [_Key(image, points, float(opening), int(frame)) for image, points, opening, frame
+                     in zip(study.images, study.points, study.openings, study.frames)]
+        self.names = list(study.names)
+        self.study_names = list(study.names)  # the keys taken from the footage, in the order of ``keys``
+        self.canon_stable = self.keys[0].points[list(STABLE)].copy()
+        self.photo = study.photo
+        if job.shapes is None:  # the engine before phones: one line of openings driven by loudness
+            self.drive = mouth_drive(job.samples, job.fps, job.frames)
+            line = [i for i, name in enumerate(self.names) if name in ("closed", "half", "open")]
+            self.keys = [self.keys[i] for i in line]
+            if self.photo:
+                self.keys = self.keys[:1]
+                self._build_photo_levels()
+            else:
+                self._build_video_levels()
         else:
-            self.keys = keys
-            self._build_video_levels()
-        log.info("builtin engine ready in %.2f s: %d face samples, keys at openings %s (frames %s), drive mean %.2f",
-                 time.perf_counter() - started, len(samples),
-                 ", ".join(f"{k.opening:.3f}" for k in self.keys), ", ".join(str(k.frame) for k in self.keys),
-                 float(self.drive.mean()) if len(self.drive) else 0.0)
-
-    def _scan(self, job: EngineJob) -> list[tuple[np.ndarray, np.ndarray, float, int]]:
-        """(crop, points, opening, frame number) of sampled source frames."""
-        det = job.detection
-        detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
-        fps = float(job.fps) if job.fps else 25.0
-        step = max(1, round(SCAN_STEP_SECONDS * fps))
-        limit = int(SCAN_SECONDS * fps)
-        size = self.crop_size
-        out = []
-        previous_face: Face | None = None
-        frames = iter_frames(job.video, job.fps)
-        try:
-            for number, frame in enumerate(frames):
-                if number >= limit:
-                    break
-                if number % step:
-                    continue
-                if det.box:
-                    face: Face | None = Face(*map(float, det.box))
-                else:
-                    face = select_face(detector.detect(frame), det.face, previous_face)
-                if face is None:
-                    continue
-                previous_face = face
-                x1, y1, x2, y2 = crop_box(face, frame.shape[1], frame.shape[0], det.pads, self.crop_margin)
-                if x2 - x1 < 8 or y2 - y1 < 8:
-                    continue
-                crop = cv2.resize(frame[y1:y2, x1:x2], (size, size))
-                points = self._landmarks(crop, None)
-                if points is None:
-                    continue
-                out.append((crop, points, mouth_opening(points), number))
-        finally:
-            frames.close()
-        return out
-
-    def _pose(self, points: np.ndarray) -> np.ndarray:
-        """Yaw and pitch proxies: nose tip offset from the eye midpoint, over eye distance."""
-        a, b = points[EYE_OUTER_CORNERS[0]], points[EYE_OUTER_CORNERS[1]]
-        mid, iod = (a + b) / 2, max(eye_distance(points), 1e-6)
-        axis = (b - a) / iod
-        normal = np.array([-axis[1], axis[0]])
-        nose = points[1] - mid
-        return np.array([nose @ axis / iod, nose @ normal / iod])
-
-    def _pick_keys(self, samples: list, openings: np.ndarray) -> list[_Key]:
-        """Closed, half-open and open keys among frames in the usual pose, moved into canonical space."""
-        poses = np.array([self._pose(s[1]) for s in samples])
-        deviation = np.linalg.norm(poses - np.median(poses, axis=0), axis=1)
-        usual = deviation <= max(np.percentile(deviation, 85), 1e-6)
-        candidates = np.flatnonzero(usual)
-        closed = candidates[np.argmin(openings[candidates])]
-        chosen = [closed]
-        open_target = np.percentile(openings, OPEN_PERCENTILE)
-        if open_target - openings[closed] >= MIN_OPEN_RANGE:
-            wide = candidates[np.argmin(np.abs(openings[candidates] - open_target))]
-            half_target = (openings[closed] + openings[wide]) / 2
-            half = candidates[np.argmin(np.abs(openings[candidates] - half_target))]
-            if openings[wide] - openings[closed] >= MIN_OPEN_RANGE:
-                if min(openings[half] - openings[closed], openings[wide] - openings[half]) > 0.02:
-                    chosen.append(half)
-                chosen.append(wide)
-        reference = samples[closed][1][list(STABLE)]
-        keys = []
-        for index in chosen:
-            crop, points, opening, frame = samples[index]
-            affine = _similarity(points[list(STABLE)], reference)
-            image = cv2.warpAffine(crop, affine, (self.crop_size, self.crop_size), flags=cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_REPLICATE)
-            keys.append(_Key(image, _apply(affine, points), opening, frame))
-        return keys
+            self.shapes = _to_key_range(job.shapes, mouth_drive(job.samples, job.fps, job.frames))
+            self.drive = self.shapes.opening  # the opening asked of each frame, as with loudness
+            self._build_key_space()
+        log.info("builtin engine ready in %.2f s: %s; %s", time.perf_counter() - started, study.describe(),
+                 "drive: loudness" if job.shapes is None else "drive: speech sounds (phones)")
 
     def _build_region(self, lip_sets: list[np.ndarray], chin_sets: list[np.ndarray], points: np.ndarray) -> None:
         """The ROI, the soft mouth mask and the colour ring, in canonical pixels."""
@@ -301,13 +253,139 @@ class BuiltinEngine(Engine):
             levels[li] = morph[y0 - py0:y1 - py0, x0 - px0:x1 - px0]
         self.levels = levels
 
-    def _build_photo_levels(self) -> None:
+    def _width_field(self, points: np.ndarray, amount: float, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+        """(h, w, 2) displacement that widens (amount > 0) or narrows and heightens (amount < 0) the mouth about
+        its centre, fading out smoothly away from it; in canonical pixels, at the grid ``gx``, ``gy``."""
+        centre = points[list(OUTER_LIP)].mean(0)
+        half_width = max(float(np.linalg.norm(points[61] - points[291])) / 2, 1.0)
+        bump = np.exp(-0.5 * (((gx - centre[0]) / (1.1 * half_width)) ** 2 + ((gy - centre[1]) / (0.8 * half_width)) ** 2))
+        dx = amount * (gx - centre[0]) * bump
+        dy = -0.5 * amount * (gy - centre[1]) * bump if amount < 0 else np.zeros_like(gx)
+        return np.dstack([dx, dy]).astype(np.float32)
+
+    def _build_key_space(self) -> None:
+        """Flows from the closed key to every other key; a spread or rounded key the footage lacks is the closed
+        one warped. A photo keeps the synthetic opening levels, with the width warp on top."""
+        keys, names = self.keys, self.names
+        closed = keys[0]
+        if self.photo:
+            self.keys = keys[:1]
+            self._build_photo_levels(extra_lips=[self._warped_points(closed.points, a) for a in
+                                                 (SYNTHETIC_SPREAD, SYNTHETIC_ROUND)])
+            x0, y0, x1, y1 = self.roi
+            gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+            self.width_fields = {"spread": self._width_field(closed.points, SYNTHETIC_SPREAD, gx, gy),
+                                 "rounded": self._width_field(closed.points, SYNTHETIC_ROUND, gx, gy)}
+            return
+        lips = [k.points[list(OUTER_LIP)] for k in keys]
+        lips += [self._warped_points(closed.points, a)[list(OUTER_LIP)] for name, a in
+                 (("spread", SYNTHETIC_SPREAD), ("rounded", SYNTHETIC_ROUND)) if name not in names]
+        lower = closed.points[LOWER_LIP_BOTTOM]
+        chins = [lower + 0.7 * (k.points[list(CHIN_POINTS)] - lower) for k in keys]
+        self._build_region(lips, chins, closed.points)
+        x0, y0, x1, y1 = self.roi
+        pad = 8  # flow and warps see a little beyond the ROI
+        px0, py0 = max(0, x0 - pad), max(0, y0 - pad)
+        px1, py1 = min(self.crop_size, x1 + pad), min(self.crop_size, y1 + pad)
+        self.pad_box = (px0, py0, px1, py1)
+        h, w = py1 - py0, px1 - px0
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        self._grid = (gx, gy)
+        images = {name: k.image[py0:py1, px0:px1].astype(np.float32) for name, k in zip(names, keys)}
+        grays = {name: cv2.cvtColor(k.image[py0:py1, px0:px1], cv2.COLOR_BGR2GRAY) for name, k in zip(names, keys)}
+        flows = {"closed": np.zeros((h, w, 2), np.float32)}
+        for name in names[1:]:
+            if name == "open" and "half" in names:
+                # Through the half-open key: two small steps follow the lips better than one large one.
+                to_half = self._flow(grays, "closed", "half")
+                half_to_open = self._flow(grays, "half", "open")
+                flows[name] = to_half + cv2.remap(half_to_open, gx + to_half[..., 0], gy + to_half[..., 1],
+                                                  cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            else:
+                flows[name] = self._flow(grays, "closed", name)
+        origin = np.array([px0, py0], np.float32)
+        for name, amount in (("spread", SYNTHETIC_SPREAD), ("rounded", SYNTHETIC_ROUND)):
+            if name in names:
+                continue
+            field = self._width_field(closed.points - origin, amount, gx, gy)
+            images[name] = cv2.remap(images["closed"], gx - field[..., 0], gy - field[..., 1], cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_REPLICATE)
+            flows[name] = field
+        order = [n for n in ("closed", "half", "open", "spread", "rounded") if n in images]
+        self.key_images = [images[n] for n in order]
+        self.key_flows = [flows[n] for n in order]
+        self.names = order
+        opens = {n: k.opening for n, k in zip(names, keys)}
+        closed_open = opens["closed"]
+        full = max(opens.get("open", closed_open) - closed_open, 1e-6)
+        self.key_opening = np.array([np.clip((opens.get(n, closed_open) - closed_open) / full, 0.0, 1.0) for n in order])
+        self.key_spread = np.array([1.0 if n == "spread" else -1.0 if n == "rounded" else 0.0 for n in order])
+
+    def _flow(self, grays: dict[str, np.ndarray], a: str, b: str) -> np.ndarray:
+        """Dense flow such that key ``a`` at p looks like key ``b`` at p + flow(p)."""
+        return self.dis.calc(grays[a], grays[b], None)
+
+    def _warped_points(self, points: np.ndarray, amount: float) -> np.ndarray:
+        field = self._width_field(points, amount, points[:, 0:1].T, points[:, 1:2].T)[0]
+        return points + field
+
+    def _key_weights(self, opening: float, spread: float) -> np.ndarray:
+        """Weights over the keys for a mouth shape: along the line of openings (closed, half, open) and towards
+        the spread or the rounded key by ``|spread|``; the opening asked for is kept where the keys allow."""
+        weights = np.zeros(len(self.names))
+        side = "spread" if spread > 0 else "rounded"
+        a = min(abs(spread), 1.0) if side in self.names else 0.0
+        if a > 0:
+            side_open = self.key_opening[self.names.index(side)]
+            opening = (opening - a * side_open) / (1 - a) if a < 1 else 0.0
+        line = [i for i, n in enumerate(self.names) if n in ("closed", "half", "open")]
+        stops = self.key_opening[line]
+        p = float(np.clip(opening, stops[0], stops[-1]))
+        if len(line) == 1:
+            weights[line[0]] = 1.0
+        else:
+            seg = int(np.clip(np.searchsorted(stops, p, side="right") - 1, 0, len(line) - 2))
+            t = (p - stops[seg]) / max(stops[seg + 1] - stops[seg], 1e-6)
+            weights[line[seg]], weights[line[seg + 1]] = 1 - t, t
+        weights *= 1 - a
+        if a > 0:
+            weights[self.names.index(side)] += a
+        return weights
+
+    def _key_space_morph(self, opening: float, spread: float) -> np.ndarray:
+        """The multidimensional morph: the keys' flows mixed into one shape, each key warped to it, their
+        pixels mixed by the same weights."""
+        weights = self._key_weights(opening, spread)
+        used = [i for i, w in enumerate(weights) if w > 1e-3]
+        shape = sum(np.float32(weights[i]) * self.key_flows[i] for i in used)
+        gx, gy = self._grid
+        morph = np.zeros_like(self.key_images[0])
+        for i in used:
+            offset = self.key_flows[i] - shape
+            morph += np.float32(weights[i]) * cv2.remap(self.key_images[i], gx + offset[..., 0], gy + offset[..., 1],
+                                                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        morph /= max(float(weights[used].sum()), 1e-6)
+        x0, y0, x1, y1 = self.roi
+        px0, py0, _, _ = self.pad_box
+        return morph[y0 - py0:y1 - py0, x0 - px0:x1 - px0]
+
+    def _photo_morph(self, opening: float, spread: float) -> np.ndarray:
+        """A photo: the synthetic opening level, widened or narrowed by the width warp."""
+        morph = self._level(opening)
+        if abs(spread) < 1e-3 or not self.width_fields:
+            return morph
+        field = abs(spread) * self.width_fields["spread" if spread > 0 else "rounded"]
+        h, w = morph.shape[:2]
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        return cv2.remap(morph, gx - field[..., 0], gy - field[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def _build_photo_levels(self, extra_lips: list[np.ndarray] = ()) -> None:
         key = self.keys[0]
         p = key.points
         iod = eye_distance(p)
         drop = SYNTHETIC_OPEN * iod
         lower = p[LOWER_LIP_BOTTOM]
-        lips = [p[list(OUTER_LIP)], p[list(OUTER_LIP)] + [0.0, drop]]
+        lips = [p[list(OUTER_LIP)], p[list(OUTER_LIP)] + [0.0, drop], *(e[list(OUTER_LIP)] for e in extra_lips)]
         chins = [lower + 0.7 * (p[list(CHIN_POINTS)] - lower) + [0.0, drop]]
         self._build_region(lips, chins, p)
         x0, y0, x1, y1 = self.roi
@@ -352,18 +430,7 @@ class BuiltinEngine(Engine):
 
     # ------------------------------------------------------------------------------------------ synthesize
     def _landmarks(self, crop: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
-        points = self.mesh.track(crop, previous) if previous is not None else None
-        if points is None:
-            size = self.crop_size
-            inner = size / (1 + 2 * self.crop_margin)
-            lo = (size - inner) / 2
-            points = self.mesh.from_box(crop, Face(lo, lo, lo + inner, lo + inner))
-        if points is None:
-            return None
-        iod = eye_distance(points)
-        if not (0.12 * self.crop_size < iod < 0.8 * self.crop_size):
-            return None
-        return points
+        return crop_landmarks(self.mesh, crop, previous, self.crop_margin)
 
     def synthesize(self, crops: np.ndarray, mel_chunks: np.ndarray, frame_indices: np.ndarray | None = None) -> np.ndarray:
         size = self.crop_size
@@ -373,25 +440,38 @@ class BuiltinEngine(Engine):
         if frame_indices is None:
             frame_indices = np.arange(self._counter, self._counter + len(crops))
         self._counter = int(frame_indices[-1]) + 1 if len(frame_indices) else self._counter
-        if self.levels is None:
+        if self.levels is None and not self.key_images:
             return out
         for i, (crop, index) in enumerate(zip(crops, frame_indices)):
             points = self._landmarks(crop, self._previous)
             self._previous = points
             if points is None:
                 continue
-            level = float(self.drive[min(max(int(index), 0), len(self.drive) - 1)]) if len(self.drive) else 0.0
-            out[i] = self._render(crop, points, level)
+            out[i] = self._render(crop, points, self._morph(int(index)))
         return out
 
-    def _render(self, crop: np.ndarray, points: np.ndarray, level: float) -> np.ndarray:
-        x0, y0, _, _ = self.roi
-        position = level * (LEVELS - 1)
+    def _morph(self, index: int) -> np.ndarray:
+        """The canonical ROI of output frame ``index``: the key space at the speech's mouth shape, or the
+        loudness level along the line of openings."""
+        if self.shapes is not None:
+            at = min(max(index, 0), len(self.shapes.opening) - 1)
+            opening, spread = float(self.shapes.opening[at]), float(self.shapes.spread[at])
+            if self.key_images:
+                return self._key_space_morph(opening, spread)
+            return self._photo_morph(opening, spread)
+        level = float(self.drive[min(max(index, 0), len(self.drive) - 1)]) if len(self.drive) else 0.0
+        return self._level(level)
+
+    def _level(self, level: float) -> np.ndarray:
+        position = float(np.clip(level, 0.0, 1.0)) * (LEVELS - 1)
         low = int(np.floor(position))
         high = min(low + 1, LEVELS - 1)
         frac = position - low
-        morph = self.levels[low] if frac < 1e-3 else (1 - frac) * self.levels[low] + frac * self.levels[high]
-        affine = _similarity(self.canon_stable, points[list(STABLE)])
+        return self.levels[low] if frac < 1e-3 else (1 - frac) * self.levels[low] + frac * self.levels[high]
+
+    def _render(self, crop: np.ndarray, points: np.ndarray, morph: np.ndarray) -> np.ndarray:
+        x0, y0, _, _ = self.roi
+        affine = similarity(self.canon_stable, points[list(STABLE)])
         # The ROI sits at (x0, y0) in canonical space: fold that offset into the transform.
         affine[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float64)
         size = (self.crop_size, self.crop_size)
