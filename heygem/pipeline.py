@@ -43,6 +43,15 @@ SAMPLE_RATE = 16000
 PENDING_FRAMES_BYTES = 256 * 1024 * 1024
 # Frames waiting for the encoder thread (with ``Settings.overlap``).
 ENCODE_QUEUE_FRAMES = 8
+# A video that decodes to fewer frames than its header promises (counted within the part the speech needs)
+# was probably cut short: an interrupted upload or copy. The header's count is an estimate (duration x
+# average rate): variable frame rates and the last frame's length put it a frame or so off (liveportrait/
+# d13.mp4 decodes to 351 of 352), so up to 3 frames or 1% may be missing without a word. Past that the
+# result says so; under 80% of the promised frames it is an error: most of what the speech needed is
+# missing, and the result would replay the little there is (or hold a still frame, like a photo).
+CUT_SHORT_TOLERANCE_FRAMES = 3
+CUT_SHORT_TOLERANCE_SHARE = 0.01
+CUT_SHORT_ERROR_SHARE = 0.8
 
 NO_PICTURE = "has no picture; give a video (mp4, mov, mkv, avi, webm) or a photo (jpg, png, webp) of a face"
 
@@ -265,13 +274,33 @@ class _SpillFile:
         os.close(self.fd)
 
 
+def cut_short_note(info: MediaInfo, decoded: int, total: int) -> str | None:
+    """Judge a video whose decoding ended after ``decoded`` frames while ``total`` output frames were wanted:
+    None when it holds what its header promised for that part (within the estimate's error), a note for the
+    result when a little is missing; InputError naming the file when much is (see CUT_SHORT_*)."""
+    promised = min(total, info.frame_count)
+    missing = promised - decoded
+    if info.kind != "video" or missing <= max(CUT_SHORT_TOLERANCE_FRAMES, CUT_SHORT_TOLERANCE_SHARE * promised):
+        return None
+    what = (f"decoded only {decoded} of the {info.frame_count} frames its header promises; the file is probably "
+            "cut short (an interrupted upload or copy)")
+    if decoded < CUT_SHORT_ERROR_SHARE * promised:
+        raise InputError(info.path, f"{what}; give the complete file (upload or copy it again)")
+    seconds = missing / float(info.fps) if info.fps else 0.0
+    return (f"CUT SHORT: {info.path.name} {what}: its last {seconds:.1f} s are missing, so the result continues "
+            "from the frames there are; give the complete file for the whole video")
+
+
 class _SourceFrames:
     """The source's frames in output order: one forward pass over the decoded video (cut at the audio's
-    length), then, if the audio is longer, the rest replayed by the length policy."""
+    length), then, if the audio is longer, the rest replayed by the length policy. A video that ends well
+    before its header says is judged by ``cut_short_note`` (a note appended to ``notes``, or an error)."""
 
-    def __init__(self, info: MediaInfo, fps: Fraction, total: int, policy: str, spill_dir: Path) -> None:
+    def __init__(self, info: MediaInfo, fps: Fraction, total: int, policy: str, spill_dir: Path,
+                 notes: list[str] | None = None) -> None:
         self.info, self.fps, self.total, self.policy = info, fps, total, policy
         self.spill_dir = spill_dir
+        self.notes = notes if notes is not None else []
         self.decoded = 0  # source frames seen in the forward pass
         self._spill: _SpillFile | None = None
         self._held: np.ndarray | None = None  # a still photo, or the last frame when nothing is spilled
@@ -309,11 +338,21 @@ class _SourceFrames:
             self.decoded += 1
             if self.decoded >= self.total:
                 return
+        # The video ended before the speech: did it hold what its header promised?
+        note = cut_short_note(self.info, self.decoded, self.total)
+        if note:
+            log.warning("%s", note)
+            self.notes.append(note)
 
     def replay(self) -> Iterator[_Frame]:
         """Output frames past the end of the source, by the length policy."""
         first = self.keep[0]
         kept = self._spill.count if self._spill is not None else 0
+        if self.info.kind == "video" and self.decoded < self.total:
+            needed = [source_index(i, self.decoded, self.policy) for i in range(self.decoded, self.total)]
+            lo, hi = min(needed), max(needed)
+            if not first <= lo <= hi < first + kept:
+                first, kept = self._keep_again(lo, hi)
         warned = False
         for index in range(self.decoded, self.total):
             src = source_index(index, self.decoded, self.policy)
@@ -327,6 +366,27 @@ class _SourceFrames:
             last = self.decoded - 1
             held = self._spill.read(last - first) if first <= last < first + kept else self._held.copy()
             yield _Frame(index, last, held)
+
+    def _keep_again(self, lo: int, hi: int) -> tuple[int, int]:
+        """Decode the video again to keep source frames ``lo``..``hi`` for the replay: it ended well before its
+        header said, before the frames kept by its promised length. Better than holding one frame still (a
+        video that turns into a photo). Returns the new (first, kept)."""
+        log.warning("%s ended at frame %d, not the %d its header promises; decoding it again for the frames "
+                    "%d-%d the replay shows", self.info.path.name, self.decoded, self.info.frame_count, lo, hi)
+        self.close()
+        frames = iter_frames(self.info, self.fps)
+        try:
+            for number, image in enumerate(frames):
+                if number > hi:
+                    break
+                if number >= lo:
+                    if self._spill is None:
+                        self._spill = _SpillFile(self.spill_dir, image.shape)
+                    self._spill.append(image)
+        finally:
+            frames.close()
+        self.keep = (lo, hi + 1)
+        return lo, self._spill.count if self._spill is not None else 0
 
     def close(self) -> None:
         if self._spill is not None:
@@ -358,13 +418,16 @@ def iter_synced_frames(
     stats: dict[str, int] | None = None,
     stopwatch: _Stopwatch | None = None,
     progress: ProgressCallback | None = None,
+    notes: list[str] | None = None,
 ) -> Iterator[tuple[int, np.ndarray, tuple[int, int, int, int] | None]]:
     """The output frames in order, before encoding: ``(output index, frame, crop box or None)``.
 
-    Frames where no face was found come back exactly as decoded and are counted in ``stats``.
+    Frames where no face was found come back exactly as decoded and are counted in ``stats``. What the user
+    should know about the video (cut short) is appended to ``notes``.
     """
     _validate(audio, video)
     stats = stats if stats is not None else {}
+    notes = notes if notes is not None else []
     stopwatch = stopwatch or _Stopwatch()
     det = settings.detection
     fps = output_fps(video, settings)
@@ -380,7 +443,7 @@ def iter_synced_frames(
     with stopwatch("engine start"):  # e.g. the built-in engine studying the source's own mouths
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det))
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
-    source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir)
+    source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)
     faces_by_source: dict[int, Face | None] = {}
 
     def detect_one(image: np.ndarray, previous: Face | None) -> Face | None:
@@ -496,6 +559,7 @@ def generate(
     report("probe", 0.0, str(video_path))
     info = probe(video_path)
     _require_picture(info)  # before the speech is decoded: fail fast
+    notes: list[str] = []
     if isinstance(audio, PreparedAudio):
         prepared = audio
     else:
@@ -514,7 +578,7 @@ def generate(
     writer: VideoWriter | _BackgroundWriter | None = None
     width = height = 0
     try:
-        for _, frame, _ in iter_synced_frames(prepared, info, engine, settings, stats, stopwatch, report):
+        for _, frame, _ in iter_synced_frames(prepared, info, engine, settings, stats, stopwatch, report, notes):
             if writer is None:  # sized by the first frame: a photo's EXIF rotation may swap its sides
                 height, width = frame.shape[:2]
                 writer = VideoWriter(out, width, height, fps, prepared.path, prepared.duration, settings.encode)
@@ -535,7 +599,6 @@ def generate(
 
     timings = {stage: round(seconds, 3) for stage, seconds in stopwatch.seconds.items()}
     timings["total"] = round(time.perf_counter() - started, 3)
-    notes: list[str] = []
     if stats["frames_without_face"]:
         notes.append(f"{stats['frames_without_face']} of {stats['frames']} frames had no face and were left as they were")
         log.warning("%s: %s", video_path.name, notes[-1])

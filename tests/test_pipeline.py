@@ -196,3 +196,76 @@ def test_only_frames_a_replay_can_need_are_kept_on_disk(media: Path) -> None:
     assert window(ten_minutes, 15100, "loop") == (0, 300)
     assert window(ten_minutes, 40000, "pingpong")[0] == 0  # replays the whole video: every frame
     assert window(replace(ten_minutes, kind="image"), 40000, "pingpong") == (0, 0)
+
+
+# ------------------------------------------------------------------------------------- cut short
+
+def _first_bytes(path: Path, share: float, out: Path) -> Path:
+    """The first ``share`` of ``path``'s bytes, as an interrupted upload or copy leaves a file."""
+    data = path.read_bytes()
+    out.write_bytes(data[:int(len(data) * share)])
+    return out
+
+
+@pytest.fixture
+def faststart_clip(media: Path, tmp_path: Path) -> Path:
+    """2 s of d0 at 25 fps, 360p, with its index up front (+faststart) as web uploads are: cut short, the
+    header still promises all 50 frames."""
+    return make_clip(tmp_path / "whole.mp4", "-i", str(media / "liveportrait/d0.mp4"), "-t", "2", "-vf", "scale=-2:360",
+                     "-an", "-c:v", "libx264", "-preset", "ultrafast", "-movflags", "+faststart")
+
+
+def test_a_video_cut_in_half_fails_naming_the_file(speech, settings, faststart_clip: Path, tmp_path: Path) -> None:
+    half = _first_bytes(faststart_clip, 0.5, tmp_path / "half.mp4")
+    assert (probe(half).kind, probe(half).frame_count) == ("video", 50)  # a video, never taken for a photo
+    with pytest.raises(InputError, match=r"half\.mp4: decoded only \d+ of the 50 frames its header promises; "
+                                         r"the file is probably cut short \(an interrupted upload or copy\)"):
+        generate(speech, half, settings=settings)
+    assert not list(tmp_path.glob("half__*")) and not list(tmp_path.glob("*partial*"))
+
+
+def test_a_video_missing_its_last_frames_goes_through_with_a_note(speech, settings, faststart_clip: Path,
+                                                                   tmp_path: Path) -> None:
+    most = _first_bytes(faststart_clip, 0.9, tmp_path / "most.mp4")  # decodes to about 42 of its 50 frames
+    result = generate(speech, most, settings=settings)
+    assert [note for note in result.notes if note.startswith("CUT SHORT: most.mp4 decoded only")]
+    assert abs(probe(result.output).duration - speech.duration) <= 1 / 25
+
+
+def test_a_shortfall_is_judged_on_what_the_speech_needed(media: Path) -> None:
+    from dataclasses import replace
+
+    from heygem.pipeline import cut_short_note
+
+    vfr = probe(media / "videoretalking/1.mp4")  # variable frame rate: the header's count is an estimate
+    decoded = sum(1 for _ in iter_frames(vfr, vfr.fps))
+    assert cut_short_note(vfr, decoded, 10_000) is None
+    fifty = replace(probe(media / "liveportrait/d0.mp4"), frame_count=50)
+    with pytest.raises(InputError, match="d0.mp4: decoded only 20 of the 50 frames"):
+        cut_short_note(fifty, 20, 69)
+    assert cut_short_note(fifty, 20, 22) is None  # the speech needed only 22 frames: 2 short, within the estimate
+    assert cut_short_note(fifty, 48, 69) is None
+    assert cut_short_note(fifty, 45, 69).startswith("CUT SHORT: d0.mp4 decoded only 45 of the 50 frames")
+
+
+def test_a_video_shorter_than_its_header_replays_its_own_frames_not_a_still(media: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from heygem.pipeline import _SourceFrames
+
+    clip = make_clip(tmp_path / "small.mp4", "-i", str(media / "liveportrait/d13.mp4"), "-vf", "scale=-2:160",
+                     "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    info = probe(clip)
+    originals = [frame.copy() for frame in iter_frames(info, info.fps)]
+    n = len(originals)  # 352
+    # Its header promising 420 frames, and speech for 440: the frames kept for the replay (by the promised
+    # length) were never decoded.
+    notes: list[str] = []
+    source = _SourceFrames(replace(info, frame_count=420), info.fps, 440, "pingpong", tmp_path, notes)
+    assert sum(1 for _ in source.forward()) == n
+    replayed = [(frame.index, frame.source, frame.image.copy()) for frame in source.replay()]
+    source.close()
+    assert notes[0].startswith(f"CUT SHORT: small.mp4 decoded only {n} of the 420 frames")
+    assert len(replayed) == 440 - n
+    for index, number, image in replayed:
+        assert number == source_index(index, n, "pingpong") and np.array_equal(image, originals[number])
