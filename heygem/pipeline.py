@@ -27,13 +27,14 @@ from heygem.engines import Engine, create_engine
 from heygem.engines.base import EngineJob
 from heygem.errors import InputError, NoFaceError
 from heygem.faces import Face, get_detector
-from heygem.faces.schedule import FaceCache, sparse_detect
+from heygem.faces.orientation import Orientation, describe_turn, find_orientation, turn_box
+from heygem.faces.schedule import CachedFaces, FaceCache, sparse_detect
 from heygem.faces.track import crop_box, select_face, smooth_faces
 from heygem.features import MelChunks, frame_count, mel_spectrogram
 from heygem.media.audio import load_audio
 from heygem.media.encode import VideoWriter
-from heygem.media.probe import MediaInfo, probe
-from heygem.media.video import iter_frames
+from heygem.media.probe import MediaInfo, probe, turned
+from heygem.media.video import iter_frames, sample_frames, turn_image
 from heygem.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,10 @@ ENCODE_QUEUE_FRAMES = 8
 CUT_SHORT_TOLERANCE_FRAMES = 3
 CUT_SHORT_TOLERANCE_SHARE = 0.01
 CUT_SHORT_ERROR_SHARE = 0.8
+# Which way up the face is, judged on a few frames spread over the first seconds used (one short decode
+# and a detection each; the turns are tried only when the upright picture has no confident face in one).
+ORIENTATION_SAMPLES = 5
+ORIENTATION_SECONDS = 4.0
 
 NO_PICTURE = "has no picture; give a video (mp4, mov, mkv, avi, webm) or a photo (jpg, png, webp) of a face"
 
@@ -422,8 +427,10 @@ def iter_synced_frames(
 ) -> Iterator[tuple[int, np.ndarray, tuple[int, int, int, int] | None]]:
     """The output frames in order, before encoding: ``(output index, frame, crop box or None)``.
 
-    Frames where no face was found come back exactly as decoded and are counted in ``stats``. What the user
-    should know about the video (cut short) is appended to ``notes``.
+    Frames where no face was found come back exactly as decoded and are counted in ``stats``. A picture whose
+    face is only found turned is lip-synced turned upright; its frames and boxes come back turned back, as
+    the source is. What the user should know about the video (turned, cut short, faces missing) is appended
+    to ``notes``.
     """
     _validate(audio, video)
     stats = stats if stats is not None else {}
@@ -433,13 +440,32 @@ def iter_synced_frames(
     fps = output_fps(video, settings)
     total = frame_count(len(audio.samples), fps, SAMPLE_RATE)
     chunks = MelChunks(audio.mel, fps, total)
-    stats.update(frames=total, frames_without_face=0)
+    stats.update(frames=total, frames_without_face=0, turn=0)
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
     face_cache = None
     if detector is not None and det.cache_dir is not None and video.kind == "video":
         face_cache = FaceCache(det.cache_dir, video.path, (det.detector, det.detect_size, det.detector_weights,
                                                            det.face, det.every, fps))
     stats.update(faces_detected=0, face_cache="off" if face_cache is None else "miss")
+    counter = {"detected": 0}  # detector calls, the orientation's included
+    cached = face_cache.load_entry() if face_cache is not None else CachedFaces()
+    orientation: Orientation | None = None
+    turn = cached.turn if cached.faces else 0
+    if detector is not None and not cached.faces:
+        with stopwatch("orientation"):
+            samples = sample_frames(video, ORIENTATION_SAMPLES, min(total / float(fps), ORIENTATION_SECONDS))
+            orientation = find_orientation(samples, detector.detect)
+        counter["detected"] += orientation.detector_calls
+        turn = orientation.turn
+    stats.update(turn=turn, faces_detected=counter["detected"])
+    source_video = video
+    if turn:
+        video = turned(video, turn)  # what the engine and the face boxes see; the output is turned back
+        notes.append(f"the face was found with the picture turned {describe_turn(turn)} ({video.path.name} "
+                     "carries no rotation flag that says so): it was lip-synced turned upright and turned back, "
+                     "so the result is the same way up as the source")
+        log.warning("%s: %s", video.path.name, notes[-1])
+    back = (360 - turn) % 360
     with stopwatch("engine start"):  # e.g. the built-in engine studying the source's own mouths
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det))
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
@@ -455,12 +481,10 @@ def iter_synced_frames(
             for frame in frames:
                 yield frame, Face(*map(float, det.box))
             return
-        cached = face_cache.load() if face_cache is not None else []
         seen: list[Face | None] = []  # by source frame number, for the cache
-        counter = {"detected": 0}
         for frame in frames:
-            if frame.source < len(cached):
-                seen.append(cached[frame.source])
+            if frame.source < len(cached.faces):
+                seen.append(cached.faces[frame.source])
                 yield frame, seen[-1]
                 continue
             # Past what the cache holds (or no cache): detect this frame and the rest.
@@ -470,10 +494,10 @@ def iter_synced_frames(
                 yield later, face
             break
         stats["faces_detected"] = counter["detected"]
-        if cached:
-            stats["face_cache"] = "hit" if len(seen) <= len(cached) else "partial"
-        if face_cache is not None and len(seen) > len(cached):
-            face_cache.save(seen)
+        if cached.faces:
+            stats["face_cache"] = "hit" if len(seen) <= len(cached.faces) else "partial"
+        if face_cache is not None and len(seen) > len(cached.faces):
+            face_cache.save(seen, turn)
 
     def with_faces() -> Iterator[tuple[_Frame, Face | None]]:
         for frame, face in smooth_faces(detected(_timed(stopwatch, "decode", source.forward())), det.smooth_window):
@@ -506,7 +530,11 @@ def iter_synced_frames(
                 for (frame, box), mouth in zip(with_box, mouths):
                     blend.paste(frame.image, mouth, box, settings.blend.mode, settings.blend.feather, engine.blend_top)
         for frame, box in pending:
-            yield frame.index, frame.image, box
+            if back:  # the source's own way up again
+                yield (frame.index, turn_image(frame.image, back),
+                       None if box is None else turn_box(box, back, video.width, video.height))
+            else:
+                yield frame.index, frame.image, box
         if progress and pending:
             progress("lip-sync", (pending[-1][0].index + 1) / total, str(video.path))
         pending.clear()
@@ -527,6 +555,24 @@ def iter_synced_frames(
         if isinstance(faces, _Prefetch):
             faces.close()  # before the source's spill file is closed under it
         source.close()
+    note = _missing_faces_note(stats, orientation)
+    if note:
+        notes.append(note)
+        log.warning("%s: %s", source_video.path.name, note)
+
+
+def _missing_faces_note(stats: dict[str, int], orientation: Orientation | None) -> str | None:
+    """What the result says about frames without a face: loudly when they are most of the video, since the
+    result then looks like the source."""
+    missing, frames = stats["frames_without_face"], stats["frames"]
+    if not missing:
+        return None
+    if 2 * missing <= frames:
+        return f"{missing} of {frames} frames had no face and were left as they were"
+    tried = " (nor with the picture turned 90°, 180° or 270°)" if orientation and orientation.tried_turns else ""
+    return (f"LEFT UNCHANGED: no face in {missing} of {frames} frames{tried}; those frames are exactly the "
+            f"source's, only the other {frames - missing} were lip-synced; give a video where the face is clearly "
+            "visible, or pass a face box")
 
 
 def _timed(stopwatch: _Stopwatch, stage: str, frames: Iterator[_Frame]) -> Iterator[_Frame]:
@@ -599,9 +645,6 @@ def generate(
 
     timings = {stage: round(seconds, 3) for stage, seconds in stopwatch.seconds.items()}
     timings["total"] = round(time.perf_counter() - started, 3)
-    if stats["frames_without_face"]:
-        notes.append(f"{stats['frames_without_face']} of {stats['frames']} frames had no face and were left as they were")
-        log.warning("%s: %s", video_path.name, notes[-1])
     per_stage = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in timings.items())
     log.info("wrote %s: %d frames at %.3f fps by %s in %s (face detection on %d frames, face cache %s)", out,
              stats["frames"], float(fps), engine.describe(), per_stage, stats["faces_detected"], stats["face_cache"])

@@ -198,7 +198,7 @@ def test_only_frames_a_replay_can_need_are_kept_on_disk(media: Path) -> None:
     assert window(replace(ten_minutes, kind="image"), 40000, "pingpong") == (0, 0)
 
 
-# ------------------------------------------------------------------------------------- cut short
+# ------------------------------------------------------------------------------ cut short, sideways, too large
 
 def _first_bytes(path: Path, share: float, out: Path) -> Path:
     """The first ``share`` of ``path``'s bytes, as an interrupted upload or copy leaves a file."""
@@ -246,6 +246,52 @@ def test_a_shortfall_is_judged_on_what_the_speech_needed(media: Path) -> None:
     assert cut_short_note(fifty, 20, 22) is None  # the speech needed only 22 frames: 2 short, within the estimate
     assert cut_short_note(fifty, 48, 69) is None
     assert cut_short_note(fifty, 45, 69).startswith("CUT SHORT: d0.mp4 decoded only 45 of the 50 frames")
+
+
+def test_a_sideways_face_is_synced_upright_and_turned_back(media: Path, speech, settings, tmp_path: Path) -> None:
+    # A portrait talking head stored turned 90 degrees clockwise with no rotation flag: 360x202, chin to the left.
+    clip = make_clip(tmp_path / "sideways.mp4", "-i", str(media / "liveportrait/d13.mp4"), "-t", "2",
+                     "-vf", "scale=-2:360,transpose=1", "-an", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "10")
+    info = probe(clip)
+    assert (info.width, info.height, info.rotation) == (360, 202, 0)
+    result = generate(speech, clip, settings=settings)
+    out = probe(result.output)
+    assert (out.width, out.height) == (360, 202)
+    assert [note for note in result.notes if "face was found with the picture turned 90° counterclockwise" in note]
+    assert result.frames_without_face == 0
+
+    # The same video again: the face cache knows its faces and its turn, so nothing is detected.
+    originals = [frame.copy() for frame in iter_frames(info, info.fps)]
+    stats: dict = {}
+    notes: list[str] = []
+    engine = create_engine(settings.engine)
+    for index, frame, (x1, y1, x2, y2) in iter_synced_frames(speech, info, engine, settings, stats, notes=notes):
+        if index >= len(originals):
+            break
+        original = originals[index]
+        assert frame.shape == original.shape
+        outside = np.ones(frame.shape[:2], bool)
+        outside[y1:y2, x1:x2] = False
+        assert np.array_equal(frame[outside], original[outside])
+        # Turned back, the mouth and chin sit in the left part of the face box: the right part (eyes and
+        # forehead) is the source's own, the left part is synced.
+        split = x1 + (x2 - x1) * 6 // 10
+        assert np.array_equal(frame[y1:y2, split:x2], original[y1:y2, split:x2])
+        assert not np.array_equal(frame[y1:y2, x1:split], original[y1:y2, x1:split])
+    assert stats["face_cache"] == "hit" and stats["faces_detected"] == 0
+    assert [note for note in notes if "turned 90° counterclockwise" in note]
+
+
+def test_a_mostly_faceless_video_says_prominently_it_was_left_unchanged(media: Path, speech, settings,
+                                                                         tmp_path: Path, caplog) -> None:
+    # 2 s of d19 (30 fps) whose first 40 frames are black: the speech's 82 frames have no face in 43.
+    clip = make_clip(tmp_path / "dark.mp4", "-i", str(media / "liveportrait/d19.mp4"), "-t", "2",
+                     "-vf", "scale=-2:360,drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='lt(n,40)'",
+                     "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    result = generate(speech, clip, settings=settings)
+    loud = [note for note in result.notes if note.startswith("LEFT UNCHANGED: no face in ")]
+    assert loud and f"of {result.frames} frames" in loud[0]
+    assert "LEFT UNCHANGED" in caplog.text
 
 
 def test_a_video_shorter_than_its_header_replays_its_own_frames_not_a_still(media: Path, tmp_path: Path) -> None:
