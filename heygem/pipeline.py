@@ -33,7 +33,7 @@ from heygem.faces.track import crop_box, select_face, smooth_faces
 from heygem.features import MelChunks, frame_count, mel_spectrogram
 from heygem.media.audio import load_audio
 from heygem.media.encode import VideoWriter
-from heygem.media.probe import MediaInfo, probe, turned
+from heygem.media.probe import MediaInfo, fit_picture, probe, turned
 from heygem.media.video import iter_frames, sample_frames, turn_image
 from heygem.settings import Settings
 
@@ -606,6 +606,12 @@ def generate(
     info = probe(video_path)
     _require_picture(info)  # before the speech is decoded: fail fast
     notes: list[str] = []
+    fitted = fit_picture(info, settings.limits.picture_side)  # before anything else reads the picture
+    if fitted != info:
+        notes.append(f"{video_path.name} is {info.width}x{info.height}; scaled down to {fitted.width}x{fitted.height} "
+                     f"(the picture-side limit; {settings.limits.how_to_raise('picture_side')})")
+        log.warning("%s", notes[-1])
+        info = fitted
     if isinstance(audio, PreparedAudio):
         prepared = audio
     else:

@@ -294,6 +294,23 @@ def test_a_mostly_faceless_video_says_prominently_it_was_left_unchanged(media: P
     assert "LEFT UNCHANGED" in caplog.text
 
 
+def test_a_photo_above_the_picture_side_limit_is_scaled_down(media: Path, speech, settings, tmp_path: Path) -> None:
+    import cv2
+
+    from heygem.settings import Limits
+
+    face = cv2.resize(cv2.imread(str(media / "skimage/astronaut.png")), (3000, 3000), interpolation=cv2.INTER_CUBIC)
+    photo = tmp_path / "huge.jpg"
+    cv2.imwrite(str(photo), cv2.copyMakeBorder(face, 0, 0, 1000, 1000, cv2.BORDER_CONSTANT, value=(90, 90, 90)))
+    settings.limits = Limits(picture_side=1024)
+    result = generate(speech, photo, settings=settings)
+    out = probe(result.output)
+    assert (out.width, out.height) == (1024, 614)
+    assert result.frames_without_face == 0
+    assert ["huge.jpg is 5000x3000; scaled down to 1024x614 (the picture-side limit; raise it with "
+            "--max-picture-side or HEYGEM_MAX_PICTURE_SIDE)"] == [n for n in result.notes if "scaled down" in n]
+
+
 def test_a_video_shorter_than_its_header_replays_its_own_frames_not_a_still(media: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 
