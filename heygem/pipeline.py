@@ -27,14 +27,15 @@ from heygem.engines import Engine, create_engine
 from heygem.engines.base import EngineJob
 from heygem.errors import InputError, NoFaceError
 from heygem.faces import Face, get_detector
-from heygem.faces.schedule import FaceCache, sparse_detect
+from heygem.faces.orientation import Orientation, describe_turn, find_orientation, turn_box
+from heygem.faces.schedule import CachedFaces, FaceCache, sparse_detect
 from heygem.faces.track import crop_box, select_face, smooth_faces
 from heygem.features import MelChunks, frame_count, mel_spectrogram
 from heygem.limits import check_speech, speech_too_long
 from heygem.media.audio import TooLongError, load_audio
 from heygem.media.encode import VideoWriter
-from heygem.media.probe import MediaInfo, probe
-from heygem.media.video import iter_frames
+from heygem.media.probe import MediaInfo, fit_picture, probe, turned
+from heygem.media.video import iter_frames, sample_frames, turn_image
 from heygem.phones import mouth_shapes
 from heygem.settings import Limits, Settings
 from heygem.study import study_presenter
@@ -46,6 +47,19 @@ SAMPLE_RATE = 16000
 PENDING_FRAMES_BYTES = 256 * 1024 * 1024
 # Frames waiting for the encoder thread (with ``Settings.overlap``).
 ENCODE_QUEUE_FRAMES = 8
+# A video that decodes to fewer frames than its header promises (counted within the part the speech needs)
+# was probably cut short: an interrupted upload or copy. The header's count is an estimate (duration x
+# average rate): variable frame rates and the last frame's length put it a frame or so off (liveportrait/
+# d13.mp4 decodes to 351 of 352), so up to 3 frames or 1% may be missing without a word. Past that the
+# result says so; under 80% of the promised frames it is an error: most of what the speech needed is
+# missing, and the result would replay the little there is (or hold a still frame, like a photo).
+CUT_SHORT_TOLERANCE_FRAMES = 3
+CUT_SHORT_TOLERANCE_SHARE = 0.01
+CUT_SHORT_ERROR_SHARE = 0.8
+# Which way up the face is, judged on a few frames spread over the first seconds used (one short decode
+# and a detection each; the turns are tried only when the upright picture has no confident face in one).
+ORIENTATION_SAMPLES = 5
+ORIENTATION_SECONDS = 4.0
 
 NO_PICTURE = "has no picture; give a video (mp4, mov, mkv, avi, webm) or a photo (jpg, png, webp) of a face"
 
@@ -291,13 +305,33 @@ class _SpillFile:
         os.close(self.fd)
 
 
+def cut_short_note(info: MediaInfo, decoded: int, total: int) -> str | None:
+    """Judge a video whose decoding ended after ``decoded`` frames while ``total`` output frames were wanted:
+    None when it holds what its header promised for that part (within the estimate's error), a note for the
+    result when a little is missing; InputError naming the file when much is (see CUT_SHORT_*)."""
+    promised = min(total, info.frame_count)
+    missing = promised - decoded
+    if info.kind != "video" or missing <= max(CUT_SHORT_TOLERANCE_FRAMES, CUT_SHORT_TOLERANCE_SHARE * promised):
+        return None
+    what = (f"decoded only {decoded} of the {info.frame_count} frames its header promises; the file is probably "
+            "cut short (an interrupted upload or copy)")
+    if decoded < CUT_SHORT_ERROR_SHARE * promised:
+        raise InputError(info.path, f"{what}; give the complete file (upload or copy it again)")
+    seconds = missing / float(info.fps) if info.fps else 0.0
+    return (f"CUT SHORT: {info.path.name} {what}: its last {seconds:.1f} s are missing, so the result continues "
+            "from the frames there are; give the complete file for the whole video")
+
+
 class _SourceFrames:
     """The source's frames in output order: one forward pass over the decoded video (cut at the audio's
-    length), then, if the audio is longer, the rest replayed by the length policy."""
+    length), then, if the audio is longer, the rest replayed by the length policy. A video that ends well
+    before its header says is judged by ``cut_short_note`` (a note appended to ``notes``, or an error)."""
 
-    def __init__(self, info: MediaInfo, fps: Fraction, total: int, policy: str, spill_dir: Path) -> None:
+    def __init__(self, info: MediaInfo, fps: Fraction, total: int, policy: str, spill_dir: Path,
+                 notes: list[str] | None = None) -> None:
         self.info, self.fps, self.total, self.policy = info, fps, total, policy
         self.spill_dir = spill_dir
+        self.notes = notes if notes is not None else []
         self.decoded = 0  # source frames seen in the forward pass
         self._spill: _SpillFile | None = None
         self._held: np.ndarray | None = None  # a still photo, or the last frame when nothing is spilled
@@ -335,11 +369,21 @@ class _SourceFrames:
             self.decoded += 1
             if self.decoded >= self.total:
                 return
+        # The video ended before the speech: did it hold what its header promised?
+        note = cut_short_note(self.info, self.decoded, self.total)
+        if note:
+            log.warning("%s", note)
+            self.notes.append(note)
 
     def replay(self) -> Iterator[_Frame]:
         """Output frames past the end of the source, by the length policy."""
         first = self.keep[0]
         kept = self._spill.count if self._spill is not None else 0
+        if self.info.kind == "video" and self.decoded < self.total:
+            needed = [source_index(i, self.decoded, self.policy) for i in range(self.decoded, self.total)]
+            lo, hi = min(needed), max(needed)
+            if not first <= lo <= hi < first + kept:
+                first, kept = self._keep_again(lo, hi)
         warned = False
         for index in range(self.decoded, self.total):
             src = source_index(index, self.decoded, self.policy)
@@ -353,6 +397,27 @@ class _SourceFrames:
             last = self.decoded - 1
             held = self._spill.read(last - first) if first <= last < first + kept else self._held.copy()
             yield _Frame(index, last, held)
+
+    def _keep_again(self, lo: int, hi: int) -> tuple[int, int]:
+        """Decode the video again to keep source frames ``lo``..``hi`` for the replay: it ended well before its
+        header said, before the frames kept by its promised length. Better than holding one frame still (a
+        video that turns into a photo). Returns the new (first, kept)."""
+        log.warning("%s ended at frame %d, not the %d its header promises; decoding it again for the frames "
+                    "%d-%d the replay shows", self.info.path.name, self.decoded, self.info.frame_count, lo, hi)
+        self.close()
+        frames = iter_frames(self.info, self.fps)
+        try:
+            for number, image in enumerate(frames):
+                if number > hi:
+                    break
+                if number >= lo:
+                    if self._spill is None:
+                        self._spill = _SpillFile(self.spill_dir, image.shape)
+                    self._spill.append(image)
+        finally:
+            frames.close()
+        self.keep = (lo, hi + 1)
+        return lo, self._spill.count if self._spill is not None else 0
 
     def close(self) -> None:
         if self._spill is not None:
@@ -384,29 +449,53 @@ def iter_synced_frames(
     stats: dict[str, int] | None = None,
     stopwatch: _Stopwatch | None = None,
     progress: ProgressCallback | None = None,
+    notes: list[str] | None = None,
 ) -> Iterator[tuple[int, np.ndarray, tuple[int, int, int, int] | None]]:
     """The output frames in order, before encoding: ``(output index, frame, crop box or None)``.
 
-    Frames where no face was found come back exactly as decoded and are counted in ``stats``.
+    Frames where no face was found come back exactly as decoded and are counted in ``stats``. A picture whose
+    face is only found turned is lip-synced turned upright; its frames and boxes come back turned back, as
+    the source is. What the user should know about the video (turned, cut short, faces missing) is appended
+    to ``notes``.
     """
     _validate(audio, video)
     stats = stats if stats is not None else {}
+    notes = notes if notes is not None else []
     stopwatch = stopwatch or _Stopwatch()
     det = settings.detection
     fps = output_fps(video, settings)
     total = frame_count(len(audio.samples), fps, SAMPLE_RATE)
     chunks = MelChunks(audio.mel, fps, total)
-    stats.update(frames=total, frames_without_face=0)
+    stats.update(frames=total, frames_without_face=0, turn=0)
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
     face_cache = None
     if detector is not None and det.cache_dir is not None and video.kind == "video":
         face_cache = FaceCache(det.cache_dir, video.path, (det.detector, det.detect_size, det.detector_weights,
                                                            det.face, det.every, fps))
     stats.update(faces_detected=0, face_cache="off" if face_cache is None else "miss", study="off")
+    counter = {"detected": 0}  # detector calls, the orientation's included
+    cached = face_cache.load_entry() if face_cache is not None else CachedFaces()
+    orientation: Orientation | None = None
+    turn = cached.turn if cached.faces else 0
+    if detector is not None and not cached.faces:
+        with stopwatch("orientation"):
+            samples = sample_frames(video, ORIENTATION_SAMPLES, min(total / float(fps), ORIENTATION_SECONDS))
+            orientation = find_orientation(samples, detector.detect)
+        counter["detected"] += orientation.detector_calls
+        turn = orientation.turn
+    stats.update(turn=turn, faces_detected=counter["detected"])
+    source_video = video
+    if turn:
+        video = turned(video, turn)  # what the engine and the face boxes see; the output is turned back
+        notes.append(f"the face was found with the picture turned {describe_turn(turn)} ({video.path.name} "
+                     "carries no rotation flag that says so): it was lip-synced turned upright and turned back, "
+                     "so the result is the same way up as the source")
+        log.warning("%s: %s", video.path.name, notes[-1])
+    back = (360 - turn) % 360
     study = shapes = None
     if engine.wants_study:
         study_dir = det.cache_dir.parent / "studies" if det.cache_dir is not None else None
-        with stopwatch("study"):  # the presenter's own mouths; read from the cache for a presenter seen before
+        with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
             study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, study_dir, stats)
         if settings.engine.mouth_drive == "phones":
             with stopwatch("phones"):  # once per speech: a batch's later videos reuse them
@@ -414,7 +503,7 @@ def iter_synced_frames(
     with stopwatch("engine start"):
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes))
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
-    source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir)
+    source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)
     faces_by_source: dict[int, Face | None] = {}
 
     def detect_one(image: np.ndarray, previous: Face | None) -> Face | None:
@@ -426,12 +515,10 @@ def iter_synced_frames(
             for frame in frames:
                 yield frame, Face(*map(float, det.box))
             return
-        cached = face_cache.load() if face_cache is not None else []
         seen: list[Face | None] = []  # by source frame number, for the cache
-        counter = {"detected": 0}
         for frame in frames:
-            if frame.source < len(cached):
-                seen.append(cached[frame.source])
+            if frame.source < len(cached.faces):
+                seen.append(cached.faces[frame.source])
                 yield frame, seen[-1]
                 continue
             # Past what the cache holds (or no cache): detect this frame and the rest.
@@ -441,10 +528,10 @@ def iter_synced_frames(
                 yield later, face
             break
         stats["faces_detected"] = counter["detected"]
-        if cached:
-            stats["face_cache"] = "hit" if len(seen) <= len(cached) else "partial"
-        if face_cache is not None and len(seen) > len(cached):
-            face_cache.save(seen)
+        if cached.faces:
+            stats["face_cache"] = "hit" if len(seen) <= len(cached.faces) else "partial"
+        if face_cache is not None and len(seen) > len(cached.faces):
+            face_cache.save(seen, turn)
 
     def with_faces() -> Iterator[tuple[_Frame, Face | None]]:
         for frame, face in smooth_faces(detected(_timed(stopwatch, "decode", source.forward())), det.smooth_window):
@@ -477,7 +564,11 @@ def iter_synced_frames(
                 for (frame, box), mouth in zip(with_box, mouths):
                     blend.paste(frame.image, mouth, box, settings.blend.mode, settings.blend.feather, engine.blend_top)
         for frame, box in pending:
-            yield frame.index, frame.image, box
+            if back:  # the source's own way up again
+                yield (frame.index, turn_image(frame.image, back),
+                       None if box is None else turn_box(box, back, video.width, video.height))
+            else:
+                yield frame.index, frame.image, box
         if progress and pending:
             progress("lip-sync", (pending[-1][0].index + 1) / total, str(video.path))
         pending.clear()
@@ -498,6 +589,24 @@ def iter_synced_frames(
         if isinstance(faces, _Prefetch):
             faces.close()  # before the source's spill file is closed under it
         source.close()
+    note = _missing_faces_note(stats, orientation)
+    if note:
+        notes.append(note)
+        log.warning("%s: %s", source_video.path.name, note)
+
+
+def _missing_faces_note(stats: dict[str, int], orientation: Orientation | None) -> str | None:
+    """What the result says about frames without a face: loudly when they are most of the video, since the
+    result then looks like the source."""
+    missing, frames = stats["frames_without_face"], stats["frames"]
+    if not missing:
+        return None
+    if 2 * missing <= frames:
+        return f"{missing} of {frames} frames had no face and were left as they were"
+    tried = " (nor with the picture turned 90°, 180° or 270°)" if orientation and orientation.tried_turns else ""
+    return (f"LEFT UNCHANGED: no face in {missing} of {frames} frames{tried}; those frames are exactly the "
+            f"source's, only the other {frames - missing} were lip-synced; give a video where the face is clearly "
+            "visible, or pass a face box")
 
 
 def _timed(stopwatch: _Stopwatch, stage: str, frames: Iterator[_Frame]) -> Iterator[_Frame]:
@@ -530,6 +639,13 @@ def generate(
     report("probe", 0.0, str(video_path))
     info = probe(video_path)
     _require_picture(info)  # before the speech is decoded: fail fast
+    notes: list[str] = []
+    fitted = fit_picture(info, settings.limits.picture_side)  # before anything else reads the picture
+    if fitted != info:
+        notes.append(f"{video_path.name} is {info.width}x{info.height}; scaled down to {fitted.width}x{fitted.height} "
+                     f"(the picture-side limit; {settings.limits.how_to_raise('picture_side')})")
+        log.warning("%s", notes[-1])
+        info = fitted
     if isinstance(audio, PreparedAudio):
         prepared = audio
     else:
@@ -548,7 +664,7 @@ def generate(
     writer: VideoWriter | _BackgroundWriter | None = None
     width = height = 0
     try:
-        for _, frame, _ in iter_synced_frames(prepared, info, engine, settings, stats, stopwatch, report):
+        for _, frame, _ in iter_synced_frames(prepared, info, engine, settings, stats, stopwatch, report, notes):
             if writer is None:  # sized by the first frame: a photo's EXIF rotation may swap its sides
                 height, width = frame.shape[:2]
                 writer = VideoWriter(out, width, height, fps, prepared.path, prepared.duration, settings.encode)
@@ -569,10 +685,6 @@ def generate(
 
     timings = {stage: round(seconds, 3) for stage, seconds in stopwatch.seconds.items()}
     timings["total"] = round(time.perf_counter() - started, 3)
-    notes: list[str] = []
-    if stats["frames_without_face"]:
-        notes.append(f"{stats['frames_without_face']} of {stats['frames']} frames had no face and were left as they were")
-        log.warning("%s: %s", video_path.name, notes[-1])
     per_stage = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in timings.items())
     log.info("wrote %s: %d frames at %.3f fps by %s in %s (face detection on %d frames, face cache %s, "
              "presenter study %s)", out, stats["frames"], float(fps), engine.describe(), per_stage,

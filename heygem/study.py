@@ -158,8 +158,9 @@ def study_presenter(
     stats = stats if stats is not None else {}
     cache = None
     if cache_dir is not None:
-        cache = StudyCache(cache_dir, video.path, (fps, detection.detector, detection.detect_size, detection.face,
-                                                   detection.box, detection.pads, crop_size, crop_margin))
+        cache = StudyCache(cache_dir, video.path, (fps, video.turn, video.width, video.height, detection.detector,
+                                                   detection.detect_size, detection.face, detection.box,
+                                                   detection.pads, crop_size, crop_margin))
         cached = cache.load()
         if cached is not None:
             stats["study"] = "cached"

@@ -207,3 +207,14 @@ def test_a_second_job_with_the_same_presenter_studies_nothing(media, settings, t
     info = probe(first.output)
     same = [np.array_equal(a, b) for a, b in zip(iter_frames(info, info.fps), iter_frames(probe(second.output), info.fps))]
     assert len(same) == first.frames and all(same)
+
+
+def test_a_sideways_video_gets_the_upright_frames_it_studies(media, settings, tmp_path):
+    # The engine reads the source itself: it must see the same upright frames the pipeline syncs.
+    settings.engine.engine = "builtin"
+    sideways = make_clip(tmp_path / "sideways.mp4", "-i", str(media / "liveportrait/d13.mp4"), "-t", "2",
+                         "-vf", "scale=-2:360,transpose=1", "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "videoretalking/2.wav"), "-t", "2", "-ac", "1", "-ar", "16000")
+    result = generate(speech, sideways, tmp_path / "out.mp4", settings)
+    assert result.engine.startswith("builtin (own-footage mouth morph, ")  # keys found: the mouths were studied
+    assert [note for note in result.notes if "turned 90° counterclockwise" in note]

@@ -25,8 +25,9 @@ from heygem.media.audio import load_audio
 from heygem.media.encode import VideoWriter
 from heygem.media.ffmpeg import (audio_decode_argv, encode_argv, even_size, ffmpeg_exe, ffprobe_exe,
                                  format_fps, probe_argv, video_decode_argv)
-from heygem.media.probe import MediaInfo, probe, require_audio_source, require_video_source
-from heygem.media.video import iter_frames
+from heygem.media.probe import (MediaInfo, fit_picture, probe, read_image, require_audio_source,
+                                require_video_source, turned)
+from heygem.media.video import iter_frames, turn_image
 from heygem.settings import EncodeOptions
 
 # Every file of shared/media: kind, display size, audio track, frame rate, duration (from SOURCES.md, so
@@ -100,6 +101,15 @@ def test_video_decode_argv_constant_rate() -> None:
     assert video_decode_argv("ffmpeg", Path("/v/face.mp4"), Fraction(1350, 61)) == [
         "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-i", "file:/v/face.mp4",
         "-map", "0:V:0", "-an", "-sn", "-dn", "-vf", "fps=1350/61",
+        "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
+
+
+@pytest.mark.parametrize(("turn", "filters"), [(90, "fps=25/1,transpose=clock"), (180, "fps=25/1,hflip,vflip"),
+                                               (270, "fps=25/1,transpose=cclock")])
+def test_video_decode_argv_turns_clockwise(turn: int, filters: str) -> None:
+    assert video_decode_argv("ffmpeg", Path("/v/face.mp4"), Fraction(25), turn) == [
+        "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-i", "file:/v/face.mp4",
+        "-map", "0:V:0", "-an", "-sn", "-dn", "-vf", filters,
         "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
 
 
@@ -443,7 +453,7 @@ def test_iter_frames_ffmpeg_failing_midway(media: Path, monkeypatch: pytest.Monk
     info = probe(media / "liveportrait/d0.mp4")
     two_frames = 2 * info.width * info.height * 3
     # Stand-in for an ffmpeg that dies after two frames.
-    monkeypatch.setattr(video_mod, "video_decode_argv", lambda exe, path, fps: [
+    monkeypatch.setattr(video_mod, "video_decode_argv", lambda exe, path, fps, turn=0: [
         "sh", "-c", f"head -c {two_frames} /dev/zero; echo 'decoder exploded' >&2; exit 1"])
     got = []
     with pytest.raises(FFmpegError, match=r"d0\.mp4.*decoder exploded"):
@@ -456,6 +466,30 @@ def test_iter_frames_photo(media: Path) -> None:
     info = probe(media / "sadtalker/people_0.png")
     frames = list(iter_frames(info, Fraction(25)))
     assert len(frames) == 1 and frames[0].shape == (474, 474, 3) and frames[0].dtype == np.uint8
+
+
+@pytest.mark.parametrize("turn", [90, 180, 270])
+def test_iter_frames_turns_videos_and_photos_the_same_way(media: Path, turn: int) -> None:
+    video = probe(media / "liveportrait/d13.mp4")  # 720x1280
+    frames = iter_frames(turned(video, turn), Fraction(30))
+    first = next(frames)
+    frames.close()
+    upright = next(iter_frames(video, Fraction(30)))
+    assert first.shape == turn_image(upright, turn).shape == ((720, 1280, 3) if turn != 180 else (1280, 720, 3))
+    assert np.abs(first.astype(int) - turn_image(upright, turn).astype(int)).mean() < 1.0  # ffmpeg's turn = cv2's
+    photo = probe(media / "insightface/t1.jpg")  # 1280x886
+    (turned_photo,) = iter_frames(turned(photo, turn), Fraction(25))
+    assert np.array_equal(turned_photo, turn_image(read_image(photo.path), turn))
+
+
+def test_a_photo_fitted_to_the_picture_side_limit_is_read_at_that_size(media: Path) -> None:
+    photo = probe(media / "insightface/t1.jpg")  # 1280x886
+    fitted = fit_picture(photo, 640)
+    assert (fitted.width, fitted.height) == (640, 443)
+    (frame,) = iter_frames(fitted, Fraction(25))
+    assert frame.shape == (443, 640, 3)
+    assert fit_picture(photo, 0) == fit_picture(photo, 1280) == photo  # no limit, or within it
+    assert fit_picture(probe(media / "liveportrait/d13.mp4"), 640).width == 720  # videos are refused elsewhere
 
 
 def _jpeg_with_orientation(image: np.ndarray, orientation: int) -> bytes:

@@ -196,3 +196,139 @@ def test_only_frames_a_replay_can_need_are_kept_on_disk(media: Path) -> None:
     assert window(ten_minutes, 15100, "loop") == (0, 300)
     assert window(ten_minutes, 40000, "pingpong")[0] == 0  # replays the whole video: every frame
     assert window(replace(ten_minutes, kind="image"), 40000, "pingpong") == (0, 0)
+
+
+# ------------------------------------------------------------------------------ cut short, sideways, too large
+
+def _first_bytes(path: Path, share: float, out: Path) -> Path:
+    """The first ``share`` of ``path``'s bytes, as an interrupted upload or copy leaves a file."""
+    data = path.read_bytes()
+    out.write_bytes(data[:int(len(data) * share)])
+    return out
+
+
+@pytest.fixture
+def faststart_clip(media: Path, tmp_path: Path) -> Path:
+    """2 s of d0 at 25 fps, 360p, with its index up front (+faststart) as web uploads are: cut short, the
+    header still promises all 50 frames."""
+    return make_clip(tmp_path / "whole.mp4", "-i", str(media / "liveportrait/d0.mp4"), "-t", "2", "-vf", "scale=-2:360",
+                     "-an", "-c:v", "libx264", "-preset", "ultrafast", "-movflags", "+faststart")
+
+
+def test_a_video_cut_in_half_fails_naming_the_file(speech, settings, faststart_clip: Path, tmp_path: Path) -> None:
+    half = _first_bytes(faststart_clip, 0.5, tmp_path / "half.mp4")
+    assert (probe(half).kind, probe(half).frame_count) == ("video", 50)  # a video, never taken for a photo
+    with pytest.raises(InputError, match=r"half\.mp4: decoded only \d+ of the 50 frames its header promises; "
+                                         r"the file is probably cut short \(an interrupted upload or copy\)"):
+        generate(speech, half, settings=settings)
+    assert not list(tmp_path.glob("half__*")) and not list(tmp_path.glob("*partial*"))
+
+
+def test_a_video_missing_its_last_frames_goes_through_with_a_note(speech, settings, faststart_clip: Path,
+                                                                   tmp_path: Path) -> None:
+    most = _first_bytes(faststart_clip, 0.9, tmp_path / "most.mp4")  # decodes to about 42 of its 50 frames
+    result = generate(speech, most, settings=settings)
+    assert [note for note in result.notes if note.startswith("CUT SHORT: most.mp4 decoded only")]
+    assert abs(probe(result.output).duration - speech.duration) <= 1 / 25
+
+
+def test_a_shortfall_is_judged_on_what_the_speech_needed(media: Path) -> None:
+    from dataclasses import replace
+
+    from heygem.pipeline import cut_short_note
+
+    vfr = probe(media / "videoretalking/1.mp4")  # variable frame rate: the header's count is an estimate
+    decoded = sum(1 for _ in iter_frames(vfr, vfr.fps))
+    assert cut_short_note(vfr, decoded, 10_000) is None
+    fifty = replace(probe(media / "liveportrait/d0.mp4"), frame_count=50)
+    with pytest.raises(InputError, match="d0.mp4: decoded only 20 of the 50 frames"):
+        cut_short_note(fifty, 20, 69)
+    assert cut_short_note(fifty, 20, 22) is None  # the speech needed only 22 frames: 2 short, within the estimate
+    assert cut_short_note(fifty, 48, 69) is None
+    assert cut_short_note(fifty, 45, 69).startswith("CUT SHORT: d0.mp4 decoded only 45 of the 50 frames")
+
+
+def test_a_sideways_face_is_synced_upright_and_turned_back(media: Path, speech, settings, tmp_path: Path) -> None:
+    # A portrait talking head stored turned 90 degrees clockwise with no rotation flag: 360x202, chin to the left.
+    clip = make_clip(tmp_path / "sideways.mp4", "-i", str(media / "liveportrait/d13.mp4"), "-t", "2",
+                     "-vf", "scale=-2:360,transpose=1", "-an", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "10")
+    info = probe(clip)
+    assert (info.width, info.height, info.rotation) == (360, 202, 0)
+    result = generate(speech, clip, settings=settings)
+    out = probe(result.output)
+    assert (out.width, out.height) == (360, 202)
+    assert [note for note in result.notes if "face was found with the picture turned 90° counterclockwise" in note]
+    assert result.frames_without_face == 0
+
+    # The same video again: the face cache knows its faces and its turn, so nothing is detected.
+    originals = [frame.copy() for frame in iter_frames(info, info.fps)]
+    stats: dict = {}
+    notes: list[str] = []
+    engine = create_engine(settings.engine)
+    for index, frame, (x1, y1, x2, y2) in iter_synced_frames(speech, info, engine, settings, stats, notes=notes):
+        if index >= len(originals):
+            break
+        original = originals[index]
+        assert frame.shape == original.shape
+        outside = np.ones(frame.shape[:2], bool)
+        outside[y1:y2, x1:x2] = False
+        assert np.array_equal(frame[outside], original[outside])
+        # Turned back, the mouth and chin sit in the left part of the face box: the right part (eyes and
+        # forehead) is the source's own, the left part is synced.
+        split = x1 + (x2 - x1) * 6 // 10
+        assert np.array_equal(frame[y1:y2, split:x2], original[y1:y2, split:x2])
+        assert not np.array_equal(frame[y1:y2, x1:split], original[y1:y2, x1:split])
+    assert stats["face_cache"] == "hit" and stats["faces_detected"] == 0
+    assert [note for note in notes if "turned 90° counterclockwise" in note]
+
+
+def test_a_mostly_faceless_video_says_prominently_it_was_left_unchanged(media: Path, speech, settings,
+                                                                         tmp_path: Path, caplog) -> None:
+    # 2 s of d19 (30 fps) whose first 40 frames are black: the speech's 82 frames have no face in 43.
+    clip = make_clip(tmp_path / "dark.mp4", "-i", str(media / "liveportrait/d19.mp4"), "-t", "2",
+                     "-vf", "scale=-2:360,drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='lt(n,40)'",
+                     "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    result = generate(speech, clip, settings=settings)
+    loud = [note for note in result.notes if note.startswith("LEFT UNCHANGED: no face in ")]
+    assert loud and f"of {result.frames} frames" in loud[0]
+    assert "LEFT UNCHANGED" in caplog.text
+
+
+def test_a_photo_above_the_picture_side_limit_is_scaled_down(media: Path, speech, settings, tmp_path: Path) -> None:
+    import cv2
+
+    from heygem.settings import Limits
+
+    face = cv2.resize(cv2.imread(str(media / "skimage/astronaut.png")), (3000, 3000), interpolation=cv2.INTER_CUBIC)
+    photo = tmp_path / "huge.jpg"
+    cv2.imwrite(str(photo), cv2.copyMakeBorder(face, 0, 0, 1000, 1000, cv2.BORDER_CONSTANT, value=(90, 90, 90)))
+    settings.limits = Limits(picture_side=1024)
+    result = generate(speech, photo, settings=settings)
+    out = probe(result.output)
+    assert (out.width, out.height) == (1024, 614)
+    assert result.frames_without_face == 0
+    assert ["huge.jpg is 5000x3000; scaled down to 1024x614 (the picture-side limit; raise it with "
+            "--max-picture-side or HEYGEM_MAX_PICTURE_SIDE)"] == [n for n in result.notes if "scaled down" in n]
+
+
+def test_a_video_shorter_than_its_header_replays_its_own_frames_not_a_still(media: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from heygem.pipeline import _SourceFrames
+
+    clip = make_clip(tmp_path / "small.mp4", "-i", str(media / "liveportrait/d13.mp4"), "-vf", "scale=-2:160",
+                     "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    info = probe(clip)
+    originals = [frame.copy() for frame in iter_frames(info, info.fps)]
+    n = len(originals)  # 352
+    # Its header promising 420 frames, and speech for 440: the frames kept for the replay (by the promised
+    # length) were never decoded.
+    notes: list[str] = []
+    source = _SourceFrames(replace(info, frame_count=420), info.fps, 440, "pingpong", tmp_path, notes)
+    assert sum(1 for _ in source.forward()) == n
+    replayed = [(frame.index, frame.source, frame.image.copy()) for frame in source.replay()]
+    source.close()
+    assert notes[0].startswith(f"CUT SHORT: small.mp4 decoded only {n} of the 420 frames")
+    assert len(replayed) == 440 - n
+    for index, number, image in replayed:
+        assert number == source_index(index, n, "pingpong") and np.array_equal(image, originals[number])

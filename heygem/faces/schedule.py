@@ -1,5 +1,6 @@
 """Cheap detection: run the detector on every Nth frame only, fill the frames between, and remember the faces
-of each source video so that a second job with the same video detects nothing at all.
+of each source video (and the turn that showed them upright) so that a second job with the same video
+detects nothing at all.
 
 Between two detected frames the box is interpolated linearly when both found the same face (it barely moves
 in 1/5 s of a talking head); when the face was lost or jumped, every frame in between is detected instead.
@@ -10,7 +11,9 @@ import hashlib
 import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,7 +28,7 @@ T = TypeVar("T")
 
 # Two detections this similar (intersection over union) are the same face, steady enough to interpolate.
 SAME_FACE_IOU = 0.6
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the turn is stored beside the faces (.npz)
 
 DetectOne = Callable[[np.ndarray, "Face | None"], "Face | None"]
 """``detect_one(image, previous_face) -> face or None``: detect and choose the face in one frame."""
@@ -101,42 +104,64 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class CachedFaces:
+    """What the face cache holds for one video: the chosen face of each decoded source frame, and the
+    clockwise turn (0, 90, 180, 270) the frames were given first; the boxes are in the turned picture."""
+
+    faces: list[Face | None] = field(default_factory=list)
+    turn: int = 0
+
+
 class FaceCache:
-    """The chosen face of every decoded source frame of one video, stored as ``(n, 5)`` float32 (x1, y1,
-    x2, y2, score; NaN where there is no face) in ``folder``, keyed by the video's content and everything
-    that changes which face a frame gets."""
+    """The chosen face of every decoded source frame of one video and the turn that showed the face upright,
+    stored in ``folder`` as ``.npz`` (faces ``(n, 5)`` float32: x1, y1, x2, y2, score, NaN where there is no
+    face; turn), keyed by the video's content and everything that changes which face a frame gets."""
 
     def __init__(self, folder: Path, video: Path, key_parts: Iterable[object]) -> None:
         self.folder = Path(folder)
         digest = hashlib.blake2b(digest_size=10)
         for part in (CACHE_VERSION, content_hash(video), *key_parts):
             digest.update(repr(part).encode())
-        self.path = self.folder / f"{digest.hexdigest()}.npy"
+        self.path = self.folder / f"{digest.hexdigest()}.npz"
 
     def load(self) -> list[Face | None]:
         """The stored faces, or [] when there are none (or the file is unreadable: it is then rebuilt)."""
+        return self.load_entry().faces
+
+    def load_entry(self) -> CachedFaces:
+        """The stored faces and turn; no faces when there are none or the file is unreadable."""
         try:
-            rows = np.load(self.path, allow_pickle=False)
+            data = np.load(self.path, allow_pickle=False)
         except FileNotFoundError:
-            return []
+            return CachedFaces()
         except (OSError, ValueError) as exc:
             log.warning("ignoring an unreadable face cache %s (%s)", self.path, exc)
-            return []
-        if rows.ndim != 2 or rows.shape[1] != 5:
-            return []
-        return [None if np.isnan(row[0]) else Face(*map(float, row)) for row in rows]
+            return CachedFaces()
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            log.warning("ignoring an unreadable face cache %s (not an .npz archive)", self.path)
+            return CachedFaces()
+        with data:
+            try:
+                rows, turn = data["faces"], int(data["turn"])
+            except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+                log.warning("ignoring an unreadable face cache %s (%s)", self.path, exc)
+                return CachedFaces()
+        if rows.ndim != 2 or rows.shape[1] != 5 or turn not in (0, 90, 180, 270):
+            return CachedFaces()
+        return CachedFaces([None if np.isnan(row[0]) else Face(*map(float, row)) for row in rows], turn)
 
-    def save(self, faces: list[Face | None]) -> None:
+    def save(self, faces: list[Face | None], turn: int = 0) -> None:
         """Write atomically (a crash leaves the old file or none, never half of one)."""
         rows = np.full((len(faces), 5), np.nan, dtype=np.float32)
         for i, face in enumerate(faces):
             if face is not None:
                 rows[i] = (face.x1, face.y1, face.x2, face.y2, face.score)
         self.folder.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=self.folder, prefix=".faces-", suffix=".npy")
+        handle, temp = tempfile.mkstemp(dir=self.folder, prefix=".faces-", suffix=".npz")
         try:
             with os.fdopen(handle, "wb") as out:
-                np.save(out, rows, allow_pickle=False)
+                np.savez(out, faces=rows, turn=np.int16(turn))
             os.replace(temp, self.path)
         except BaseException:
             Path(temp).unlink(missing_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +39,12 @@ class MediaInfo:
     frame_count: estimated round(duration * fps) for video, 1 for photos, 0 for audio.
     rotation: counterclockwise degrees the player turns the picture (0, 90, 180, 270), as ffprobe's
         display matrix reports it; 0 for photos (their orientation is applied to width/height already).
+    turn: clockwise degrees (0, 90, 180, 270) iter_frames turns every frame by, on top of the display
+        rotation, so that the face is upright: 0 from probe; set by the pipeline (``turned``) for a picture
+        whose face was only found turned, and width/height are then those of the turned picture.
+
+    A photo larger than the picture-side limit is described (``fit_picture``) at the size it is scaled
+    down to; iter_frames yields it at that size.
     """
 
     path: Path
@@ -53,6 +59,7 @@ class MediaInfo:
     rotation: int
     video_codec: str | None
     audio_codec: str | None
+    turn: int = 0
 
 
 def _float(value: Any) -> float | None:
@@ -183,6 +190,27 @@ def probe(path: str | Path) -> MediaInfo:
                      audio is not None, audio_duration, rotation, codec, audio_codec)
     log.debug("probed %s", info)
     return info
+
+
+def fit_picture(info: MediaInfo, max_side: int) -> MediaInfo:
+    """``info`` for a photo whose longer side exceeds ``max_side``, at the size it is scaled down to (the
+    aspect kept, each side at least 1 px); anything else, or ``max_side`` 0, unchanged."""
+    longer = max(info.width, info.height)
+    if info.kind != "image" or max_side <= 0 or longer <= max_side:
+        return info
+    scale = max_side / longer
+    width, height = max(1, round(info.width * scale)), max(1, round(info.height * scale))
+    return replace(info, width=width, height=height)
+
+
+def turned(info: MediaInfo, turn: int) -> MediaInfo:
+    """``info`` with its frames turned ``turn`` degrees clockwise more than now (sides swapped for 90 and
+    270): what iter_frames then yields."""
+    turn %= 360
+    if turn not in (0, 90, 180, 270):
+        raise ValueError(f"a picture turns by 0, 90, 180 or 270 degrees, not {turn}")
+    width, height = (info.height, info.width) if turn in (90, 270) else (info.width, info.height)
+    return replace(info, turn=(info.turn + turn) % 360, width=width, height=height)
 
 
 def require_video_source(info: MediaInfo) -> MediaInfo:

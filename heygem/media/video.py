@@ -1,6 +1,7 @@
 """Frames of a video (or the one frame of a photo), streamed from ffmpeg at a constant rate."""
 from __future__ import annotations
 
+import itertools
 import logging
 import subprocess
 import tempfile
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from typing import IO
 
+import cv2
 import numpy as np
 
 from heygem.errors import FFmpegError, InputError
@@ -29,22 +31,56 @@ def _read_exact(stream: IO[bytes], buffer: bytearray) -> int:
     return filled
 
 
+_CV2_TURNS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+def turn_image(image: np.ndarray, turn: int) -> np.ndarray:
+    """``image`` turned ``turn`` degrees clockwise (0, 90, 180, 270): a new array, or ``image`` itself for 0.
+    The same turn as ffmpeg's filters in ``video_decode_argv``."""
+    turn %= 360
+    return image if turn == 0 else cv2.rotate(image, _CV2_TURNS[turn])
+
+
 def iter_frames(info: MediaInfo, fps: Fraction) -> Iterator[np.ndarray]:
-    """BGR uint8 frames (info.height, info.width, 3) at the constant rate ``fps``.
+    """BGR uint8 frames (info.height, info.width, 3) at the constant rate ``fps``, turned by ``info.turn``.
 
     Video frames are streamed from an ffmpeg pipe, one at a time, never the whole video. ffmpeg is killed and
-    reaped when the generator is closed early or fails. A photo yields its single frame once.
+    reaped when the generator is closed early or fails. A photo yields its single frame once, at the size
+    ``info`` gives (scaled down when it is above the picture-side limit).
     """
     if info.kind == "image":
-        yield read_image(info.path)
+        yield _photo(info)
         return
     if info.kind != "video":
         raise InputError(info.path, "is audio only; frames come from a video or a photo")
     yield from _stream_video(info, Fraction(fps))
 
 
+def sample_frames(info: MediaInfo, count: int, seconds: float) -> list[np.ndarray]:
+    """Up to ``count`` frames spread evenly over the first ``seconds`` of a video, decoding no further than
+    the last of them; a photo's one frame."""
+    if info.kind == "image":
+        return [_photo(info)]
+    span = Fraction(max(min(seconds, info.duration), 0.001)).limit_denominator(1000)
+    frames = iter_frames(info, Fraction(count) / span)
+    try:
+        return list(itertools.islice(frames, count))
+    finally:
+        frames.close()
+
+
+def _photo(info: MediaInfo) -> np.ndarray:
+    image = read_image(info.path)
+    # Scaled before it is turned, so the size to reach is the unturned one. INTER_AREA averages the pixels
+    # it merges: no aliasing when a large photo shrinks.
+    width, height = (info.height, info.width) if info.turn in (90, 270) else (info.width, info.height)
+    if image.shape[:2] != (height, width):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return turn_image(image, info.turn)
+
+
 def _stream_video(info: MediaInfo, fps: Fraction) -> Iterator[np.ndarray]:
-    argv = video_decode_argv(ffmpeg_exe(), info.path, fps)
+    argv = video_decode_argv(ffmpeg_exe(), info.path, fps, info.turn)
     shape = (info.height, info.width, 3)
     frame_bytes = info.height * info.width * 3
     log.debug("decoding %s at %s fps, %dx%d: %s", info.path, fps, info.width, info.height,
