@@ -76,9 +76,22 @@ def _save_tiles(name: str, frames, boxes, drive) -> None:
     cv2.imwrite(str(ARTIFACTS / f"builtin_{name}_tiles.png"), np.hstack(tiles))
 
 
-@pytest.mark.parametrize("video_name,speech_name", CASES, ids=[c[0].split("/")[-1] for c in CASES])
-def test_mouth_follows_new_speech(media, settings, tmp_path, video_name, speech_name):
+# The loudness proxy at lag 0 with the phones drive on 2.mp4 + RD_Radio31: 0.44-0.47 (0.64 with loudness alone).
+# This presenter's own mouth opens little (keys 0.014 to 0.096 of the eye distance), so the rendered opening
+# follows any drive at only r ~0.67 as the face mesh measures it, and the sounds' openings (closures, lips
+# rounded on r/w/sh) follow loudness at ~0.69: below the 0.5 the issue asks. Kept visible until fixed.
+_KNOWN_SHORT = pytest.mark.xfail(strict=True, reason="phones drive: loudness proxy 0.44-0.47 at lag 0 (issue 10)")
+
+
+@pytest.mark.parametrize("drive", ["loudness", "phones"])
+@pytest.mark.parametrize("video_name,speech_name", [
+    pytest.param(*CASES[0], id="2.mp4"),
+    pytest.param(*CASES[1], id="1.mp4"), pytest.param(*CASES[2], id="WDA_KatieHill_000.mp4")])
+def test_mouth_follows_new_speech(media, settings, tmp_path, video_name, speech_name, drive, request):
+    if drive == "phones" and video_name == CASES[0][0]:
+        request.applymarker(_KNOWN_SHORT)
     settings.engine.engine = "builtin"
+    settings.engine.mouth_drive = drive
     video = media / video_name
     speech = make_clip(tmp_path / "speech.wav", "-i", str(media / speech_name), "-t", "5", "-ac", "1", "-ar", "16000")
     engine, frames, boxes = _run(video, speech, settings)
@@ -94,7 +107,7 @@ def test_mouth_follows_new_speech(media, settings, tmp_path, video_name, speech_
     lag = max(new, key=lambda k: new[k])
     own_peak = np.nanmax(list(own.values()))
     print(f"{video_name} + {speech_name}: new r {new[lag]:.2f} lag {lag}, own r {own_peak:.2f}")
-    assert new[lag] >= 0.5 and abs(lag) <= 1
+    assert new[0] >= 0.5 and abs(lag) <= 1
     assert new[lag] > own_peak + 0.15
 
     # The lower face stays the person's own: SSIM against the same source frame. Re-encoding alone gives

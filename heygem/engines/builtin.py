@@ -76,6 +76,9 @@ MIN_SHAPE_RANGE = 0.3
 # loudness how much effort the speaker puts in; each predicts real mouths better with the other on some
 # speakers (../shared/research/articulation.md). Lips that must close (m b p, f v) stay closed.
 LOUDNESS_SHARE = 0.5
+CLOSURE_MAX_LOUDNESS = 0.6  # loudness drive (0..1) above which a recognised closure is not trusted
+# Where a spread or rounded key cannot also give the opening asked for: the share of the opening kept.
+OPENING_KEPT = 0.5
 
 
 def _to_key_range(shapes, loudness: np.ndarray):
@@ -89,7 +92,10 @@ def _to_key_range(shapes, loudness: np.ndarray):
         top = max(float(np.percentile(opening[voiced], SHAPE_PERCENTILE)), MIN_SHAPE_RANGE)
         sounds = np.clip(opening / top, 0.0, 1.0)
         mixed = (1 - LOUDNESS_SHARE) * sounds + LOUDNESS_SHARE * loudness[: len(sounds)]
-        lips_shut = np.isin(shapes.viseme, [VISEMES.index("closed"), VISEMES.index("lip-teeth")]) | ~voiced
+        # A closure the recogniser heard is kept only where the voice actually dips (lips shut on b/p stop the
+        # sound, on m muffle it): a "b" recognised in the middle of a loud vowel is more likely a mistake.
+        heard_shut = np.isin(shapes.viseme, [VISEMES.index("closed"), VISEMES.index("lip-teeth")])
+        lips_shut = (heard_shut & (loudness[: len(sounds)] <= CLOSURE_MAX_LOUDNESS)) | ~voiced
         opening = np.where(lips_shut, np.minimum(sounds, mixed), mixed)
         centred = spread - float(np.median(spread[voiced]))
         reach = max(float(np.percentile(np.abs(centred[voiced]), SHAPE_PERCENTILE)), MIN_SHAPE_RANGE)
@@ -331,25 +337,42 @@ class BuiltinEngine(Engine):
 
     def _key_weights(self, opening: float, spread: float) -> np.ndarray:
         """Weights over the keys for a mouth shape: along the line of openings (closed, half, open) and towards
-        the spread or the rounded key by ``|spread|``; the opening asked for is kept where the keys allow."""
-        weights = np.zeros(len(self.names))
+        the spread or the rounded key by ``|spread|``. Where the keys cannot make both (a wide-open rounded
+        mouth when the person's rounded key is nearly shut), half of the difference goes to each: real rounded
+        and spread sounds are less open, yet the opening is the more visible of the two."""
         side = "spread" if spread > 0 else "rounded"
         a = min(abs(spread), 1.0) if side in self.names else 0.0
-        if a > 0:
-            side_open = self.key_opening[self.names.index(side)]
-            opening = (opening - a * side_open) / (1 - a) if a < 1 else 0.0
+        if a == 0:
+            return self._line_weights(opening)
+        side_open = float(self.key_opening[self.names.index(side)])
+        feasible = a
+        if side_open < 1:
+            feasible = min(feasible, (1 - opening) / (1 - side_open))
+        if side_open > 0:
+            feasible = min(feasible, opening / side_open)
+        return (1 - OPENING_KEPT) * self._side_weights(opening, side, a) + \
+            OPENING_KEPT * self._side_weights(opening, side, max(feasible, 0.0))
+
+    def _side_weights(self, opening: float, side: str, a: float) -> np.ndarray:
+        """``a`` of the way to the ``side`` key, the rest on the line, aiming at ``opening`` overall."""
+        side_open = float(self.key_opening[self.names.index(side)])
+        line_opening = (opening - a * side_open) / (1 - a) if a < 1 else 0.0
+        weights = (1 - a) * self._line_weights(line_opening)
+        weights[self.names.index(side)] += a
+        return weights
+
+    def _line_weights(self, opening: float) -> np.ndarray:
+        """Weights along the line of openings: between the two keys (closed, half, open) around ``opening``."""
+        weights = np.zeros(len(self.names))
         line = [i for i, n in enumerate(self.names) if n in ("closed", "half", "open")]
         stops = self.key_opening[line]
         p = float(np.clip(opening, stops[0], stops[-1]))
         if len(line) == 1:
             weights[line[0]] = 1.0
-        else:
-            seg = int(np.clip(np.searchsorted(stops, p, side="right") - 1, 0, len(line) - 2))
-            t = (p - stops[seg]) / max(stops[seg + 1] - stops[seg], 1e-6)
-            weights[line[seg]], weights[line[seg + 1]] = 1 - t, t
-        weights *= 1 - a
-        if a > 0:
-            weights[self.names.index(side)] += a
+            return weights
+        seg = int(np.clip(np.searchsorted(stops, p, side="right") - 1, 0, len(line) - 2))
+        t = (p - stops[seg]) / max(stops[seg + 1] - stops[seg], 1e-6)
+        weights[line[seg]], weights[line[seg + 1]] = 1 - t, t
         return weights
 
     def _key_space_morph(self, opening: float, spread: float) -> np.ndarray:
