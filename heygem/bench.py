@@ -46,7 +46,8 @@ DEFAULT_VIDEO = "videoretalking/2.mp4"
 DEFAULT_AUDIOS = ("sadtalker/RD_Radio31_000.wav", "speechrecognition/english.wav")
 ENGINES = ("wav2lip", "builtin")
 # Stages in the order the data flows; stages the timings hold that are not listed here follow, as they come.
-STAGE_ORDER = ("features", "engine start", "decode", "detect", "synthesis", "blend", "encode", "mux")
+STAGE_ORDER = ("features", "orientation", "study", "phones", "engine start", "decode", "detect", "synthesis", "blend",
+               "encode", "mux")
 WARMUP_SECONDS = 1.0
 # Bump when the way inputs are built changes, so cached inputs are rebuilt.
 INPUT_RECIPE = "loop-fit-pad-x264-veryfast-crf20-v1"
@@ -507,6 +508,7 @@ def _run_row(result: Any, features_s: float | None, generate_s: float, figures: 
         "frames_without_face": result.frames_without_face,
         "faces_detected": getattr(result, "faces_detected", None),
         "face_cache": getattr(result, "face_cache", None),
+        "study": getattr(result, "study", None),
         "output_bytes": result.output.stat().st_size if result.output.is_file() else None,
         **figures,
     }
@@ -664,7 +666,7 @@ def markdown_table(results: dict[str, Any]) -> str:
     gpu = any(row["gpu_peak_memory_mb"] is not None for row in runs)
     header = ["engine", "size", "run", "video s", "frames", "wall s", "RTF", "fps"]
     header += [f"{stage} fps" for stage in stages]
-    header += ["face cache", "peak RSS MB (+ffmpeg)"]
+    header += ["face cache", "presenter study", "peak RSS MB (+ffmpeg)"]
     if gpu:
         header += ["GPU peak MB", "GPU busy"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -672,7 +674,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         cells = [row["engine_name"], row["size"], row["run"], f"{row['video_seconds']:g}", str(row["frames"]),
                  _number(row["wall_s"]), f"{row['rtf']:.2f}", _number(row["fps"])]
         cells += [_number(row["stages"].get(stage, {}).get("fps")) for stage in stages]
-        cells += [str(row["face_cache"] or "-"),
+        cells += [str(row["face_cache"] or "-"), str(row.get("study") or "-"),
                   f"{row['peak_rss_mb']:.0f} ({row['peak_total_rss_mb']:.0f})"]
         if gpu:
             busy = row["gpu_busy_pct"]
