@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--batch-size", type=int, help="faces per generator call (default: 128 on CUDA, 16 on CPU)")
     engine.add_argument("--no-fp16", action="store_true", help="full precision on CUDA")
     engine.add_argument("--runtime", default="auto", choices=["auto", "torch", "ncnn"], help="CPU only: auto (default: ncnn when installed, about 2x faster), torch, ncnn")
+    engine.add_argument("--mouth-drive", default="phones", choices=["phones", "loudness"], help="built-in engine: what moves the mouth: phones (default: the sounds of the speech, with loudness) or loudness (the engine before phones)")
     faces = gen.add_argument_group("faces")
     faces.add_argument("--detector", default="yunet", choices=["yunet", "s3fd"], help="face detector (default yunet: nothing to download)")
     faces.add_argument("--detector-weights", type=Path, help="S3FD weights file (s3fd-619a316812.pth) for --detector s3fd")
@@ -104,7 +105,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             box=tuple(args.box) if args.box else None, smooth_window=args.smooth, pads=tuple(args.pads),
             every=max(1, args.detect_every), cache_dir=None if args.no_face_cache else args.face_cache,
         ),
-        engine=EngineOptions(engine=args.engine, checkpoint=args.checkpoint, device=args.device, batch_size=args.batch_size, fp16=not args.no_fp16, runtime=args.runtime),
+        engine=EngineOptions(engine=args.engine, checkpoint=args.checkpoint, device=args.device, batch_size=args.batch_size, fp16=not args.no_fp16, runtime=args.runtime, mouth_drive=args.mouth_drive),
         blend=BlendOptions(mode=args.blend),
         encode=EncodeOptions(crf=args.crf, preset=args.preset),
         length_policy=args.length,

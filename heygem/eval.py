@@ -24,10 +24,11 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -94,23 +95,23 @@ class SyncReport:
 
 def mouth_openings(video: str | Path) -> tuple[np.ndarray, Fraction]:
     """Inner-lip opening of every frame of ``video`` at its own frame rate (NaN without a face), and that rate."""
-    opening, _, fps = mouth_shapes(video)
+    opening, _, fps = mouth_measures(video)
     return opening, fps
 
 
-def mouth_shapes(video: str | Path) -> tuple[np.ndarray, np.ndarray, Fraction]:
+def mouth_measures(video: str | Path) -> tuple[np.ndarray, np.ndarray, Fraction]:
     """Inner-lip opening and mouth-corner width of every frame of ``video`` at its own frame rate (both over
     the eye-corner distance, NaN without a face), and that rate: one landmark pass."""
     info = probe(video)
     if info.kind != "video" or info.fps is None:
         raise InputError(info.path, f"is {'a photo' if info.kind == 'image' else 'audio only'}; "
                                     "the mouth is measured on a video (mp4, mov, mkv, webm, avi)")
-    opening, width = frame_mouth_shapes(iter_frames(info, info.fps))
+    opening, width = frame_mouth_measures(iter_frames(info, info.fps))
     log.debug("%s: %d frames", info.path, len(opening))
     return opening, width, info.fps
 
 
-def frame_mouth_shapes(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def frame_mouth_measures(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Inner-lip opening (``mouth_opening``) and mouth-corner width (``mouth_width``) of each BGR frame, from
     one face-mesh pass tracked from frame to frame; NaN in both where no face is found."""
     from heygem.faces.landmarks import LandmarkTracker, mouth_opening, mouth_width
@@ -126,7 +127,7 @@ def frame_mouth_shapes(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, np.nda
 
 def frame_openings(frames: Iterable[np.ndarray]) -> np.ndarray:
     """Inner-lip opening of each BGR frame, tracked from frame to frame (NaN where no face is found)."""
-    return frame_mouth_shapes(frames)[0]
+    return frame_mouth_measures(frames)[0]
 
 
 def lag_correlations(opening: np.ndarray, envelope: np.ndarray, max_lag: int) -> dict[int, float]:
@@ -376,8 +377,8 @@ def compare_articulation(generated: str | Path, real: str | Path, *, speech: str
         raise ValueError(f"max_lag must be >= 0, got {max_lag}")
     if speech is not None:
         require_audio_source(probe(speech))  # a clear error naming the file before the slow part
-    gen_open, gen_width, gen_fps = mouth_shapes(generated)
-    real_open, real_width, fps = mouth_shapes(real)
+    gen_open, gen_width, gen_fps = mouth_measures(generated)
+    real_open, real_width, fps = mouth_measures(real)
     if abs(gen_fps - fps) > fps / 1000:
         raise InputError(Path(generated), f"runs at {float(gen_fps):.3f} fps and {real} at {float(fps):.3f}; "
                                           "the mouths are compared frame by frame, so give videos of one rate")
@@ -541,30 +542,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "articulation":
         if args.max_side is not None and args.max_side < 16:
             parser.error("--max-side must be 16 pixels or more")
-        try:
-            articulation = measure_articulation(args.clip, _articulation_settings(args), work_dir=args.work_dir,
-                                                max_lag=args.max_lag, max_side=args.max_side)
-        except HeyGemError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        if args.json:
-            print(json.dumps(articulation.to_dict()))
-        else:
-            _print_articulation(articulation)
-        return 0
+        return _report(lambda: measure_articulation(args.clip, _articulation_settings(args), work_dir=args.work_dir,
+                                                    max_lag=args.max_lag, max_side=args.max_side),
+                       _print_articulation, args.json)
+    return _report(lambda: measure_sync(args.video, args.audio, args.max_lag), _print_sync, args.json)
+
+
+def _print_sync(report: SyncReport) -> None:
+    print(report.summary())
+    print("r by lag: " + " ".join(f"{k:+d}:{'n/a' if not np.isfinite(r) else f'{r:.3f}'}"
+                                  for k, r in report.r_by_lag.items()))
+
+
+def _report(measure: Callable[[], Any], show: Callable[[Any], None], as_json: bool) -> int:
+    """Run one measure for the command line: its report as text or JSON, or the error and exit code 2."""
     try:
-        report = measure_sync(args.video, args.audio, args.max_lag)
+        report = measure()
     except HeyGemError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.json:
+    if as_json:
         print(json.dumps(report.to_dict()))
     else:
-        print(report.summary())
-        print("r by lag: " + " ".join(f"{k:+d}:{'n/a' if not np.isfinite(r) else f'{r:.3f}'}"
-                                      for k, r in report.r_by_lag.items()))
+        show(report)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,7 +11,7 @@ import pytest
 
 from heygem.engines.builtin import BuiltinEngine
 from heygem.engines.drive import mouth_drive
-from heygem.eval import frame_openings, lag_correlations, lower_face_ssim, mouth_openings, sync_envelope
+from heygem.eval import frame_mouth_measures, frame_openings, lag_correlations, lower_face_ssim, mouth_openings, sync_envelope
 from heygem.features import voice_envelope
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
@@ -176,14 +176,6 @@ def _save_strip(name: str, engine: BuiltinEngine, frames, boxes, picks: dict[str
     cv2.imwrite(str(ARTIFACTS / f"builtin_{name}_sounds.png"), np.hstack(columns))
 
 
-def _frame_widths(frames) -> np.ndarray:
-    """Mouth-corner width over eye distance of each frame, by an independent tracked face mesh."""
-    from heygem.faces.landmarks import LandmarkTracker, mouth_width
-
-    tracker = LandmarkTracker()
-    return np.array([mouth_width(p) if (p := tracker(f)) is not None else np.nan for f in frames])
-
-
 def test_speech_sounds_shape_the_mouth(media, settings, tmp_path):
     settings.engine.engine = "builtin"
     speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "6", "-ac", "1",
@@ -194,7 +186,7 @@ def test_speech_sounds_shape_the_mouth(media, settings, tmp_path):
     closed, rounded, spread = (_class_frames(engine, n, c) for c in ("closed", "rounded", "spread"))
     opened = np.flatnonzero(engine.shapes.opening[:n] > 0.6)
     assert len(closed) and len(rounded) and len(spread) and len(opened)
-    opening, width = frame_openings(frames), _frame_widths(frames)
+    opening, width = frame_mouth_measures(frames)
     print(f"opening: closures {np.nanmean(opening[closed]):.3f}, open {np.nanmean(opening[opened]):.3f}; "
           f"width: rounded {np.nanmean(width[rounded]):.3f}, spread {np.nanmean(width[spread]):.3f}")
     # Lips close on m/b/p (as closed as the person's own closed key) and open on open vowels (well towards the
