@@ -92,3 +92,21 @@ def test_a_long_speech_is_read_without_holding_it_several_times_over(media: Path
     samples_mb, peak_growth_mb = map(float, done.stdout.split())
     assert samples_mb == pytest.approx(76.8, abs=0.5)
     assert peak_growth_mb < samples_mb + 60, f"reading {samples_mb:.0f} MB of samples peaked {peak_growth_mb:.0f} MB higher"
+
+
+def test_the_page_says_which_file_is_over_which_limit(studio, short_clips, monkeypatch) -> None:
+    monkeypatch.setattr(studio.queue.defaults, "limits", replace(studio.queue.defaults.limits, speech_minutes=1 / 60))
+    jobs_before = len(studio.queue.jobs())
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        uploaded = []
+        for path in (short_clips["speech"], short_clips["d0"]):
+            with path.open("rb") as handle:
+                answer = client.post("/gradio_api/upload", files={"files": (path.name, handle)})
+            assert answer.status_code == 200, answer.text
+            uploaded.append({"path": answer.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}})
+        parameters = client.get("/gradio_api/info").json()["named_endpoints"]["/submit_single"]["parameters"]
+        data = uploaded + [p.get("parameter_default") for p in parameters[2:]]
+        event = client.post("/gradio_api/call/submit_single", json={"data": data}).json()["event_id"]
+        stream = client.get(f"/gradio_api/call/submit_single/{event}").text
+    assert "the speech is 2 s long; the limit is 1 s (raise it with --max-speech-minutes or HEYGEM_MAX_SPEECH_MINUTES)" in stream
+    assert len(studio.queue.jobs()) == jobs_before
