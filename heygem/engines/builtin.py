@@ -16,6 +16,10 @@ multidimensional morphable model), chosen after measuring three methods (../shar
   blended through a soft mask over lips, mouth interior and chin (never the nose). Every pixel outside that
   mask is the input crop unchanged; a crop without landmarks comes back unchanged.
 
+A photo (or footage whose mouth never opens) has no open mouth to borrow: the opening is made by pushing the
+lower lip and jaw down with a smooth displacement field and painting a dark mouth interior between the lips,
+and the lips are widened or narrowed for spread and rounded sounds. That path is simpler and looks less real.
+
 ``mouth_drive="loudness"`` keeps the engine as it was before phones (closed, half-open and open keys along
 one line, driven by the voice band's loudness), to compare against.
 """
@@ -39,6 +43,7 @@ from heygem.faces.landmarks import (
     eye_distance,
     get_face_mesh,
 )
+from heygem.phones import VISEMES, MouthShapes
 from heygem.study import STABLE, apply_affine, crop_landmarks, similarity
 
 log = logging.getLogger(__name__)
@@ -53,19 +58,14 @@ CHIN_POINTS = (176, 148, 152, 377, 400)
 INNER_UPPER = INNER_LIP[:11]
 INNER_LOWER = INNER_LIP[10:] + INNER_LIP[:1]
 
-# A spread or rounded key the footage lacks: the closed mouth widened or narrowed about its centre by this
-# share of its half-width at the corners (a rounded mouth also grows a little taller: the lips push out).
+# A spread or rounded key the footage lacks: the closed mouth stretched or squeezed sideways about its centre by
+# this share (fading out away from the mouth, so the corners move about half as much); a rounded mouth also
+# grows a little taller, as the lips push out.
 SYNTHETIC_SPREAD = 0.40
 SYNTHETIC_ROUND = -0.45
 LEVELS = 33
 COLOUR_SMOOTHING = 0.35  # share of the new colour offset taken per frame
 SYNTHETIC_OPEN = 0.13  # photo path: how far the lower lip moves at full drive, over eye distance
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
-
 
 # The speech's mouth shapes are scaled so that its widest openings reach the open key and its spread and
 # rounding (about their typical value in this speech) reach the spread and rounded keys, as the loudness drive
@@ -81,11 +81,14 @@ CLOSURE_MAX_LOUDNESS = 0.6  # loudness drive (0..1) above which a recognised clo
 OPENING_KEPT = 0.5
 
 
-def _to_key_range(shapes, loudness: np.ndarray):
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _to_key_range(shapes: MouthShapes, loudness: np.ndarray) -> MouthShapes:
     """A copy of ``shapes`` (heygem.phones.MouthShapes) with opening and spread scaled to the keys' range, the
     opening mixed with the ``loudness`` drive (0..1 per frame)."""
-    from heygem.phones import VISEMES
-
     voiced = shapes.opening > 0.02
     opening, spread = shapes.opening.astype(np.float32), shapes.spread.astype(np.float32)
     if voiced.any():
@@ -100,7 +103,7 @@ def _to_key_range(shapes, loudness: np.ndarray):
         centred = spread - float(np.median(spread[voiced]))
         reach = max(float(np.percentile(np.abs(centred[voiced]), SHAPE_PERCENTILE)), MIN_SHAPE_RANGE)
         spread = np.where(voiced, np.clip(centred / reach, -1.0, 1.0), 0.0)
-    return type(shapes)(viseme=shapes.viseme, opening=opening.astype(np.float32), spread=spread.astype(np.float32))
+    return MouthShapes(viseme=shapes.viseme, opening=opening.astype(np.float32), spread=spread.astype(np.float32))
 
 
 class _Key:
