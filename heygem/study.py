@@ -91,9 +91,6 @@ class PresenterStudy:
     labelled: bool
     photo: bool
 
-    def key(self, name: str) -> int | None:
-        return self.names.index(name) if name in self.names else None
-
     def describe(self) -> str:
         source = "own speech" if self.labelled else "mouth shapes"
         made = [n for n, f in zip(self.names, self.frames) if f < 0]
@@ -322,4 +319,4 @@ def _pick_keys(samples: list[_Sample], labels: list[str] | None, crop_size: int,
         openings=np.array([openings[chosen[n]] for n in names], np.float32),
         widths=np.array([widths[chosen[n]] for n in names], np.float32),
         frames=np.array([samples[chosen[n]].frame for n in names], np.int64),
-        samples=len(samples), labelled=labelled and labels is not None, photo="open" not in chosen)
+        samples=len(samples), labelled=labelled, photo="open" not in chosen)
