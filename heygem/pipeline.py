@@ -696,3 +696,91 @@ def generate(
         duration=stats["frames"] / float(fps), timings=timings, notes=notes,
         faces_detected=stats["faces_detected"], face_cache=stats["face_cache"], study=stats["study"],
     )
+
+
+@dataclass
+class PresenterPrep:
+    """What preparing a presenter found. ``face_cache`` and ``study`` say whether this call made them or found
+    them already kept (``face_cache`` is "off" for a photo: one frame, detected again by each job)."""
+
+    frames: int  # source frames decoded (1 for a photo)
+    frames_with_face: int
+    turn: int  # clockwise turn that shows the face upright
+    face_cache: str  # made, hit or off
+    study: str  # made, cached or off (no face with landmarks for the study)
+    thumbnail: np.ndarray  # BGR crop around the first face found
+
+
+def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressCallback | None = None) -> PresenterPrep:
+    """Detect the face on every frame of ``video`` into the face cache and study the presenter into the study
+    cache, under the very keys a job with ``settings`` uses (see ``iter_synced_frames``): its later jobs then
+    detect nothing and study nothing, whatever the speech's length. NoFaceError when no frame has a face."""
+    report = progress or (lambda stage, fraction, file: None)
+    det = settings.detection
+    info = fit_picture(probe(video), settings.limits.picture_side)
+    _require_picture(info)
+    fps = output_fps(info, settings)
+    detector = get_detector(det.detector, det.detect_size, det.detector_weights)
+    face_cache = None
+    if det.cache_dir is not None and info.kind == "video":
+        face_cache = FaceCache(det.cache_dir, info.path, (det.detector, det.detect_size, det.detector_weights,
+                                                          det.face, det.every, fps))
+    cached = face_cache.load_entry() if face_cache is not None else CachedFaces()
+    # Kept faces count only when they cover the whole video (a job with short speech caches only its part).
+    complete = bool(cached.faces) and len(cached.faces) >= info.frame_count - CUT_SHORT_TOLERANCE_FRAMES
+    if complete:
+        turn = cached.turn
+    else:
+        samples = sample_frames(info, ORIENTATION_SAMPLES, min(info.duration or 0.0, ORIENTATION_SECONDS))
+        turn = find_orientation(samples, detector.detect).turn
+    upright = turned(info, turn) if turn else info  # as the job does: the study's key holds the turn
+    expected = max(1, info.frame_count)
+    faces: list[Face | None] = []
+    thumbnail: np.ndarray | None = None
+    frames = iter_frames(upright, fps)
+    try:
+        if complete:
+            faces = cached.faces
+            first = next((i for i, face in enumerate(faces) if face is not None), None)
+            if first is not None:
+                thumbnail = _face_picture(next(itertools.islice(frames, first, None)), faces[first])
+        else:
+            def detect_one(image: np.ndarray, previous: Face | None) -> Face | None:
+                return select_face(detector.detect(image), det.face, previous)
+
+            for (index, image), face in sparse_detect((((i, f), f) for i, f in enumerate(frames)), detect_one, det.every):
+                faces.append(face)
+                if face is not None and thumbnail is None:
+                    thumbnail = _face_picture(image, face)
+                if index % 10 == 0:
+                    report("faces", 0.9 * min(1.0, (index + 1) / expected), str(info.path))
+    finally:
+        frames.close()
+    found = sum(face is not None for face in faces)
+    if not found or thumbnail is None:
+        raise NoFaceError(info.path, f"no face found in any of its {len(faces)} frames; give a video or photo where "
+                                     "the face is clearly visible")
+    if face_cache is not None and not complete:
+        face_cache.save(faces, turn)
+    report("study", 0.9, str(info.path))
+    stats: dict[str, str] = {"study": "off"}
+    if det.cache_dir is not None:
+        from heygem.engines.builtin import BuiltinEngine  # the one engine that studies presenters
+
+        study_presenter(upright, fps, det, BuiltinEngine.crop_size, BuiltinEngine.crop_margin,
+                        det.cache_dir.parent / "studies", stats)
+    report("ready", 1.0, str(info.path))
+    return PresenterPrep(frames=len(faces), frames_with_face=found, turn=turn,
+                         face_cache="off" if face_cache is None else "hit" if complete else "made",
+                         study=stats["study"], thumbnail=thumbnail)
+
+
+def _face_picture(image: np.ndarray, face: Face, side: int = 256) -> np.ndarray:
+    """The face with half its size around it, at most ``side`` pixels on the longer side: a thumbnail."""
+    height, width = image.shape[:2]
+    pad_x, pad_y = 0.5 * (face.x2 - face.x1), 0.5 * (face.y2 - face.y1)
+    x1, y1 = max(0, int(face.x1 - pad_x)), max(0, int(face.y1 - pad_y))
+    x2, y2 = min(width, int(face.x2 + pad_x)), min(height, int(face.y2 + pad_y))
+    crop = image[y1:y2, x1:x2] if x2 > x1 and y2 > y1 else image
+    scale = min(1.0, side / max(crop.shape[:2]))
+    return cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))))
