@@ -41,6 +41,7 @@ import portalocker
 from heygem.errors import CancelledError, HeyGemError, InputError, LimitError
 from heygem.limits import check_inputs
 from heygem.pipeline import GenerateResult, PreparedAudio, generate, prepare_audio
+from heygem.presenters import Presenters
 from heygem.settings import OUTPUTS_DIR, Settings, settings_from_dict, settings_to_dict
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     engine TEXT,
     notes TEXT NOT NULL DEFAULT '[]',
     timings TEXT NOT NULL DEFAULT '{}',
+    face_cache TEXT,
+    study TEXT,
     created REAL NOT NULL,
     started REAL,
     finished REAL,
@@ -92,6 +95,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_batch ON jobs(batch_id, seq);
 """
+# Columns added since the first release, for databases made before them: (name, declaration).
+_ADDED_COLUMNS = (("face_cache", "TEXT"), ("study", "TEXT"))
 
 
 def safe_name(name: str, fallback: str = "file") -> str:
@@ -124,6 +129,8 @@ class Job:
     engine: str | None
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    face_cache: str | None = None  # off, miss, hit or partial: whether faces were detected (GenerateResult)
+    study: str | None = None  # off, made or cached: whether the presenter was studied
     created: float = 0.0
     started: float | None = None
     finished: float | None = None
@@ -140,7 +147,8 @@ class Job:
             "id": self.id, "batch_id": self.batch_id, "state": self.state, "stage": self.stage,
             "progress": round(self.progress, 3), "audio": self.audio_name, "video": self.video_name,
             "result": self.output.name if self.output else None, "error": self.error, "engine": self.engine,
-            "notes": self.notes, "timings": self.timings, "created": self.created, "started": self.started,
+            "notes": self.notes, "timings": self.timings, "face_cache": self.face_cache, "study": self.study,
+            "created": self.created, "started": self.started,
             "finished": self.finished, "attempts": self.attempts,
         }
 
@@ -226,6 +234,11 @@ class JobQueue:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        known = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for column, declaration in _ADDED_COLUMNS:
+            if column not in known:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
+        self.presenters = Presenters(self.root, self._db, self._lock, self._changed, lambda: self.defaults)
         self._audio_cache: OrderedDict[Path, PreparedAudio] = OrderedDict()
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
@@ -295,6 +308,9 @@ class JobQueue:
     def _work(self) -> None:
         log.info("worker started")
         while not self._stopping.is_set():
+            # Presenters first: a job picking one still preparing then finds its faces and study kept.
+            if self.presenters.prepare_next():
+                continue
             job = self._claim_next()
             if job is None:
                 with self._changed:
@@ -344,7 +360,7 @@ class JobQueue:
         else:
             self._finish(
                 job.id, SUCCEEDED, stage="done", error=None, output=result.output, engine=result.engine,
-                notes=result.notes, timings=result.timings,
+                notes=result.notes, timings=result.timings, face_cache=result.face_cache, study=result.study,
             )
             log.info("job %s succeeded in %.1f s: %s (%s)", job.id, time.perf_counter() - started, result.output.name,
                      ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
@@ -376,13 +392,15 @@ class JobQueue:
     # ---- writing state ------------------------------------------------------------------------------------
 
     def _finish(self, job_id: str, state: str, *, stage: str, error: str | None, output: Path | None = None,
-                engine: str | None = None, notes: Iterable[str] = (), timings: dict[str, float] | None = None) -> None:
+                engine: str | None = None, notes: Iterable[str] = (), timings: dict[str, float] | None = None,
+                face_cache: str | None = None, study: str | None = None) -> None:
         with self._lock:
             self._db.execute(
                 "UPDATE jobs SET state = ?, stage = ?, progress = CASE WHEN ? = 'succeeded' THEN 1 ELSE progress END, "
-                "error = ?, output = ?, engine = COALESCE(?, engine), notes = ?, timings = ?, finished = ? WHERE id = ?",
+                "error = ?, output = ?, engine = COALESCE(?, engine), notes = ?, timings = ?, face_cache = ?, "
+                "study = ?, finished = ? WHERE id = ?",
                 (state, stage, state, error, self._relative(output) if output else None, engine, json.dumps(list(notes)),
-                 json.dumps(timings or {}), time.time(), job_id))
+                 json.dumps(timings or {}), face_cache, study, time.time(), job_id))
             self._changed.notify_all()
 
     def _set_progress(self, job_id: str, stage: str, fraction: float) -> bool:
@@ -399,48 +417,56 @@ class JobQueue:
     def submit(
         self,
         audio: Path | str,
-        videos: Sequence[Path | str],
+        videos: Sequence[Path | str] = (),
         settings: Settings | None = None,
         *,
         audio_name: str | None = None,
         video_names: Sequence[str] | None = None,
+        presenters: Sequence[str] = (),
     ) -> Batch:
-        """Queue one job per video, all with the same speech. Files are copied, so the caller may delete its own.
+        """Queue one job per video and per presenter, all with the same speech. Files are copied, so the caller
+        may delete its own; a presenter's job gets its own link to (or copy of) the presenter's file.
 
         audio_name / video_names: the names the user knows the files by (uploads often arrive under temporary
         names); only their last component, reduced to safe characters, is used on disk.
+        presenters: ids from the presenters library (``self.presenters``), after the videos; each job is named
+        by its presenter's name. UnknownPresenterError for an unknown id, PresenterNotReadyError for a failed one.
         """
-        if not videos:
-            raise InputError("videos", "no video or photo was given")
+        if not videos and not presenters:
+            raise InputError("videos", "no video, photo or presenter was given")
         video_names = list(video_names) if video_names is not None else [Path(v).name for v in videos]
         if len(video_names) != len(videos):
             raise ValueError("one name per video")
         for source in (audio, *videos):
             if not Path(source).is_file():
                 raise InputError(source, "file not found")
+        picked = self.presenters.for_jobs(presenters)
+        sources = [*(Path(v) for v in videos), *(p.video_path for p in picked)]
+        names = [*video_names, *(p.name for p in picked)]
+        disk_names = [*video_names, *(p.name + p.video_path.suffix for p in picked)]
         settings = settings or self.defaults
         audio_name = audio_name or Path(audio).name
         # Refused before anything is copied or queued: the limits are the studio's, whatever the job asks.
         limits = self.defaults.limits
-        if limits.queued_jobs and self.pending() + len(videos) > limits.queued_jobs:
-            raise LimitError(video_names[0] if len(videos) == 1 else f"{len(videos)} videos",
+        if limits.queued_jobs and self.pending() + len(sources) > limits.queued_jobs:
+            raise LimitError(names[0] if len(sources) == 1 else f"{len(sources)} videos",
                              f"the queue already holds {self.pending()} unfinished job(s); the limit is "
                              f"{limits.queued_jobs} ({limits.how_to_raise('queued_jobs')}), or wait for some to finish")
-        check_inputs(Path(audio), [Path(v) for v in videos], limits, audio_name=audio_name, video_names=video_names)
+        check_inputs(Path(audio), sources, limits, audio_name=audio_name, video_names=names)
         batch_id = uuid.uuid4().hex[:12]
         batch_dir = self.batches_dir / batch_id
         stored_audio = _store(Path(audio), batch_dir / "inputs" / "audio", safe_name(audio_name, "speech"))
         now = time.time()
         stored_videos = [
-            _store(Path(video), batch_dir / "inputs" / f"{number:03d}", safe_name(name, "video"))
-            for number, (video, name) in enumerate(zip(videos, video_names), start=1)
+            _store(video, batch_dir / "inputs" / f"{number:03d}", safe_name(name, "video"), link=number > len(videos))
+            for number, (video, name) in enumerate(zip(sources, disk_names), start=1)
         ]
         stored_settings = json.dumps(settings_to_dict(settings))
         with self._lock:
             self._db.execute("BEGIN")
             self._db.execute("INSERT INTO batches (id, created, audio_name, audio_path) VALUES (?, ?, ?, ?)",
                              (batch_id, now, audio_name, self._relative(stored_audio)))
-            for stored, name in zip(stored_videos, video_names):
+            for stored, name in zip(stored_videos, names):
                 self._db.execute(
                     "INSERT INTO jobs (id, batch_id, state, video_name, video_path, settings, stage, created) "
                     "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
@@ -579,6 +605,7 @@ class JobQueue:
             video_name=row["video_name"], audio_path=self.root / row["audio_path"], video_path=self.root / row["video_path"],
             output=self.root / row["output"] if row["output"] else None, stage=row["stage"], progress=row["progress"],
             error=row["error"], engine=row["engine"], notes=json.loads(row["notes"]), timings=json.loads(row["timings"]),
+            face_cache=row["face_cache"], study=row["study"],
             created=row["created"], started=row["started"], finished=row["finished"], attempts=row["attempts"],
             cancel_requested=bool(row["cancel_requested"]),
         )
@@ -590,9 +617,17 @@ _SELECT_JOBS = (
 )
 
 
-def _store(source: Path, folder: Path, name: str) -> Path:
+def _store(source: Path, folder: Path, name: str, link: bool = False) -> Path:
+    """Copy ``source`` to ``folder/name``; with ``link``, a hard link where the disk allows (a presenter's file
+    never changes, and a link costs no space); the job's own either way, whatever becomes of the source."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
+    if link:
+        try:
+            os.link(source, target)
+            return target
+        except OSError:
+            pass
     shutil.copyfile(source, target)
     return target
 

@@ -1,0 +1,302 @@
+"""The presenters library: a video or photo of a person, added once under a name, prepared once, picked by id.
+
+Adding a presenter probes the file (a bad file is refused at once, by its name), copies it to
+``outputs/presenters/<id>/`` and records it ``preparing`` in ``outputs/heygem.db``, the queue's database. The
+queue's worker (which owns the CPU/GPU) prepares presenters before any lip-sync job: the face on every frame
+goes into the face cache and the presenter study into the study cache, under the keys a job uses, so a job
+with a ready presenter starts straight at lip-syncing. A presenter ends ``ready`` (faces found, a thumbnail)
+or ``failed`` with a reason; one left ``preparing`` when the program stopped is prepared again at the next start.
+
+A job never reads the presenter's own file: ``JobQueue.submit`` gives each job its own link (or copy) in the
+batch's inputs, so deleting or renaming a presenter never changes a queued job.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from heygem.errors import CancelledError, HeyGemError, InputError
+from heygem.limits import check_picture
+from heygem.media.probe import probe, require_video_source
+from heygem.pipeline import PresenterPrep, prepare_presenter
+from heygem.settings import Settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FAILED", "PREPARING", "READY", "Presenter", "PresenterNotReadyError", "Presenters", "UnknownPresenterError"]
+
+PREPARING, READY, FAILED = "preparing", "ready", "failed"
+# Preparing a file that crashes the process itself is not tried at every start forever.
+MAX_ATTEMPTS = 3
+PROGRESS_INTERVAL = 0.3  # seconds between progress writes
+NAME_CHARS = 80
+THUMBNAIL = "thumbnail.jpg"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS presenters (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created REAL NOT NULL,
+    file_name TEXT NOT NULL,
+    video_path TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    duration REAL NOT NULL,
+    frames INTEGER NOT NULL,
+    faces_found INTEGER,
+    thumbnail TEXT,
+    state TEXT NOT NULL,
+    stage TEXT NOT NULL DEFAULT '',
+    progress REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+Preparer = Callable[..., PresenterPrep]
+
+
+class UnknownPresenterError(InputError):
+    """A job names a presenter id there is none of."""
+
+
+class PresenterNotReadyError(HeyGemError):
+    """A job picks a presenter whose preparation failed."""
+
+
+@dataclass(frozen=True)
+class Presenter:
+    """One presenter, as stored."""
+
+    id: str
+    name: str
+    created: float
+    file_name: str  # the file's name as uploaded
+    video_path: Path  # the stored copy
+    kind: str  # video or image
+    width: int
+    height: int
+    duration: float
+    frames: int  # probed; the decoded count once prepared
+    faces_found: int | None  # frames with a face, once prepared
+    thumbnail: Path | None
+    state: str
+    stage: str
+    progress: float
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """What the HTTP API shows: no server paths."""
+        return {
+            "id": self.id, "name": self.name, "created": self.created, "file": self.file_name, "kind": self.kind,
+            "width": self.width, "height": self.height, "duration": round(self.duration, 3), "frames": self.frames,
+            "faces_found": self.faces_found, "state": self.state, "stage": self.stage,
+            "progress": round(self.progress, 3), "error": self.error,
+            "thumbnail": f"/api/presenters/{self.id}/thumbnail" if self.thumbnail else None,
+        }
+
+
+def clean_name(name: str, fallback: str) -> str:
+    """A presenter's name as shown: one line, trimmed, at most NAME_CHARS characters."""
+    return re.sub(r"\s+", " ", name).strip()[:NAME_CHARS] or fallback
+
+
+class Presenters:
+    """The presenters table and folder. Shares the job queue's connection and lock (one truth in SQLite).
+
+    defaults: the settings jobs run with by default; preparation uses their detection options, so the keys
+    of the caches it fills are the jobs' keys.
+    """
+
+    def __init__(self, root: Path, db: sqlite3.Connection, lock: threading.RLock, changed: threading.Condition,
+                 defaults: Callable[[], Settings], prepare: Preparer = prepare_presenter) -> None:
+        self.root = Path(root)
+        self.folder = self.root / "presenters"
+        self._db, self._lock, self._changed = db, lock, changed
+        self._defaults = defaults
+        self._prepare = prepare
+        with self._lock:
+            self._db.executescript(SCHEMA)
+
+    # ---- what front ends call -----------------------------------------------------------------------------
+
+    def add(self, source: Path | str, name: str = "", file_name: str | None = None) -> Presenter:
+        """Probe and copy a video or photo and queue its preparation; InputError naming ``file_name`` for a file
+        that is not a video or photo, or is over the limits."""
+        source = Path(source)
+        file_name = file_name or source.name
+        try:
+            info = require_video_source(probe(source))
+        except InputError as exc:
+            raise InputError(file_name, exc.problem) from None
+        check_picture(info, self._defaults().limits, file_name)
+        presenter_id = uuid.uuid4().hex[:12]
+        suffix = re.sub(r"[^a-z0-9.]", "", Path(file_name).suffix.lower())[:8] or ".mp4"
+        target = self.folder / presenter_id / f"presenter{suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        name = clean_name(name, Path(file_name).stem or "presenter")
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO presenters (id, name, created, file_name, video_path, kind, width, height, duration, "
+                "frames, state, stage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')",
+                (presenter_id, name, time.time(), file_name, self._relative(target), info.kind, info.width,
+                 info.height, float(info.duration or 0.0), int(info.frame_count), PREPARING))
+            self._changed.notify_all()
+        log.info("presenter %s added: %s (%s), queued for preparation", presenter_id, name, file_name)
+        return self.get(presenter_id)
+
+    def get(self, presenter_id: str) -> Presenter:
+        """One presenter; KeyError if there is none with this id."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM presenters WHERE id = ?", (presenter_id,)).fetchone()
+        if row is None:
+            raise KeyError(presenter_id)
+        return self._presenter(row)
+
+    def list(self) -> list[Presenter]:
+        """Every presenter, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM presenters ORDER BY created, id").fetchall()
+        return [self._presenter(row) for row in rows]
+
+    def rename(self, presenter_id: str, name: str) -> Presenter:
+        """A new name (KeyError for an unknown id; InputError for a blank name). Jobs already queued keep theirs."""
+        cleaned = clean_name(name, "")
+        if not cleaned:
+            raise InputError("name", "a presenter's name cannot be empty")
+        with self._lock:
+            if self._db.execute("UPDATE presenters SET name = ? WHERE id = ?", (cleaned, presenter_id)).rowcount == 0:
+                raise KeyError(presenter_id)
+        return self.get(presenter_id)
+
+    def delete(self, presenter_id: str) -> None:
+        """Remove a presenter and its files at once, whatever its state: its jobs have their own copies, and a
+        preparation under way stops at its next progress step. Its cache entries stay (keyed by content, they
+        serve any job with the same file)."""
+        with self._lock:
+            presenter = self.get(presenter_id)
+            self._db.execute("DELETE FROM presenters WHERE id = ?", (presenter_id,))
+            self._changed.notify_all()
+        shutil.rmtree(presenter.video_path.parent, ignore_errors=True)
+        log.info("presenter %s deleted (%s)", presenter_id, presenter.name)
+
+    def for_jobs(self, presenter_ids: Sequence[str]) -> list[Presenter]:
+        """The presenters a job picks, in order. UnknownPresenterError naming an unknown id; PresenterNotReadyError
+        for one that failed. One still preparing is fine: the worker prepares presenters before any job."""
+        picked = []
+        for presenter_id in presenter_ids:
+            try:
+                presenter = self.get(presenter_id.strip())
+            except KeyError:
+                raise UnknownPresenterError(presenter_id, "there is no presenter with this id") from None
+            if presenter.state == FAILED:
+                raise PresenterNotReadyError(f"presenter {presenter.name} ({presenter.id}) could not be prepared: "
+                                             f"{presenter.error}; add it again with another file")
+            picked.append(presenter)
+        return picked
+
+    # ---- what the worker calls ----------------------------------------------------------------------------
+
+    def prepare_next(self) -> bool:
+        """Prepare the oldest presenter waiting for it, in this (the worker's) thread; False when none waits."""
+        presenter = self._claim_next()
+        if presenter is None:
+            return False
+        started = time.perf_counter()
+        reporter = _ProgressWriter(self, presenter.id)
+        try:
+            prep = self._prepare(presenter.video_path, self._defaults(), reporter)
+        except CancelledError:
+            log.info("presenter %s was deleted while being prepared", presenter.id)
+        except HeyGemError as exc:
+            reason = str(exc).replace(str(presenter.video_path), presenter.file_name)
+            self._fail(presenter.id, reason)
+            log.warning("presenter %s could not be prepared: %s", presenter.id, reason, exc_info=log.isEnabledFor(logging.DEBUG))
+        except Exception as exc:
+            log.exception("presenter %s: preparation failed unexpectedly", presenter.id)
+            self._fail(presenter.id, f"{presenter.file_name}: unexpected error ({exc}); details in logs/heygem.log")
+        else:
+            thumbnail = presenter.video_path.parent / THUMBNAIL
+            cv2.imwrite(str(thumbnail), prep.thumbnail, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            with self._lock:
+                self._db.execute(
+                    "UPDATE presenters SET state = ?, stage = 'ready', progress = 1, frames = ?, faces_found = ?, "
+                    "thumbnail = ?, error = NULL WHERE id = ?",
+                    (READY, prep.frames, prep.frames_with_face, self._relative(thumbnail), presenter.id))
+                self._changed.notify_all()
+            log.info("presenter %s ready in %.1f s: face in %d of %d frames (face cache %s, study %s)", presenter.id,
+                     time.perf_counter() - started, prep.frames_with_face, prep.frames, prep.face_cache, prep.study)
+        return True
+
+    def _claim_next(self) -> Presenter | None:
+        with self._lock:
+            while True:
+                row = self._db.execute("SELECT * FROM presenters WHERE state = ? ORDER BY created LIMIT 1",
+                                       (PREPARING,)).fetchone()
+                if row is None:
+                    return None
+                if row["attempts"] < MAX_ATTEMPTS:
+                    break
+                self._fail(row["id"], f"{row['file_name']}: the program stopped while preparing this presenter "
+                                      f"{row['attempts']} times; it was not tried again")
+            self._db.execute("UPDATE presenters SET attempts = attempts + 1, stage = 'starting', progress = 0 "
+                             "WHERE id = ?", (row["id"],))
+            return self.get(row["id"])
+
+    def _fail(self, presenter_id: str, reason: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE presenters SET state = ?, stage = 'failed', error = ? WHERE id = ?",
+                             (FAILED, reason, presenter_id))
+            self._changed.notify_all()
+
+    def _set_progress(self, presenter_id: str, stage: str, fraction: float) -> bool:
+        """Record progress; False when the presenter was deleted meanwhile."""
+        with self._lock:
+            updated = self._db.execute("UPDATE presenters SET stage = ?, progress = ? WHERE id = ?",
+                                       (stage, max(0.0, min(1.0, fraction)), presenter_id)).rowcount
+            self._changed.notify_all()
+        return bool(updated)
+
+    # ---- rows <-> objects ---------------------------------------------------------------------------------
+
+    def _relative(self, path: Path) -> str:
+        return os.path.relpath(Path(path).resolve(), self.root.resolve())
+
+    def _presenter(self, row: sqlite3.Row) -> Presenter:
+        return Presenter(
+            id=row["id"], name=row["name"], created=row["created"], file_name=row["file_name"],
+            video_path=self.root / row["video_path"], kind=row["kind"], width=row["width"], height=row["height"],
+            duration=row["duration"], frames=row["frames"], faces_found=row["faces_found"],
+            thumbnail=self.root / row["thumbnail"] if row["thumbnail"] else None, state=row["state"],
+            stage=row["stage"], progress=row["progress"], error=row["error"],
+        )
+
+
+class _ProgressWriter:
+    """The progress callback preparation calls: writes the stage, stops when the presenter was deleted."""
+
+    def __init__(self, presenters: Presenters, presenter_id: str) -> None:
+        self.presenters, self.presenter_id = presenters, presenter_id
+        self.stage, self.written = "", 0.0
+
+    def __call__(self, stage: str, fraction: float, file: str) -> None:
+        now = time.monotonic()
+        if stage == self.stage and now - self.written < PROGRESS_INTERVAL and fraction < 1.0:
+            return
+        self.stage, self.written = stage, now
+        if not self.presenters._set_progress(self.presenter_id, stage, fraction):
+            raise CancelledError(f"{Path(file).name}: the presenter was deleted")
