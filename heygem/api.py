@@ -20,6 +20,7 @@ from starlette.routing import Match
 from heygem.engines import engine_status
 from heygem.errors import HeyGemError
 from heygem.jobs import STATES, Batch, JobQueue, safe_name
+from heygem.presenters import PresenterNotReadyError
 from heygem.settings import with_choices
 
 log = logging.getLogger(__name__)
@@ -35,26 +36,26 @@ def api_router(queue: JobQueue) -> APIRouter:
     """The routes, bound to one queue."""
     router = APIRouter(prefix="/api")
 
-    def submit(audio: UploadFile, videos: list[UploadFile], engine: str | None, face: str | None,
-               length: str | None, crf: str | None) -> Batch | JSONResponse:
+    def submit(audio: UploadFile, videos: list[UploadFile], presenters: list[str], engine: str | None,
+               face: str | None, length: str | None, crf: str | None) -> Batch | JSONResponse:
         try:
             settings = with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf)
         except ValueError as exc:
             return error_response(400, str(exc))
+        if not videos and not presenters:
+            return error_response(400, "give a video field (a video or photo file) or a presenter field (a presenter's "
+                                       "id from GET /api/presenters)")
         for upload, what in [(audio, "audio"), *((v, "video") for v in videos)]:
             if not upload.filename:
                 return error_response(400, f"the {what} field holds no file")
         # Uploads land next to the queue's own folders (same disk), are copied in by submit, then removed.
         with tempfile.TemporaryDirectory(dir=queue.root, prefix=".upload-") as folder:
-            saved = []
-            for number, upload in enumerate([audio, *videos]):
-                path = Path(folder) / f"{number:03d}_{safe_name(upload.filename or '', 'upload')}"
-                with path.open("wb") as out:
-                    shutil.copyfileobj(upload.file, out, 1024 * 1024)
-                saved.append(path)
+            saved = [_save_upload(upload, Path(folder), number) for number, upload in enumerate([audio, *videos])]
             try:
                 return queue.submit(saved[0], saved[1:], settings, audio_name=audio.filename,
-                                    video_names=[v.filename or "video" for v in videos])
+                                    video_names=[v.filename or "video" for v in videos], presenters=presenters)
+            except PresenterNotReadyError as exc:
+                return error_response(409, str(exc))
             except HeyGemError as exc:
                 return error_response(400, str(exc))
 
@@ -67,30 +68,33 @@ def api_router(queue: JobQueue) -> APIRouter:
     async def submit_job(
         request: Request,
         audio: UploadFile = File(..., description="the speech: any audio file, or a video whose sound to use"),
-        video: UploadFile = File(..., description="a video or photo of a face"),
+        video: UploadFile | None = File(None, description="a video or photo of a face (or give a presenter)"),
+        presenter: str | None = Form(None, description="a presenter's id, instead of a video"),
         engine: str | None = Form(None), face: str | None = Form(None),
         length: str | None = Form(None), crf: str | None = Form(None),
     ):
         # FastAPI keeps only the last of repeated fields; a second video would be dropped without a word.
         form = await request.form()  # already parsed for the parameters above: no second read
-        if len(form.getlist("video")) > 1:
-            return error_response(400, "POST /api/jobs takes one video; for several use POST /api/batches")
+        if len(form.getlist("video")) + len(form.getlist("presenter")) > 1:
+            return error_response(400, "POST /api/jobs takes one video or one presenter; for several use POST /api/batches")
         if len(form.getlist("audio")) > 1:
             return error_response(400, "give one audio field (the speech)")
-        batch = await run_in_threadpool(submit, audio, [video], engine, face, length, crf)
+        batch = await run_in_threadpool(submit, audio, [video] if video else [], [presenter] if presenter else [],
+                                        engine, face, length, crf)
         return batch if isinstance(batch, JSONResponse) else batch.jobs[0].to_json()
 
     @router.post("/batches", status_code=201)
     async def submit_batch(
         request: Request,
         audio: UploadFile = File(..., description="the speech, used for every video"),
-        video: list[UploadFile] = File(..., description="videos or photos; repeat the field for each"),
+        video: list[UploadFile] | None = File(None, description="videos or photos; repeat the field for each"),
+        presenter: list[str] | None = Form(None, description="presenter ids; repeat the field for each"),
         engine: str | None = Form(None), face: str | None = Form(None),
         length: str | None = Form(None), crf: str | None = Form(None),
     ):
         if len((await request.form()).getlist("audio")) > 1:
             return error_response(400, "give one audio field (the speech), used for every video")
-        batch = await run_in_threadpool(submit, audio, video, engine, face, length, crf)
+        batch = await run_in_threadpool(submit, audio, video or [], presenter or [], engine, face, length, crf)
         return batch if isinstance(batch, JSONResponse) else batch.to_json()
 
     @router.get("/jobs")
@@ -134,6 +138,52 @@ def api_router(queue: JobQueue) -> APIRouter:
     def cancel_batch(batch_id: str):
         return _answer(lambda: queue.cancel_batch(batch_id).to_json(), f"no batch {batch_id}")
 
+    presenters = queue.presenters
+
+    @router.post("/presenters", status_code=201)
+    def add_presenter(video: UploadFile = File(..., description="a video or photo of the presenter's face"),
+                      name: str = Form("", description="the name jobs and lists show (default: the file's name)")):
+        if not video.filename:
+            return error_response(400, "the video field holds no file")
+        with tempfile.TemporaryDirectory(dir=queue.root, prefix=".upload-") as folder:
+            saved = _save_upload(video, Path(folder), 0)
+            try:
+                return presenters.add(saved, name, file_name=video.filename).to_json()
+            except HeyGemError as exc:
+                return error_response(400, str(exc))
+
+    @router.get("/presenters")
+    def list_presenters():
+        return {"presenters": [presenter.to_json() for presenter in presenters.list()]}
+
+    @router.get("/presenters/{presenter_id}")
+    def get_presenter(presenter_id: str):
+        return _answer(lambda: presenters.get(presenter_id).to_json(), f"no presenter {presenter_id}")
+
+    @router.patch("/presenters/{presenter_id}")
+    def rename_presenter(presenter_id: str, name: str = Form(..., description="the new name")):
+        try:
+            return presenters.rename(presenter_id, name).to_json()
+        except KeyError:
+            return error_response(404, f"no presenter {presenter_id}")
+        except HeyGemError as exc:  # a blank name
+            return error_response(400, str(exc))
+
+    @router.delete("/presenters/{presenter_id}")
+    def delete_presenter(presenter_id: str):
+        return _answer(lambda: presenters.delete(presenter_id) or {"deleted": presenter_id},
+                       f"no presenter {presenter_id}")
+
+    @router.get("/presenters/{presenter_id}/thumbnail")
+    def get_thumbnail(presenter_id: str):
+        def thumbnail():
+            presenter = presenters.get(presenter_id)
+            if presenter.thumbnail is None:
+                raise HeyGemError(f"presenter {presenter.name} is {presenter.state}; it has no thumbnail yet")
+            return _serve(queue, presenter.thumbnail, "image/jpeg")
+
+        return _answer(thumbnail, f"no presenter {presenter_id}")
+
     # Last, so it answers only what no route above does. Without it an unknown /api/... path would fall
     # through to the page mounted at "/" (or to FastAPI's default), which answer {"detail": ...}.
     @router.api_route("", methods=_METHODS, include_in_schema=False)
@@ -165,6 +215,14 @@ def _answer(call: Callable[[], Any], missing: str):
         return error_response(404, missing)
     except HeyGemError as exc:
         return error_response(409, str(exc))
+
+
+def _save_upload(upload: UploadFile, folder: Path, number: int) -> Path:
+    """Write an upload into ``folder`` under a safe numbered name."""
+    path = folder / f"{number:03d}_{safe_name(upload.filename or '', 'upload')}"
+    with path.open("wb") as out:
+        shutil.copyfileobj(upload.file, out, 1024 * 1024)
+    return path
 
 
 def _serve(queue: JobQueue, path: Path, media_type: str):

@@ -133,5 +133,5 @@ def test_two_videos_for_one_job_are_refused(studio, short_clips) -> None:
                                                    ("video", ("d0.mp4", short_clips["d0"].read_bytes())),
                                                    ("video", ("d13.mp4", short_clips["d13"].read_bytes()))])
         assert response.status_code == 400
-        assert response.json() == {"error": "POST /api/jobs takes one video; for several use POST /api/batches"}
+        assert response.json() == {"error": "POST /api/jobs takes one video or one presenter; for several use POST /api/batches"}
         assert len(client.get("/api/jobs", params={"limit": 1000}).json()["jobs"]) == before
