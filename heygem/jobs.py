@@ -4,6 +4,7 @@ A job's whole life, in the order it happens:
 
 1. ``submit`` copies the uploads into ``outputs/batches/<batch>/inputs/`` (so a restart can still read
    them) and records one job per video, ``queued``, in ``outputs/heygem.db``. A single video is a batch of one.
+   A presenter from the library (heygem.presenters, prepared by this worker before any job) counts as a video.
 2. The worker claims the oldest queued job (``running``), prepares the batch's speech once (decoded audio
    and mel features are kept for the next job of the same batch) and calls ``heygem.generate``, writing
    the stage and progress back to the database as it goes.
@@ -309,8 +310,11 @@ class JobQueue:
         log.info("worker started")
         while not self._stopping.is_set():
             # Presenters first: a job picking one still preparing then finds its faces and study kept.
-            if self.presenters.prepare_next():
-                continue
+            try:
+                if self.presenters.prepare_next():
+                    continue
+            except Exception:  # never let one presenter take the worker down (its attempts are counted)
+                log.exception("preparing a presenter failed in the queue itself")
             job = self._claim_next()
             if job is None:
                 with self._changed:
