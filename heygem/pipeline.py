@@ -37,7 +37,7 @@ from heygem.media.encode import VideoWriter
 from heygem.media.probe import MediaInfo, fit_picture, probe, turned
 from heygem.media.video import iter_frames, sample_frames, turn_image
 from heygem.phones import mouth_shapes
-from heygem.settings import Limits, Settings
+from heygem.settings import DetectionOptions, Limits, Settings
 from heygem.study import study_presenter
 
 log = logging.getLogger(__name__)
@@ -441,6 +441,15 @@ def output_fps(video: MediaInfo, settings: Settings) -> Fraction:
     return video.fps if video.kind == "video" and video.fps else Fraction(settings.still_fps)
 
 
+def _face_cache(video: MediaInfo, det: DetectionOptions, fps: Fraction) -> FaceCache | None:
+    """Where the faces of ``video`` are kept, under everything that changes which face a frame gets; None for
+    a photo (one frame) or without a cache folder. Jobs and presenter preparation share it."""
+    if det.cache_dir is None or video.kind != "video":
+        return None
+    return FaceCache(det.cache_dir, video.path, (det.detector, det.detect_size, det.detector_weights, det.face,
+                                                 det.every, fps))
+
+
 def iter_synced_frames(
     audio: PreparedAudio,
     video: MediaInfo,
@@ -468,10 +477,7 @@ def iter_synced_frames(
     chunks = MelChunks(audio.mel, fps, total)
     stats.update(frames=total, frames_without_face=0, turn=0)
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
-    face_cache = None
-    if detector is not None and det.cache_dir is not None and video.kind == "video":
-        face_cache = FaceCache(det.cache_dir, video.path, (det.detector, det.detect_size, det.detector_weights,
-                                                           det.face, det.every, fps))
+    face_cache = _face_cache(video, det, fps) if detector is not None else None
     stats.update(faces_detected=0, face_cache="off" if face_cache is None else "miss", study="off")
     counter = {"detected": 0}  # detector calls, the orientation's included
     cached = face_cache.load_entry() if face_cache is not None else CachedFaces()
@@ -721,10 +727,7 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     _require_picture(info)
     fps = output_fps(info, settings)
     detector = get_detector(det.detector, det.detect_size, det.detector_weights)
-    face_cache = None
-    if det.cache_dir is not None and info.kind == "video":
-        face_cache = FaceCache(det.cache_dir, info.path, (det.detector, det.detect_size, det.detector_weights,
-                                                          det.face, det.every, fps))
+    face_cache = _face_cache(info, det, fps)
     cached = face_cache.load_entry() if face_cache is not None else CachedFaces()
     # Kept faces count only when they cover the whole video (a job with short speech caches only its part).
     complete = bool(cached.faces) and len(cached.faces) >= info.frame_count - CUT_SHORT_TOLERANCE_FRAMES
