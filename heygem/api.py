@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.routing import Match
 
-from heygem.engines import engine_status
+from heygem.engines import check_engine_available, engine_status
 from heygem.errors import HeyGemError
 from heygem.jobs import STATES, Batch, JobQueue, safe_name
 from heygem.settings import with_choices
@@ -39,7 +39,8 @@ def api_router(queue: JobQueue) -> APIRouter:
                length: str | None, crf: str | None) -> Batch | JSONResponse:
         try:
             settings = with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf)
-        except ValueError as exc:
+            check_engine_available(settings.engine)
+        except (ValueError, HeyGemError) as exc:
             return error_response(400, str(exc))
         for upload, what in [(audio, "audio"), *((v, "video") for v in videos)]:
             if not upload.filename:
