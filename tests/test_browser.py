@@ -54,6 +54,12 @@ def _upload(page, elem_id: str, *paths: Path) -> None:
         " return names.every(n => t.includes(n)); }", arg=[elem_id, [p.name for p in paths]], timeout=60_000)
 
 
+def _wait_for_words(page, elem_id: str, words: str, timeout: int = 30_000) -> None:
+    """Wait until the element shows ``words`` (it may not exist yet: Gradio adds a hidden field when shown)."""
+    page.wait_for_function("([id, words]) => (document.getElementById(id)?.innerText || '').includes(words)",
+                           arg=[elem_id, words], timeout=timeout)
+
+
 def _duration(path: Path) -> float:
     out = subprocess.run([ffprobe_exe(), "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
                          capture_output=True, text=True, check=True)
@@ -140,6 +146,7 @@ def test_history_and_logs_tabs(browser, studio, short_clips) -> None:
     page.get_by_role("tab", name="Logs").click()
     page.wait_for_function("() => document.querySelector('#log-tail textarea').value.includes('succeeded')",
                            timeout=30_000)
+    assert str(studio.root.parent) not in page.input_value("#log-tail textarea")  # paths read outputs/...
     _shot(page, "logs")
     page.context.close()
 
@@ -154,3 +161,60 @@ def test_the_page_follows_a_chinese_browser(browser, studio) -> None:
     page.wait_for_function("() => document.getElementById('engine-line').innerText.includes('引擎')", timeout=30_000)
     _shot(page, "single_zh")
     page.context.close()
+
+
+def test_cancel_says_cancelling_at_once_in_single_and_batch(browser, studio, short_clips, held_jobs) -> None:
+    page = _page(browser, studio, locale="zh-CN")
+    _upload(page, "single-audio", short_clips["speech"])
+    _upload(page, "single-picture", short_clips["d0"])
+    page.click("#single-generate")
+    _wait_for_words(page, "single-status", "口型同步中", timeout=60_000)
+    page.click("#single-cancel")
+    # The click's own answer says it; the job itself is held in its stage until released below.
+    _wait_for_words(page, "single-status", "正在取消…", timeout=10_000)
+    _shot(page, "single_cancelling_zh")
+    assert "正在取消…" in page.inner_text("#single-status")  # still so after the timer's refreshes
+    held_jobs.release()
+    _wait_for_words(page, "single-status", "已取消", timeout=60_000)
+    page.context.close()
+
+    page = _page(browser, studio)
+    page.get_by_role("tab", name="Batch").click()
+    _upload(page, "batch-audio", short_clips["speech"])
+    _upload(page, "batch-videos", short_clips["d13"], short_clips["d19"])
+    page.click("#batch-start")
+    page.wait_for_selector("#batch-status tr[data-state=running]", timeout=60_000)
+    page.click("#batch-cancel")
+    page.wait_for_function(
+        "() => document.querySelector('#batch-status tr[data-state=running]').innerText.includes('cancelling…')",
+        timeout=10_000)
+    _shot(page, "batch_cancelling")
+    held_jobs.release()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#batch-status tr[data-state=cancelled]').length === 2", timeout=60_000)
+    assert "cancelling…" not in page.inner_text("#batch-status")
+    page.context.close()
+
+
+def test_a_bad_upload_is_named_as_it_arrives(browser, studio, short_clips, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("Things to say in the video: hello, thanks for watching.\n")
+    jobs_before = len(studio.queue.jobs())
+    page = _page(browser, studio)
+    _upload(page, "single-picture", notes)
+    _wait_for_words(page, "single-picture-check", "notes.mp4 is not a video or photo HeyGem can read")
+    assert not page.is_visible("#single-video-preview video")  # no preview of what cannot be read
+    _upload(page, "single-audio", short_clips["d0"])  # a video without sound, given as the speech
+    _wait_for_words(page, "single-audio-check", "d0.mp4: the speech file has no sound.")
+    assert "ffprobe" not in page.inner_text("#tab-single")  # its words are for the log
+    _shot(page, "single_bad_uploads")
+    page.context.close()
+
+    page = _page(browser, studio, locale="zh-CN")
+    page.get_by_role("tab", name="批量").click()
+    _upload(page, "batch-videos", short_clips["d13"], notes)
+    _wait_for_words(page, "batch-videos-check", "notes.mp4 不是 HeyGem 能读取的视频或照片")
+    assert "d13.mp4" not in page.inner_text("#batch-videos-check")  # the good one is not blamed
+    _shot(page, "batch_bad_upload_zh")
+    page.context.close()
+    assert len(studio.queue.jobs()) == jobs_before  # nothing was submitted
