@@ -2,6 +2,7 @@
 video, Batch gives a ZIP of three, and every tab is photographed into tests/artifacts/ for a person to look at."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import zipfile
@@ -218,3 +219,68 @@ def test_a_bad_upload_is_named_as_it_arrives(browser, studio, short_clips, tmp_p
     _shot(page, "batch_bad_upload_zh")
     page.context.close()
     assert len(studio.queue.jobs()) == jobs_before  # nothing was submitted
+
+
+# A studio of its own, in a process of its own (Gradio's cache folder is chosen once per process), over a
+# queue whose settings name no checkpoint and with none found in checkpoints/.
+_NO_CHECKPOINT_STUDIO = """
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from heygem import engines
+from heygem.jobs import JobQueue
+from heygem.server import create_app
+from heygem.settings import EngineOptions, Settings
+
+engines.DEFAULT_CHECKPOINTS = ()
+queue = JobQueue(Path(sys.argv[1]), Settings(engine=EngineOptions(device="cpu")), start=False)
+uvicorn.run(create_app(queue), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+
+
+@pytest.fixture(scope="module")
+def studio_without_checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    import socket
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    import httpx
+
+    folder = tmp_path_factory.mktemp("no-checkpoint")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", _NO_CHECKPOINT_STUDIO, str(folder / "outputs"), str(port)],
+                              cwd=folder, env={**os.environ, "PYTHONPATH": str(REPO)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, "the studio without a checkpoint did not start"
+            assert time.monotonic() < deadline, "the studio without a checkpoint did not answer"
+            try:
+                if httpx.get(f"{url}/api/status", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        yield SimpleNamespace(url=url)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@pytest.mark.parametrize("locale, where", [("en-US", "wav2lip is not offered"), ("zh-CN", "未提供 wav2lip")])
+def test_options_leave_out_wav2lip_without_a_checkpoint_and_say_where_it_goes(
+        browser, studio_without_checkpoint, locale: str, where: str) -> None:
+    page = _page(browser, studio_without_checkpoint, locale=locale)
+    page.get_by_text("Options" if locale == "en-US" else "选项").first.click()
+    page.wait_for_selector("#engine-choice input[type=radio]", timeout=30_000)
+    choices = page.eval_on_selector_all("#engine-choice input[type=radio]", "inputs => inputs.map(i => i.value)")
+    assert choices == ["auto", "builtin"]
+    words = page.inner_text("#engine-choice")
+    assert where in words and "checkpoints/wav2lip_gan.pth" in words
+    _shot(page, f"options_no_checkpoint_{locale[:2]}")
+    page.context.close()
