@@ -11,6 +11,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Literal
 
 import gradio as gr
 
@@ -97,8 +98,8 @@ def job_status_html(job: Job, lang: str, ahead: int = 0) -> str:
         detail = f"{state} · {text(lang, 'took', seconds=job.finished - job.started)} · {html.escape(job.engine or '')}"
     else:
         detail = state
-    parts = [f'<div class="hg-job" data-state="{job.state}" data-cancelling="{str(job.cancelling).lower()}"><div class="hg-line"><b>{name}</b> — {detail}</div>',
-             _bar(1.0 if job.state == SUCCEEDED else job.progress)]
+    parts = [f'<div class="hg-job" data-state="{job.state}" data-cancelling="{str(job.cancelling).lower()}">'
+             f'<div class="hg-line"><b>{name}</b> — {detail}</div>', _bar(1.0 if job.state == SUCCEEDED else job.progress)]
     if job.error:
         parts.append(f'<div class="hg-error">{html.escape(job.error)}</div>')
     parts.extend(f'<div class="hg-note">{html.escape(note)}</div>' for note in job.notes)
@@ -176,7 +177,7 @@ def relative_paths(log_text: str, folders: list[Path]) -> str:
     return log_text
 
 
-def upload_problem(path: str | None, role: str, lang: str) -> str:
+def upload_problem(path: str | None, role: Literal["speech", "picture"], lang: str) -> str:
     """What is wrong with an upload, said in the page's words ("" when it is fine or absent).
 
     role: ``speech`` (needs sound) or ``picture`` (needs a video or photo). ffprobe's own words go to the log.
