@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.routing import Match
 
-from heygem.engines import engine_status
+from heygem.engines import check_engine_available, engine_status
 from heygem.errors import HeyGemError
 from heygem.jobs import STATES, Batch, JobQueue, safe_name
 from heygem.presenters import PresenterNotReadyError
@@ -40,7 +40,8 @@ def api_router(queue: JobQueue) -> APIRouter:
                face: str | None, length: str | None, crf: str | None) -> Batch | JSONResponse:
         try:
             settings = with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf)
-        except ValueError as exc:
+            check_engine_available(settings.engine)
+        except (ValueError, HeyGemError) as exc:
             return error_response(400, str(exc))
         if not videos and not presenters:
             return error_response(400, "give a video field (a video or photo file) or a presenter field (a presenter's "

@@ -60,6 +60,8 @@ DB_NAME = "heygem.db"
 # The stage generate reports once its result file is complete and in place.
 DONE_STAGE = "done"
 LOCK_NAME = "heygem.lock"
+# The stage a running job shows from the moment a cancel is asked until it stops.
+CANCELLING_STAGE = "cancelling"
 
 Runner = Callable[..., GenerateResult]
 
@@ -139,13 +141,20 @@ class Job:
     cancel_requested: bool = False
 
     @property
+    def cancelling(self) -> bool:
+        """A cancel was asked for and the job has not stopped yet: it stops at its next progress step."""
+        return self.state == RUNNING and self.cancel_requested
+
+    @property
     def finished_ok(self) -> bool:
         return self.state == SUCCEEDED and self.output is not None and self.output.is_file()
 
     def to_json(self) -> dict[str, Any]:
-        """What the HTTP API shows: no server paths, only names."""
+        """What the HTTP API shows: no server paths, only names. A running job asked to cancel shows
+        ``"cancelling": true`` and the stage ``cancelling`` until it stops (then ``"state": "cancelled"``)."""
         return {
-            "id": self.id, "batch_id": self.batch_id, "state": self.state, "stage": self.stage,
+            "id": self.id, "batch_id": self.batch_id, "state": self.state,
+            "stage": CANCELLING_STAGE if self.cancelling else self.stage, "cancelling": self.cancelling,
             "progress": round(self.progress, 3), "audio": self.audio_name, "video": self.video_name,
             "result": self.output.name if self.output else None, "error": self.error, "engine": self.engine,
             "notes": self.notes, "timings": self.timings, "face_cache": self.face_cache, "study": self.study,

@@ -115,3 +115,39 @@ def studio(tmp_path_factory: pytest.TempPathFactory, test_checkpoint: Path):
     server.should_exit = True
     thread.join(10)
     queue.close()
+
+
+class HeldJobs:
+    """What ``held_jobs`` gives: ``release()`` lets the job held now go on to its next step."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.go_on = threading.Event()
+        self.over = False
+
+    def release(self) -> None:
+        self.go_on.set()
+
+
+@pytest.fixture
+def held_jobs(studio, monkeypatch):
+    """While this fixture lasts, each job of the studio stays in its lip-sync stage, without looking for a
+    cancel, until ``release()``; then a cancelled job stops at its next progress step (one not cancelled
+    fails). So a test sees a running job asked to cancel for as long as it needs to."""
+    from heygem.errors import HeyGemError
+
+    hold = HeldJobs()
+
+    def held(audio, video, output, settings, progress):
+        progress("lip-sync", 0.5, str(video))
+        if not hold.over:
+            hold.go_on.wait(120)
+            hold.go_on.clear()  # one worker: the next job is held again
+        progress("encode", 0.0, str(video))  # a new stage is always written, and a cancel noticed, here
+        raise HeyGemError(f"{Path(video).name}: released without a cancel (test runner)")
+
+    monkeypatch.setattr(studio.queue, "_run", held)
+    yield hold
+    hold.over = True
+    hold.release()

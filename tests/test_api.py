@@ -135,3 +135,49 @@ def test_two_videos_for_one_job_are_refused(studio, short_clips) -> None:
         assert response.status_code == 400
         assert response.json() == {"error": "POST /api/jobs takes one video or one presenter; for several use POST /api/batches"}
         assert len(client.get("/api/jobs", params={"limit": 1000}).json()["jobs"]) == before
+
+
+def test_cancel_of_a_running_job_answers_cancelling_at_once(studio, short_clips, held_jobs) -> None:
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        files = [("audio", ("speech.wav", short_clips["speech"].read_bytes(), "audio/wav")),
+                 ("video", ("d0.mp4", short_clips["d0"].read_bytes(), "video/mp4"))]
+        job = client.post("/api/jobs", files=files).json()
+        assert job["cancelling"] is False
+        running = _poll(client, f"/api/jobs/{job['id']}", lambda body: body["stage"] == "lip-sync", timeout=60)
+        assert running["state"] == "running"
+
+        answer = client.post(f"/api/jobs/{job['id']}/cancel").json()
+        assert (answer["state"], answer["stage"], answer["cancelling"]) == ("running", "cancelling", True)
+        looked_up = client.get(f"/api/jobs/{job['id']}").json()
+        assert (looked_up["stage"], looked_up["cancelling"]) == ("cancelling", True)
+
+        held_jobs.release()  # the job reaches its next step, where it notices the cancel
+        stopped = _poll(client, f"/api/jobs/{job['id']}", lambda body: body["state"] != "running", timeout=60)
+    assert (stopped["state"], stopped["stage"], stopped["cancelling"]) == ("cancelled", "cancelled", False)
+
+
+def test_wav2lip_without_a_checkpoint_is_refused_before_queueing(short_clips, tmp_path: Path, monkeypatch) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from heygem import engines
+    from heygem.api import api_router
+    from heygem.jobs import JobQueue
+    from heygem.settings import EngineOptions, Settings
+
+    monkeypatch.setattr(engines, "DEFAULT_CHECKPOINTS", (tmp_path / "checkpoints" / "wav2lip_gan.pth",))
+    queue = JobQueue(tmp_path / "outputs", Settings(engine=EngineOptions(device="cpu")), start=False)
+    try:
+        app = FastAPI()
+        app.include_router(api_router(queue))
+        files = [("audio", ("speech.wav", short_clips["speech"].read_bytes(), "audio/wav")),
+                 ("video", ("d0.mp4", short_clips["d0"].read_bytes(), "video/mp4"))]
+        with TestClient(app) as client:
+            refused = client.post("/api/jobs", files=files, data={"engine": "wav2lip"})
+            accepted = client.post("/api/jobs", files=files, data={"engine": "auto"})
+        assert refused.status_code == 400
+        assert "checkpoints/wav2lip_gan.pth" in refused.json()["error"]
+        assert accepted.status_code == 201, accepted.text  # auto falls back to the built-in engine
+        assert [job.video_name for job in queue.jobs()] == ["d0.mp4"]  # only the accepted one was queued
+    finally:
+        queue.close()

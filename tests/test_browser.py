@@ -2,6 +2,7 @@
 video, Batch gives a ZIP of three, and every tab is photographed into tests/artifacts/ for a person to look at."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import zipfile
@@ -52,6 +53,12 @@ def _upload(page, elem_id: str, *paths: Path) -> None:
     page.wait_for_function(
         "([id, names]) => { const t = document.getElementById(id).innerText.replace(/\\s+/g, '');"
         " return names.every(n => t.includes(n)); }", arg=[elem_id, [p.name for p in paths]], timeout=60_000)
+
+
+def _wait_for_words(page, elem_id: str, words: str, timeout: int = 30_000) -> None:
+    """Wait until the element shows ``words`` (it may not exist yet: Gradio adds a hidden field when shown)."""
+    page.wait_for_function("([id, words]) => (document.getElementById(id)?.innerText || '').includes(words)",
+                           arg=[elem_id, words], timeout=timeout)
 
 
 def _duration(path: Path) -> float:
@@ -140,6 +147,7 @@ def test_history_and_logs_tabs(browser, studio, short_clips) -> None:
     page.get_by_role("tab", name="Logs").click()
     page.wait_for_function("() => document.querySelector('#log-tail textarea').value.includes('succeeded')",
                            timeout=30_000)
+    assert str(studio.root.parent) not in page.input_value("#log-tail textarea")  # paths read outputs/...
     _shot(page, "logs")
     page.context.close()
 
@@ -153,4 +161,126 @@ def test_the_page_follows_a_chinese_browser(browser, studio) -> None:
     page.get_by_role("tab", name="单个").click()
     page.wait_for_function("() => document.getElementById('engine-line').innerText.includes('引擎')", timeout=30_000)
     _shot(page, "single_zh")
+    page.context.close()
+
+
+def test_cancel_says_cancelling_at_once_in_single_and_batch(browser, studio, short_clips, held_jobs) -> None:
+    page = _page(browser, studio, locale="zh-CN")
+    _upload(page, "single-audio", short_clips["speech"])
+    _upload(page, "single-picture", short_clips["d0"])
+    page.click("#single-generate")
+    _wait_for_words(page, "single-status", "口型同步中", timeout=60_000)
+    page.click("#single-cancel")
+    # The click's own answer says it; the job itself is held in its stage until released below.
+    _wait_for_words(page, "single-status", "正在取消…", timeout=10_000)
+    _shot(page, "single_cancelling_zh")
+    assert "正在取消…" in page.inner_text("#single-status")  # still so after the timer's refreshes
+    held_jobs.release()
+    _wait_for_words(page, "single-status", "已取消", timeout=60_000)
+    page.context.close()
+
+    page = _page(browser, studio)
+    page.get_by_role("tab", name="Batch").click()
+    _upload(page, "batch-audio", short_clips["speech"])
+    _upload(page, "batch-videos", short_clips["d13"], short_clips["d19"])
+    page.click("#batch-start")
+    page.wait_for_selector("#batch-status tr[data-state=running]", timeout=60_000)
+    page.click("#batch-cancel")
+    page.wait_for_function(
+        "() => document.querySelector('#batch-status tr[data-state=running]').innerText.includes('cancelling…')",
+        timeout=10_000)
+    _shot(page, "batch_cancelling")
+    held_jobs.release()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#batch-status tr[data-state=cancelled]').length === 2", timeout=60_000)
+    assert "cancelling…" not in page.inner_text("#batch-status")
+    page.context.close()
+
+
+def test_a_bad_upload_is_named_as_it_arrives(browser, studio, short_clips, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("Things to say in the video: hello, thanks for watching.\n")
+    jobs_before = len(studio.queue.jobs())
+    page = _page(browser, studio)
+    _upload(page, "single-picture", notes)
+    _wait_for_words(page, "single-picture-check", "notes.mp4 is not a video or photo HeyGem can read")
+    assert not page.is_visible("#single-video-preview video")  # no preview of what cannot be read
+    _upload(page, "single-audio", short_clips["d0"])  # a video without sound, given as the speech
+    _wait_for_words(page, "single-audio-check", "d0.mp4: the speech file has no sound.")
+    assert "ffprobe" not in page.inner_text("#tab-single")  # its words are for the log
+    _shot(page, "single_bad_uploads")
+    page.context.close()
+
+    page = _page(browser, studio, locale="zh-CN")
+    page.get_by_role("tab", name="批量").click()
+    _upload(page, "batch-videos", short_clips["d13"], notes)
+    _wait_for_words(page, "batch-videos-check", "notes.mp4 不是 HeyGem 能读取的视频或照片")
+    assert "d13.mp4" not in page.inner_text("#batch-videos-check")  # the good one is not blamed
+    _shot(page, "batch_bad_upload_zh")
+    page.context.close()
+    assert len(studio.queue.jobs()) == jobs_before  # nothing was submitted
+
+
+# A studio of its own, in a process of its own (Gradio's cache folder is chosen once per process), over a
+# queue whose settings name no checkpoint and with none found in checkpoints/.
+_NO_CHECKPOINT_STUDIO = """
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from heygem import engines
+from heygem.jobs import JobQueue
+from heygem.server import create_app
+from heygem.settings import EngineOptions, Settings
+
+engines.DEFAULT_CHECKPOINTS = ()
+queue = JobQueue(Path(sys.argv[1]), Settings(engine=EngineOptions(device="cpu")), start=False)
+uvicorn.run(create_app(queue), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+
+
+@pytest.fixture(scope="module")
+def studio_without_checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    import socket
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    import httpx
+
+    folder = tmp_path_factory.mktemp("no-checkpoint")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", _NO_CHECKPOINT_STUDIO, str(folder / "outputs"), str(port)],
+                              cwd=folder, env={**os.environ, "PYTHONPATH": str(REPO)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, "the studio without a checkpoint did not start"
+            assert time.monotonic() < deadline, "the studio without a checkpoint did not answer"
+            try:
+                if httpx.get(f"{url}/api/status", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        yield SimpleNamespace(url=url)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@pytest.mark.parametrize("locale, where", [("en-US", "wav2lip is not offered"), ("zh-CN", "未提供 wav2lip")])
+def test_options_leave_out_wav2lip_without_a_checkpoint_and_say_where_it_goes(
+        browser, studio_without_checkpoint, locale: str, where: str) -> None:
+    page = _page(browser, studio_without_checkpoint, locale=locale)
+    page.get_by_text("Options" if locale == "en-US" else "选项").first.click()
+    page.wait_for_selector("#engine-choice input[type=radio]", timeout=30_000)
+    choices = page.eval_on_selector_all("#engine-choice input[type=radio]", "inputs => inputs.map(i => i.value)")
+    assert choices == ["auto", "builtin"]
+    words = page.inner_text("#engine-choice")
+    assert where in words and "checkpoints/wav2lip_gan.pth" in words
+    _shot(page, f"options_no_checkpoint_{locale[:2]}")
     page.context.close()

@@ -9,7 +9,8 @@ from heygem.engines.base import Engine
 from heygem.errors import CheckpointError, EngineError
 from heygem.settings import DEFAULT_CHECKPOINTS, EngineOptions
 
-__all__ = ["ENGINES", "Engine", "create_engine", "engine_status", "find_checkpoint", "resolve_engine_name"]
+__all__ = ["ENGINES", "Engine", "check_engine_available", "create_engine", "engine_status", "find_checkpoint",
+           "resolve_engine_name", "wav2lip_available"]
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +21,29 @@ NO_CHECKPOINT = (
     "checkpoints/, or pass --checkpoint PATH. The weights are licensed for non-commercial use only."
 )
 
+# For front ends that queue jobs (web UI, HTTP API): said before a job is queued, not when it runs.
+NO_CHECKPOINT_TO_QUEUE = (
+    "the wav2lip engine needs a checkpoint and none is installed: put wav2lip_gan.pth from the Wav2Lip project "
+    "at checkpoints/wav2lip_gan.pth (or wav2lip.pth) and restart the studio, or choose engine auto or builtin"
+)
+
 
 def find_checkpoint(explicit: Path | None) -> Path | None:
     """The checkpoint to use: the one given, else the first default that exists."""
     if explicit is not None:
         return Path(explicit)
     return next((path for path in DEFAULT_CHECKPOINTS if path.is_file()), None)
+
+
+def wav2lip_available(options: EngineOptions) -> bool:
+    """Whether a Wav2Lip checkpoint is found for these options (the one they name, else a default one)."""
+    return find_checkpoint(options.checkpoint) is not None
+
+
+def check_engine_available(options: EngineOptions) -> None:
+    """CheckpointError when these options ask for wav2lip and no checkpoint is found (``auto`` never fails)."""
+    if options.engine == "wav2lip" and not wav2lip_available(options):
+        raise CheckpointError(NO_CHECKPOINT_TO_QUEUE)
 
 
 def resolve_engine_name(options: EngineOptions) -> str:

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
 import time
 from pathlib import Path
+from typing import Literal
 
 import gradio as gr
 
-from heygem.engines import engine_status
+from heygem.engines import engine_status, wav2lip_available
 from heygem.errors import HeyGemError
 from heygem.jobs import FAILED, FINISHED, RUNNING, SUCCEEDED, Job, JobQueue
-from heygem.settings import ENGINE_CHOICES, LENGTH_CHOICES, LOGS_DIR, with_choices
+from heygem.media.probe import probe, require_audio_source, require_video_source
+from heygem.settings import ENGINE_CHOICES, LENGTH_CHOICES, LOGS_DIR, PROJECT_ROOT, EngineOptions, with_choices
 from heygem.ui.texts import EN, ZH, language, text
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,19 @@ def _state(lang: str, state: str) -> str:
     return text(lang, f"state_{state}")
 
 
+def _queued_words(lang: str, ahead: int) -> str:
+    if ahead == 0:
+        return text(lang, "queued_next")
+    if ahead == 1:
+        return text(lang, "queued_one_ahead")
+    return text(lang, "queued_behind", ahead=ahead)
+
+
+def _state_words(lang: str, job: Job) -> str:
+    """The state as a person reads it; a running job asked to cancel says so until it stops."""
+    return _stage(lang, "cancelling") if job.cancelling else _state(lang, job.state)
+
+
 def _bar(fraction: float) -> str:
     return f'<div class="hg-bar"><div style="width:{max(0.0, min(1.0, fraction)) * 100:.0f}%"></div></div>'
 
@@ -72,16 +88,18 @@ def job_status_html(job: Job, lang: str, ahead: int = 0) -> str:
     """One job's progress card: name, state and stage, a bar, and the reason when it failed."""
     name = html.escape(job.video_name)
     state = _state(lang, job.state)
-    if job.state == RUNNING:
+    if job.cancelling:
+        detail = f"{state} · {_stage(lang, 'cancelling')}"
+    elif job.state == RUNNING:
         detail = f"{state} · {_stage(lang, job.stage)} · {job.progress * 100:.0f}%"
     elif job.state == "queued":
-        detail = text(lang, "queued_behind", ahead=ahead)
+        detail = _queued_words(lang, ahead)
     elif job.state == SUCCEEDED and job.started and job.finished:
         detail = f"{state} · {text(lang, 'took', seconds=job.finished - job.started)} · {html.escape(job.engine or '')}"
     else:
         detail = state
-    parts = [f'<div class="hg-job" data-state="{job.state}"><div class="hg-line"><b>{name}</b> — {detail}</div>',
-             _bar(1.0 if job.state == SUCCEEDED else job.progress)]
+    parts = [f'<div class="hg-job" data-state="{job.state}" data-cancelling="{str(job.cancelling).lower()}">'
+             f'<div class="hg-line"><b>{name}</b> — {detail}</div>', _bar(1.0 if job.state == SUCCEEDED else job.progress)]
     if job.error:
         parts.append(f'<div class="hg-error">{html.escape(job.error)}</div>')
     parts.extend(f'<div class="hg-note">{html.escape(note)}</div>' for note in job.notes)
@@ -101,7 +119,7 @@ def batch_table_html(jobs: list[Job], lang: str) -> str:
         detail = job.error or (_stage(lang, job.stage) if job.state == RUNNING else "; ".join(job.notes))
         rows.append(
             f'<tr data-state="{job.state}"><td>{number}. {html.escape(job.video_name)}</td>'
-            f'<td class="hg-state-{job.state}">{_state(lang, job.state)}</td>'
+            f'<td class="hg-state-{job.state}">{_state_words(lang, job)}</td>'
             f"<td>{_bar(1.0 if job.state == SUCCEEDED else job.progress)}</td>"
             f'<td class="hg-small">{html.escape(detail or "")}</td></tr>')
     return f'<table class="hg-table" id="batch-table"><tr>{head}</tr>{"".join(rows)}</table>'
@@ -150,6 +168,56 @@ def log_tail(log_file: Path, lines: int = 150) -> str:
     return "\n".join("\n".join(record) for record in reversed(shown[-lines:]))
 
 
+def relative_paths(log_text: str, folders: list[Path]) -> str:
+    """``log_text`` with every path under one of ``folders`` written relative to it (the log names files by
+    their absolute paths, long and alike; the page shows them as the project's own ``outputs/...``)."""
+    prefixes = {f"{folder}{os.sep}" for folder in folders} | {f"{folder.resolve()}{os.sep}" for folder in folders}
+    for prefix in sorted(prefixes, key=len, reverse=True):  # the deepest folder first, so a shorter prefix cannot cut it
+        log_text = log_text.replace(prefix, "")
+    return log_text
+
+
+def upload_problem(path: str | None, role: Literal["speech", "picture"], lang: str) -> str:
+    """What is wrong with an upload, said in the page's words ("" when it is fine or absent).
+
+    role: ``speech`` (needs sound) or ``picture`` (needs a video or photo). ffprobe's own words go to the log.
+    """
+    if not path:
+        return ""
+    name = Path(path).name  # Gradio keeps the uploaded name as the file's last component
+    try:
+        info = probe(path)
+    except HeyGemError as exc:
+        log.info("upload %s (%s) cannot be read: %s", name, role, exc)
+        return text(lang, "bad_speech" if role == "speech" else "bad_picture", name=name)
+    try:
+        require_audio_source(info) if role == "speech" else require_video_source(info)
+    except HeyGemError as exc:
+        log.info("upload %s (%s) does not fit: %s", name, role, exc)
+        return text(lang, "speech_silent" if role == "speech" else "picture_is_sound", name=name)
+    return ""
+
+
+def problems_html(problems: list[str]) -> str:
+    """The upload problems as the page shows them under the file field; nothing when there are none."""
+    shown = [problem for problem in problems if problem]
+    return "".join(message_html(problem) for problem in shown)
+
+
+def _problems_field(problems: list[str]) -> dict:
+    """The field under an upload: shown only when something is wrong (an empty one would leave a gap)."""
+    shown = problems_html(problems)
+    return gr.update(value=shown, visible=bool(shown))
+
+
+def engine_choices(options: EngineOptions) -> tuple[list[str], str]:
+    """The engines the Options offer and the key of the line that explains them: wav2lip is left out, with
+    the reason and where its checkpoint goes, when none is found (a job would fail only once it ran)."""
+    if wav2lip_available(options):
+        return list(ENGINE_CHOICES), "engine_info"
+    return [choice for choice in ENGINE_CHOICES if choice != "wav2lip"], "engine_info_no_wav2lip"
+
+
 def engine_line(queue: JobQueue, lang: str) -> str:
     status = engine_status(queue.defaults.engine)
     key = "engine_wav2lip" if status["engine"] == "wav2lip" else "engine_builtin"
@@ -169,14 +237,24 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
 
     # ---- Single --------------------------------------------------------------------------------------------
 
-    def preview_speech(path):
-        return gr.update(value=path, visible=bool(path))
+    def preview_speech(path, request: gr.Request):
+        problem = upload_problem(path, "speech", _lang(request))
+        shown = bool(path) and not problem
+        return gr.update(value=path if shown else None, visible=shown), _problems_field([problem])
 
-    def preview_picture(path):
-        is_photo = bool(path) and Path(path).suffix.lower() in PHOTO_TYPES
-        is_video = bool(path) and not is_photo
+    def preview_picture(path, request: gr.Request):
+        problem = upload_problem(path, "picture", _lang(request))
+        is_photo = bool(path) and not problem and Path(path).suffix.lower() in PHOTO_TYPES
+        is_video = bool(path) and not problem and not is_photo
         return (gr.update(value=path if is_video else None, visible=is_video),
-                gr.update(value=path if is_photo else None, visible=is_photo))
+                gr.update(value=path if is_photo else None, visible=is_photo), _problems_field([problem]))
+
+    def check_batch_speech(path, request: gr.Request):
+        return _problems_field([upload_problem(path, "speech", _lang(request))])
+
+    def check_batch_videos(paths, request: gr.Request):
+        lang = _lang(request)
+        return _problems_field([upload_problem(path, "picture", lang) for path in paths or []])
 
     def submit_single(audio, picture, engine, face, length, crf, request: gr.Request):
         lang = _lang(request)
@@ -300,7 +378,7 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
             history_out = list(history(picked, request))
         else:
             history_out = [gr.skip(), gr.skip(), seen_finished]
-        logs = log_tail(log_file) or text(lang, "no_log")
+        logs = relative_paths(log_tail(log_file), [PROJECT_ROOT, queue.root.parent]) or text(lang, "no_log")
         return [header, *single, *batch_out, *history_out, logs]
 
     with gr.Blocks(title="HeyGem", delete_cache=(3600, 24 * 3600), analytics_enabled=False) as studio:
@@ -308,8 +386,9 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
         header = gr.Markdown(elem_id="engine-line")
         with gr.Accordion(i18n("options"), open=False):
             with gr.Row():
-                engine = gr.Radio(list(ENGINE_CHOICES), value=queue.defaults.engine.engine, label=i18n("engine"),
-                                  info=i18n("engine_info"))
+                offered, engine_info = engine_choices(queue.defaults.engine)
+                engine = gr.Radio(offered, label=i18n("engine"), info=i18n(engine_info), elem_id="engine-choice",
+                                  value=queue.defaults.engine.engine if queue.defaults.engine.engine in offered else "auto")
                 face = gr.Dropdown(["largest", "0", "1", "2", "3", "4"], value="largest", label=i18n("face"),
                                    info=i18n("face_info"))
                 length = gr.Radio(list(LENGTH_CHOICES), value=queue.defaults.length_policy, label=i18n("length"))
@@ -324,10 +403,12 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                     with gr.Column():
                         s_audio = gr.File(label=i18n("speech"), file_types=AUDIO_TYPES + VIDEO_TYPES, type="filepath",
                                           elem_id="single-audio")
+                        s_audio_check = gr.HTML(elem_id="single-audio-check", visible=False)
                         s_audio_preview = gr.Audio(label=i18n("preview_video"), interactive=False, visible=False,
                                                    elem_id="single-audio-preview")
                         s_picture = gr.File(label=i18n("picture"), file_types=VIDEO_TYPES + PHOTO_TYPES,
                                             type="filepath", elem_id="single-picture")
+                        s_picture_check = gr.HTML(elem_id="single-picture-check", visible=False)
                         s_video_preview = gr.Video(label=i18n("preview_video"), interactive=False, visible=False,
                                                    elem_id="single-video-preview")
                         s_photo_preview = gr.Image(label=i18n("preview_photo"), interactive=False, visible=False,
@@ -348,8 +429,10 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                     with gr.Column(scale=1):
                         b_audio = gr.File(label=i18n("speech"), file_types=AUDIO_TYPES + VIDEO_TYPES, type="filepath",
                                           elem_id="batch-audio")
+                        b_audio_check = gr.HTML(elem_id="batch-audio-check", visible=False)
                         b_videos = gr.File(label=i18n("videos"), file_types=VIDEO_TYPES + PHOTO_TYPES,
                                            file_count="multiple", type="filepath", elem_id="batch-videos")
+                        b_videos_check = gr.HTML(elem_id="batch-videos-check", visible=False)
                         with gr.Row():
                             b_go = gr.Button(i18n("start_batch"), variant="primary", elem_id="batch-start")
                             b_cancel = gr.Button(i18n("cancel_batch"), elem_id="batch-cancel")
@@ -379,8 +462,11 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                 logs = gr.Textbox(label=i18n("log_tail"), lines=28, max_lines=28, autoscroll=False,
                                   interactive=False, elem_id="log-tail", elem_classes="hg-log")
 
-        s_audio.change(preview_speech, s_audio, s_audio_preview, show_progress="hidden")
-        s_picture.change(preview_picture, s_picture, [s_video_preview, s_photo_preview], show_progress="hidden")
+        s_audio.change(preview_speech, s_audio, [s_audio_preview, s_audio_check], show_progress="hidden")
+        s_picture.change(preview_picture, s_picture, [s_video_preview, s_photo_preview, s_picture_check],
+                         show_progress="hidden")
+        b_audio.change(check_batch_speech, b_audio, b_audio_check, show_progress="hidden")
+        b_videos.change(check_batch_videos, b_videos, b_videos_check, show_progress="hidden")
         s_go.click(submit_single, [s_audio, s_picture, *options], [job_id, s_status, s_result, s_download, shown])
         s_cancel.click(cancel_single, job_id, s_status, show_progress="hidden")
         b_go.click(submit_batch, [b_audio, b_videos, *options], [batch_id, b_table, b_summary, b_zip, zipped, b_results])
