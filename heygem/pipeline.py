@@ -498,14 +498,19 @@ def iter_synced_frames(
                      "so the result is the same way up as the source")
         log.warning("%s: %s", video.path.name, notes[-1])
     back = (360 - turn) % 360
+    # Each step before the first frame reports, so that a cancel (raised from the report) stops it too.
+    report = progress or (lambda stage, fraction, file: None)
     study = shapes = None
     if engine.wants_study:
         study_dir = det.cache_dir.parent / "studies" if det.cache_dir is not None else None
         with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
-            study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, study_dir, stats)
+            study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, study_dir, stats,
+                                    tick=lambda: report("probe", 0.0, str(video.path)))
         if settings.engine.mouth_drive == "phones":
+            report("audio", 0.0, str(audio.path))
             with stopwatch("phones"):  # once per speech: a batch's later videos reuse them
                 shapes = mouth_shapes(audio.phones(), audio.samples, fps, total)
+    report("probe", 0.0, str(video.path))
     with stopwatch("engine start"):
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes))
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())

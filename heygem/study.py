@@ -17,6 +17,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -146,11 +147,12 @@ class _Sample:
 
 def study_presenter(
     video: MediaInfo, fps: Fraction, detection: DetectionOptions, crop_size: int, crop_margin: float,
-    cache_dir: Path | None = None, stats: dict | None = None,
+    cache_dir: Path | None = None, stats: dict | None = None, tick: Callable[[], None] | None = None,
 ) -> PresenterStudy | None:
     """The study of ``video`` (from the cache when it is there); None when no face with landmarks is found.
 
-    ``stats["study"]`` is set to "cached" or "made".
+    ``stats["study"]`` is set to "cached" or "made". ``tick`` is called for every frame studied (a job's
+    progress callback, through which a cancel stops the study too).
     """
     stats = stats if stats is not None else {}
     cache = None
@@ -164,7 +166,7 @@ def study_presenter(
             log.info("presenter study of %s read from the cache: %s", video.path.name, cached.describe())
             return cached
     started = time.perf_counter()
-    samples = _scan(video, fps, detection, crop_size, crop_margin)
+    samples = _scan(video, fps, detection, crop_size, crop_margin, tick or (lambda: None))
     if not samples:
         log.warning("presenter study: no face with landmarks in %s", video.path.name)
         return None
@@ -178,7 +180,8 @@ def study_presenter(
     return study
 
 
-def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int, margin: float) -> list[_Sample]:
+def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int, margin: float,
+          tick: Callable[[], None]) -> list[_Sample]:
     """Crops, landmarks and mouth measures of sampled source frames."""
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
     mesh = get_face_mesh()
@@ -194,6 +197,7 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int
                 break
             if number % step:
                 continue
+            tick()
             face = Face(*map(float, det.box)) if det.box else select_face(detector.detect(frame), det.face, previous_face)
             if face is None:
                 continue

@@ -229,3 +229,22 @@ def test_a_sideways_video_gets_the_upright_frames_it_studies(media, settings, tm
     result = generate(speech, sideways, tmp_path / "out.mp4", settings)
     assert result.engine.startswith("builtin (own-footage mouth morph, ")  # keys found: the mouths were studied
     assert [note for note in result.notes if "turned 90° counterclockwise" in note]
+
+
+def test_a_cancel_stops_the_presenter_study(media, settings, tmp_path, monkeypatch):
+    from heygem import study
+    from heygem.errors import CancelledError
+
+    settings.engine.engine = "builtin"
+    speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "2")
+    monkeypatch.setattr(study, "_pick_keys", lambda *args, **kwargs: pytest.fail("the study ran to its end"))
+    reports = []
+
+    def cancel_while_studying(stage, fraction, file):
+        reports.append(stage)
+        if reports.count("probe") == 5:  # the first is generate's own probe; the rest come from studied frames
+            raise CancelledError("cancelled")
+
+    with pytest.raises(CancelledError):
+        generate(speech, media / "videoretalking/2.mp4", tmp_path / "out.mp4", settings, cancel_while_studying)
+    assert not (tmp_path / "out.mp4").exists()
