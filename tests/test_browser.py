@@ -345,3 +345,40 @@ def test_presenters_added_once_are_picked_in_batch_and_start_prepared(browser, s
     _shot(page, "presenters_zh")
     page.context.close()
 
+
+def test_single_takes_a_presenter_from_the_library_and_the_library_renames_and_deletes(
+        browser, studio, short_clips) -> None:
+    import time
+
+    presenter = studio.queue.presenters.add(short_clips["d19"], "Nina")
+    deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
+    while studio.queue.presenters.get(presenter.id).state == "preparing":
+        assert time.monotonic() < deadline, "the presenter was not prepared"
+        time.sleep(0.5)
+    page = _page(browser, studio)
+    page.get_by_text("Options").first.click()
+    page.get_by_label("builtin").check()  # the test checkpoint's mouth is noise; the built-in engine's is a mouth
+    _upload(page, "single-audio", short_clips["speech"])
+    _upload(page, "single-picture", short_clips["d0"])
+    _pick(page, "single-presenter", "Nina")
+    page.click("#single-generate")  # an upload and a pick: the page asks which
+    _wait_for_words(page, "single-status", "Both a video upload and a presenter from the library are given")
+    page.click("#single-picture button[aria-label='Clear']")
+    page.click("#single-generate")
+    page.wait_for_selector("#single-status [data-state=succeeded]", timeout=JOB_TIMEOUT_MS)
+    assert "Nina" in page.inner_text("#single-status")
+    _shot(page, "single_presenter_done")
+
+    page.get_by_role("tab", name="Presenters").click()
+    _pick(page, "presenter-pick", "Nina")
+    page.wait_for_function("() => document.querySelector('#presenter-new-name input, #presenter-new-name textarea')"
+                           ".value === 'Nina'", timeout=30_000)
+    page.fill("#presenter-new-name input, #presenter-new-name textarea", "Nina Park")
+    page.click("#presenter-rename")
+    _wait_for_words(page, "presenter-note", "Renamed to Nina Park.")
+    _wait_for_words(page, "presenters-list", "Nina Park")
+    page.click("#presenter-delete")
+    _wait_for_words(page, "presenter-note", "Deleted Nina Park.")
+    page.wait_for_function("() => !document.getElementById('presenters-list').innerText.includes('Nina')", timeout=30_000)
+    assert all(p.id != presenter.id for p in studio.queue.presenters.list())
+    page.context.close()
