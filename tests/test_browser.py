@@ -284,3 +284,101 @@ def test_options_leave_out_wav2lip_without_a_checkpoint_and_say_where_it_goes(
     assert where in words and "checkpoints/wav2lip_gan.pth" in words
     _shot(page, f"options_no_checkpoint_{locale[:2]}")
     page.context.close()
+
+
+def _pick(page, elem_id: str, label: str) -> None:
+    """Choose ``label`` in a Gradio dropdown: open it, type to filter, click the option."""
+    page.click(f"#{elem_id} input")
+    page.fill(f"#{elem_id} input", label)
+    page.get_by_role("option", name=label, exact=True).click()
+
+
+def test_presenters_added_once_are_picked_in_batch_and_start_prepared(browser, studio, short_clips) -> None:
+    page = _page(browser, studio)
+    page.get_by_text("Options").first.click()
+    page.get_by_label("builtin").check()  # the built-in engine studies presenters; its jobs reuse the study
+    page.get_by_role("tab", name="Presenters").click()
+    for clip, name in ((short_clips["d0"], "Dora"), (short_clips["d13"], "Theo")):
+        _upload(page, "presenter-file", clip)
+        page.fill("#presenter-name textarea, #presenter-name input", name)
+        page.click("#presenter-add")
+        _wait_for_words(page, "presenter-note", f"Added {name}")
+    page.wait_for_selector("#presenters-table tr[data-state=preparing]", timeout=30_000)
+    _shot(page, "presenters_preparing")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#presenters-table tr[data-state=ready]').length === 2", timeout=JOB_TIMEOUT_MS)
+    dora = page.inner_text("#presenters-table tr:has-text('Dora')")
+    theo = page.inner_text("#presenters-table tr:has-text('Theo')")
+    assert "ready" in dora and "360×360" in dora and "2.0 s" in dora and "of 50 frames" in dora  # 2 s at 25 fps
+    assert "ready" in theo and "202×360" in theo and "of 60 frames" in theo  # 2 s at 30 fps
+    page.wait_for_function(  # both thumbnails loaded
+        "() => [...document.querySelectorAll('#presenters-table img.hg-thumb')].filter(i => i.naturalWidth > 0).length === 2",
+        timeout=30_000)
+    _shot(page, "presenters")
+
+    page.get_by_role("tab", name="Batch").click()
+    _upload(page, "batch-audio", short_clips["speech"])
+    _pick(page, "batch-presenters", "Dora")
+    _pick(page, "batch-presenters", "Theo")
+    page.click("#batch-start")
+    page.wait_for_selector("#batch-status tr[data-state]", timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelectorAll('#batch-status tr[data-state=succeeded]').length === 2", timeout=JOB_TIMEOUT_MS)
+    rows = page.inner_text("#batch-status")
+    assert "1. Dora" in rows and "2. Theo" in rows
+    _shot(page, "batch_presenters_done")
+    jobs = {job.video_name: job for job in studio.queue.jobs() if job.video_name in ("Dora", "Theo")}
+    assert sorted(jobs) == ["Dora", "Theo"]
+    for job in jobs.values():
+        assert job.engine.startswith("builtin"), job.engine
+        assert (job.state, job.face_cache, job.study) == ("succeeded", "hit", "cached"), job
+    page.context.close()
+
+    page = _page(browser, studio, locale="zh-CN")
+    page.get_by_role("tab", name="主播库").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#presenters-table tr[data-state=ready]').length >= 2", timeout=30_000)
+    words = page.inner_text("#tab-presenters")
+    assert "添加" in words and "就绪" in words and "50 帧中的" in words
+    for english in ("Add", "Name", "ready", "Rename", "Delete", "frames", "Resolution"):
+        assert english not in words, english
+    _shot(page, "presenters_zh")
+    page.context.close()
+
+
+def test_single_takes_a_presenter_from_the_library_and_the_library_renames_and_deletes(
+        browser, studio, short_clips) -> None:
+    import time
+
+    presenter = studio.queue.presenters.add(short_clips["d19"], "Nina")
+    deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
+    while studio.queue.presenters.get(presenter.id).state == "preparing":
+        assert time.monotonic() < deadline, "the presenter was not prepared"
+        time.sleep(0.5)
+    page = _page(browser, studio)
+    page.get_by_text("Options").first.click()
+    page.get_by_label("builtin").check()  # the test checkpoint's mouth is noise; the built-in engine's is a mouth
+    _upload(page, "single-audio", short_clips["speech"])
+    _upload(page, "single-picture", short_clips["d0"])
+    _pick(page, "single-presenter", "Nina")
+    page.click("#single-generate")  # an upload and a pick: the page asks which
+    _wait_for_words(page, "single-status", "Both a video upload and a presenter from the library are given")
+    page.click("#single-picture button[aria-label='Clear']")
+    page.click("#single-generate")
+    page.wait_for_selector("#single-status [data-state=succeeded]", timeout=JOB_TIMEOUT_MS)
+    assert "Nina" in page.inner_text("#single-status")
+    _shot(page, "single_presenter_done")
+
+    page.get_by_role("tab", name="Presenters").click()
+    _pick(page, "presenter-pick", "Nina")
+    page.wait_for_function("() => document.querySelector('#presenter-new-name input, #presenter-new-name textarea')"
+                           ".value === 'Nina'", timeout=30_000)
+    page.fill("#presenter-new-name input, #presenter-new-name textarea", "Nina Park")
+    page.click("#presenter-rename")
+    _wait_for_words(page, "presenter-note", "Renamed to Nina Park.")
+    _wait_for_words(page, "presenters-list", "Nina Park")
+    page.click("#presenter-delete")
+    _wait_for_words(page, "presenter-note", "Deleted Nina Park.")
+    page.wait_for_function("() => !document.getElementById('presenters-list').innerText.includes('Nina')", timeout=30_000)
+    assert all(p.id != presenter.id for p in studio.queue.presenters.list())
+    page.context.close()

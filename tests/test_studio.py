@@ -79,3 +79,31 @@ def test_a_running_job_asked_to_cancel_says_cancelling_in_the_card_and_the_table
     assert "正在取消…" in job_status_html(cancelling, "zh")
     assert "正在取消…" in batch_table_html([cancelling], "zh")
     assert "cancelling…" not in batch_table_html([_job("running", "lip-sync")], "en")
+
+
+def _presenter(**changes) -> "Presenter":
+    from heygem.presenters import Presenter
+
+    fields = dict(id="p1", name="Anna", created=0.0, file_name="anna.mp4", video_path=Path("presenter.mp4"),
+                  kind="video", width=640, height=360, duration=2.0, frames=50, faces_found=None, thumbnail=None,
+                  state="preparing", stage="faces", progress=0.4, error=None)
+    return Presenter(**{**fields, **changes})
+
+
+def test_the_presenters_table_says_progress_faces_found_and_why_one_failed() -> None:
+    from heygem.ui.studio import presenter_choices, presenters_table_html
+
+    preparing = _presenter()
+    ready = _presenter(id="p2", name="Ben", state="ready", stage="ready", progress=1.0, faces_found=48,
+                       thumbnail=Path("thumbnail.jpg"))
+    failed = _presenter(id="p3", name="Cleo", state="failed", stage="failed", error="cleo.mp4: no face found")
+    table = presenters_table_html([preparing, ready, failed], "en")
+    assert "preparing · finding the face · 40%" in table
+    assert "48 of 50 frames" in table and "640×360" in table and "2.0 s" in table
+    assert "cleo.mp4: no face found" in table
+    assert "/api/presenters/p2/thumbnail" in table and "/api/presenters/p1/thumbnail" not in table
+    zh = presenters_table_html([preparing, ready], "zh")
+    assert "准备中 · 查找人脸" in zh and "50 帧中的 48 帧" in zh
+    # Jobs may pick a ready or preparing presenter, never a failed one.
+    assert presenter_choices([preparing, ready, failed], "en") == [("Anna (preparing)", "p1"), ("Ben", "p2")]
+    assert presenters_table_html([], "zh").count("还没有主播") == 1

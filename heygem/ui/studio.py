@@ -1,4 +1,4 @@
-"""The Gradio studio: Single, Batch, History and Logs tabs over the one job queue.
+"""The Gradio studio: Single, Batch, Presenters, History and Logs tabs over the one job queue.
 
 The page only submits jobs and reads their state: all work happens in the queue's worker, so closing the
 browser loses nothing and a reload shows the same jobs. One timer per open page refreshes what it shows.
@@ -19,6 +19,8 @@ from heygem.engines import engine_status, wav2lip_available
 from heygem.errors import HeyGemError
 from heygem.jobs import FAILED, FINISHED, RUNNING, SUCCEEDED, Job, JobQueue
 from heygem.media.probe import probe, require_audio_source, require_video_source
+from heygem.presenters import FAILED as PRESENTER_FAILED
+from heygem.presenters import PREPARING, READY, Presenter
 from heygem.settings import ENGINE_CHOICES, LENGTH_CHOICES, LOGS_DIR, PROJECT_ROOT, EngineOptions, with_choices
 from heygem.ui.texts import EN, ZH, language, text
 
@@ -50,6 +52,8 @@ CSS = """
 .hg-state-failed { color: #c0392b; font-weight: 600; }
 .hg-state-succeeded { color: #1e8449; font-weight: 600; }
 .hg-state-running { color: var(--color-accent); font-weight: 600; }
+.hg-thumb { width: 64px; height: 64px; object-fit: cover; border-radius: 6px; display: block; }
+.hg-thumb-empty { width: 64px; height: 64px; border-radius: 6px; background: var(--border-color-primary); }
 .hg-log textarea { font-family: ui-monospace, monospace; font-size: 12px; }
 """
 
@@ -146,6 +150,74 @@ def history_choices(jobs: list[Job]) -> list[tuple[str, str]]:
         (f"{job.output.name} ({time.strftime('%m-%d %H:%M', time.localtime(job.finished or job.created))})", job.id)
         for job in jobs if job.finished_ok
     ]
+
+
+# ---- the presenters library -------------------------------------------------------------------------------
+
+
+def _presenter_stage(lang: str, stage: str) -> str:
+    key = f"presenter_stage_{stage}"
+    return text(lang, key) if key in EN else stage
+
+
+def _presenter_state(lang: str, presenter: Presenter) -> str:
+    """State cell: preparing with its stage and a bar, ready, or failed with the reason."""
+    words = html.escape(text(lang, f"presenter_state_{presenter.state}"))
+    if presenter.state == PREPARING:
+        stage = html.escape(_presenter_stage(lang, presenter.stage))
+        return f"{words} · {stage} · {presenter.progress * 100:.0f}%{_bar(presenter.progress)}"
+    if presenter.state == PRESENTER_FAILED and presenter.error:
+        return f'{words}<br><span class="hg-small">{html.escape(presenter.error)}</span>'
+    return words
+
+
+def _faces_found(lang: str, presenter: Presenter) -> str:
+    if presenter.faces_found is None:
+        return text(lang, "faces_pending")
+    if presenter.kind == "image" and presenter.frames <= 1:
+        return text(lang, "faces_in_photo") if presenter.faces_found else text(lang, "faces_of_frames", found=0, frames=1)
+    return text(lang, "faces_of_frames", found=presenter.faces_found, frames=presenter.frames)
+
+
+def presenters_table_html(presenters: list[Presenter], lang: str) -> str:
+    """The library as a table: the face, name, length, resolution, frames with a face, and state."""
+    if not presenters:
+        return f'<p id="presenters-empty">{text(lang, "no_presenters")}</p>'
+    keys = ("col_face", "col_name", "col_length", "col_size", "col_faces", "col_state")
+    head = "".join(f"<th>{text(lang, key)}</th>" for key in keys)
+    rows = []
+    for presenter in presenters:
+        # The API's route serves the thumbnail (same origin, same login as the page).
+        face = (f'<img class="hg-thumb" alt="" src="/api/presenters/{presenter.id}/thumbnail">' if presenter.thumbnail
+                else '<div class="hg-thumb-empty"></div>')
+        length = text(lang, "photo") if presenter.kind == "image" else text(lang, "seconds", seconds=presenter.duration)
+        rows.append(
+            f'<tr data-state="{presenter.state}" data-id="{presenter.id}"><td>{face}</td>'
+            f"<td><b>{html.escape(presenter.name)}</b><br><span class=hg-small>{html.escape(presenter.file_name)}</span></td>"
+            f"<td>{length}</td><td>{presenter.width}×{presenter.height}</td><td>{_faces_found(lang, presenter)}</td>"
+            f'<td class="hg-state-{_PRESENTER_STATE_CLASS[presenter.state]}">{_presenter_state(lang, presenter)}</td></tr>')
+    return f'<table class="hg-table" id="presenters-table"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+# The colours of the job states (ready reads as done, preparing as running).
+_PRESENTER_STATE_CLASS = {PREPARING: RUNNING, READY: SUCCEEDED, PRESENTER_FAILED: FAILED}
+
+
+def presenter_choices(presenters: list[Presenter], lang: str, usable_only: bool = True) -> list[tuple[str, str]]:
+    """Dropdown entries (label, id). usable_only: only ready or preparing ones, as jobs may pick them."""
+    return [(text(lang, "choice_preparing", name=p.name) if p.state == PREPARING else p.name, p.id)
+            for p in presenters if not usable_only or p.state in (PREPARING, READY)]
+
+
+def _library_look(presenters: list[Presenter]) -> tuple:
+    """Everything the library table shows: it is sent again only when this changes."""
+    return tuple((p.id, p.name, p.state, p.stage, round(p.progress, 2), p.faces_found, p.error) for p in presenters)
+
+
+def _choices_look(presenters: list[Presenter]) -> tuple:
+    """Everything the pickers show: their choices are sent again only when this changes (not at each tick, so an
+    open dropdown is left alone)."""
+    return tuple((p.id, p.name, p.state) for p in presenters)
 
 
 def log_tail(log_file: Path, lines: int = 150) -> str:
@@ -256,15 +328,19 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
         lang = _lang(request)
         return _problems_field([upload_problem(path, "picture", lang) for path in paths or []])
 
-    def submit_single(audio, picture, engine, face, length, crf, request: gr.Request):
+    def submit_single(audio, picture, presenter_id, engine, face, length, crf, request: gr.Request):
         lang = _lang(request)
         if not audio:
             return None, message_html(text(lang, "need_speech")), None, None, None
-        if not picture:
+        if not picture and not presenter_id:
             return None, message_html(text(lang, "need_picture")), None, None, None
+        if picture and presenter_id:  # either could be meant: ask rather than guess
+            return None, message_html(text(lang, "picture_and_presenter")), None, None, None
         try:
             settings = settings_from(engine, face, length, crf)
-            batch = queue.submit(audio, [picture], settings, audio_name=Path(audio).name, video_names=[Path(picture).name])
+            videos = [picture] if picture else []
+            batch = queue.submit(audio, videos, settings, audio_name=Path(audio).name,
+                                 video_names=[Path(v).name for v in videos], presenters=[presenter_id] if presenter_id else [])
         except ValueError as exc:
             return None, message_html(text(lang, "bad_option", reason=exc)), None, None, None
         except HeyGemError as exc:
@@ -280,16 +356,17 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
 
     # ---- Batch ---------------------------------------------------------------------------------------------
 
-    def submit_batch(audio, videos, engine, face, length, crf, request: gr.Request):
+    def submit_batch(audio, videos, presenter_ids, engine, face, length, crf, request: gr.Request):
         lang = _lang(request)
+        videos, presenter_ids = videos or [], presenter_ids or []
         if not audio:
             return None, message_html(text(lang, "need_speech")), "", None, 0, None
-        if not videos:
+        if not videos and not presenter_ids:
             return None, message_html(text(lang, "need_videos")), "", None, 0, None
         try:
             settings = settings_from(engine, face, length, crf)
             batch = queue.submit(audio, videos, settings, audio_name=Path(audio).name,
-                                 video_names=[Path(v).name for v in videos])
+                                 video_names=[Path(v).name for v in videos], presenters=presenter_ids)
         except ValueError as exc:
             return None, message_html(text(lang, "bad_option", reason=exc)), "", None, 0, None
         except HeyGemError as exc:
@@ -300,6 +377,72 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
         if batch_id:
             return batch_table_html(queue.cancel_batch(batch_id).jobs, _lang(request))
         return gr.skip()
+
+    # ---- Presenters ----------------------------------------------------------------------------------------
+
+    def library(lang: str, picks: tuple[str | None, list[str] | None, str | None]) -> list:
+        """The table, the three pickers (keeping what is still there) and what they now show."""
+        presenters = queue.presenters.list()
+        usable, every = presenter_choices(presenters, lang), presenter_choices(presenters, lang, usable_only=False)
+        single, many, managed = picks
+        usable_ids, every_ids = {value for _, value in usable}, {value for _, value in every}
+        return [presenters_table_html(presenters, lang),
+                gr.update(choices=usable, value=single if single in usable_ids else None),
+                gr.update(choices=usable, value=[value for value in many or [] if value in usable_ids]),
+                gr.update(choices=every, value=managed if managed in every_ids else None),
+                _library_look(presenters), _choices_look(presenters)]
+
+    def show_library(single, many, managed, request: gr.Request):
+        return library(_lang(request), (single, many, managed))
+
+    def add_presenter(path, name, single, many, request: gr.Request):
+        lang = _lang(request)
+        if not path:
+            return [message_html(text(lang, "need_presenter_file")), gr.skip(), gr.skip(),
+                    *library(lang, (single, many, None))]
+        problem = upload_problem(path, "picture", lang)
+        if problem:
+            return [message_html(problem), gr.skip(), gr.skip(), *library(lang, (single, many, None))]
+        try:
+            presenter = queue.presenters.add(path, name or "", file_name=Path(path).name)
+        except HeyGemError as exc:  # over a limit: the message names the file and how to raise the limit
+            return [message_html(str(exc)), gr.skip(), gr.skip(), *library(lang, (single, many, None))]
+        note = f"<p>{html.escape(text(lang, 'presenter_added', name=presenter.name))}</p>"
+        return [note, None, "", *library(lang, (single, many, presenter.id))]
+
+    def pick_presenter(presenter_id):
+        """Fill the rename field with the picked presenter's name."""
+        try:
+            return queue.presenters.get(presenter_id).name if presenter_id else ""
+        except KeyError:
+            return ""
+
+    def rename_presenter(presenter_id, name, single, many, request: gr.Request):
+        lang = _lang(request)
+        if not presenter_id:
+            note = message_html(text(lang, "need_presenter_pick"))
+        elif not (name or "").strip():
+            note = message_html(text(lang, "need_presenter_name"))
+        else:
+            try:
+                renamed = queue.presenters.rename(presenter_id, name)
+                note = f"<p>{html.escape(text(lang, 'presenter_renamed', name=renamed.name))}</p>"
+            except KeyError:
+                note = message_html(text(lang, "presenter_gone"))
+        return [note, *library(lang, (single, many, presenter_id))]
+
+    def delete_presenter(presenter_id, single, many, request: gr.Request):
+        lang = _lang(request)
+        if not presenter_id:
+            note = message_html(text(lang, "need_presenter_pick"))
+        else:
+            try:
+                name = queue.presenters.get(presenter_id).name
+                queue.presenters.delete(presenter_id)
+                note = f"<p>{html.escape(text(lang, 'presenter_deleted', name=name))}</p>"
+            except KeyError:
+                note = message_html(text(lang, "presenter_gone"))
+        return [note, "", *library(lang, (single, many, None))]
 
     # ---- History -------------------------------------------------------------------------------------------
 
@@ -336,7 +479,8 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
 
     # ---- the timer: everything that changes while jobs run -----------------------------------------------
 
-    def tick(job_id, shown, batch_id, zipped, seen_finished, picked, request: gr.Request):
+    def tick(job_id, shown, batch_id, zipped, seen_finished, picked, seen_library, seen_choices, single_pick,
+             batch_picks, managed_pick, request: gr.Request):
         lang = _lang(request)
         header = engine_line(queue, lang)
         # Single
@@ -378,8 +522,16 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
             history_out = list(history(picked, request))
         else:
             history_out = [gr.skip(), gr.skip(), seen_finished]
+        # Presenters: the table while something it shows changes (preparation progress), the pickers only when
+        # a presenter came, went, was renamed or changed state.
+        presenters = queue.presenters.list()
+        library_out: list = [gr.skip()] * 6
+        if _choices_look(presenters) != seen_choices:
+            library_out = library(lang, (single_pick, batch_picks, managed_pick))
+        elif _library_look(presenters) != seen_library:
+            library_out[0], library_out[4] = presenters_table_html(presenters, lang), _library_look(presenters)
         logs = relative_paths(log_tail(log_file), [PROJECT_ROOT, queue.root.parent]) or text(lang, "no_log")
-        return [header, *single, *batch_out, *history_out, logs]
+        return [header, *single, *batch_out, *history_out, *library_out, logs]
 
     with gr.Blocks(title="HeyGem", delete_cache=(3600, 24 * 3600), analytics_enabled=False) as studio:
         gr.Markdown(i18n("title"))
@@ -409,6 +561,8 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                         s_picture = gr.File(label=i18n("picture"), file_types=VIDEO_TYPES + PHOTO_TYPES,
                                             type="filepath", elem_id="single-picture")
                         s_picture_check = gr.HTML(elem_id="single-picture-check", visible=False)
+                        s_presenter = gr.Dropdown(label=i18n("single_presenter"), info=i18n("single_presenter_info"),
+                                                  choices=[], value=None, elem_id="single-presenter")
                         s_video_preview = gr.Video(label=i18n("preview_video"), interactive=False, visible=False,
                                                    elem_id="single-video-preview")
                         s_photo_preview = gr.Image(label=i18n("preview_photo"), interactive=False, visible=False,
@@ -433,6 +587,8 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                         b_videos = gr.File(label=i18n("videos"), file_types=VIDEO_TYPES + PHOTO_TYPES,
                                            file_count="multiple", type="filepath", elem_id="batch-videos")
                         b_videos_check = gr.HTML(elem_id="batch-videos-check", visible=False)
+                        b_presenters = gr.Dropdown(label=i18n("batch_presenters"), info=i18n("batch_presenters_info"),
+                                                   choices=[], value=[], multiselect=True, elem_id="batch-presenters")
                         with gr.Row():
                             b_go = gr.Button(i18n("start_batch"), variant="primary", elem_id="batch-start")
                             b_cancel = gr.Button(i18n("cancel_batch"), elem_id="batch-cancel")
@@ -443,6 +599,28 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                         b_results = gr.File(label=i18n("batch_results"), file_count="multiple", interactive=False,
                                             elem_id="batch-results")
                 gr.Markdown(i18n("advice"))
+
+            with gr.Tab(i18n("tab_presenters"), id="presenters", elem_id="tab-presenters") as presenters_tab:
+                seen_library = gr.State(None)
+                seen_choices = gr.State(None)
+                gr.Markdown(i18n("presenters_help"))
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        p_file = gr.File(label=i18n("presenter_file"), file_types=VIDEO_TYPES + PHOTO_TYPES,
+                                         type="filepath", elem_id="presenter-file")
+                        p_name = gr.Textbox(label=i18n("presenter_name"), info=i18n("presenter_name_info"),
+                                            max_lines=1, elem_id="presenter-name")
+                        p_add = gr.Button(i18n("add_presenter"), variant="primary", elem_id="presenter-add")
+                        p_pick = gr.Dropdown(label=i18n("presenter_pick"), choices=[], value=None,
+                                             elem_id="presenter-pick")
+                        p_new_name = gr.Textbox(label=i18n("presenter_new_name"), max_lines=1,
+                                                elem_id="presenter-new-name")
+                        with gr.Row():
+                            p_rename = gr.Button(i18n("rename_presenter"), elem_id="presenter-rename")
+                            p_delete = gr.Button(i18n("delete_presenter"), variant="stop", elem_id="presenter-delete")
+                        p_note = gr.HTML(elem_id="presenter-note")
+                    with gr.Column(scale=2):
+                        p_table = gr.HTML(elem_id="presenters-list")
 
             with gr.Tab(i18n("tab_history"), id="history", elem_id="tab-history") as history_tab:
                 seen_finished = gr.State(-1)
@@ -467,10 +645,17 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                          show_progress="hidden")
         b_audio.change(check_batch_speech, b_audio, b_audio_check, show_progress="hidden")
         b_videos.change(check_batch_videos, b_videos, b_videos_check, show_progress="hidden")
-        s_go.click(submit_single, [s_audio, s_picture, *options], [job_id, s_status, s_result, s_download, shown])
+        s_go.click(submit_single, [s_audio, s_picture, s_presenter, *options], [job_id, s_status, s_result, s_download, shown])
         s_cancel.click(cancel_single, job_id, s_status, show_progress="hidden")
-        b_go.click(submit_batch, [b_audio, b_videos, *options], [batch_id, b_table, b_summary, b_zip, zipped, b_results])
+        b_go.click(submit_batch, [b_audio, b_videos, b_presenters, *options], [batch_id, b_table, b_summary, b_zip, zipped, b_results])
         b_cancel.click(cancel_batch, batch_id, b_table, show_progress="hidden")
+        library_outputs = [p_table, s_presenter, b_presenters, p_pick, seen_library, seen_choices]
+        presenters_tab.select(show_library, [s_presenter, b_presenters, p_pick], library_outputs, show_progress="hidden")
+        p_add.click(add_presenter, [p_file, p_name, s_presenter, b_presenters],
+                    [p_note, p_file, p_name, *library_outputs])
+        p_pick.change(pick_presenter, p_pick, p_new_name, show_progress="hidden")
+        p_rename.click(rename_presenter, [p_pick, p_new_name, s_presenter, b_presenters], [p_note, *library_outputs])
+        p_delete.click(delete_presenter, [p_pick, s_presenter, b_presenters], [p_note, p_new_name, *library_outputs])
         h_pick.change(play, h_pick, [h_player, h_download], show_progress="hidden")
         h_refresh.click(history, h_pick, [h_table, h_pick, seen_finished])
         history_tab.select(history, h_pick, [h_table, h_pick, seen_finished], show_progress="hidden")
@@ -478,9 +663,10 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
 
         timer = gr.Timer(TICK_SECONDS)
         timer.tick(
-            tick, [job_id, shown, batch_id, zipped, seen_finished, h_pick],
+            tick, [job_id, shown, batch_id, zipped, seen_finished, h_pick, seen_library, seen_choices, s_presenter,
+                   b_presenters, p_pick],
             [header, s_status, s_result, s_download, shown, b_summary, b_table, b_zip, zipped, b_results, h_table, h_pick,
-             seen_finished, logs],
+             seen_finished, *library_outputs, logs],
             show_progress="hidden",
         )
 
