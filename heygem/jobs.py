@@ -357,6 +357,7 @@ class JobQueue:
         try:
             reporter("audio", 0.0, str(job.audio_path))
             audio = self._prepared_audio(job.audio_path)
+            reporter("audio", 1.0, str(job.audio_path))
             result = self._run(audio, job.video_path, None, settings, reporter)
         except CancelledError:
             self._finish(job.id, CANCELLED, stage="cancelled", error=None)
