@@ -382,3 +382,80 @@ def test_single_takes_a_presenter_from_the_library_and_the_library_renames_and_d
     page.wait_for_function("() => !document.getElementById('presenters-list').innerText.includes('Nina')", timeout=30_000)
     assert all(p.id != presenter.id for p in studio.queue.presenters.list())
     page.context.close()
+
+
+def test_a_reload_finds_the_running_job_and_batch_again(browser, studio, short_clips, held_jobs) -> None:
+    page = _page(browser, studio)
+    _upload(page, "single-audio", short_clips["speech"])
+    _upload(page, "single-picture", short_clips["d0"])
+    page.click("#single-generate")
+    _wait_for_words(page, "single-status", "lip-syncing", timeout=60_000)
+    page.wait_for_function("() => location.search.includes('job=')", timeout=10_000)
+    page.reload()
+    # The job is found again from the address: its stage, percentage and times, and Cancel works on it.
+    _wait_for_words(page, "single-status", "lip-syncing", timeout=60_000)
+    status = page.inner_text("#single-status")
+    assert "d0.mp4" in status and "%" in status and "elapsed" in status, status
+    _shot(page, "single_reloaded")
+    page.click("#single-cancel")
+    _wait_for_words(page, "single-status", "cancelling…", timeout=10_000)
+    held_jobs.release()
+    _wait_for_words(page, "single-status", "cancelled", timeout=60_000)
+    page.context.close()
+
+    page = _page(browser, studio)
+    page.get_by_role("tab", name="Batch").click()
+    _upload(page, "batch-audio", short_clips["speech"])
+    _upload(page, "batch-videos", short_clips["d0"], short_clips["d13"], short_clips["d19"])
+    page.click("#batch-start")
+    page.wait_for_selector("#batch-status tr[data-state=running]", timeout=60_000)
+    page.wait_for_function("() => location.search.includes('batch=')", timeout=10_000)
+    page.reload()
+    # Back on the Batch tab by itself, with the live table, the whole batch's progress and each video's.
+    page.wait_for_selector("#batch-status tr[data-state=running]", timeout=60_000)
+    assert page.locator("#batch-status tr[data-state]").count() == 3
+    _wait_for_words(page, "batch-status", "elapsed")
+    _wait_for_words(page, "batch-summary", "Whole batch: ")
+    summary = page.inner_text("#batch-summary")
+    assert "0 of 3 finished" in summary and "%" in summary and "elapsed" in summary, summary
+    _shot(page, "batch_reloaded")
+
+    page.get_by_role("tab", name="History").click()  # unfinished jobs are listed too, under their batch
+    page.wait_for_selector("#history-table tr[data-state=queued]", timeout=30_000)
+    page.wait_for_selector("#history-table tr[data-state=running]", timeout=30_000)
+    assert "3 video(s)" in page.inner_text("#history-table")
+    _shot(page, "history_running")
+
+    page.get_by_role("tab", name="Batch").click()
+    page.click("#batch-cancel")
+    page.wait_for_function(
+        "() => document.querySelector('#batch-status tr[data-state=running]').innerText.includes('cancelling…')",
+        timeout=10_000)
+    held_jobs.release()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#batch-status tr[data-state=cancelled]').length === 3", timeout=60_000)
+    page.context.close()
+
+
+def test_a_finished_batch_opened_by_its_address_offers_its_zip_again(browser, studio, short_clips, tmp_path) -> None:
+    batch = studio.queue.submit(short_clips["speech"], [short_clips["d13"], short_clips["d19"]])
+    assert {job.state for job in studio.queue.wait([job.id for job in batch.jobs], timeout=480)} == {"succeeded"}
+    context = browser.new_context(viewport={"width": 1360, "height": 1000}, locale="zh-CN", accept_downloads=True)
+    page = context.new_page()
+    page.goto(f"{studio.url}/?batch={batch.id}")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#batch-status tr[data-state=succeeded]').length === 2", timeout=60_000)
+    page.wait_for_selector("#batch-zip a", timeout=30_000)
+    _shot(page, "batch_reopened_zh")
+    for link in ("#batch-zip a", f"#history-table tr[data-batch='{batch.id}'] a.hg-zip"):
+        if link.startswith("#history"):
+            page.get_by_role("tab", name="历史").click()
+            page.wait_for_selector(link, timeout=30_000)
+        with page.expect_download() as download:
+            page.click(link)
+        saved = tmp_path / "batch.zip"
+        download.value.save_as(saved)
+        with zipfile.ZipFile(saved) as archive:
+            assert sorted(archive.namelist()) == ["d13__speech.mp4", "d19__speech.mp4"], link
+    _shot(page, "history_zh")
+    context.close()

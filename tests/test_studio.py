@@ -1,7 +1,9 @@
 """The studio's own functions, without a browser: what the page says about uploads, engines, the queue and the log."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -107,3 +109,70 @@ def test_the_presenters_table_says_progress_faces_found_and_why_one_failed() -> 
     # Jobs may pick a ready or preparing presenter, never a failed one.
     assert presenter_choices([preparing, ready, failed], "en") == [("Anna (preparing)", "p1"), ("Ben", "p2")]
     assert presenters_table_html([], "zh").count("还没有主播") == 1
+
+
+def test_a_running_job_shows_its_percentage_elapsed_and_time_left(monkeypatch) -> None:
+    from heygem.ui.studio import batch_progress_words, running_words
+
+    job = replace(_job("running", "lip-sync"), progress=0.4, started=1000.0)  # 40 % into lip-syncing
+    # Half of the whole job in 30 s: about 30 s left at that rate.
+    assert running_words("en", job, now=1030.0) == "50% · 0:30 elapsed · about 0:30 left"
+    assert running_words("zh", job, now=1030.0) == "50% · 已用 0:30 · 约剩 0:30"
+    just_started = replace(job, stage="probe", progress=0.0)
+    assert running_words("en", just_started, now=1001.0) == "5% · 0:01 elapsed · estimating…"
+    monkeypatch.setattr("heygem.ui.studio.time.time", lambda: 1030.0)
+    assert "50% · 0:30 elapsed · about 0:30 left" in job_status_html(job, "en")
+    assert "50% · 0:30 elapsed · about 0:30 left" in batch_table_html([job], "en")
+    queued = _job("queued", "queued")
+    # Two jobs, one half done and one waiting: the batch is 25 % done after 30 s, about 1:30 left.
+    assert batch_progress_words([job, queued], "en", now=1030.0) == "Whole batch: 25% · 0:30 elapsed · about 1:30 left"
+    assert batch_progress_words([job, queued], "zh", now=1030.0) == "整批：25% · 已用 0:30 · 约剩 1:30"
+    assert batch_progress_words([replace(job, state="succeeded")], "en", now=1030.0) == ""
+
+
+def test_history_lists_queued_and_running_jobs_grouped_by_batch_with_the_zip(tmp_path: Path) -> None:
+    from heygem.ui.studio import history_table_html
+
+    result = tmp_path / "d0__speech.mp4"
+    result.write_bytes(b"mp4")
+    done = replace(_job("succeeded", "done"), id="j0", batch_id="b0", seq=1, output=result, finished=1.0)
+    running = replace(_job("running", "lip-sync"), id="j1", batch_id="b1", seq=2, started=1.0)
+    queued = replace(_job("queued", "queued"), id="j2", batch_id="b1", seq=3, video_name="d13.mp4")
+    table = history_table_html([queued, running, done], "en")
+    assert table.index('data-batch="b1"') < table.index('data-batch="b0"')  # the newest batch first
+    assert table.count('class="hg-batch"') == 2 and "2 video(s)" in table
+    assert "queued" in table and "running · lip-syncing · " in table and "d13.mp4" in table
+    assert table.count("/api/batches/") == 1 and 'href="/api/batches/b0/zip"' in table  # a ZIP once one is done
+    assert "排队中" in history_table_html([queued], "zh")
+
+
+def test_a_reloaded_page_finds_its_job_and_batch_in_the_address_or_the_newest_unfinished(short_clips, tmp_path) -> None:
+    from heygem.jobs import JobQueue
+    from heygem.ui.studio import restored_work
+
+    queue = JobQueue(tmp_path / "outputs", start=False)  # no worker: the jobs stay queued
+    try:
+        assert restored_work(queue, {}) == (None, None)
+        single = queue.submit(short_clips["speech"], [short_clips["d0"]]).jobs[0]
+        batch = queue.submit(short_clips["speech"], [short_clips["d13"], short_clips["d19"]])
+        assert restored_work(queue, {"job": single.id, "batch": batch.id}) == (single.id, batch.id)
+        assert restored_work(queue, {"batch": "gone"}) == (None, batch.id)  # unknown ids are dropped
+        assert restored_work(queue, {"job": single.id}) == (single.id, None)
+        queue.cancel_batch(batch.id)
+        assert restored_work(queue, {}) == (single.id, None)  # a batch of one belongs to Single
+    finally:
+        queue.close()
+
+
+def test_the_study_ticks_move_the_reading_stage_from_0_to_1() -> None:
+    from fractions import Fraction
+
+    from heygem.pipeline import _study_ticks
+
+    seen: list[tuple[str, float]] = []
+    video = SimpleNamespace(frame_count=50, kind="video", path=Path("d0.mp4"))
+    tick = _study_ticks(lambda stage, fraction, file: seen.append((stage, fraction)), video, Fraction(25))
+    for _ in range(25):  # every other frame of 50 at 25 fps
+        tick()
+    assert seen[0] == ("probe", pytest.approx(0.04)) and seen[12] == ("probe", pytest.approx(0.52))
+    assert seen[-1] == ("probe", 1.0)

@@ -17,7 +17,7 @@ import gradio as gr
 
 from heygem.engines import engine_status, wav2lip_available
 from heygem.errors import HeyGemError
-from heygem.jobs import FAILED, FINISHED, RUNNING, SUCCEEDED, Job, JobQueue
+from heygem.jobs import FAILED, FINISHED, QUEUED, RUNNING, SUCCEEDED, Job, JobQueue
 from heygem.media.probe import probe, require_audio_source, require_video_source
 from heygem.presenters import FAILED as PRESENTER_FAILED
 from heygem.presenters import PREPARING, READY, Presenter
@@ -52,6 +52,7 @@ CSS = """
 .hg-state-failed { color: #c0392b; font-weight: 600; }
 .hg-state-succeeded { color: #1e8449; font-weight: 600; }
 .hg-state-running { color: var(--color-accent); font-weight: 600; }
+.hg-table tr.hg-batch td { background: var(--block-background-fill); padding-top: 12px; }
 .hg-thumb { width: 64px; height: 64px; object-fit: cover; border-radius: 6px; display: block; }
 .hg-thumb-empty { width: 64px; height: 64px; border-radius: 6px; background: var(--border-color-primary); }
 .hg-log textarea { font-family: ui-monospace, monospace; font-size: 12px; }
@@ -88,6 +89,59 @@ def _bar(fraction: float) -> str:
     return f'<div class="hg-bar"><div style="width:{max(0.0, min(1.0, fraction)) * 100:.0f}%"></div></div>'
 
 
+# Where each stage sits in a job's whole run (start, end), for one bar and one estimate over all stages: the
+# stored progress is the stage's own fraction. Rough shares of a typical job's time.
+STAGE_SPANS = {"starting": (0.0, 0.0), "audio": (0.0, 0.05), "probe": (0.05, 0.2), "lip-sync": (0.2, 0.95),
+               "encode": (0.95, 1.0), "done": (1.0, 1.0)}
+# Before this share of the work, or this many seconds, a rate says little: the page says "estimating…".
+ESTIMATE_AFTER_FRACTION = 0.03
+ESTIMATE_AFTER_SECONDS = 2.0
+
+
+def overall_progress(job: Job) -> float:
+    """How far the job is through all its stages, 0..1 (finished jobs count as 1, queued ones as 0)."""
+    if job.state in FINISHED:
+        return 1.0
+    if job.state != RUNNING:
+        return 0.0
+    start, end = STAGE_SPANS.get(job.stage, (0.0, 1.0))
+    return start + (end - start) * max(0.0, min(1.0, job.progress))
+
+
+def clock(seconds: float) -> str:
+    """``0:42``, ``12:05``, ``1:02:03``: a duration as a person reads it."""
+    whole = max(0, int(round(seconds)))
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def timing_words(lang: str, fraction: float, elapsed: float) -> str:
+    """Elapsed time and the time left at the rate so far; "estimating…" while too little is done to tell."""
+    if fraction < ESTIMATE_AFTER_FRACTION or elapsed < ESTIMATE_AFTER_SECONDS:
+        return text(lang, "elapsed_estimating", elapsed=clock(elapsed))
+    left = elapsed * (1.0 - fraction) / fraction
+    return text(lang, "elapsed_left", elapsed=clock(elapsed), left=clock(left))
+
+
+def running_words(lang: str, job: Job, now: float | None = None) -> str:
+    """A running job's percentage (over all stages), elapsed time and time left."""
+    fraction = overall_progress(job)
+    elapsed = (now or time.time()) - (job.started or job.created)
+    return f"{text(lang, 'percent', percent=fraction * 100)} · {timing_words(lang, fraction, elapsed)}"
+
+
+def batch_progress_words(jobs: list[Job], lang: str, now: float | None = None) -> str:
+    """The whole batch's percentage, elapsed and time left while any job is unfinished; "" once all are."""
+    if not jobs or all(job.state in FINISHED for job in jobs):
+        return ""
+    fraction = sum(overall_progress(job) for job in jobs) / len(jobs)
+    started = [job.started for job in jobs if job.started]
+    if not started:
+        return ""
+    elapsed = (now or time.time()) - min(started)
+    return text(lang, "batch_progress", percent=fraction * 100, timing=timing_words(lang, fraction, elapsed))
+
+
 def job_status_html(job: Job, lang: str, ahead: int = 0) -> str:
     """One job's progress card: name, state and stage, a bar, and the reason when it failed."""
     name = html.escape(job.video_name)
@@ -95,7 +149,7 @@ def job_status_html(job: Job, lang: str, ahead: int = 0) -> str:
     if job.cancelling:
         detail = f"{state} · {_stage(lang, 'cancelling')}"
     elif job.state == RUNNING:
-        detail = f"{state} · {_stage(lang, job.stage)} · {job.progress * 100:.0f}%"
+        detail = f"{state} · {_stage(lang, job.stage)} · {running_words(lang, job)}"
     elif job.state == "queued":
         detail = _queued_words(lang, ahead)
     elif job.state == SUCCEEDED and job.started and job.finished:
@@ -103,7 +157,7 @@ def job_status_html(job: Job, lang: str, ahead: int = 0) -> str:
     else:
         detail = state
     parts = [f'<div class="hg-job" data-state="{job.state}" data-cancelling="{str(job.cancelling).lower()}">'
-             f'<div class="hg-line"><b>{name}</b> — {detail}</div>', _bar(1.0 if job.state == SUCCEEDED else job.progress)]
+             f'<div class="hg-line"><b>{name}</b> — {detail}</div>', _bar(1.0 if job.state == SUCCEEDED else overall_progress(job))]
     if job.error:
         parts.append(f'<div class="hg-error">{html.escape(job.error)}</div>')
     parts.extend(f'<div class="hg-note">{html.escape(note)}</div>' for note in job.notes)
@@ -121,26 +175,50 @@ def batch_table_html(jobs: list[Job], lang: str) -> str:
     rows = []
     for number, job in enumerate(jobs, start=1):
         detail = job.error or (_stage(lang, job.stage) if job.state == RUNNING else "; ".join(job.notes))
+        fraction = 1.0 if job.state == SUCCEEDED else overall_progress(job) if job.state == RUNNING else job.progress
+        words = running_words(lang, job) if job.state == RUNNING and not job.cancelling else ""
         rows.append(
             f'<tr data-state="{job.state}"><td>{number}. {html.escape(job.video_name)}</td>'
             f'<td class="hg-state-{job.state}">{_state_words(lang, job)}</td>'
-            f"<td>{_bar(1.0 if job.state == SUCCEEDED else job.progress)}</td>"
+            f'<td>{_bar(fraction)}<span class="hg-small">{html.escape(words)}</span></td>'
             f'<td class="hg-small">{html.escape(detail or "")}</td></tr>')
     return f'<table class="hg-table" id="batch-table"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
+def _history_state(lang: str, job: Job) -> str:
+    """A job's state in History: running ones with their stage and progress, failed ones with the reason."""
+    words = html.escape(_state_words(lang, job))
+    if job.state == RUNNING and not job.cancelling:
+        words += f" · {html.escape(_stage(lang, job.stage))} · {html.escape(running_words(lang, job))}"
+    if job.error:
+        words += f"<br><span class=hg-small>{html.escape(job.error)}</span>"
+    return words
+
+
 def history_table_html(jobs: list[Job], lang: str) -> str:
+    """Every job, queued and running ones too, grouped by batch (newest batch first): each batch's row names its
+    speech and, once a result is done, links the ZIP of its finished results."""
     if not jobs:
         return f"<p>{text(lang, 'no_history')}</p>"
-    head = "".join(f"<th>{text(lang, key)}</th>" for key in ("col_when", "col_video", "col_audio", "col_state", "col_engine"))
-    rows = []
+    batches: dict[str, list[Job]] = {}
     for job in jobs:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.finished or job.created))
-        rows.append(
-            f'<tr data-state="{job.state}"><td class="hg-small">{when}</td><td>{html.escape(job.video_name)}</td>'
-            f"<td>{html.escape(job.audio_name)}</td><td class=\"hg-state-{job.state}\">{_state(lang, job.state)}"
-            f'{"<br><span class=hg-small>" + html.escape(job.error) + "</span>" if job.error else ""}</td>'
-            f'<td class="hg-small">{html.escape(job.engine or "")}</td></tr>')
+        batches.setdefault(job.batch_id, []).append(job)
+    head = "".join(f"<th>{text(lang, key)}</th>" for key in ("col_when", "col_video", "col_state", "col_engine"))
+    rows = []
+    for batch_id, members in batches.items():
+        members = sorted(members, key=lambda job: job.seq)
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(members[0].created))
+        title = html.escape(text(lang, "history_batch", when=when, audio=members[0].audio_name, videos=len(members)))
+        # The API's route builds and serves the ZIP (same origin, same login as the page).
+        link = (f' · <a class="hg-zip" href="/api/batches/{batch_id}/zip" download>{text(lang, "history_zip")}</a>'
+                if any(job.finished_ok for job in members) else "")
+        rows.append(f'<tr class="hg-batch" data-batch="{batch_id}"><td colspan="4"><b>{title}</b>{link}</td></tr>')
+        for job in members:
+            finished = time.strftime("%H:%M", time.localtime(job.finished)) if job.finished else ""
+            rows.append(
+                f'<tr data-state="{job.state}" data-batch="{batch_id}"><td class="hg-small">{finished}</td>'
+                f"<td>{html.escape(job.video_name)}</td><td class=\"hg-state-{job.state}\">{_history_state(lang, job)}</td>"
+                f'<td class="hg-small">{html.escape(job.engine or "")}</td></tr>')
     return f'<table class="hg-table" id="history-table"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
@@ -218,6 +296,42 @@ def _choices_look(presenters: list[Presenter]) -> tuple:
     """Everything the pickers show: their choices are sent again only when this changes (not at each tick, so an
     open dropdown is left alone)."""
     return tuple((p.id, p.name, p.state) for p in presenters)
+
+
+def _history_look(queue: JobQueue) -> tuple:
+    """What History shows, in brief: it is sent again only when this changes (a job came, moved on or ended)."""
+    return tuple((job.id, job.state, job.stage, round(job.progress, 1), job.cancel_requested)
+                 for job in queue.jobs(limit=500))
+
+
+# The page's script that writes a submitted job's or batch's id into the address (?job=... / ?batch=...), so a
+# reload, or the address opened again, finds the work again. Replaces the entry: Back still leaves the page.
+_REMEMBER_JS = """(id) => {
+    if (id) { const url = new URL(window.location.href); url.searchParams.set('%s', id);
+              window.history.replaceState(window.history.state, '', url); }
+    return [];
+}"""
+
+
+def restored_work(queue: JobQueue, query: dict[str, str]) -> tuple[str | None, str | None]:
+    """(job id for Single, batch id for Batch) a newly loaded page shows: those in its address (``?job=``,
+    ``?batch=``) that still exist; without either, the newest unfinished batch (one of one video goes to Single)."""
+    single, many = query.get("job"), query.get("batch")
+    try:
+        single = queue.job(single).id if single else None
+    except KeyError:
+        single = None
+    try:
+        many = queue.batch(many).id if many else None
+    except KeyError:
+        many = None
+    if single or many:
+        return single, many
+    unfinished = queue.jobs([QUEUED, RUNNING], limit=1)
+    if not unfinished:
+        return None, None
+    batch = queue.batch(unfinished[0].batch_id)
+    return (batch.jobs[0].id, None) if len(batch.jobs) == 1 else (None, batch.id)
 
 
 def log_tail(log_file: Path, lines: int = 150) -> str:
@@ -447,11 +561,11 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
     # ---- History -------------------------------------------------------------------------------------------
 
     def history(selected: str | None, request: gr.Request):
-        jobs = [job for job in queue.jobs(FINISHED, limit=500)]
+        jobs = queue.jobs(limit=500)
         choices = history_choices(jobs)
         values = {value for _, value in choices}
         keep = selected if selected in values else (choices[0][1] if choices else None)
-        return history_table_html(jobs, _lang(request)), gr.update(choices=choices, value=keep), len(jobs)
+        return history_table_html(jobs, _lang(request)), gr.update(choices=choices, value=keep), _history_look(queue)
 
     def play(job_id):
         if not job_id:
@@ -474,8 +588,8 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                 note = text(lang, "deleted", name=name)
             except (KeyError, HeyGemError, AttributeError) as exc:
                 note = str(exc)
-        table, dropdown, count = history(None, request)
-        return table, dropdown, count, gr.update(value=None), gr.update(value=None), note
+        table, dropdown, look = history(None, request)
+        return table, dropdown, look, gr.update(value=None), gr.update(value=None), note
 
     # ---- the timer: everything that changes while jobs run -----------------------------------------------
 
@@ -507,7 +621,8 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                 summary = text(lang, "batch_summary", done=sum(counts[s] for s in FINISHED), total=len(batch.jobs),
                                failed=counts[FAILED], cancelled=counts["cancelled"])
                 now = text(lang, "running_now", name=running.video_name) if running else ""
-                batch_out[0] = f"{summary} {now}"
+                # The whole batch's progress on a line of its own (a Markdown line break).
+                batch_out[0] = "  \n".join(part for part in (f"{summary} {now}", batch_progress_words(batch.jobs, lang)) if part)
                 batch_out[1] = batch_table_html(batch.jobs, lang)
                 finished_ok = sum(job.finished_ok for job in batch.jobs)
                 if finished_ok and finished_ok != zipped:  # a new result: list it, rebuild the ZIP
@@ -516,9 +631,8 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                     batch_out.append([str(job.output) for job in batch.jobs if job.finished_ok])
         if len(batch_out) == 4:
             batch_out.append(gr.skip())
-        # History: refresh the list when a job has finished since the last look
-        finished = queue.count(FINISHED)
-        if finished != seen_finished:
+        # History: refresh the list when a job has come, finished or moved on since the last look
+        if _history_look(queue) != seen_finished:
             history_out = list(history(picked, request))
         else:
             history_out = [gr.skip(), gr.skip(), seen_finished]
@@ -547,10 +661,12 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                 crf = gr.Slider(10, 35, value=queue.defaults.encode.crf, step=1, label=i18n("quality"))
         options = [engine, face, length, crf]
 
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab(i18n("tab_single"), id="single", elem_id="tab-single"):
                 job_id = gr.State(None)
                 shown = gr.State(None)
+                # The job's id for the page's script, which writes it into the address (a reload then finds it).
+                s_job_address = gr.Textbox(visible="hidden", elem_id="single-job-id")
                 with gr.Row():
                     with gr.Column():
                         s_audio = gr.File(label=i18n("speech"), file_types=AUDIO_TYPES + VIDEO_TYPES, type="filepath",
@@ -579,6 +695,7 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
             with gr.Tab(i18n("tab_batch"), id="batch", elem_id="tab-batch"):
                 batch_id = gr.State(None)
                 zipped = gr.State(0)
+                b_batch_address = gr.Textbox(visible="hidden", elem_id="batch-id")
                 with gr.Row():
                     with gr.Column(scale=1):
                         b_audio = gr.File(label=i18n("speech"), file_types=AUDIO_TYPES + VIDEO_TYPES, type="filepath",
@@ -623,7 +740,7 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                         p_table = gr.HTML(elem_id="presenters-list")
 
             with gr.Tab(i18n("tab_history"), id="history", elem_id="tab-history") as history_tab:
-                seen_finished = gr.State(-1)
+                seen_finished = gr.State(None)
                 with gr.Row():
                     with gr.Column(scale=2):
                         h_table = gr.HTML(elem_id="history-list")
@@ -645,9 +762,15 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                          show_progress="hidden")
         b_audio.change(check_batch_speech, b_audio, b_audio_check, show_progress="hidden")
         b_videos.change(check_batch_videos, b_videos, b_videos_check, show_progress="hidden")
-        s_go.click(submit_single, [s_audio, s_picture, s_presenter, *options], [job_id, s_status, s_result, s_download, shown])
+        s_go.click(submit_single, [s_audio, s_picture, s_presenter, *options],
+                   [job_id, s_status, s_result, s_download, shown]).then(
+            lambda job: job, job_id, s_job_address, show_progress="hidden").then(
+            None, s_job_address, None, js=_REMEMBER_JS % "job")
         s_cancel.click(cancel_single, job_id, s_status, show_progress="hidden")
-        b_go.click(submit_batch, [b_audio, b_videos, b_presenters, *options], [batch_id, b_table, b_summary, b_zip, zipped, b_results])
+        b_go.click(submit_batch, [b_audio, b_videos, b_presenters, *options],
+                   [batch_id, b_table, b_summary, b_zip, zipped, b_results]).then(
+            lambda batch: batch, batch_id, b_batch_address, show_progress="hidden").then(
+            None, b_batch_address, None, js=_REMEMBER_JS % "batch")
         b_cancel.click(cancel_batch, batch_id, b_table, show_progress="hidden")
         library_outputs = [p_table, s_presenter, b_presenters, p_pick, seen_library, seen_choices]
         presenters_tab.select(show_library, [s_presenter, b_presenters, p_pick], library_outputs, show_progress="hidden")
@@ -673,5 +796,14 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
         def show_engine(request: gr.Request) -> str:
             return engine_line(queue, _lang(request))
 
+        def restore(request: gr.Request):
+            """Find the page's work again after a reload: the job and batch named in the address (set when they
+            were submitted), else the newest unfinished one. The timer then fills in their status and results."""
+            single, many = restored_work(queue, dict(request.query_params))
+            # Only a batch alone opens its tab: with a single job too, Single (the first tab) stays in front.
+            tab = gr.Tabs(selected="batch") if many and not single else gr.skip()
+            return single, None, many, 0, tab
+
         studio.load(show_engine, None, header)
+        studio.load(restore, None, [job_id, shown, batch_id, zipped, tabs], show_progress="hidden")
     return studio

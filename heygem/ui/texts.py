@@ -80,13 +80,13 @@ EN: dict[str, str] = {
     "col_state": "State",
     "col_progress": "Progress",
     "col_detail": "Details",
-    "col_when": "When",
+    "col_when": "Finished",
     "col_audio": "Speech",
     "col_engine": "Engine",
     "running_now": "Now working on: **{name}**",
     "batch_summary": "{done} of {total} finished ({failed} failed, {cancelled} cancelled).",
     "batch_idle": "Upload one speech and several videos, or pick presenters from the library, then press Start batch.",
-    "no_history": "No results yet.",
+    "no_history": "No jobs yet.",
     "deleted": "Deleted {name}.",
     "took": "took {seconds:.1f} s",
     "no_log": "No log yet.",
@@ -139,6 +139,14 @@ EN: dict[str, str] = {
         "Both a video upload and a presenter from the library are given: remove the upload or clear the "
         "presenter, so it is clear which one to use."
     ),
+    # Time and progress of running jobs and batches.
+    "percent": "{percent:.0f}%",
+    "elapsed_left": "{elapsed} elapsed · about {left} left",
+    "elapsed_estimating": "{elapsed} elapsed · estimating…",
+    "batch_progress": "Whole batch: {percent:.0f}% · {timing}",
+    # History grouped by batch.
+    "history_batch": "{when} · speech {audio} · {videos} video(s)",
+    "history_zip": "ZIP of the finished results",
 }
 
 ZH: dict[str, str] = {
@@ -213,13 +221,13 @@ ZH: dict[str, str] = {
     "col_state": "状态",
     "col_progress": "进度",
     "col_detail": "详情",
-    "col_when": "时间",
+    "col_when": "完成时间",
     "col_audio": "语音",
     "col_engine": "引擎",
     "running_now": "正在处理：**{name}**",
     "batch_summary": "已完成 {done} / {total}（失败 {failed}，取消 {cancelled}）。",
     "batch_idle": "上传一段语音和多个视频，或从主播库中选择主播，然后点击“开始批量”。",
-    "no_history": "还没有结果。",
+    "no_history": "还没有任务。",
     "deleted": "已删除 {name}。",
     "took": "用时 {seconds:.1f} 秒",
     "no_log": "还没有日志。",
@@ -267,6 +275,12 @@ ZH: dict[str, str] = {
     "need_presenter_pick": "请先选择一个主播。",
     "need_presenter_name": "请先输入名称。",
     "picture_and_presenter": "同时上传了视频并从主播库选择了主播：请移除上传的文件或清空所选主播，以明确使用哪一个。",
+    "percent": "{percent:.0f}%",
+    "elapsed_left": "已用 {elapsed} · 约剩 {left}",
+    "elapsed_estimating": "已用 {elapsed} · 正在估算…",
+    "batch_progress": "整批：{percent:.0f}% · {timing}",
+    "history_batch": "{when} · 语音 {audio} · {videos} 个视频",
+    "history_zip": "已完成结果的 ZIP",
 }
 
 TEXTS = {"en": EN, "zh": ZH}
