@@ -507,7 +507,8 @@ def iter_synced_frames(
             study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, study_dir, stats,
                                     tick=_study_ticks(report, video, fps))
         if settings.engine.mouth_drive == "phones":
-            report("audio", 0.0, str(audio.path))
+            # Still part of reading (the bar must not step back to the speech stage); a cancel is seen here.
+            report("probe", 0.95, str(video.path))
             with stopwatch("phones"):  # once per speech: a batch's later videos reuse them
                 shapes = mouth_shapes(audio.phones(), audio.samples, fps, total)
     report("probe", 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
