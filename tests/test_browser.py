@@ -67,6 +67,29 @@ def _duration(path: Path) -> float:
     return float(out.stdout)
 
 
+def _start_batch(browser, studio, short_clips, *videos: str):
+    """A new page whose Batch tab has started the 2 s speech with the ``videos`` clips."""
+    page = _page(browser, studio)
+    page.get_by_role("tab", name="Batch").click()
+    _upload(page, "batch-audio", short_clips["speech"])
+    _upload(page, "batch-videos", *(short_clips[name] for name in videos))
+    page.click("#batch-start")
+    return page
+
+
+def _cancel_single(page, held_jobs, cancelling: str, cancelled: str, shot: str | None = None) -> None:
+    """Cancel the Single tab's held job: the status says ``cancelling`` at once (and still after the timer's
+    refreshes), then ``cancelled`` once the job is let go; closes the page."""
+    page.click("#single-cancel")
+    _wait_for_words(page, "single-status", cancelling, timeout=10_000)
+    if shot:
+        _shot(page, shot)
+    assert cancelling in page.inner_text("#single-status")
+    held_jobs.release()
+    _wait_for_words(page, "single-status", cancelled, timeout=60_000)
+    page.context.close()
+
+
 def test_single_tab_gives_a_playable_result(browser, studio, short_clips, tmp_path: Path) -> None:
     page = _page(browser, studio)
     page.wait_for_function("() => document.getElementById('engine-line').innerText.includes('Engine')", timeout=30_000)
@@ -101,11 +124,7 @@ def test_single_tab_gives_a_playable_result(browser, studio, short_clips, tmp_pa
 
 
 def test_batch_tab_zips_three_results(browser, studio, short_clips, tmp_path: Path) -> None:
-    page = _page(browser, studio)
-    page.get_by_role("tab", name="Batch").click()
-    _upload(page, "batch-audio", short_clips["speech"])
-    _upload(page, "batch-videos", short_clips["d0"], short_clips["d13"], short_clips["d19"])
-    page.click("#batch-start")
+    page = _start_batch(browser, studio, short_clips, "d0", "d13", "d19")
     page.wait_for_selector("#batch-status tr[data-state]", timeout=30_000)
     _shot(page, "batch_running")
     page.wait_for_function(
@@ -170,20 +189,10 @@ def test_cancel_says_cancelling_at_once_in_single_and_batch(browser, studio, sho
     _upload(page, "single-picture", short_clips["d0"])
     page.click("#single-generate")
     _wait_for_words(page, "single-status", "口型同步中", timeout=60_000)
-    page.click("#single-cancel")
-    # The click's own answer says it; the job itself is held in its stage until released below.
-    _wait_for_words(page, "single-status", "正在取消…", timeout=10_000)
-    _shot(page, "single_cancelling_zh")
-    assert "正在取消…" in page.inner_text("#single-status")  # still so after the timer's refreshes
-    held_jobs.release()
-    _wait_for_words(page, "single-status", "已取消", timeout=60_000)
-    page.context.close()
+    # The click's own answer says it; the job itself is held in its stage until released.
+    _cancel_single(page, held_jobs, "正在取消…", "已取消", shot="single_cancelling_zh")
 
-    page = _page(browser, studio)
-    page.get_by_role("tab", name="Batch").click()
-    _upload(page, "batch-audio", short_clips["speech"])
-    _upload(page, "batch-videos", short_clips["d13"], short_clips["d19"])
-    page.click("#batch-start")
+    page = _start_batch(browser, studio, short_clips, "d13", "d19")
     page.wait_for_selector("#batch-status tr[data-state=running]", timeout=60_000)
     page.click("#batch-cancel")
     page.wait_for_function(
@@ -397,17 +406,9 @@ def test_a_reload_finds_the_running_job_and_batch_again(browser, studio, short_c
     status = page.inner_text("#single-status")
     assert "d0.mp4" in status and "%" in status and "elapsed" in status, status
     _shot(page, "single_reloaded")
-    page.click("#single-cancel")
-    _wait_for_words(page, "single-status", "cancelling…", timeout=10_000)
-    held_jobs.release()
-    _wait_for_words(page, "single-status", "cancelled", timeout=60_000)
-    page.context.close()
+    _cancel_single(page, held_jobs, "cancelling…", "cancelled")
 
-    page = _page(browser, studio)
-    page.get_by_role("tab", name="Batch").click()
-    _upload(page, "batch-audio", short_clips["speech"])
-    _upload(page, "batch-videos", short_clips["d0"], short_clips["d13"], short_clips["d19"])
-    page.click("#batch-start")
+    page = _start_batch(browser, studio, short_clips, "d0", "d13", "d19")
     page.wait_for_selector("#batch-status tr[data-state=running]", timeout=60_000)
     page.wait_for_function("() => location.search.includes('batch=')", timeout=10_000)
     page.reload()
