@@ -10,7 +10,6 @@ from typing import overload
 
 import librosa
 import numpy as np
-from scipy.signal import lfilter
 
 SAMPLE_RATE = 16000
 N_FFT = 800
@@ -49,7 +48,7 @@ def mel_spectrogram(wav: np.ndarray) -> np.ndarray:
     n = len(wav)
     pad = N_FFT // 2
     if n <= pad:  # too short to reflect once: the one-pass recipe, on a few hundred samples
-        return _normalised_mel(np.abs(librosa.stft(y=_preemphasis(wav.astype(np.float64)), n_fft=N_FFT, hop_length=HOP,
+        return _normalised_mel(np.abs(librosa.stft(y=_preemphasis_at(wav, np.arange(n)), n_fft=N_FFT, hop_length=HOP,
                                                    win_length=WIN, window="hann", center=True, pad_mode="reflect")))
     columns = 1 + n // HOP
     out = np.empty((N_MELS, columns), dtype=np.float32)
@@ -64,10 +63,6 @@ def mel_spectrogram(wav: np.ndarray) -> np.ndarray:
                                        center=False))
         out[:, first:last] = _normalised_mel(spectrum)
     return out
-
-
-def _preemphasis(wav: np.ndarray) -> np.ndarray:
-    return lfilter([1.0, -PREEMPHASIS], [1.0], wav)
 
 
 def _preemphasis_at(wav: np.ndarray, index: np.ndarray) -> np.ndarray:
