@@ -153,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --out names one .mp4 file but several videos were given; give a folder instead", file=sys.stderr)
         return 2
     try:
-        check_inputs(args.audio, [], settings.limits, audio_name=str(args.audio))
-        audio = prepare_audio(args.audio, settings.limits)
+        audio = prepare_audio(args.audio, settings.limits)  # probes and holds it to the speech limit
     except HeyGemError as e:
         log.debug("audio failed", exc_info=True)
         print(f"error: {e}", file=sys.stderr)
@@ -164,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     for video in args.video:
         bar, update = _progress_bar()
         try:
-            check_inputs(args.audio, [video], settings.limits, audio_name=str(args.audio), video_names=[str(video)])
+            check_inputs(None, [video], settings.limits, video_names=[str(video)])
             result = generate(audio, video, single_output, settings, update)
         except Exception as e:  # one failing video is reported and the others still run
             failures += 1

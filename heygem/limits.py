@@ -64,17 +64,17 @@ def check_picture(info: MediaInfo, limits: Limits, name: str | Path | None = Non
 
 
 def check_inputs(
-    audio: Path, videos: Sequence[Path], limits: Limits, *, audio_name: str | None = None,
+    audio: Path | None, videos: Sequence[Path], limits: Limits, *, audio_name: str | None = None,
     video_names: Sequence[str] | None = None,
 ) -> None:
-    """Probe the speech and every video and raise LimitError for the first one over a limit.
+    """Probe the speech (unless None) and every video and raise LimitError for the first one over a limit.
 
     A file that cannot be probed at all is not refused here: its job fails on its own with the reason,
     and the other videos of the batch still run.
     """
     names = list(video_names) if video_names is not None else [Path(v).name for v in videos]
-    for path, name, check in [(audio, audio_name or Path(audio).name, check_speech),
-                              *((v, n, check_picture) for v, n in zip(videos, names))]:
+    speech = [] if audio is None else [(audio, audio_name or Path(audio).name, check_speech)]
+    for path, name, check in [*speech, *((v, n, check_picture) for v, n in zip(videos, names))]:
         try:
             info = probe(path)
         except InputError as exc:
