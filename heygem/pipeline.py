@@ -38,7 +38,7 @@ from heygem.media.probe import MediaInfo, fit_picture, probe, turned
 from heygem.media.video import iter_frames, sample_frames, turn_image
 from heygem.phones import mouth_shapes
 from heygem.settings import DetectionOptions, Limits, Settings
-from heygem.study import SCAN_SECONDS, SCAN_STEP_SECONDS, study_presenter
+from heygem.study import study_presenter
 
 log = logging.getLogger(__name__)
 
@@ -505,7 +505,7 @@ def iter_synced_frames(
         study_dir = det.cache_dir.parent / "studies" if det.cache_dir is not None else None
         with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
             study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, study_dir, stats,
-                                    tick=_study_ticks(report, video, fps))
+                                    tick=lambda done: report("probe", done, str(video.path)))
         if settings.engine.mouth_drive == "phones":
             # Still part of reading (the bar must not step back to the speech stage); a cancel is seen here.
             report("probe", 0.95, str(video.path))
@@ -605,16 +605,6 @@ def iter_synced_frames(
     if note:
         notes.append(note)
         log.warning("%s: %s", source_video.path.name, note)
-
-
-def _study_ticks(report: ProgressCallback, video: MediaInfo, fps: Fraction) -> Callable[[], None]:
-    """The study's per-frame ``tick`` as "probe" progress: the share of the frames it samples studied so far
-    (so the bar moves while the presenter is read, not only once lip-syncing starts)."""
-    rate = float(fps) or 25.0
-    sampled = min(max(1, video.frame_count), SCAN_SECONDS * rate)
-    expected = max(1.0, sampled / max(1, round(SCAN_STEP_SECONDS * rate)))
-    studied = itertools.count(1)
-    return lambda: report("probe", min(1.0, next(studied) / expected), str(video.path))
 
 
 def _missing_faces_note(stats: dict[str, int], orientation: Orientation | None) -> str | None:

@@ -147,12 +147,12 @@ class _Sample:
 
 def study_presenter(
     video: MediaInfo, fps: Fraction, detection: DetectionOptions, crop_size: int, crop_margin: float,
-    cache_dir: Path | None = None, stats: dict | None = None, tick: Callable[[], None] | None = None,
+    cache_dir: Path | None = None, stats: dict | None = None, tick: Callable[[float], None] | None = None,
 ) -> PresenterStudy | None:
     """The study of ``video`` (from the cache when it is there); None when no face with landmarks is found.
 
-    ``stats["study"]`` is set to "cached" or "made". ``tick`` is called for every frame studied (a job's
-    progress callback, through which a cancel stops the study too).
+    ``stats["study"]`` is set to "cached" or "made". ``tick(share done)`` is called for every frame studied
+    (a job's progress callback, through which a cancel stops the study too).
     """
     stats = stats if stats is not None else {}
     cache = None
@@ -166,7 +166,7 @@ def study_presenter(
             log.info("presenter study of %s read from the cache: %s", video.path.name, cached.describe())
             return cached
     started = time.perf_counter()
-    samples = _scan(video, fps, detection, crop_size, crop_margin, tick or (lambda: None))
+    samples = _scan(video, fps, detection, crop_size, crop_margin, tick or (lambda done: None))
     if not samples:
         log.warning("presenter study: no face with landmarks in %s", video.path.name)
         return None
@@ -181,13 +181,14 @@ def study_presenter(
 
 
 def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int, margin: float,
-          tick: Callable[[], None]) -> list[_Sample]:
+          tick: Callable[[float], None]) -> list[_Sample]:
     """Crops, landmarks and mouth measures of sampled source frames."""
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
     mesh = get_face_mesh()
     rate = float(fps) if fps else 25.0
     step = max(1, round(SCAN_STEP_SECONDS * rate))
     limit = int(SCAN_SECONDS * rate)
+    scanned = max(1, min(limit, video.frame_count))  # frames the scan passes, for the share done
     out: list[_Sample] = []
     previous_face: Face | None = None
     frames = iter_frames(video, fps)
@@ -197,7 +198,7 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int
                 break
             if number % step:
                 continue
-            tick()
+            tick(min(1.0, (number + step) / scanned))
             face = Face(*map(float, det.box)) if det.box else select_face(detector.detect(frame), det.face, previous_face)
             if face is None:
                 continue

@@ -164,15 +164,13 @@ def test_a_reloaded_page_finds_its_job_and_batch_in_the_address_or_the_newest_un
         queue.close()
 
 
-def test_the_study_ticks_move_the_reading_stage_from_0_to_1() -> None:
-    from fractions import Fraction
+def test_the_study_ticks_move_the_reading_stage_from_0_to_1(short_clips) -> None:
+    from heygem.media.probe import probe
+    from heygem.settings import DetectionOptions
+    from heygem.study import study_presenter
 
-    from heygem.pipeline import _study_ticks
-
-    seen: list[tuple[str, float]] = []
-    video = SimpleNamespace(frame_count=50, kind="video", path=Path("d0.mp4"))
-    tick = _study_ticks(lambda stage, fraction, file: seen.append((stage, fraction)), video, Fraction(25))
-    for _ in range(25):  # every other frame of 50 at 25 fps
-        tick()
-    assert seen[0] == ("probe", pytest.approx(0.04)) and seen[12] == ("probe", pytest.approx(0.52))
-    assert seen[-1] == ("probe", 1.0)
+    seen: list[float] = []
+    video = probe(short_clips["d0"])  # 50 frames at 25 fps: every other one is studied
+    study_presenter(video, video.fps, DetectionOptions(), 256, 0.25, None, tick=seen.append)
+    assert len(seen) == 25
+    assert seen[0] == pytest.approx(0.04) and seen[12] == pytest.approx(0.52) and seen[-1] == 1.0
