@@ -450,6 +450,12 @@ def _face_cache(video: MediaInfo, det: DetectionOptions, fps: Fraction) -> FaceC
                                                  det.every, fps))
 
 
+def _study_dir(det: DetectionOptions) -> Path | None:
+    """Where presenter studies are kept: beside the face cache (None without one). Jobs and presenter
+    preparation share it."""
+    return det.cache_dir.parent / "studies" if det.cache_dir is not None else None
+
+
 def iter_synced_frames(
     audio: PreparedAudio,
     video: MediaInfo,
@@ -502,9 +508,8 @@ def iter_synced_frames(
     report = progress or (lambda stage, fraction, file: None)
     study = shapes = None
     if engine.wants_study:
-        study_dir = det.cache_dir.parent / "studies" if det.cache_dir is not None else None
         with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
-            study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, study_dir, stats,
+            study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, _study_dir(det), stats,
                                     tick=lambda done: report("probe", done, str(video.path)))
         if settings.engine.mouth_drive == "phones":
             # Still part of reading (the bar must not step back to the speech stage); a cancel is seen here.
@@ -776,8 +781,7 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     if det.cache_dir is not None:
         from heygem.engines.builtin import BuiltinEngine  # the one engine that studies presenters
 
-        study_presenter(upright, fps, det, BuiltinEngine.crop_size, BuiltinEngine.crop_margin,
-                        det.cache_dir.parent / "studies", stats)
+        study_presenter(upright, fps, det, BuiltinEngine.crop_size, BuiltinEngine.crop_margin, _study_dir(det), stats)
     report("ready", 1.0, str(info.path))
     return PresenterPrep(frames=len(faces), frames_with_face=found, turn=turn,
                          face_cache="off" if face_cache is None else "hit" if complete else "made",
