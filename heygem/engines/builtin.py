@@ -136,11 +136,11 @@ class BuiltinEngine(Engine):
         self.study_names: list[str] = []
         self.keys: list[_Key] = []
         # The key space (phones): per key its padded canonical image, the flow from the closed key to it, and
-        # its place on the opening (0 closed .. 1 open) and spread (-1 rounded .. 1 spread) axes.
+        # its place on the opening axis (0 closed .. 1 open); ``names`` says which is spread or rounded.
         self.key_images: list[np.ndarray] = []
         self.key_flows: list[np.ndarray] = []
         self.key_opening = np.zeros(0)
-        self.key_spread = np.zeros(0)
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None  # pixel grid of the region the morphs cover
         self.pad_box = (0, 0, 0, 0)  # x0, y0, x1, y1 of the padded region the key space covers
         self.width_fields: dict[str, np.ndarray] = {}  # photo path: spread/rounded displacement over the ROI
         self.photo = False
@@ -227,6 +227,12 @@ class BuiltinEngine(Engine):
         ring &= np.broadcast_to(rows >= top - 0.1 * iod, ring.shape)
         self.ring = ring.astype(np.float32)
 
+    def _padded_roi(self) -> tuple[int, int, int, int]:
+        """The ROI grown by a few pixels (within the crop): flows and warps see a little beyond it."""
+        pad = 8
+        x0, y0, x1, y1 = self.roi
+        return max(0, x0 - pad), max(0, y0 - pad), min(self.crop_size, x1 + pad), min(self.crop_size, y1 + pad)
+
     def _build_video_levels(self) -> None:
         keys = self.keys
         lips = [k.points[list(OUTER_LIP)] for k in keys]
@@ -234,9 +240,7 @@ class BuiltinEngine(Engine):
         chins = [lower + 0.7 * (k.points[list(CHIN_POINTS)] - lower) for k in keys]
         self._build_region(lips, chins, keys[0].points)
         x0, y0, x1, y1 = self.roi
-        pad = 8  # flow and warps see a little beyond the ROI
-        px0, py0 = max(0, x0 - pad), max(0, y0 - pad)
-        px1, py1 = min(self.crop_size, x1 + pad), min(self.crop_size, y1 + pad)
+        px0, py0, px1, py1 = self._padded_roi()
         images = [k.image[py0:py1, px0:px1].astype(np.float32) for k in keys]
         grays = [cv2.cvtColor(k.image[py0:py1, px0:px1], cv2.COLOR_BGR2GRAY) for k in keys]
         h, w = py1 - py0, px1 - px0
@@ -282,9 +286,11 @@ class BuiltinEngine(Engine):
             self._build_photo_levels(extra_lips=[self._warped_points(closed.points, a) for a in
                                                  (SYNTHETIC_SPREAD, SYNTHETIC_ROUND)])
             x0, y0, x1, y1 = self.roi
-            gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-            self.width_fields = {"spread": self._width_field(closed.points, SYNTHETIC_SPREAD, gx, gy),
-                                 "rounded": self._width_field(closed.points, SYNTHETIC_ROUND, gx, gy)}
+            gx, gy = np.meshgrid(np.arange(x1 - x0, dtype=np.float32), np.arange(y1 - y0, dtype=np.float32))
+            self._grid = (gx, gy)  # over the ROI, where the photo's levels are
+            origin = np.array([x0, y0], np.float32)
+            self.width_fields = {"spread": self._width_field(closed.points - origin, SYNTHETIC_SPREAD, gx, gy),
+                                 "rounded": self._width_field(closed.points - origin, SYNTHETIC_ROUND, gx, gy)}
             return
         lips = [k.points[list(OUTER_LIP)] for k in keys]
         lips += [self._warped_points(closed.points, a)[list(OUTER_LIP)] for name, a in
@@ -292,11 +298,7 @@ class BuiltinEngine(Engine):
         lower = closed.points[LOWER_LIP_BOTTOM]
         chins = [lower + 0.7 * (k.points[list(CHIN_POINTS)] - lower) for k in keys]
         self._build_region(lips, chins, closed.points)
-        x0, y0, x1, y1 = self.roi
-        pad = 8  # flow and warps see a little beyond the ROI
-        px0, py0 = max(0, x0 - pad), max(0, y0 - pad)
-        px1, py1 = min(self.crop_size, x1 + pad), min(self.crop_size, y1 + pad)
-        self.pad_box = (px0, py0, px1, py1)
+        self.pad_box = px0, py0, px1, py1 = self._padded_roi()
         h, w = py1 - py0, px1 - px0
         gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         self._grid = (gx, gy)
@@ -328,7 +330,6 @@ class BuiltinEngine(Engine):
         closed_open = opens["closed"]
         full = max(opens.get("open", closed_open) - closed_open, 1e-6)
         self.key_opening = np.array([np.clip((opens.get(n, closed_open) - closed_open) / full, 0.0, 1.0) for n in order])
-        self.key_spread = np.array([1.0 if n == "spread" else -1.0 if n == "rounded" else 0.0 for n in order])
 
     def _flow(self, grays: dict[str, np.ndarray], a: str, b: str) -> np.ndarray:
         """Dense flow such that key ``a`` at p looks like key ``b`` at p + flow(p)."""
@@ -401,8 +402,7 @@ class BuiltinEngine(Engine):
         if abs(spread) < 1e-3 or not self.width_fields:
             return morph
         field = abs(spread) * self.width_fields["spread" if spread > 0 else "rounded"]
-        h, w = morph.shape[:2]
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        gx, gy = self._grid
         return cv2.remap(morph, gx - field[..., 0], gy - field[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def _build_photo_levels(self, extra_lips: list[np.ndarray] = ()) -> None:
