@@ -37,7 +37,7 @@ from heygem.errors import HeyGemError, InputError
 from heygem.faces.base import Face
 from heygem.features import SAMPLE_RATE, voice_envelope
 from heygem.media.audio import load_audio
-from heygem.media.ffmpeg import ffmpeg_exe, file_url, format_fps, run_ffmpeg
+from heygem.media.ffmpeg import base_argv, ffmpeg_exe, file_url, format_fps, run_ffmpeg
 from heygem.media.probe import probe, require_audio_source
 from heygem.media.video import iter_frames
 from heygem.settings import ENGINE_CHOICES, DetectionOptions, EncodeOptions, EngineOptions, Settings
@@ -316,7 +316,7 @@ def cut_argv(exe: str, clip: str | Path, out: str | Path, *, fps: Fraction, star
     width, height = size
     chain = (f"fps={rate},trim=start_frame={start_frame}:end_frame={end_frame},setpts=PTS-STARTPTS,"
              f"scale={width}:{height}:flags=area")
-    return [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", file_url(clip),
+    return [*base_argv(exe), "-y", "-i", file_url(clip),
             "-map", "0:V:0", "-an", "-sn", "-dn", "-vf", chain,
             "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p", "-r", rate,
             "-f", "mp4", file_url(out)]
@@ -327,7 +327,7 @@ def cut_speech_argv(exe: str, clip: str | Path, out: str | Path, *, start: Fract
     rate and channels). Seconds count from the first sample, as ``load_audio`` and the sync measure count
     them, so video frame i lines up with the audio at i / fps."""
     trim = f"asetpts=PTS-STARTPTS,atrim=start={float(start):.6f}:end={float(end):.6f},asetpts=PTS-STARTPTS"
-    return [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", file_url(clip),
+    return [*base_argv(exe), "-y", "-i", file_url(clip),
             "-map", "0:a:0", "-vn", "-sn", "-dn", "-af", trim, "-c:a", "pcm_s16le", "-f", "wav", file_url(out)]
 
 

@@ -109,7 +109,8 @@ def format_fps(fps: Fraction) -> str:
     return f"{fps.numerator}/{fps.denominator}"
 
 
-def _base(exe: str) -> list[str]:
+def base_argv(exe: str) -> list[str]:
+    """The start of every ffmpeg command line: quiet but for errors, never reading the terminal."""
     # -nostdin: ffmpeg must never read the terminal (it would steal keystrokes or stop in the background).
     return [exe, "-hide_banner", "-nostdin", "-loglevel", "error"]
 
@@ -126,7 +127,7 @@ def audio_decode_argv(exe: str, path: str | Path, sample_rate: int = 16000) -> l
     ``-rematrix_maxval 1``: without it a float downmix weighs each stereo channel 1/sqrt(2) (3 dB louder than
     the original's librosa.load, which averages); with it stereo becomes the exact mean (L + R) / 2.
     """
-    return [*_base(exe), "-i", file_url(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
+    return [*base_argv(exe), "-i", file_url(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
             "-ac", "1", "-ar", str(int(sample_rate)), "-rematrix_maxval", "1",
             "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"]
 
@@ -146,7 +147,7 @@ def video_decode_argv(exe: str, path: str | Path, fps: Fraction, turn: int = 0) 
     filters = f"fps={format_fps(fps)}"
     if turn:
         filters += f",{TURN_FILTERS[turn]}"
-    return [*_base(exe), "-i", file_url(path), "-map", "0:V:0", "-an", "-sn", "-dn",
+    return [*base_argv(exe), "-i", file_url(path), "-map", "0:V:0", "-an", "-sn", "-dn",
             "-vf", filters, "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
 
 
@@ -163,7 +164,7 @@ def encode_argv(exe: str, out_path: str | Path, width: int, height: int, fps: Fr
     ``audio_path`` None writes a silent video (``-an``).
     """
     rate = format_fps(fps)
-    argv = [*_base(exe), "-y",
+    argv = [*base_argv(exe), "-y",
             "-f", "rawvideo", "-pix_fmt", "bgr24", "-video_size", f"{width}x{height}", "-framerate", rate,
             "-i", "pipe:0"]
     if audio_path is not None:
