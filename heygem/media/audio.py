@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from heygem.errors import FFmpegError, InputError
-from heygem.media.ffmpeg import INSTALL_HINT, audio_decode_argv, child_options, failure, ffmpeg_exe
+from heygem.errors import InputError
+from heygem.media.ffmpeg import audio_decode_argv, ffmpeg_exe, reading_output
 from heygem.media.probe import ACCEPTED_SPEECH
 
 log = logging.getLogger(__name__)
@@ -36,27 +34,11 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     argv = audio_decode_argv(ffmpeg_exe(), path, sample_rate)
     max_bytes = None if max_seconds is None else int(max_seconds * sample_rate) * 4
     data = bytearray()
-    with tempfile.TemporaryFile() as errors:  # a pipe nobody reads could fill up and stall ffmpeg
-        try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
-                                    **child_options())
-        except OSError as exc:
-            raise FFmpegError(f"{argv[0]} could not be started: {exc}; {INSTALL_HINT}") from exc
-        try:
-            assert proc.stdout is not None
-            while chunk := proc.stdout.read(_READ_BYTES):
-                data += chunk
-                if max_bytes is not None and len(data) > max_bytes:
-                    raise TooLongError(f"{path}: longer than {max_seconds} s")
-            returncode = proc.wait()
-            if returncode != 0:
-                errors.seek(0)
-                raise failure(argv, returncode, errors.read(), path)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.stdout.close()
-            proc.wait()
+    with reading_output(argv, subject=path) as samples:
+        while chunk := samples.read(_READ_BYTES):
+            data += chunk
+            if max_bytes is not None and len(data) > max_bytes:
+                raise TooLongError(f"{path}: longer than {max_seconds} s")
     # A writable view of the buffer itself (a bytearray is mutable): callers may edit it in place.
     wav = np.frombuffer(data, dtype="<f4", count=len(data) // 4)
     if wav.size == 0:

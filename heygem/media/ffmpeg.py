@@ -17,9 +17,12 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
+from typing import IO
 
 from heygem.errors import FFmpegError, InputError
 from heygem.settings import EncodeOptions
@@ -251,6 +254,35 @@ def child_options() -> dict:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return {"preexec_fn": die_with_parent}
+
+
+@contextmanager
+def reading_output(argv: list[str], *, subject: Path | str, bufsize: int = -1) -> Iterator[IO[bytes]]:
+    """ffmpeg started with its stdout to read, streamed: ``with reading_output(argv, subject=path) as out``.
+
+    Leaving the block normally waits for ffmpeg and raises InputError or FFmpegError naming ``subject`` if it
+    failed; however the block is left, ffmpeg is killed if still running and reaped. Its stderr goes to a
+    file, not a pipe: a pipe nobody reads fills up and would stall ffmpeg.
+    """
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+                                    bufsize=bufsize, **child_options())
+        except OSError as exc:
+            raise FFmpegError(f"{argv[0]} could not be started: {exc}; {INSTALL_HINT}") from exc
+        try:
+            assert proc.stdout is not None
+            yield proc.stdout
+            returncode = proc.wait()
+            if returncode != 0:
+                errors.seek(0)
+                raise failure(argv, returncode, errors.read(), subject)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            if proc.stdout is not None:
+                proc.stdout.close()
+            proc.wait()
 
 
 def run_ffmpeg(argv: list[str], *, subject: Path | str, timeout: float | None = None) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 import logging
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
 from typing import IO
@@ -13,7 +12,7 @@ import cv2
 import numpy as np
 
 from heygem.errors import FFmpegError, InputError
-from heygem.media.ffmpeg import INSTALL_HINT, child_options, failure, ffmpeg_exe, video_decode_argv
+from heygem.media.ffmpeg import ffmpeg_exe, reading_output, video_decode_argv
 from heygem.media.probe import MediaInfo, read_image
 
 log = logging.getLogger(__name__)
@@ -85,36 +84,18 @@ def _stream_video(info: MediaInfo, fps: Fraction) -> Iterator[np.ndarray]:
     frame_bytes = info.height * info.width * 3
     log.debug("decoding %s at %s fps, %dx%d: %s", info.path, fps, info.width, info.height,
               subprocess.list2cmdline(argv))
-    # stderr goes to a file, not a pipe: a pipe nobody reads fills up and would stall ffmpeg.
-    with tempfile.TemporaryFile() as errors:
-        try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
-                                    bufsize=frame_bytes, **child_options())
-        except OSError as exc:
-            raise FFmpegError(f"{argv[0]} could not be started: {exc}; {INSTALL_HINT}") from exc
-        count = 0
-        try:
-            assert proc.stdout is not None
-            while True:
-                buffer = bytearray(frame_bytes)
-                got = _read_exact(proc.stdout, buffer)
-                if got < frame_bytes:
-                    break
-                count += 1
-                yield np.frombuffer(buffer, dtype=np.uint8).reshape(shape)
-            returncode = proc.wait()
-            if returncode != 0:
-                errors.seek(0)
-                raise failure(argv, returncode, errors.read(), info.path)
-            if got:
-                raise FFmpegError(f"{info.path}: ffmpeg ended inside frame {count + 1} ({got} of {frame_bytes} "
-                                  f"bytes); the decoded size is not the probed {info.width}x{info.height}")
-            if count == 0:
-                raise InputError(info.path, "is a video in which no frame could be decoded")
-            log.debug("decoded %d frames from %s", count, info.path)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            if proc.stdout is not None:
-                proc.stdout.close()
-            proc.wait()
+    count = got = 0
+    with reading_output(argv, subject=info.path, bufsize=frame_bytes) as pipe:
+        while True:
+            buffer = bytearray(frame_bytes)
+            got = _read_exact(pipe, buffer)
+            if got < frame_bytes:
+                break
+            count += 1
+            yield np.frombuffer(buffer, dtype=np.uint8).reshape(shape)
+    if got:
+        raise FFmpegError(f"{info.path}: ffmpeg ended inside frame {count + 1} ({got} of {frame_bytes} "
+                          f"bytes); the decoded size is not the probed {info.width}x{info.height}")
+    if count == 0:
+        raise InputError(info.path, "is a video in which no frame could be decoded")
+    log.debug("decoded %d frames from %s", count, info.path)
