@@ -41,7 +41,7 @@ import portalocker
 
 from heygem.errors import CancelledError, HeyGemError, InputError, LimitError
 from heygem.limits import check_inputs
-from heygem.pipeline import GenerateResult, PreparedAudio, generate, prepare_audio
+from heygem.pipeline import GenerateResult, PreparedAudio, ThrottledProgress, generate, prepare_audio
 from heygem.presenters import Presenters
 from heygem.settings import OUTPUTS_DIR, Settings, settings_from_dict, settings_to_dict
 
@@ -54,8 +54,6 @@ FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED})
 # A job that was running when the process died is run again, but not forever: a file that crashes the
 # process itself (not merely fails) would otherwise take the queue down at every start.
 MAX_ATTEMPTS = 3
-# Progress is written at most this often (seconds), and at every change of stage.
-PROGRESS_INTERVAL = 0.3
 DB_NAME = "heygem.db"
 # The stage generate reports once its result file is complete and in place.
 DONE_STAGE = "done"
@@ -646,20 +644,12 @@ def _store(source: Path, folder: Path, name: str, link: bool = False) -> Path:
     return target
 
 
-class _ProgressWriter:
+class _ProgressWriter(ThrottledProgress):
     """The progress callback ``generate`` calls: writes the stage to the database, stops the job on cancel."""
 
     def __init__(self, queue: JobQueue, job_id: str) -> None:
-        self.queue = queue
-        self.job_id = job_id
-        self.stage = ""
-        self.written = 0.0
+        def write(stage: str, fraction: float) -> str | None:
+            # "done" comes once the result is in place: too late to cancel, since a cancelled job has no file.
+            return "cancelled" if queue._set_progress(job_id, stage, fraction) and stage != DONE_STAGE else None
 
-    def __call__(self, stage: str, fraction: float, file: str) -> None:
-        now = time.monotonic()
-        if stage == self.stage and now - self.written < PROGRESS_INTERVAL and fraction < 1.0:
-            return
-        self.stage, self.written = stage, now
-        # "done" comes once the result is in place: too late to cancel, since a cancelled job has no file.
-        if self.queue._set_progress(self.job_id, stage, fraction) and stage != DONE_STAGE:
-            raise CancelledError(f"{Path(file).name}: cancelled")
+        super().__init__(write)

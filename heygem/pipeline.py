@@ -25,7 +25,7 @@ import numpy as np
 from heygem import blend
 from heygem.engines import Engine, create_engine
 from heygem.engines.base import EngineJob
-from heygem.errors import InputError, NoFaceError
+from heygem.errors import CancelledError, InputError, NoFaceError
 from heygem.faces import Face, get_detector
 from heygem.faces.orientation import Orientation, describe_turn, find_orientation, turn_box
 from heygem.faces.schedule import CachedFaces, FaceCache, sparse_detect
@@ -65,6 +65,28 @@ NO_PICTURE = "has no picture; give a video (mp4, mov, mkv, avi, webm) or a photo
 
 ProgressCallback = Callable[[str, float, str], None]
 """Called as ``progress(stage, fraction, file)``; raise from it (e.g. CancelledError) to stop the job."""
+# A stored progress is written at most this often (seconds) within one stage, and at every change of stage.
+PROGRESS_INTERVAL = 0.3
+
+
+class ThrottledProgress:
+    """A ProgressCallback that hands reports to ``write(stage, fraction)`` at every change of stage, at the end
+    of one (fraction 1) and otherwise at most every ``PROGRESS_INTERVAL`` seconds. ``write`` returns why the
+    work must stop (raised as CancelledError naming the file), or None to go on."""
+
+    def __init__(self, write: Callable[[str, float], str | None]) -> None:
+        self.write = write
+        self.stage = ""
+        self.written = 0.0
+
+    def __call__(self, stage: str, fraction: float, file: str) -> None:
+        now = time.monotonic()
+        if stage == self.stage and now - self.written < PROGRESS_INTERVAL and fraction < 1.0:
+            return
+        self.stage, self.written = stage, now
+        stop = self.write(stage, fraction)
+        if stop:
+            raise CancelledError(f"{Path(file).name}: {stop}")
 
 
 @dataclass

@@ -30,7 +30,7 @@ import cv2
 from heygem.errors import CancelledError, HeyGemError, InputError
 from heygem.limits import check_picture
 from heygem.media.probe import probe, require_video_source
-from heygem.pipeline import PresenterPrep, prepare_presenter
+from heygem.pipeline import PresenterPrep, ThrottledProgress, prepare_presenter
 from heygem.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ __all__ = ["FAILED", "PREPARING", "READY", "Presenter", "PresenterNotReadyError"
 PREPARING, READY, FAILED = "preparing", "ready", "failed"
 # Preparing a file that crashes the process itself is not tried at every start forever.
 MAX_ATTEMPTS = 3
-PROGRESS_INTERVAL = 0.3  # seconds between progress writes
 NAME_CHARS = 80
 THUMBNAIL = "thumbnail.jpg"
 
@@ -286,17 +285,9 @@ class Presenters:
         )
 
 
-class _ProgressWriter:
+class _ProgressWriter(ThrottledProgress):
     """The progress callback preparation calls: writes the stage, stops when the presenter was deleted."""
 
     def __init__(self, presenters: Presenters, presenter_id: str) -> None:
-        self.presenters, self.presenter_id = presenters, presenter_id
-        self.stage, self.written = "", 0.0
-
-    def __call__(self, stage: str, fraction: float, file: str) -> None:
-        now = time.monotonic()
-        if stage == self.stage and now - self.written < PROGRESS_INTERVAL and fraction < 1.0:
-            return
-        self.stage, self.written = stage, now
-        if not self.presenters._set_progress(self.presenter_id, stage, fraction):
-            raise CancelledError(f"{Path(file).name}: the presenter was deleted")
+        super().__init__(lambda stage, fraction: None if presenters._set_progress(presenter_id, stage, fraction)
+                         else "the presenter was deleted")
