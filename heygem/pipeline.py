@@ -151,7 +151,7 @@ def prepare_audio(path: str | Path, limits: Limits | None = None) -> PreparedAud
         check_speech(info, limits)
     try:
         samples = load_audio(path, SAMPLE_RATE, max_seconds)
-    except TooLongError as exc:
+    except TooLongError:
         raise speech_too_long(path, None, limits) from None
     return PreparedAudio(path, info, samples, mel_spectrogram(samples))
 

@@ -9,6 +9,7 @@ import pytest
 from heygem import engines
 from heygem.settings import EngineOptions
 from heygem.jobs import Job
+from heygem.presenters import Presenter
 from heygem.ui.studio import batch_table_html, engine_choices, job_status_html, relative_paths, upload_problem
 from heygem.ui.texts import text
 
@@ -82,9 +83,7 @@ def test_a_running_job_asked_to_cancel_says_cancelling_in_the_card_and_the_table
     assert "cancelling…" not in batch_table_html([_job("running", "lip-sync")], "en")
 
 
-def _presenter(**changes) -> "Presenter":
-    from heygem.presenters import Presenter
-
+def _presenter(**changes) -> Presenter:
     fields = dict(id="p1", name="Anna", created=0.0, file_name="anna.mp4", video_path=Path("presenter.mp4"),
                   kind="video", width=640, height=360, duration=2.0, frames=50, faces_found=None, thumbnail=None,
                   state="preparing", stage="faces", progress=0.4, error=None)

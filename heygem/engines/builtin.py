@@ -37,14 +37,13 @@ from heygem.engines.drive import mouth_drive
 from heygem.errors import EngineError
 from heygem.faces.landmarks import (
     CHIN,
-    EYE_OUTER_CORNERS,
     INNER_LIP,
     OUTER_LIP,
     eye_distance,
     get_face_mesh,
 )
 from heygem.phones import VISEMES, MouthShapes
-from heygem.study import STABLE, apply_affine, crop_landmarks, similarity
+from heygem.study import STABLE, crop_landmarks, similarity
 
 log = logging.getLogger(__name__)
 
