@@ -22,20 +22,28 @@ person's own footage with their own speech.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
 from heygem.engines.drive import SILENCE_DB, mouth_drive
 from heygem.features import voice_envelope
 
-__all__ = ["VISEMES", "MouthShapes", "Phone", "frame_visemes", "mouth_shapes", "recognise_phones", "unload_decoder"]
+__all__ = ["VISEMES", "BackgroundPhones", "MouthShapes", "Phone", "frame_visemes", "mouth_shapes", "recognise_phones",
+           "unload_decoder"]
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +211,76 @@ def recognise_phones(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> lis
     log.debug("%d phones in %.1f s of speech (%d pieces), decoded in %.2f s", len(phones), duration,
               len(bounds) - 1, time.perf_counter() - started)
     return phones
+
+
+class BackgroundPhones:
+    """``recognise_phones`` of one speech in a child process, started now and collected by ``result``.
+
+    PocketSphinx keeps Python's lock while it decodes, so a thread cannot run it beside other work (the
+    presenter study, reading the video); a process can, on another core. The child is killed when this
+    process dies, when ``close`` is called, or when the wait is cancelled. Start and collect it from one
+    thread: the kernel ties the child's end to the thread that started it.
+    """
+
+    POLL_SECONDS = 0.1
+
+    def __init__(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+        from heygem.media.ffmpeg import child_options  # the one way children are started to die with us
+
+        if sample_rate != SAMPLE_RATE:
+            raise ValueError(f"phones are recognised in 16 kHz speech, got {sample_rate} Hz")
+        self.started = time.perf_counter()
+        self._folder = Path(tempfile.mkdtemp(prefix="heygem-phones-"))
+        speech, self._result, self._errors = (self._folder / name for name in ("speech.npy", "phones.json", "errors.txt"))
+        np.save(speech, np.asarray(samples, np.float32))
+        # The child imports this package from where this process found it, whatever the working folder.
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
+        with open(self._errors, "wb") as errors:
+            self._process: subprocess.Popen | None = subprocess.Popen(
+                [sys.executable, "-m", "heygem.phones", str(speech), str(self._result)], env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, **child_options())
+
+    def result(self, waiting: Callable[[], None] | None = None) -> list[Phone]:
+        """The phones, once the child has them. ``waiting()`` is called about ten times a second meanwhile
+        (a job's progress report: a cancel it raises kills the child). Raises RuntimeError when the child
+        failed (the caller may then recognise in this process)."""
+        try:
+            if self._process is None:
+                raise RuntimeError("the phone recognition was closed")
+            while True:
+                try:
+                    code = self._process.wait(timeout=self.POLL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    if waiting is not None:
+                        waiting()
+            if code != 0 or not self._result.is_file():
+                tail = self._errors.read_text(errors="replace")[-1500:].strip()
+                raise RuntimeError(f"the phone recognition process ended with code {code}: {tail or 'no message'}")
+            phones = [Phone(label, start, end) for label, start, end in json.loads(self._result.read_text())]
+            log.debug("%d phones from the background process after %.2f s", len(phones), time.perf_counter() - self.started)
+            return phones
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the child if it still runs and remove its files."""
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.kill()
+            self._process.wait()
+            self._process = None
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _recognise_file(speech: str, result: str) -> None:
+    """The child of ``BackgroundPhones``: phones of the samples in ``speech`` (.npy) as JSON into ``result``."""
+    phones = recognise_phones(np.load(speech), SAMPLE_RATE)
+    temp = f"{result}.partial"
+    with open(temp, "w") as out:
+        json.dump([[p.label, p.start, p.end] for p in phones], out)
+    os.replace(temp, result)
 
 
 # ---- the viseme table ---------------------------------------------------------------------------------------
@@ -526,3 +604,7 @@ def frame_visemes(phones: list[Phone], fps: float | Fraction, n_frames: int) -> 
         overlap = np.minimum(seg.end, (frames + 1) / f) - np.maximum(seg.start, frames / f)
         np.add.at(share, (frames, seg.target.viseme), np.maximum(overlap, 0.0))
     return np.argmax(share, axis=1).astype(np.int8)  # no phone at all: every share 0, argmax REST
+
+
+if __name__ == "__main__":  # BackgroundPhones runs this module as its child
+    _recognise_file(sys.argv[1], sys.argv[2])

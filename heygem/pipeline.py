@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -98,20 +99,44 @@ class PreparedAudio:
     samples: np.ndarray  # float32 mono at 16 kHz
     mel: np.ndarray  # (80, T)
     _phones: list | None = field(default=None, repr=False)
+    _background: Any = field(default=None, repr=False)  # heygem.phones.BackgroundPhones while one runs
 
     @property
     def duration(self) -> float:
         return len(self.samples) / SAMPLE_RATE
 
-    def phones(self) -> list:
-        """The sounds recognised in the speech (heygem.phones), on first use; kept for the batch's next video."""
+    def start_phones(self) -> None:
+        """Start recognising the speech's sounds in a child process, to run beside other work; ``phones``
+        collects them. Nothing happens when they are known or already being recognised."""
+        if self._phones is not None or self._background is not None:
+            return
+        from heygem.phones import BackgroundPhones
+
+        try:
+            self._background = BackgroundPhones(self.samples, SAMPLE_RATE)
+        except OSError as exc:  # no process to be had: ``phones`` recognises them here instead
+            log.warning("could not start the phone recognition beside the study (%s); it runs after it", exc)
+
+    def phones(self, waiting: Callable[[], None] | None = None) -> list:
+        """The sounds recognised in the speech (heygem.phones), on first use; kept for the batch's next video.
+        ``waiting()`` is called while a background recognition (``start_phones``) is still running."""
+        if self._phones is not None:
+            return self._phones
+        started = time.perf_counter()
+        if self._background is not None:
+            background, self._background = self._background, None
+            try:
+                self._phones = background.result(waiting)
+            except RuntimeError as exc:
+                log.warning("%s: %s; recognising them here", self.path.name, exc)
+            finally:
+                background.close()
         if self._phones is None:
             from heygem.phones import recognise_phones
 
-            started = time.perf_counter()
             self._phones = recognise_phones(self.samples, SAMPLE_RATE)
-            log.info("recognised %d phones in %s (%.2f s of speech) in %.2f s", len(self._phones), self.path.name,
-                     self.duration, time.perf_counter() - started)
+        log.info("recognised %d phones in %s (%.2f s of speech); waited %.2f s for them", len(self._phones),
+                 self.path.name, self.duration, time.perf_counter() - started)
         return self._phones
 
 
@@ -529,15 +554,19 @@ def iter_synced_frames(
     # Each step before the first frame reports, so that a cancel (raised from the report) stops it too.
     report = progress or (lambda stage, fraction, file: None)
     study = shapes = None
+    phones_wanted = engine.wants_study and settings.engine.mouth_drive == "phones"
+    if phones_wanted:
+        audio.start_phones()  # in a process of its own, beside the study (or collected at once when known)
     if engine.wants_study:
         with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
             study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, _study_dir(det), stats,
                                     tick=lambda done: report("probe", done, str(video.path)))
-        if settings.engine.mouth_drive == "phones":
+        if phones_wanted:
             # Still part of reading (the bar must not step back to the speech stage); a cancel is seen here.
             report("probe", 0.95, str(video.path))
-            with stopwatch("phones"):  # once per speech: a batch's later videos reuse them
-                shapes = mouth_shapes(audio.phones(), audio.samples, fps, total)
+            with stopwatch("phones"):  # the wait for them beyond the study; once per speech for a batch
+                phones = audio.phones(waiting=lambda: report("probe", 0.95, str(video.path)))
+                shapes = mouth_shapes(phones, audio.samples, fps, total)
     report("probe", 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
     with stopwatch("engine start"):
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes))

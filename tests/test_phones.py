@@ -11,7 +11,8 @@ import pytest
 import heygem.phones as phones_module
 from heygem.features import frame_count
 from heygem.media.audio import load_audio
-from heygem.phones import VISEMES, MouthShapes, Phone, frame_visemes, mouth_shapes, recognise_phones
+from heygem.errors import CancelledError
+from heygem.phones import VISEMES, BackgroundPhones, MouthShapes, Phone, frame_visemes, mouth_shapes, recognise_phones
 
 REST, CLOSED, LIP_TEETH, OPEN, MID, SPREAD, ROUNDED = (VISEMES.index(name) for name in VISEMES)
 BILABIALS = {"M", "B", "P"}
@@ -111,6 +112,27 @@ def test_threads_take_turns_with_one_decoder(media: Path) -> None:
     assert results == [alone] * 3
     phones_module.unload_decoder()  # freed; the next call loads it again
     assert recognise_phones(samples) == alone
+
+
+def test_phones_recognised_in_a_child_process_are_the_same(radio, tmp_path: Path, monkeypatch) -> None:
+    # From another working folder (the studio works inside outputs/): the child still finds the package.
+    monkeypatch.chdir(tmp_path)
+    background = BackgroundPhones(radio[0])
+    folder = background._folder
+    assert background.result() == radio[1]
+    assert not folder.exists()  # its speech and result files are gone with it
+
+
+def test_a_cancel_while_waiting_for_the_phones_stops_the_child(radio) -> None:
+    background = BackgroundPhones(np.tile(radio[0], 6))  # about 1 min of speech: several seconds of decoding
+    process, folder = background._process, background._folder
+
+    def cancelled() -> None:
+        raise CancelledError("speech.wav: cancelled")
+
+    with pytest.raises(CancelledError):
+        background.result(cancelled)
+    assert process.poll() is not None and not folder.exists()
 
 
 def test_long_speech_is_decoded_in_pieces_cut_at_pauses(radio, monkeypatch: pytest.MonkeyPatch) -> None:
