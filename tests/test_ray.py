@@ -126,11 +126,10 @@ def _frames(path: Path) -> list[np.ndarray]:
 
 
 def _worker_on_node2(queue: JobQueue, cluster: Cluster) -> str:
-    """The name of the worker whose working folder is the second node's."""
-    names = [folder.name for folder in cluster.node_work.iterdir() if folder.is_dir()]
-    living = [worker["name"] for worker in queue.workers() if worker["name"] in names]
-    assert len(living) == 1, (names, queue.workers())
-    return living[0]
+    """The name of the worker whose working folder is in the second node's."""
+    there = [slot.name for slot in queue.backend.slots() if Path(slot.info["folder"]).parent == cluster.node_work]
+    assert len(there) == 1, queue.workers()
+    return there[0]
 
 
 def _wait_running_on(queue: JobQueue, batch_id: str, worker: str, past: float = 0.0):
@@ -150,6 +149,7 @@ def test_a_batch_is_spread_over_two_workers_with_the_same_frames_as_in_one_proce
     from fastapi.testclient import TestClient
 
     from heygem.server import create_app
+    from heygem.ui.studio import engine_line
 
     videos = _videos(clips)
     batch = ray_queue.submit(clips["speech"], videos)
@@ -166,6 +166,9 @@ def test_a_batch_is_spread_over_two_workers_with_the_same_frames_as_in_one_proce
                for worker in status["workers"])
     assert sum(worker["done"] for worker in status["workers"]) == 6
     assert shown["worker"] == done[0].worker and shown["attempts"] == 1
+    # The studio's header says it too, in both languages.
+    assert "Ray workers: 2, 0 busy, 6 jobs done" in engine_line(ray_queue, "en")
+    assert "Ray 工作进程：2 个，0 个忙碌，已完成 6 个任务" in engine_line(ray_queue, "zh")
 
     # The same batch in one process (no Ray): the same frames, video for video.
     root = tmp_path / "in-process"
@@ -262,3 +265,11 @@ def test_without_ray_the_studio_never_loads_it(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=300)
     assert answer.returncode == 0, answer.stderr
     assert json.loads(answer.stdout.strip().splitlines()[-1]) == {"workers": [], "ray": False}
+
+
+@pytest.mark.parametrize("argv", [["--workers", "2"], ["--ray-node-ip", "10.0.0.5"], ["--ray", "auto", "--workers", "0"]])
+def test_the_studio_refuses_cluster_options_that_make_no_sense(argv: list[str], capsys) -> None:
+    import app
+
+    assert app.main(argv) == 2
+    assert "--workers" in capsys.readouterr().err

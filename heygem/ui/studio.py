@@ -407,8 +407,13 @@ def engine_choices(options: EngineOptions) -> tuple[list[str], str]:
 def engine_line(queue: JobQueue, lang: str) -> str:
     status = engine_status(queue.defaults.engine)
     key = "engine_wav2lip" if status["engine"] == "wav2lip" else "engine_builtin"
-    return text(lang, key, checkpoint=status["checkpoint"], device=status["device"]) + text(
+    line = text(lang, key, checkpoint=status["checkpoint"], device=status["device"]) + text(
         lang, "queue_line", pending=queue.pending())
+    if workers := queue.workers():  # jobs run on a cluster (heygem.cluster): where, refreshed with the rest
+        line += text(lang, "workers_line", count=len(workers), busy=sum(w["state"] == "busy" for w in workers),
+                     done=sum(w["done"] for w in workers),
+                     where=", ".join(f"{w['host'] or '…'} {w['device'] or ''}".strip() for w in workers))
+    return line
 
 
 def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> gr.Blocks:
