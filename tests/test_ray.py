@@ -273,3 +273,35 @@ def test_the_studio_refuses_cluster_options_that_make_no_sense(argv: list[str], 
 
     assert app.main(argv) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_files_travel_in_pieces_and_arrive_whole(cluster: Cluster, clips: dict[str, Path], tmp_path: Path,
+                                                 monkeypatch) -> None:
+    from heygem.cluster import worker
+
+    monkeypatch.setattr(worker, "CHUNK_BYTES", 4096)
+    pieces = worker.put_file(clips["d0-0"])
+    assert len(pieces) == -(-clips["d0-0"].stat().st_size // 4096) > 1
+    worker.get_file(pieces, tmp_path / "arrived.mp4")
+    assert (tmp_path / "arrived.mp4").read_bytes() == clips["d0-0"].read_bytes()
+
+
+def test_a_restarted_studio_runs_the_jobs_it_left_on_the_cluster(cluster: Cluster, clips: dict[str, Path],
+                                                                tmp_path: Path) -> None:
+    root = tmp_path / "outputs"
+    first = JobQueue(root, _defaults(root), backend=RayBackend())
+    batch = first.submit(clips["long speech"], [clips["d0-0"], clips["d13-0"]])
+    deadline = time.monotonic() + WAIT_S
+    while not any(job.state == RUNNING and job.progress > 0 for job in first.batch(batch.id).jobs):
+        assert time.monotonic() < deadline, first.batch(batch.id).to_json()
+        time.sleep(0.1)
+    first.close(timeout=0)  # the studio stops mid-job: its workers go with it
+    again = JobQueue(root, _defaults(root), backend=RayBackend())
+    try:
+        done = again.wait([job.id for job in batch.jobs], timeout=WAIT_S)
+    finally:
+        again.close()
+    assert [job.state for job in done] == [SUCCEEDED] * 2, [job.error for job in done]
+    assert max(job.attempts for job in done) == 2
+    assert sorted(p.name for p in (root / "batches" / batch.id).iterdir() if p.is_file()) == \
+        sorted(job.output.name for job in done)

@@ -30,7 +30,7 @@ import ray
 from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayTaskError, WorkerCrashedError
 
 from heygem import errors
-from heygem.cluster.worker import Worker, portable_settings
+from heygem.cluster.worker import Worker, portable_settings, put_file
 from heygem.jobs import RUNNING, Job, JobQueue, WorkerLostError
 from heygem.pipeline import GenerateResult, PreparedAudio, ProgressCallback, default_output
 from heygem.settings import Settings, settings_to_dict
@@ -83,7 +83,7 @@ class RayBackend:
         self._slots: list[_Slot] = []
         self._made = 0
         self._lock = threading.Lock()
-        self._speeches: OrderedDict[Path, tuple[str, ray.ObjectRef]] = OrderedDict()
+        self._speeches: OrderedDict[Path, tuple[str, list]] = OrderedDict()
         self._write_lock = threading.Lock()
         self._queue: JobQueue | None = None
         self._supervisor: threading.Thread | None = None
@@ -237,11 +237,14 @@ class RayBackend:
         slot.job = run_id
         cancelled: errors.CancelledError | None = None
         final: dict[str, Any] = {}
+        result = _PartialResult(settings.out_dir, video)
         try:
-            events = slot.actor.run.options(num_returns="streaming").remote(
-                run_id, job, ray.put(np.fromfile(video, dtype=np.uint8)), [speech])
+            events = slot.actor.run.options(num_returns="streaming").remote(run_id, job, put_file(video), speech)
             for ref in events:
                 event = ray.get(ref)
+                if "chunk" in event:
+                    result.write(event["chunk"])
+                    continue
                 if "progress" not in event:
                     final = event
                     break
@@ -252,52 +255,72 @@ class RayBackend:
                     except errors.CancelledError as exc:  # asked in the studio: the worker stops at its next step
                         cancelled = exc
                         slot.actor.cancel.remote(run_id)
+            if cancelled is not None:
+                raise cancelled  # whatever the worker sent last, a cancelled job has no result
+            if not final:
+                raise RuntimeError(f"{slot.label} ended the job without a result or an error")
+            if "error" in final:
+                raise _error_from(final, {"video": str(video), "speech": str(audio)}, slot.label)
+            with self._write_lock:  # two workers finishing the same video's name at once get two names
+                target = result.keep(Path(output) if output else default_output(video, audio, settings.out_dir))
         except _LOST as exc:
             raise WorkerLostError(f"{slot.label} stopped ({type(exc).__name__})") from exc
         except RayTaskError as exc:  # the worker's own code failed outside a job's run
             raise RuntimeError(f"{slot.label}: {exc.cause or exc}") from exc
         finally:
             slot.job = None
-        if cancelled is not None:
-            raise cancelled  # whatever the worker sent last, a cancelled job has no result
-        if not final:
-            raise RuntimeError(f"{slot.label} ended the job without a result or an error")
-        if "error" in final:
-            raise _error_from(final, {"video": str(video), "speech": str(audio)}, slot.label)
-        result = self._write_result(final["data"], output, video, audio, settings.out_dir)
+            result.discard()  # unless kept
         progress("done", 1.0, str(video))
-        return GenerateResult(output=result, audio=audio, video=video, **final["result"])
+        return GenerateResult(output=target, audio=audio, video=video, **final["result"])
 
-    def _speech(self, path: Path) -> tuple[str, ray.ObjectRef]:
-        """The speech's content hash and its bytes in Ray's object store, put there once per batch."""
+    def _speech(self, path: Path) -> tuple[str, list]:
+        """The speech's content hash and its pieces in Ray's object store, put there once per batch."""
         with self._lock:
             kept = self._speeches.get(path)
             if kept is not None:
                 self._speeches.move_to_end(path)
                 return kept
-        data = np.fromfile(path, dtype=np.uint8)
-        kept = (hashlib.sha256(data).hexdigest(), ray.put(data))
+        digest = hashlib.sha256()
+        with path.open("rb") as data:
+            while piece := data.read(2**20):
+                digest.update(piece)
+        kept = (digest.hexdigest(), put_file(path))
         with self._lock:
             self._speeches[path] = kept
             while len(self._speeches) > SPEECHES_SENT:
                 self._speeches.popitem(last=False)
         return kept
 
-    def _write_result(self, data: np.ndarray, output: Path | None, video: Path, audio: Path, out_dir: Path) -> Path:
-        """The result's bytes into the batch's folder: a hidden partial file first, renamed once complete (a
-        studio that dies meanwhile leaves only the partial file, which its next start removes)."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=out_dir, prefix=f".{video.stem}.", suffix=".partial.mp4")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                data.tofile(out)
-            with self._write_lock:  # two workers finishing the same video's name at once get two names
-                target = Path(output) if output else default_output(video, audio, out_dir)
-                os.replace(partial, target)
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
+
+class _PartialResult:
+    """A result arriving piece by piece: a hidden partial file in the batch's folder, renamed once complete (a
+    studio that dies meanwhile leaves only the partial file, which its next start removes)."""
+
+    def __init__(self, out_dir: Path, video: Path) -> None:
+        self.out_dir, self.video = out_dir, video
+        self.path: Path | None = None
+        self._out: Any = None
+
+    def write(self, piece: np.ndarray) -> None:
+        if self._out is None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(dir=self.out_dir, prefix=f".{self.video.stem}.", suffix=".partial.mp4")
+            self.path, self._out = Path(name), os.fdopen(handle, "wb")
+        self._out.write(piece.tobytes())
+
+    def keep(self, target: Path) -> Path:
+        if self._out is None:
+            raise RuntimeError(f"{self.video.name}: the worker sent no result")
+        self._out.close()
+        os.replace(self.path, target)
+        self.path = None
         return target
+
+    def discard(self) -> None:
+        if self._out is not None:
+            self._out.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 def _error_from(event: dict[str, Any], studio_paths: dict[str, str], label: str) -> Exception:

@@ -1,12 +1,12 @@
 """One worker: owns one device, loads the engine once, runs jobs through ``heygem.generate`` in its own folder.
 
-It is given file contents, never paths of the studio's: the video and the speech arrive as bytes, are written
-into its working folder (``$HEYGEM_WORKDIR/<worker>`` or a new temporary folder), and the result goes back as
-bytes. Its face and presenter caches live there too, so a worker that saw a presenter before skips detection.
+It is given file contents, never paths of the studio's: the video and the speech arrive as bytes (pieces of
+``CHUNK_BYTES`` in Ray's object store, fetched one at a time), are written into its working folder
+(``$HEYGEM_WORKDIR/<worker>`` or a new temporary folder), and the result goes back the same way, piece by piece. Its face and presenter caches live there too, so a worker that saw a presenter before skips detection.
 A batch's speech is prepared once per worker: kept by the content hash the studio sends with it.
 
-``Worker.run`` yields what happens, in order: progress events, then one result or one error. Ray runs this
-class as an actor (heygem.cluster.ray_backend); nothing in it needs Ray except fetching a speech it lacks.
+``Worker.run`` yields what happens, in order: progress events, the result's pieces, then its figures or one
+error. Ray runs this class as an actor (heygem.cluster.ray_backend).
 """
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 WORKDIR_ENV = "HEYGEM_WORKDIR"
 DONE_STAGE = "done"  # as heygem.jobs: too late to cancel once the result is written
 SPEECHES_KEPT = 2  # one batch at a time, plus a single job submitted meanwhile
+CHUNK_BYTES = 32 * 2**20  # files travel in pieces of this size: neither side holds a whole long video at once
+EVENTS_AHEAD = 4  # events (pieces of the result) waiting to leave, at most
 # The GenerateResult fields that travel back (its paths are the worker's own and stay here).
 RESULT_FIELDS = ("engine", "frames", "frames_without_face", "fps", "width", "height", "duration", "timings", "notes",
                  "faces_detected", "face_cache", "study")
@@ -84,14 +86,15 @@ class Worker:
         with self._lock:
             self._cancelled.add(run_id)
 
-    def run(self, run_id: str, job: dict[str, Any], video: np.ndarray, speech: list) -> Iterator[dict[str, Any]]:
+    def run(self, run_id: str, job: dict[str, Any], video: list, speech: list) -> Iterator[dict[str, Any]]:
         """Run one job. ``job``: video_file and audio_file (the names to write them under), audio_key (the
-        speech's content hash) and settings (``portable_settings``). ``video``: the video's bytes; ``speech``:
-        ``[reference to the speech's bytes]``, fetched only when this worker has not prepared it yet.
+        speech's content hash) and settings (``portable_settings``). ``video``, ``speech``: references to the
+        files' pieces (``put_file``); the speech's are fetched only when this worker has not prepared it yet.
 
-        Yields ``{"progress": (stage, fraction)}`` as the job goes, then ``{"result": {...}, "data": bytes}``
-        or ``{"error": class name, "message": ..., "paths": {worker path: "video" or "speech"}}``."""
-        events: queue.Queue[dict[str, Any]] = queue.Queue()
+        Yields ``{"progress": (stage, fraction)}`` as the job goes; then ``{"chunk": bytes}`` for each piece of
+        the result and ``{"result": {...}}``, or ``{"error": class name, "message": ..., "paths": {worker path:
+        "video" or "speech"}}``."""
+        events: queue.Queue[dict[str, Any]] = queue.Queue(EVENTS_AHEAD)
         # generate reports through a callback; the events leave from this (the call's) thread.
         thread = threading.Thread(target=self._generate, args=(run_id, job, video, speech, events),
                                   name=f"heygem-{self.name}", daemon=True)
@@ -99,18 +102,18 @@ class Worker:
         while True:
             event = events.get()
             yield event
-            if "progress" not in event:
+            if "result" in event or "error" in event:
                 break
         thread.join()
 
-    def _generate(self, run_id: str, job: dict[str, Any], video: np.ndarray, speech: list,
+    def _generate(self, run_id: str, job: dict[str, Any], video: list, speech: list,
                   events: queue.Queue) -> None:
         folder = self.folder / "jobs" / run_id
         folder.mkdir(parents=True)
         video_path = folder / job["video_file"]
         audio_path: Path | None = None
         try:
-            video.tofile(video_path)
+            get_file(video, video_path)
             audio, audio_path = self._speech(job, speech)
             settings = self._settings(job["settings"])
 
@@ -121,8 +124,10 @@ class Worker:
 
             output = folder / "result.mp4"
             result = generate(audio, video_path, output, settings, ThrottledProgress(write))
-            events.put({"result": {name: getattr(result, name) for name in RESULT_FIELDS},
-                        "data": np.fromfile(output, dtype=np.uint8)})
+            with output.open("rb") as data:
+                while piece := data.read(CHUNK_BYTES):
+                    events.put({"chunk": np.frombuffer(piece, dtype=np.uint8)})
+            events.put({"result": {name: getattr(result, name) for name in RESULT_FIELDS}})
         except Exception as exc:  # every way a job ends goes back to the studio, which records it
             if not isinstance(exc, HeyGemError):
                 log.exception("worker %s: job %s failed unexpectedly", self.name, run_id)
@@ -145,11 +150,9 @@ class Worker:
         if kept is not None:
             log.info("worker %s: reusing the prepared speech %s", self.name, job["audio_file"])
             return kept, kept.path
-        import ray  # only here: the speech's bytes are fetched once, by the first job of a batch
-
         path = self.folder / "speech" / key / job["audio_file"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        ray.get(speech[0]).tofile(path)
+        get_file(speech, path)
         settings = settings_from_dict(job["settings"])
         prepared = prepare_audio(path, settings.limits)
         with self._lock:
@@ -168,6 +171,26 @@ class Worker:
         if settings.detection.detector_weights is not None:
             settings.detection.detector_weights = CHECKPOINTS_DIR / settings.detection.detector_weights.name
         return settings
+
+
+def put_file(path: Path) -> list:
+    """The file's bytes into Ray's object store, in pieces of CHUNK_BYTES: the references, in order."""
+    import ray
+
+    pieces = []
+    with Path(path).open("rb") as data:
+        while piece := data.read(CHUNK_BYTES):
+            pieces.append(ray.put(np.frombuffer(piece, dtype=np.uint8)))
+    return pieces
+
+
+def get_file(pieces: list, path: Path) -> None:
+    """Write the file ``put_file`` sent to ``path``, fetching one piece at a time."""
+    import ray
+
+    with path.open("wb") as out:
+        for piece in pieces:
+            out.write(ray.get(piece).tobytes())
 
 
 def _local_paths(options: dict[str, Any], key: str) -> dict[str, Any]:
