@@ -149,7 +149,7 @@ def test_a_batch_is_spread_over_two_workers_with_the_same_frames_as_in_one_proce
     from fastapi.testclient import TestClient
 
     from heygem.server import create_app
-    from heygem.ui.studio import engine_line
+    from heygem.ui.studio import engine_line, job_status_html
 
     videos = _videos(clips)
     batch = ray_queue.submit(clips["speech"], videos)
@@ -169,6 +169,7 @@ def test_a_batch_is_spread_over_two_workers_with_the_same_frames_as_in_one_proce
     # The studio's header says it too, in both languages.
     assert "Ray workers: 2, 0 busy, 6 jobs done" in engine_line(ray_queue, "en")
     assert "Ray 工作进程：2 个，0 个忙碌，已完成 6 个任务" in engine_line(ray_queue, "zh")
+    assert done[0].worker in job_status_html(done[0], "en")
 
     # The same batch in one process (no Ray): the same frames, video for video.
     root = tmp_path / "in-process"

@@ -44,6 +44,7 @@ _LOST = (RayActorError, ObjectLostError, WorkerCrashedError)
 CHECK_SECONDS = 2.0  # how often the pool is looked over: dead workers dropped, new machines given workers
 PING_SECONDS = 10.0  # an idle worker that does not answer in this time is not counted on
 SPEECHES_SENT = 4  # speeches kept in Ray's object store for the workers still to fetch them
+RETRY_START_SECONDS = 30.0  # after a worker died before it was up (an engine that cannot load, say)
 
 
 @dataclass
@@ -53,9 +54,8 @@ class _Slot:
     name: str
     actor: Any
     info: dict[str, Any] = field(default_factory=dict)  # describe(), once it is up
-    job: str | None = None  # running now
-    done: int = 0
-    alive: bool = True
+    run_id: str | None = None  # of the job it runs now
+    done: int = 0  # jobs it ran to their end (succeeded, failed or cancelled)
     thread: threading.Thread | None = None
 
     @property
@@ -65,7 +65,7 @@ class _Slot:
 
     def to_json(self, job: Job | None) -> dict[str, Any]:
         """The status's entry; ``job``: the one the database says this worker runs now."""
-        state = "starting" if not self.info else ("busy" if self.job or job else "idle")
+        state = "starting" if not self.info else ("busy" if self.run_id or job else "idle")
         return {"name": self.name, "host": self.info.get("host"), "device": self.info.get("device"),
                 "engine": self.info.get("engine"), "state": state, "job": job.id if job else None,
                 "video": job.video_name if job else None, "done": self.done}
@@ -86,6 +86,8 @@ class RayBackend:
         self._speeches: OrderedDict[Path, tuple[str, list]] = OrderedDict()
         self._write_lock = threading.Lock()
         self._queue: JobQueue | None = None
+        self._engine: dict[str, Any] = {}  # the studio's default engine options: each worker loads it at start
+        self._next_start = 0.0  # no new worker before this (monotonic time), after one failed to start
         self._supervisor: threading.Thread | None = None
         self._presenters: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -115,7 +117,7 @@ class RayBackend:
             if slot.thread is not None:
                 slot.thread.join(max(0.0, deadline - time.monotonic()))
         for slot in self.slots():
-            ray.kill(slot.actor)
+            _kill(slot.actor)
         for slot in self.slots():
             if slot.thread is not None:
                 slot.thread.join(5)
@@ -141,6 +143,8 @@ class RayBackend:
 
     def _top_up(self) -> None:
         """Start workers until there are as many as wanted (a new one waits for room in the cluster)."""
+        if time.monotonic() < self._next_start:
+            return
         with self._lock:
             missing = self._target() - len(self._slots)
         for _ in range(missing):
@@ -175,11 +179,11 @@ class RayBackend:
         """The studio's thread for one worker: wait until it is up, then run queued jobs on it until it or
         the studio stops."""
         try:
+            described = slot.actor.describe.remote()
             while self._running() and not slot.info:
-                try:
-                    slot.info = ray.get(slot.actor.describe.remote(), timeout=1.0)
-                except GetTimeoutError:
-                    continue  # still starting, or waiting for room in the cluster
+                # Until it is up (loading its engine, or waiting for room in the cluster).
+                if ray.wait([described], timeout=1.0)[0]:
+                    slot.info = ray.get(described)
             if slot.info:
                 log.info("%s is up: %s, engine %s, pid %s", slot.label, slot.info["folder"], slot.info["engine"],
                          slot.info["pid"])
@@ -195,15 +199,19 @@ class RayBackend:
                     last_check = time.monotonic()
                 self._queue.wait_for_work(1.0)
         except (WorkerLostError, *_LOST) as exc:
-            log.warning("%s stopped: %s", slot.label, exc)
+            if slot.info:
+                log.warning("%s stopped: %s", slot.label, exc)
+            else:
+                self._next_start = time.monotonic() + RETRY_START_SECONDS
+                log.error("%s could not start (%s); a new worker is tried in %.0f s", slot.name, exc,
+                          RETRY_START_SECONDS)
         except GetTimeoutError:
             log.warning("%s does not answer; it is given up", slot.label)
-            ray.kill(slot.actor)
         except Exception:
             log.exception("%s: the studio's thread for it failed", slot.label)
         finally:
-            slot.alive = False
-            slot.job = None
+            _kill(slot.actor)  # a worker given up must not go on with a job another worker now runs
+            slot.run_id = None
             with self._lock:
                 if slot in self._slots:
                     self._slots.remove(slot)
@@ -234,7 +242,7 @@ class RayBackend:
         audio_key, speech = self._speech(audio)
         job = {"video_file": video.name, "audio_file": audio.name, "audio_key": audio_key,
                "settings": portable_settings(settings_to_dict(settings))}
-        slot.job = run_id
+        slot.run_id = run_id
         cancelled: errors.CancelledError | None = None
         final: dict[str, Any] = {}
         result = _PartialResult(settings.out_dir, video)
@@ -268,7 +276,7 @@ class RayBackend:
         except RayTaskError as exc:  # the worker's own code failed outside a job's run
             raise RuntimeError(f"{slot.label}: {exc.cause or exc}") from exc
         finally:
-            slot.job = None
+            slot.run_id = None
             result.discard()  # unless kept
         progress("done", 1.0, str(video))
         return GenerateResult(output=target, audio=audio, video=video, **final["result"])
@@ -321,6 +329,13 @@ class _PartialResult:
             self._out.close()
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+def _kill(actor: Any) -> None:
+    try:
+        ray.kill(actor)
+    except Exception:  # already gone
+        pass
 
 
 def _error_from(event: dict[str, Any], studio_paths: dict[str, str], label: str) -> Exception:

@@ -65,7 +65,11 @@ class Worker:
         options = EngineOptions(**_local_paths(engine, "checkpoint"))
         started = time.perf_counter()
         self.engine_name = resolve_engine_name(options)
-        create_engine(options)  # kept loaded (heygem.engines caches it) for every job after
+        try:
+            create_engine(options)  # kept loaded (heygem.engines caches it) for every job after
+        except HeyGemError as exc:  # e.g. no checkpoint on this machine: each job then fails saying so
+            log.error("worker %s: the %s engine could not be loaded: %s", name, self.engine_name, exc)
+            self.engine_name += " (not loaded: see the jobs' errors)"
         self.device = _device_name(options)
         self._speeches: OrderedDict[str, PreparedAudio] = OrderedDict()
         self._cancelled: set[str] = set()
