@@ -7,7 +7,7 @@ is called, so the default, one process and one worker thread, never loads it.
 Ray's control plane takes anyone who reaches its ports unless told otherwise: ``connect`` always runs it
 with token authentication, the token made once at ``token_path()`` (outside the repository, mode 0600).
 
-    python -m heygem.cluster token     # makes the token if there is none; prints where it is
+    python -m heygem.cluster env     # makes the token if there is none; prints the environment `ray start` needs
 """
 from __future__ import annotations
 

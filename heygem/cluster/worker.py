@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from heygem.engines import create_engine, engine_status, resolve_engine_name
-from heygem.errors import CancelledError, HeyGemError
+from heygem.errors import HeyGemError
 from heygem.pipeline import PreparedAudio, ThrottledProgress, generate, prepare_audio
 from heygem.settings import CHECKPOINTS_DIR, EngineOptions, Settings, settings_from_dict
 
@@ -115,10 +115,11 @@ class Worker:
         folder = self.folder / "jobs" / run_id
         folder.mkdir(parents=True)
         video_path = folder / job["video_file"]
-        audio_path: Path | None = None
+        audio_path = self.folder / "speech" / job["audio_key"] / job["audio_file"]
+        audio: PreparedAudio | None = None
         try:
             get_file(video, video_path)
-            audio, audio_path = self._speech(job, speech)
+            audio = self._speech(job, speech, audio_path)
             settings = self._settings(job["settings"])
 
             def write(stage: str, fraction: float) -> str | None:
@@ -135,8 +136,9 @@ class Worker:
         except Exception as exc:  # every way a job ends goes back to the studio, which records it
             if not isinstance(exc, HeyGemError):
                 log.exception("worker %s: job %s failed unexpectedly", self.name, run_id)
-            paths = {str(video_path): "video", **({str(audio_path): "speech"} if audio_path else {})}
-            events.put({"error": "CancelledError" if isinstance(exc, CancelledError) else type(exc).__name__,
+            # The studio puts its own paths in their place (a speech kept from before may bear another name).
+            paths = {str(video_path): "video", str(audio_path): "speech", **({str(audio.path): "speech"} if audio else {})}
+            events.put({"error": type(exc).__name__,
                         "message": str(exc), "paths": paths, "heygem": isinstance(exc, HeyGemError),
                         "traceback": traceback.format_exc()})
         finally:
@@ -144,8 +146,9 @@ class Worker:
             with self._lock:
                 self._cancelled.discard(run_id)
 
-    def _speech(self, job: dict[str, Any], speech: list) -> tuple[PreparedAudio, Path]:
-        """The batch's speech, prepared once per worker and kept by its content hash."""
+    def _speech(self, job: dict[str, Any], speech: list, path: Path) -> PreparedAudio:
+        """The batch's speech, prepared once per worker and kept by its content hash (else written to
+        ``path`` and prepared)."""
         key = job["audio_key"]
         with self._lock:
             kept = self._speeches.get(key)
@@ -153,18 +156,20 @@ class Worker:
                 self._speeches.move_to_end(key)
         if kept is not None:
             log.info("worker %s: reusing the prepared speech %s", self.name, job["audio_file"])
-            return kept, kept.path
-        path = self.folder / "speech" / key / job["audio_file"]
+            return kept
         path.parent.mkdir(parents=True, exist_ok=True)
-        get_file(speech, path)
-        settings = settings_from_dict(job["settings"])
-        prepared = prepare_audio(path, settings.limits)
+        try:
+            get_file(speech, path)
+            prepared = prepare_audio(path, settings_from_dict(job["settings"]).limits)
+        except BaseException:
+            shutil.rmtree(path.parent, ignore_errors=True)
+            raise
         with self._lock:
             self._speeches[key] = prepared
             while len(self._speeches) > SPEECHES_KEPT:
                 _, dropped = self._speeches.popitem(last=False)
                 shutil.rmtree(dropped.path.parent, ignore_errors=True)
-        return prepared, path
+        return prepared
 
     def _settings(self, stored: dict[str, Any]) -> Settings:
         settings = settings_from_dict(stored)
