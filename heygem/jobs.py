@@ -269,7 +269,6 @@ class JobQueue:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
         self.presenters = Presenters(self.root, self._db, self._lock, self._changed, lambda: self.defaults)
         self._audio_cache: OrderedDict[Path, PreparedAudio] = OrderedDict()
-        self._audio_lock = threading.Lock()  # several workers' threads may ask for the same speech at once
         self.backend = backend
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
@@ -419,10 +418,12 @@ class JobQueue:
         settings.limits = self.defaults.limits  # the studio's limits now, not those of when it was queued
         reporter = _ProgressWriter(self, job.id)
         try:
+            run = run or self._run
             reporter("audio", 0.0, str(job.audio_path))
-            audio = self._prepared_audio(job.audio_path)
+            # A backend's runner is given the file: its worker prepares the speech where it runs, once per batch.
+            audio = self._prepared_audio(job.audio_path) if run is self._run else job.audio_path
             reporter("audio", 1.0, str(job.audio_path))
-            result = (run or self._run)(audio, job.video_path, None, settings, reporter)
+            result = run(audio, job.video_path, None, settings, reporter)
         except WorkerLostError:
             raise  # not the job's fault: run_next queues it again
         except CancelledError:
@@ -447,17 +448,16 @@ class JobQueue:
 
     def _prepared_audio(self, path: Path) -> PreparedAudio:
         """The batch's speech, decoded and featurised once and reused by every job of the batch."""
-        with self._audio_lock:
-            cached = self._audio_cache.get(path)
-            if cached is not None:
-                self._audio_cache.move_to_end(path)
-                log.info("reusing the prepared speech %s", path.name)
-                return cached
-            prepared = prepare_audio(path, self.defaults.limits)
-            self._audio_cache[path] = prepared
-            while len(self._audio_cache) > 2:  # one batch at a time, plus a single job submitted meanwhile
-                self._audio_cache.popitem(last=False)
-            return prepared
+        cached = self._audio_cache.get(path)
+        if cached is not None:
+            self._audio_cache.move_to_end(path)
+            log.info("reusing the prepared speech %s", path.name)
+            return cached
+        prepared = prepare_audio(path, self.defaults.limits)
+        self._audio_cache[path] = prepared
+        while len(self._audio_cache) > 2:  # one batch at a time, plus a single job submitted meanwhile
+            self._audio_cache.popitem(last=False)
+        return prepared
 
     def _settings_of(self, job: Job) -> Settings:
         with self._lock:

@@ -306,3 +306,23 @@ def test_a_restarted_studio_runs_the_jobs_it_left_on_the_cluster(cluster: Cluste
     assert max(job.attempts for job in done) == 2
     assert sorted(p.name for p in (root / "batches" / batch.id).iterdir() if p.is_file()) == \
         sorted(job.output.name for job in done)
+
+
+def test_a_worker_prepares_a_batchs_speech_once(cluster: Cluster, clips: dict[str, Path], tmp_path: Path,
+                                                monkeypatch) -> None:
+    """The worker class itself, run here: two jobs of one batch, the speech fetched and prepared once."""
+    from heygem.cluster import worker
+    from heygem.settings import settings_to_dict
+
+    prepared: list[Path] = []
+    real_prepare = worker.prepare_audio
+    monkeypatch.setattr(worker, "prepare_audio", lambda path, *limits: prepared.append(path) or real_prepare(path, *limits))
+    settings = worker.portable_settings(settings_to_dict(_defaults(tmp_path)))
+    one = worker.Worker("worker-test", settings["engine"], workdir=str(tmp_path / "work"))
+    speech = worker.put_file(clips["speech"])
+    for number, name in enumerate(("d0-0", "d13-0")):
+        job = {"video_file": f"{name}.mp4", "audio_file": "speech.wav", "audio_key": "speech-hash", "settings": settings}
+        events = list(one.run(f"run-{number}", job, worker.put_file(clips[name]), speech))
+        assert "result" in events[-1], events[-1]
+        assert sum(len(event["chunk"]) for event in events if "chunk" in event) > 0
+    assert len(prepared) == 1

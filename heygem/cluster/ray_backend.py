@@ -32,7 +32,7 @@ from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayT
 from heygem import errors
 from heygem.cluster.worker import Worker, portable_settings, put_file
 from heygem.jobs import RUNNING, Job, JobQueue, WorkerLostError
-from heygem.pipeline import GenerateResult, PreparedAudio, ProgressCallback, default_output
+from heygem.pipeline import GenerateResult, ProgressCallback, default_output
 from heygem.settings import Settings, settings_to_dict
 
 log = logging.getLogger(__name__)
@@ -230,9 +230,9 @@ class RayBackend:
     def _runner(self, slot: _Slot):
         """A Runner (heygem.jobs) that runs the job on ``slot``'s worker."""
 
-        def run(audio: PreparedAudio, video: Path, output: Path | None, settings: Settings,
+        def run(audio: Path, video: Path, output: Path | None, settings: Settings,
                 progress: ProgressCallback) -> GenerateResult:
-            return self._run_on(slot, audio.path, Path(video), output, settings, progress)
+            return self._run_on(slot, Path(audio), Path(video), output, settings, progress)
 
         return run
 
