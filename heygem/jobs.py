@@ -11,6 +11,10 @@ A job's whole life, in the order it happens:
 3. The job ends ``succeeded`` (its result beside the inputs), ``failed`` (with a reason a person can read,
    naming the file as it was uploaded) or ``cancelled``; the worker goes on with the next one.
 
+A backend (``Backend``; heygem.cluster runs jobs on Ray workers over many GPUs and machines) may stand in for
+the worker thread: its workers claim and run jobs through the same ``run_next``, and the database stays the one
+truth.
+
 Nothing lives only in memory: a new ``JobQueue`` over the same folder finds queued jobs still queued, runs
 again a job that was running when the process died (after removing what it had half written), and lists
 every finished result. One folder has one owner: a ``JobQueue`` holds ``outputs/heygem.lock`` for its whole
