@@ -34,44 +34,67 @@ WAIT_S = 240  # for a batch to finish; never reached when things work
 
 
 class Cluster:
-    def __init__(self, address: str, head_work: Path, node_work: Path) -> None:
-        self.address, self.head_work, self.node_work = address, head_work, node_work
+    def __init__(self, address: str, folder: Path) -> None:
+        self.address, self.folder = address, folder
+        self.head_work, self.node_work = folder / "head-work", folder / "node2-work"
+
+    def start_node(self, name: str) -> subprocess.Popen:
+        """Another machine: `ray start --address` in a process group of its own, with its own working folder
+        (``<name>-work``) and its own current folder; returns once Ray counts it."""
+        alive = sum(n["Alive"] for n in ray.nodes())
+        (self.folder / name).mkdir()
+        node = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ray"), "start", "--address", self.address, "--num-cpus=1",
+             f'--resources={{"{name}": 1}}', "--block", "--disable-usage-stats"],
+            env={**os.environ, **ray_environment(), "HEYGEM_WORKDIR": str(self.folder / f"{name}-work"),
+                 "PYTHONPATH": str(REPO)},
+            cwd=self.folder / name, stdout=open(self.folder / f"{name}.log", "w"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.monotonic() + 60
+        while sum(n["Alive"] for n in ray.nodes()) <= alive:
+            assert node.poll() is None, (self.folder / f"{name}.log").read_text()
+            assert time.monotonic() < deadline, f"{name} did not join"
+            time.sleep(0.2)
+        return node
+
+
+def _stop_node(node: subprocess.Popen, kill: bool = False) -> None:
+    """Stop a node as `ray start --block` is meant to be stopped (SIGTERM), or all at once (``kill``: the
+    machine is lost); either way nothing of its process group is left."""
+    if not kill:
+        node.send_signal(signal.SIGTERM)
+        try:
+            node.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(node.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    node.wait(30)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     """Ray with token authentication: the head in this process (1 CPU slot), and a second node (1 CPU slot)
-    in its own process group, with its own working folder. Both are stopped at the end, leaving no process."""
+    in its own process group, with its own working folder. Both are stopped at the end, leaving no process.
+    Ray's health checks are made quick, so that a lost machine is noticed in seconds, not half a minute."""
     folder = tmp_path_factory.mktemp("ray")
+    quick = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
+             "RAY_health_check_failure_threshold": "3"}
     saved = {name: os.environ.get(name) for name in ("HEYGEM_RAY_TOKEN", "HEYGEM_WORKDIR", "RAY_AUTH_MODE",
-                                                      "RAY_AUTH_TOKEN_PATH")}
+                                                      "RAY_AUTH_TOKEN_PATH", *quick)}
+    os.environ.update(quick)
     os.environ["HEYGEM_RAY_TOKEN"] = str(folder / "token")
     os.environ["HEYGEM_WORKDIR"] = str(folder / "head-work")  # the head's workers inherit it
-    info = connect("auto", cpus=1)
-    node_env = {**os.environ, **ray_environment(), "HEYGEM_WORKDIR": str(folder / "node2-work"),
-                "PYTHONPATH": str(REPO)}
-    (folder / "node2").mkdir()
-    node = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ray"), "start", "--address", info["gcs_address"], "--num-cpus=1",
-         '--resources={"node2": 1}', "--block", "--disable-usage-stats"],
-        env=node_env, cwd=folder / "node2", stdout=open(folder / "node2.log", "w"), stderr=subprocess.STDOUT,
-        start_new_session=True)
+    cluster = Cluster(connect("auto", cpus=1)["gcs_address"], folder)
     try:
-        deadline = time.monotonic() + 60
-        while sum(n["Alive"] for n in ray.nodes()) < 2:
-            assert node.poll() is None, (folder / "node2.log").read_text()
-            assert time.monotonic() < deadline, "the second node did not join"
-            time.sleep(0.2)
-        yield Cluster(info["gcs_address"], folder / "head-work", folder / "node2-work")
-    finally:
-        node.send_signal(signal.SIGTERM)
+        node = cluster.start_node("node2")
         try:
-            node.wait(30)
+            yield cluster
         finally:
-            try:
-                os.killpg(node.pid, signal.SIGKILL)  # anything of the node's left behind
-            except ProcessLookupError:
-                pass
+            _stop_node(node)
+    finally:
         disconnect()
         for name, value in saved.items():
             if value is None:
@@ -326,3 +349,28 @@ def test_a_worker_prepares_a_batchs_speech_once(cluster: Cluster, clips: dict[st
         assert "result" in events[-1], events[-1]
         assert sum(len(event["chunk"]) for event in events if "chunk" in event) > 0
     assert len(prepared) == 1
+
+
+def test_a_machine_that_joins_gets_a_worker_and_one_lost_mid_job_has_its_job_run_elsewhere(
+        cluster: Cluster, ray_queue: JobQueue, clips: dict[str, Path]) -> None:
+    node = cluster.start_node("node3")
+    try:
+        deadline = time.monotonic() + 120
+        while sum(worker["state"] != "starting" for worker in ray_queue.workers()) < 3:  # it shows up
+            assert time.monotonic() < deadline, ray_queue.workers()
+            time.sleep(0.2)
+        there = next(slot for slot in ray_queue.backend.slots()
+                     if Path(slot.info["folder"]).parent == cluster.folder / "node3-work")
+        batch = ray_queue.submit(clips["long speech"], [clips["d0-0"], clips["d13-0"], clips["d19-0"]])
+        victim = _wait_running_on(ray_queue, batch.id, there.name)
+        os.kill(there.info["pid"], signal.SIGKILL)  # the machine is lost: its worker, its raylet, all of it
+        _stop_node(node, kill=True)
+        done = {j.id: j for j in ray_queue.wait([j.id for j in batch.jobs], timeout=WAIT_S)}
+        assert [j.state for j in done.values()] == [SUCCEEDED] * 3, [j.error for j in done.values()]
+        assert done[victim.id].attempts == 2 and not done[victim.id].worker.startswith(there.name + " ")
+        deadline = time.monotonic() + 60
+        while len(ray_queue.workers()) != 2:  # and it leaves the list
+            assert time.monotonic() < deadline, ray_queue.workers()
+            time.sleep(0.2)
+    finally:
+        _stop_node(node, kill=True)

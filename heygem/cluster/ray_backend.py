@@ -57,6 +57,7 @@ class _Slot:
     run_id: str | None = None  # of the job it runs now
     done: int = 0  # jobs it ran to their end (succeeded, failed or cancelled)
     thread: threading.Thread | None = None
+    retired: bool = False  # no longer wanted before it was up (a machine left meanwhile)
 
     @property
     def label(self) -> str:
@@ -142,11 +143,16 @@ class RayBackend:
         return gpus or sum(1 for node in ray.nodes() if node.get("Alive"))
 
     def _top_up(self) -> None:
-        """Start workers until there are as many as wanted (a new one waits for room in the cluster)."""
+        """Start workers until there are as many as wanted (a new one waits for room in the cluster); when
+        fewer are wanted (a machine left), give up those still waiting to start."""
+        target = self._target()
+        with self._lock:
+            missing = target - len(self._slots)
+            waiting = [slot for slot in self._slots if not slot.info and not slot.retired]
+            for slot in waiting[len(waiting) + missing:] if missing < 0 else ():
+                slot.retired = True
         if time.monotonic() < self._next_start:
             return
-        with self._lock:
-            missing = self._target() - len(self._slots)
         for _ in range(missing):
             self._add_worker()
 
@@ -180,13 +186,14 @@ class RayBackend:
         the studio stops."""
         try:
             described = slot.actor.describe.remote()
-            while self._running() and not slot.info:
+            while self._running() and not slot.info and not slot.retired:
                 # Until it is up (loading its engine, or waiting for room in the cluster).
                 if ray.wait([described], timeout=1.0)[0]:
                     slot.info = ray.get(described)
-            if slot.info:
-                log.info("%s is up: %s, engine %s, pid %s", slot.label, slot.info["folder"], slot.info["engine"],
-                         slot.info["pid"])
+            if not slot.info:
+                return  # the studio stops, or the worker is no longer wanted
+            log.info("%s is up: %s, engine %s, pid %s", slot.label, slot.info["folder"], slot.info["engine"],
+                     slot.info["pid"])
             run = self._runner(slot)
             last_check = time.monotonic()
             while self._running():
