@@ -242,6 +242,7 @@ def test_a_worker_killed_mid_job_has_its_job_run_again_on_another(
     while sum(w["state"] != "starting" for w in ray_queue.workers()) < 2 or there in {w["name"] for w in ray_queue.workers()}:
         assert time.monotonic() < deadline, ray_queue.workers()
         time.sleep(0.2)
+    assert _worker_on_node2(ray_queue, cluster) != there
 
 
 def test_a_bad_file_fails_alone_naming_it(ray_queue: JobQueue, clips: dict[str, Path], tmp_path: Path) -> None:
