@@ -2,6 +2,7 @@
 
     ./start_app.sh                      # http://127.0.0.1:7860
     ./start_app.sh --host 0.0.0.0 --auth admin:secret
+    ./start_app.sh --ray auto --workers 2      # jobs run by Ray workers (README: "Many GPUs, many machines")
 """
 from __future__ import annotations
 
@@ -33,6 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--outputs", type=Path, default=Path(os.environ.get("HEYGEM_OUTPUTS", OUTPUTS_DIR)),
                         help="the folder of the queue, uploads and results (default outputs/; or HEYGEM_OUTPUTS); "
                              "one studio at a time per folder")
+    parser.add_argument("--ray", metavar="auto|ADDRESS",
+                        help="run jobs on Ray workers, one per GPU (or per machine without GPUs): auto starts Ray on "
+                             "this machine, ADDRESS (host:port of `ray start --head`) joins that cluster; "
+                             "default: in this process, without Ray")
+    parser.add_argument("--workers", type=int, metavar="N", help="with --ray: this many workers (default: one per GPU, "
+                                                                   "or per machine)")
+    parser.add_argument("--ray-node-ip", metavar="ADDRESS",
+                        help="with --ray: the address this machine's Ray gives the other machines (Ray's "
+                             "--node-ip-address; default: Ray's choice)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the full log on the terminal")
     add_limit_options(parser)
     return parser
@@ -52,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         limits = limits_from_args(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if (args.workers is not None or args.ray_node_ip) and not args.ray:
+        print("error: --workers and --ray-node-ip go with --ray", file=sys.stderr)
+        return 2
+    if args.workers is not None and args.workers < 1:
+        print("error: --workers must be 1 or more", file=sys.stderr)
         return 2
     if credentials is None and not is_loopback(args.host):
         print(f"error: listening on {args.host} would let anyone on the network in; "
@@ -79,8 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     defaults = Settings(engine=EngineOptions(engine=args.engine, device=args.device), limits=limits)
     defaults.detection.cache_dir = args.outputs / ".cache" / "faces"
     defaults.out_dir = args.outputs
+    backend = None
+    if args.ray:  # imported only here: without --ray, Ray is never loaded
+        from heygem.cluster import RayUnavailableError, connect, disconnect
+
+        try:
+            ray_address = connect(args.ray, node_ip=args.ray_node_ip, workers=args.workers)["gcs_address"]
+        except RayUnavailableError as exc:
+            print(f"error: --ray: {exc}", file=sys.stderr)
+            return 2
+        from heygem.cluster.ray_backend import RayBackend
+
+        backend = RayBackend(args.workers)
     try:
-        queue = JobQueue(args.outputs, defaults)
+        queue = JobQueue(args.outputs, defaults, backend=backend)
     except FolderInUseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -92,12 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(args.outputs)
     app = create_app(queue, credentials, log_file=log_file)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(f"HeyGem studio: http://{shown_host}:{args.port}/  (engine: {status['engine']}, device: {status['device']}; "
+    where = f"Ray workers, cluster {ray_address}" if backend is not None else f"device: {status['device']}"
+    print(f"HeyGem studio: http://{shown_host}:{args.port}/  (engine: {status['engine']}, {where}; "
           f"HTTP API: http://{shown_host}:{args.port}/api/ (README.md); log: {log_file}; Ctrl+C stops)", flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         queue.close(timeout=2)
+        if backend is not None:
+            disconnect()
     return 0
 
 

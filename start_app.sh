@@ -3,7 +3,9 @@
 # then runs it (see README.md):
 #   ./start_app.sh [--host H --port P --auth USER:PASSWORD]    the studio (web UI + HTTP API), prints its URL
 #   ./start_app.sh generate --audio speech.wav --video talk.mp4  the command line
-#   ./start_app.sh --install-only [REQUIREMENTS]                 only sets up (the test runner uses this)
+#   ./start_app.sh --ray auto|ADDRESS [--workers N]             the studio, its jobs run by Ray workers (README:
+#                                                                "Many GPUs, many machines"; installs Ray the first time)
+#   ./start_app.sh --install-only [REQUIREMENTS...]              only sets up (the test runner uses this)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -31,10 +33,19 @@ install() {
 }
 
 if [ "${1:-}" = "--install-only" ]; then
-    install "${2:-requirements.txt}"
+    shift
+    for requirements in "${@:-requirements.txt}"; do
+        install "$requirements"
+    done
     exit 0
 fi
 install requirements.txt
+# Ray is an optional install of its own: only once the studio is asked to use it.
+for arg in "$@"; do
+    case "$arg" in
+        --ray|--ray=*) install requirements-ray.txt ;;
+    esac
+done
 mkdir -p outputs logs checkpoints
 if [ "${1:-}" = "generate" ]; then
     exec "$VENV/bin/python" -m heygem "$@"

@@ -62,8 +62,9 @@ def api_router(queue: JobQueue) -> APIRouter:
 
     @router.get("/status")
     def status() -> dict:
-        """Which engine and device jobs run on now, and how many jobs wait."""
-        return {**engine_status(queue.defaults.engine), "pending": queue.pending()}
+        """Which engine and device jobs run on now, how many jobs wait, and the workers of a cluster (empty
+        when jobs run in the studio's own process)."""
+        return {**engine_status(queue.defaults.engine), "pending": queue.pending(), "workers": queue.workers()}
 
     @router.post("/jobs", status_code=201)
     async def submit_job(

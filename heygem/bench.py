@@ -3,12 +3,16 @@ length and size.
 
     python -m heygem.bench                                           # 60 s at 1280x720, wav2lip and builtin
     python -m heygem.bench --seconds 10 --size 1280x720 1920x1080 --engines wav2lip --batch 3
+    python -m heygem.bench --ray auto --workers 2 --batch 8             # the studio's queue: one process vs Ray workers
 
 The input is built by looping a real clip from ``shared/media`` (video and speech) to the length and size
 asked for, and cached under ``bench/out/inputs/``. Each engine is loaded once (timed), warmed up on one second
 of the same size, then timed on the whole input: wall time, real-time factor, frames per second of every
 stage, peak RSS (the process, and its ffmpeg children), and on CUDA the peak GPU memory and how busy the GPU
 was. One markdown table goes to stdout, every figure and the machine's facts to one JSON file.
+
+With ``--ray``, the batch goes through the studio's own queue twice instead, once run in this process and once
+by Ray workers (heygem.cluster), and the table gives seconds per video for each and each worker's share.
 
 Without a checkpoint in ``checkpoints/`` the wav2lip engine runs on deterministic test weights: the same
 network, so the same cost; the output says which was used.
@@ -77,6 +81,8 @@ class BenchOptions:
     video: str = DEFAULT_VIDEO  # relative to shared/media, or absolute
     audio: str | None = None  # None: the first of DEFAULT_AUDIOS present
     warmup: bool = True
+    ray: str | None = None  # auto or a cluster's address: compare the queue in one process with Ray workers
+    workers: int | None = None  # with ray: how many workers (None: one per GPU, or per machine)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -645,6 +651,104 @@ def _run_batch(
     }
 
 
+def run_cluster_bench(options: BenchOptions) -> dict[str, Any]:
+    """The batch through the studio's queue (``JobQueue``), first in this process, then on Ray workers: seconds
+    per video for each (from submission to the last result, the workers already up), and per worker."""
+    from heygem.cluster import RayUnavailableError, connect, disconnect
+    from heygem.device import pick_device
+    from heygem.engines import find_checkpoint
+    from heygem.errors import HeyGemError
+    from heygem.jobs import SUCCEEDED, JobQueue
+
+    if "wav2lip" in options.engines and find_checkpoint(None) is None:
+        raise HeyGemError("with --ray, the workers take the wav2lip checkpoint from checkpoints/, and there is none: "
+                          "put one there, or give --engines builtin")
+    media = options.shared / "media"
+    audio_name = options.audio or default_audio(media)
+    device = pick_device(options.device)
+    try:
+        cluster = connect(options.ray, workers=options.workers)
+    except RayUnavailableError as exc:
+        raise HeyGemError(str(exc)) from exc
+    from heygem.cluster.ray_backend import RayBackend
+
+    results: dict[str, Any] = {
+        "machine": machine_facts(device),
+        "options": {key: (str(value) if isinstance(value, Path) else value) for key, value in asdict(options).items()},
+        "cluster": {"address": cluster.get("gcs_address"), "workers": options.workers},
+        "batches": [],
+    }
+    results["options"]["sizes"] = [f"{w}x{h}" for w, h in options.sizes]
+    results["options"]["audio"] = audio_name
+    try:
+        with tempfile.TemporaryDirectory(prefix="heygem-bench-") as tmp:
+            for size in options.sizes:
+                size_text = f"{size[0]}x{size[1]}"
+                video, audio = build_inputs(options.seconds, size, media, options.inputs, options.fps, options.video,
+                                            audio_name)
+                for engine in options.engines:
+                    for mode in ("in-process", "ray"):
+                        root = Path(tmp) / f"{engine}-{size_text}-{mode}" / "outputs"
+                        defaults = _settings(engine, None, options.device, root, root / ".cache" / "faces")
+                        backend = RayBackend(options.workers) if mode == "ray" else None
+                        queue = JobQueue(root, defaults, backend=backend)
+                        try:
+                            while backend is not None and (not queue.workers() or any(
+                                    worker["state"] == "starting" for worker in queue.workers())):
+                                time.sleep(0.2)  # timed from the moment the workers are up, as in a running studio
+                            started = time.perf_counter()
+                            batch = queue.submit(audio, [video] * options.batch,
+                                                 video_names=[f"video-{n}{video.suffix}" for n in range(options.batch)])
+                            jobs = queue.wait([job.id for job in batch.jobs])
+                            wall = time.perf_counter() - started
+                        finally:
+                            queue.close()
+                        failed = [job.error for job in jobs if job.state != SUCCEEDED]
+                        if failed:
+                            raise HeyGemError(f"the {mode} batch failed: {failed[0]}")
+                        results["batches"].append(_cluster_row(engine, size_text, mode, wall, jobs))
+                        log.info("%s %s %s: %d videos in %.1f s", engine, size_text, mode, len(jobs), wall)
+    finally:
+        disconnect()
+    return results
+
+
+def _cluster_row(engine: str, size_text: str, mode: str, wall: float, jobs: list[Any]) -> dict[str, Any]:
+    workers: dict[str, list[float]] = {}
+    for job in jobs:
+        workers.setdefault(job.worker or "this process", []).append(job.timings.get("total", 0.0))
+    return {
+        "engine_name": engine, "size": size_text, "run": mode, "videos": len(jobs), "wall_s": round(wall, 3),
+        "s_per_video": round(wall / len(jobs), 3),
+        "workers": [{"worker": name, "jobs": len(seconds), "mean_generate_s": round(sum(seconds) / len(seconds), 3)}
+                    for name, seconds in sorted(workers.items())],
+    }
+
+
+def cluster_table(results: dict[str, Any]) -> str:
+    """Seconds per video in one process and on Ray workers, then each worker's share."""
+    lines = ["| engine | size | run | videos | wall s | s per video | vs in-process |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    alone: dict[tuple[str, str], float] = {}
+    for row in results["batches"]:
+        key = (row["engine_name"], row["size"])
+        if row["run"] == "in-process":
+            alone[key] = row["s_per_video"]
+        ratio = f"{alone[key] / row['s_per_video']:.2f}x" if key in alone and row["run"] != "in-process" else "-"
+        lines.append(f"| {row['engine_name']} | {row['size']} | {row['run']} | {row['videos']} | {_number(row['wall_s'])} "
+                     f"| {_number(row['s_per_video'], 2)} | {ratio} |")
+    lines += ["", "| engine | size | run | worker | jobs | mean generate s per job |", "| --- | --- | --- | --- | --- | --- |"]
+    for row in results["batches"]:
+        for worker in row["workers"]:
+            lines.append(f"| {row['engine_name']} | {row['size']} | {row['run']} | {worker['worker']} | {worker['jobs']} "
+                         f"| {_number(worker['mean_generate_s'], 2)} |")
+    machine = results["machine"]
+    lines += ["", f"Machine: {machine.get('cpu', '?')}, {machine.get('cpu_count', '?')} CPUs, GPU: {machine.get('gpu') or 'none'}; "
+                  f"Ray cluster {results['cluster']['address']}, workers asked: {results['cluster']['workers'] or 'default'}. "
+                  "wall = from submitting the batch to its last result, the workers already up; mean generate s = "
+                  "heygem.generate's own time on the worker (without the transfers and the queue)."]
+    return "\n".join(lines)
+
+
 # --- reporting ----------------------------------------------------------------------------------------------
 
 
@@ -734,6 +838,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchOptions, bool]:
     parser.add_argument("--video", default=DEFAULT_VIDEO, help=f"source clip under shared/media, or a path (default {DEFAULT_VIDEO})")
     parser.add_argument("--audio", help=f"source speech under shared/media, or a path (default {DEFAULT_AUDIOS[0]})")
     parser.add_argument("--no-warmup", action="store_true", help="skip the one-second warm-up run of each engine")
+    parser.add_argument("--ray", metavar="auto|ADDRESS", help="run the batch (--batch N) through the studio's queue, "
+                        "in one process and on Ray workers, and compare (auto: Ray on this machine)")
+    parser.add_argument("--workers", type=int, metavar="N", help="with --ray: this many workers (default: one per GPU, "
+                                                                   "or per machine)")
     parser.add_argument("-v", "--verbose", action="store_true", help="the full HeyGem log on the terminal")
     args = parser.parse_args(argv)
     try:
@@ -744,10 +852,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchOptions, bool]:
         parser.error("--seconds must be positive")
     if args.batch < 0:
         parser.error("--batch must be 0 or more")
+    if args.ray and args.batch < 1:
+        parser.error("--ray compares batches: give --batch N (e.g. --batch 8)")
+    if args.workers is not None and (not args.ray or args.workers < 1):
+        parser.error("--workers N (1 or more) goes with --ray")
     options = BenchOptions(
         seconds=args.seconds, sizes=sizes, fps=args.fps, engines=list(dict.fromkeys(args.engines)), batch=args.batch,
         device=args.device, checkpoint=args.checkpoint, out=args.out, shared=args.shared, inputs=args.inputs,
-        video=args.video, audio=args.audio, warmup=not args.no_warmup,
+        video=args.video, audio=args.audio, warmup=not args.no_warmup, ray=args.ray, workers=args.workers,
     )
     return options, args.verbose
 
@@ -786,11 +898,11 @@ def main(argv: list[str] | None = None) -> int:
     options, verbose = parse_args(argv)
     with _console_logging(verbose):
         try:
-            results = run_bench(options)
+            results = run_cluster_bench(options) if options.ray else run_bench(options)
         except (HeyGemError, FileNotFoundError, subprocess.CalledProcessError) as exc:
             print(f"bench: {exc}", file=sys.stderr)
             return 1
-    results["table"] = markdown_table(results)
+    results["table"] = cluster_table(results) if options.ray else markdown_table(results)
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(results, indent=2) + "\n")
     print(results["table"])

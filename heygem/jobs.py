@@ -11,6 +11,10 @@ A job's whole life, in the order it happens:
 3. The job ends ``succeeded`` (its result beside the inputs), ``failed`` (with a reason a person can read,
    naming the file as it was uploaded) or ``cancelled``; the worker goes on with the next one.
 
+A backend (``Backend``; heygem.cluster runs jobs on Ray workers over many GPUs and machines) may stand in for
+the worker thread: its workers claim and run jobs through the same ``run_next``, and the database stays the one
+truth.
+
 Nothing lives only in memory: a new ``JobQueue`` over the same folder finds queued jobs still queued, runs
 again a job that was running when the process died (after removing what it had half written), and lists
 every finished result. One folder has one owner: a ``JobQueue`` holds ``outputs/heygem.lock`` for its whole
@@ -35,7 +39,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import portalocker
 
@@ -97,7 +101,7 @@ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_batch ON jobs(batch_id, seq);
 """
 # Columns added since the first release, for databases made before them: (name, declaration).
-_ADDED_COLUMNS = (("face_cache", "TEXT"), ("study", "TEXT"))
+_ADDED_COLUMNS = (("face_cache", "TEXT"), ("study", "TEXT"), ("worker", "TEXT"))
 
 
 def safe_name(name: str, fallback: str = "file") -> str:
@@ -137,6 +141,7 @@ class Job:
     finished: float | None = None
     attempts: int = 0
     cancel_requested: bool = False
+    worker: str | None = None  # which worker runs or ran it (a Backend's name for it; None: this process's own)
 
     @property
     def cancelling(self) -> bool:
@@ -157,7 +162,7 @@ class Job:
             "result": self.output.name if self.output else None, "error": self.error, "engine": self.engine,
             "notes": self.notes, "timings": self.timings, "face_cache": self.face_cache, "study": self.study,
             "created": self.created, "started": self.started,
-            "finished": self.finished, "attempts": self.attempts,
+            "finished": self.finished, "attempts": self.attempts, "worker": self.worker,
         }
 
 
@@ -183,6 +188,24 @@ class Batch:
             "id": self.id, "created": self.created, "audio": self.audio_name, "done": self.done,
             "counts": self.counts, "jobs": [job.to_json() for job in self.jobs],
         }
+
+
+class WorkerLostError(HeyGemError):
+    """The worker running a job went away (its process or machine died): the job goes back to the queue."""
+
+
+class Backend(Protocol):
+    """What runs the queued jobs. The default is one thread in this process (``JobQueue`` itself); another
+    (heygem.cluster) hands jobs to workers elsewhere, each through ``JobQueue.run_next``. The database stays
+    the one truth either way."""
+
+    def start(self, queue: JobQueue) -> None: ...
+
+    def close(self, timeout: float | None) -> None: ...
+
+    def workers(self) -> list[dict[str, Any]]:
+        """One entry per worker, for the status: name, host, device, engine, job (running now), done."""
+        ...
 
 
 class FolderInUseError(HeyGemError):
@@ -225,10 +248,12 @@ class JobQueue:
     defaults: settings for jobs submitted without their own.
     run: what runs one job (``heygem.generate``; tests may pass a wrapper).
     start: start the worker now (tests may start it later with ``start()``).
+    backend: who runs the jobs instead of this process's own worker thread (heygem.cluster).
     """
 
     def __init__(
-        self, root: Path = OUTPUTS_DIR, defaults: Settings | None = None, *, run: Runner = generate, start: bool = True
+        self, root: Path = OUTPUTS_DIR, defaults: Settings | None = None, *, run: Runner = generate, start: bool = True,
+        backend: Backend | None = None,
     ) -> None:
         self.root = Path(root)
         self.batches_dir = self.root / "batches"
@@ -248,6 +273,7 @@ class JobQueue:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
         self.presenters = Presenters(self.root, self._db, self._lock, self._changed, lambda: self.defaults)
         self._audio_cache: OrderedDict[Path, PreparedAudio] = OrderedDict()
+        self.backend = backend
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._recover()
@@ -257,7 +283,10 @@ class JobQueue:
     # ---- life of the worker -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker thread (once)."""
+        """Start the worker thread (once), or the backend."""
+        if self.backend is not None:
+            self.backend.start(self)
+            return
         with self._lock:
             if self._worker is None or not self._worker.is_alive():
                 self._stopping.clear()
@@ -271,6 +300,8 @@ class JobQueue:
             self._changed.notify_all()
         if self._worker is not None:
             self._worker.join(timeout)
+        if self.backend is not None:
+            self.backend.close(timeout)
         with self._lock:
             self._db.close()
         self._folder_lock.release()
@@ -322,30 +353,68 @@ class JobQueue:
                     continue
             except Exception:  # never let one presenter take the worker down (its attempts are counted)
                 log.exception("preparing a presenter failed in the queue itself")
-            job = self._claim_next()
-            if job is None:
-                with self._changed:
-                    self._changed.wait(timeout=1.0)
-                continue
-            try:
-                self._execute(job)
-            except Exception:  # never let one job take the worker down
-                log.exception("job %s: unexpected failure in the queue itself", job.id)
-                self._finish(job.id, FAILED, stage="failed", error=f"{job.video_name}: internal error; see logs/heygem.log")
+            if not self.run_next(self._run):
+                self.wait_for_work(1.0)
         log.info("worker stopped")
 
-    def _claim_next(self) -> Job | None:
+    def run_next(self, run: Runner, worker: str | None = None) -> bool:
+        """Claim the oldest queued job and run it with ``run`` (blocking); False when none is queued. The loop
+        of every worker, this process's own or a backend's (``worker`` names it on the job). WorkerLostError
+        from ``run`` puts the job back in the queue (at most MAX_ATTEMPTS in all) and is raised again."""
+        job = self._claim_next(worker)
+        if job is None:
+            return False
+        try:
+            self._execute(job, run)
+        except WorkerLostError as exc:
+            self._requeue(job, str(exc))
+            raise
+        except Exception:  # never let one job take the worker down
+            log.exception("job %s: unexpected failure in the queue itself", job.id)
+            self._finish(job.id, FAILED, stage="failed", error=f"{job.video_name}: internal error; see logs/heygem.log")
+        return True
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Sleep until something changes in the queue (a job submitted, cancelled, finished) or ``timeout``."""
+        with self._changed:
+            self._changed.wait(timeout=timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _claim_next(self, worker: str | None = None) -> Job | None:
         with self._lock:
             row = self._db.execute("SELECT id FROM jobs WHERE state = ? ORDER BY seq LIMIT 1", (QUEUED,)).fetchone()
             if row is None:
                 return None
             self._db.execute(
-                "UPDATE jobs SET state = ?, stage = 'starting', progress = 0, started = ?, attempts = attempts + 1 "
-                "WHERE id = ?", (RUNNING, time.time(), row["id"]))
+                "UPDATE jobs SET state = ?, stage = 'starting', progress = 0, started = ?, attempts = attempts + 1, "
+                "worker = ? WHERE id = ?", (RUNNING, time.time(), worker, row["id"]))
             self._changed.notify_all()
             return self.job(row["id"])
 
-    def _execute(self, job: Job) -> None:
+    def _requeue(self, job: Job, reason: str) -> None:
+        """A job whose worker died goes back to the queue for another, unless it has had its attempts: then it
+        fails (a file that kills every worker it reaches must not take them all down in turn)."""
+        with self._lock:
+            now = self.job(job.id)
+            attempts = now.attempts
+            if now.cancel_requested:
+                self._finish(job.id, CANCELLED, stage="cancelled", error=None)
+                return
+            if attempts >= MAX_ATTEMPTS:
+                self._finish(job.id, FAILED, stage="failed", error=(
+                    f"{job.video_name}: the worker running this job stopped {attempts} times ({reason}); "
+                    "it was not tried again"))
+            else:
+                self._db.execute("UPDATE jobs SET state = ?, stage = 'queued', progress = 0, cancel_requested = 0 "
+                                 "WHERE id = ? AND state = ?", (QUEUED, job.id, RUNNING))
+                self._changed.notify_all()
+        log.warning("job %s (%s): %s; %s", job.id, job.video_name, reason,
+                    "failed" if attempts >= MAX_ATTEMPTS else "queued again for another worker")
+
+    def _execute(self, job: Job, run: Runner | None = None) -> None:
         started = time.perf_counter()
         log.info("job %s started: %s with %s (batch %s, attempt %d)", job.id, job.video_name, job.audio_name, job.batch_id, job.attempts)
         settings = self._settings_of(job)
@@ -353,10 +422,14 @@ class JobQueue:
         settings.limits = self.defaults.limits  # the studio's limits now, not those of when it was queued
         reporter = _ProgressWriter(self, job.id)
         try:
+            run = run or self._run
             reporter("audio", 0.0, str(job.audio_path))
-            audio = self._prepared_audio(job.audio_path)
+            # A backend's runner is given the file: its worker prepares the speech where it runs, once per batch.
+            audio = self._prepared_audio(job.audio_path) if run is self._run else job.audio_path
             reporter("audio", 1.0, str(job.audio_path))
-            result = self._run(audio, job.video_path, None, settings, reporter)
+            result = run(audio, job.video_path, None, settings, reporter)
+        except WorkerLostError:
+            raise  # not the job's fault: run_next queues it again
         except CancelledError:
             self._finish(job.id, CANCELLED, stage="cancelled", error=None)
             log.info("job %s cancelled after %.1f s", job.id, time.perf_counter() - started)
@@ -598,6 +671,10 @@ class JobQueue:
             return self._db.execute(f"SELECT COUNT(*) FROM jobs WHERE state IN ({', '.join('?' * len(states))})",
                                     states).fetchone()[0]
 
+    def workers(self) -> list[dict[str, Any]]:
+        """The backend's workers (name, host, device, engine, job, done); empty for this process's own thread."""
+        return self.backend.workers() if self.backend is not None else []
+
     def pending(self) -> int:
         """How many jobs are queued or running."""
         return self.count((QUEUED, RUNNING))
@@ -619,7 +696,7 @@ class JobQueue:
             error=row["error"], engine=row["engine"], notes=json.loads(row["notes"]), timings=json.loads(row["timings"]),
             face_cache=row["face_cache"], study=row["study"],
             created=row["created"], started=row["started"], finished=row["finished"], attempts=row["attempts"],
-            cancel_requested=bool(row["cancel_requested"]),
+            cancel_requested=bool(row["cancel_requested"]), worker=row["worker"],
         )
 
 

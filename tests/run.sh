@@ -3,7 +3,8 @@
 # Extra arguments go to pytest (e.g. `bash tests/run.sh -k mel`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./start_app.sh --install-only tests/requirements.txt
+# requirements-ray.txt: the Ray backend's tests (tests/test_ray.py) run here too.
+./start_app.sh --install-only tests/requirements.txt requirements-ray.txt
 # The browser test needs Debian's Chromium (Playwright's own browser download needs the internet) and a CJK font
 # for the Chinese screenshots.
 if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk"; then

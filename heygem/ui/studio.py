@@ -142,6 +142,11 @@ def batch_progress_words(jobs: list[Job], lang: str, now: float | None = None) -
     return text(lang, "batch_progress", percent=fraction * 100, timing=timing_words(lang, fraction, elapsed))
 
 
+def _on_worker(job: Job) -> str:
+    """`` · worker-2 on host (device)`` for a job run by a cluster's worker (heygem.cluster); nothing otherwise."""
+    return f" · {html.escape(job.worker)}" if job.worker else ""
+
+
 def job_status_html(job: Job, lang: str, ahead: int = 0) -> str:
     """One job's progress card: name, state and stage, a bar, and the reason when it failed."""
     name = html.escape(job.video_name)
@@ -149,11 +154,11 @@ def job_status_html(job: Job, lang: str, ahead: int = 0) -> str:
     if job.cancelling:
         detail = f"{state} · {_stage(lang, 'cancelling')}"
     elif job.state == RUNNING:
-        detail = f"{state} · {_stage(lang, job.stage)} · {running_words(lang, job)}"
+        detail = f"{state} · {_stage(lang, job.stage)} · {running_words(lang, job)}{_on_worker(job)}"
     elif job.state == "queued":
         detail = _queued_words(lang, ahead)
     elif job.state == SUCCEEDED and job.started and job.finished:
-        detail = f"{state} · {text(lang, 'took', seconds=job.finished - job.started)} · {html.escape(job.engine or '')}"
+        detail = f"{state} · {text(lang, 'took', seconds=job.finished - job.started)} · {html.escape(job.engine or '')}{_on_worker(job)}"
     else:
         detail = state
     parts = [f'<div class="hg-job" data-state="{job.state}" data-cancelling="{str(job.cancelling).lower()}">'
@@ -218,7 +223,7 @@ def history_table_html(jobs: list[Job], lang: str) -> str:
             rows.append(
                 f'<tr data-state="{job.state}" data-batch="{batch_id}"><td class="hg-small">{finished}</td>'
                 f"<td>{html.escape(job.video_name)}</td><td class=\"hg-state-{job.state}\">{_history_state(lang, job)}</td>"
-                f'<td class="hg-small">{html.escape(job.engine or "")}</td></tr>')
+                f'<td class="hg-small">{html.escape(job.engine or "")}{_on_worker(job)}</td></tr>')
     return f'<table class="hg-table" id="history-table"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
@@ -407,8 +412,13 @@ def engine_choices(options: EngineOptions) -> tuple[list[str], str]:
 def engine_line(queue: JobQueue, lang: str) -> str:
     status = engine_status(queue.defaults.engine)
     key = "engine_wav2lip" if status["engine"] == "wav2lip" else "engine_builtin"
-    return text(lang, key, checkpoint=status["checkpoint"], device=status["device"]) + text(
+    line = text(lang, key, checkpoint=status["checkpoint"], device=status["device"]) + text(
         lang, "queue_line", pending=queue.pending())
+    if workers := queue.workers():  # jobs run on a cluster (heygem.cluster): where, refreshed with the rest
+        line += text(lang, "workers_line", count=len(workers), busy=sum(w["state"] == "busy" for w in workers),
+                     done=sum(w["done"] for w in workers),
+                     where=", ".join(f"{w['host'] or '…'} {w['device'] or ''}".strip() for w in workers))
+    return line
 
 
 def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> gr.Blocks:

@@ -1,0 +1,218 @@
+"""One worker: owns one device, loads the engine once, runs jobs through ``heygem.generate`` in its own folder.
+
+It is given file contents, never paths of the studio's: the video and the speech arrive as bytes (pieces of
+``CHUNK_BYTES`` in Ray's object store, fetched one at a time), are written into its working folder
+(``$HEYGEM_WORKDIR/<worker>`` or a new temporary folder), and the result goes back the same way, piece by piece. Its face and presenter caches live there too, so a worker that saw a presenter before skips detection.
+A batch's speech is prepared once per worker: kept by the content hash the studio sends with it.
+
+``Worker.run`` yields what happens, in order: progress events, the result's pieces, then its figures or one
+error. Ray runs this class as an actor (heygem.cluster.ray_backend).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heygem.engines import create_engine, engine_status, resolve_engine_name
+from heygem.errors import HeyGemError
+from heygem.pipeline import PreparedAudio, ThrottledProgress, generate, prepare_audio
+from heygem.settings import CHECKPOINTS_DIR, EngineOptions, Settings, settings_from_dict
+
+log = logging.getLogger(__name__)
+
+WORKDIR_ENV = "HEYGEM_WORKDIR"
+DONE_STAGE = "done"  # as heygem.jobs: too late to cancel once the result is written
+SPEECHES_KEPT = 2  # one batch at a time, plus a single job submitted meanwhile
+CHUNK_BYTES = 32 * 2**20  # files travel in pieces of this size: neither side holds a whole long video at once
+EVENTS_AHEAD = 4  # events (pieces of the result) waiting to leave, at most
+# The GenerateResult fields that travel back (its paths are the worker's own and stay here).
+RESULT_FIELDS = ("engine", "frames", "frames_without_face", "fps", "width", "height", "duration", "timings", "notes",
+                 "faces_detected", "face_cache", "study")
+
+
+def portable_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A job's stored settings without the studio's paths: the caches and the output folder are the worker's,
+    and a checkpoint or detector weights file is named only, looked for in the worker's own checkpoints/."""
+    settings = {**settings, "out_dir": None, "detection": {**settings.get("detection", {}), "cache_dir": None},
+                "engine": {**settings.get("engine", {})}}
+    for part, key in (("engine", "checkpoint"), ("detection", "detector_weights")):
+        if settings[part].get(key):
+            settings[part][key] = Path(settings[part][key]).name
+    return settings
+
+
+class Worker:
+    """One device's worker. ``engine``: the studio's default EngineOptions as a dict (loaded now, once)."""
+
+    def __init__(self, name: str, engine: dict[str, Any], workdir: str | None = None) -> None:
+        self.name = name
+        root = workdir or os.environ.get(WORKDIR_ENV)
+        self.folder = Path(root) / name if root else Path(tempfile.mkdtemp(prefix=f"heygem-{name}-"))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        options = EngineOptions(**_local_paths(engine, "checkpoint"))
+        started = time.perf_counter()
+        self.engine_name = resolve_engine_name(options)
+        try:
+            create_engine(options)  # kept loaded (heygem.engines caches it) for every job after
+        except HeyGemError as exc:  # e.g. no checkpoint on this machine: each job then fails saying so
+            log.error("worker %s: the %s engine could not be loaded: %s", name, self.engine_name, exc)
+            self.engine_name += " (not loaded: see the jobs' errors)"
+        self.device = _device_name(options)
+        self._speeches: OrderedDict[str, PreparedAudio] = OrderedDict()
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()
+        log.info("worker %s ready on %s (%s) in %.1f s; working folder %s", name, socket.gethostname(), self.device,
+                 time.perf_counter() - started, self.folder)
+
+    def describe(self) -> dict[str, Any]:
+        """Who this worker is, for the studio's list of workers."""
+        return {"name": self.name, "host": socket.gethostname(), "device": self.device, "engine": self.engine_name,
+                "pid": os.getpid(), "folder": str(self.folder)}
+
+    def ping(self) -> bool:
+        return True
+
+    def cancel(self, run_id: str) -> None:
+        """Stop the run ``run_id`` at its next progress step (it then ends with a CancelledError)."""
+        with self._lock:
+            self._cancelled.add(run_id)
+
+    def run(self, run_id: str, job: dict[str, Any], video: list, speech: list) -> Iterator[dict[str, Any]]:
+        """Run one job. ``job``: video_file and audio_file (the names to write them under), audio_key (the
+        speech's content hash) and settings (``portable_settings``). ``video``, ``speech``: references to the
+        files' pieces (``put_file``); the speech's are fetched only when this worker has not prepared it yet.
+
+        Yields ``{"progress": (stage, fraction)}`` as the job goes; then ``{"chunk": bytes}`` for each piece of
+        the result and ``{"result": {...}}``, or ``{"error": class name, "message": ..., "paths": {worker path:
+        "video" or "speech"}}``."""
+        events: queue.Queue[dict[str, Any]] = queue.Queue(EVENTS_AHEAD)
+        # generate reports through a callback; the events leave from this (the call's) thread.
+        thread = threading.Thread(target=self._generate, args=(run_id, job, video, speech, events),
+                                  name=f"heygem-{self.name}", daemon=True)
+        thread.start()
+        while True:
+            event = events.get()
+            yield event
+            if "result" in event or "error" in event:
+                break
+        thread.join()
+
+    def _generate(self, run_id: str, job: dict[str, Any], video: list, speech: list,
+                  events: queue.Queue) -> None:
+        folder = self.folder / "jobs" / run_id
+        folder.mkdir(parents=True)
+        video_path = folder / job["video_file"]
+        audio_path = self.folder / "speech" / job["audio_key"] / job["audio_file"]
+        audio: PreparedAudio | None = None
+        try:
+            get_file(video, video_path)
+            audio = self._speech(job, speech, audio_path)
+            settings = self._settings(job["settings"])
+
+            def write(stage: str, fraction: float) -> str | None:
+                events.put({"progress": (stage, fraction)})
+                with self._lock:
+                    return "cancelled" if run_id in self._cancelled and stage != DONE_STAGE else None
+
+            output = folder / "result.mp4"
+            result = generate(audio, video_path, output, settings, ThrottledProgress(write))
+            with output.open("rb") as data:
+                while piece := data.read(CHUNK_BYTES):
+                    events.put({"chunk": np.frombuffer(piece, dtype=np.uint8)})
+            events.put({"result": {name: getattr(result, name) for name in RESULT_FIELDS}})
+        except Exception as exc:  # every way a job ends goes back to the studio, which records it
+            if not isinstance(exc, HeyGemError):
+                log.exception("worker %s: job %s failed unexpectedly", self.name, run_id)
+            # The studio puts its own paths in their place (a speech kept from before may bear another name).
+            paths = {str(video_path): "video", str(audio_path): "speech", **({str(audio.path): "speech"} if audio else {})}
+            events.put({"error": type(exc).__name__,
+                        "message": str(exc), "paths": paths, "heygem": isinstance(exc, HeyGemError),
+                        "traceback": traceback.format_exc()})
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            with self._lock:
+                self._cancelled.discard(run_id)
+
+    def _speech(self, job: dict[str, Any], speech: list, path: Path) -> PreparedAudio:
+        """The batch's speech, prepared once per worker and kept by its content hash (else written to
+        ``path`` and prepared)."""
+        key = job["audio_key"]
+        with self._lock:
+            kept = self._speeches.get(key)
+            if kept is not None:
+                self._speeches.move_to_end(key)
+        if kept is not None:
+            log.info("worker %s: reusing the prepared speech %s", self.name, job["audio_file"])
+            return kept
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            get_file(speech, path)
+            prepared = prepare_audio(path, settings_from_dict(job["settings"]).limits)
+        except BaseException:
+            shutil.rmtree(path.parent, ignore_errors=True)
+            raise
+        with self._lock:
+            self._speeches[key] = prepared
+            while len(self._speeches) > SPEECHES_KEPT:
+                _, dropped = self._speeches.popitem(last=False)
+                shutil.rmtree(dropped.path.parent, ignore_errors=True)
+        return prepared
+
+    def _settings(self, stored: dict[str, Any]) -> Settings:
+        settings = settings_from_dict(stored)
+        settings.detection.cache_dir = self.folder / ".cache" / "faces"  # studies go beside it
+        settings.out_dir = self.folder / "jobs"
+        if settings.engine.checkpoint is not None:
+            settings.engine.checkpoint = CHECKPOINTS_DIR / settings.engine.checkpoint.name
+        if settings.detection.detector_weights is not None:
+            settings.detection.detector_weights = CHECKPOINTS_DIR / settings.detection.detector_weights.name
+        return settings
+
+
+def put_file(path: Path) -> list:
+    """The file's bytes into Ray's object store, in pieces of CHUNK_BYTES: the references, in order."""
+    import ray
+
+    pieces = []
+    with Path(path).open("rb") as data:
+        while piece := data.read(CHUNK_BYTES):
+            pieces.append(ray.put(np.frombuffer(piece, dtype=np.uint8)))
+    return pieces
+
+
+def get_file(pieces: list, path: Path) -> None:
+    """Write the file ``put_file`` sent to ``path``, fetching one piece at a time."""
+    import ray
+
+    with path.open("wb") as out:
+        for piece in pieces:
+            out.write(ray.get(piece).tobytes())
+
+
+def _local_paths(options: dict[str, Any], key: str) -> dict[str, Any]:
+    """A file named in ``options[key]`` is looked for in this machine's checkpoints/ folder."""
+    value = options.get(key)
+    return {**options, key: CHECKPOINTS_DIR / Path(value).name if value else None}
+
+
+def _device_name(options: EngineOptions) -> str:
+    """What this worker computes on, as the status shows it: ``cuda:3 (NVIDIA H200)`` names the GPU by its
+    number on the machine, not the ``cuda:0`` Ray makes every worker see."""
+    device = str(engine_status(options)["device"])
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if device.startswith("cuda") and gpus and "," not in gpus:
+        device = device.replace("cuda", f"cuda:{gpus}", 1)
+    return device
