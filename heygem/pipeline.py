@@ -25,7 +25,7 @@ import numpy as np
 from heygem import blend
 from heygem.engines import Engine, create_engine
 from heygem.engines.base import EngineJob
-from heygem.errors import CancelledError, InputError, NoFaceError
+from heygem.errors import CancelledError, CodedText, InputError, NoFaceError
 from heygem.faces import Face, get_detector
 from heygem.faces.orientation import Orientation, describe_turn, find_orientation, turn_box
 from heygem.faces.schedule import CachedFaces, FaceCache, sparse_detect
@@ -145,7 +145,8 @@ def prepare_audio(path: str | Path, limits: Limits | None = None) -> PreparedAud
     path = Path(path)
     info = probe(path)
     if not info.has_audio:
-        raise InputError(path, "has no audio stream; give a speech recording (wav, mp3, m4a, flac, ...) or a video with sound")
+        raise InputError(path, "has no audio stream; give a speech recording (wav, mp3, m4a, flac, ...) or a video with sound",
+                         "no_sound")
     max_seconds = limits.speech_minutes * 60 if limits is not None and limits.speech_minutes else None
     if limits is not None:
         check_speech(info, limits)
@@ -338,10 +339,12 @@ def cut_short_note(info: MediaInfo, decoded: int, total: int) -> str | None:
     what = (f"decoded only {decoded} of the {info.frame_count} frames its header promises; the file is probably "
             "cut short (an interrupted upload or copy)")
     if decoded < CUT_SHORT_ERROR_SHARE * promised:
-        raise InputError(info.path, f"{what}; give the complete file (upload or copy it again)")
+        raise InputError(info.path, f"{what}; give the complete file (upload or copy it again)", "cut_short",
+                         decoded=decoded, promised=info.frame_count)
     seconds = missing / float(info.fps) if info.fps else 0.0
-    return (f"CUT SHORT: {info.path.name} {what}: its last {seconds:.1f} s are missing, so the result continues "
-            "from the frames there are; give the complete file for the whole video")
+    return CodedText("note_cut_short", f"CUT SHORT: {info.path.name} {what}: its last {seconds:.1f} s are missing, so "
+                     "the result continues from the frames there are; give the complete file for the whole video",
+                     file=info.path.name, decoded=decoded, promised=info.frame_count, seconds=round(seconds, 1))
 
 
 class _SourceFrames:
@@ -449,13 +452,14 @@ class _SourceFrames:
 
 def _require_picture(video: MediaInfo) -> None:
     if video.kind == "audio":
-        raise InputError(video.path, NO_PICTURE)
+        raise InputError(video.path, NO_PICTURE, "no_picture")
 
 
 def _validate(audio: PreparedAudio, video: MediaInfo) -> None:
     _require_picture(video)
     if audio.duration < 0.05:
-        raise InputError(audio.path, f"the speech is only {audio.duration:.3f} s long; give at least a fraction of a second")
+        raise InputError(audio.path, f"the speech is only {audio.duration:.3f} s long; give at least a fraction of a second",
+                         "speech_too_short", seconds=round(audio.duration, 3))
 
 
 def output_fps(video: MediaInfo, settings: Settings) -> Fraction:
@@ -521,9 +525,10 @@ def iter_synced_frames(
     source_video = video
     if turn:
         video = turned(video, turn)  # what the engine and the face boxes see; the output is turned back
-        notes.append(f"the face was found with the picture turned {describe_turn(turn)} ({video.path.name} "
-                     "carries no rotation flag that says so): it was lip-synced turned upright and turned back, "
-                     "so the result is the same way up as the source")
+        notes.append(CodedText(
+            "note_turned", f"the face was found with the picture turned {describe_turn(turn)} ({video.path.name} "
+            "carries no rotation flag that says so): it was lip-synced turned upright and turned back, "
+            "so the result is the same way up as the source", file=video.path.name, turn=turn))
         log.warning("%s: %s", video.path.name, notes[-1])
     back = (360 - turn) % 360
     # Each step before the first frame reports, so that a cancel (raised from the report) stops it too.
@@ -577,11 +582,13 @@ def iter_synced_frames(
             faces_by_source[frame.source] = face
             yield frame, face
         if not faces_by_source:
-            raise InputError(video.path, "no video frame could be decoded; the file may be damaged")
+            raise InputError(video.path, "no video frame could be decoded; the file may be damaged", "no_frames")
         if not any(face is not None for face in faces_by_source.values()):
             which = "face" if det.face == "largest" else f"face number {det.face} (counted from 0, left to right)"
             raise NoFaceError(video.path, f"no {which} found in any of the {len(faces_by_source)} frames used; "
-                              "give a video or photo where the face is clearly visible, or pass a face box")
+                              "give a video or photo where the face is clearly visible, or pass a face box",
+                              "no_face" if det.face == "largest" else "no_face_number", frames=len(faces_by_source),
+                              **({} if det.face == "largest" else {"face": det.face}))
         for frame in _timed(stopwatch, "decode", source.replay()):
             yield frame, faces_by_source.get(frame.source)
 
@@ -641,11 +648,13 @@ def _missing_faces_note(stats: dict[str, int], orientation: Orientation | None) 
     if not missing:
         return None
     if 2 * missing <= frames:
-        return f"{missing} of {frames} frames had no face and were left as they were"
+        return CodedText("note_faces_missing", f"{missing} of {frames} frames had no face and were left as they were",
+                         missing=missing, frames=frames)
     tried = " (nor with the picture turned 90°, 180° or 270°)" if orientation and orientation.tried_turns else ""
-    return (f"LEFT UNCHANGED: no face in {missing} of {frames} frames{tried}; those frames are exactly the "
-            f"source's, only the other {frames - missing} were lip-synced; give a video where the face is clearly "
-            "visible, or pass a face box")
+    return CodedText("note_left_unchanged", f"LEFT UNCHANGED: no face in {missing} of {frames} frames{tried}; those "
+                     f"frames are exactly the source's, only the other {frames - missing} were lip-synced; give a video "
+                     "where the face is clearly visible, or pass a face box", missing=missing, frames=frames,
+                     synced=frames - missing)
 
 
 def _timed(stopwatch: _Stopwatch, stage: str, frames: Iterator[_Frame]) -> Iterator[_Frame]:
@@ -681,8 +690,11 @@ def generate(
     notes: list[str] = []
     fitted = fit_picture(info, settings.limits.picture_side)  # before anything else reads the picture
     if fitted != info:
-        notes.append(f"{video_path.name} is {info.width}x{info.height}; scaled down to {fitted.width}x{fitted.height} "
-                     f"(the picture-side limit; {settings.limits.how_to_raise('picture_side')})")
+        notes.append(CodedText(
+            "note_scaled_down", f"{video_path.name} is {info.width}x{info.height}; scaled down to {fitted.width}x"
+            f"{fitted.height} (the picture-side limit; {settings.limits.how_to_raise('picture_side')})",
+            file=video_path.name, width=info.width, height=info.height, new_width=fitted.width,
+            new_height=fitted.height))
         log.warning("%s", notes[-1])
         info = fitted
     if isinstance(audio, PreparedAudio):
@@ -795,7 +807,7 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     found = sum(face is not None for face in faces)
     if not found or thumbnail is None:
         raise NoFaceError(info.path, f"no face found in any of its {len(faces)} frames; give a video or photo where "
-                                     "the face is clearly visible")
+                                     "the face is clearly visible", "no_face", frames=len(faces))
     if face_cache is not None and not complete:
         face_cache.save(faces, turn)
     report("study", 0.9, str(info.path))

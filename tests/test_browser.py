@@ -281,7 +281,7 @@ def studio_without_checkpoint(tmp_path_factory: pytest.TempPathFactory):
         server.wait(30)
 
 
-@pytest.mark.parametrize("locale, where", [("en-US", "wav2lip is not offered"), ("zh-CN", "未提供 wav2lip")])
+@pytest.mark.parametrize("locale, where", [("en-US", "wav2lip is not offered"), ("zh-CN", "未提供 Wav2Lip")])
 def test_options_leave_out_wav2lip_without_a_checkpoint_and_say_where_it_goes(
         browser, studio_without_checkpoint, locale: str, where: str) -> None:
     page = _page(browser, studio_without_checkpoint, locale=locale)

@@ -65,6 +65,10 @@ def test_jobs_run_in_submission_order_and_a_bad_file_fails_alone(short_clips, se
     # Reasons name the file as the user uploaded it, never the server's copy.
     assert corrupt.error.startswith("broken.mp4:") and "batches" not in corrupt.error
     assert faceless.error.startswith("no face here.mp4:") and "face" in faceless.error.lower()
+    # ... and as a code with the file's uploaded name, so a page can say it in its own language.
+    assert (corrupt.error_code, corrupt.error_params) == ("unreadable", {"file": "broken.mp4"})
+    assert (faceless.error_code, faceless.error_params) == ("no_face", {"file": "no face here.mp4", "frames": 25})
+    assert faceless.to_json()["error_code"] == "no_face" and faceless.to_json()["error"] == faceless.error
     assert good.started < corrupt.started < faceless.started < last.started
     assert good.engine.startswith("wav2lip") and good.timings["total"] > 0
 
@@ -345,3 +349,4 @@ def test_memory_stays_flat_over_many_jobs(media: Path, queue_root: Path, tmp_pat
     finally:
         queue.close()
     assert rss[1] - rss[0] < 6.0, f"RSS grew from {rss[0]:.1f} MB to {rss[1]:.1f} MB over 20 jobs"
+

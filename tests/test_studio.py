@@ -172,3 +172,34 @@ def test_the_study_ticks_move_the_reading_stage_from_0_to_1(short_clips) -> None
     study_presenter(video, video.fps, DetectionOptions(), 256, 0.25, None, tick=seen.append)
     assert len(seen) == 25
     assert seen[0] == pytest.approx(0.04) and seen[12] == pytest.approx(0.52) and seen[-1] == 1.0
+
+def test_a_failure_is_worded_from_its_code_in_the_page_language() -> None:
+    from heygem.ui.studio import job_notes, job_reason
+
+    faceless = replace(_job("failed", "failed"), error="holiday.mp4: no face found in any of the 50 frames used; ...",
+                       error_code="no_face", error_params={"file": "holiday.mp4", "frames": 50})
+    assert job_reason("zh", faceless) == "holiday.mp4：全部 50 帧中都没有找到人脸。请提供人脸清晰可见的视频或照片。"
+    assert job_reason("en", faceless).startswith("holiday.mp4: no face found in any of its 50 frames.")
+    assert "全部 50 帧中都没有找到人脸" in job_status_html(faceless, "zh")
+    assert "全部 50 帧中都没有找到人脸" in batch_table_html([faceless], "zh")
+    # A code the table does not know (a newer studio's, say): the stored English words.
+    newer = replace(faceless, error_code="from_the_future")
+    assert job_reason("zh", newer) == newer.error
+    noted = replace(_job("succeeded", "done"), notes=["12 of 50 frames had no face and were left as they were", "old"],
+                    note_codes=[("note_faces_missing", {"missing": 12, "frames": 50}), None])
+    assert job_notes("zh", noted) == ["50 帧中有 12 帧没有人脸，保持原样。", "old"]
+
+
+def test_engine_lines_and_devices_are_worded_in_the_page_language() -> None:
+    from heygem.ui.studio import device_words, engine_words
+
+    assert engine_words("zh", "builtin (own-footage mouth morph, 3 keys: closed, open, round; speech sounds)") == (
+        "内置引擎：用本人画面变形口型，3 个关键口型，按语音音素驱动")
+    assert engine_words("zh", "builtin (photo: synthetic mouth opening, simpler than the own-footage morph; loudness)") == (
+        "内置引擎·照片模式：合成张嘴动作（比视频的简单），按音量驱动")
+    assert engine_words("zh", "wav2lip (wav2lip_gan.pth on cpu, fp32, batch 16)") == (
+        "Wav2Lip（wav2lip_gan.pth，CPU，单精度，每批 16 帧）")
+    assert engine_words("en", "wav2lip (wav2lip_gan.pth on cuda:0, fp16, batch 64)") == (
+        "Wav2Lip (wav2lip_gan.pth on GPU, half precision, batches of 64)")
+    assert engine_words("zh", "some new engine (x)") == "some new engine (x)"  # an unknown shape stays as it is
+    assert device_words("zh", "cuda (NVIDIA H200)") == "GPU NVIDIA H200" and device_words("en", "cpu") == "CPU"

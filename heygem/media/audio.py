@@ -30,7 +30,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, f"does not exist or is not a file; give {ACCEPTED_SPEECH}")
+        raise InputError(path, f"does not exist or is not a file; give {ACCEPTED_SPEECH}", "missing")
     argv = audio_decode_argv(ffmpeg_exe(), path, sample_rate)
     max_bytes = None if max_seconds is None else int(max_seconds * sample_rate) * 4
     data = bytearray()
@@ -42,6 +42,6 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     # A writable view of the buffer itself (a bytearray is mutable): callers may edit it in place.
     wav = np.frombuffer(data, dtype="<f4", count=len(data) // 4)
     if wav.size == 0:
-        raise InputError(path, f"has an audio stream with no samples in it; give {ACCEPTED_SPEECH}")
+        raise InputError(path, f"has an audio stream with no samples in it; give {ACCEPTED_SPEECH}", "no_sound")
     log.debug("loaded %s: %d samples at %d Hz (%.2f s)", path, wav.size, sample_rate, wav.size / sample_rate)
     return wav
