@@ -367,7 +367,7 @@ class JobQueue:
         reporter = _ProgressWriter(self, job.id)
         try:
             reporter("audio", 0.0, str(job.audio_path))
-            audio = self._prepared_audio(job.audio_path)
+            audio = self._prepared_audio(job.audio_path, reporter)
             reporter("audio", 1.0, str(job.audio_path))
             result = self._run(audio, job.video_path, None, settings, reporter)
         except CancelledError:
@@ -393,14 +393,14 @@ class JobQueue:
             log.info("job %s succeeded in %.1f s: %s (%s)", job.id, time.perf_counter() - started, result.output.name,
                      ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
 
-    def _prepared_audio(self, path: Path) -> PreparedAudio:
+    def _prepared_audio(self, path: Path, progress: ThrottledProgress | None = None) -> PreparedAudio:
         """The batch's speech, decoded and featurised once and reused by every job of the batch."""
         cached = self._audio_cache.get(path)
         if cached is not None:
             self._audio_cache.move_to_end(path)
             log.info("reusing the prepared speech %s", path.name)
             return cached
-        prepared = prepare_audio(path, self.defaults.limits)
+        prepared = prepare_audio(path, self.defaults.limits, progress)
         self._audio_cache[path] = prepared
         while len(self._audio_cache) > 2:  # one batch at a time, plus a single job submitted meanwhile
             self._audio_cache.popitem(last=False)

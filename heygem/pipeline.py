@@ -89,6 +89,30 @@ class ThrottledProgress:
             raise CancelledError(f"{Path(file).name}: {stop}")
 
 
+class _Reporter:
+    """A ProgressCallback that remembers what it last reported, so a long step without a fraction of its own
+    (a detection, a decoded frame, the engine's load) can report it again: the bar stays where it is, and a
+    cancel raised from the callback stops the step within a frame or so. Safe to call from the decode thread."""
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self._progress = progress
+        self._last: tuple[str, float, str] | None = None
+
+    def __call__(self, stage: str, fraction: float, file: str) -> None:
+        self._last = (stage, fraction, file)
+        if self._progress is not None:
+            self._progress(stage, fraction, file)
+
+    def again(self) -> None:
+        """Report the last report again (nothing before the first one)."""
+        if self._last is not None and self._progress is not None:
+            self._progress(*self._last)
+
+
+def _reporter(progress: ProgressCallback | None) -> _Reporter:
+    return progress if isinstance(progress, _Reporter) else _Reporter(progress)
+
+
 @dataclass
 class PreparedAudio:
     """Speech decoded and turned into features once, reusable for every video of a batch."""
@@ -136,13 +160,16 @@ class GenerateResult:
     study: str = "off"  # the presenter study: off (the engine needs none), made, or cached
 
 
-def prepare_audio(path: str | Path, limits: Limits | None = None) -> PreparedAudio:
+def prepare_audio(path: str | Path, limits: Limits | None = None, progress: ProgressCallback | None = None) -> PreparedAudio:
     """Decode any file with an audio stream to 16 kHz mono and compute its mel spectrogram.
 
     With ``limits``, a speech longer than ``limits.speech_minutes`` is refused (LimitError), by its probed
-    length and again while decoding, so no more than the limit is ever held.
+    length and again while decoding, so no more than the limit is ever held. ``progress`` hears the stage
+    ``audio`` as the decoding goes (a cancel raised from it stops the decoding).
     """
     path = Path(path)
+    report = _reporter(progress)
+    report("audio", 0.0, str(path))
     info = probe(path)
     if not info.has_audio:
         raise InputError(path, "has no audio stream; give a speech recording (wav, mp3, m4a, flac, ...) or a video with sound",
@@ -150,11 +177,19 @@ def prepare_audio(path: str | Path, limits: Limits | None = None) -> PreparedAud
     max_seconds = limits.speech_minutes * 60 if limits is not None and limits.speech_minutes else None
     if limits is not None:
         check_speech(info, limits)
+    length = info.audio_duration or info.duration or 0.0
+
+    def decoded(seconds: float) -> None:  # decoding is most of the stage; the mel features the rest
+        report("audio", 0.8 * min(1.0, seconds / length) if length else 0.0, str(path))
+
     try:
-        samples = load_audio(path, SAMPLE_RATE, max_seconds)
+        samples = load_audio(path, SAMPLE_RATE, max_seconds, tick=decoded)
     except TooLongError:
         raise speech_too_long(path, None, limits) from None
-    return PreparedAudio(path, info, samples, mel_spectrogram(samples))
+    report("audio", 0.8, str(path))
+    mel = mel_spectrogram(samples)
+    report("audio", 1.0, str(path))
+    return PreparedAudio(path, info, samples, mel)
 
 
 def source_index(out_index: int, source_frames: int, policy: str) -> int:
@@ -500,6 +535,7 @@ def iter_synced_frames(
     to ``notes``.
     """
     _validate(audio, video)
+    report = _reporter(progress)  # each step reports, so that a cancel (raised from the report) stops it too
     stats = stats if stats is not None else {}
     notes = notes if notes is not None else []
     stopwatch = stopwatch or _Stopwatch()
@@ -518,7 +554,7 @@ def iter_synced_frames(
     if detector is not None and not cached.faces:
         with stopwatch("orientation"):
             samples = sample_frames(video, ORIENTATION_SAMPLES, min(total / float(fps), ORIENTATION_SECONDS))
-            orientation = find_orientation(samples, detector.detect)
+            orientation = find_orientation(samples, _checking(detector.detect, report))
         counter["detected"] += orientation.detector_calls
         turn = orientation.turn
     stats.update(turn=turn, faces_detected=counter["detected"])
@@ -531,8 +567,6 @@ def iter_synced_frames(
             "so the result is the same way up as the source", file=video.path.name, turn=turn))
         log.warning("%s: %s", video.path.name, notes[-1])
     back = (360 - turn) % 360
-    # Each step before the first frame reports, so that a cancel (raised from the report) stops it too.
-    report = progress or (lambda stage, fraction, file: None)
     study = shapes = None
     if engine.wants_study:
         with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
@@ -546,11 +580,13 @@ def iter_synced_frames(
     report("probe", 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
     with stopwatch("engine start"):
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes))
+    report.again()
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)
     faces_by_source: dict[int, Face | None] = {}
 
     def detect_one(image: np.ndarray, previous: Face | None) -> Face | None:
+        report.again()  # a detection takes a while on a CPU: a cancel is seen between two
         with stopwatch("detect"):
             return select_face(detector.detect(image), det.face, previous)
 
@@ -561,6 +597,7 @@ def iter_synced_frames(
             return
         seen: list[Face | None] = []  # by source frame number, for the cache
         for frame in frames:
+            report.again()  # reading ahead of the engine (the decode thread): a cancel is seen here too
             if frame.source < len(cached.faces):
                 seen.append(cached.faces[frame.source])
                 yield frame, seen[-1]
@@ -667,6 +704,17 @@ def _timed(stopwatch: _Stopwatch, stage: str, frames: Iterator[_Frame]) -> Itera
         yield frame
 
 
+def _checking(detect: Callable[[np.ndarray], list[Face]], report: _Reporter) -> Callable[[np.ndarray], list[Face]]:
+    """``detect`` that reports again before each detection, so a cancel stops a run of them (the orientation
+    check) between two."""
+
+    def checked(image: np.ndarray) -> list[Face]:
+        report.again()
+        return detect(image)
+
+    return checked
+
+
 def generate(
     audio: str | Path | PreparedAudio,
     video: str | Path,
@@ -680,7 +728,7 @@ def generate(
     ``output``, or to ``settings.out_dir`` under a new name; it appears only once complete.
     """
     settings = settings or Settings()
-    report = progress or (lambda stage, fraction, file: None)
+    report = _reporter(progress)
     video_path = Path(video)
     started = time.perf_counter()
 
@@ -700,10 +748,11 @@ def generate(
     if isinstance(audio, PreparedAudio):
         prepared = audio
     else:
-        report("audio", 0.0, str(audio))
-        prepared = prepare_audio(audio, settings.limits)
+        prepared = prepare_audio(audio, settings.limits, report)
     _validate(prepared, info)
-    engine = create_engine(settings.engine)
+    report("probe", 0.0, str(video_path))
+    engine = create_engine(settings.engine)  # loaded once, then reused: long only for the first job
+    report.again()
     out = Path(output) if output else default_output(video_path, prepared.path, settings.out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     fps = output_fps(info, settings)
@@ -766,8 +815,9 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     """Detect the face on every frame of ``video`` into the face cache and study the presenter into the study
     cache, under the very keys a job with ``settings`` uses (see ``iter_synced_frames``): its later jobs then
     detect nothing and study nothing, whatever the speech's length. NoFaceError when no frame has a face."""
-    report = progress or (lambda stage, fraction, file: None)
+    report = _reporter(progress)
     det = settings.detection
+    report("starting", 0.0, str(video))
     info = fit_picture(probe(video), settings.limits.picture_side)
     _require_picture(info)
     fps = output_fps(info, settings)
@@ -780,7 +830,8 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
         turn = cached.turn
     else:
         samples = sample_frames(info, ORIENTATION_SAMPLES, min(info.duration or 0.0, ORIENTATION_SECONDS))
-        turn = find_orientation(samples, detector.detect).turn
+        report("faces", 0.0, str(info.path))
+        turn = find_orientation(samples, _checking(detector.detect, report)).turn
     upright = turned(info, turn) if turn else info  # as the job does: the study's key holds the turn
     expected = max(1, info.frame_count)
     faces: list[Face | None] = []
@@ -794,14 +845,14 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
                 thumbnail = _face_picture(next(itertools.islice(frames, first, None)), faces[first])
         else:
             def detect_one(image: np.ndarray, previous: Face | None) -> Face | None:
+                report.again()  # between two detections: a delete stops the preparation here
                 return select_face(detector.detect(image), det.face, previous)
 
             for (index, image), face in sparse_detect((((i, f), f) for i, f in enumerate(frames)), detect_one, det.every):
                 faces.append(face)
                 if face is not None and thumbnail is None:
                     thumbnail = _face_picture(image, face)
-                if index % 10 == 0:
-                    report("faces", 0.9 * min(1.0, (index + 1) / expected), str(info.path))
+                report("faces", 0.9 * min(1.0, (index + 1) / expected), str(info.path))  # written at most every 0.3 s
     finally:
         frames.close()
     found = sum(face is not None for face in faces)
@@ -815,7 +866,8 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     if det.cache_dir is not None:
         from heygem.engines.builtin import BuiltinEngine  # the one engine that studies presenters
 
-        study_presenter(upright, fps, det, BuiltinEngine.crop_size, BuiltinEngine.crop_margin, _study_dir(det), stats)
+        study_presenter(upright, fps, det, BuiltinEngine.crop_size, BuiltinEngine.crop_margin, _study_dir(det), stats,
+                        tick=lambda done: report("study", 0.9 + 0.1 * done, str(info.path)))
     report("ready", 1.0, str(info.path))
     return PresenterPrep(frames=len(faces), frames_with_face=found, turn=turn,
                          face_cache="off" if face_cache is None else "hit" if complete else "made",

@@ -350,3 +350,40 @@ def test_memory_stays_flat_over_many_jobs(media: Path, queue_root: Path, tmp_pat
         queue.close()
     assert rss[1] - rss[0] < 6.0, f"RSS grew from {rss[0]:.1f} MB to {rss[1]:.1f} MB over 20 jobs"
 
+
+# A detection as slow as on a busy CPU with a large picture: long enough that a cancel looked for only between
+# batches of frames (as before) would leave the job running for well over the bound the test allows.
+SLOW_DETECTION_SECONDS = 3.0
+
+
+def test_a_cancel_stops_a_job_while_it_is_still_looking_for_the_face(short_clips, settings, queue_root: Path,
+                                                                     monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from heygem import pipeline
+
+    real_detector = pipeline.get_detector
+
+    def slow_detector(*args, **kwargs):
+        detector = real_detector(*args, **kwargs)
+        return SimpleNamespace(detect=lambda image: (time.sleep(SLOW_DETECTION_SECONDS), detector.detect(image))[1])
+
+    monkeypatch.setattr(pipeline, "get_detector", slow_detector)
+    queue = JobQueue(queue_root, settings)
+    try:
+        job = queue.submit(short_clips["speech"], [short_clips["d0"]], settings).jobs[0]
+        deadline = time.monotonic() + 60
+        while queue.job(job.id).stage != "probe":  # reading the video: the orientation check's detections
+            assert time.monotonic() < deadline, queue.job(job.id)
+            time.sleep(0.05)
+        time.sleep(1.0)  # inside the first detection
+        asked = time.monotonic()
+        queue.cancel(job.id)
+        done = queue.wait([job.id], timeout=120)[0]
+        took = time.monotonic() - asked
+    finally:
+        queue.close()
+    assert done.state == CANCELLED and done.error is None
+    assert list((queue_root / "batches" / job.batch_id).glob("*.mp4")) == []
+    # Five slow detections (15 s) check the orientation alone; the job must stop after the one under way.
+    assert took < 10, took
