@@ -196,7 +196,7 @@ def test_engine_lines_and_devices_are_worded_in_the_page_language() -> None:
     assert engine_words("zh", "builtin (own-footage mouth morph, 3 keys: closed, open, round; speech sounds)") == (
         "内置引擎：用本人画面变形口型，3 个关键口型，按语音音素驱动")
     assert engine_words("zh", "builtin (photo: synthetic mouth opening, simpler than the own-footage morph; loudness)") == (
-        "内置引擎·照片模式：合成张嘴动作（比视频的简单），按音量驱动")
+        "内置引擎·照片方式：合成张嘴动作（较简单：没有主播本人张嘴的画面可用），按音量驱动")
     assert engine_words("zh", "wav2lip (wav2lip_gan.pth on cpu, fp32, batch 16)") == (
         "Wav2Lip（wav2lip_gan.pth，CPU，单精度，每批 16 帧）")
     assert engine_words("en", "wav2lip (wav2lip_gan.pth on cuda:0, fp16, batch 64)") == (

@@ -22,7 +22,7 @@ from heygem.media.probe import probe, require_audio_source, require_video_source
 from heygem.presenters import FAILED as PRESENTER_FAILED
 from heygem.presenters import PREPARING, READY, Presenter
 from heygem.settings import ENGINE_CHOICES, LENGTH_CHOICES, LOGS_DIR, PROJECT_ROOT, EngineOptions, with_choices
-from heygem.ui.texts import EN, ZH, language, text
+from heygem.ui.texts import EN, GRADIO_EN, GRADIO_ZH, ZH, language, text
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ LOG_TAIL_BYTES = 200_000
 _RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 TICK_SECONDS = 1.0
 
-I18N = gr.I18n(en=EN, zh=ZH, **{"zh-CN": ZH, "zh-Hans": ZH})
+_PAGE_ZH = {**ZH, **GRADIO_ZH}
+I18N = gr.I18n(en={**EN, **GRADIO_EN}, zh=_PAGE_ZH, **{"zh-CN": _PAGE_ZH, "zh-Hans": _PAGE_ZH})
 # System fonts: the default theme would ask Google Fonts, which an offline machine cannot reach.
 THEME = gr.themes.Soft(font=["system-ui", "PingFang SC", "Microsoft YaHei", "sans-serif"],
                        font_mono=["ui-monospace", "monospace"])
@@ -49,7 +50,10 @@ CSS = """
 .hg-table { width: 100%; border-collapse: collapse; }
 .hg-table th, .hg-table td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--border-color-primary); vertical-align: top; }
 .hg-table td.hg-small { font-size: 90%; }
+.hg-table th { white-space: nowrap; }
+.hg-table td .hg-small { font-weight: normal; }
 .hg-nowrap { white-space: nowrap; }
+.hg-table td.hg-progress { min-width: 150px; }
 .hg-state-failed { color: #c0392b; font-weight: 600; }
 .hg-state-succeeded { color: #1e8449; font-weight: 600; }
 .hg-state-running { color: var(--color-accent); font-weight: 600; }
@@ -57,6 +61,14 @@ CSS = """
 .hg-thumb { width: 64px; height: 64px; object-fit: cover; border-radius: 6px; display: block; }
 .hg-thumb-empty { width: 64px; height: 64px; border-radius: 6px; background: var(--border-color-primary); }
 .hg-log textarea { font-family: ui-monospace, monospace; font-size: 12px; }
+/* Gradio writes "processing | 0.3s" and "queue: 1/2" over a component while an event runs, in English whatever
+   the page's language (fixed in its code, not in its translations); the page's own lines say what is going on. */
+.progress-text { display: none !important; }
+/* An upload field's label wraps before the field's icons (upload more, clear) instead of running under them. */
+:is(#single-audio, #single-picture, #batch-audio, #batch-videos, #presenter-file) label[data-testid="block-label"] {
+    max-width: calc(100% - 72px); white-space: normal; }
+/* The footer keeps one link (Gradio's settings): no divider in front of it. */
+footer .divider { display: none !important; }
 """
 
 
@@ -273,8 +285,8 @@ def batch_table_html(jobs: list[Job], lang: str) -> str:
                 if job.state == SUCCEEDED and job.started and job.finished else "")
         rows.append(
             f'<tr data-state="{job.state}"><td>{number}. {html.escape(job.video_name)}</td>'
-            f'<td class="hg-state-{job.state}">{_state_words(lang, job)}</td>'
-            f'<td>{_bar(fraction)}<span class="hg-small">{html.escape(words)}</span></td>'
+            f'<td class="hg-state-{job.state} hg-nowrap">{_state_words(lang, job)}</td>'
+            f'<td class="hg-progress">{_bar(fraction)}<span class="hg-small">{html.escape(words)}</span></td>'
             f'<td class="hg-small hg-nowrap">{took}</td>'
             f'<td class="hg-small">{html.escape(engine_words(lang, job.engine))}</td>'
             f'<td class="hg-small">{html.escape(detail or "")}</td></tr>')

@@ -161,7 +161,10 @@ EN: dict[str, str] = {
     "engine_run_wav2lip": "Wav2Lip ({checkpoint} on {device}, {precision}, batches of {batch})",
     "engine_run_builtin": "built-in: own-footage mouth morph, {keys} key mouths, driven by {drive}",
     "engine_run_builtin_plain": "built-in: own-footage mouth morph",
-    "engine_run_builtin_photo": "built-in, photo path: a synthetic mouth opening (simpler than on a video), driven by {drive}",
+    "engine_run_builtin_photo": (
+        "built-in, photo path: a synthesised mouth opening (simpler: there is no open mouth of the presenter's own "
+        "to reuse), driven by {drive}"
+    ),
     "precision_fp16": "half precision",
     "precision_fp32": "full precision",
     "drive_speech sounds": "the speech sounds",
@@ -262,7 +265,7 @@ ZH: dict[str, str] = {
         "引擎：**内置**（无需权重），运行于 {device}。如需神经网络 Wav2Lip 引擎，请把 Wav2Lip 项目的 "
         "`wav2lip_gan.pth`（或 `wav2lip.pth`）放入 `checkpoints/` 文件夹并重新启动（其权重仅限非商业用途）。"
     ),
-    "queue_line": " 等待或运行中的任务：{pending} 个。",
+    "queue_line": "等待或运行中的任务：{pending} 个。",  # no space after a Chinese full stop
     "need_speech": "请先添加语音。",
     "need_picture": "请先添加主播的视频或照片，或从主播库中选择一个。",
     "need_videos": "请先添加一个或多个视频或照片，或从主播库中选择主播。",
@@ -362,7 +365,7 @@ ZH: dict[str, str] = {
     "engine_run_wav2lip": "Wav2Lip（{checkpoint}，{device}，{precision}，每批 {batch} 帧）",
     "engine_run_builtin": "内置引擎：用本人画面变形口型，{keys} 个关键口型，按{drive}驱动",
     "engine_run_builtin_plain": "内置引擎：用本人画面变形口型",
-    "engine_run_builtin_photo": "内置引擎·照片模式：合成张嘴动作（比视频的简单），按{drive}驱动",
+    "engine_run_builtin_photo": "内置引擎·照片方式：合成张嘴动作（较简单：没有主播本人张嘴的画面可用），按{drive}驱动",
     "precision_fp16": "半精度",
     "precision_fp32": "单精度",
     "drive_speech sounds": "语音音素",
@@ -400,6 +403,25 @@ ZH: dict[str, str] = {
 }
 
 TEXTS = {"en": EN, "zh": ZH}
+
+# Gradio's own words that its tables lack (in English too): the page would show the key itself, such as
+# "common.complete" in the status it announces when an event ends. Given to Gradio's I18n with the labels.
+GRADIO_EN: dict[str, str] = {
+    "common.complete": "Done",
+    "common.download_all": "Download all",
+    "common.progress": "Progress",
+    "common.upload": "Upload",
+    "common.video": "Video",
+    "status.queue_position": "Waiting: {position} of {size}",
+}
+GRADIO_ZH: dict[str, str] = {
+    "common.complete": "完成",
+    "common.download_all": "全部下载",
+    "common.progress": "进度",
+    "common.upload": "上传",
+    "common.video": "视频",
+    "status.queue_position": "等待中：第 {position} 个，共 {size} 个",
+}
 
 
 def language(accept_language: str | None) -> str:
