@@ -188,6 +188,11 @@ def test_a_failure_is_worded_from_its_code_in_the_page_language() -> None:
     noted = replace(_job("succeeded", "done"), notes=["12 of 50 frames had no face and were left as they were", "old"],
                     note_codes=[("note_faces_missing", {"missing": 12, "frames": 50}), None])
     assert job_notes("zh", noted) == ["50 帧中有 12 帧没有人脸，保持原样。", "old"]
+    from heygem.ui.studio import presenters_table_html
+
+    failed = _presenter(state="failed", stage="failed", error="cleo.mp4: no face found in any of its 25 frames; ...",
+                        error_code="no_face", error_params={"file": "cleo.mp4", "frames": 25})
+    assert "cleo.mp4：全部 25 帧中都没有找到人脸" in presenters_table_html([failed], "zh")
 
 
 def test_engine_lines_and_devices_are_worded_in_the_page_language() -> None:
