@@ -11,7 +11,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import gradio as gr
 
@@ -110,11 +110,11 @@ def duration_text(lang: str, seconds: float) -> str:
     return text(lang, "seconds_only", seconds=secs)
 
 
-def reason_words(lang: str, code: str | None, params: dict, fallback: str) -> str:
-    """A failure's reason in the page's language, from its code and values (heygem.errors); ``fallback`` (the
-    stored English words) for a code the table does not know."""
-    key = f"reason_{code}"
-    if not code or key not in EN:
+def coded_words(lang: str, key: str, params: dict[str, Any], fallback: str) -> str:
+    """The text ``key`` of the locale table filled with a reason's or note's values (heygem.errors), in the
+    page's language; ``fallback`` (the stored English words) for a key the table does not know or values it
+    cannot fill."""
+    if key not in EN:
         return fallback
     values = dict(params)
     if "file" in values:  # only ever a name on the page, never a path of the server
@@ -124,9 +124,15 @@ def reason_words(lang: str, code: str | None, params: dict, fallback: str) -> st
             values[words_key] = duration_text(lang, values.pop(seconds_key))
     try:
         return text(lang, key, **values)
-    except (KeyError, IndexError, ValueError):  # a value the template needs is missing: the words as stored
-        log.warning("reason %s lacks a value for its words (%s); showing the stored text", code, values)
+    except (KeyError, IndexError, ValueError):  # a value the template needs is missing
+        log.warning("%s lacks a value for its words (%s); showing the stored text", key, values)
         return fallback
+
+
+def reason_words(lang: str, code: str | None, params: dict[str, Any], fallback: str) -> str:
+    """A failure's reason in the page's language, from its code and values; ``fallback`` (the stored English
+    words) for a reason without a code, or with one the table does not know."""
+    return coded_words(lang, f"reason_{code}", params, fallback) if code else fallback
 
 
 def job_reason(lang: str, job: Job) -> str:
@@ -137,16 +143,7 @@ def job_reason(lang: str, job: Job) -> str:
 def job_notes(lang: str, job: Job) -> list[str]:
     """What the result says about its video, in the page's language (a note without a known code as stored)."""
     coded = list(job.note_codes) + [None] * (len(job.notes) - len(job.note_codes))
-    words = []
-    for note, code in zip(job.notes, coded):
-        if code and f"{code[0]}" in EN:
-            try:
-                words.append(text(lang, code[0], **code[1]))
-                continue
-            except (KeyError, IndexError, ValueError):
-                log.warning("note %s lacks a value for its words; showing the stored text", code[0])
-        words.append(note)
-    return words
+    return [coded_words(lang, code[0], code[1], note) if code else note for note, code in zip(job.notes, coded)]
 
 
 def device_words(lang: str, device: str) -> str:
