@@ -728,9 +728,10 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                 counts = batch.counts
                 summary = text(lang, "batch_summary", done=sum(counts[s] for s in FINISHED), total=len(batch.jobs),
                                failed=counts[FAILED], cancelled=counts["cancelled"])
-                now = text(lang, "running_now", name=running.video_name) if running else ""
+                if running:
+                    summary += text(lang, "sentence_gap") + text(lang, "running_now", name=running.video_name)
                 # The whole batch's progress on a line of its own (a Markdown line break).
-                batch_out[0] = "  \n".join(part for part in (f"{summary} {now}", batch_progress_words(batch.jobs, lang)) if part)
+                batch_out[0] = "  \n".join(part for part in (summary, batch_progress_words(batch.jobs, lang)) if part)
                 batch_out[1] = batch_table_html(batch.jobs, lang)
                 finished_ok = sum(job.finished_ok for job in batch.jobs)
                 if finished_ok and finished_ok != zipped:  # a new result: list it, rebuild the ZIP

@@ -53,6 +53,7 @@ EN: dict[str, str] = {
         "(its weights are for non-commercial use only)."
     ),
     "queue_line": " Jobs waiting or running: {pending}.",
+    "sentence_gap": " ",  # between two sentences on one line
     "need_speech": "Add a speech recording first.",
     "need_picture": "Add a video or photo of the presenter, or pick one from the library, first.",
     "need_videos": "Add one or more videos or photos, or pick presenters from the library, first.",
@@ -266,6 +267,7 @@ ZH: dict[str, str] = {
         "`wav2lip_gan.pth`（或 `wav2lip.pth`）放入 `checkpoints/` 文件夹并重新启动（其权重仅限非商业用途）。"
     ),
     "queue_line": "等待或运行中的任务：{pending} 个。",  # no space after a Chinese full stop
+    "sentence_gap": "",
     "need_speech": "请先添加语音。",
     "need_picture": "请先添加主播的视频或照片，或从主播库中选择一个。",
     "need_videos": "请先添加一个或多个视频或照片，或从主播库中选择主播。",
