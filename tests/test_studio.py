@@ -208,3 +208,16 @@ def test_engine_lines_and_devices_are_worded_in_the_page_language() -> None:
         "Wav2Lip (wav2lip_gan.pth on GPU, half precision, batches of 64)")
     assert engine_words("zh", "some new engine (x)") == "some new engine (x)"  # an unknown shape stays as it is
     assert device_words("zh", "cuda (NVIDIA H200)") == "GPU NVIDIA H200" and device_words("en", "cpu") == "CPU"
+
+
+def test_a_limit_is_worded_with_its_lengths_in_the_page_language() -> None:
+    from heygem.limits import speech_too_long
+    from heygem.settings import Limits
+    from heygem.ui.studio import reason_words
+
+    refusal = speech_too_long("/srv/uploads/talk.wav", 5410.0, Limits(speech_minutes=30))
+    assert reason_words("zh", refusal.code, refusal.params, str(refusal)) == (
+        "talk.wav：语音长 1 小时 30 分，上限是 30 分钟（可用 --max-speech-minutes 或 HEYGEM_MAX_SPEECH_MINUTES 调高）。")
+    assert reason_words("en", refusal.code, refusal.params, str(refusal)) == (
+        "talk.wav: the speech is 1 h 30 min long; the limit is 30 min (raise it with --max-speech-minutes or "
+        "HEYGEM_MAX_SPEECH_MINUTES).")
