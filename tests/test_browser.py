@@ -608,14 +608,16 @@ def test_the_chinese_page_shows_no_english_in_results_failures_presenters_histor
 
     page.get_by_role("tab", name="批量").click()
     _upload(page, "batch-audio", short_clips["speech"])
-    _upload(page, "batch-videos", photo, short_clips["d13"])
+    _upload(page, "batch-videos", photo, short_clips["d13"], pattern)
     _pick(page, "batch-presenters", "小美")
     page.click("#batch-start")
     page.wait_for_function(
-        "() => document.querySelectorAll('#batch-status tr[data-state=succeeded]').length === 3", timeout=JOB_TIMEOUT_MS)
+        "() => document.querySelectorAll('#batch-status tr[data-state=succeeded]').length === 3"
+        " && document.querySelectorAll('#batch-status tr[data-state=failed]').length === 1", timeout=JOB_TIMEOUT_MS)
     page.wait_for_selector("#batch-zip a", timeout=30_000)
     table = page.inner_text("#batch-status")
     assert "照片方式" in table and "用时" in table, table  # the photo's row says it took the photo path
+    assert "pattern.mp4：全部 50 帧中都没有找到人脸" in table, table  # the failed row says why, in Chinese
     _all_chinese(page, "batch_done", studio, uploads)
 
     page.get_by_role("tab", name="主播库").click()
