@@ -318,13 +318,17 @@ class _BackgroundWriter:
             raise self._error
         self._frames.put(frame)
 
-    def close(self) -> None:
-        """Wait for every frame to be written, then finish the file."""
+    def close(self, waiting: Callable[[], None] | None = None) -> None:
+        """Wait for every frame to be written, then finish the file; ``waiting`` is called while it waits (see
+        VideoWriter.close)."""
         self._frames.put(None)
-        self._thread.join()
+        while self._thread.is_alive():
+            self._thread.join(timeout=0.2)
+            if waiting is not None and self._thread.is_alive():
+                waiting()
         if self._error is not None:
             raise self._error
-        self.writer.close()
+        self.writer.close(waiting)
 
     def abort(self) -> None:
         self._error = self._error or RuntimeError("aborted")
@@ -777,7 +781,7 @@ def generate(
                     writer.write(frame)
         report("encode", 1.0, str(video_path))
         with stopwatch("mux"):  # the encoder finishing its last frames and writing the file with the speech
-            writer.close()
+            writer.close(report.again)  # a cancel is seen while it waits: the file is then not finished
     except BaseException:
         if writer is not None:
             writer.abort()
