@@ -127,13 +127,14 @@ class PreparedAudio:
     def duration(self) -> float:
         return len(self.samples) / SAMPLE_RATE
 
-    def phones(self) -> list:
-        """The sounds recognised in the speech (heygem.phones), on first use; kept for the batch's next video."""
+    def phones(self, tick: Callable[[float], None] | None = None) -> list:
+        """The sounds recognised in the speech (heygem.phones), on first use; kept for the batch's next video.
+        ``tick(share done)`` is called as the recognition goes (an exception from it stops it)."""
         if self._phones is None:
             from heygem.phones import recognise_phones
 
             started = time.perf_counter()
-            self._phones = recognise_phones(self.samples, SAMPLE_RATE)
+            self._phones = recognise_phones(self.samples, SAMPLE_RATE, tick)
             log.info("recognised %d phones in %s (%.2f s of speech) in %.2f s", len(self._phones), self.path.name,
                      self.duration, time.perf_counter() - started)
         return self._phones
@@ -580,7 +581,7 @@ def iter_synced_frames(
             # Still part of reading (the bar must not step back to the speech stage); a cancel is seen here.
             report("probe", 0.95, str(video.path))
             with stopwatch("phones"):  # once per speech: a batch's later videos reuse them
-                shapes = mouth_shapes(audio.phones(), audio.samples, fps, total)
+                shapes = mouth_shapes(audio.phones(lambda done: report.again()), audio.samples, fps, total)
     report("probe", 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
     with stopwatch("engine start"):
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes))
