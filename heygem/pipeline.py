@@ -577,6 +577,8 @@ def iter_synced_frames(
         with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
             study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, _study_dir(det), stats,
                                     tick=lambda done: report("probe", done, str(video.path)))
+        if stats["study"] == "cached":  # read back, not made: no study stage, as kept faces make no detection stage
+            stopwatch.seconds.pop("study", None)
         if settings.engine.mouth_drive == "phones":
             # Still part of reading (the bar must not step back to the speech stage); a cancel is seen here.
             report("probe", 0.95, str(video.path))

@@ -342,7 +342,7 @@ def test_presenters_added_once_are_picked_in_batch_and_start_prepared(browser, s
     for job in jobs.values():
         assert job.engine.startswith("builtin"), job.engine
         assert (job.state, job.face_cache, job.study) == ("succeeded", "hit", "cached"), job
-        assert not {"detect", "orientation"} & set(job.timings), job.timings  # its stage table: no face detection
+        assert not {"detect", "orientation", "study"} & set(job.timings), job.timings  # its stage table
     page.context.close()
 
     page = _page(browser, studio, locale="zh-CN")

@@ -61,8 +61,8 @@ def test_presenters_added_once_are_picked_by_id_and_their_jobs_detect_and_study_
         for job in batch["jobs"]:
             assert job["state"] == "succeeded", job
             assert job["face_cache"] == "hit" and job["study"] == "cached", job
-            # Its stage table: no face detection, no orientation check (the study is only read from its cache).
-            assert not {"detect", "orientation"} & set(job["timings"]), job["timings"]
+            # Its stage table: no face detection, no orientation check, no study.
+            assert not {"detect", "orientation", "study"} & set(job["timings"]), job["timings"]
         assert [job["result"] for job in batch["jobs"]] == ["Anna__speech.mp4", "Ben_Lee__speech.mp4"]
 
         assert client.delete(f"/api/presenters/{added['Anna']}").status_code == 200
