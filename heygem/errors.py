@@ -1,20 +1,38 @@
-"""Every error HeyGem raises on purpose. Each message says what was wrong and what is accepted."""
+"""Every error HeyGem raises on purpose. Each message says what was wrong and what is accepted.
+
+Besides its English message, an error a person may read carries a stable ``code`` and its ``params`` (the file's
+name and any numbers), so a front end can word the reason in its own language (the studio's locale table
+keys them ``reason_<code>``); the English message stays the one the API, CLI and log give.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class HeyGemError(Exception):
-    """Base class: the message is meant for the user, as is."""
+    """Base class: the message is meant for the user, as is. ``code`` (None when no front end words it in
+    another language) and ``params`` say the same for a translation."""
+
+    def __init__(self, message: str, *, code: str | None = None, params: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = dict(params or {})
 
 
 class InputError(HeyGemError):
-    """An input file is missing, unreadable, or not what it must be. The message names the file."""
+    """An input file is missing, unreadable, or not what it must be. The message names the file; ``params``
+    holds it as ``file``."""
 
-    def __init__(self, path: str | Path, problem: str) -> None:
+    def __init__(self, path: str | Path, problem: str, code: str | None = None, **params: Any) -> None:
         self.path = str(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        super().__init__(f"{self.path}: {problem}", code=code, params={"file": self.path, **params})
+
+    def naming(self, name: str) -> InputError:
+        """The same error, naming the file ``name`` (the name a person uploaded it under)."""
+        params = {key: value for key, value in self.params.items() if key != "file"}
+        return type(self)(name, self.problem, self.code, **params)
 
 
 class NoFaceError(InputError):
@@ -40,3 +58,17 @@ class CancelledError(HeyGemError):
 class LimitError(InputError):
     """An input is larger or longer than a limit allows (heygem.limits); the message names the file, the
     limit and how to raise it."""
+
+
+class CodedText(str):
+    """A note for the user (a result's "cut short", "turned" ...): the English words, with a ``code`` and
+    ``params`` for a front end that words it in another language. Behaves as the plain string everywhere else."""
+
+    code: str
+    params: dict[str, Any]
+
+    def __new__(cls, code: str, words: str, **params: Any) -> CodedText:
+        made = super().__new__(cls, words)
+        made.code = code
+        made.params = params
+        return made

@@ -43,7 +43,7 @@ from typing import IO, Any, Protocol
 
 import portalocker
 
-from heygem.errors import CancelledError, HeyGemError, InputError, LimitError
+from heygem.errors import CancelledError, CodedText, HeyGemError, InputError, LimitError
 from heygem.limits import check_inputs
 from heygem.pipeline import GenerateResult, PreparedAudio, ThrottledProgress, generate, prepare_audio
 from heygem.presenters import Presenters
@@ -95,13 +95,18 @@ CREATE TABLE IF NOT EXISTS jobs (
     started REAL,
     finished REAL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    error_code TEXT,
+    error_params TEXT NOT NULL DEFAULT '{}',
+    note_codes TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_batch ON jobs(batch_id, seq);
 """
 # Columns added since the first release, for databases made before them: (name, declaration).
-_ADDED_COLUMNS = (("face_cache", "TEXT"), ("study", "TEXT"), ("worker", "TEXT"))
+_ADDED_COLUMNS = (("face_cache", "TEXT"), ("study", "TEXT"), ("error_code", "TEXT"),
+                  ("error_params", "TEXT NOT NULL DEFAULT '{}'"), ("note_codes", "TEXT NOT NULL DEFAULT '[]'"),
+                  ("worker", "TEXT"))
 
 
 def safe_name(name: str, fallback: str = "file") -> str:
@@ -142,6 +147,12 @@ class Job:
     attempts: int = 0
     cancel_requested: bool = False
     worker: str | None = None  # which worker runs or ran it (a Backend's name for it; None: this process's own)
+    # The failure's reason and the notes as codes with their values (heygem.errors), for a front end that words
+    # them in its own language; ``error`` and ``notes`` are the English words. note_codes: one per note, None for
+    # a note with no code.
+    error_code: str | None = None
+    error_params: dict[str, Any] = field(default_factory=dict)
+    note_codes: list[tuple[str, dict[str, Any]] | None] = field(default_factory=list)
 
     @property
     def cancelling(self) -> bool:
@@ -159,7 +170,8 @@ class Job:
             "id": self.id, "batch_id": self.batch_id, "state": self.state,
             "stage": CANCELLING_STAGE if self.cancelling else self.stage, "cancelling": self.cancelling,
             "progress": round(self.progress, 3), "audio": self.audio_name, "video": self.video_name,
-            "result": self.output.name if self.output else None, "error": self.error, "engine": self.engine,
+            "result": self.output.name if self.output else None, "error": self.error,
+            "error_code": self.error_code, "error_params": self.error_params, "engine": self.engine,
             "notes": self.notes, "timings": self.timings, "face_cache": self.face_cache, "study": self.study,
             "created": self.created, "started": self.started,
             "finished": self.finished, "attempts": self.attempts, "worker": self.worker,
@@ -316,7 +328,8 @@ class JobQueue:
                 elif row["attempts"] >= MAX_ATTEMPTS:
                     self._finish(row["id"], FAILED, stage="failed", error=(
                         f"{row['video_name']}: the program stopped while working on this job {row['attempts']} "
-                        "times; it was not tried again"))
+                        "times; it was not tried again"), error_code="interrupted",
+                        error_params={"file": row["video_name"], "attempts": row["attempts"]})
                 else:
                     self._db.execute("UPDATE jobs SET state = ?, stage = 'queued', progress = 0 WHERE id = ?", (QUEUED, row["id"]))
                     log.warning("job %s (%s) was running when the program stopped; it is queued again", row["id"], row["video_name"])
@@ -371,7 +384,8 @@ class JobQueue:
             raise
         except Exception:  # never let one job take the worker down
             log.exception("job %s: unexpected failure in the queue itself", job.id)
-            self._finish(job.id, FAILED, stage="failed", error=f"{job.video_name}: internal error; see logs/heygem.log")
+            self._finish(job.id, FAILED, stage="failed", error=f"{job.video_name}: internal error; see logs/heygem.log",
+                         error_code="internal", error_params={"file": job.video_name})
         return True
 
     def wait_for_work(self, timeout: float) -> None:
@@ -406,7 +420,8 @@ class JobQueue:
             if attempts >= MAX_ATTEMPTS:
                 self._finish(job.id, FAILED, stage="failed", error=(
                     f"{job.video_name}: the worker running this job stopped {attempts} times ({reason}); "
-                    "it was not tried again"))
+                    "it was not tried again"), error_code="worker_lost",
+                    error_params={"file": job.video_name, "attempts": attempts})
             else:
                 self._db.execute("UPDATE jobs SET state = ?, stage = 'queued', progress = 0, cancel_requested = 0 "
                                  "WHERE id = ? AND state = ?", (QUEUED, job.id, RUNNING))
@@ -425,7 +440,7 @@ class JobQueue:
             run = run or self._run
             reporter("audio", 0.0, str(job.audio_path))
             # A backend's runner is given the file: its worker prepares the speech where it runs, once per batch.
-            audio = self._prepared_audio(job.audio_path) if run is self._run else job.audio_path
+            audio = self._prepared_audio(job.audio_path, reporter) if run is self._run else job.audio_path
             reporter("audio", 1.0, str(job.audio_path))
             result = run(audio, job.video_path, None, settings, reporter)
         except WorkerLostError:
@@ -435,32 +450,36 @@ class JobQueue:
             log.info("job %s cancelled after %.1f s", job.id, time.perf_counter() - started)
         except HeyGemError as exc:
             reason = self._user_words(job, str(exc))
-            self._finish(job.id, FAILED, stage="failed", error=reason)
+            self._finish(job.id, FAILED, stage="failed", error=reason, error_code=exc.code,
+                         error_params=self._user_params(job, exc.params))
             log.warning("job %s failed after %.1f s: %s", job.id, time.perf_counter() - started, reason)
             log.debug("job %s traceback:\n%s", job.id, traceback.format_exc())
         except Exception as exc:
             log.exception("job %s failed unexpectedly", job.id)
             reason = self._user_words(job, f"{job.video_name}: unexpected error ({exc}); details in logs/heygem.log")
-            self._finish(job.id, FAILED, stage="failed", error=reason)
+            self._finish(job.id, FAILED, stage="failed", error=reason, error_code="unexpected",
+                         error_params={"file": job.video_name})
         else:
             self._finish(
                 job.id, SUCCEEDED, stage="done", error=None, output=result.output, engine=result.engine,
                 notes=result.notes, timings=result.timings, face_cache=result.face_cache, study=result.study,
+                note_codes=[(note.code, self._user_params(job, note.params)) if isinstance(note, CodedText) else None
+                            for note in result.notes],
             )
             log.info("job %s succeeded in %.1f s: %s (%s)", job.id, time.perf_counter() - started, result.output.name,
                      ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
 
-    def _prepared_audio(self, path: Path) -> PreparedAudio:
+    def _prepared_audio(self, path: Path, progress: ThrottledProgress | None = None) -> PreparedAudio:
         """The batch's speech, decoded and featurised once and reused by every job of the batch."""
         cached = self._audio_cache.get(path)
         if cached is not None:
             self._audio_cache.move_to_end(path)
             log.info("reusing the prepared speech %s", path.name)
             return cached
-        prepared = prepare_audio(path, self.defaults.limits)
+        prepared = prepare_audio(path, self.defaults.limits, progress)
         self._audio_cache[path] = prepared
         while len(self._audio_cache) > 2:  # one batch at a time, plus a single job submitted meanwhile
-            self._audio_cache.popitem(last=False)
+            self._audio_cache.popitem(last=False)[1].close()
         return prepared
 
     def _settings_of(self, job: Job) -> Settings:
@@ -474,18 +493,30 @@ class JobQueue:
         message = message.replace(str(job.video_path), job.video_name).replace(str(job.audio_path), job.audio_name)
         return message
 
+    @staticmethod
+    def _user_params(job: Job, params: dict[str, Any]) -> dict[str, Any]:
+        """An error's or note's values as stored: files by the names the user uploaded them under (the stored
+        copies' names otherwise), never a path of this machine."""
+        known = {str(job.video_path): job.video_name, job.video_path.name: job.video_name,
+                 str(job.audio_path): job.audio_name, job.audio_path.name: job.audio_name}
+        return {key: known.get(str(value), Path(str(value)).name) if key == "file" else value
+                for key, value in params.items()}
+
     # ---- writing state ------------------------------------------------------------------------------------
 
     def _finish(self, job_id: str, state: str, *, stage: str, error: str | None, output: Path | None = None,
                 engine: str | None = None, notes: Iterable[str] = (), timings: dict[str, float] | None = None,
-                face_cache: str | None = None, study: str | None = None) -> None:
+                face_cache: str | None = None, study: str | None = None, error_code: str | None = None,
+                error_params: dict[str, Any] | None = None,
+                note_codes: Sequence[tuple[str, dict[str, Any]] | None] = ()) -> None:
         with self._lock:
             self._db.execute(
                 "UPDATE jobs SET state = ?, stage = ?, progress = CASE WHEN ? = 'succeeded' THEN 1 ELSE progress END, "
                 "error = ?, output = ?, engine = COALESCE(?, engine), notes = ?, timings = ?, face_cache = ?, "
-                "study = ?, finished = ? WHERE id = ?",
+                "study = ?, finished = ?, error_code = ?, error_params = ?, note_codes = ? WHERE id = ?",
                 (state, stage, state, error, self._relative(output) if output else None, engine, json.dumps(list(notes)),
-                 json.dumps(timings or {}), face_cache, study, time.time(), job_id))
+                 json.dumps(timings or {}), face_cache, study, time.time(), error_code, json.dumps(error_params or {}),
+                 json.dumps(list(note_codes)), job_id))
             self._changed.notify_all()
 
     def _set_progress(self, job_id: str, stage: str, fraction: float) -> bool:
@@ -524,7 +555,7 @@ class JobQueue:
             raise ValueError("one name per video")
         for source in (audio, *videos):
             if not Path(source).is_file():
-                raise InputError(source, "file not found")
+                raise InputError(source, "file not found", "missing")
         picked = self.presenters.for_jobs(presenters)
         sources = [*(Path(v) for v in videos), *(p.video_path for p in picked)]
         names = [*video_names, *(p.name for p in picked)]
@@ -536,7 +567,9 @@ class JobQueue:
         if limits.queued_jobs and self.pending() + len(sources) > limits.queued_jobs:
             raise LimitError(names[0] if len(sources) == 1 else f"{len(sources)} videos",
                              f"the queue already holds {self.pending()} unfinished job(s); the limit is "
-                             f"{limits.queued_jobs} ({limits.how_to_raise('queued_jobs')}), or wait for some to finish")
+                             f"{limits.queued_jobs} ({limits.how_to_raise('queued_jobs')}), or wait for some to finish",
+                             "queue_full", pending=self.pending(), limit=limits.queued_jobs,
+                             option=limits.OPTION["queued_jobs"], env=limits.ENV["queued_jobs"])
         check_inputs(Path(audio), sources, limits, audio_name=audio_name, video_names=names)
         batch_id = uuid.uuid4().hex[:12]
         batch_dir = self.batches_dir / batch_id
@@ -696,7 +729,9 @@ class JobQueue:
             error=row["error"], engine=row["engine"], notes=json.loads(row["notes"]), timings=json.loads(row["timings"]),
             face_cache=row["face_cache"], study=row["study"],
             created=row["created"], started=row["started"], finished=row["finished"], attempts=row["attempts"],
-            cancel_requested=bool(row["cancel_requested"]), worker=row["worker"],
+            cancel_requested=bool(row["cancel_requested"]), worker=row["worker"], error_code=row["error_code"],
+            error_params=json.loads(row["error_params"]),
+            note_codes=[tuple(coded) if coded else None for coded in json.loads(row["note_codes"])],
         )
 
 

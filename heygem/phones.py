@@ -180,11 +180,13 @@ def _tidy(phones: list[Phone], duration: float) -> list[Phone]:
     return tidy
 
 
-def recognise_phones(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[Phone]:
+def recognise_phones(samples: np.ndarray, sample_rate: int = SAMPLE_RATE,
+                     tick: Callable[[float], None] | None = None) -> list[Phone]:
     """The phones of a 16 kHz mono speech, in time order (PocketSphinx all-phone mode).
 
     The decoder is loaded once per process; calls from several threads take turns. Speech longer than about
-    35 s is decoded in pieces cut at pauses. About 2 s of one core per minute of speech.
+    35 s is decoded in pieces cut at pauses. About 2 s of one core per minute of speech. ``tick(share done)``
+    is called after each piece (a job's progress, through which a cancel stops the decoding).
     """
     if sample_rate != SAMPLE_RATE:
         raise ValueError(f"phones are recognised in 16 kHz speech, got {sample_rate} Hz; "
@@ -207,6 +209,8 @@ def recognise_phones(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> lis
         decoder = _get_decoder()
         for a, b in zip(bounds[:-1], bounds[1:]):
             phones += _decode(decoder, pcm[a:b], a / sample_rate, sample_rate)
+            if tick is not None:
+                tick(b / len(pcm))
     phones = _tidy(phones, duration)
     log.debug("%d phones in %.1f s of speech (%d pieces), decoded in %.2f s", len(phones), duration,
               len(bounds) - 1, time.perf_counter() - started)

@@ -26,7 +26,7 @@ import numpy as np
 from heygem import blend
 from heygem.engines import Engine, create_engine
 from heygem.engines.base import EngineJob
-from heygem.errors import CancelledError, InputError, NoFaceError
+from heygem.errors import CancelledError, CodedText, InputError, NoFaceError
 from heygem.faces import Face, get_detector
 from heygem.faces.orientation import Orientation, describe_turn, find_orientation, turn_box
 from heygem.faces.schedule import CachedFaces, FaceCache, sparse_detect
@@ -90,6 +90,30 @@ class ThrottledProgress:
             raise CancelledError(f"{Path(file).name}: {stop}")
 
 
+class _Reporter:
+    """A ProgressCallback that remembers what it last reported, so a long step without a fraction of its own
+    (a detection, a decoded frame, the engine's load) can report it again: the bar stays where it is, and a
+    cancel raised from the callback stops the step within a frame or so. Safe to call from the decode thread."""
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self._progress = progress
+        self._last: tuple[str, float, str] | None = None
+
+    def __call__(self, stage: str, fraction: float, file: str) -> None:
+        self._last = (stage, fraction, file)
+        if self._progress is not None:
+            self._progress(stage, fraction, file)
+
+    def again(self) -> None:
+        """Report the last report again (nothing before the first one)."""
+        if self._last is not None and self._progress is not None:
+            self._progress(*self._last)
+
+
+def _reporter(progress: ProgressCallback | None) -> _Reporter:
+    return progress if isinstance(progress, _Reporter) else _Reporter(progress)
+
+
 @dataclass
 class PreparedAudio:
     """Speech decoded and turned into features once, reusable for every video of a batch."""
@@ -117,16 +141,23 @@ class PreparedAudio:
         except OSError as exc:  # no process to be had: ``phones`` recognises them here instead
             log.warning("could not start the phone recognition beside the study (%s); it runs after it", exc)
 
-    def phones(self, waiting: Callable[[], None] | None = None) -> list:
+    def close(self) -> None:
+        """Stop a background recognition nobody collected (every job of its batch cancelled, say)."""
+        if self._background is not None:
+            self._background.close()
+            self._background = None
+
+    def phones(self, tick: Callable[[float], None] | None = None) -> list:
         """The sounds recognised in the speech (heygem.phones), on first use; kept for the batch's next video.
-        ``waiting()`` is called while a background recognition (``start_phones``) is still running."""
+        ``tick(share done)`` is called as the recognition goes, and while a background recognition
+        (``start_phones``) is awaited (an exception from it stops either)."""
         if self._phones is not None:
             return self._phones
         started = time.perf_counter()
         if self._background is not None:
             background, self._background = self._background, None
             try:
-                self._phones = background.result(waiting)
+                self._phones = background.result(None if tick is None else lambda: tick(0.0))
             except RuntimeError as exc:
                 log.warning("%s: %s; recognising them here", self.path.name, exc)
             finally:
@@ -134,7 +165,7 @@ class PreparedAudio:
         if self._phones is None:
             from heygem.phones import recognise_phones
 
-            self._phones = recognise_phones(self.samples, SAMPLE_RATE)
+            self._phones = recognise_phones(self.samples, SAMPLE_RATE, tick)
         log.info("recognised %d phones in %s (%.2f s of speech); waited %.2f s for them", len(self._phones),
                  self.path.name, self.duration, time.perf_counter() - started)
         return self._phones
@@ -161,24 +192,36 @@ class GenerateResult:
     study: str = "off"  # the presenter study: off (the engine needs none), made, or cached
 
 
-def prepare_audio(path: str | Path, limits: Limits | None = None) -> PreparedAudio:
+def prepare_audio(path: str | Path, limits: Limits | None = None, progress: ProgressCallback | None = None) -> PreparedAudio:
     """Decode any file with an audio stream to 16 kHz mono and compute its mel spectrogram.
 
     With ``limits``, a speech longer than ``limits.speech_minutes`` is refused (LimitError), by its probed
-    length and again while decoding, so no more than the limit is ever held.
+    length and again while decoding, so no more than the limit is ever held. ``progress`` hears the stage
+    ``audio`` as the decoding goes (a cancel raised from it stops the decoding).
     """
     path = Path(path)
+    report = _reporter(progress)
+    report("audio", 0.0, str(path))
     info = probe(path)
     if not info.has_audio:
-        raise InputError(path, "has no audio stream; give a speech recording (wav, mp3, m4a, flac, ...) or a video with sound")
+        raise InputError(path, "has no audio stream; give a speech recording (wav, mp3, m4a, flac, ...) or a video with sound",
+                         "no_sound")
     max_seconds = limits.speech_minutes * 60 if limits is not None and limits.speech_minutes else None
     if limits is not None:
         check_speech(info, limits)
+    length = info.audio_duration or info.duration or 0.0
+
+    def decoded(seconds: float) -> None:  # decoding is most of the stage; the mel features the rest
+        report("audio", 0.8 * min(1.0, seconds / length) if length else 0.0, str(path))
+
     try:
-        samples = load_audio(path, SAMPLE_RATE, max_seconds)
+        samples = load_audio(path, SAMPLE_RATE, max_seconds, tick=decoded)
     except TooLongError:
         raise speech_too_long(path, None, limits) from None
-    return PreparedAudio(path, info, samples, mel_spectrogram(samples))
+    report("audio", 0.8, str(path))
+    mel = mel_spectrogram(samples)
+    report("audio", 1.0, str(path))
+    return PreparedAudio(path, info, samples, mel)
 
 
 def source_index(out_index: int, source_frames: int, policy: str) -> int:
@@ -307,13 +350,17 @@ class _BackgroundWriter:
             raise self._error
         self._frames.put(frame)
 
-    def close(self) -> None:
-        """Wait for every frame to be written, then finish the file."""
+    def close(self, waiting: Callable[[], None] | None = None) -> None:
+        """Wait for every frame to be written, then finish the file; ``waiting`` is called while it waits (see
+        VideoWriter.close)."""
         self._frames.put(None)
-        self._thread.join()
+        while self._thread.is_alive():
+            self._thread.join(timeout=0.2)
+            if waiting is not None and self._thread.is_alive():
+                waiting()
         if self._error is not None:
             raise self._error
-        self.writer.close()
+        self.writer.close(waiting)
 
     def abort(self) -> None:
         self._error = self._error or RuntimeError("aborted")
@@ -363,10 +410,12 @@ def cut_short_note(info: MediaInfo, decoded: int, total: int) -> str | None:
     what = (f"decoded only {decoded} of the {info.frame_count} frames its header promises; the file is probably "
             "cut short (an interrupted upload or copy)")
     if decoded < CUT_SHORT_ERROR_SHARE * promised:
-        raise InputError(info.path, f"{what}; give the complete file (upload or copy it again)")
+        raise InputError(info.path, f"{what}; give the complete file (upload or copy it again)", "cut_short",
+                         decoded=decoded, promised=info.frame_count)
     seconds = missing / float(info.fps) if info.fps else 0.0
-    return (f"CUT SHORT: {info.path.name} {what}: its last {seconds:.1f} s are missing, so the result continues "
-            "from the frames there are; give the complete file for the whole video")
+    return CodedText("note_cut_short", f"CUT SHORT: {info.path.name} {what}: its last {seconds:.1f} s are missing, so "
+                     "the result continues from the frames there are; give the complete file for the whole video",
+                     file=info.path.name, decoded=decoded, promised=info.frame_count, seconds=round(seconds, 1))
 
 
 class _SourceFrames:
@@ -474,13 +523,14 @@ class _SourceFrames:
 
 def _require_picture(video: MediaInfo) -> None:
     if video.kind == "audio":
-        raise InputError(video.path, NO_PICTURE)
+        raise InputError(video.path, NO_PICTURE, "no_picture")
 
 
 def _validate(audio: PreparedAudio, video: MediaInfo) -> None:
     _require_picture(video)
     if audio.duration < 0.05:
-        raise InputError(audio.path, f"the speech is only {audio.duration:.3f} s long; give at least a fraction of a second")
+        raise InputError(audio.path, f"the speech is only {audio.duration:.3f} s long; give at least a fraction of a second",
+                         "speech_too_short", seconds=round(audio.duration, 3))
 
 
 def output_fps(video: MediaInfo, settings: Settings) -> Fraction:
@@ -521,6 +571,7 @@ def iter_synced_frames(
     to ``notes``.
     """
     _validate(audio, video)
+    report = _reporter(progress)  # each step reports, so that a cancel (raised from the report) stops it too
     stats = stats if stats is not None else {}
     notes = notes if notes is not None else []
     stopwatch = stopwatch or _Stopwatch()
@@ -539,20 +590,19 @@ def iter_synced_frames(
     if detector is not None and not cached.faces:
         with stopwatch("orientation"):
             samples = sample_frames(video, ORIENTATION_SAMPLES, min(total / float(fps), ORIENTATION_SECONDS))
-            orientation = find_orientation(samples, detector.detect)
+            orientation = find_orientation(samples, _checking(detector.detect, report))
         counter["detected"] += orientation.detector_calls
         turn = orientation.turn
     stats.update(turn=turn, faces_detected=counter["detected"])
     source_video = video
     if turn:
         video = turned(video, turn)  # what the engine and the face boxes see; the output is turned back
-        notes.append(f"the face was found with the picture turned {describe_turn(turn)} ({video.path.name} "
-                     "carries no rotation flag that says so): it was lip-synced turned upright and turned back, "
-                     "so the result is the same way up as the source")
+        notes.append(CodedText(
+            "note_turned", f"the face was found with the picture turned {describe_turn(turn)} ({video.path.name} "
+            "carries no rotation flag that says so): it was lip-synced turned upright and turned back, "
+            "so the result is the same way up as the source", file=video.path.name, turn=turn))
         log.warning("%s: %s", video.path.name, notes[-1])
     back = (360 - turn) % 360
-    # Each step before the first frame reports, so that a cancel (raised from the report) stops it too.
-    report = progress or (lambda stage, fraction, file: None)
     study = shapes = None
     phones_wanted = engine.wants_study and settings.engine.mouth_drive == "phones"
     if phones_wanted:
@@ -561,20 +611,23 @@ def iter_synced_frames(
         with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
             study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, _study_dir(det), stats,
                                     tick=lambda done: report("probe", done, str(video.path)))
+        if stats["study"] == "cached":  # read back, not made: no study stage, as kept faces make no detection stage
+            stopwatch.seconds.pop("study", None)
         if phones_wanted:
             # Still part of reading (the bar must not step back to the speech stage); a cancel is seen here.
             report("probe", 0.95, str(video.path))
             with stopwatch("phones"):  # the wait for them beyond the study; once per speech for a batch
-                phones = audio.phones(waiting=lambda: report("probe", 0.95, str(video.path)))
-                shapes = mouth_shapes(phones, audio.samples, fps, total)
+                shapes = mouth_shapes(audio.phones(lambda done: report.again()), audio.samples, fps, total)
     report("probe", 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
     with stopwatch("engine start"):
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes))
+    report.again()
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)
     faces_by_source: dict[int, Face | None] = {}
 
     def detect_one(image: np.ndarray, previous: Face | None) -> Face | None:
+        report.again()  # a detection takes a while on a CPU: a cancel is seen between two
         with stopwatch("detect"):
             return select_face(detector.detect(image), det.face, previous)
 
@@ -585,6 +638,7 @@ def iter_synced_frames(
             return
         seen: list[Face | None] = []  # by source frame number, for the cache
         for frame in frames:
+            report.again()  # reading ahead of the engine (the decode thread): a cancel is seen here too
             if frame.source < len(cached.faces):
                 seen.append(cached.faces[frame.source])
                 yield frame, seen[-1]
@@ -606,11 +660,13 @@ def iter_synced_frames(
             faces_by_source[frame.source] = face
             yield frame, face
         if not faces_by_source:
-            raise InputError(video.path, "no video frame could be decoded; the file may be damaged")
+            raise InputError(video.path, "no video frame could be decoded; the file may be damaged", "no_frames")
         if not any(face is not None for face in faces_by_source.values()):
             which = "face" if det.face == "largest" else f"face number {det.face} (counted from 0, left to right)"
             raise NoFaceError(video.path, f"no {which} found in any of the {len(faces_by_source)} frames used; "
-                              "give a video or photo where the face is clearly visible, or pass a face box")
+                              "give a video or photo where the face is clearly visible, or pass a face box",
+                              "no_face" if det.face == "largest" else "no_face_number", frames=len(faces_by_source),
+                              **({} if det.face == "largest" else {"face": det.face}))
         for frame in _timed(stopwatch, "decode", source.replay()):
             yield frame, faces_by_source.get(frame.source)
 
@@ -670,11 +726,13 @@ def _missing_faces_note(stats: dict[str, int], orientation: Orientation | None) 
     if not missing:
         return None
     if 2 * missing <= frames:
-        return f"{missing} of {frames} frames had no face and were left as they were"
+        return CodedText("note_faces_missing", f"{missing} of {frames} frames had no face and were left as they were",
+                         missing=missing, frames=frames)
     tried = " (nor with the picture turned 90°, 180° or 270°)" if orientation and orientation.tried_turns else ""
-    return (f"LEFT UNCHANGED: no face in {missing} of {frames} frames{tried}; those frames are exactly the "
-            f"source's, only the other {frames - missing} were lip-synced; give a video where the face is clearly "
-            "visible, or pass a face box")
+    return CodedText("note_left_unchanged", f"LEFT UNCHANGED: no face in {missing} of {frames} frames{tried}; those "
+                     f"frames are exactly the source's, only the other {frames - missing} were lip-synced; give a video "
+                     "where the face is clearly visible, or pass a face box", missing=missing, frames=frames,
+                     synced=frames - missing)
 
 
 def _timed(stopwatch: _Stopwatch, stage: str, frames: Iterator[_Frame]) -> Iterator[_Frame]:
@@ -685,6 +743,17 @@ def _timed(stopwatch: _Stopwatch, stage: str, frames: Iterator[_Frame]) -> Itera
         if frame is None:
             return
         yield frame
+
+
+def _checking(detect: Callable[[np.ndarray], list[Face]], report: _Reporter) -> Callable[[np.ndarray], list[Face]]:
+    """``detect`` that reports again before each detection, so a cancel stops a run of them (the orientation
+    check) between two."""
+
+    def checked(image: np.ndarray) -> list[Face]:
+        report.again()
+        return detect(image)
+
+    return checked
 
 
 def generate(
@@ -700,7 +769,7 @@ def generate(
     ``output``, or to ``settings.out_dir`` under a new name; it appears only once complete.
     """
     settings = settings or Settings()
-    report = progress or (lambda stage, fraction, file: None)
+    report = _reporter(progress)
     video_path = Path(video)
     started = time.perf_counter()
 
@@ -710,17 +779,21 @@ def generate(
     notes: list[str] = []
     fitted = fit_picture(info, settings.limits.picture_side)  # before anything else reads the picture
     if fitted != info:
-        notes.append(f"{video_path.name} is {info.width}x{info.height}; scaled down to {fitted.width}x{fitted.height} "
-                     f"(the picture-side limit; {settings.limits.how_to_raise('picture_side')})")
+        notes.append(CodedText(
+            "note_scaled_down", f"{video_path.name} is {info.width}x{info.height}; scaled down to {fitted.width}x"
+            f"{fitted.height} (the picture-side limit; {settings.limits.how_to_raise('picture_side')})",
+            file=video_path.name, width=info.width, height=info.height, new_width=fitted.width,
+            new_height=fitted.height))
         log.warning("%s", notes[-1])
         info = fitted
     if isinstance(audio, PreparedAudio):
         prepared = audio
     else:
-        report("audio", 0.0, str(audio))
-        prepared = prepare_audio(audio, settings.limits)
+        prepared = prepare_audio(audio, settings.limits, report)
     _validate(prepared, info)
-    engine = create_engine(settings.engine)
+    report("probe", 0.0, str(video_path))
+    engine = create_engine(settings.engine)  # loaded once, then reused: long only for the first job
+    report.again()
     out = Path(output) if output else default_output(video_path, prepared.path, settings.out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     fps = output_fps(info, settings)
@@ -745,7 +818,7 @@ def generate(
                     writer.write(frame)
         report("encode", 1.0, str(video_path))
         with stopwatch("mux"):  # the encoder finishing its last frames and writing the file with the speech
-            writer.close()
+            writer.close(report.again)  # a cancel is seen while it waits: the file is then not finished
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -783,8 +856,9 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     """Detect the face on every frame of ``video`` into the face cache and study the presenter into the study
     cache, under the very keys a job with ``settings`` uses (see ``iter_synced_frames``): its later jobs then
     detect nothing and study nothing, whatever the speech's length. NoFaceError when no frame has a face."""
-    report = progress or (lambda stage, fraction, file: None)
+    report = _reporter(progress)
     det = settings.detection
+    report("starting", 0.0, str(video))
     info = fit_picture(probe(video), settings.limits.picture_side)
     _require_picture(info)
     fps = output_fps(info, settings)
@@ -797,7 +871,8 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
         turn = cached.turn
     else:
         samples = sample_frames(info, ORIENTATION_SAMPLES, min(info.duration or 0.0, ORIENTATION_SECONDS))
-        turn = find_orientation(samples, detector.detect).turn
+        report("faces", 0.0, str(info.path))
+        turn = find_orientation(samples, _checking(detector.detect, report)).turn
     upright = turned(info, turn) if turn else info  # as the job does: the study's key holds the turn
     expected = max(1, info.frame_count)
     faces: list[Face | None] = []
@@ -811,20 +886,20 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
                 thumbnail = _face_picture(next(itertools.islice(frames, first, None)), faces[first])
         else:
             def detect_one(image: np.ndarray, previous: Face | None) -> Face | None:
+                report.again()  # between two detections: a delete stops the preparation here
                 return select_face(detector.detect(image), det.face, previous)
 
             for (index, image), face in sparse_detect((((i, f), f) for i, f in enumerate(frames)), detect_one, det.every):
                 faces.append(face)
                 if face is not None and thumbnail is None:
                     thumbnail = _face_picture(image, face)
-                if index % 10 == 0:
-                    report("faces", 0.9 * min(1.0, (index + 1) / expected), str(info.path))
+                report("faces", 0.9 * min(1.0, (index + 1) / expected), str(info.path))  # written at most every 0.3 s
     finally:
         frames.close()
     found = sum(face is not None for face in faces)
     if not found or thumbnail is None:
         raise NoFaceError(info.path, f"no face found in any of its {len(faces)} frames; give a video or photo where "
-                                     "the face is clearly visible")
+                                     "the face is clearly visible", "no_face", frames=len(faces))
     if face_cache is not None and not complete:
         face_cache.save(faces, turn)
     report("study", 0.9, str(info.path))
@@ -832,7 +907,8 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     if det.cache_dir is not None:
         from heygem.engines.builtin import BuiltinEngine  # the one engine that studies presenters
 
-        study_presenter(upright, fps, det, BuiltinEngine.crop_size, BuiltinEngine.crop_margin, _study_dir(det), stats)
+        study_presenter(upright, fps, det, BuiltinEngine.crop_size, BuiltinEngine.crop_margin, _study_dir(det), stats,
+                        tick=lambda done: report("study", 0.9 + 0.1 * done, str(info.path)))
     report("ready", 1.0, str(info.path))
     return PresenterPrep(frames=len(faces), frames_with_face=found, turn=turn,
                          face_cache="off" if face_cache is None else "hit" if complete else "made",

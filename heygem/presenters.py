@@ -12,6 +12,7 @@ batch's inputs, so deleting or renaming a presenter never changes a queued job.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -21,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,13 @@ CREATE TABLE IF NOT EXISTS presenters (
     stage TEXT NOT NULL DEFAULT '',
     progress REAL NOT NULL DEFAULT 0,
     error TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error_code TEXT,
+    error_params TEXT NOT NULL DEFAULT '{}'
 );
 """
+# Columns added since the table was first made, for databases made before them: (name, declaration).
+_ADDED_COLUMNS = (("error_code", "TEXT"), ("error_params", "TEXT NOT NULL DEFAULT '{}'"))
 
 Preparer = Callable[..., PresenterPrep]
 
@@ -96,6 +101,9 @@ class Presenter:
     stage: str
     progress: float
     error: str | None
+    # The failure's reason as a code and its values (heygem.errors), for a page in another language.
+    error_code: str | None = None
+    error_params: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """What the HTTP API shows: no server paths."""
@@ -103,7 +111,8 @@ class Presenter:
             "id": self.id, "name": self.name, "created": self.created, "file": self.file_name, "kind": self.kind,
             "width": self.width, "height": self.height, "duration": round(self.duration, 3), "frames": self.frames,
             "faces_found": self.faces_found, "state": self.state, "stage": self.stage,
-            "progress": round(self.progress, 3), "error": self.error,
+            "progress": round(self.progress, 3), "error": self.error, "error_code": self.error_code,
+            "error_params": self.error_params,
             "thumbnail": f"/api/presenters/{self.id}/thumbnail" if self.thumbnail else None,
         }
 
@@ -129,6 +138,10 @@ class Presenters:
         self._prepare = prepare
         with self._lock:
             self._db.executescript(SCHEMA)
+            known = {row[1] for row in self._db.execute("PRAGMA table_info(presenters)")}
+            for column, declaration in _ADDED_COLUMNS:
+                if column not in known:
+                    self._db.execute(f"ALTER TABLE presenters ADD COLUMN {column} {declaration}")
 
     # ---- what front ends call -----------------------------------------------------------------------------
 
@@ -140,7 +153,7 @@ class Presenters:
         try:
             info = require_video_source(probe(source))
         except InputError as exc:
-            raise InputError(file_name, exc.problem) from None
+            raise exc.naming(file_name) from None
         check_picture(info, self._defaults().limits, file_name)
         presenter_id = uuid.uuid4().hex[:12]
         suffix = re.sub(r"[^a-z0-9.]", "", Path(file_name).suffix.lower())[:8] or ".mp4"
@@ -201,10 +214,11 @@ class Presenters:
             try:
                 presenter = self.get(presenter_id.strip())
             except KeyError:
-                raise UnknownPresenterError(presenter_id, "there is no presenter with this id") from None
+                raise UnknownPresenterError(presenter_id, "there is no presenter with this id", "unknown_presenter") from None
             if presenter.state == FAILED:
                 raise PresenterNotReadyError(f"presenter {presenter.name} ({presenter.id}) could not be prepared: "
-                                             f"{presenter.error}; add it again with another file")
+                                             f"{presenter.error}; add it again with another file",
+                                             code="presenter_failed", params={"name": presenter.name})
             picked.append(presenter)
         return picked
 
@@ -223,11 +237,13 @@ class Presenters:
             log.info("presenter %s was deleted while being prepared", presenter.id)
         except HeyGemError as exc:
             reason = str(exc).replace(str(presenter.video_path), presenter.file_name)
-            self._fail(presenter.id, reason)
+            params = {key: presenter.file_name if key == "file" else value for key, value in exc.params.items()}
+            self._fail(presenter.id, reason, exc.code, params)
             log.warning("presenter %s could not be prepared: %s", presenter.id, reason, exc_info=log.isEnabledFor(logging.DEBUG))
         except Exception as exc:
             log.exception("presenter %s: preparation failed unexpectedly", presenter.id)
-            self._fail(presenter.id, f"{presenter.file_name}: unexpected error ({exc}); details in logs/heygem.log")
+            self._fail(presenter.id, f"{presenter.file_name}: unexpected error ({exc}); details in logs/heygem.log",
+                       "unexpected", {"file": presenter.file_name})
         else:
             thumbnail = presenter.video_path.parent / THUMBNAIL
             cv2.imwrite(str(thumbnail), prep.thumbnail, [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -251,15 +267,16 @@ class Presenters:
                 if row["attempts"] < MAX_ATTEMPTS:
                     break
                 self._fail(row["id"], f"{row['file_name']}: the program stopped while preparing this presenter "
-                                      f"{row['attempts']} times; it was not tried again")
+                                      f"{row['attempts']} times; it was not tried again", "interrupted",
+                           {"file": row["file_name"], "attempts": row["attempts"]})
             self._db.execute("UPDATE presenters SET attempts = attempts + 1, stage = 'starting', progress = 0 "
                              "WHERE id = ?", (row["id"],))
             return self.get(row["id"])
 
-    def _fail(self, presenter_id: str, reason: str) -> None:
+    def _fail(self, presenter_id: str, reason: str, code: str | None = None, params: dict[str, Any] | None = None) -> None:
         with self._lock:
-            self._db.execute("UPDATE presenters SET state = ?, stage = 'failed', error = ? WHERE id = ?",
-                             (FAILED, reason, presenter_id))
+            self._db.execute("UPDATE presenters SET state = ?, stage = 'failed', error = ?, error_code = ?, "
+                             "error_params = ? WHERE id = ?", (FAILED, reason, code, json.dumps(params or {}), presenter_id))
             self._changed.notify_all()
 
     def _set_progress(self, presenter_id: str, stage: str, fraction: float) -> bool:
@@ -281,7 +298,8 @@ class Presenters:
             video_path=self.root / row["video_path"], kind=row["kind"], width=row["width"], height=row["height"],
             duration=row["duration"], frames=row["frames"], faces_found=row["faces_found"],
             thumbnail=self.root / row["thumbnail"] if row["thumbnail"] else None, state=row["state"],
-            stage=row["stage"], progress=row["progress"], error=row["error"],
+            stage=row["stage"], progress=row["progress"], error=row["error"], error_code=row["error_code"],
+            error_params=json.loads(row["error_params"]),
         )
 
 

@@ -3,6 +3,7 @@ video, Batch gives a ZIP of three, and every tab is photographed into tests/arti
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -93,7 +94,7 @@ def _cancel_single(page, held_jobs, cancelling: str, cancelled: str, shot: str |
 def test_single_tab_gives_a_playable_result(browser, studio, short_clips, tmp_path: Path) -> None:
     page = _page(browser, studio)
     page.wait_for_function("() => document.getElementById('engine-line').innerText.includes('Engine')", timeout=30_000)
-    assert "Engine: Wav2Lip (wav2lip_test.pth) on cpu" in page.inner_text("#engine-line")
+    assert "Engine: Wav2Lip (wav2lip_test.pth) on CPU" in page.inner_text("#engine-line")
     _upload(page, "single-audio", short_clips["speech"])
     _upload(page, "single-picture", short_clips["d0"])
     page.wait_for_selector("#single-video-preview video", timeout=30_000)  # the presenter's preview
@@ -111,7 +112,7 @@ def test_single_tab_gives_a_playable_result(browser, studio, short_clips, tmp_pa
     # Playable: it plays, and time moves.
     page.evaluate("() => { const v = document.querySelector('#single-result video'); v.muted = true; return v.play(); }")
     page.wait_for_function("() => document.querySelector('#single-result video').currentTime > 0.3", timeout=30_000)
-    assert "builtin" in page.inner_text("#single-status")
+    assert "built-in: own-footage mouth morph" in page.inner_text("#single-status")
     _shot(page, "single_done")
 
     with page.expect_download() as download:
@@ -281,7 +282,7 @@ def studio_without_checkpoint(tmp_path_factory: pytest.TempPathFactory):
         server.wait(30)
 
 
-@pytest.mark.parametrize("locale, where", [("en-US", "wav2lip is not offered"), ("zh-CN", "未提供 wav2lip")])
+@pytest.mark.parametrize("locale, where", [("en-US", "wav2lip is not offered"), ("zh-CN", "未提供 Wav2Lip")])
 def test_options_leave_out_wav2lip_without_a_checkpoint_and_say_where_it_goes(
         browser, studio_without_checkpoint, locale: str, where: str) -> None:
     page = _page(browser, studio_without_checkpoint, locale=locale)
@@ -341,6 +342,7 @@ def test_presenters_added_once_are_picked_in_batch_and_start_prepared(browser, s
     for job in jobs.values():
         assert job.engine.startswith("builtin"), job.engine
         assert (job.state, job.face_cache, job.study) == ("succeeded", "hit", "cached"), job
+        assert not {"detect", "orientation", "study"} & set(job.timings), job.timings  # its stage table
     page.context.close()
 
     page = _page(browser, studio, locale="zh-CN")
@@ -460,3 +462,175 @@ def test_a_finished_batch_opened_by_its_address_offers_its_zip_again(browser, st
             assert sorted(archive.namelist()) == ["d13__speech.mp4", "d19__speech.mp4"], link
     _shot(page, "history_zh")
     context.close()
+
+
+# ---- the Chinese page, every tab and state: no English word a person reads --------------------------------
+
+# Words the Chinese page may show as they are, each a name, not English: the product's; the engine's and its
+# project's (Wav2Lip, as its papers and checkpoints are called in Chinese too); the chips it runs on; the file
+# formats a person sees at the end of their files' names; and the size units of Gradio's file list (KB, MB
+# are read as they are in Chinese software).
+NAMES_KEPT = {
+    "heygem": "the product", "wav2lip": "the engine and its project", "cpu": "a chip", "gpu": "a chip", "cuda": "a chip",
+    "zip": "file format", "mp4": "file format", "mov": "file format", "mkv": "file format", "avi": "file format",
+    "webm": "file format", "wav": "file format", "mp3": "file format", "m4a": "file format", "flac": "file format",
+    "ogg": "file format", "aiff": "file format", "jpg": "file format", "png": "file format", "webp": "file format",
+    "kb": "size unit", "mb": "size unit",
+}
+# Paths a person must find or type as they are (where a checkpoint goes, the log file): removed before the check.
+PATHS_SHOWN = ("checkpoints/wav2lip_gan.pth", "wav2lip_gan.pth", "wav2lip.pth", "checkpoints/", "logs/heygem.log",
+               "wav2lip_test.pth")
+# Everything the page shows, visible tab only (hidden ones have no innerText), and the placeholders of visible fields.
+_VISIBLE_TEXT = """() => document.body.innerText + '\\n' + [...document.querySelectorAll('input[placeholder], textarea[placeholder]')]
+    .filter(e => e.offsetParent !== null).map(e => e.placeholder).join('\\n')"""
+
+
+def _user_names(studio) -> set[str]:
+    """Every name the studio's users gave or got back: their files' names as uploaded (and their stems, since
+    Gradio lists stem and extension apart), results and ZIPs, presenters' names and files."""
+    from heygem.jobs import safe_name
+
+    names: set[str] = set()
+    for job in studio.queue.jobs(limit=10_000):
+        names |= {job.video_name, job.audio_name, f"heygem_{safe_name(Path(job.audio_name).stem, 'speech')}_{job.batch_id[:6]}.zip"}
+        if job.output is not None:
+            names.add(job.output.name)
+    for presenter in studio.queue.presenters.list():
+        names |= {presenter.name, presenter.file_name}
+    return names | {Path(name).stem for name in names}
+
+
+def _english_words(page, names: set[str]) -> list[str]:
+    """The ASCII words of two or more letters the page shows, less names (NAMES_KEPT), paths (PATHS_SHOWN) and
+    the names of the user's own files and presenters (``names``)."""
+    shown = page.evaluate(_VISIBLE_TEXT)
+    for kept in sorted({*PATHS_SHOWN, *names}, key=len, reverse=True):
+        shown = shown.replace(kept, " ")
+    words = re.findall(r"[A-Za-z][A-Za-z0-9]*", shown)
+    return sorted({word for word in words if sum(c.isalpha() for c in word) >= 2 and word.lower() not in NAMES_KEPT})
+
+
+def _all_chinese(page, shot: str, studio, uploaded: tuple[Path, ...] = ()) -> None:
+    """Photograph the page as ``ui_zh_<shot>.png`` and assert it shows no English word but names: the studio's
+    users' own (_user_names) and those of the files ``uploaded`` on this page, not yet submitted."""
+    _shot(page, f"zh_{shot}")
+    names = _user_names(studio) | {p.name for p in uploaded} | {p.stem for p in uploaded}
+    english = _english_words(page, names)
+    if english:  # where on the page, for the failure message
+        shown = page.evaluate(_VISIBLE_TEXT)
+        english = [(word, shown[max(0, shown.find(word) - 40):shown.find(word) + 40]) for word in english]
+    assert not english, f"{shot}: English on the Chinese page: {english}"
+
+
+def _chinese_page(browser, studio, builtin: bool = False):
+    page = _page(browser, studio, locale="zh-CN")
+    page.wait_for_function("() => document.getElementById('engine-line').innerText.includes('引擎')", timeout=30_000)
+    page.get_by_text("选项").first.click()
+    page.wait_for_selector("#engine-choice input[type=radio]", timeout=30_000)
+    if builtin:
+        page.get_by_label("内置").check()
+    return page
+
+
+def test_the_chinese_page_shows_no_english_while_jobs_run(browser, studio, short_clips, held_jobs) -> None:
+    page = _chinese_page(browser, studio)
+    clips = (short_clips["speech"], short_clips["d0"], short_clips["d13"], short_clips["d19"])
+    _all_chinese(page, "single_idle", studio)  # the Options open: engine, face, length, quality
+    _upload(page, "single-audio", short_clips["speech"])
+    _upload(page, "single-picture", short_clips["d0"])
+    page.wait_for_selector("#single-video-preview video", timeout=30_000)
+    page.click("#single-generate")
+    _wait_for_words(page, "single-status", "口型同步中", timeout=60_000)
+    _all_chinese(page, "single_running", studio, clips)
+    page.click("#single-cancel")
+    _wait_for_words(page, "single-status", "正在取消…", timeout=10_000)
+    _all_chinese(page, "single_cancelling", studio, clips)
+    held_jobs.release()
+    _wait_for_words(page, "single-status", "已取消", timeout=60_000)
+    page.context.close()
+
+    page = _chinese_page(browser, studio)
+    page.get_by_role("tab", name="批量").click()
+    _upload(page, "batch-audio", short_clips["speech"])
+    _upload(page, "batch-videos", short_clips["d13"], short_clips["d19"])
+    page.click("#batch-start")
+    page.wait_for_selector("#batch-status tr[data-state=running]", timeout=60_000)
+    _wait_for_words(page, "batch-summary", "整批")
+    _all_chinese(page, "batch_running", studio, clips)
+    page.get_by_role("tab", name="历史").click()
+    page.wait_for_selector("#history-table tr[data-state=queued]", timeout=30_000)
+    _all_chinese(page, "history_running", studio, clips)
+    page.get_by_role("tab", name="批量").click()
+    page.click("#batch-cancel")
+    page.wait_for_function(
+        "() => document.querySelector('#batch-status tr[data-state=running]').innerText.includes('正在取消…')",
+        timeout=10_000)
+    held_jobs.release()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#batch-status tr[data-state=cancelled]').length === 2", timeout=60_000)
+    page.context.close()
+
+
+def test_the_chinese_page_shows_no_english_in_results_failures_presenters_history_and_logs(
+        browser, studio, short_clips, media: Path, tmp_path: Path) -> None:
+    import time
+
+    from conftest import make_clip
+
+    # A video with no face in it: its job fails, and the reason must read in Chinese.
+    pattern = make_clip(tmp_path / "pattern.mp4", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=2",
+                        "-c:v", "libx264", "-preset", "ultrafast")
+    photo = media / "insightface" / "Tom_Hanks_54745.png"
+    presenter = studio.queue.presenters.add(short_clips["d19"], "小美")
+    deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
+    while studio.queue.presenters.get(presenter.id).state == "preparing":
+        assert time.monotonic() < deadline, "the presenter was not prepared"
+        time.sleep(0.5)
+    uploads = (short_clips["speech"], short_clips["d0"], short_clips["d13"], pattern, photo)
+
+    page = _chinese_page(browser, studio, builtin=True)
+    _upload(page, "single-audio", short_clips["speech"])
+    _upload(page, "single-picture", pattern)
+    page.click("#single-generate")
+    page.wait_for_selector("#single-status [data-state=failed]", timeout=JOB_TIMEOUT_MS)
+    assert "pattern.mp4：全部" in page.inner_text("#single-status") and "没有找到人脸" in page.inner_text("#single-status")
+    _all_chinese(page, "single_failed", studio, uploads)
+    page.context.close()
+
+    page = _chinese_page(browser, studio, builtin=True)
+    _upload(page, "single-audio", short_clips["speech"])
+    _upload(page, "single-picture", short_clips["d0"])
+    page.click("#single-generate")
+    page.wait_for_selector("#single-status [data-state=succeeded]", timeout=JOB_TIMEOUT_MS)
+    page.wait_for_selector("#single-result video", timeout=60_000)
+    assert "内置引擎" in page.inner_text("#single-status")
+    _all_chinese(page, "single_done", studio, uploads)
+
+    page.get_by_role("tab", name="批量").click()
+    _upload(page, "batch-audio", short_clips["speech"])
+    _upload(page, "batch-videos", photo, short_clips["d13"], pattern)
+    _pick(page, "batch-presenters", "小美")
+    page.click("#batch-start")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#batch-status tr[data-state=succeeded]').length === 3"
+        " && document.querySelectorAll('#batch-status tr[data-state=failed]').length === 1", timeout=JOB_TIMEOUT_MS)
+    page.wait_for_selector("#batch-zip a", timeout=30_000)
+    table = page.inner_text("#batch-status")
+    assert "照片方式" in table and "用时" in table, table  # the photo's row says it took the photo path
+    assert "pattern.mp4：全部 50 帧中都没有找到人脸" in table, table  # the failed row says why, in Chinese
+    _all_chinese(page, "batch_done", studio, uploads)
+
+    page.get_by_role("tab", name="主播库").click()
+    page.wait_for_selector("#presenters-table tr[data-state=ready]", timeout=30_000)
+    _all_chinese(page, "presenters", studio, uploads)
+    page.get_by_role("tab", name="历史").click()
+    page.wait_for_selector("#history-table tr[data-state=failed]", timeout=30_000)
+    page.wait_for_selector("#history-player video", timeout=30_000)
+    _all_chinese(page, "history", studio, uploads)
+    page.get_by_role("tab", name="日志").click()
+    page.wait_for_function("() => document.querySelector('#log-tail textarea').value.includes('succeeded')",
+                           timeout=30_000)
+    # The log's own lines are the log, written in English for whoever reads logs/heygem.log: a textarea's
+    # content is not in the page's innerText, so only the tab's own words are checked.
+    _all_chinese(page, "logs", studio, uploads)
+    page.context.close()

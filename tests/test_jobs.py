@@ -65,6 +65,10 @@ def test_jobs_run_in_submission_order_and_a_bad_file_fails_alone(short_clips, se
     # Reasons name the file as the user uploaded it, never the server's copy.
     assert corrupt.error.startswith("broken.mp4:") and "batches" not in corrupt.error
     assert faceless.error.startswith("no face here.mp4:") and "face" in faceless.error.lower()
+    # ... and as a code with the file's uploaded name, so a page can say it in its own language.
+    assert (corrupt.error_code, corrupt.error_params) == ("unreadable", {"file": "broken.mp4"})
+    assert (faceless.error_code, faceless.error_params) == ("no_face", {"file": "no face here.mp4", "frames": 25})
+    assert faceless.to_json()["error_code"] == "no_face" and faceless.to_json()["error"] == faceless.error
     assert good.started < corrupt.started < faceless.started < last.started
     assert good.engine.startswith("wav2lip") and good.timings["total"] > 0
 
@@ -345,3 +349,41 @@ def test_memory_stays_flat_over_many_jobs(media: Path, queue_root: Path, tmp_pat
     finally:
         queue.close()
     assert rss[1] - rss[0] < 6.0, f"RSS grew from {rss[0]:.1f} MB to {rss[1]:.1f} MB over 20 jobs"
+
+
+# A detection as slow as on a busy CPU with a large picture: long enough that a cancel looked for only between
+# batches of frames (as before) would leave the job running for well over the bound the test allows.
+SLOW_DETECTION_SECONDS = 3.0
+
+
+def test_a_cancel_stops_a_job_while_it_is_still_looking_for_the_face(short_clips, settings, queue_root: Path,
+                                                                     monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from heygem import pipeline
+
+    real_detector = pipeline.get_detector
+
+    def slow_detector(*args, **kwargs):
+        detector = real_detector(*args, **kwargs)
+        return SimpleNamespace(detect=lambda image: (time.sleep(SLOW_DETECTION_SECONDS), detector.detect(image))[1])
+
+    monkeypatch.setattr(pipeline, "get_detector", slow_detector)
+    queue = JobQueue(queue_root, settings)
+    try:
+        job = queue.submit(short_clips["speech"], [short_clips["d0"]], settings).jobs[0]
+        deadline = time.monotonic() + 60
+        while queue.job(job.id).stage != "probe":  # reading the video: the orientation check's detections
+            assert time.monotonic() < deadline, queue.job(job.id)
+            time.sleep(0.05)
+        time.sleep(1.0)  # inside the first detection
+        asked = time.monotonic()
+        queue.cancel(job.id)
+        done = queue.wait([job.id], timeout=120)[0]
+        took = time.monotonic() - asked
+    finally:
+        queue.close()
+    assert done.state == CANCELLED and done.error is None
+    assert list((queue_root / "batches" / job.batch_id).glob("*.mp4")) == []
+    # Five slow detections (15 s) check the orientation alone; the job must stop after the one under way.
+    assert took < 10, took

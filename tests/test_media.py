@@ -595,3 +595,23 @@ def test_media_info_is_frozen(media: Path) -> None:
     assert isinstance(info, MediaInfo)
     with pytest.raises(AttributeError):
         info.width = 3  # type: ignore[misc]
+
+
+def test_a_close_waiting_for_ffmpeg_can_be_stopped_and_leaves_nothing(tmp_path: Path) -> None:
+    from heygem.errors import CancelledError
+
+    speech = tmp_path / "speech.wav"
+    os.mkfifo(speech)  # never written to: ffmpeg waits for the sound forever, as a long mux would for a while
+    writer = VideoWriter(tmp_path / "out.mp4", 160, 120, Fraction(25), speech, 1.0, FAST)
+    writer.write(_gradient(160, 120, 0))
+    waited: list[int] = []
+
+    def cancel_on_the_third_look() -> None:
+        waited.append(1)
+        if len(waited) == 3:
+            raise CancelledError("out.mp4: cancelled")
+
+    with pytest.raises(CancelledError):
+        writer.close(cancel_on_the_third_look)
+    writer.abort()
+    assert len(waited) == 3 and [path.name for path in tmp_path.iterdir()] == ["speech.wav"]

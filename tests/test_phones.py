@@ -150,6 +150,17 @@ def test_long_speech_is_decoded_in_pieces_cut_at_pauses(radio, monkeypatch: pyte
     assert abs(len(pieces) - len(whole)) <= 0.1 * len(whole)
     assert sum(p.label in BILABIALS for p in pieces) >= sum(p.label in BILABIALS for p in whole) - 1
 
+    # Each piece reports how far the recognition is, and a cancel raised there stops it after that piece.
+    done: list[float] = []
+    recognise_phones(samples, tick=done.append)
+    assert len(done) == 3 and done == sorted(done) and done[-1] == 1.0
+
+    def cancel(share: float) -> None:
+        raise RuntimeError(f"cancelled at {share:.2f}")
+
+    with pytest.raises(RuntimeError, match="cancelled at 0.3"):
+        recognise_phones(samples, tick=cancel)
+
 
 # ---- mouth shapes from real speech -------------------------------------------------------------------------------
 

@@ -167,6 +167,23 @@ def test_cancelling_midway_leaves_no_file_thread_or_ffmpeg(media: Path, speech, 
     assert not [pid for pid in children if "ffmpeg" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
 
 
+def test_the_speech_and_a_presenter_report_while_they_are_read_so_a_cancel_stops_them(media: Path, settings) -> None:
+    from heygem.errors import CancelledError
+    from heygem.pipeline import prepare_presenter
+
+    def cancel_inside(first_stage: str):
+        def progress(stage: str, fraction: float, file: str) -> None:
+            if stage != first_stage:  # past the stage's own start: the work is under way
+                raise CancelledError(f"{Path(file).name}: cancelled in {stage}")
+        return progress
+
+    seen: list[tuple[str, float]] = []
+    prepare_audio(media / SPEECH, progress=lambda stage, fraction, file: seen.append((stage, fraction)))
+    assert seen[0] == ("audio", 0.0) and seen[-1] == ("audio", 1.0) and len(seen) >= 3  # decoding, features
+    with pytest.raises(CancelledError, match="cancelled in faces"):  # before the face search (orientation) begins
+        prepare_presenter(media / "liveportrait/d0.mp4", settings, cancel_inside("starting"))
+
+
 def test_overlapped_stages_give_the_same_frames_as_one_thread(media: Path, speech, settings) -> None:
     from dataclasses import replace
 

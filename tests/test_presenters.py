@@ -61,6 +61,8 @@ def test_presenters_added_once_are_picked_by_id_and_their_jobs_detect_and_study_
         for job in batch["jobs"]:
             assert job["state"] == "succeeded", job
             assert job["face_cache"] == "hit" and job["study"] == "cached", job
+            # Its stage table: no face detection, no orientation check, no study.
+            assert not {"detect", "orientation", "study"} & set(job["timings"]), job["timings"]
         assert [job["result"] for job in batch["jobs"]] == ["Anna__speech.mp4", "Ben_Lee__speech.mp4"]
 
         assert client.delete(f"/api/presenters/{added['Anna']}").status_code == 200
@@ -89,6 +91,7 @@ def test_a_video_without_a_face_ends_failed_with_the_reason(studio, tmp_path: Pa
         failed = _wait_prepared(client, response.json()["id"])
         assert failed["state"] == "failed", failed
         assert failed["error"].startswith("pattern.mp4: no face found") and failed["thumbnail"] is None
+        assert (failed["error_code"], failed["error_params"]) == ("no_face", {"file": "pattern.mp4", "frames": 25})
 
         speech = make_clip(tmp_path / "speech.wav", "-f", "lavfi", "-i", "sine=frequency=200", "-t", "1")
         picked = client.post("/api/jobs", data={"presenter": failed["id"]},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -192,7 +193,10 @@ def test_a_batch_is_spread_over_two_workers_with_the_same_frames_as_in_one_proce
     # The studio's header says it too, in both languages.
     assert "Ray workers: 2, 0 busy, 6 jobs done" in engine_line(ray_queue, "en")
     assert "Ray 工作进程：2 个，0 个忙碌，已完成 6 个任务" in engine_line(ray_queue, "zh")
-    assert done[0].worker in job_status_html(done[0], "en")
+    # The job's card names its worker in the page's language: "worker 2 on HOST (CPU)", "HOST 上的工作进程 2（CPU）".
+    number, host = re.match(r"worker-(\d+) on (.+) \(cpu\)$", done[0].worker).groups()
+    assert f"worker {number} on {host} (CPU)" in job_status_html(done[0], "en")
+    assert f"{host} 上的工作进程 {number}（CPU）" in job_status_html(done[0], "zh")
 
     # The same batch in one process (no Ray): the same frames, video for video.
     root = tmp_path / "in-process"
@@ -255,6 +259,8 @@ def test_a_bad_file_fails_alone_naming_it(ray_queue: JobQueue, clips: dict[str, 
     # Named as uploaded: neither the studio's copy nor the worker's folder shows.
     assert bad.error.startswith("my broken clip.mp4:"), bad.error
     assert "batches" not in bad.error and "work" not in bad.error and "jobs/" not in bad.error
+    # Its reason comes back as a code with the file's name too, so the page can word it in its own language.
+    assert bad.error_code == "unreadable" and bad.error_params["file"] == "my broken clip.mp4", (bad.error_code, bad.error_params)
 
 
 def test_the_cluster_refuses_a_client_without_its_token(cluster: Cluster, tmp_path: Path) -> None:

@@ -172,3 +172,52 @@ def test_the_study_ticks_move_the_reading_stage_from_0_to_1(short_clips) -> None
     study_presenter(video, video.fps, DetectionOptions(), 256, 0.25, None, tick=seen.append)
     assert len(seen) == 25
     assert seen[0] == pytest.approx(0.04) and seen[12] == pytest.approx(0.52) and seen[-1] == 1.0
+
+def test_a_failure_is_worded_from_its_code_in_the_page_language() -> None:
+    from heygem.ui.studio import job_notes, job_reason
+
+    faceless = replace(_job("failed", "failed"), error="holiday.mp4: no face found in any of the 50 frames used; ...",
+                       error_code="no_face", error_params={"file": "holiday.mp4", "frames": 50})
+    assert job_reason("zh", faceless) == "holiday.mp4：全部 50 帧中都没有找到人脸。请提供人脸清晰可见的视频或照片。"
+    assert job_reason("en", faceless).startswith("holiday.mp4: no face found in any of its 50 frames.")
+    assert "全部 50 帧中都没有找到人脸" in job_status_html(faceless, "zh")
+    assert "全部 50 帧中都没有找到人脸" in batch_table_html([faceless], "zh")
+    # A code the table does not know (a newer studio's, say): the stored English words.
+    newer = replace(faceless, error_code="from_the_future")
+    assert job_reason("zh", newer) == newer.error
+    noted = replace(_job("succeeded", "done"), notes=["12 of 50 frames had no face and were left as they were", "old"],
+                    note_codes=[("note_faces_missing", {"missing": 12, "frames": 50}), None])
+    assert job_notes("zh", noted) == ["50 帧中有 12 帧没有人脸，保持原样。", "old"]
+    from heygem.ui.studio import presenters_table_html
+
+    failed = _presenter(state="failed", stage="failed", error="cleo.mp4: no face found in any of its 25 frames; ...",
+                        error_code="no_face", error_params={"file": "cleo.mp4", "frames": 25})
+    assert "cleo.mp4：全部 25 帧中都没有找到人脸" in presenters_table_html([failed], "zh")
+
+
+def test_engine_lines_and_devices_are_worded_in_the_page_language() -> None:
+    from heygem.ui.studio import device_words, engine_words
+
+    assert engine_words("zh", "builtin (own-footage mouth morph, 3 keys: closed, open, round; speech sounds)") == (
+        "内置引擎：用本人画面变形口型，3 个关键口型，按语音音素驱动")
+    assert engine_words("zh", "builtin (photo: synthetic mouth opening, simpler than the own-footage morph; loudness)") == (
+        "内置引擎·照片方式：合成张嘴动作（较简单：没有主播本人张嘴的画面可用），按音量驱动")
+    assert engine_words("zh", "wav2lip (wav2lip_gan.pth on cpu, fp32, batch 16)") == (
+        "Wav2Lip（wav2lip_gan.pth，CPU，单精度，每批 16 帧）")
+    assert engine_words("en", "wav2lip (wav2lip_gan.pth on cuda:0, fp16, batch 64)") == (
+        "Wav2Lip (wav2lip_gan.pth on GPU, half precision, batches of 64)")
+    assert engine_words("zh", "some new engine (x)") == "some new engine (x)"  # an unknown shape stays as it is
+    assert device_words("zh", "cuda (NVIDIA H200)") == "GPU NVIDIA H200" and device_words("en", "cpu") == "CPU"
+
+
+def test_a_limit_is_worded_with_its_lengths_in_the_page_language() -> None:
+    from heygem.limits import speech_too_long
+    from heygem.settings import Limits
+    from heygem.ui.studio import reason_words
+
+    refusal = speech_too_long("/srv/uploads/talk.wav", 5410.0, Limits(speech_minutes=30))
+    assert reason_words("zh", refusal.code, refusal.params, str(refusal)) == (
+        "talk.wav：语音长 1 小时 30 分，上限是 30 分钟（可用 --max-speech-minutes 或 HEYGEM_MAX_SPEECH_MINUTES 调高）。")
+    assert reason_words("en", refusal.code, refusal.params, str(refusal)) == (
+        "talk.wav: the speech is 1 h 30 min long; the limit is 30 min (raise it with --max-speech-minutes or "
+        "HEYGEM_MAX_SPEECH_MINUTES).")

@@ -356,8 +356,11 @@ def _error_from(event: dict[str, Any], studio_paths: dict[str, str], label: str)
         return RuntimeError(message)
     cls = getattr(errors, event["error"], None)
     cls = cls if isinstance(cls, type) and issubclass(cls, errors.HeyGemError) else errors.HeyGemError
-    error = cls.__new__(cls)  # their constructors differ; the message is all the queue reads
+    error = cls.__new__(cls)  # their constructors differ; the message, code and values are what the queue reads
     Exception.__init__(error, message)
+    error.code = event.get("code")
+    error.params = {key: studio_paths.get(event["paths"].get(str(value), ""), value) if key == "file" else value
+                    for key, value in (event.get("params") or {}).items()}
     if isinstance(error, errors.InputError):
         error.path, _, error.problem = message.partition(": ")
     return error

@@ -140,6 +140,7 @@ class Worker:
             paths = {str(video_path): "video", str(audio_path): "speech", **({str(audio.path): "speech"} if audio else {})}
             events.put({"error": type(exc).__name__,
                         "message": str(exc), "paths": paths, "heygem": isinstance(exc, HeyGemError),
+                        "code": getattr(exc, "code", None), "params": dict(getattr(exc, "params", None) or {}),
                         "traceback": traceback.format_exc()})
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -168,6 +169,7 @@ class Worker:
             self._speeches[key] = prepared
             while len(self._speeches) > SPEECHES_KEPT:
                 _, dropped = self._speeches.popitem(last=False)
+                dropped.close()
                 shutil.rmtree(dropped.path.parent, ignore_errors=True)
         return prepared
 

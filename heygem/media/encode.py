@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -99,8 +100,12 @@ class VideoWriter:
             raise error from exc
         self.frames_written += 1
 
-    def close(self) -> Path:
-        """Finish the file; rename it into place only if ffmpeg succeeded. Returns out_path."""
+    def close(self, waiting: Callable[[], None] | None = None) -> Path:
+        """Finish the file; rename it into place only if ffmpeg succeeded. Returns out_path.
+
+        ``waiting`` is called every WAIT_STEP seconds while ffmpeg finishes (its last frames, the sound): an
+        exception from it (a cancel) leaves the file unfinished, for ``abort`` to remove.
+        """
         if self._done:
             if self.out_path.exists():
                 return self.out_path
@@ -113,7 +118,7 @@ class VideoWriter:
             self._proc.stdin.close()
         except (BrokenPipeError, OSError):
             pass  # ffmpeg already exited; its exit code below says how.
-        returncode = self._proc.wait()
+        returncode = _wait(self._proc, waiting)
         if returncode != 0 or self.frames_written == 0:
             error = self._error(returncode) if returncode != 0 else \
                 FFmpegError(f"{self.out_path}: no frame was written, nothing to encode")
@@ -157,3 +162,16 @@ class VideoWriter:
             self.temp_path.unlink()
         except FileNotFoundError:
             pass
+
+
+# How often a close that waits for ffmpeg calls its ``waiting`` (seconds).
+WAIT_STEP = 0.2
+
+
+def _wait(process: subprocess.Popen, waiting: Callable[[], None] | None) -> int:
+    """``process``'s exit code, calling ``waiting`` every WAIT_STEP seconds until it ends."""
+    while True:
+        try:
+            return process.wait(timeout=WAIT_STEP if waiting is not None else None)
+        except subprocess.TimeoutExpired:
+            waiting()

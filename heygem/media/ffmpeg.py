@@ -213,11 +213,11 @@ def failure(argv: list[str], returncode: int, stderr: bytes | str | None, subjec
     tool = Path(argv[0]).name
     if "matches no streams" in tail and "a:0" in " ".join(argv):
         return InputError(subject, "has no audio stream; give a file with speech in it "
-                                   "(wav, mp3, m4a, aac, flac, ogg, aiff, or a video with a soundtrack)")
+                                   "(wav, mp3, m4a, aac, flac, ogg, aiff, or a video with a soundtrack)", "no_sound")
     if any(fault in tail for fault in _INPUT_FAULTS):
         return InputError(subject, f"is not a readable video, photo or audio file ({tail or 'no details'}); accepted: "
                                    "videos (mp4, mov, mkv, webm, avi), photos (jpg, png, webp), "
-                                   "audio (wav, mp3, m4a, aac, flac, ogg, aiff)")
+                                   "audio (wav, mp3, m4a, aac, flac, ogg, aiff)", "unreadable")
     return FFmpegError(f"{subject}: {tool} failed with exit code {returncode}: {tail or 'no error output'}")
 
 

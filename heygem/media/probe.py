@@ -115,21 +115,21 @@ def read_image(path: Path) -> np.ndarray:
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
-        raise InputError(path, f"cannot be read ({exc.strerror or exc})") from exc
+        raise InputError(path, f"cannot be read ({exc.strerror or exc})", "unreadable") from exc
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise InputError(path, "could not be decoded as a photo (corrupt, truncated or not an image); "
-                               "accepted photos: jpg, png, webp, bmp, tiff")
+                               "accepted photos: jpg, png, webp, bmp, tiff", "unreadable")
     return image
 
 
 def _check_file(path: Path) -> None:
     if not path.exists():
-        raise InputError(path, f"does not exist; give {ACCEPTED_ANY}")
+        raise InputError(path, f"does not exist; give {ACCEPTED_ANY}", "missing")
     if path.is_dir():
-        raise InputError(path, f"is a folder, not a file; give {ACCEPTED_ANY}")
+        raise InputError(path, f"is a folder, not a file; give {ACCEPTED_ANY}", "missing")
     if path.stat().st_size == 0:
-        raise InputError(path, f"is empty (0 bytes); give {ACCEPTED_ANY}")
+        raise InputError(path, f"is empty (0 bytes); give {ACCEPTED_ANY}", "empty")
 
 
 def probe(path: str | Path) -> MediaInfo:
@@ -140,14 +140,15 @@ def probe(path: str | Path) -> MediaInfo:
     try:
         data = json.loads(raw or b"{}")
     except json.JSONDecodeError as exc:
-        raise InputError(path, f"could not be probed (ffprobe printed no JSON); give {ACCEPTED_ANY}") from exc
+        raise InputError(path, f"could not be probed (ffprobe printed no JSON); give {ACCEPTED_ANY}",
+                         "unreadable") from exc
     fmt: dict[str, Any] = data.get("format") or {}
     streams: list[dict[str, Any]] = data.get("streams") or []
     videos = [s for s in streams if s.get("codec_type") == "video"
               and not (s.get("disposition") or {}).get("attached_pic")]
     audios = [s for s in streams if s.get("codec_type") == "audio"]
     if not videos and not audios:
-        raise InputError(path, f"contains no video, image or audio stream; give {ACCEPTED_ANY}")
+        raise InputError(path, f"contains no video, image or audio stream; give {ACCEPTED_ANY}", "unreadable")
 
     audio = audios[0] if audios else None
     audio_duration = None
@@ -157,7 +158,7 @@ def probe(path: str | Path) -> MediaInfo:
 
     if not videos:
         if audio_duration is None:
-            raise InputError(path, f"has an audio stream of zero length; give {ACCEPTED_SPEECH}")
+            raise InputError(path, f"has an audio stream of zero length; give {ACCEPTED_SPEECH}", "no_sound")
         info = MediaInfo(path, "audio", 0, 0, None, audio_duration, 0, True, audio_duration, 0, None,
                          audio_codec)
         log.debug("probed %s", info)
@@ -173,16 +174,16 @@ def probe(path: str | Path) -> MediaInfo:
 
     duration = _float(video.get("duration")) or _float(fmt.get("duration"))
     if duration is None:
-        raise InputError(path, f"is a video of zero length (no duration); give {ACCEPTED_FACES}")
+        raise InputError(path, f"is a video of zero length (no duration); give {ACCEPTED_FACES}", "bad_video")
     fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
     if fps is None:
         frames = _float(video.get("nb_frames"))
         fps = Fraction(frames / duration).limit_denominator(1001) if frames else None
     if fps is None or fps > _MAX_FPS:
-        raise InputError(path, f"is a video without a usable frame rate; give {ACCEPTED_FACES}")
+        raise InputError(path, f"is a video without a usable frame rate; give {ACCEPTED_FACES}", "bad_video")
     width, height = int(video.get("width") or 0), int(video.get("height") or 0)
     if width <= 0 or height <= 0:
-        raise InputError(path, f"is a video without a picture size; give {ACCEPTED_FACES}")
+        raise InputError(path, f"is a video without a picture size; give {ACCEPTED_FACES}", "bad_video")
     rotation = _rotation(video)
     if rotation in (90, 270):
         width, height = height, width
@@ -216,7 +217,7 @@ def turned(info: MediaInfo, turn: int) -> MediaInfo:
 def require_video_source(info: MediaInfo) -> MediaInfo:
     """The file that gives the faces must be a video or a photo."""
     if info.kind not in ("video", "image"):
-        raise InputError(info.path, f"is audio only; the face comes from {ACCEPTED_FACES}")
+        raise InputError(info.path, f"is audio only; the face comes from {ACCEPTED_FACES}", "no_picture")
     return info
 
 
@@ -224,6 +225,7 @@ def require_audio_source(info: MediaInfo) -> MediaInfo:
     """The file that gives the speech needs an audio stream (a video's soundtrack counts)."""
     if not info.has_audio:
         what = "photo" if info.kind == "image" else "video"
-        raise InputError(info.path, f"is a {what} that has no audio stream; the speech comes from {ACCEPTED_SPEECH}")
+        raise InputError(info.path, f"is a {what} that has no audio stream; the speech comes from {ACCEPTED_SPEECH}",
+                         "no_sound")
     return info
 

@@ -51,7 +51,7 @@ def iter_frames(info: MediaInfo, fps: Fraction) -> Iterator[np.ndarray]:
         yield _photo(info)
         return
     if info.kind != "video":
-        raise InputError(info.path, "is audio only; frames come from a video or a photo")
+        raise InputError(info.path, "is audio only; frames come from a video or a photo", "no_picture")
     yield from _stream_video(info, Fraction(fps))
 
 
@@ -97,5 +97,5 @@ def _stream_video(info: MediaInfo, fps: Fraction) -> Iterator[np.ndarray]:
         raise FFmpegError(f"{info.path}: ffmpeg ended inside frame {count + 1} ({got} of {frame_bytes} "
                           f"bytes); the decoded size is not the probed {info.width}x{info.height}")
     if count == 0:
-        raise InputError(info.path, "is a video in which no frame could be decoded")
+        raise InputError(info.path, "is a video in which no frame could be decoded", "no_frames")
     log.debug("decoded %d frames from %s", count, info.path)

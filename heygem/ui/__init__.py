@@ -39,8 +39,10 @@ def mount_studio(app: FastAPI, queue: JobQueue, path: str = "/", log_file: Path 
     os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + str(Path(ffmpeg_exe()).parent)
     studio = build_studio(queue, log_file or LOGS_DIR / "heygem.log")
     upload_mb = queue.defaults.limits.upload_mb
+    # The footer keeps only Gradio's settings (language, theme): its API page describes the page's internal
+    # events, not HeyGem's API (/api, README.md), and "Built with Gradio" is not ours to say in the page.
     gr.mount_gradio_app(app, studio, path=path, i18n=I18N, theme=THEME, css=CSS, allowed_paths=[], show_error=True,
-                        max_file_size=upload_mb * 1024 * 1024 if upload_mb else None)
+                        max_file_size=upload_mb * 1024 * 1024 if upload_mb else None, footer_links=["settings"])
     _check_request_files(studio, queue.root)
 
 

@@ -11,7 +11,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import gradio as gr
 
@@ -22,7 +22,7 @@ from heygem.media.probe import probe, require_audio_source, require_video_source
 from heygem.presenters import FAILED as PRESENTER_FAILED
 from heygem.presenters import PREPARING, READY, Presenter
 from heygem.settings import ENGINE_CHOICES, LENGTH_CHOICES, LOGS_DIR, PROJECT_ROOT, EngineOptions, with_choices
-from heygem.ui.texts import EN, ZH, language, text
+from heygem.ui.texts import EN, GRADIO_EN, GRADIO_ZH, ZH, language, text
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ LOG_TAIL_BYTES = 200_000
 _RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 TICK_SECONDS = 1.0
 
-I18N = gr.I18n(en=EN, zh=ZH, **{"zh-CN": ZH, "zh-Hans": ZH})
+_PAGE_ZH = {**ZH, **GRADIO_ZH}
+I18N = gr.I18n(en={**EN, **GRADIO_EN}, zh=_PAGE_ZH, **{"zh-CN": _PAGE_ZH, "zh-Hans": _PAGE_ZH})
 # System fonts: the default theme would ask Google Fonts, which an offline machine cannot reach.
 THEME = gr.themes.Soft(font=["system-ui", "PingFang SC", "Microsoft YaHei", "sans-serif"],
                        font_mono=["ui-monospace", "monospace"])
@@ -49,6 +50,10 @@ CSS = """
 .hg-table { width: 100%; border-collapse: collapse; }
 .hg-table th, .hg-table td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--border-color-primary); vertical-align: top; }
 .hg-table td.hg-small { font-size: 90%; }
+.hg-table th { white-space: nowrap; }
+.hg-table td .hg-small { font-weight: normal; }
+.hg-nowrap { white-space: nowrap; }
+.hg-table td.hg-progress { min-width: 150px; }
 .hg-state-failed { color: #c0392b; font-weight: 600; }
 .hg-state-succeeded { color: #1e8449; font-weight: 600; }
 .hg-state-running { color: var(--color-accent); font-weight: 600; }
@@ -56,6 +61,14 @@ CSS = """
 .hg-thumb { width: 64px; height: 64px; object-fit: cover; border-radius: 6px; display: block; }
 .hg-thumb-empty { width: 64px; height: 64px; border-radius: 6px; background: var(--border-color-primary); }
 .hg-log textarea { font-family: ui-monospace, monospace; font-size: 12px; }
+/* Gradio writes "processing | 0.3s" and "queue: 1/2" over a component while an event runs, in English whatever
+   the page's language (fixed in its code, not in its translations); the page's own lines say what is going on. */
+.progress-text { display: none !important; }
+/* An upload field's label wraps before the field's icons (upload more, clear) instead of running under them. */
+:is(#single-audio, #single-picture, #batch-audio, #batch-videos, #presenter-file) label[data-testid="block-label"] {
+    max-width: calc(100% - 72px); white-space: normal; }
+/* The footer keeps one link (Gradio's settings): no divider in front of it. */
+footer .divider { display: none !important; }
 """
 
 
@@ -83,6 +96,87 @@ def _queued_words(lang: str, ahead: int) -> str:
 def _state_words(lang: str, job: Job) -> str:
     """The state as a person reads it; a running job asked to cancel says so until it stops."""
     return _stage(lang, "cancelling") if job.cancelling else _state(lang, job.state)
+
+
+def duration_text(lang: str, seconds: float) -> str:
+    """``1 h 05 min``, ``12 min 30 s``, ``45 s`` (``1 小时 05 分`` ...): a limit or a length as a person reads it."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return text(lang, "hours_minutes", hours=hours, minutes=minutes)
+    if minutes:
+        return text(lang, "minutes_seconds", minutes=minutes, seconds=secs) if secs else text(lang, "minutes_only", minutes=minutes)
+    return text(lang, "seconds_only", seconds=secs)
+
+
+def coded_words(lang: str, key: str, params: dict[str, Any], fallback: str) -> str:
+    """The text ``key`` of the locale table filled with a reason's or note's values (heygem.errors), in the
+    page's language; ``fallback`` (the stored English words) for a key the table does not know or values it
+    cannot fill."""
+    if key not in EN:
+        return fallback
+    values = dict(params)
+    if "file" in values:  # only ever a name on the page, never a path of the server
+        values["file"] = Path(str(values["file"])).name
+    for seconds_key, words_key in (("length_seconds", "length"), ("limit_seconds", "limit")):  # in the page's words
+        if seconds_key in values:
+            values[words_key] = duration_text(lang, values.pop(seconds_key))
+    try:
+        return text(lang, key, **values)
+    except (KeyError, IndexError, ValueError):  # a value the template needs is missing
+        log.warning("%s lacks a value for its words (%s); showing the stored text", key, values)
+        return fallback
+
+
+def reason_words(lang: str, code: str | None, params: dict[str, Any], fallback: str) -> str:
+    """A failure's reason in the page's language, from its code and values; ``fallback`` (the stored English
+    words) for a reason without a code, or with one the table does not know."""
+    return coded_words(lang, f"reason_{code}", params, fallback) if code else fallback
+
+
+def job_reason(lang: str, job: Job) -> str:
+    """Why the job failed, in the page's language."""
+    return reason_words(lang, job.error_code, job.error_params, job.error or "")
+
+
+def job_notes(lang: str, job: Job) -> list[str]:
+    """What the result says about its video, in the page's language (a note without a known code as stored)."""
+    coded = list(job.note_codes) + [None] * (len(job.notes) - len(job.note_codes))
+    return [coded_words(lang, code[0], code[1], note) if code else note for note, code in zip(job.notes, coded)]
+
+
+def device_words(lang: str, device: str) -> str:
+    """``cpu`` as CPU; ``cuda``, ``cuda:0`` or ``cuda (NVIDIA H200)`` as GPU with its name."""
+    if device == "cpu":
+        return text(lang, "device_cpu")
+    match = re.match(r"cuda(?::\d+)?(?: \((.+)\))?$", device)
+    if match:
+        return text(lang, "device_gpu") + (f" {match.group(1)}" if match.group(1) else "")
+    return device
+
+
+# What the engines' describe() says (heygem.engines: one line for logs and results), to be worded again.
+_WAV2LIP_RUN = re.compile(r"wav2lip \((?P<checkpoint>.+) on (?P<device>[^,]+), (?P<precision>fp16|fp32), batch (?P<batch>\d+)\)$")
+_BUILTIN_RUN = re.compile(r"builtin \(own-footage mouth morph, (?P<keys>\d+) keys(?:: [^;]*)?; (?P<drive>speech sounds|loudness)\)$")
+_BUILTIN_PHOTO = re.compile(r"builtin \(photo: [^;]*; (?P<drive>speech sounds|loudness)\)$")
+
+
+def engine_words(lang: str, engine: str | None) -> str:
+    """A job's engine line (``builtin (own-footage mouth morph, 3 keys; speech sounds)``) in the page's language;
+    a line of another shape as it is."""
+    if not engine:
+        return ""
+    if match := _WAV2LIP_RUN.match(engine):
+        return text(lang, "engine_run_wav2lip", checkpoint=match["checkpoint"], batch=match["batch"],
+                    device=device_words(lang, match["device"]), precision=text(lang, f"precision_{match['precision']}"))
+    if match := _BUILTIN_RUN.match(engine):
+        return text(lang, "engine_run_builtin", keys=match["keys"], drive=text(lang, f"drive_{match['drive']}"))
+    if match := _BUILTIN_PHOTO.match(engine):
+        return text(lang, "engine_run_builtin_photo", drive=text(lang, f"drive_{match['drive']}"))
+    if engine == "builtin (own-footage mouth morph)":
+        return text(lang, "engine_run_builtin_plain")
+    return engine
 
 
 def _bar(fraction: float) -> str:
@@ -142,9 +236,16 @@ def batch_progress_words(jobs: list[Job], lang: str, now: float | None = None) -
     return text(lang, "batch_progress", percent=fraction * 100, timing=timing_words(lang, fraction, elapsed))
 
 
-def _on_worker(job: Job) -> str:
-    """`` · worker-2 on host (device)`` for a job run by a cluster's worker (heygem.cluster); nothing otherwise."""
-    return f" · {html.escape(job.worker)}" if job.worker else ""
+def _on_worker(lang: str, job: Job) -> str:
+    """`` · worker 2 on host (CPU)`` for a job run by a cluster's worker (heygem.cluster), in the page's
+    language; nothing otherwise. The job stores the cluster's label, ``worker-2 on host (cpu)``."""
+    if not job.worker:
+        return ""
+    match = re.match(r"worker-(\d+) on (.+) \((.+)\)$", job.worker)
+    if match is None:
+        return f" · {html.escape(job.worker)}"
+    number, host, device = match.groups()
+    return " · " + html.escape(text(lang, "on_worker", number=number, host=host, device=device_words(lang, device)))
 
 
 def job_status_html(job: Job, lang: str, ahead: int = 0) -> str:
@@ -154,18 +255,18 @@ def job_status_html(job: Job, lang: str, ahead: int = 0) -> str:
     if job.cancelling:
         detail = f"{state} · {_stage(lang, 'cancelling')}"
     elif job.state == RUNNING:
-        detail = f"{state} · {_stage(lang, job.stage)} · {running_words(lang, job)}{_on_worker(job)}"
+        detail = f"{state} · {_stage(lang, job.stage)} · {running_words(lang, job)}{_on_worker(lang, job)}"
     elif job.state == "queued":
         detail = _queued_words(lang, ahead)
     elif job.state == SUCCEEDED and job.started and job.finished:
-        detail = f"{state} · {text(lang, 'took', seconds=job.finished - job.started)} · {html.escape(job.engine or '')}{_on_worker(job)}"
+        detail = f"{state} · {text(lang, 'took', seconds=job.finished - job.started)} · {html.escape(engine_words(lang, job.engine))}{_on_worker(lang, job)}"
     else:
         detail = state
     parts = [f'<div class="hg-job" data-state="{job.state}" data-cancelling="{str(job.cancelling).lower()}">'
              f'<div class="hg-line"><b>{name}</b> — {detail}</div>', _bar(1.0 if job.state == SUCCEEDED else overall_progress(job))]
     if job.error:
-        parts.append(f'<div class="hg-error">{html.escape(job.error)}</div>')
-    parts.extend(f'<div class="hg-note">{html.escape(note)}</div>' for note in job.notes)
+        parts.append(f'<div class="hg-error">{html.escape(job_reason(lang, job))}</div>')
+    parts.extend(f'<div class="hg-note">{html.escape(note)}</div>' for note in job_notes(lang, job))
     parts.append("</div>")
     return "".join(parts)
 
@@ -175,17 +276,28 @@ def message_html(message: str) -> str:
 
 
 def batch_table_html(jobs: list[Job], lang: str) -> str:
-    """The live table of a batch: one row per video with its state, a progress bar and the reason of a failure."""
-    head = "".join(f"<th>{text(lang, key)}</th>" for key in ("col_video", "col_state", "col_progress", "col_detail"))
+    """The live table of a batch: one row per video with its state, a progress bar, the time it took, the engine
+    that made it (which says when a photo took the simpler photo path) and the reason of a failure or its notes."""
+    keys = ("col_video", "col_state", "col_progress", "col_time", "col_engine", "col_detail")
+    head = "".join(f"<th>{text(lang, key)}</th>" for key in keys)
     rows = []
     for number, job in enumerate(jobs, start=1):
-        detail = job.error or (_stage(lang, job.stage) if job.state == RUNNING else "; ".join(job.notes))
+        if job.error:
+            detail = job_reason(lang, job)
+        elif job.state == RUNNING:
+            detail = _stage(lang, job.stage)
+        else:
+            detail = "; ".join(job_notes(lang, job))
         fraction = 1.0 if job.state == SUCCEEDED else overall_progress(job) if job.state == RUNNING else job.progress
         words = running_words(lang, job) if job.state == RUNNING and not job.cancelling else ""
+        took = (text(lang, "seconds", seconds=job.finished - job.started)
+                if job.state == SUCCEEDED and job.started and job.finished else "")
         rows.append(
             f'<tr data-state="{job.state}"><td>{number}. {html.escape(job.video_name)}</td>'
-            f'<td class="hg-state-{job.state}">{_state_words(lang, job)}</td>'
-            f'<td>{_bar(fraction)}<span class="hg-small">{html.escape(words)}</span></td>'
+            f'<td class="hg-state-{job.state} hg-nowrap">{_state_words(lang, job)}</td>'
+            f'<td class="hg-progress">{_bar(fraction)}<span class="hg-small">{html.escape(words)}</span></td>'
+            f'<td class="hg-small hg-nowrap">{took}</td>'
+            f'<td class="hg-small">{html.escape(engine_words(lang, job.engine))}</td>'
             f'<td class="hg-small">{html.escape(detail or "")}</td></tr>')
     return f'<table class="hg-table" id="batch-table"><tr>{head}</tr>{"".join(rows)}</table>'
 
@@ -196,7 +308,7 @@ def _history_state(lang: str, job: Job) -> str:
     if job.state == RUNNING and not job.cancelling:
         words += f" · {html.escape(_stage(lang, job.stage))} · {html.escape(running_words(lang, job))}"
     if job.error:
-        words += f"<br><span class=hg-small>{html.escape(job.error)}</span>"
+        words += f"<br><span class=hg-small>{html.escape(job_reason(lang, job))}</span>"
     return words
 
 
@@ -212,25 +324,27 @@ def history_table_html(jobs: list[Job], lang: str) -> str:
     rows = []
     for batch_id, members in batches.items():
         members = sorted(members, key=lambda job: job.seq)
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(members[0].created))
+        when = time.strftime("%m-%d %H:%M", time.localtime(members[0].created))
         title = html.escape(text(lang, "history_batch", when=when, audio=members[0].audio_name, videos=len(members)))
         # The API's route builds and serves the ZIP (same origin, same login as the page).
         link = (f' · <a class="hg-zip" href="/api/batches/{batch_id}/zip" download>{text(lang, "history_zip")}</a>'
                 if any(job.finished_ok for job in members) else "")
         rows.append(f'<tr class="hg-batch" data-batch="{batch_id}"><td colspan="4"><b>{title}</b>{link}</td></tr>')
         for job in members:
-            finished = time.strftime("%H:%M", time.localtime(job.finished)) if job.finished else ""
+            finished = time.strftime("%m-%d %H:%M", time.localtime(job.finished)) if job.finished else ""
             rows.append(
-                f'<tr data-state="{job.state}" data-batch="{batch_id}"><td class="hg-small">{finished}</td>'
+                f'<tr data-state="{job.state}" data-batch="{batch_id}"><td class="hg-small hg-nowrap">{finished}</td>'
                 f"<td>{html.escape(job.video_name)}</td><td class=\"hg-state-{job.state}\">{_history_state(lang, job)}</td>"
-                f'<td class="hg-small">{html.escape(job.engine or "")}{_on_worker(job)}</td></tr>')
+                f'<td class="hg-small">{html.escape(engine_words(lang, job.engine))}{_on_worker(lang, job)}</td></tr>')
     return f'<table class="hg-table" id="history-table"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
 def history_choices(jobs: list[Job]) -> list[tuple[str, str]]:
-    """Dropdown entries for finished results: label ``video — speech (time)``, value the job id."""
+    """Dropdown entries for finished results: label ``video · speech · 12-01 16:40`` (the names as uploaded, so
+    results of one presenter with different speeches, or one speech made twice, tell apart), value the job id."""
     return [
-        (f"{job.output.name} ({time.strftime('%m-%d %H:%M', time.localtime(job.finished or job.created))})", job.id)
+        (f"{job.video_name} · {job.audio_name} · {time.strftime('%m-%d %H:%M', time.localtime(job.finished or job.created))}",
+         job.id)
         for job in jobs if job.finished_ok
     ]
 
@@ -250,7 +364,8 @@ def _presenter_state(lang: str, presenter: Presenter) -> str:
         stage = html.escape(_presenter_stage(lang, presenter.stage))
         return f"{words} · {stage} · {presenter.progress * 100:.0f}%{_bar(presenter.progress)}"
     if presenter.state == PRESENTER_FAILED and presenter.error:
-        return f'{words}<br><span class="hg-small">{html.escape(presenter.error)}</span>'
+        reason = reason_words(lang, presenter.error_code, presenter.error_params, presenter.error)
+        return f'{words}<br><span class="hg-small">{html.escape(reason)}</span>'
     return words
 
 
@@ -412,7 +527,7 @@ def engine_choices(options: EngineOptions) -> tuple[list[str], str]:
 def engine_line(queue: JobQueue, lang: str) -> str:
     status = engine_status(queue.defaults.engine)
     key = "engine_wav2lip" if status["engine"] == "wav2lip" else "engine_builtin"
-    line = text(lang, key, checkpoint=status["checkpoint"], device=status["device"]) + text(
+    line = text(lang, key, checkpoint=status["checkpoint"], device=device_words(lang, status["device"])) + text(
         lang, "queue_line", pending=queue.pending())
     if workers := queue.workers():  # jobs run on a cluster (heygem.cluster): where, refreshed with the rest
         line += text(lang, "workers_line", count=len(workers), busy=sum(w["state"] == "busy" for w in workers),
@@ -468,7 +583,7 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
         except ValueError as exc:
             return None, message_html(text(lang, "bad_option", reason=exc)), None, None, None
         except HeyGemError as exc:
-            return None, message_html(str(exc)), None, None, None
+            return None, message_html(reason_words(lang, exc.code, exc.params, str(exc))), None, None, None
         job = batch.jobs[0]
         return job.id, job_status_html(job, lang, ahead_of(job)), None, None, None
 
@@ -494,7 +609,7 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
         except ValueError as exc:
             return None, message_html(text(lang, "bad_option", reason=exc)), "", None, 0, None
         except HeyGemError as exc:
-            return None, message_html(str(exc)), "", None, 0, None
+            return None, message_html(reason_words(lang, exc.code, exc.params, str(exc))), "", None, 0, None
         return batch.id, batch_table_html(batch.jobs, lang), "", None, 0, None
 
     def cancel_batch(batch_id, request: gr.Request):
@@ -529,8 +644,8 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
             return [message_html(problem), gr.skip(), gr.skip(), *library(lang, (single, many, None))]
         try:
             presenter = queue.presenters.add(path, name or "", file_name=Path(path).name)
-        except HeyGemError as exc:  # over a limit: the message names the file and how to raise the limit
-            return [message_html(str(exc)), gr.skip(), gr.skip(), *library(lang, (single, many, None))]
+        except HeyGemError as exc:  # over a limit: the message names the file and the limit
+            return [message_html(reason_words(lang, exc.code, exc.params, str(exc))), gr.skip(), gr.skip(), *library(lang, (single, many, None))]
         note = f"<p>{html.escape(text(lang, 'presenter_added', name=presenter.name))}</p>"
         return [note, None, "", *library(lang, (single, many, presenter.id))]
 
@@ -630,9 +745,10 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                 counts = batch.counts
                 summary = text(lang, "batch_summary", done=sum(counts[s] for s in FINISHED), total=len(batch.jobs),
                                failed=counts[FAILED], cancelled=counts["cancelled"])
-                now = text(lang, "running_now", name=running.video_name) if running else ""
+                if running:
+                    summary += text(lang, "sentence_gap") + text(lang, "running_now", name=running.video_name)
                 # The whole batch's progress on a line of its own (a Markdown line break).
-                batch_out[0] = "  \n".join(part for part in (f"{summary} {now}", batch_progress_words(batch.jobs, lang)) if part)
+                batch_out[0] = "  \n".join(part for part in (summary, batch_progress_words(batch.jobs, lang)) if part)
                 batch_out[1] = batch_table_html(batch.jobs, lang)
                 finished_ok = sum(job.finished_ok for job in batch.jobs)
                 if finished_ok and finished_ok != zipped:  # a new result: list it, rebuild the ZIP
@@ -663,11 +779,13 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
         with gr.Accordion(i18n("options"), open=False):
             with gr.Row():
                 offered, engine_info = engine_choices(queue.defaults.engine)
-                engine = gr.Radio(offered, label=i18n("engine"), info=i18n(engine_info), elem_id="engine-choice",
+                engine = gr.Radio([(i18n(f"choice_engine_{choice}"), choice) for choice in offered], label=i18n("engine"), info=i18n(engine_info), elem_id="engine-choice",
                                   value=queue.defaults.engine.engine if queue.defaults.engine.engine in offered else "auto")
-                face = gr.Dropdown(["largest", "0", "1", "2", "3", "4"], value="largest", label=i18n("face"),
+                face = gr.Dropdown([(i18n("choice_face_largest"), "largest"), "0", "1", "2", "3", "4"], value="largest",
+                                   label=i18n("face"),
                                    info=i18n("face_info"))
-                length = gr.Radio(list(LENGTH_CHOICES), value=queue.defaults.length_policy, label=i18n("length"))
+                length = gr.Radio([(i18n(f"choice_length_{choice}"), choice) for choice in LENGTH_CHOICES],
+                                  value=queue.defaults.length_policy, label=i18n("length"))
                 crf = gr.Slider(10, 35, value=queue.defaults.encode.crf, step=1, label=i18n("quality"))
         options = [engine, face, length, crf]
 

@@ -54,6 +54,7 @@ EN: dict[str, str] = {
     ),
     "queue_line": " Jobs waiting or running: {pending}.",
     "workers_line": " Ray workers: {count}, {busy} busy, {done} jobs done ({where}).",
+    "sentence_gap": " ",  # between two sentences on one line
     "need_speech": "Add a speech recording first.",
     "need_picture": "Add a video or photo of the presenter, or pick one from the library, first.",
     "need_videos": "Add one or more videos or photos, or pick presenters from the library, first.",
@@ -84,6 +85,7 @@ EN: dict[str, str] = {
     "col_when": "Finished",
     "col_audio": "Speech",
     "col_engine": "Engine",
+    "col_time": "Time",
     "running_now": "Now working on: **{name}**",
     "batch_summary": "{done} of {total} finished ({failed} failed, {cancelled} cancelled).",
     "batch_idle": "Upload one speech and several videos, or pick presenters from the library, then press Start batch.",
@@ -148,6 +150,79 @@ EN: dict[str, str] = {
     # History grouped by batch.
     "history_batch": "{when} · speech {audio} · {videos} video(s)",
     "history_zip": "ZIP of the finished results",
+    # Option values (the stored values stay auto, largest, pingpong ...; these are what the page shows).
+    "choice_engine_auto": "auto",
+    "choice_engine_wav2lip": "wav2lip",
+    "choice_engine_builtin": "builtin",
+    "choice_face_largest": "largest",
+    "choice_length_pingpong": "ping-pong (forward, then backward)",
+    "choice_length_loop": "loop (from the start again)",
+    # Where the engine runs, and what it was (a job's engine line).
+    "device_cpu": "CPU",
+    "device_gpu": "GPU",
+    "engine_run_wav2lip": "Wav2Lip ({checkpoint} on {device}, {precision}, batches of {batch})",
+    "engine_run_builtin": "built-in: own-footage mouth morph, {keys} key mouths, driven by {drive}",
+    "engine_run_builtin_plain": "built-in: own-footage mouth morph",
+    "engine_run_builtin_photo": (
+        "built-in, photo path: a synthesised mouth opening (simpler: there is no open mouth of the presenter's own "
+        "to reuse), driven by {drive}"
+    ),
+    "precision_fp16": "half precision",
+    "precision_fp32": "full precision",
+    "drive_speech sounds": "the speech sounds",
+    "drive_loudness": "loudness",
+    # Why a job failed (heygem.errors codes), with the file's name and the numbers.
+    "reason_missing": "{file}: the file is missing.",
+    "reason_empty": "{file} is empty (0 bytes).",
+    "reason_unreadable": "{file} is not a video, photo or sound file HeyGem can read.",
+    "reason_bad_video": "{file}: the video has no usable length, frame rate or picture size.",
+    "reason_no_sound": "{file} has no sound: the speech must be a recording or a video with sound.",
+    "reason_no_picture": "{file} holds only sound: the presenter must be a video or photo of a face.",
+    "reason_no_frames": "{file}: no frame of the video could be decoded; the file may be damaged.",
+    "reason_no_face": "{file}: no face found in any of its {frames} frames. Give a video or photo where the face is clearly visible.",
+    "reason_no_face_number": "{file}: face number {face} (counted from 0, left to right) is not in any of its {frames} frames.",
+    "reason_cut_short": (
+        "{file}: only {decoded} of the {promised} frames its header promises could be decoded; the file is probably "
+        "cut short (an interrupted upload or copy). Give the complete file."
+    ),
+    "reason_speech_too_short": "{file}: the speech is only {seconds} s long.",
+    "reason_speech_too_long": "{file}: the speech is {length} long; the limit is {limit} (raise it with {option} or {env}).",
+    "reason_speech_over_limit": "{file}: the speech runs past the limit of {limit} (raise it with {option} or {env}).",
+    "reason_video_too_long": (
+        "{file}: the video is {length} long; the limit is {limit} (raise it with {option} or {env}). Only as much "
+        "of the video as the speech lasts is used, so a shorter cut will do."
+    ),
+    "reason_picture_too_large": (
+        "{file}: the video is {width}×{height}; the limit is {limit} pixels on the longer side (raise it with "
+        "{option} or {env}), or scale it down first."
+    ),
+    "reason_queue_full": (
+        "The queue already holds {pending} unfinished jobs; the limit is {limit} (raise it with {option} or {env}), "
+        "or wait for some to finish."
+    ),
+    "hours_minutes": "{hours} h {minutes:02d} min",
+    "minutes_seconds": "{minutes} min {seconds:02d} s",
+    "minutes_only": "{minutes} min",
+    "seconds_only": "{seconds} s",
+    "reason_interrupted": "{file}: the program stopped while working on this job {attempts} times; it was not tried again.",
+    "reason_internal": "{file}: internal error; the Logs tab has the details.",
+    "on_worker": "worker {number} on {host} ({device})",
+    "reason_worker_lost": "{file}: the worker running this job stopped {attempts} times; it was not tried again.",
+    "reason_unexpected": "{file}: unexpected error; the Logs tab has the details.",
+    "reason_unknown_presenter": "There is no presenter with the id {file}.",
+    "reason_presenter_failed": "The presenter {name} could not be prepared; add it again with another file.",
+    # What a result says about its video (heygem.errors.CodedText codes).
+    "note_cut_short": (
+        "Cut short: {file} holds only {decoded} of the {promised} frames its header promises; its last {seconds} s "
+        "are missing, so the result continues from the frames there are."
+    ),
+    "note_turned": "The face was found with the picture turned {turn}°: it was lip-synced upright and turned back.",
+    "note_faces_missing": "{missing} of {frames} frames had no face and were left as they were.",
+    "note_left_unchanged": (
+        "Left unchanged: no face in {missing} of {frames} frames; only the other {synced} were lip-synced. Give a "
+        "video where the face is clearly visible."
+    ),
+    "note_scaled_down": "{file} is {width}×{height}; scaled down to {new_width}×{new_height} (the picture-side limit).",
 }
 
 ZH: dict[str, str] = {
@@ -162,15 +237,15 @@ ZH: dict[str, str] = {
     "preview_photo": "预览",
     "options": "选项",
     "engine": "引擎",
-    "engine_info": "auto：已安装检查点时用 Wav2Lip，否则用内置引擎",
+    "engine_info": "自动：已安装检查点时用 Wav2Lip，否则用内置引擎",
     "engine_info_no_wav2lip": (
-        "auto：使用内置引擎。未提供 wav2lip：没有安装检查点。请把 Wav2Lip 项目的 wav2lip_gan.pth 放到 "
+        "自动：使用内置引擎。未提供 Wav2Lip：没有安装检查点。请把 Wav2Lip 项目的 wav2lip_gan.pth 放到 "
         "checkpoints/wav2lip_gan.pth，然后重新启动工作室。"
     ),
     "face": "人脸",
-    "face_info": "largest（最大的人脸），或从左数的人脸编号（0 = 最左）",
+    "face_info": "最大的人脸，或从左数的人脸编号（0 = 最左）",
     "length": "语音比视频长时",
-    "quality": "视频质量（CRF，越小越好）",
+    "quality": "视频质量（数值越小，画质越好）",
     "generate": "生成",
     "cancel": "取消",
     "result": "结果",
@@ -183,7 +258,7 @@ ZH: dict[str, str] = {
     "refresh": "刷新",
     "pick_result": "要播放的结果",
     "delete": "删除此结果",
-    "log_tail": "日志（logs/heygem.log，最新的在最上；文件中另有 DEBUG 详情）",
+    "log_tail": "日志（logs/heygem.log，最新的在最上；文件中另有更详细的调试记录）",
     "advice": (
         "**提示。** 单个视频请保持在 5 分钟以内：更长的视频也能处理，但需要更多内存和时间。"
         "语音：wav、mp3、m4a、flac、ogg、aiff，或任何带声音的视频。主播：mp4、mov、mkv、avi、webm，"
@@ -194,8 +269,9 @@ ZH: dict[str, str] = {
         "引擎：**内置**（无需权重），运行于 {device}。如需神经网络 Wav2Lip 引擎，请把 Wav2Lip 项目的 "
         "`wav2lip_gan.pth`（或 `wav2lip.pth`）放入 `checkpoints/` 文件夹并重新启动（其权重仅限非商业用途）。"
     ),
-    "queue_line": " 等待或运行中的任务：{pending} 个。",
-    "workers_line": " Ray 工作进程：{count} 个，{busy} 个忙碌，已完成 {done} 个任务（{where}）。",
+    "queue_line": "等待或运行中的任务：{pending} 个。",  # no space after a Chinese full stop
+    "sentence_gap": "",
+    "workers_line": "Ray 工作进程：{count} 个，{busy} 个忙碌，已完成 {done} 个任务（{where}）。",
     "need_speech": "请先添加语音。",
     "need_picture": "请先添加主播的视频或照片，或从主播库中选择一个。",
     "need_videos": "请先添加一个或多个视频或照片，或从主播库中选择主播。",
@@ -226,6 +302,7 @@ ZH: dict[str, str] = {
     "col_when": "完成时间",
     "col_audio": "语音",
     "col_engine": "引擎",
+    "col_time": "用时",
     "running_now": "正在处理：**{name}**",
     "batch_summary": "已完成 {done} / {total}（失败 {failed}，取消 {cancelled}）。",
     "batch_idle": "上传一段语音和多个视频，或从主播库中选择主播，然后点击“开始批量”。",
@@ -283,9 +360,76 @@ ZH: dict[str, str] = {
     "batch_progress": "整批：{percent:.0f}% · {timing}",
     "history_batch": "{when} · 语音 {audio} · {videos} 个视频",
     "history_zip": "已完成结果的 ZIP",
+    "choice_engine_auto": "自动",
+    "choice_engine_wav2lip": "Wav2Lip",
+    "choice_engine_builtin": "内置",
+    "choice_face_largest": "最大的人脸",
+    "choice_length_pingpong": "来回播放（正放后倒放）",
+    "choice_length_loop": "循环播放（从头再放）",
+    "device_cpu": "CPU",
+    "device_gpu": "GPU",
+    "engine_run_wav2lip": "Wav2Lip（{checkpoint}，{device}，{precision}，每批 {batch} 帧）",
+    "engine_run_builtin": "内置引擎：用本人画面变形口型，{keys} 个关键口型，按{drive}驱动",
+    "engine_run_builtin_plain": "内置引擎：用本人画面变形口型",
+    "engine_run_builtin_photo": "内置引擎·照片方式：合成张嘴动作（较简单：没有主播本人张嘴的画面可用），按{drive}驱动",
+    "precision_fp16": "半精度",
+    "precision_fp32": "单精度",
+    "drive_speech sounds": "语音音素",
+    "drive_loudness": "音量",
+    "reason_missing": "{file}：找不到该文件。",
+    "reason_empty": "{file} 是空文件（0 字节）。",
+    "reason_unreadable": "{file} 不是 HeyGem 能读取的视频、照片或音频文件。",
+    "reason_bad_video": "{file}：该视频没有可用的时长、帧率或画面尺寸。",
+    "reason_no_sound": "{file} 没有声音：语音必须是录音或带声音的视频。",
+    "reason_no_picture": "{file} 只有声音：主播必须是人脸视频或照片。",
+    "reason_no_frames": "{file}：视频中没有一帧能解码，文件可能已损坏。",
+    "reason_no_face": "{file}：全部 {frames} 帧中都没有找到人脸。请提供人脸清晰可见的视频或照片。",
+    "reason_no_face_number": "{file}：全部 {frames} 帧中都没有第 {face} 号人脸（从左往右，从 0 开始数）。",
+    "reason_cut_short": "{file}：文件头标明有 {promised} 帧，但只能解码出 {decoded} 帧，文件可能不完整（上传或复制被中断）。请提供完整的文件。",
+    "reason_speech_too_short": "{file}：语音只有 {seconds} 秒。",
+    "reason_speech_too_long": "{file}：语音长 {length}，上限是 {limit}（可用 {option} 或 {env} 调高）。",
+    "reason_speech_over_limit": "{file}：语音超过了 {limit} 的上限（可用 {option} 或 {env} 调高）。",
+    "reason_video_too_long": "{file}：视频长 {length}，上限是 {limit}（可用 {option} 或 {env} 调高）。只会用到与语音一样长的部分，剪短的视频即可。",
+    "reason_picture_too_large": "{file}：视频为 {width}×{height}，长边上限是 {limit} 像素（可用 {option} 或 {env} 调高），也可以先把它缩小。",
+    "reason_queue_full": "队列中已有 {pending} 个未完成的任务，上限是 {limit} 个（可用 {option} 或 {env} 调高），或等一些任务完成。",
+    "hours_minutes": "{hours} 小时 {minutes:02d} 分",
+    "minutes_seconds": "{minutes} 分 {seconds:02d} 秒",
+    "minutes_only": "{minutes} 分钟",
+    "seconds_only": "{seconds} 秒",
+    "reason_interrupted": "{file}：处理此任务时程序已中断 {attempts} 次，不再重试。",
+    "reason_internal": "{file}：内部错误，详见“日志”页。",
+    "on_worker": "{host} 上的工作进程 {number}（{device}）",
+    "reason_worker_lost": "{file}：运行此任务的工作进程已中断 {attempts} 次，不再重试。",
+    "reason_unexpected": "{file}：意外错误，详见“日志”页。",
+    "reason_unknown_presenter": "没有编号为 {file} 的主播。",
+    "reason_presenter_failed": "主播 {name} 未能准备好，请用另一个文件重新添加。",
+    "note_cut_short": "不完整：{file} 文件头标明有 {promised} 帧，只有 {decoded} 帧；最后 {seconds} 秒缺失，结果用现有的画面接续。",
+    "note_turned": "画面旋转 {turn}° 后才找到人脸：已摆正后做口型同步，再转回原方向。",
+    "note_faces_missing": "{frames} 帧中有 {missing} 帧没有人脸，保持原样。",
+    "note_left_unchanged": "基本未改动：{frames} 帧中有 {missing} 帧没有人脸，只有其余 {synced} 帧做了口型同步。请提供人脸清晰可见的视频。",
+    "note_scaled_down": "{file} 为 {width}×{height}，已按画面尺寸上限缩小到 {new_width}×{new_height}。",
 }
 
 TEXTS = {"en": EN, "zh": ZH}
+
+# Gradio's own words that its tables lack (in English too): the page would show the key itself, such as
+# "common.complete" in the status it announces when an event ends. Given to Gradio's I18n with the labels.
+GRADIO_EN: dict[str, str] = {
+    "common.complete": "Done",
+    "common.download_all": "Download all",
+    "common.progress": "Progress",
+    "common.upload": "Upload",
+    "common.video": "Video",
+    "status.queue_position": "Waiting: {position} of {size}",
+}
+GRADIO_ZH: dict[str, str] = {
+    "common.complete": "完成",
+    "common.download_all": "全部下载",
+    "common.progress": "进度",
+    "common.upload": "上传",
+    "common.video": "视频",
+    "status.queue_position": "等待中：第 {position} 个，共 {size} 个",
+}
 
 
 def language(accept_language: str | None) -> str:
