@@ -72,3 +72,7 @@ class CodedText(str):
         made.code = code
         made.params = params
         return made
+
+    def __getnewargs_ex__(self) -> tuple[tuple[str, str], dict[str, Any]]:
+        # Pickled whole (a cluster worker's result goes to the studio so): str's own way would drop the code.
+        return (self.code, str(self)), dict(self.params)

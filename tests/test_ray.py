@@ -306,6 +306,18 @@ def test_the_studio_refuses_cluster_options_that_make_no_sense(argv: list[str], 
     assert "--workers" in capsys.readouterr().err
 
 
+def test_a_results_notes_keep_their_codes_on_the_way_back_from_a_worker() -> None:
+    # A worker's result reaches the studio pickled (Ray's cloudpickle): its notes must still carry their codes, so
+    # that the page words "cut short" or "turned" in its own language, as for a job run in one process.
+    import cloudpickle
+
+    from heygem.errors import CodedText
+
+    note = CodedText("note_cut_short", "d0.mp4 is CUT SHORT", file="d0.mp4", decoded=40, total=50)
+    back = cloudpickle.loads(cloudpickle.dumps({"notes": [note]}))["notes"][0]
+    assert (str(back), back.code, back.params) == (str(note), "note_cut_short", note.params)
+
+
 def test_files_travel_in_pieces_and_arrive_whole(cluster: Cluster, clips: dict[str, Path], tmp_path: Path,
                                                  monkeypatch) -> None:
     from heygem.cluster import worker
