@@ -429,14 +429,21 @@ def test_a_reload_finds_the_running_job_and_batch_again(browser, studio, short_c
     assert "3 video(s)" in page.inner_text("#history-table")
     _shot(page, "history_running")
 
-    page.get_by_role("tab", name="Batch").click()
+    _cancel_batch(page, "Batch", "cancelling…", held_jobs, 3)
+
+
+def _cancel_batch(page, tab: str, cancelling: str, held_jobs, jobs: int) -> None:
+    """Cancel the running batch from its tab: its running row says ``cancelling`` at once, while the job is still
+    held; once let go, all ``jobs`` rows end cancelled. Closes the page."""
+    page.get_by_role("tab", name=tab).click()
     page.click("#batch-cancel")
     page.wait_for_function(
-        "() => document.querySelector('#batch-status tr[data-state=running]').innerText.includes('cancelling…')",
-        timeout=10_000)
+        "word => document.querySelector('#batch-status tr[data-state=running]').innerText.includes(word)",
+        arg=cancelling, timeout=10_000)
     held_jobs.release()
     page.wait_for_function(
-        "() => document.querySelectorAll('#batch-status tr[data-state=cancelled]').length === 3", timeout=60_000)
+        "n => document.querySelectorAll('#batch-status tr[data-state=cancelled]').length === n", arg=jobs,
+        timeout=60_000)
     page.context.close()
 
 
@@ -560,15 +567,7 @@ def test_the_chinese_page_shows_no_english_while_jobs_run(browser, studio, short
     page.get_by_role("tab", name="历史").click()
     page.wait_for_selector("#history-table tr[data-state=queued]", timeout=30_000)
     _all_chinese(page, "history_running", studio, clips)
-    page.get_by_role("tab", name="批量").click()
-    page.click("#batch-cancel")
-    page.wait_for_function(
-        "() => document.querySelector('#batch-status tr[data-state=running]').innerText.includes('正在取消…')",
-        timeout=10_000)
-    held_jobs.release()
-    page.wait_for_function(
-        "() => document.querySelectorAll('#batch-status tr[data-state=cancelled]').length === 2", timeout=60_000)
-    page.context.close()
+    _cancel_batch(page, "批量", "正在取消…", held_jobs, 2)
 
 
 def test_the_chinese_page_shows_no_english_in_results_failures_presenters_history_and_logs(
