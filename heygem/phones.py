@@ -217,6 +217,10 @@ def recognise_phones(samples: np.ndarray, sample_rate: int = SAMPLE_RATE,
     return phones
 
 
+# The child yields to the study it runs beside (the phones are needed only after it), taking what is left.
+PHONES_NICENESS = 10
+
+
 class BackgroundPhones:
     """``recognise_phones`` of one speech in a child process, started now and collected by ``result``.
 
@@ -280,6 +284,7 @@ class BackgroundPhones:
 
 def _recognise_file(speech: str, result: str) -> None:
     """The child of ``BackgroundPhones``: phones of the samples in ``speech`` (.npy) as JSON into ``result``."""
+    os.nice(PHONES_NICENESS)
     phones = recognise_phones(np.load(speech), SAMPLE_RATE)
     temp = f"{result}.partial"
     with open(temp, "w") as out:
