@@ -323,15 +323,9 @@ class JobQueue:
         with self._lock:
             rows = self._db.execute("SELECT id, video_name, attempts, cancel_requested FROM jobs WHERE state = ?", (RUNNING,)).fetchall()
             for row in rows:
-                if row["cancel_requested"]:
-                    self._finish(row["id"], CANCELLED, stage="cancelled", error=None)
-                elif row["attempts"] >= MAX_ATTEMPTS:
-                    self._finish(row["id"], FAILED, stage="failed", error=(
-                        f"{row['video_name']}: the program stopped while working on this job {row['attempts']} "
-                        "times; it was not tried again"), error_code="interrupted",
-                        error_params={"file": row["video_name"], "attempts": row["attempts"]})
-                else:
-                    self._db.execute("UPDATE jobs SET state = ?, stage = 'queued', progress = 0 WHERE id = ?", (QUEUED, row["id"]))
+                state = self._after_a_stop(row["id"], row["video_name"], row["attempts"], bool(row["cancel_requested"]),
+                                           "the program stopped while working on this job", "interrupted")
+                if state == QUEUED:
                     log.warning("job %s (%s) was running when the program stopped; it is queued again", row["id"], row["video_name"])
             queued = self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (QUEUED,)).fetchone()[0]
             outputs = {row[0] for row in self._db.execute("SELECT output FROM jobs WHERE output IS NOT NULL")}
@@ -413,21 +407,29 @@ class JobQueue:
         fails (a file that kills every worker it reaches must not take them all down in turn)."""
         with self._lock:
             now = self.job(job.id)
-            attempts = now.attempts
-            if now.cancel_requested:
-                self._finish(job.id, CANCELLED, stage="cancelled", error=None)
-                return
-            if attempts >= MAX_ATTEMPTS:
-                self._finish(job.id, FAILED, stage="failed", error=(
-                    f"{job.video_name}: the worker running this job stopped {attempts} times ({reason}); "
-                    "it was not tried again"), error_code="worker_lost",
-                    error_params={"file": job.video_name, "attempts": attempts})
-            else:
-                self._db.execute("UPDATE jobs SET state = ?, stage = 'queued', progress = 0, cancel_requested = 0 "
-                                 "WHERE id = ? AND state = ?", (QUEUED, job.id, RUNNING))
-                self._changed.notify_all()
-        log.warning("job %s (%s): %s; %s", job.id, job.video_name, reason,
-                    "failed" if attempts >= MAX_ATTEMPTS else "queued again for another worker")
+            state = self._after_a_stop(job.id, job.video_name, now.attempts, now.cancel_requested,
+                                       "the worker running this job stopped", "worker_lost", f" ({reason})")
+        if state != CANCELLED:
+            log.warning("job %s (%s): %s; %s", job.id, job.video_name, reason,
+                        "failed" if state == FAILED else "queued again for another worker")
+
+    def _after_a_stop(self, job_id: str, video_name: str, attempts: int, cancel_requested: bool, what_stopped: str,
+                      code: str, detail: str = "") -> str:
+        """A running job whose worker stopped under it (this program, or a cluster's worker): cancelled when a
+        cancel was asked, failed once it has had MAX_ATTEMPTS (a file that stops every worker it reaches must not
+        take them all down in turn), else queued again. Returns the job's new state; the caller holds the lock."""
+        if cancel_requested:
+            self._finish(job_id, CANCELLED, stage="cancelled", error=None)
+            return CANCELLED
+        if attempts >= MAX_ATTEMPTS:
+            self._finish(job_id, FAILED, stage="failed", error=(
+                f"{video_name}: {what_stopped} {attempts} times{detail}; it was not tried again"), error_code=code,
+                error_params={"file": video_name, "attempts": attempts})
+            return FAILED
+        self._db.execute("UPDATE jobs SET state = ?, stage = 'queued', progress = 0 WHERE id = ? AND state = ?",
+                         (QUEUED, job_id, RUNNING))
+        self._changed.notify_all()
+        return QUEUED
 
     def _execute(self, job: Job, run: Runner | None = None) -> None:
         started = time.perf_counter()
