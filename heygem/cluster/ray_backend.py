@@ -13,7 +13,6 @@ its place when the cluster has room for one.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -31,6 +30,7 @@ from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError, RayT
 
 from heygem import errors
 from heygem.cluster.worker import Worker, portable_settings, put_file
+from heygem.faces.schedule import content_hash
 from heygem.jobs import RUNNING, Job, JobQueue, WorkerLostError
 from heygem.pipeline import GenerateResult, ProgressCallback, default_output
 from heygem.settings import Settings, settings_to_dict
@@ -295,11 +295,7 @@ class RayBackend:
             if kept is not None:
                 self._speeches.move_to_end(path)
                 return kept
-        digest = hashlib.sha256()
-        with path.open("rb") as data:
-            while piece := data.read(2**20):
-                digest.update(piece)
-        kept = (digest.hexdigest(), put_file(path))
+        kept = (content_hash(path), put_file(path))
         with self._lock:
             self._speeches[path] = kept
             while len(self._speeches) > SPEECHES_SENT:

@@ -174,13 +174,12 @@ class Worker:
         return prepared
 
     def _settings(self, stored: dict[str, Any]) -> Settings:
-        settings = settings_from_dict(stored)
+        """A job's settings (``portable_settings``) on this machine: its model files in its own checkpoints/,
+        its caches and outputs in this worker's folder."""
+        settings = settings_from_dict({**stored, "engine": _local_paths(stored.get("engine", {}), "checkpoint"),
+                                       "detection": _local_paths(stored.get("detection", {}), "detector_weights")})
         settings.detection.cache_dir = self.folder / ".cache" / "faces"  # studies go beside it
         settings.out_dir = self.folder / "jobs"
-        if settings.engine.checkpoint is not None:
-            settings.engine.checkpoint = CHECKPOINTS_DIR / settings.engine.checkpoint.name
-        if settings.detection.detector_weights is not None:
-            settings.detection.detector_weights = CHECKPOINTS_DIR / settings.detection.detector_weights.name
         return settings
 
 
