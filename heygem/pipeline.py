@@ -156,12 +156,10 @@ class PreparedAudio:
         started = time.perf_counter()
         if self._background is not None:
             background, self._background = self._background, None
-            try:
+            try:  # the child is gone afterwards however this ends (``result`` closes it)
                 self._phones = background.result(None if tick is None else lambda: tick(0.0))
             except RuntimeError as exc:
                 log.warning("%s: %s; recognising them here", self.path.name, exc)
-            finally:
-                background.close()
         if self._phones is None:
             from heygem.phones import recognise_phones
 

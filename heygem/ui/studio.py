@@ -302,6 +302,11 @@ def batch_table_html(jobs: list[Job], lang: str) -> str:
     return f'<table class="hg-table" id="batch-table"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
+def _short_time(stamp: float) -> str:
+    """``12-01 16:40``: a date and time on one short line, as History and its picker show them."""
+    return time.strftime("%m-%d %H:%M", time.localtime(stamp))
+
+
 def _history_state(lang: str, job: Job) -> str:
     """A job's state in History: running ones with their stage and progress, failed ones with the reason."""
     words = html.escape(_state_words(lang, job))
@@ -324,14 +329,14 @@ def history_table_html(jobs: list[Job], lang: str) -> str:
     rows = []
     for batch_id, members in batches.items():
         members = sorted(members, key=lambda job: job.seq)
-        when = time.strftime("%m-%d %H:%M", time.localtime(members[0].created))
+        when = _short_time(members[0].created)
         title = html.escape(text(lang, "history_batch", when=when, audio=members[0].audio_name, videos=len(members)))
         # The API's route builds and serves the ZIP (same origin, same login as the page).
         link = (f' · <a class="hg-zip" href="/api/batches/{batch_id}/zip" download>{text(lang, "history_zip")}</a>'
                 if any(job.finished_ok for job in members) else "")
         rows.append(f'<tr class="hg-batch" data-batch="{batch_id}"><td colspan="4"><b>{title}</b>{link}</td></tr>')
         for job in members:
-            finished = time.strftime("%m-%d %H:%M", time.localtime(job.finished)) if job.finished else ""
+            finished = _short_time(job.finished) if job.finished else ""
             rows.append(
                 f'<tr data-state="{job.state}" data-batch="{batch_id}"><td class="hg-small hg-nowrap">{finished}</td>'
                 f"<td>{html.escape(job.video_name)}</td><td class=\"hg-state-{job.state}\">{_history_state(lang, job)}</td>"
@@ -343,8 +348,7 @@ def history_choices(jobs: list[Job]) -> list[tuple[str, str]]:
     """Dropdown entries for finished results: label ``video · speech · 12-01 16:40`` (the names as uploaded, so
     results of one presenter with different speeches, or one speech made twice, tell apart), value the job id."""
     return [
-        (f"{job.video_name} · {job.audio_name} · {time.strftime('%m-%d %H:%M', time.localtime(job.finished or job.created))}",
-         job.id)
+        (f"{job.video_name} · {job.audio_name} · {_short_time(job.finished or job.created)}", job.id)
         for job in jobs if job.finished_ok
     ]
 
