@@ -97,7 +97,9 @@ def _to_key_range(shapes: MouthShapes, loudness: np.ndarray) -> MouthShapes:
         # A closure the recogniser heard is kept only where the voice actually dips (lips shut on b/p stop the
         # sound, on m muffle it): a "b" recognised in the middle of a loud vowel is more likely a mistake.
         heard_shut = np.isin(shapes.viseme, [VISEMES.index("closed"), VISEMES.index("lip-teeth")])
-        lips_shut = (heard_shut & (loudness[: len(sounds)] <= CLOSURE_MAX_LOUDNESS)) | ~voiced
+        # (Held closures have an opening of 0, so "voiced" cannot tell them from pauses: the class does.)
+        at_rest = shapes.viseme == VISEMES.index("rest")
+        lips_shut = (heard_shut & (loudness[: len(sounds)] <= CLOSURE_MAX_LOUDNESS)) | at_rest
         opening = np.where(lips_shut, np.minimum(sounds, mixed), mixed)
         centred = spread - float(np.median(spread[voiced]))
         reach = max(float(np.percentile(np.abs(centred[voiced]), SHAPE_PERCENTILE)), MIN_SHAPE_RANGE)
