@@ -7,7 +7,7 @@ multidimensional morphable model), chosen after measuring three methods (../shar
   spread and rounded mouths, moved into one canonical face frame, kept per video) and the mouth shapes of
   the speech (heygem.phones: per output frame an opening and a spread from the recognised sounds, closures
   on m/b/p, rounding on o/u/w, loudness scaling the opening). A class the footage lacks (a spread or rounded
-  mouth, or any open one in a photo) is made from the closed key by a smooth warp.
+  mouth, or any open one in a photo) is made from its neighbours on the line of openings by a smooth warp.
 * Dense optical flow (OpenCV DIS) links the closed key to every other key. Each frame's (opening, spread)
   becomes weights over the keys; the flows are mixed by those weights into one shape, every key is warped
   to it, and their pixels are mixed by the same weights (teeth and lips stay the person's own).
@@ -57,11 +57,15 @@ CHIN_POINTS = (176, 148, 152, 377, 400)
 INNER_UPPER = INNER_LIP[:11]
 INNER_LOWER = INNER_LIP[10:] + INNER_LIP[:1]
 
-# A spread or rounded key the footage lacks: the closed mouth stretched or squeezed sideways about its centre by
-# this share (fading out away from the mouth, so the corners move about half as much); a rounded mouth also
-# grows a little taller, as the lips push out.
+# A spread or rounded key the footage lacks: the line of keys at SYNTHETIC_*_OPENING, stretched or squeezed sideways
+# about its centre by this share (fading out away from the mouth, so the corners move about half as much); a
+# rounded mouth also grows a little taller, as the lips push out.
 SYNTHETIC_SPREAD = 0.40
 SYNTHETIC_ROUND = -0.45
+# Where on the line of openings (0 closed .. 1 open) the footage's own spread and rounded mouths lie, when it has
+# them: 0.56 to 0.59 and 0.09 to 0.22 of the way on the shared clips. A spread "ee" shows the teeth a little.
+SYNTHETIC_SPREAD_OPENING = 0.55
+SYNTHETIC_ROUND_OPENING = 0.1
 LEVELS = 33
 COLOUR_SMOOTHING = 0.35  # share of the new colour offset taken per frame
 SYNTHETIC_OPEN = 0.13  # photo path: how far the lower lip moves at full drive, over eye distance
@@ -104,6 +108,11 @@ def _to_key_range(shapes: MouthShapes, loudness: np.ndarray) -> MouthShapes:
         centred = spread - float(np.median(spread[voiced]))
         reach = max(float(np.percentile(np.abs(centred[voiced]), SHAPE_PERCENTILE)), MIN_SHAPE_RANGE)
         spread = np.where(voiced, np.clip(centred / reach, -1.0, 1.0), 0.0)
+        # A closure not trusted is shown as the open mouth around it, and says so.
+        untrusted = heard_shut & ~lips_shut
+        viseme = np.where(untrusted, np.where(opening < 0.5, VISEMES.index("mid"), VISEMES.index("open")), shapes.viseme)
+        return MouthShapes(viseme=viseme.astype(np.int8), opening=opening.astype(np.float32),
+                           spread=spread.astype(np.float32))
     return MouthShapes(viseme=shapes.viseme, opening=opening.astype(np.float32), spread=spread.astype(np.float32))
 
 
@@ -315,22 +324,33 @@ class BuiltinEngine(Engine):
                                                   cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             else:
                 flows[name] = self._flow(grays, "closed", name)
+        line = [n for n in ("closed", "half", "open") if n in images]
+        self.key_images = [images[n] for n in line]
+        self.key_flows = [flows[n] for n in line]
+        self.names = line
+        opens = {n: k.opening for n, k in zip(names, keys)}
+        closed_open = opens["closed"]
+        full = max(opens.get("open", closed_open) - closed_open, 1e-6)
+        self.key_opening = np.array([np.clip((opens[n] - closed_open) / full, 0.0, 1.0) for n in line])
         origin = np.array([px0, py0], np.float32)
-        for name, amount in (("spread", SYNTHETIC_SPREAD), ("rounded", SYNTHETIC_ROUND)):
+        for name, amount, opening in (("spread", SYNTHETIC_SPREAD, SYNTHETIC_SPREAD_OPENING),
+                                      ("rounded", SYNTHETIC_ROUND, SYNTHETIC_ROUND_OPENING)):
             if name in names:
                 continue
+            # Made from the line of keys at the opening such a key has where footage shows one, then widened or
+            # narrowed: the flow to it is the line's flow there plus the warp (both small and smooth).
+            weights = self._line_weights(opening)
             field = self._width_field(closed.points - origin, amount, gx, gy)
-            images[name] = cv2.remap(images["closed"], gx - field[..., 0], gy - field[..., 1], cv2.INTER_LINEAR,
+            base, base_flow = self._mix(weights)
+            images[name] = cv2.remap(base, gx - field[..., 0], gy - field[..., 1], cv2.INTER_LINEAR,
                                      borderMode=cv2.BORDER_REPLICATE)
-            flows[name] = field
+            flows[name] = base_flow + field
+            opens[name] = closed_open + float(weights @ self.key_opening) * full
         order = [n for n in ("closed", "half", "open", "spread", "rounded") if n in images]
         self.key_images = [images[n] for n in order]
         self.key_flows = [flows[n] for n in order]
         self.names = order
-        opens = {n: k.opening for n, k in zip(names, keys)}
-        closed_open = opens["closed"]
-        full = max(opens.get("open", closed_open) - closed_open, 1e-6)
-        self.key_opening = np.array([np.clip((opens.get(n, closed_open) - closed_open) / full, 0.0, 1.0) for n in order])
+        self.key_opening = np.array([np.clip((opens[n] - closed_open) / full, 0.0, 1.0) for n in order])
 
     def _flow(self, grays: dict[str, np.ndarray], a: str, b: str) -> np.ndarray:
         """Dense flow such that key ``a`` at p looks like key ``b`` at p + flow(p)."""
@@ -383,7 +403,13 @@ class BuiltinEngine(Engine):
     def _key_space_morph(self, opening: float, spread: float) -> np.ndarray:
         """The multidimensional morph: the keys' flows mixed into one shape, each key warped to it, their
         pixels mixed by the same weights."""
-        weights = self._key_weights(opening, spread)
+        morph, _ = self._mix(self._key_weights(opening, spread))
+        x0, y0, x1, y1 = self.roi
+        px0, py0, _, _ = self.pad_box
+        return morph[y0 - py0:y1 - py0, x0 - px0:x1 - px0]
+
+    def _mix(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The keys mixed by ``weights`` over the padded region: the image, and its flow from the closed key."""
         used = [i for i, w in enumerate(weights) if w > 1e-3]
         shape = sum(np.float32(weights[i]) * self.key_flows[i] for i in used)
         gx, gy = self._grid
@@ -392,10 +418,7 @@ class BuiltinEngine(Engine):
             offset = self.key_flows[i] - shape
             morph += np.float32(weights[i]) * cv2.remap(self.key_images[i], gx + offset[..., 0], gy + offset[..., 1],
                                                         cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        morph /= max(float(weights[used].sum()), 1e-6)
-        x0, y0, x1, y1 = self.roi
-        px0, py0, _, _ = self.pad_box
-        return morph[y0 - py0:y1 - py0, x0 - px0:x1 - px0]
+        return morph / max(float(weights[used].sum()), 1e-6), shape
 
     def _photo_morph(self, opening: float, spread: float) -> np.ndarray:
         """A photo: the synthetic opening level, widened or narrowed by the width warp."""
