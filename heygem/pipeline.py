@@ -624,10 +624,19 @@ def iter_synced_frames(
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)
     faces_by_source: dict[int, Face | None] = {}
 
-    def detect_one(image: np.ndarray, previous: Face | None) -> Face | None:
+    # The study detected faces in some of these frames already (every other one of its first seconds): the
+    # same decoded frames give the same faces, so they are taken, not detected again.
+    studied = study.detections if study is not None else {}
+    reused = {"faces": 0}
+
+    def detect_one(frame: _Frame, previous: Face | None) -> Face | None:
+        found = studied.get(frame.source)
+        if found is not None:
+            reused["faces"] += 1
+            return select_face(found, det.face, previous)
         report.again()  # a detection takes a while on a CPU: a cancel is seen between two
         with stopwatch("detect"):
-            return select_face(detector.detect(image), det.face, previous)
+            return select_face(detector.detect(frame.image), det.face, previous)
 
     def detected(frames: Iterator[_Frame]) -> Iterator[tuple[_Frame, Face | None]]:
         if det.box:
@@ -642,12 +651,12 @@ def iter_synced_frames(
                 yield frame, seen[-1]
                 continue
             # Past what the cache holds (or no cache): detect this frame and the rest.
-            rest = ((f, f.image) for f in itertools.chain([frame], frames))
+            rest = ((f, f) for f in itertools.chain([frame], frames))  # detect_one looks the frame up first
             for later, face in sparse_detect(rest, detect_one, det.every, counter):
                 seen.append(face)
                 yield later, face
             break
-        stats["faces_detected"] = counter["detected"]
+        stats["faces_detected"] = counter["detected"] - reused["faces"]
         if cached.faces:
             stats["face_cache"] = "hit" if len(seen) <= len(cached.faces) else "partial"
         if face_cache is not None and len(seen) > len(cached.faces):

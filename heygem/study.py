@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -80,6 +80,8 @@ class PresenterStudy:
     frames: (K,) the source frame each key came from (-1: synthesised from another key).
     samples: face samples measured; labelled: whether the person's own speech chose the keys.
     photo: a still (or footage whose mouth never opens): the open mouth must be synthesised.
+    detections: the detector's faces in each sampled source frame, when the study was just made (not kept in
+        the cache): the job's main pass takes them instead of detecting those frames again.
     """
 
     names: list[str]
@@ -91,6 +93,7 @@ class PresenterStudy:
     samples: int
     labelled: bool
     photo: bool
+    detections: dict[int, list[Face]] = field(default_factory=dict, repr=False)
 
     def describe(self) -> str:
         source = "own speech" if self.labelled else "mouth shapes"
@@ -166,12 +169,14 @@ def study_presenter(
             log.info("presenter study of %s read from the cache: %s", video.path.name, cached.describe())
             return cached
     started = time.perf_counter()
-    samples = _scan(video, fps, detection, crop_size, crop_margin, tick or (lambda done: None))
+    detections: dict[int, list[Face]] = {}
+    samples = _scan(video, fps, detection, crop_size, crop_margin, tick or (lambda done: None), detections)
     if not samples:
         log.warning("presenter study: no face with landmarks in %s", video.path.name)
         return None
     labels = _own_speech_classes(video, fps, [s.frame for s in samples])
     study = _pick_keys(samples, labels, crop_size, still=video.kind == "image")
+    study.detections = detections
     stats["study"] = "made"
     log.info("presenter study of %s made in %.2f s: %s", video.path.name, time.perf_counter() - started,
              study.describe())
@@ -181,8 +186,10 @@ def study_presenter(
 
 
 def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int, margin: float,
-          tick: Callable[[float], None]) -> list[_Sample]:
-    """Crops, landmarks and mouth measures of sampled source frames."""
+          tick: Callable[[float], None], detections: dict[int, list[Face]] | None = None) -> list[_Sample]:
+    """Crops, landmarks and mouth measures of sampled source frames; the detector's faces in each go into
+    ``detections`` by frame number."""
+    detections = detections if detections is not None else {}
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
     mesh = get_face_mesh()
     rate = float(fps) if fps else 25.0
@@ -199,7 +206,11 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int
             if number % step:
                 continue
             tick(min(1.0, (number + step) / scanned))
-            face = Face(*map(float, det.box)) if det.box else select_face(detector.detect(frame), det.face, previous_face)
+            if det.box:
+                face = Face(*map(float, det.box))
+            else:
+                detections[number] = detector.detect(frame)
+                face = select_face(detections[number], det.face, previous_face)
             if face is None:
                 continue
             previous_face = face

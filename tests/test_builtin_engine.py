@@ -247,3 +247,46 @@ def test_a_cancel_stops_the_presenter_study(media, settings, tmp_path, monkeypat
     with pytest.raises(CancelledError):
         generate(speech, media / "videoretalking/2.mp4", tmp_path / "out.mp4", settings, cancel_while_studying)
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_the_main_pass_takes_the_faces_the_study_found(media, settings, tmp_path, monkeypatch):
+    # The study detects faces in every other frame of the first seconds; the job's main pass must not detect
+    # those frames again, and must find the same faces as it would by detecting.
+    import hashlib
+
+    from heygem.faces.yunet import YuNetDetector
+
+    settings.engine.engine = "builtin"
+    speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "3")
+    from heygem import pipeline
+
+    seen: list[str] = []
+    detect, find_orientation = YuNetDetector._detect, pipeline.find_orientation
+    orienting = []
+
+    def counting(self, image):
+        if not orienting:  # the orientation check looks at a few frames every way up first; not counted
+            seen.append(hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=8).hexdigest())
+        return detect(self, image)
+
+    def orientation(*args, **kwargs):
+        orienting.append(True)
+        try:
+            return find_orientation(*args, **kwargs)
+        finally:
+            orienting.clear()
+
+    monkeypatch.setattr(YuNetDetector, "_detect", counting)
+    monkeypatch.setattr(pipeline, "find_orientation", orientation)
+    first = generate(speech, media / "videoretalking/2.mp4", tmp_path / "first.mp4", settings)
+    assert first.study == "made" and len(seen) > 40
+    assert len(seen) == len(set(seen)), f"{len(seen) - len(set(seen))} frames went through the detector twice"
+
+    # Against a job whose study is kept (so it hands over no faces) and that detects every frame itself: a
+    # face cache of its own, the studies beside it the same.
+    settings.detection.cache_dir = settings.detection.cache_dir.with_name("other-faces")
+    second = generate(speech, media / "videoretalking/2.mp4", tmp_path / "second.mp4", settings)
+    assert second.study == "cached" and second.faces_detected > first.faces_detected
+    info = probe(first.output)
+    same = [np.array_equal(a, b) for a, b in zip(iter_frames(info, info.fps), iter_frames(probe(second.output), info.fps))]
+    assert len(same) == first.frames and all(same)

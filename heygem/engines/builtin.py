@@ -524,11 +524,19 @@ class BuiltinEngine(Engine):
         affine = similarity(self.canon_stable, points[list(STABLE)])
         # The ROI sits at (x0, y0) in canonical space: fold that offset into the transform.
         affine[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float64)
-        size = (self.crop_size, self.crop_size)
+        # Only the crop's rectangle that the ROI lands on is computed: every pixel outside it is the crop's own.
+        h, w = morph.shape[:2]
+        corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ affine.T
+        bx0, by0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
+        bx1, by1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 2, self.crop_size)
+        if bx1 <= bx0 or by1 <= by0:
+            return crop.copy()
+        affine[:, 2] -= (bx0, by0)
         stack = np.dstack([morph, self.mask * 255.0, self.ring * 255.0]).astype(np.float32)
-        warped = cv2.warpAffine(stack, affine, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        warped = cv2.warpAffine(stack, affine, (int(bx1 - bx0), int(by1 - by0)), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT)
         patch, mask, ring = warped[..., :3], warped[..., 3:4] / 255.0, warped[..., 4] > 127
-        base = crop.astype(np.float32)
+        base = crop[by0:by1, bx0:bx1].astype(np.float32)
         if ring.any():
             offset = base[ring].mean(0) - patch[ring].mean(0)
             offset = np.clip(offset, -40.0, 40.0)
@@ -538,5 +546,6 @@ class BuiltinEngine(Engine):
                 self._offset = self._offset + COLOUR_SMOOTHING * (offset - self._offset)
         if self._offset is not None:
             patch = patch + self._offset
-        result = base + mask * (patch - base)
-        return np.clip(result + 0.5, 0, 255).astype(np.uint8)
+        out = crop.copy()
+        out[by0:by1, bx0:bx1] = np.clip(base + mask * (patch - base) + 0.5, 0, 255).astype(np.uint8)
+        return out
