@@ -51,5 +51,14 @@ def paste(
         region[:] = patch
         return
     mask = lower_face_mask(height, width, feather, top)
-    blended = region.astype(np.float32) + mask * (patch.astype(np.float32) - region.astype(np.float32))
-    region[:] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    rows = _first_blended_row(height, width, feather, top)  # the rows above are the frame's own anyway
+    mask, patch, region = mask[rows:], patch[rows:], region[rows:]
+    base = region.astype(np.float32)
+    region[:] = np.clip(base + mask * (patch.astype(np.float32) - base) + 0.5, 0, 255).astype(np.uint8)
+
+
+@lru_cache(maxsize=32)
+def _first_blended_row(height: int, width: int, feather: float, top: float) -> int:
+    """The first row where ``lower_face_mask`` is not zero."""
+    nonzero = np.flatnonzero(lower_face_mask(height, width, feather, top)[:, :, 0].any(axis=1))
+    return int(nonzero[0]) if nonzero.size else height

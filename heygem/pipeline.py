@@ -624,10 +624,25 @@ def iter_synced_frames(
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)
     faces_by_source: dict[int, Face | None] = {}
 
-    # The study detected faces in some of these frames already (every other one of its first seconds): the
-    # same decoded frames give the same faces, so they are taken, not detected again.
+    # The study detected faces in every other frame of the first seconds already: the same decoded frames give
+    # the same faces, so there they are taken (and serve as the anchors between which boxes are interpolated),
+    # not detected again.
     studied = study.detections if study is not None else {}
     reused = {"faces": 0}
+
+    def sparsely(items: Iterator[tuple[_Frame, _Frame]]) -> Iterator[tuple[_Frame, Face | None]]:
+        if studied:
+            numbers = sorted(studied)
+            step = min((b - a for a, b in zip(numbers, numbers[1:])), default=1)
+
+            def studied_part() -> Iterator[tuple[_Frame, _Frame]]:
+                for item in items:
+                    yield item
+                    if item[0].source >= numbers[-1]:
+                        return
+
+            yield from sparse_detect(studied_part(), detect_one, step, counter)
+        yield from sparse_detect(items, detect_one, det.every, counter)
 
     def detect_one(frame: _Frame, previous: Face | None) -> Face | None:
         found = studied.get(frame.source)
@@ -652,7 +667,7 @@ def iter_synced_frames(
                 continue
             # Past what the cache holds (or no cache): detect this frame and the rest.
             rest = ((f, f) for f in itertools.chain([frame], frames))  # detect_one looks the frame up first
-            for later, face in sparse_detect(rest, detect_one, det.every, counter):
+            for later, face in sparsely(rest):
                 seen.append(face)
                 yield later, face
             break
