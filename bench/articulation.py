@@ -10,6 +10,11 @@ loudness, lag 0). Protocol and earlier figures: shared/research/articulation.md.
 
     .venv/bin/python bench/articulation.py                      # 4 clips x 2 drives, table + bench/out/articulation.json
     .venv/bin/python bench/articulation.py --drives loudness --clips videoretalking/2.mp4
+    .venv/bin/python bench/articulation.py --both-ways          # each clip also the other way round
+
+``--both-ways`` also runs each clip the other way round (the second half as the presenter, the first half's
+own speech as the audio, the real first half as the truth): twice the comparisons from the same clips, for
+telling a change that holds from one that fits four halves.
 
 Inputs are scaled down so their longer side is at most ``--max-side`` (960) pixels before anything runs:
 the protocol allows it because every measure is a ratio of landmark distances (over the eye distance), so
@@ -38,7 +43,10 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402 - after the environment and the path above
 
 from heygem.bench import default_shared, machine_facts  # noqa: E402
-from heygem.eval import articulation_on_split, split_clip  # noqa: E402
+from heygem.eval import articulation_on_split, compare_articulation, cut_speech_argv, split_clip  # noqa: E402
+from heygem.media.ffmpeg import ffmpeg_exe, run_ffmpeg  # noqa: E402
+from heygem.media.probe import probe  # noqa: E402
+from heygem.pipeline import generate  # noqa: E402
 from heygem.settings import DetectionOptions, EncodeOptions, EngineOptions, Settings  # noqa: E402
 
 CLIPS = ("videoretalking/1.mp4", "videoretalking/2.mp4", "sadtalker/WDA_KatieHill_000.mp4",
@@ -65,28 +73,47 @@ def table(rows: list[dict], means: dict[str, dict[str, float | None]]) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         r = row["report"]
-        lines.append(f"| {row['clip']} | {row['drive']} | {_f(r['opening_r'])} | {_f(r['opening_best_r'])} "
+        clip = row["clip"] + (" (reversed)" if row.get("reversed") else "")
+        lines.append(f"| {clip} | {row['drive']} | {_f(r['opening_r'])} | {_f(r['opening_best_r'])} "
                      f"({r['opening_best_lag']:+d}) | {_f(r['width_r'])} | {_f(r['width_best_r'])} "
                      f"({r['width_best_lag']:+d}) | {_f(r['loudness_r'])} | {r['frames_compared']} "
                      f"({r['frames_dropped']}) |")
-    for drive, mean in means.items():
-        count = sum(1 for row in rows if row["drive"] == drive)
-        lines.append(f"| **mean of {count}** | **{drive}** | **{_f(mean['opening_r'])}** | "
+    for name, mean in means.items():
+        drive, _, which = name.partition(" ")
+        count = sum(1 for row in rows if row["drive"] == drive and (which == "both ways" or not row.get("reversed")))
+        lines.append(f"| **mean of {count}{', both ways' if which else ''}** | **{drive}** | **{_f(mean['opening_r'])}** | "
                      f"**{_f(mean['opening_best_r'])}** | **{_f(mean['width_r'])}** | **{_f(mean['width_best_r'])}** "
                      f"| **{_f(mean['loudness_r'])}** | |")
     return "\n".join(lines)
 
 
 def drive_means(rows: list[dict]) -> dict[str, dict[str, float | None]]:
-    """Mean of each figure per drive over the clips where it is a number."""
+    """Mean of each figure per drive over the clips where it is a number: the forward runs ("phones"), and
+    with reversed runs also all of them ("phones both ways")."""
     means: dict[str, dict[str, float | None]] = {}
+    both = any(row.get("reversed") for row in rows)
     for drive in dict.fromkeys(row["drive"] for row in rows):
-        mean: dict[str, float | None] = {}
-        for key in FIGURES:
-            values = [row["report"][key] for row in rows if row["drive"] == drive and row["report"][key] is not None]
-            mean[key] = float(np.mean(values)) if values else None
-        means[drive] = mean
+        for name, chosen in ((drive, [r for r in rows if r["drive"] == drive and not r.get("reversed")]),
+                             (f"{drive} both ways", [r for r in rows if r["drive"] == drive] if both else [])):
+            if not chosen:
+                continue
+            mean: dict[str, float | None] = {}
+            for key in FIGURES:
+                values = [row["report"][key] for row in chosen if row["report"][key] is not None]
+                mean[key] = float(np.mean(values)) if values else None
+            means[name] = mean
     return means
+
+
+def reversed_run(split, clip: Path, drive: str, preset: str, folder: Path, max_lag: int):
+    """The clip the other way round: the second half as the presenter, the first half's own speech as the
+    audio, the real first half as the truth."""
+    first_speech = folder / "first_speech.wav"
+    if not first_speech.exists():
+        run_ffmpeg(cut_speech_argv(ffmpeg_exe(), clip, first_speech, start=0 * split.fps,
+                                   end=probe(split.first_half).frame_count / split.fps), subject=clip)
+    result = generate(first_speech, split.second_half, folder / f"{drive}-reversed.mp4", settings_for(drive, preset))
+    return compare_articulation(result.output, split.first_half, speech=first_speech, max_lag=max_lag)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-lag", type=int, default=2)
     parser.add_argument("--max-side", type=int, default=960, help="longer side the inputs are scaled down to")
     parser.add_argument("--preset", default="veryfast", help="x264 preset of the cuts and the results")
+    parser.add_argument("--both-ways", action="store_true",
+                        help="also run each clip the other way round (second half as the presenter)")
     parser.add_argument("--keep", type=Path, help="keep the halves and the generated videos in this folder")
     parser.add_argument("--out", type=Path, default=REPO / "bench/out/articulation.json")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -130,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(f"{clip} {drive}: {report.summary()} ({row['run_s']:.1f} s; cut {split_s:.1f} s)",
                       file=sys.stderr, flush=True)
+                if args.both_ways:
+                    t0 = time.perf_counter()
+                    report = reversed_run(split, media / clip, drive, args.preset, folder, args.max_lag)
+                    rows.append({"clip": clip, "drive": drive, "reversed": True, "size": list(split.size),
+                                 "run_s": round(time.perf_counter() - t0, 2), "report": report.to_dict()})
+                    print(f"{clip} {drive} reversed: {report.summary()}", file=sys.stderr, flush=True)
     wall = time.perf_counter() - started
     means = drive_means(rows)
     print(table(rows, means))
