@@ -280,7 +280,7 @@ def _pose(points: np.ndarray) -> np.ndarray:
 
 def _pick_keys(samples: list[_Sample], labels: list[str] | None, crop_size: int, still: bool) -> PresenterStudy:
     """Key mouths among frames in the usual head pose: closed, half-open and open; spread and rounded where
-    the footage has them clearly (else synthesised later from the closed key)."""
+    the footage has them clearly (else made by the engine from the line of keys)."""
     openings = np.array([s.opening for s in samples])
     widths = np.array([s.width for s in samples])
     poses = np.array([_pose(s.points) for s in samples])

@@ -287,8 +287,9 @@ class BuiltinEngine(Engine):
         return np.dstack([dx, dy]).astype(np.float32)
 
     def _build_key_space(self) -> None:
-        """Flows from the closed key to every other key; a spread or rounded key the footage lacks is the closed
-        one warped. A photo keeps the synthetic opening levels, with the width warp on top."""
+        """Flows from the closed key to every other key; a spread or rounded key the footage lacks is the line of
+        keys at SYNTHETIC_*_OPENING, warped. A photo keeps the synthetic opening levels, with the width warp on
+        top."""
         keys, names = self.keys, self.names
         closed = keys[0]
         if self.photo:
