@@ -13,8 +13,9 @@ loudness, lag 0). Protocol and earlier figures: shared/research/articulation.md.
     .venv/bin/python bench/articulation.py --both-ways          # each clip also the other way round
 
 ``--both-ways`` also runs each clip the other way round (the second half as the presenter, the first half's
-own speech as the audio, the real first half as the truth): twice the comparisons from the same clips, for
-telling a change that holds from one that fits four halves.
+own speech as the audio, the real first half as the truth), and ``--cuts 0.35 0.5 0.65`` cuts each clip at
+those shares of its frames instead of the middle only: more comparisons from the same clips, for telling a
+change that holds from one that fits four halves.
 
 Inputs are scaled down so their longer side is at most ``--max-side`` (960) pixels before anything runs:
 the protocol allows it because every measure is a ratio of landmark distances (over the eye distance), so
@@ -33,6 +34,7 @@ import os
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # as the CLIs: YuNet's OpenMP threads cost more than they give here
@@ -73,7 +75,8 @@ def table(rows: list[dict], means: dict[str, dict[str, float | None]]) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         r = row["report"]
-        clip = row["clip"] + (" (reversed)" if row.get("reversed") else "")
+        clip = row["clip"] + (f" cut at {row['cut']}" if row.get("cut", 0.5) != 0.5 else "") + \
+            (" (reversed)" if row.get("reversed") else "")
         lines.append(f"| {clip} | {row['drive']} | {_f(r['opening_r'])} | {_f(r['opening_best_r'])} "
                      f"({r['opening_best_lag']:+d}) | {_f(r['width_r'])} | {_f(r['width_best_r'])} "
                      f"({r['width_best_lag']:+d}) | {_f(r['loudness_r'])} | {r['frames_compared']} "
@@ -110,7 +113,7 @@ def reversed_run(split, clip: Path, drive: str, preset: str, folder: Path, max_l
     audio, the real first half as the truth."""
     first_speech = folder / "first_speech.wav"
     if not first_speech.exists():
-        run_ffmpeg(cut_speech_argv(ffmpeg_exe(), clip, first_speech, start=0 * split.fps,
+        run_ffmpeg(cut_speech_argv(ffmpeg_exe(), clip, first_speech, start=Fraction(0),
                                    end=probe(split.first_half).frame_count / split.fps), subject=clip)
     result = generate(first_speech, split.second_half, folder / f"{drive}-reversed.mp4", settings_for(drive, preset))
     return compare_articulation(result.output, split.first_half, speech=first_speech, max_lag=max_lag)
@@ -125,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-lag", type=int, default=2)
     parser.add_argument("--max-side", type=int, default=960, help="longer side the inputs are scaled down to")
     parser.add_argument("--preset", default="veryfast", help="x264 preset of the cuts and the results")
+    parser.add_argument("--cuts", nargs="+", type=float, default=[0.5],
+                        help="where to cut each clip, as shares of its frames (default: the middle)")
     parser.add_argument("--both-ways", action="store_true",
                         help="also run each clip the other way round (second half as the presenter)")
     parser.add_argument("--keep", type=Path, help="keep the halves and the generated videos in this folder")
@@ -145,16 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="heygem-articulation-") as tmp:
         root = args.keep or Path(tmp)
-        for clip in args.clips:
-            folder = root / clip.replace("/", "_").rsplit(".", 1)[0]
+        for clip, cut in ((clip, cut) for clip in args.clips for cut in args.cuts):
+            folder = root / (clip.replace("/", "_").rsplit(".", 1)[0] + ("" if cut == 0.5 else f"_at_{cut}"))
             t0 = time.perf_counter()
-            split = split_clip(media / clip, folder, max_side=args.max_side, preset=args.preset)
+            split = split_clip(media / clip, folder, max_side=args.max_side, preset=args.preset, at=cut)
             split_s = time.perf_counter() - t0
             for drive in args.drives:
                 t0 = time.perf_counter()
                 report = articulation_on_split(split, settings_for(drive, args.preset), folder / f"{drive}.mp4",
                                                max_lag=args.max_lag)
-                row = {"clip": clip, "drive": drive, "size": list(split.size), "split_s": round(split_s, 2),
+                row = {"clip": clip, "cut": cut, "drive": drive, "size": list(split.size), "split_s": round(split_s, 2),
                        "run_s": round(time.perf_counter() - t0, 2), "report": report.to_dict()}
                 rows.append(row)
                 print(f"{clip} {drive}: {report.summary()} ({row['run_s']:.1f} s; cut {split_s:.1f} s)",
@@ -162,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.both_ways:
                     t0 = time.perf_counter()
                     report = reversed_run(split, media / clip, drive, args.preset, folder, args.max_lag)
-                    rows.append({"clip": clip, "drive": drive, "reversed": True, "size": list(split.size),
+                    rows.append({"clip": clip, "cut": cut, "drive": drive, "reversed": True, "size": list(split.size),
                                  "run_s": round(time.perf_counter() - t0, 2), "report": report.to_dict()})
                     print(f"{clip} {drive} reversed: {report.summary()}", file=sys.stderr, flush=True)
     wall = time.perf_counter() - started

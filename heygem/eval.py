@@ -332,9 +332,10 @@ def cut_speech_argv(exe: str, clip: str | Path, out: str | Path, *, start: Fract
 
 
 def split_clip(clip: str | Path, work_dir: str | Path, *, max_side: int | None = None,
-               preset: str = "veryfast") -> SplitClip:
+               preset: str = "veryfast", at: float = 0.5) -> SplitClip:
     """Cut ``clip`` (a video with its own speech) into two halves by time, on a frame boundary, into
     ``work_dir``: ``first_half.mp4``, ``second_half.mp4`` and ``second_half.wav`` (see ``SplitClip``).
+    ``at``: where, as a share of the frames (the middle by default; bench/articulation.py also tries others).
 
     ``max_side`` scales both halves down so their longer side is at most that many pixels: every measure is
     a ratio of landmark distances, so it does not depend on the size.
@@ -349,7 +350,9 @@ def split_clip(clip: str | Path, work_dir: str | Path, *, max_side: int | None =
                                     f"{2 * MIN_OVERLAP} (two halves of {MIN_OVERLAP})")
     folder = Path(work_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    split = frames // 2
+    split = int(frames * at)
+    if not 0 < at < 1 or min(split, frames - split) < MIN_OVERLAP:
+        raise ValueError(f"cannot cut {info.path.name} ({frames} frames) at {at}: each part needs {MIN_OVERLAP}")
     size = scaled_size(info.width, info.height, max_side)
     result = SplitClip(info.path, folder / "first_half.mp4", folder / "second_half.mp4", folder / "second_half.wav",
                        info.fps, split, frames, size)

@@ -10,7 +10,7 @@ dominance functions in the manner of Cohen and Massaro (1993): each phone pulls 
 with a strength that is constant over the phone and decays exponentially before it (anticipation) and after
 it (carry-over). Lips (m b p, f v) pull hard and locally and are then enforced: at least one fully closed (or
 lip-under-teeth) frame per such phone, starting a little ahead of its sound. Rounding pulls weakly on the
-opening but strongly and far on the lip shape, so it spreads into neighbouring consonants. The speech's
+opening but strongly on the lip shape, so it spreads into neighbouring consonants. The speech's
 loudness (``heygem.engines.drive.mouth_drive``) scales the opening, so loud speech opens wider; pauses close
 the mouth to rest.
 
@@ -198,23 +198,35 @@ def recognise_phones(samples: np.ndarray, sample_rate: int = SAMPLE_RATE,
     duration = len(samples) / sample_rate
     if len(samples) < sample_rate // FRAME_RATE * 3:  # too short for the decoder's first frames
         return [Phone("SIL", 0.0, duration)] if len(samples) else []
-    # 16-bit PCM as the decoder takes it, made with one float copy (10 minutes of speech: 38 MB, then 19 MB).
-    scaled = np.nan_to_num(np.clip(samples, -1.0, 1.0), copy=False)
-    scaled *= 32767
-    pcm = scaled.astype("<i2")
-    del scaled
+    pcm = _pcm(samples)
     bounds = [0, *_cut_points(pcm, sample_rate), len(pcm)]
     started = time.perf_counter()
+    phones = _tidy(_decode_pieces(pcm, bounds, sample_rate, tick), duration)
+    log.debug("%d phones in %.1f s of speech (%d pieces), decoded in %.2f s", len(phones), duration,
+              len(bounds) - 1, time.perf_counter() - started)
+    return phones
+
+
+def _pcm(samples: np.ndarray) -> np.ndarray:
+    """16-bit PCM as the decoder takes it, made with one float copy (10 minutes of speech: 38 MB, then 19 MB)."""
+    scaled = np.nan_to_num(np.clip(samples, -1.0, 1.0), copy=False)
+    scaled *= 32767
+    return scaled.astype("<i2")
+
+
+def _decode_pieces(pcm: np.ndarray, bounds: list[int], sample_rate: int,
+                   tick: Callable[[float], None] | None = None) -> list[Phone]:
+    """Phones of the pieces between ``bounds`` (sample numbers of the whole speech; ``pcm`` starts at
+    ``bounds[0]``) in order, untidied. Each piece starts afresh (``_decode``), so pieces may be decoded in
+    any process and joined."""
     phones: list[Phone] = []
+    origin = bounds[0]
     with _decoder_lock:  # one decoder, not thread-safe
         decoder = _get_decoder()
         for a, b in zip(bounds[:-1], bounds[1:]):
-            phones += _decode(decoder, pcm[a:b], a / sample_rate, sample_rate)
+            phones += _decode(decoder, pcm[a - origin:b - origin], a / sample_rate, sample_rate)
             if tick is not None:
-                tick(b / len(pcm))
-    phones = _tidy(phones, duration)
-    log.debug("%d phones in %.1f s of speech (%d pieces), decoded in %.2f s", len(phones), duration,
-              len(bounds) - 1, time.perf_counter() - started)
+                tick((b - origin) / (bounds[-1] - origin))
     return phones
 
 
@@ -222,13 +234,20 @@ def recognise_phones(samples: np.ndarray, sample_rate: int = SAMPLE_RATE,
 PHONES_NICENESS = 10
 
 
+# Long speech is cut in pieces anyway (CHUNK_SECONDS): up to this many children decode them side by side, as
+# many as there are cores, so that the pieces left when the study ends are decoded on every core at once.
+MAX_PHONE_PROCESSES = 4
+
+
 class BackgroundPhones:
-    """``recognise_phones`` of one speech in a child process, started now and collected by ``result``.
+    """``recognise_phones`` of one speech in child processes, started now and collected by ``result``.
 
     PocketSphinx keeps Python's lock while it decodes, so a thread cannot run it beside other work (the
-    presenter study, reading the video); a process can, on another core. The child is killed when this
-    process dies, when ``close`` is called, or when the wait is cancelled. Start and collect it from one
-    thread: the kernel ties the child's end to the thread that started it.
+    presenter study, reading the video); a process can, on another core. Speech long enough to be cut in
+    pieces is shared out, in runs of whole pieces, between up to MAX_PHONE_PROCESSES children (no more than
+    the cores); each piece is decoded afresh, so the phones are the same as in one process. The children are
+    killed when this process dies, when ``close`` is called, or when the wait is cancelled. Start and collect
+    them from one thread: the kernel ties a child's end to the thread that started it.
     """
 
     POLL_SECONDS = 0.1
@@ -239,54 +258,90 @@ class BackgroundPhones:
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"phones are recognised in 16 kHz speech, got {sample_rate} Hz")
         self.started = time.perf_counter()
+        self.duration = len(samples) / sample_rate
+        self._children: list[tuple[subprocess.Popen, Path, Path]] = []
         self._folder = Path(tempfile.mkdtemp(prefix="heygem-phones-"))
-        speech, self._result, self._errors = (self._folder / name for name in ("speech.npy", "phones.json", "errors.txt"))
+        self._known: list[Phone] | None = None
+        if len(samples) < sample_rate // FRAME_RATE * 3:  # too short to decode: as ``recognise_phones`` says
+            self._known = recognise_phones(samples, sample_rate)
+            return
+        speech = self._folder / "speech.npy"
         np.save(speech, np.asarray(samples, np.float32))
+        bounds = [0, *_cut_points(_pcm(np.asarray(samples, np.float32)), sample_rate), len(samples)]
         # The child imports this package from where this process found it, whatever the working folder.
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
-        with open(self._errors, "wb") as errors:
-            self._process: subprocess.Popen | None = subprocess.Popen(
-                [sys.executable, "-m", "heygem.phones", str(speech), str(self._result)], env=env,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, **child_options())
+        for number, share in enumerate(_share_out(bounds, min(MAX_PHONE_PROCESSES, os.cpu_count() or 1))):
+            result, errors = self._folder / f"phones-{number}.json", self._folder / f"errors-{number}.txt"
+            with open(errors, "wb") as handle:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "heygem.phones", str(speech), str(result), *map(str, share)], env=env,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=handle, **child_options())
+            self._children.append((process, result, errors))
 
     def result(self, waiting: Callable[[], None] | None = None) -> list[Phone]:
-        """The phones, once the child has them. ``waiting()`` is called about ten times a second meanwhile
-        (a job's progress report: a cancel it raises kills the child). Raises RuntimeError when the child
+        """The phones, once the children have them. ``waiting()`` is called about ten times a second meanwhile
+        (a job's progress report: a cancel it raises kills the children). Raises RuntimeError when a child
         failed (the caller may then recognise in this process)."""
         try:
-            if self._process is None:
+            if self._known is not None:
+                return self._known
+            if not self._children:
                 raise RuntimeError("the phone recognition was closed")
-            while True:
-                try:
-                    code = self._process.wait(timeout=self.POLL_SECONDS)
-                    break
-                except subprocess.TimeoutExpired:
-                    if waiting is not None:
-                        waiting()
-            if code != 0 or not self._result.is_file():
-                tail = self._errors.read_text(errors="replace")[-1500:].strip()
-                raise RuntimeError(f"the phone recognition process ended with code {code}: {tail or 'no message'}")
-            phones = [Phone(label, start, end) for label, start, end in json.loads(self._result.read_text())]
-            log.debug("%d phones from the background process after %.2f s", len(phones), time.perf_counter() - self.started)
+            phones: list[Phone] = []
+            for process, result, errors in self._children:
+                while True:
+                    try:
+                        code = process.wait(timeout=self.POLL_SECONDS)
+                        break
+                    except subprocess.TimeoutExpired:
+                        if waiting is not None:
+                            waiting()
+                if code != 0 or not result.is_file():
+                    tail = errors.read_text(errors="replace")[-1500:].strip()
+                    raise RuntimeError(f"the phone recognition process ended with code {code}: {tail or 'no message'}")
+                phones += [Phone(label, start, end) for label, start, end in json.loads(result.read_text())]
+            phones = _tidy(phones, self.duration)
+            log.debug("%d phones from %d background processes after %.2f s", len(phones), len(self._children),
+                      time.perf_counter() - self.started)
             return phones
         finally:
             self.close()
 
     def close(self) -> None:
-        """Stop the child if it still runs and remove its files."""
-        if self._process is not None:
-            if self._process.poll() is None:
-                self._process.kill()
-            self._process.wait()
-            self._process = None
+        """Stop the children that still run and remove their files."""
+        for process, _, _ in self._children:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        self._children = []
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
-def _recognise_file(speech: str, result: str) -> None:
-    """The child of ``BackgroundPhones``: phones of the samples in ``speech`` (.npy) as JSON into ``result``."""
+def _share_out(bounds: list[int], count: int) -> list[list[int]]:
+    """The pieces ``bounds`` marks, in at most ``count`` runs of whole consecutive pieces of about equal length:
+    each run as its own bounds."""
+    pieces = len(bounds) - 1
+    count = max(1, min(count, pieces))
+    total = bounds[-1] - bounds[0]
+    runs, first = [], 0
+    for number in range(1, count + 1):
+        if number == count:
+            last = pieces
+        else:  # the piece boundary nearest this run's share of the length, leaving a piece for each run left
+            target = bounds[0] + total * number / count
+            last = min(range(first + 1, pieces - (count - number) + 1), key=lambda i: abs(bounds[i] - target))
+        runs.append(bounds[first:last + 1])
+        first = last
+    return runs
+
+
+def _recognise_file(speech: str, result: str, bounds: list[int]) -> None:
+    """A child of ``BackgroundPhones``: the phones of the pieces ``bounds`` marks in the samples in ``speech``
+    (.npy), untidied, as JSON into ``result``."""
     os.nice(PHONES_NICENESS)
-    phones = recognise_phones(np.load(speech), SAMPLE_RATE)
+    samples = np.load(speech)
+    phones = _decode_pieces(_pcm(samples[bounds[0]:bounds[-1]]), bounds, SAMPLE_RATE)
     temp = f"{result}.partial"
     with open(temp, "w") as out:
         json.dump([[p.label, p.start, p.end] for p in phones], out)
@@ -382,13 +437,16 @@ GLIDES: dict[str, Target] = {
 # ---- coarticulation -----------------------------------------------------------------------------------------
 
 # Dominance time constants in seconds, (before the phone, after it): a phone's pull falls to 1/e this far
-# outside it. Lip closures act locally; vowels blend over about a syllable's half; rounding is anticipated
-# far ahead (it is a slow, unconstrained movement, seen across several consonants).
+# outside it. Lip closures act locally; vowels blend over about a syllable's half. Rounding is anticipated as
+# soon as other lip shapes and lingers a little longer; its high weight against the tongue consonants (1.0
+# against 0.1) still carries it over a consonant or two before it. Twice the anticipation (0.14 s) followed the
+# real mouths' width less well: split-time halves of the shared clips cut at three points, both ways round, 24
+# comparisons, width r 0.03 against 0.05 (better on 14, worse on 8; bench/RESULTS.md).
 OPEN_TAU = {CLOSED: (0.03, 0.02), LIP_TEETH: (0.03, 0.02)}
 OPEN_TAU_DEFAULT = (0.06, 0.05)
-SPREAD_TAU = {ROUNDED: (0.14, 0.08)}
+SPREAD_TAU = {ROUNDED: (0.07, 0.08)}
 SPREAD_TAU_DEFAULT = (0.07, 0.05)
-REACH = 0.5  # seconds: beyond this a phone's pull is negligible (exp(-0.5 / 0.14) < 3%)
+REACH = 0.5  # seconds: beyond this a phone's pull is negligible (exp(-0.5 / 0.08) < 0.2%)
 
 # Enforced lip contact: from LEAD before the sound starts (the lips get there first) to TAIL before it ends
 # (the release burst of b/p is part of the sound); at least one frame either way.
@@ -617,4 +675,4 @@ def frame_visemes(phones: list[Phone], fps: float | Fraction, n_frames: int) -> 
 
 
 if __name__ == "__main__":  # BackgroundPhones runs this module as its child
-    _recognise_file(sys.argv[1], sys.argv[2])
+    _recognise_file(sys.argv[1], sys.argv[2], [int(b) for b in sys.argv[3:]])

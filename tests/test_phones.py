@@ -125,14 +125,28 @@ def test_phones_recognised_in_a_child_process_are_the_same(radio, tmp_path: Path
 
 def test_a_cancel_while_waiting_for_the_phones_stops_the_child(radio) -> None:
     background = BackgroundPhones(np.tile(radio[0], 6))  # about 1 min of speech: several seconds of decoding
-    process, folder = background._process, background._folder
+    processes, folder = [child[0] for child in background._children], background._folder
+    assert processes
 
     def cancelled() -> None:
         raise CancelledError("speech.wav: cancelled")
 
     with pytest.raises(CancelledError):
         background.result(cancelled)
-    assert process.poll() is not None and not folder.exists()
+    assert all(process.poll() is not None for process in processes) and not folder.exists()
+
+
+def test_pieces_shared_out_between_child_processes_give_the_same_phones(radio, monkeypatch) -> None:
+    # Pieces of ~3 s instead of ~30 s, so an 8 s speech is cut twice and three children take a piece each.
+    monkeypatch.setattr(phones_module, "CHUNK_SECONDS", 3.0)
+    monkeypatch.setattr(phones_module, "CUT_SEARCH_SECONDS", 1.0)
+    monkeypatch.setattr(phones_module.os, "cpu_count", lambda: 3)
+    samples = radio[0]
+    background = BackgroundPhones(samples)
+    assert len(background._children) == 3
+    assert background.result() == recognise_phones(samples)
+    assert phones_module._share_out([0, 10, 30, 60, 70, 100], 2) == [[0, 10, 30, 60], [60, 70, 100]]
+    assert phones_module._share_out([0, 100], 4) == [[0, 100]]
 
 
 def test_long_speech_is_decoded_in_pieces_cut_at_pauses(radio, monkeypatch: pytest.MonkeyPatch) -> None:
