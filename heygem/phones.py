@@ -234,8 +234,9 @@ def _decode_pieces(pcm: np.ndarray, bounds: list[int], sample_rate: int,
 PHONES_NICENESS = 10
 
 
-# Long speech is cut in pieces anyway (CHUNK_SECONDS): up to this many children decode them side by side, as
-# many as there are cores, so that the pieces left when the study ends are decoded on every core at once.
+# Long speech is cut in pieces anyway (CHUNK_SECONDS): up to this many children decode them side by side, one
+# for every two cores, so that the study and the job's own work keep at least half of them. (On 2 cores two
+# children made a first 60 s job 1.5 s slower than one: they took the study's core, 4 alternated pairs.)
 MAX_PHONE_PROCESSES = 4
 
 
@@ -244,8 +245,8 @@ class BackgroundPhones:
 
     PocketSphinx keeps Python's lock while it decodes, so a thread cannot run it beside other work (the
     presenter study, reading the video); a process can, on another core. Speech long enough to be cut in
-    pieces is shared out, in runs of whole pieces, between up to MAX_PHONE_PROCESSES children (no more than
-    the cores); each piece is decoded afresh, so the phones are the same as in one process. The children are
+    pieces is shared out, in runs of whole pieces, between up to MAX_PHONE_PROCESSES children (one for every
+    two cores); each piece is decoded afresh, so the phones are the same as in one process. The children are
     killed when this process dies, when ``close`` is called, or when the wait is cancelled. Start and collect
     them from one thread: the kernel ties a child's end to the thread that started it.
     """
@@ -271,7 +272,7 @@ class BackgroundPhones:
         # The child imports this package from where this process found it, whatever the working folder.
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
-        for number, share in enumerate(_share_out(bounds, min(MAX_PHONE_PROCESSES, os.cpu_count() or 1))):
+        for number, share in enumerate(_share_out(bounds, min(MAX_PHONE_PROCESSES, (os.cpu_count() or 1) // 2))):
             result, errors = self._folder / f"phones-{number}.json", self._folder / f"errors-{number}.txt"
             with open(errors, "wb") as handle:
                 process = subprocess.Popen(

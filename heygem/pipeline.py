@@ -578,9 +578,6 @@ def iter_synced_frames(
     total = frame_count(len(audio.samples), fps, SAMPLE_RATE)
     chunks = MelChunks(audio.mel, fps, total)
     stats.update(frames=total, frames_without_face=0, turn=0)
-    phones_wanted = engine.wants_study and settings.engine.mouth_drive == "phones"
-    if phones_wanted:  # in processes of their own, beside the face cache's hashing, the orientation and the study
-        audio.start_phones()  # (nothing to do when the batch knows them already)
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
     face_cache = _face_cache(video, det, fps) if detector is not None else None
     stats.update(faces_detected=0, face_cache="off" if face_cache is None else "miss", study="off")
@@ -605,6 +602,9 @@ def iter_synced_frames(
         log.warning("%s: %s", video.path.name, notes[-1])
     back = (360 - turn) % 360
     study = shapes = None
+    phones_wanted = engine.wants_study and settings.engine.mouth_drive == "phones"
+    if phones_wanted:
+        audio.start_phones()  # in a process of its own, beside the study (or collected at once when known)
     if engine.wants_study:
         with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
             study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, _study_dir(det), stats,

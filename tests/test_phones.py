@@ -140,7 +140,7 @@ def test_pieces_shared_out_between_child_processes_give_the_same_phones(radio, m
     # Pieces of ~3 s instead of ~30 s, so an 8 s speech is cut twice and three children take a piece each.
     monkeypatch.setattr(phones_module, "CHUNK_SECONDS", 3.0)
     monkeypatch.setattr(phones_module, "CUT_SEARCH_SECONDS", 1.0)
-    monkeypatch.setattr(phones_module.os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(phones_module.os, "cpu_count", lambda: 6)
     samples = radio[0]
     background = BackgroundPhones(samples)
     assert len(background._children) == 3
