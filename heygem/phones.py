@@ -236,7 +236,7 @@ PHONES_NICENESS = 10
 
 # Long speech is cut in pieces anyway (CHUNK_SECONDS): up to this many children decode them side by side, one
 # for every two cores, so that the study and the job's own work keep at least half of them. (On 2 cores two
-# children made a first 60 s job 1.5 s slower than one: they took the study's core, 4 alternated pairs.)
+# children finished the phones sooner but slowed the study as much: a first job was no faster; RESULTS.)
 MAX_PHONE_PROCESSES = 4
 
 
@@ -442,7 +442,7 @@ GLIDES: dict[str, Target] = {
 # soon as other lip shapes and lingers a little longer; its high weight against the tongue consonants (1.0
 # against 0.1) still carries it over a consonant or two before it. Twice the anticipation (0.14 s) followed the
 # real mouths' width less well: split-time halves of the shared clips cut at three points, both ways round, 24
-# comparisons, width r 0.03 against 0.05 (better on 14, worse on 8; bench/RESULTS.md).
+# comparisons, width r 0.036 against 0.051 (better on 13, worse on 9; bench/RESULTS.md).
 OPEN_TAU = {CLOSED: (0.03, 0.02), LIP_TEETH: (0.03, 0.02)}
 OPEN_TAU_DEFAULT = (0.06, 0.05)
 SPREAD_TAU = {ROUNDED: (0.07, 0.08)}

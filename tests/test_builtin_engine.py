@@ -256,12 +256,11 @@ def test_the_main_pass_takes_the_faces_the_study_found(media, settings, tmp_path
     # those frames again, and must find the same faces as it would by detecting.
     import hashlib
 
+    from heygem import pipeline
     from heygem.faces.yunet import YuNetDetector
 
     settings.engine.engine = "builtin"
     speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "3")
-    from heygem import pipeline
-
     seen: list[str] = []
     detect, find_orientation = YuNetDetector._detect, pipeline.find_orientation
     orienting = []
