@@ -130,8 +130,9 @@ class PreparedAudio:
         return len(self.samples) / SAMPLE_RATE
 
     def start_phones(self) -> None:
-        """Start recognising the speech's sounds in child processes (heygem.phones.BackgroundPhones), to run beside other work; ``phones``
-        collects them. Nothing happens when they are known or already being recognised."""
+        """Start recognising the speech's sounds in child processes (heygem.phones.BackgroundPhones), to run
+        beside other work; ``phones`` collects them. Nothing happens when they are known or already being
+        recognised."""
         if self._phones is not None or self._background is not None:
             return
         from heygem.phones import BackgroundPhones
