@@ -571,7 +571,7 @@ class JobQueue:
                              f"the queue already holds {self.pending()} unfinished job(s); the limit is "
                              f"{limits.queued_jobs} ({limits.how_to_raise('queued_jobs')}), or wait for some to finish",
                              "queue_full", pending=self.pending(), limit=limits.queued_jobs,
-                             option=limits.OPTION["queued_jobs"], env=limits.ENV["queued_jobs"])
+                             **limits.raise_params("queued_jobs"))
         check_inputs(Path(audio), sources, limits, audio_name=audio_name, video_names=names)
         batch_id = uuid.uuid4().hex[:12]
         batch_dir = self.batches_dir / batch_id

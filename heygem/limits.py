@@ -30,11 +30,6 @@ def duration_words(seconds: float) -> str:
     return f"{secs} s"
 
 
-def _how_to_raise(limits: Limits, name: str) -> dict[str, str]:
-    """The option and the environment variable that raise limit ``name``, as an error's values."""
-    return {"option": limits.OPTION[name], "env": limits.ENV[name]}
-
-
 def _minutes(value: float) -> str:
     return duration_words(value * 60)
 
@@ -46,7 +41,7 @@ def speech_too_long(name: str | Path, seconds: float | None, limits: Limits) -> 
     return LimitError(name, f"the speech {length}; the limit is {_minutes(limits.speech_minutes)} "
                             f"({limits.how_to_raise('speech_minutes')})",
                       "speech_too_long" if seconds is not None else "speech_over_limit", **known,
-                      limit_seconds=limits.speech_minutes * 60, **_how_to_raise(limits, "speech_minutes"))
+                      limit_seconds=limits.speech_minutes * 60, **limits.raise_params("speech_minutes"))
 
 
 def check_speech(info: MediaInfo, limits: Limits, name: str | Path | None = None) -> None:
@@ -67,12 +62,12 @@ def check_picture(info: MediaInfo, limits: Limits, name: str | Path | None = Non
                                f"{_minutes(limits.video_minutes)} ({limits.how_to_raise('video_minutes')}); "
                                "only as much of the video as the speech lasts is used, so a shorter cut will do",
                          "video_too_long", length_seconds=round(info.duration, 1), limit_seconds=limits.video_minutes * 60,
-                         **_how_to_raise(limits, "video_minutes"))
+                         **limits.raise_params("video_minutes"))
     if limits.picture_side and max(info.width, info.height) > limits.picture_side:
         raise LimitError(name, f"the video is {info.width}x{info.height}; the limit is {limits.picture_side} pixels "
                                f"on the longer side ({limits.how_to_raise('picture_side')}), or scale it down first",
                          "picture_too_large", width=info.width, height=info.height, limit=limits.picture_side,
-                         **_how_to_raise(limits, "picture_side"))
+                         **limits.raise_params("picture_side"))
 
 
 def check_inputs(

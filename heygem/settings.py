@@ -152,6 +152,10 @@ class Limits:
         """How a user raises limit ``name``: the option and the environment variable."""
         return f"raise it with {self.OPTION[name]} or {self.ENV[name]}"
 
+    def raise_params(self, name: str) -> dict[str, str]:
+        """The same as an error's values (heygem.errors), for a front end's own words."""
+        return {"option": self.OPTION[name], "env": self.ENV[name]}
+
 
 @dataclass
 class Settings:
