@@ -196,7 +196,7 @@ def recognise_phones(samples: np.ndarray, sample_rate: int = SAMPLE_RATE,
     if samples.ndim != 1:
         raise ValueError(f"expected a mono waveform (1-D), got shape {samples.shape}")
     duration = len(samples) / sample_rate
-    if len(samples) < sample_rate // FRAME_RATE * 3:  # too short for the decoder's first frames
+    if not _decodable(len(samples), sample_rate):
         return [Phone("SIL", 0.0, duration)] if len(samples) else []
     pcm = _pcm(samples)
     bounds = [0, *_cut_points(pcm, sample_rate), len(pcm)]
@@ -205,6 +205,11 @@ def recognise_phones(samples: np.ndarray, sample_rate: int = SAMPLE_RATE,
     log.debug("%d phones in %.1f s of speech (%d pieces), decoded in %.2f s", len(phones), duration,
               len(bounds) - 1, time.perf_counter() - started)
     return phones
+
+
+def _decodable(count: int, sample_rate: int) -> bool:
+    """Whether ``count`` samples are enough for the decoder's first frames."""
+    return count >= sample_rate // FRAME_RATE * 3
 
 
 def _pcm(samples: np.ndarray) -> np.ndarray:
@@ -263,12 +268,13 @@ class BackgroundPhones:
         self._children: list[tuple[subprocess.Popen, Path, Path]] = []
         self._folder = Path(tempfile.mkdtemp(prefix="heygem-phones-"))
         self._known: list[Phone] | None = None
-        if len(samples) < sample_rate // FRAME_RATE * 3:  # too short to decode: as ``recognise_phones`` says
+        if not _decodable(len(samples), sample_rate):  # nothing to decode: ``recognise_phones`` says what then
             self._known = recognise_phones(samples, sample_rate)
             return
-        speech = self._folder / "speech.npy"
-        np.save(speech, np.asarray(samples, np.float32))
-        bounds = [0, *_cut_points(_pcm(np.asarray(samples, np.float32)), sample_rate), len(samples)]
+        speech = self._folder / "speech.npy"  # the decoder's 16-bit samples, made once here for every child
+        pcm = _pcm(np.asarray(samples, np.float32))
+        np.save(speech, pcm)
+        bounds = [0, *_cut_points(pcm, sample_rate), len(pcm)]
         # The child imports this package from where this process found it, whatever the working folder.
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
@@ -338,11 +344,10 @@ def _share_out(bounds: list[int], count: int) -> list[list[int]]:
 
 
 def _recognise_file(speech: str, result: str, bounds: list[int]) -> None:
-    """A child of ``BackgroundPhones``: the phones of the pieces ``bounds`` marks in the samples in ``speech``
-    (.npy), untidied, as JSON into ``result``."""
+    """A child of ``BackgroundPhones``: the phones of the pieces ``bounds`` marks in the 16-bit samples in
+    ``speech`` (.npy), untidied, as JSON into ``result``."""
     os.nice(PHONES_NICENESS)
-    samples = np.load(speech)
-    phones = _decode_pieces(_pcm(samples[bounds[0]:bounds[-1]]), bounds, SAMPLE_RATE)
+    phones = _decode_pieces(np.load(speech, mmap_mode="r")[bounds[0]:bounds[-1]], bounds, SAMPLE_RATE)
     temp = f"{result}.partial"
     with open(temp, "w") as out:
         json.dump([[p.label, p.start, p.end] for p in phones], out)

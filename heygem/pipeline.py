@@ -629,7 +629,6 @@ def iter_synced_frames(
     # the same faces, so there they are taken (and serve as the anchors between which boxes are interpolated),
     # not detected again.
     studied = study.detections if study is not None else {}
-    reused = {"faces": 0}
 
     def sparsely(items: Iterator[tuple[_Frame, _Frame]]) -> Iterator[tuple[_Frame, Face | None]]:
         if studied:
@@ -642,17 +641,17 @@ def iter_synced_frames(
                     if item[0].source >= numbers[-1]:
                         return
 
-            yield from sparse_detect(studied_part(), detect_one, step, counter)
-        yield from sparse_detect(items, detect_one, det.every, counter)
+            yield from sparse_detect(studied_part(), detect_one, step)
+        yield from sparse_detect(items, detect_one, det.every)
 
     def detect_one(frame: _Frame, previous: Face | None) -> Face | None:
         found = studied.get(frame.source)
-        if found is not None:
-            reused["faces"] += 1
-            return select_face(found, det.face, previous)
-        report.again()  # a detection takes a while on a CPU: a cancel is seen between two
-        with stopwatch("detect"):
-            return select_face(detector.detect(frame.image), det.face, previous)
+        if found is None:
+            report.again()  # a detection takes a while on a CPU: a cancel is seen between two
+            counter["detected"] += 1
+            with stopwatch("detect"):
+                found = detector.detect(frame.image)
+        return select_face(found, det.face, previous)
 
     def detected(frames: Iterator[_Frame]) -> Iterator[tuple[_Frame, Face | None]]:
         if det.box:
@@ -672,7 +671,7 @@ def iter_synced_frames(
                 seen.append(face)
                 yield later, face
             break
-        stats["faces_detected"] = counter["detected"] - reused["faces"]
+        stats["faces_detected"] = counter["detected"]
         if cached.faces:
             stats["face_cache"] = "hit" if len(seen) <= len(cached.faces) else "partial"
         if face_cache is not None and len(seen) > len(cached.faces):

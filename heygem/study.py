@@ -186,10 +186,9 @@ def study_presenter(
 
 
 def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int, margin: float,
-          tick: Callable[[float], None], detections: dict[int, list[Face]] | None = None) -> list[_Sample]:
+          tick: Callable[[float], None], detections: dict[int, list[Face]]) -> list[_Sample]:
     """Crops, landmarks and mouth measures of sampled source frames; the detector's faces in each go into
     ``detections`` by frame number."""
-    detections = detections if detections is not None else {}
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
     mesh = get_face_mesh()
     rate = float(fps) if fps else 25.0

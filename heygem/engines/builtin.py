@@ -93,7 +93,7 @@ def _to_key_range(shapes: MouthShapes, loudness: np.ndarray) -> MouthShapes:
     """A copy of ``shapes`` (heygem.phones.MouthShapes) with opening and spread scaled to the keys' range, the
     opening mixed with the ``loudness`` drive (0..1 per frame)."""
     voiced = shapes.opening > 0.02
-    opening, spread = shapes.opening.astype(np.float32), shapes.spread.astype(np.float32)
+    opening, spread, viseme = shapes.opening.astype(np.float32), shapes.spread.astype(np.float32), shapes.viseme
     if voiced.any():
         top = max(float(np.percentile(opening[voiced], SHAPE_PERCENTILE)), MIN_SHAPE_RANGE)
         sounds = np.clip(opening / top, 0.0, 1.0)
@@ -110,10 +110,8 @@ def _to_key_range(shapes: MouthShapes, loudness: np.ndarray) -> MouthShapes:
         spread = np.where(voiced, np.clip(centred / reach, -1.0, 1.0), 0.0)
         # A closure not trusted is shown as the open mouth around it, and says so.
         untrusted = heard_shut & ~lips_shut
-        viseme = np.where(untrusted, np.where(opening < 0.5, VISEMES.index("mid"), VISEMES.index("open")), shapes.viseme)
-        return MouthShapes(viseme=viseme.astype(np.int8), opening=opening.astype(np.float32),
-                           spread=spread.astype(np.float32))
-    return MouthShapes(viseme=shapes.viseme, opening=opening.astype(np.float32), spread=spread.astype(np.float32))
+        viseme = np.where(untrusted, np.where(opening < 0.5, VISEMES.index("mid"), VISEMES.index("open")), viseme)
+    return MouthShapes(viseme=viseme.astype(np.int8), opening=opening.astype(np.float32), spread=spread.astype(np.float32))
 
 
 class _Key:
