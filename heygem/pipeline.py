@@ -606,18 +606,23 @@ def iter_synced_frames(
     phones_wanted = engine.wants_study and settings.engine.mouth_drive == "phones"
     if phones_wanted:
         audio.start_phones()  # in a process of its own, beside the study (or collected at once when known)
+    # The stage a person sees: "study" while the presenter is studied (the slow part of a fresh video), else
+    # still "probe"; the page words each, and the queue measures each stage's time for its estimates.
+    reading = "probe"
     if engine.wants_study:
         with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
             study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, _study_dir(det), stats,
-                                    tick=lambda done: report("probe", done, str(video.path)))
+                                    tick=lambda done: report("study", done, str(video.path)))
         if stats["study"] == "cached":  # read back, not made: no study stage, as kept faces make no detection stage
             stopwatch.seconds.pop("study", None)
+        else:
+            reading = "study"
         if phones_wanted:
-            # Still part of reading (the bar must not step back to the speech stage); a cancel is seen here.
-            report("probe", 0.95, str(video.path))
+            # Still the same stage (the bar must not step back to the speech stage); a cancel is seen here.
+            report(reading, 0.95, str(video.path))
             with stopwatch("phones"):  # the wait for them beyond the study; once per speech for a batch
                 shapes = mouth_shapes(audio.phones(lambda done: report.again()), audio.samples, fps, total)
-    report("probe", 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
+    report(reading, 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
     with stopwatch("engine start"):
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes))
     report.again()
