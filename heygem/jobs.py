@@ -43,7 +43,9 @@ from typing import IO, Any, Protocol
 
 import portalocker
 
+from heygem.engines import wav2lip_available
 from heygem.errors import CancelledError, CodedText, HeyGemError, InputError, LimitError
+from heygem.estimates import Estimator, JobSize, StageClock, StageRates, job_size, machine_of
 from heygem.limits import check_inputs
 from heygem.pipeline import GenerateResult, PreparedAudio, ThrottledProgress, generate, prepare_audio
 from heygem.presenters import Presenters
@@ -54,6 +56,9 @@ log = logging.getLogger(__name__)
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED})
+# Finished without a result: such a job keeps the stage it stopped in (the page's bar shows where); the API
+# shows its state as its stage.
+STOPPED = frozenset({FAILED, CANCELLED})
 
 # A job that was running when the process died is run again, but not forever: a file that crashes the
 # process itself (not merely fails) would otherwise take the queue down at every start.
@@ -133,8 +138,8 @@ class Job:
     audio_path: Path  # the stored copies the worker reads
     video_path: Path
     output: Path | None
-    stage: str
-    progress: float  # 0..1
+    stage: str  # the stage it is in; for a failed or cancelled job, the stage it stopped in
+    progress: float  # 0..1 of the stage
     error: str | None
     engine: str | None
     notes: list[str] = field(default_factory=list)
@@ -168,7 +173,8 @@ class Job:
         ``"cancelling": true`` and the stage ``cancelling`` until it stops (then ``"state": "cancelled"``)."""
         return {
             "id": self.id, "batch_id": self.batch_id, "state": self.state,
-            "stage": CANCELLING_STAGE if self.cancelling else self.stage, "cancelling": self.cancelling,
+            "stage": CANCELLING_STAGE if self.cancelling else self.state if self.state in STOPPED else self.stage,
+            "cancelling": self.cancelling,
             "progress": round(self.progress, 3), "audio": self.audio_name, "video": self.video_name,
             "result": self.output.name if self.output else None, "error": self.error,
             "error_code": self.error_code, "error_params": self.error_params, "engine": self.engine,
@@ -284,6 +290,12 @@ class JobQueue:
             if column not in known:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
         self.presenters = Presenters(self.root, self._db, self._lock, self._changed, lambda: self.defaults)
+        # How long each stage takes here (heygem.estimates): the clocks of running jobs, the rates measured.
+        self.rates = StageRates(self._db, self._lock)
+        self._clocks: dict[str, StageClock] = {}
+        self._engines: dict[str, str] = {}
+        self.estimator = Estimator(self.rates, self._clocks, self._engine_of,
+                                   lambda: max(1, len(self.workers())), time.monotonic, self.defaults.still_fps)
         self._audio_cache: OrderedDict[Path, PreparedAudio] = OrderedDict()
         self.backend = backend
         self._stopping = threading.Event()
@@ -399,6 +411,8 @@ class JobQueue:
             self._db.execute(
                 "UPDATE jobs SET state = ?, stage = 'starting', progress = 0, started = ?, attempts = attempts + 1, "
                 "worker = ? WHERE id = ?", (RUNNING, time.time(), worker, row["id"]))
+            self._clocks[row["id"]] = clock = StageClock(self.estimator.now())
+            clock.moved("starting", clock.since)
             self._changed.notify_all()
             return self.job(row["id"])
 
@@ -462,6 +476,7 @@ class JobQueue:
             self._finish(job.id, FAILED, stage="failed", error=reason, error_code="unexpected",
                          error_params={"file": job.video_name})
         else:
+            self._measured(job, result)
             self._finish(
                 job.id, SUCCEEDED, stage="done", error=None, output=result.output, engine=result.engine,
                 notes=result.notes, timings=result.timings, face_cache=result.face_cache, study=result.study,
@@ -483,6 +498,26 @@ class JobQueue:
         while len(self._audio_cache) > 2:  # one batch at a time, plus a single job submitted meanwhile
             self._audio_cache.popitem(last=False)[1].close()
         return prepared
+
+    def _measured(self, job: Job, result: GenerateResult) -> None:
+        """Fold the seconds each stage of a job that succeeded took into the rates its estimates come from."""
+        with self._lock:
+            clock = self._clocks.get(job.id)
+            if clock is None:
+                return
+            clock.moved(DONE_STAGE, self.estimator.now())
+            seconds = {stage: spent for stage, spent in clock.seconds.items() if stage != "study" or result.study == "made"}
+        size = job_size(job.audio_path, job.video_path, self.defaults.still_fps, studies=True)
+        self.rates.record(machine_of(job.worker), result.engine.split(" ")[0], seconds,
+                          JobSize(frames=result.frames, studied=size.studied if size else 0))
+
+    def _engine_of(self, job: Job) -> str:
+        """The engine a job runs with (``auto`` resolved as the worker will): for its estimates."""
+        if job.id not in self._engines:
+            options = self._settings_of(job).engine
+            auto = "wav2lip" if wav2lip_available(options) else "builtin"
+            self._engines[job.id] = auto if options.engine == "auto" else options.engine
+        return self._engines[job.id]
 
     def _settings_of(self, job: Job) -> Settings:
         with self._lock:
@@ -513,12 +548,15 @@ class JobQueue:
                 note_codes: Sequence[tuple[str, dict[str, Any]] | None] = ()) -> None:
         with self._lock:
             self._db.execute(
-                "UPDATE jobs SET state = ?, stage = ?, progress = CASE WHEN ? = 'succeeded' THEN 1 ELSE progress END, "
+                "UPDATE jobs SET state = ?, stage = CASE WHEN ? THEN stage ELSE ? END, "
+                "progress = CASE WHEN ? = 'succeeded' THEN 1 ELSE progress END, "
                 "error = ?, output = ?, engine = COALESCE(?, engine), notes = ?, timings = ?, face_cache = ?, "
                 "study = ?, finished = ?, error_code = ?, error_params = ?, note_codes = ? WHERE id = ?",
-                (state, stage, state, error, self._relative(output) if output else None, engine, json.dumps(list(notes)),
+                (state, state in STOPPED, stage, state, error, self._relative(output) if output else None, engine, json.dumps(list(notes)),
                  json.dumps(timings or {}), face_cache, study, time.time(), error_code, json.dumps(error_params or {}),
                  json.dumps(list(note_codes)), job_id))
+            self._clocks.pop(job_id, None)
+            self._engines.pop(job_id, None)
             self._changed.notify_all()
 
     def _set_progress(self, job_id: str, stage: str, fraction: float) -> bool:
@@ -526,6 +564,8 @@ class JobQueue:
         with self._lock:
             self._db.execute("UPDATE jobs SET stage = ?, progress = ? WHERE id = ? AND state = ?",
                              (stage, max(0.0, min(1.0, fraction)), job_id, RUNNING))
+            if (clock := self._clocks.get(job_id)) is not None:
+                clock.moved(stage, self.estimator.now())
             row = self._db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
             self._changed.notify_all()
         return bool(row and row["cancel_requested"])
