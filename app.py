@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from heygem.cli import add_limit_options, limits_from_args
-from heygem.settings import LOGS_DIR, OUTPUTS_DIR, EngineOptions, Settings
+from heygem.settings import OUTPUTS_DIR, EngineOptions, Settings
 
 log = logging.getLogger("heygem.app")
 
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from heygem.logs import setup_logging
+    from heygem.logs import limits_words, log_dir_for, setup_logging
     from heygem.server import is_loopback, parse_credentials
 
     try:
@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                   "is the studio already running? Choose another --port", file=sys.stderr)
             return 2
 
-    log_file = setup_logging(LOGS_DIR, args.verbose)
+    args.outputs = args.outputs.resolve()
+    # The log belongs to the outputs folder it describes (heygem.logs.log_dir_for): its studio's Logs tab shows it.
+    log_file = setup_logging(log_dir_for(args.outputs), args.verbose)
 
     import uvicorn
 
@@ -91,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     from heygem.jobs import FolderInUseError, JobQueue
     from heygem.server import create_app
 
-    args.outputs = args.outputs.resolve()
     defaults = Settings(engine=EngineOptions(engine=args.engine, device=args.device), limits=limits)
     defaults.detection.cache_dir = args.outputs / ".cache" / "faces"
     defaults.out_dir = args.outputs
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     status = engine_status(defaults.engine)
     log.info("starting the studio: engine %s (checkpoint %s) on %s; outputs %s; limits %s; log %s", status["engine"],
-             status["checkpoint"], status["device"], args.outputs, limits, log_file)
+             status["checkpoint"], status["device"], args.outputs, limits_words(limits), log_file)
     # The page shows results only from under the working directory (Gradio's rule for files that handlers
     # return), so run from the outputs folder wherever app.py was started from.
     os.chdir(args.outputs)

@@ -5,7 +5,29 @@ import logging
 import logging.handlers
 from pathlib import Path
 
+from heygem.settings import LOGS_DIR, OUTPUTS_DIR, Limits
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_dir_for(outputs: Path) -> Path:
+    """Where a studio over the outputs folder ``outputs`` logs: the project's ``logs/`` for the project's own
+    ``outputs/`` (as always), ``<outputs>/logs`` for any other. A log describes one outputs folder (its jobs,
+    its paths), and one folder has one studio: the Logs tab of one studio never shows another's records."""
+    if Path(outputs).resolve() == OUTPUTS_DIR.resolve():
+        return LOGS_DIR
+    return Path(outputs) / "logs"
+
+
+def limits_words(limits: Limits) -> str:
+    """The limits as a person reads them in the log: ``uploads up to 1024 MB, speech up to 30 min, ...``."""
+
+    def up_to(value: float, unit: str) -> str:
+        return f"up to {value:g} {unit}" if value else "unlimited"
+
+    return (f"uploads {up_to(limits.upload_mb, 'MB')}, speech {up_to(limits.speech_minutes, 'min')}, presenter videos "
+            f"{up_to(limits.video_minutes, 'min')}, pictures {up_to(limits.picture_side, 'px on the longer side')}, "
+            f"jobs waiting or running {up_to(limits.queued_jobs, 'at once')}")
 
 
 def setup_logging(log_dir: Path | None = Path("logs"), verbose: bool = False, console: bool = True) -> Path | None:

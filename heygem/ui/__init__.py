@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from heygem.jobs import JobQueue
-from heygem.settings import LOGS_DIR
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -37,7 +36,7 @@ def mount_studio(app: FastAPI, queue: JobQueue, path: str = "/", log_file: Path 
     # Gradio converts previews of videos browsers cannot play with the ffmpeg it finds on PATH; lend it ours
     # (after any system one, which keeps precedence).
     os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + str(Path(ffmpeg_exe()).parent)
-    studio = build_studio(queue, log_file or LOGS_DIR / "heygem.log")
+    studio = build_studio(queue, log_file)
     upload_mb = queue.defaults.limits.upload_mb
     # The footer keeps only Gradio's settings (language, theme): its API page describes the page's internal
     # events, not HeyGem's API (/api, README.md), and "Built with Gradio" is not ours to say in the page.

@@ -1,0 +1,55 @@
+"""Where a studio logs: beside the outputs folder it describes, so its Logs tab shows only its own records."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import REPO
+from heygem.logs import limits_words, log_dir_for
+from heygem.settings import LOGS_DIR, OUTPUTS_DIR, Limits
+
+
+def test_the_project_outputs_log_to_the_project_logs_and_any_other_outputs_to_its_own(tmp_path: Path) -> None:
+    assert log_dir_for(OUTPUTS_DIR) == LOGS_DIR  # ./start_app.sh as the README says: logs/heygem.log
+    assert log_dir_for(tmp_path / "studio-a") == tmp_path / "studio-a" / "logs"
+    assert log_dir_for(tmp_path / "studio-a") != log_dir_for(tmp_path / "studio-b")  # two studios, two logs
+
+
+def test_the_limits_are_worded_not_dumped() -> None:
+    assert limits_words(Limits(upload_mb=0, speech_minutes=30, video_minutes=10, picture_side=1920, queued_jobs=100)) == (
+        "uploads unlimited, speech up to 30 min, presenter videos up to 10 min, pictures up to 1920 px on the longer "
+        "side, jobs waiting or running up to 100 at once")
+
+
+def test_a_studio_on_another_outputs_folder_logs_there_in_words(tmp_path: Path) -> None:
+    """The issue: the Logs tab read the project's logs/heygem.log whatever --outputs was, and showed a raw
+    ``Limits(...)``. The studio (app.py, as ./start_app.sh runs it) writes its log under its outputs folder."""
+    outputs = tmp_path / "elsewhere" / "outputs"
+    project_log = LOGS_DIR / "heygem.log"
+    project_size = project_log.stat().st_size if project_log.exists() else 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    studio = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--outputs", str(outputs), "--port", str(port),
+                               "--engine", "builtin", "--device", "cpu"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        line = ""
+        deadline = time.monotonic() + 180
+        while "HeyGem studio:" not in line:
+            assert studio.poll() is None and time.monotonic() < deadline, f"the studio did not start: {line}"
+            line = studio.stdout.readline()
+        own_log = outputs / "logs" / "heygem.log"
+        assert f"log: {own_log}" in line
+        text = own_log.read_text(encoding="utf-8")
+        assert f"outputs {outputs}" in text and "limits uploads up to 1024 MB, speech up to 30 min" in text
+        assert "Limits(" not in text
+        # Nothing of this studio went into the project's log (another studio's Logs tab shows that one).
+        assert not project_log.exists() or str(outputs) not in project_log.read_bytes()[project_size:].decode(errors="replace")
+    finally:
+        studio.terminate()
+        studio.wait(30)
