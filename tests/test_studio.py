@@ -1,6 +1,7 @@
 """The studio's own functions, without a browser: what the page says about uploads, engines, the queue and the log."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -109,23 +110,125 @@ def test_the_presenters_table_says_progress_faces_found_and_why_one_failed() -> 
     assert presenters_table_html([], "zh").count("还没有主播") == 1
 
 
-def test_a_running_job_shows_its_percentage_elapsed_and_time_left(monkeypatch) -> None:
+def test_a_running_job_shows_its_percentage_elapsed_and_the_estimated_time_left(monkeypatch) -> None:
+    """The time left comes from the queue's estimates (heygem.estimates, tested in test_estimates.py), not from the
+    share done so far: without one, "estimating…"."""
+    from heygem.estimates import Estimate
     from heygem.ui.studio import batch_progress_words, running_words
 
     job = replace(_job("running", "lip-sync"), progress=0.4, started=1000.0)  # 40 % into lip-syncing
-    # Half of the whole job in 30 s: about 30 s left at that rate.
-    assert running_words("en", job, now=1030.0) == "50% · 0:30 elapsed · about 0:30 left"
-    assert running_words("zh", job, now=1030.0) == "50% · 已用 0:30 · 约剩 0:30"
-    just_started = replace(job, stage="probe", progress=0.0)
-    assert running_words("en", just_started, now=1001.0) == "5% · 0:01 elapsed · estimating…"
+    assert running_words("en", job, now=1030.0, estimate=Estimate(13.0)) == "50% · 0:30 elapsed · about 0:13 left"
+    assert running_words("zh", job, now=1030.0, estimate=Estimate(13.0)) == "50% · 已用 0:30 · 约剩 0:13"
+    assert running_words("en", job, now=1030.0) == "50% · 0:30 elapsed · estimating…"
     monkeypatch.setattr("heygem.ui.studio.time.time", lambda: 1030.0)
-    assert "50% · 0:30 elapsed · about 0:30 left" in job_status_html(job, "en")
-    assert "50% · 0:30 elapsed · about 0:30 left" in batch_table_html([job], "en")
-    queued = _job("queued", "queued")
-    # Two jobs, one half done and one waiting: the batch is 25 % done after 30 s, about 1:30 left.
-    assert batch_progress_words([job, queued], "en", now=1030.0) == "Whole batch: 25% · 0:30 elapsed · about 1:30 left"
-    assert batch_progress_words([job, queued], "zh", now=1030.0) == "整批：25% · 已用 0:30 · 约剩 1:30"
+    assert "50% · 0:30 elapsed · about 0:13 left" in job_status_html(job, "en", estimate=Estimate(13.0))
+    assert "50% · 0:30 elapsed · about 0:13 left" in batch_table_html([job], "en", {job.id: Estimate(13.0)})
+    queued = replace(_job("queued", "queued"), id="j2")
+    assert "starts in about 0:13" in batch_table_html([job, queued], "en", {queued.id: Estimate(40.0, 13.0)})
+    # The batch is done when its last job is: 40 s from now.
+    estimates = {job.id: Estimate(13.0), queued.id: Estimate(40.0, 13.0)}
+    assert batch_progress_words([job, queued], "en", now=1030.0, estimates=estimates) == (
+        "Whole batch: 25% · 0:30 elapsed · about 0:40 left")
+    assert batch_progress_words([job, queued], "zh", now=1030.0, estimates=estimates) == "整批：25% · 已用 0:30 · 约剩 0:40"
+    assert batch_progress_words([job, queued], "en", now=1030.0) == "Whole batch: 25% · 0:30 elapsed · estimating…"
     assert batch_progress_words([replace(job, state="succeeded")], "en", now=1030.0) == ""
+    # A batch still waiting: when it starts, when it is done.
+    waiting = [replace(queued, id="q1"), replace(queued, id="q2")]
+    assert batch_progress_words(waiting, "en", estimates={"q1": Estimate(50.0, 20.0), "q2": Estimate(80.0, 50.0)}) == (
+        "Whole batch: starts in about 0:20, done in about 1:20")
+    assert batch_progress_words(waiting, "zh", estimates={"q1": Estimate(50.0, 20.0), "q2": Estimate(80.0, 50.0)}) == (
+        "整批：约 0:20 后开始，约 1:20 后全部完成")
+    assert batch_progress_words(waiting, "en") == ""
+
+
+def _bar_width(card: str) -> int:
+    return int(re.search(r'class="hg-bar[^"]*"><div style="width:(\d+)%', card).group(1))
+
+
+def test_cancelled_and_failed_jobs_show_the_bar_where_they_stopped_not_a_full_one() -> None:
+    """A full bar in the accent colour means done: a cancelled job's bar stops where it stopped, grey; a failed
+    one's, red. Single's card, Batch's table; History shows no bars."""
+    from heygem.ui.studio import history_table_html
+
+    cancelled = replace(_job("cancelled", "lip-sync"), progress=0.4)  # stopped 40 % into lip-syncing
+    failed = replace(_job("failed", "probe"), id="j2", progress=0.0, error="d0.mp4: no face",
+                     error_code="no_face", error_params={"file": "d0.mp4", "frames": 50})
+    done = replace(_job("succeeded", "done"), id="j3", progress=1.0)
+    assert _bar_width(job_status_html(cancelled, "en")) == 50 and "hg-bar hg-bar-cancelled" in job_status_html(cancelled, "en")
+    assert _bar_width(job_status_html(failed, "en")) == 5 and "hg-bar hg-bar-failed" in job_status_html(failed, "en")
+    assert _bar_width(job_status_html(done, "en")) == 100 and 'class="hg-bar"><div' in job_status_html(done, "en")
+    assert "<b>d0.mp4</b> — cancelled while lip-syncing" in job_status_html(cancelled, "en")
+    assert "<b>d0.mp4</b> — 已取消（停在：口型同步中）" in job_status_html(cancelled, "zh")
+    table = batch_table_html([cancelled, failed, done], "en")
+    assert re.findall(r'class="(hg-bar[^"]*)"><div style="width:(\d+)%', table) == [
+        ("hg-bar hg-bar-cancelled", "50"), ("hg-bar hg-bar-failed", "5"), ("hg-bar", "100")]
+    assert "hg-bar" not in history_table_html([cancelled, failed, done], "en")
+    # A job cancelled before it ran stopped at nothing.
+    assert _bar_width(job_status_html(replace(_job("cancelled", "queued"), progress=0.0), "en")) == 0
+
+
+def test_a_cancelled_job_keeps_the_stage_it_stopped_in_and_the_api_says_cancelled(short_clips, tmp_path) -> None:
+    import threading
+
+    from heygem.errors import CancelledError
+    from heygem.jobs import JobQueue
+
+    reached = threading.Event()
+
+    def run(audio, video, output, settings, progress):
+        progress("lip-sync", 0.4, str(video))
+        reached.set()
+        for _ in range(600):
+            progress("lip-sync", 0.4, str(video))
+            threading.Event().wait(0.1)
+        raise CancelledError("never cancelled")
+
+    queue = JobQueue(tmp_path / "outputs", run=run)
+    try:
+        job = queue.submit(short_clips["speech"], [short_clips["d0"]]).jobs[0]
+        assert reached.wait(60)
+        queue.cancel(job.id)
+        stopped = queue.wait([job.id], timeout=60)[0]
+        assert (stopped.state, stopped.stage, stopped.progress) == ("cancelled", "lip-sync", 0.4)
+        assert (stopped.to_json()["stage"], stopped.to_json()["state"]) == ("cancelled", "cancelled")
+        assert _bar_width(job_status_html(stopped, "en")) == 50
+    finally:
+        queue.close()
+
+
+def test_a_failed_single_job_is_headed_by_the_file_that_failed() -> None:
+    """A speech without sound fails the job: its card names the speech, not the good video."""
+    silent = replace(_job("failed", "audio"), audio_name="d13.mp4", error="d13.mp4: has no audio stream",
+                     error_code="no_sound", error_params={"file": "d13.mp4"})
+    assert "<b>d13.mp4 (the speech)</b> — failed" in job_status_html(silent, "en")
+    assert "<b>d13.mp4（语音）</b> — 失败" in job_status_html(silent, "zh")
+    faceless = replace(silent, error="d0.mp4: no face", error_code="no_face", error_params={"file": "d0.mp4", "frames": 50})
+    assert "<b>d0.mp4</b> — failed" in job_status_html(faceless, "en")
+
+
+def test_a_fresh_video_shows_the_study_as_its_own_stage(short_clips, tmp_path: Path) -> None:
+    """The built-in engine's presenter study is reported as "study" (it was "probe", worded "reading the
+    video", for most of a fresh job's first seconds), and worded as such; a photo's stages as a photo's."""
+    from heygem.pipeline import generate
+    from heygem.settings import DetectionOptions, EncodeOptions, Settings
+
+    seen: list[tuple[str, float]] = []
+    settings = Settings(detection=DetectionOptions(cache_dir=tmp_path / "cache" / "faces"),
+                        engine=EngineOptions(engine="builtin", device="cpu", mouth_drive="loudness"),
+                        encode=EncodeOptions(preset="ultrafast"), out_dir=tmp_path)
+    generate(short_clips["speech"], short_clips["d0"], None, settings, lambda stage, f, _: seen.append((stage, f)))
+    stages = [stage for stage, _ in seen]
+    studied = [f for stage, f in seen if stage == "study"]
+    assert len(studied) >= 20 and studied[-1] == 1.0, seen  # every frame studied ticks in the study stage
+    assert stages.index("study") > stages.index("probe") and max(i for i, s in enumerate(stages) if s == "probe") < \
+        stages.index("study") < stages.index("lip-sync")
+    running = replace(_job("running", "study"), progress=0.5, started=1.0)
+    assert "running · studying the presenter · 15%" in job_status_html(running, "en")
+    assert "运行中 · 分析主播 · 15%" in job_status_html(running, "zh")
+    photo = replace(running, video_name="anna.jpg", video_path=Path("anna.jpg"))
+    assert "studying the face in the photo" in job_status_html(photo, "en")
+    assert "读取照片" in job_status_html(replace(photo, stage="probe"), "zh")
+    assert "reading the video" in job_status_html(replace(running, stage="probe"), "en")
 
 
 def test_history_lists_queued_and_running_jobs_grouped_by_batch_with_the_zip(tmp_path: Path) -> None:
@@ -144,7 +247,9 @@ def test_history_lists_queued_and_running_jobs_grouped_by_batch_with_the_zip(tmp
     assert "排队中" in history_table_html([queued], "zh")
 
 
-def test_a_reloaded_page_finds_its_job_and_batch_in_the_address_or_the_newest_unfinished(short_clips, tmp_path) -> None:
+def test_a_page_finds_only_its_own_work_in_the_address_or_this_browsers_memory(short_clips, tmp_path) -> None:
+    """A fresh page shows no work it did not submit (another browser's, the API's): only what its address names
+    or, without one, the unfinished work this browser remembers having submitted."""
     from heygem.jobs import JobQueue
     from heygem.ui.studio import restored_work
 
@@ -153,11 +258,14 @@ def test_a_reloaded_page_finds_its_job_and_batch_in_the_address_or_the_newest_un
         assert restored_work(queue, {}) == (None, None)
         single = queue.submit(short_clips["speech"], [short_clips["d0"]]).jobs[0]
         batch = queue.submit(short_clips["speech"], [short_clips["d13"], short_clips["d19"]])
+        assert restored_work(queue, {}) == (None, None)  # someone's unfinished work: not this page's
         assert restored_work(queue, {"job": single.id, "batch": batch.id}) == (single.id, batch.id)
-        assert restored_work(queue, {"batch": "gone"}) == (None, batch.id)  # unknown ids are dropped
-        assert restored_work(queue, {"job": single.id}) == (single.id, None)
+        assert restored_work(queue, {"batch": "gone"}, "", "") == (None, None)  # unknown ids are dropped
+        assert restored_work(queue, {"job": single.id}, "", batch.id) == (single.id, None)  # the address first
+        assert restored_work(queue, {}, single.id, batch.id) == (single.id, batch.id)  # remembered, unfinished
         queue.cancel_batch(batch.id)
-        assert restored_work(queue, {}) == (single.id, None)  # a batch of one belongs to Single
+        assert restored_work(queue, {}, "", batch.id) == (None, None)  # remembered, but over
+        assert restored_work(queue, {"batch": batch.id}) == (None, batch.id)  # its address still shows it
     finally:
         queue.close()
 

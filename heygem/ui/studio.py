@@ -9,7 +9,9 @@ import html
 import logging
 import os
 import re
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,11 +19,14 @@ import gradio as gr
 
 from heygem.engines import engine_status, wav2lip_available
 from heygem.errors import HeyGemError
-from heygem.jobs import FAILED, FINISHED, QUEUED, RUNNING, SUCCEEDED, Job, JobQueue
+from heygem.estimates import Estimate
+from heygem.faces.check import FaceCheck, check_face
+from heygem.jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, SUCCEEDED, Job, JobQueue
 from heygem.media.probe import probe, require_audio_source, require_video_source
 from heygem.presenters import FAILED as PRESENTER_FAILED
 from heygem.presenters import PREPARING, READY, Presenter
-from heygem.settings import ENGINE_CHOICES, LENGTH_CHOICES, LOGS_DIR, PROJECT_ROOT, EngineOptions, with_choices
+from heygem.logs import log_dir_for
+from heygem.settings import ENGINE_CHOICES, LENGTH_CHOICES, PROJECT_ROOT, DetectionOptions, EngineOptions, with_choices
 from heygem.ui.texts import EN, GRADIO_EN, GRADIO_ZH, ZH, language, text
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,9 @@ CSS = """
 .hg-line { margin-bottom: 6px; }
 .hg-bar { height: 12px; border-radius: 6px; background: var(--border-color-primary); overflow: hidden; }
 .hg-bar > div { height: 100%; background: var(--color-accent); transition: width .4s; }
+.hg-bar.hg-bar-failed > div { background: #c0392b; }
+.hg-bar.hg-bar-cancelled > div { background: var(--body-text-color-subdued); }
+.hg-blocked { margin-top: 6px; }
 .hg-error { color: #c0392b; margin-top: 6px; white-space: pre-wrap; }
 .hg-note { color: var(--body-text-color-subdued); margin-top: 6px; }
 .hg-table { width: 100%; border-collapse: collapse; }
@@ -76,8 +84,11 @@ def _lang(request: gr.Request | None) -> str:
     return language(request.headers.get("accept-language") if request is not None else None)
 
 
-def _stage(lang: str, stage: str) -> str:
+def _stage(lang: str, stage: str, job: Job | None = None) -> str:
+    """A stage as a person reads it; a job's photo reads as a photo ("reading the photo")."""
     key = f"stage_{stage}"
+    if job is not None and job.video_path.suffix.lower() in PHOTO_TYPES and f"{key}_photo" in EN:
+        key += "_photo"
     return text(lang, key) if key in EN else stage
 
 
@@ -85,12 +96,12 @@ def _state(lang: str, state: str) -> str:
     return text(lang, f"state_{state}")
 
 
-def _queued_words(lang: str, ahead: int) -> str:
-    if ahead == 0:
-        return text(lang, "queued_next")
-    if ahead == 1:
-        return text(lang, "queued_one_ahead")
-    return text(lang, "queued_behind", ahead=ahead)
+def _queued_words(lang: str, ahead: int, wait: float | None = None) -> str:
+    """How many jobs are ahead and, once the rates of this machine are measured, about when it starts."""
+    words = text(lang, "queued_next" if ahead == 0 else "queued_one_ahead" if ahead == 1 else "queued_behind", ahead=ahead)
+    if wait is not None and ahead:
+        words += text(lang, "sentence_gap") + text(lang, "starts_in", wait=clock(wait))
+    return words
 
 
 def _state_words(lang: str, job: Job) -> str:
@@ -179,26 +190,27 @@ def engine_words(lang: str, engine: str | None) -> str:
     return engine
 
 
-def _bar(fraction: float) -> str:
-    return f'<div class="hg-bar"><div style="width:{max(0.0, min(1.0, fraction)) * 100:.0f}%"></div></div>'
+def _bar(fraction: float, state: str = "") -> str:
+    """A progress bar; a failed or cancelled job's stops where the job stopped, in red or grey (a full bar in
+    the accent colour means done)."""
+    stopped = f" hg-bar-{state}" if state in STOPPED else ""
+    return f'<div class="hg-bar{stopped}"><div style="width:{max(0.0, min(1.0, fraction)) * 100:.0f}%"></div></div>'
 
 
-# Where each stage sits in a job's whole run (start, end), for one bar and one estimate over all stages: the
-# stored progress is the stage's own fraction. Rough shares of a typical job's time.
-STAGE_SPANS = {"starting": (0.0, 0.0), "audio": (0.0, 0.05), "probe": (0.05, 0.2), "lip-sync": (0.2, 0.95),
-               "encode": (0.95, 1.0), "done": (1.0, 1.0)}
-# Before this share of the work, or this many seconds, a rate says little: the page says "estimating…".
-ESTIMATE_AFTER_FRACTION = 0.03
-ESTIMATE_AFTER_SECONDS = 2.0
+# Where each stage sits in a job's whole run (start, end), for one bar over all stages: the stored progress is
+# the stage's own fraction. Rough shares of a typical job's time (the time left comes from measured rates).
+STAGE_SPANS = {"starting": (0.0, 0.0), "audio": (0.0, 0.05), "probe": (0.05, 0.1), "study": (0.1, 0.2),
+               "lip-sync": (0.2, 0.95), "encode": (0.95, 1.0), "done": (1.0, 1.0)}
 
 
 def overall_progress(job: Job) -> float:
-    """How far the job is through all its stages, 0..1 (finished jobs count as 1, queued ones as 0)."""
-    if job.state in FINISHED:
+    """How far the job is through all its stages, 0..1: done ones 1, queued ones 0, failed and cancelled ones
+    where they stopped (0 for one stored before the stage was kept)."""
+    if job.state == SUCCEEDED:
         return 1.0
-    if job.state != RUNNING:
+    if job.state not in (RUNNING, *STOPPED) or job.stage not in STAGE_SPANS:
         return 0.0
-    start, end = STAGE_SPANS.get(job.stage, (0.0, 1.0))
+    start, end = STAGE_SPANS[job.stage]
     return start + (end - start) * max(0.0, min(1.0, job.progress))
 
 
@@ -209,31 +221,39 @@ def clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def timing_words(lang: str, fraction: float, elapsed: float) -> str:
-    """Elapsed time and the time left at the rate so far; "estimating…" while too little is done to tell."""
-    if fraction < ESTIMATE_AFTER_FRACTION or elapsed < ESTIMATE_AFTER_SECONDS:
+def timing_words(lang: str, elapsed: float, left: float | None) -> str:
+    """Elapsed time and the time left (heygem.estimates: from the stage rates measured on this machine);
+    "estimating…" until they are known."""
+    if left is None:
         return text(lang, "elapsed_estimating", elapsed=clock(elapsed))
-    left = elapsed * (1.0 - fraction) / fraction
     return text(lang, "elapsed_left", elapsed=clock(elapsed), left=clock(left))
 
 
-def running_words(lang: str, job: Job, now: float | None = None) -> str:
+def running_words(lang: str, job: Job, now: float | None = None, estimate: Estimate | None = None) -> str:
     """A running job's percentage (over all stages), elapsed time and time left."""
-    fraction = overall_progress(job)
     elapsed = (now or time.time()) - (job.started or job.created)
-    return f"{text(lang, 'percent', percent=fraction * 100)} · {timing_words(lang, fraction, elapsed)}"
+    left = estimate.left if estimate is not None else None
+    return f"{text(lang, 'percent', percent=overall_progress(job) * 100)} · {timing_words(lang, elapsed, left)}"
 
 
-def batch_progress_words(jobs: list[Job], lang: str, now: float | None = None) -> str:
-    """The whole batch's percentage, elapsed and time left while any job is unfinished; "" once all are."""
-    if not jobs or all(job.state in FINISHED for job in jobs):
-        return ""
-    fraction = sum(overall_progress(job) for job in jobs) / len(jobs)
+def batch_progress_words(jobs: list[Job], lang: str, now: float | None = None,
+                         estimates: dict[str, Estimate] | None = None) -> str:
+    """The whole batch's percentage, elapsed time and time left (until its last job is done) while any job is
+    unfinished; "" once all are, or before any has started."""
+    unfinished = [job for job in jobs if job.state not in FINISHED]
     started = [job.started for job in jobs if job.started]
-    if not started:
+    if not unfinished:
         return ""
+    if not started:  # all waiting: when the first starts and the last is done, once this machine's rates tell
+        first, last = ((estimates or {}).get(job.id, Estimate(None)) for job in (jobs[0], jobs[-1]))
+        if first.wait is None or last.left is None:
+            return ""
+        return text(lang, "batch_waiting", wait=clock(first.wait), left=clock(last.left))
+    fraction = sum(1.0 if job.state in FINISHED else overall_progress(job) for job in jobs) / len(jobs)
+    lefts = [(estimates or {}).get(job.id, Estimate(None)).left for job in unfinished]
+    left = None if any(value is None for value in lefts) else max(lefts)
     elapsed = (now or time.time()) - min(started)
-    return text(lang, "batch_progress", percent=fraction * 100, timing=timing_words(lang, fraction, elapsed))
+    return text(lang, "batch_progress", percent=fraction * 100, timing=timing_words(lang, elapsed, left))
 
 
 def _on_worker(lang: str, job: Job) -> str:
@@ -248,22 +268,33 @@ def _on_worker(lang: str, job: Job) -> str:
     return " · " + html.escape(text(lang, "on_worker", number=number, host=host, device=device_words(lang, device)))
 
 
-def job_status_html(job: Job, lang: str, ahead: int = 0) -> str:
-    """One job's progress card: name, state and stage, a bar, and the reason when it failed."""
-    name = html.escape(job.video_name)
+def _failed_file(lang: str, job: Job) -> str:
+    """The file a job's card is headed by: its video, or its speech when the failure is the speech's."""
+    failed = str(job.error_params.get("file") or "")
+    if job.state == FAILED and failed and Path(failed).name == job.audio_name and job.audio_name != job.video_name:
+        return text(lang, "the_speech", name=job.audio_name)
+    return job.video_name
+
+
+def job_status_html(job: Job, lang: str, ahead: int = 0, estimate: Estimate | None = None) -> str:
+    """One job's progress card: the file, state and stage, a bar, and the reason when it failed."""
+    name = html.escape(_failed_file(lang, job))
     state = _state(lang, job.state)
     if job.cancelling:
         detail = f"{state} · {_stage(lang, 'cancelling')}"
     elif job.state == RUNNING:
-        detail = f"{state} · {_stage(lang, job.stage)} · {running_words(lang, job)}{_on_worker(lang, job)}"
-    elif job.state == "queued":
-        detail = _queued_words(lang, ahead)
+        detail = (f"{state} · {html.escape(_stage(lang, job.stage, job))} · "
+                  f"{running_words(lang, job, estimate=estimate)}{_on_worker(lang, job)}")
+    elif job.state == QUEUED:
+        detail = _queued_words(lang, ahead, estimate.wait if estimate is not None else None)
     elif job.state == SUCCEEDED and job.started and job.finished:
         detail = f"{state} · {text(lang, 'took', seconds=job.finished - job.started)} · {html.escape(engine_words(lang, job.engine))}{_on_worker(lang, job)}"
+    elif job.state in STOPPED and job.stage in STAGE_SPANS and job.stage != "starting":  # where its bar stops
+        detail = text(lang, "stopped_while", state=state, stage=_stage(lang, job.stage, job))
     else:
         detail = state
     parts = [f'<div class="hg-job" data-state="{job.state}" data-cancelling="{str(job.cancelling).lower()}">'
-             f'<div class="hg-line"><b>{name}</b> — {detail}</div>', _bar(1.0 if job.state == SUCCEEDED else overall_progress(job))]
+             f'<div class="hg-line"><b>{name}</b> — {detail}</div>', _bar(overall_progress(job), job.state)]
     if job.error:
         parts.append(f'<div class="hg-error">{html.escape(job_reason(lang, job))}</div>')
     parts.extend(f'<div class="hg-note">{html.escape(note)}</div>' for note in job_notes(lang, job))
@@ -275,27 +306,32 @@ def message_html(message: str) -> str:
     return f'<div class="hg-job" data-state="error"><div class="hg-error">{html.escape(message)}</div></div>'
 
 
-def batch_table_html(jobs: list[Job], lang: str) -> str:
+def batch_table_html(jobs: list[Job], lang: str, estimates: dict[str, Estimate] | None = None) -> str:
     """The live table of a batch: one row per video with its state, a progress bar, the time it took, the engine
     that made it (which says when a photo took the simpler photo path) and the reason of a failure or its notes."""
     keys = ("col_video", "col_state", "col_progress", "col_time", "col_engine", "col_detail")
     head = "".join(f"<th>{text(lang, key)}</th>" for key in keys)
     rows = []
+    estimates = estimates or {}
     for number, job in enumerate(jobs, start=1):
         if job.error:
             detail = job_reason(lang, job)
         elif job.state == RUNNING:
-            detail = _stage(lang, job.stage)
+            detail = _stage(lang, job.stage, job)
         else:
             detail = "; ".join(job_notes(lang, job))
-        fraction = 1.0 if job.state == SUCCEEDED else overall_progress(job) if job.state == RUNNING else job.progress
-        words = running_words(lang, job) if job.state == RUNNING and not job.cancelling else ""
+        estimate = estimates.get(job.id)
+        words = ""
+        if job.state == RUNNING and not job.cancelling:
+            words = running_words(lang, job, estimate=estimate)
+        elif job.state == QUEUED and estimate is not None and estimate.wait is not None:
+            words = text(lang, "starts_in_short", wait=clock(estimate.wait))
         took = (text(lang, "seconds", seconds=job.finished - job.started)
                 if job.state == SUCCEEDED and job.started and job.finished else "")
         rows.append(
             f'<tr data-state="{job.state}"><td>{number}. {html.escape(job.video_name)}</td>'
             f'<td class="hg-state-{job.state} hg-nowrap">{_state_words(lang, job)}</td>'
-            f'<td class="hg-progress">{_bar(fraction)}<span class="hg-small">{html.escape(words)}</span></td>'
+            f'<td class="hg-progress">{_bar(overall_progress(job), job.state)}<span class="hg-small">{html.escape(words)}</span></td>'
             f'<td class="hg-small hg-nowrap">{took}</td>'
             f'<td class="hg-small">{html.escape(engine_words(lang, job.engine))}</td>'
             f'<td class="hg-small">{html.escape(detail or "")}</td></tr>')
@@ -307,17 +343,17 @@ def _short_time(stamp: float) -> str:
     return time.strftime("%m-%d %H:%M", time.localtime(stamp))
 
 
-def _history_state(lang: str, job: Job) -> str:
+def _history_state(lang: str, job: Job, estimate: Estimate | None = None) -> str:
     """A job's state in History: running ones with their stage and progress, failed ones with the reason."""
     words = html.escape(_state_words(lang, job))
     if job.state == RUNNING and not job.cancelling:
-        words += f" · {html.escape(_stage(lang, job.stage))} · {html.escape(running_words(lang, job))}"
+        words += f" · {html.escape(_stage(lang, job.stage, job))} · {html.escape(running_words(lang, job, estimate=estimate))}"
     if job.error:
         words += f"<br><span class=hg-small>{html.escape(job_reason(lang, job))}</span>"
     return words
 
 
-def history_table_html(jobs: list[Job], lang: str) -> str:
+def history_table_html(jobs: list[Job], lang: str, estimates: dict[str, Estimate] | None = None) -> str:
     """Every job, queued and running ones too, grouped by batch (newest batch first): each batch's row names its
     speech and, once a result is done, links the ZIP of its finished results."""
     if not jobs:
@@ -339,7 +375,7 @@ def history_table_html(jobs: list[Job], lang: str) -> str:
             finished = _short_time(job.finished) if job.finished else ""
             rows.append(
                 f'<tr data-state="{job.state}" data-batch="{batch_id}"><td class="hg-small hg-nowrap">{finished}</td>'
-                f"<td>{html.escape(job.video_name)}</td><td class=\"hg-state-{job.state}\">{_history_state(lang, job)}</td>"
+                f"<td>{html.escape(job.video_name)}</td><td class=\"hg-state-{job.state}\">{_history_state(lang, job, (estimates or {}).get(job.id))}</td>"
                 f'<td class="hg-small">{html.escape(engine_words(lang, job.engine))}{_on_worker(lang, job)}</td></tr>')
     return f'<table class="hg-table" id="history-table"><tr>{head}</tr>{"".join(rows)}</table>'
 
@@ -429,33 +465,58 @@ def _history_look(queue: JobQueue) -> tuple:
 
 
 # The page's script that writes a submitted job's or batch's id into the address (?job=... / ?batch=...), so a
-# reload, or the address opened again, finds the work again. Replaces the entry: Back still leaves the page.
+# reload, or the address opened again, finds the work again, and into this browser's storage, so the studio
+# opened afresh in this browser finds its unfinished work. Replaces the entry: Back still leaves the page.
 _REMEMBER_JS = """(id) => {
     if (id) { const url = new URL(window.location.href); url.searchParams.set('%s', id);
-              window.history.replaceState(window.history.state, '', url); }
+              window.history.replaceState(window.history.state, '', url);
+              try { localStorage.setItem('heygem-%s', id); } catch (e) {} }
+    return [];
+}"""
+# At load: what this browser remembers having submitted, for the page's restore; and a watch for the person's
+# own choice of a tab, which the restored work must not undo (it answers after the page is usable).
+_RECALL_JS = """() => {
+    document.addEventListener('click', (event) => {
+        if (event.isTrusted && event.target.closest('[role=tab]')) window.heygemTabPicked = true;
+    }, true);
+    const get = (key) => { try { return localStorage.getItem(key) || ''; } catch (e) { return ''; } };
+    return [get('heygem-job'), get('heygem-batch')];
+}"""
+# The restored work's tab, unless the person has picked one since the page loaded.
+_OPEN_TAB_JS = """(tab) => {
+    if (tab && !window.heygemTabPicked) {
+        const button = document.getElementById('tab-' + tab + '-button')
+            || [...document.querySelectorAll('[role=tab]')].find((b) => b.getAttribute('aria-controls') === 'tab-' + tab);
+        if (button) button.click();
+    }
     return [];
 }"""
 
 
-def restored_work(queue: JobQueue, query: dict[str, str]) -> tuple[str | None, str | None]:
+def restored_work(queue: JobQueue, query: dict[str, str], remembered_job: str | None = None,
+                  remembered_batch: str | None = None) -> tuple[str | None, str | None]:
     """(job id for Single, batch id for Batch) a newly loaded page shows: those in its address (``?job=``,
-    ``?batch=``) that still exist; without either, the newest unfinished batch (one of one video goes to Single)."""
-    single, many = query.get("job"), query.get("batch")
-    try:
-        single = queue.job(single).id if single else None
-    except KeyError:
-        single = None
-    try:
-        many = queue.batch(many).id if many else None
-    except KeyError:
-        many = None
+    ``?batch=``) that still exist; without either, those this browser remembers having submitted while they are
+    unfinished. Never work this browser did not submit (another's page, the API)."""
+
+    def job(job_id: str | None, unfinished_only: bool) -> str | None:
+        try:
+            found = queue.job(job_id) if job_id else None
+        except KeyError:
+            return None
+        return found.id if found is not None and (not unfinished_only or found.state not in FINISHED) else None
+
+    def batch(batch_id: str | None, unfinished_only: bool) -> str | None:
+        try:
+            found = queue.batch(batch_id) if batch_id else None
+        except KeyError:
+            return None
+        return found.id if found is not None and (not unfinished_only or not found.done) else None
+
+    single, many = job(query.get("job"), False), batch(query.get("batch"), False)
     if single or many:
         return single, many
-    unfinished = queue.jobs([QUEUED, RUNNING], limit=1)
-    if not unfinished:
-        return None, None
-    batch = queue.batch(unfinished[0].batch_id)
-    return (batch.jobs[0].id, None) if len(batch.jobs) == 1 else (None, batch.id)
+    return job(remembered_job, True), batch(remembered_batch, True)
 
 
 def log_tail(log_file: Path, lines: int = 150) -> str:
@@ -508,6 +569,78 @@ def upload_problem(path: str | None, role: Literal["speech", "picture"], lang: s
     return ""
 
 
+# The quick face checks made at upload, by file and part of the video looked at: the same check is asked again
+# when the speech changes and when the page submits, and costs a second or so each time.
+_FACE_CHECKS: OrderedDict[tuple, FaceCheck | None] = OrderedDict()
+_FACE_CHECKS_LOCK = threading.Lock()
+
+
+def _face_check(path: str, detection: DetectionOptions, seconds: float | None) -> FaceCheck | None:
+    """heygem.faces.check on ``path`` (None when it could not tell: the job then says why), remembered."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    key = (path, stat.st_size, stat.st_mtime_ns, None if seconds is None else round(seconds, 1), detection.detector,
+           detection.detect_size, detection.box)
+    with _FACE_CHECKS_LOCK:
+        if key in _FACE_CHECKS:
+            return _FACE_CHECKS[key]
+    try:
+        found = check_face(path, detection, seconds)
+    except HeyGemError as exc:
+        log.info("upload %s: the face check could not look (%s)", Path(path).name, exc)
+        found = None
+    with _FACE_CHECKS_LOCK:
+        _FACE_CHECKS[key] = found
+        while len(_FACE_CHECKS) > 256:
+            _FACE_CHECKS.popitem(last=False)
+    return found
+
+
+def _speech_seconds(path: str | None) -> float | None:
+    """How long a readable speech upload lasts (None without one): a job uses that much of the video."""
+    if not path:
+        return None
+    try:
+        info = require_audio_source(probe(path))
+    except HeyGemError:
+        return None
+    return info.audio_duration or info.duration
+
+
+def picture_problem(path: str | None, lang: str, detection: DetectionOptions, speech: str | None = None) -> str:
+    """What is wrong with a presenter upload, in the page's words ("" when it is fine or absent): unreadable,
+    only sound, or no face in the frames looked at over the part of it a job with ``speech`` would use (all of
+    it while no speech is known)."""
+    problem = upload_problem(path, "picture", lang)
+    if problem or not path:
+        return problem
+    check = _face_check(path, detection, _speech_seconds(speech))
+    if check is None or check.found:
+        return ""
+    name = Path(path).name
+    if check.frames <= 1:
+        return text(lang, "no_face_photo", name=name)
+    return text(lang, "no_face_looked", name=name, frames=check.frames)
+
+
+def blocked_html(lang: str, problems: list[str]) -> str:
+    """Why Generate or Start batch does nothing yet: the problems of the uploads, under the buttons."""
+    shown = [problem for problem in problems if problem]
+    if not shown:
+        return ""
+    reasons = "".join(f'<div class="hg-error">{html.escape(problem)}</div>' for problem in shown)
+    return (f'<div class="hg-job hg-blocked" data-state="blocked"><div class="hg-line"><b>'
+            f'{html.escape(text(lang, "blocked"))}</b></div>{reasons}</div>')
+
+
+def _blocking(lang: str, problems: list[str]) -> list:
+    """The submit button (usable only without problems) and the line under it that says why not."""
+    shown = blocked_html(lang, problems)
+    return [gr.update(interactive=not shown), gr.update(value=shown, visible=bool(shown))]
+
+
 def problems_html(problems: list[str]) -> str:
     """The upload problems as the page shows them under the file field; nothing when there are none."""
     shown = [problem for problem in problems if problem]
@@ -540,36 +673,62 @@ def engine_line(queue: JobQueue, lang: str) -> str:
     return line
 
 
-def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> gr.Blocks:
-    """The page; every handler reads and writes only through ``queue``."""
+def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
+    """The page; every handler reads and writes only through ``queue``. Its Logs tab shows ``log_file`` (by
+    default the log of the queue's outputs folder, heygem.logs.log_dir_for)."""
     i18n = I18N
+    log_file = log_file or log_dir_for(queue.root) / "heygem.log"
 
-    def ahead_of(job: Job) -> int:
-        return sum(1 for other in queue.jobs(["queued", "running"], limit=10_000, newest_first=False) if other.seq < job.seq)
+    detection = queue.defaults.detection
+
+    def unfinished() -> tuple[list[Job], dict[str, Estimate]]:
+        """The queued and running jobs in queue order, and their estimates (heygem.estimates)."""
+        jobs = queue.jobs([QUEUED, RUNNING], limit=10_000, newest_first=False)
+        return jobs, queue.estimator.estimate(jobs)
+
+    def ahead_of(job: Job, jobs: list[Job]) -> int:
+        return sum(1 for other in jobs if other.seq < job.seq)
 
     def settings_from(engine, face, length, crf):
         return with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf)
 
+    def speech_and_pictures(audio: str | None, pictures: list[str | None], lang: str) -> list[str]:
+        """The problems of a speech upload and of presenter uploads ("" for each that is fine): what blocks the
+        submit, on the page and again when the page submits."""
+        return [upload_problem(audio, "speech", lang), *(picture_problem(path, lang, detection, audio) for path in pictures)]
+
     # ---- Single --------------------------------------------------------------------------------------------
 
-    def preview_speech(path, request: gr.Request):
-        problem = upload_problem(path, "speech", _lang(request))
-        shown = bool(path) and not problem
-        return gr.update(value=path if shown else None, visible=shown), _problems_field([problem])
-
-    def preview_picture(path, request: gr.Request):
-        problem = upload_problem(path, "picture", _lang(request))
-        is_photo = bool(path) and not problem and Path(path).suffix.lower() in PHOTO_TYPES
-        is_video = bool(path) and not problem and not is_photo
-        return (gr.update(value=path if is_video else None, visible=is_video),
-                gr.update(value=path if is_photo else None, visible=is_photo), _problems_field([problem]))
-
-    def check_batch_speech(path, request: gr.Request):
-        return _problems_field([upload_problem(path, "speech", _lang(request))])
-
-    def check_batch_videos(paths, request: gr.Request):
+    def preview_speech(audio, picture, request: gr.Request):
+        """The speech's preview and problem, the picture's again (the part of it a job uses is as long as the
+        speech), and whether Generate may submit."""
         lang = _lang(request)
-        return _problems_field([upload_problem(path, "picture", lang) for path in paths or []])
+        speech, presenter = speech_and_pictures(audio, [picture], lang)
+        shown = bool(audio) and not speech
+        return [gr.update(value=audio if shown else None, visible=shown), _problems_field([speech]),
+                _problems_field([presenter]), *_blocking(lang, [speech, presenter])]
+
+    def preview_picture(picture, audio, request: gr.Request):
+        """The presenter's preview (a video or a photo HeyGem can read), its problem (no face among the frames
+        looked at, too), and whether Generate may submit."""
+        lang = _lang(request)
+        readable = bool(picture) and not upload_problem(picture, "picture", lang)
+        is_photo = readable and Path(picture).suffix.lower() in PHOTO_TYPES
+        is_video = readable and not is_photo
+        speech, presenter = speech_and_pictures(audio, [picture], lang)
+        return [gr.update(value=picture if is_video else None, visible=is_video),
+                gr.update(value=picture if is_photo else None, visible=is_photo), _problems_field([presenter]),
+                *_blocking(lang, [speech, presenter])]
+
+    def check_batch_speech(audio, paths, request: gr.Request):
+        lang = _lang(request)
+        speech, *pictures = speech_and_pictures(audio, paths or [], lang)
+        return [_problems_field([speech]), _problems_field(pictures), *_blocking(lang, [speech, *pictures])]
+
+    def check_batch_videos(paths, audio, request: gr.Request):
+        lang = _lang(request)
+        speech, *pictures = speech_and_pictures(audio, paths or [], lang)
+        return [_problems_field(pictures), *_blocking(lang, [speech, *pictures])]
 
     def submit_single(audio, picture, presenter_id, engine, face, length, crf, request: gr.Request):
         lang = _lang(request)
@@ -577,6 +736,9 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
             return None, message_html(text(lang, "need_speech")), None, None, None
         if not picture and not presenter_id:
             return None, message_html(text(lang, "need_picture")), None, None, None
+        # A file the page marked bad is never submitted, whatever the button showed.
+        if blocked := blocked_html(lang, speech_and_pictures(audio, [picture], lang)):
+            return None, blocked, None, None, None
         if picture and presenter_id:  # either could be meant: ask rather than guess
             return None, message_html(text(lang, "picture_and_presenter")), None, None, None
         try:
@@ -589,7 +751,8 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
         except HeyGemError as exc:
             return None, message_html(reason_words(lang, exc.code, exc.params, str(exc))), None, None, None
         job = batch.jobs[0]
-        return job.id, job_status_html(job, lang, ahead_of(job)), None, None, None
+        jobs, estimates = unfinished()
+        return job.id, job_status_html(job, lang, ahead_of(job, jobs), estimates.get(job.id)), None, None, None
 
     def cancel_single(job_id, request: gr.Request):
         if job_id:
@@ -606,6 +769,8 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
             return None, message_html(text(lang, "need_speech")), "", None, 0, None
         if not videos and not presenter_ids:
             return None, message_html(text(lang, "need_videos")), "", None, 0, None
+        if blocked := blocked_html(lang, speech_and_pictures(audio, videos, lang)):
+            return None, blocked, "", None, 0, None
         try:
             settings = settings_from(engine, face, length, crf)
             batch = queue.submit(audio, videos, settings, audio_name=Path(audio).name,
@@ -614,7 +779,7 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
             return None, message_html(text(lang, "bad_option", reason=exc)), "", None, 0, None
         except HeyGemError as exc:
             return None, message_html(reason_words(lang, exc.code, exc.params, str(exc))), "", None, 0, None
-        return batch.id, batch_table_html(batch.jobs, lang), "", None, 0, None
+        return batch.id, batch_table_html(batch.jobs, lang, unfinished()[1]), "", None, 0, None
 
     def cancel_batch(batch_id, request: gr.Request):
         if batch_id:
@@ -653,12 +818,13 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
         note = f"<p>{html.escape(text(lang, 'presenter_added', name=presenter.name))}</p>"
         return [note, None, "", *library(lang, (single, many, presenter.id))]
 
-    def pick_presenter(presenter_id):
-        """Fill the rename field with the picked presenter's name."""
+    def pick_presenter(presenter_id, request: gr.Request):
+        """Fill the rename field with the picked presenter's name; a delete asked for another is called off."""
         try:
-            return queue.presenters.get(presenter_id).name if presenter_id else ""
+            name = queue.presenters.get(presenter_id).name if presenter_id else ""
         except KeyError:
-            return ""
+            name = ""
+        return name, None, gr.update(value=text(_lang(request), "delete_presenter"))
 
     def rename_presenter(presenter_id, name, single, many, request: gr.Request):
         lang = _lang(request)
@@ -674,18 +840,28 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                 note = message_html(text(lang, "presenter_gone"))
         return [note, *library(lang, (single, many, presenter_id))]
 
-    def delete_presenter(presenter_id, single, many, request: gr.Request):
+    def delete_presenter(presenter_id, armed, single, many, request: gr.Request):
+        """The first click asks (the button becomes "Really delete NAME?"), the second on the same presenter
+        deletes it."""
         lang = _lang(request)
+        button = gr.update(value=text(lang, "delete_presenter"))
         if not presenter_id:
-            note = message_html(text(lang, "need_presenter_pick"))
-        else:
-            try:
-                name = queue.presenters.get(presenter_id).name
-                queue.presenters.delete(presenter_id)
-                note = f"<p>{html.escape(text(lang, 'presenter_deleted', name=name))}</p>"
-            except KeyError:
-                note = message_html(text(lang, "presenter_gone"))
-        return [note, "", *library(lang, (single, many, None))]
+            return [message_html(text(lang, "need_presenter_pick")), gr.skip(), None, button,
+                    *library(lang, (single, many, None))]
+        try:
+            name = queue.presenters.get(presenter_id).name
+        except KeyError:
+            return [message_html(text(lang, "presenter_gone")), "", None, button, *library(lang, (single, many, None))]
+        if armed != presenter_id:
+            note = f'<p id="presenter-confirm">{html.escape(text(lang, "confirm_delete", name=name))}</p>'
+            return [note, gr.skip(), presenter_id, gr.update(value=text(lang, "really_delete", name=name)),
+                    *[gr.skip()] * 6]
+        try:
+            queue.presenters.delete(presenter_id)
+            note = f"<p>{html.escape(text(lang, 'presenter_deleted', name=name))}</p>"
+        except KeyError:
+            note = message_html(text(lang, "presenter_gone"))
+        return [note, "", None, button, *library(lang, (single, many, None))]
 
     # ---- History -------------------------------------------------------------------------------------------
 
@@ -694,7 +870,8 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
         choices = history_choices(jobs)
         values = {value for _, value in choices}
         keep = selected if selected in values else (choices[0][1] if choices else None)
-        return history_table_html(jobs, _lang(request)), gr.update(choices=choices, value=keep), _history_look(queue)
+        return (history_table_html(jobs, _lang(request), unfinished()[1]), gr.update(choices=choices, value=keep),
+                _history_look(queue))
 
     def play(job_id):
         if not job_id:
@@ -726,6 +903,7 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
              batch_picks, managed_pick, request: gr.Request):
         lang = _lang(request)
         header = engine_line(queue, lang)
+        jobs, estimates = unfinished()
         # Single
         single = [gr.skip(), gr.skip(), gr.skip(), shown]
         if job_id:
@@ -734,7 +912,8 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
             except KeyError:  # deleted from History meanwhile
                 job = None
             if job is not None:
-                single[0] = job_status_html(job, lang, ahead_of(job) if job.state == "queued" else 0)
+                single[0] = job_status_html(job, lang, ahead_of(job, jobs) if job.state == QUEUED else 0,
+                                            estimates.get(job.id))
                 if job.finished_ok and shown != job_id:
                     single[1:] = [str(job.output), str(job.output), job_id]
         # Batch
@@ -752,8 +931,9 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                 if running:
                     summary += text(lang, "sentence_gap") + text(lang, "running_now", name=running.video_name)
                 # The whole batch's progress on a line of its own (a Markdown line break).
-                batch_out[0] = "  \n".join(part for part in (summary, batch_progress_words(batch.jobs, lang)) if part)
-                batch_out[1] = batch_table_html(batch.jobs, lang)
+                whole = batch_progress_words(batch.jobs, lang, estimates=estimates)
+                batch_out[0] = "  \n".join(part for part in (summary, whole) if part)
+                batch_out[1] = batch_table_html(batch.jobs, lang, estimates)
                 finished_ok = sum(job.finished_ok for job in batch.jobs)
                 if finished_ok and finished_ok != zipped:  # a new result: list it, rebuild the ZIP
                     batch_out[2] = str(queue.zip_batch(batch_id))
@@ -819,6 +999,7 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                         with gr.Row():
                             s_go = gr.Button(i18n("generate"), variant="primary", elem_id="single-generate")
                             s_cancel = gr.Button(i18n("cancel"), elem_id="single-cancel")
+                        s_blocked = gr.HTML(elem_id="single-blocked", visible=False)
                         s_status = gr.HTML(elem_id="single-status")
                         s_result = gr.Video(label=i18n("result"), interactive=False, elem_id="single-result")
                         s_download = gr.File(label=i18n("download"), interactive=False, elem_id="single-download")
@@ -841,6 +1022,7 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                         with gr.Row():
                             b_go = gr.Button(i18n("start_batch"), variant="primary", elem_id="batch-start")
                             b_cancel = gr.Button(i18n("cancel_batch"), elem_id="batch-cancel")
+                        b_blocked = gr.HTML(elem_id="batch-blocked", visible=False)
                     with gr.Column(scale=2):
                         b_summary = gr.Markdown(i18n("batch_idle"), elem_id="batch-summary")
                         b_table = gr.HTML(elem_id="batch-status")
@@ -852,6 +1034,7 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
             with gr.Tab(i18n("tab_presenters"), id="presenters", elem_id="tab-presenters") as presenters_tab:
                 seen_library = gr.State(None)
                 seen_choices = gr.State(None)
+                delete_armed = gr.State(None)  # the presenter whose delete was asked once: the next click deletes
                 gr.Markdown(i18n("presenters_help"))
                 with gr.Row():
                     with gr.Column(scale=1):
@@ -889,28 +1072,32 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
                 logs = gr.Textbox(label=i18n("log_tail"), lines=28, max_lines=28, autoscroll=False,
                                   interactive=False, elem_id="log-tail", elem_classes="hg-log")
 
-        s_audio.change(preview_speech, s_audio, [s_audio_preview, s_audio_check], show_progress="hidden")
-        s_picture.change(preview_picture, s_picture, [s_video_preview, s_photo_preview, s_picture_check],
-                         show_progress="hidden")
-        b_audio.change(check_batch_speech, b_audio, b_audio_check, show_progress="hidden")
-        b_videos.change(check_batch_videos, b_videos, b_videos_check, show_progress="hidden")
+        s_audio.change(preview_speech, [s_audio, s_picture],
+                       [s_audio_preview, s_audio_check, s_picture_check, s_go, s_blocked], show_progress="hidden")
+        s_picture.change(preview_picture, [s_picture, s_audio],
+                         [s_video_preview, s_photo_preview, s_picture_check, s_go, s_blocked], show_progress="hidden")
+        b_audio.change(check_batch_speech, [b_audio, b_videos], [b_audio_check, b_videos_check, b_go, b_blocked],
+                       show_progress="hidden")
+        b_videos.change(check_batch_videos, [b_videos, b_audio], [b_videos_check, b_go, b_blocked],
+                        show_progress="hidden")
         s_go.click(submit_single, [s_audio, s_picture, s_presenter, *options],
                    [job_id, s_status, s_result, s_download, shown]).then(
             lambda job: job, job_id, s_job_address, show_progress="hidden").then(
-            None, s_job_address, None, js=_REMEMBER_JS % "job")
+            None, s_job_address, None, js=_REMEMBER_JS % ("job", "job"))
         s_cancel.click(cancel_single, job_id, s_status, show_progress="hidden")
         b_go.click(submit_batch, [b_audio, b_videos, b_presenters, *options],
                    [batch_id, b_table, b_summary, b_zip, zipped, b_results]).then(
             lambda batch: batch, batch_id, b_batch_address, show_progress="hidden").then(
-            None, b_batch_address, None, js=_REMEMBER_JS % "batch")
+            None, b_batch_address, None, js=_REMEMBER_JS % ("batch", "batch"))
         b_cancel.click(cancel_batch, batch_id, b_table, show_progress="hidden")
         library_outputs = [p_table, s_presenter, b_presenters, p_pick, seen_library, seen_choices]
         presenters_tab.select(show_library, [s_presenter, b_presenters, p_pick], library_outputs, show_progress="hidden")
         p_add.click(add_presenter, [p_file, p_name, s_presenter, b_presenters],
                     [p_note, p_file, p_name, *library_outputs])
-        p_pick.change(pick_presenter, p_pick, p_new_name, show_progress="hidden")
+        p_pick.change(pick_presenter, p_pick, [p_new_name, delete_armed, p_delete], show_progress="hidden")
         p_rename.click(rename_presenter, [p_pick, p_new_name, s_presenter, b_presenters], [p_note, *library_outputs])
-        p_delete.click(delete_presenter, [p_pick, s_presenter, b_presenters], [p_note, p_new_name, *library_outputs])
+        p_delete.click(delete_presenter, [p_pick, delete_armed, s_presenter, b_presenters],
+                       [p_note, p_new_name, delete_armed, p_delete, *library_outputs])
         h_pick.change(play, h_pick, [h_player, h_download], show_progress="hidden")
         h_refresh.click(history, h_pick, [h_table, h_pick, seen_finished])
         history_tab.select(history, h_pick, [h_table, h_pick, seen_finished], show_progress="hidden")
@@ -928,14 +1115,16 @@ def build_studio(queue: JobQueue, log_file: Path = LOGS_DIR / "heygem.log") -> g
         def show_engine(request: gr.Request) -> str:
             return engine_line(queue, _lang(request))
 
-        def restore(request: gr.Request):
-            """Find the page's work again after a reload: the job and batch named in the address (set when they
-            were submitted), else the newest unfinished one. The timer then fills in their status and results."""
-            single, many = restored_work(queue, dict(request.query_params))
+        def restore(remembered_job, remembered_batch, request: gr.Request):
+            """Find this browser's work again: the job and batch named in the address (set when they were
+            submitted), else the unfinished ones this browser remembers having submitted; never another's. The
+            timer then fills in their status and results."""
+            single, many = restored_work(queue, dict(request.query_params), remembered_job, remembered_batch)
             # Only a batch alone opens its tab: with a single job too, Single (the first tab) stays in front.
-            tab = gr.Tabs(selected="batch") if many and not single else gr.skip()
-            return single, None, many, 0, tab
+            return single, None, many, 0, "batch" if many and not single else ""
 
         studio.load(show_engine, None, header)
-        studio.load(restore, None, [job_id, shown, batch_id, zipped, tabs], show_progress="hidden")
+        open_tab = gr.Textbox(visible="hidden", elem_id="open-tab")
+        studio.load(restore, [s_job_address, b_batch_address], [job_id, shown, batch_id, zipped, open_tab],
+                    js=_RECALL_JS, show_progress="hidden").then(None, open_tab, None, js=_OPEN_TAB_JS)
     return studio

@@ -39,7 +39,7 @@ EN: dict[str, str] = {
     "refresh": "Refresh",
     "pick_result": "Result to play",
     "delete": "Delete this result",
-    "log_tail": "Log (logs/heygem.log, newest first; the file also keeps DEBUG detail)",
+    "log_tail": "This studio's log (newest first; its file also keeps DEBUG detail)",
     "advice": (
         "**Tips.** Keep single videos under 5 minutes: longer ones work but need more memory and time. "
         "Speech: wav, mp3, m4a, flac, ogg, aiff, or any video with sound. Presenters: mp4, mov, mkv, avi, webm, "
@@ -70,6 +70,9 @@ EN: dict[str, str] = {
     "stage_starting": "starting",
     "stage_audio": "reading the speech",
     "stage_probe": "reading the video",
+    "stage_probe_photo": "reading the photo",
+    "stage_study": "studying the presenter",
+    "stage_study_photo": "studying the face in the photo",
     "stage_lip-sync": "lip-syncing",
     "stage_encode": "writing the video",
     "stage_done": "done",
@@ -78,6 +81,16 @@ EN: dict[str, str] = {
     "picture_is_sound": "{name} holds only sound: the presenter must be a video or photo of a face.",
     "bad_speech": "{name} is not a sound or video file HeyGem can read. Give wav, mp3, m4a, flac, ogg, aiff, or a video with sound.",
     "speech_silent": "{name}: the speech file has no sound.",
+    "no_face_looked": (
+        "{name}: no face found in the {frames} frames looked at. Give a video where the face is clearly visible."
+    ),
+    "no_face_photo": "{name}: no face found in the photo. Give a photo where the face is clearly visible.",
+    "blocked": "Cannot start yet:",
+    "the_speech": "{name} (the speech)",
+    "starts_in": "Starts in about {wait}.",
+    "starts_in_short": "starts in about {wait}",
+    "batch_waiting": "Whole batch: starts in about {wait}, done in about {left}",
+    "stopped_while": "{state} while {stage}",
     "col_video": "Video",
     "col_state": "State",
     "col_progress": "Progress",
@@ -103,6 +116,8 @@ EN: dict[str, str] = {
     "presenter_new_name": "New name",
     "rename_presenter": "Rename",
     "delete_presenter": "Delete presenter",
+    "really_delete": "Really delete {name}?",
+    "confirm_delete": "Click “Really delete {name}?” to delete {name}, or pick another presenter to keep it.",
     "presenters_help": (
         "Add a presenter once: HeyGem finds the face on every frame and studies it in the background, so each "
         "later job with this presenter starts straight at lip-syncing. Pick presenters in Single and Batch."
@@ -258,7 +273,7 @@ ZH: dict[str, str] = {
     "refresh": "刷新",
     "pick_result": "要播放的结果",
     "delete": "删除此结果",
-    "log_tail": "日志（logs/heygem.log，最新的在最上；文件中另有更详细的调试记录）",
+    "log_tail": "本工作室的日志（最新的在最上；日志文件中另有更详细的调试记录）",
     "advice": (
         "**提示。** 单个视频请保持在 5 分钟以内：更长的视频也能处理，但需要更多内存和时间。"
         "语音：wav、mp3、m4a、flac、ogg、aiff，或任何带声音的视频。主播：mp4、mov、mkv、avi、webm，"
@@ -287,6 +302,9 @@ ZH: dict[str, str] = {
     "stage_starting": "启动中",
     "stage_audio": "读取语音",
     "stage_probe": "读取视频",
+    "stage_probe_photo": "读取照片",
+    "stage_study": "分析主播",
+    "stage_study_photo": "分析照片中的人脸",
     "stage_lip-sync": "口型同步中",
     "stage_encode": "写入视频",
     "stage_done": "完成",
@@ -295,6 +313,14 @@ ZH: dict[str, str] = {
     "picture_is_sound": "{name} 只有声音：主播必须是人脸视频或照片。",
     "bad_speech": "{name} 不是 HeyGem 能读取的音频或视频文件。请提供 wav、mp3、m4a、flac、ogg、aiff，或带声音的视频。",
     "speech_silent": "{name}：语音文件没有声音。",
+    "no_face_looked": "{name}：查看的 {frames} 帧中都没有找到人脸。请提供人脸清晰可见的视频。",
+    "no_face_photo": "{name}：照片中没有找到人脸。请提供人脸清晰可见的照片。",
+    "blocked": "暂时无法开始：",
+    "the_speech": "{name}（语音）",
+    "starts_in": "约 {wait} 后开始。",
+    "starts_in_short": "约 {wait} 后开始",
+    "batch_waiting": "整批：约 {wait} 后开始，约 {left} 后全部完成",
+    "stopped_while": "{state}（停在：{stage}）",
     "col_video": "视频",
     "col_state": "状态",
     "col_progress": "进度",
@@ -319,6 +345,8 @@ ZH: dict[str, str] = {
     "presenter_new_name": "新名称",
     "rename_presenter": "改名",
     "delete_presenter": "删除主播",
+    "really_delete": "确定删除 {name}？",
+    "confirm_delete": "再点一次“确定删除 {name}？”即删除 {name}；选择其他主播则保留。",
     "presenters_help": (
         "主播只需添加一次：HeyGem 会在后台找出每一帧的人脸并完成分析，之后用这个主播的任务会直接从口型同步开始。"
         "在“单个”和“批量”中选择主播。"
@@ -440,5 +468,7 @@ def language(accept_language: str | None) -> str:
 
 def text(lang: str, key: str, **values: object) -> str:
     """The text for ``key`` in ``lang`` (English when missing), with ``values`` filled in."""
-    template = TEXTS.get(lang, EN).get(key) or EN.get(key, key)
+    template = TEXTS.get(lang, EN).get(key)
+    if template is None:  # "" is a text too (no gap between Chinese sentences)
+        template = EN.get(key, key)
     return template.format(**values) if values else template
