@@ -228,30 +228,39 @@ class Estimator:
             self._sizes[job.id] = job_size(job.audio_path, job.video_path, self.still_fps, engine == "builtin")
         return self._sizes[job.id]
 
-    def _of(self, job: Job, now: float) -> tuple[float | None, float | None]:
-        """(time left if running, or the whole run if queued; None when unknown)."""
+    def _of(self, job: Job, now: float, rates_of: Callable[[str, str | None], Mapping[str, float]],
+            next_machine: str | None) -> tuple[float | None, float | None]:
+        """(time left if running, the whole run if queued; None when unknown). ``next_machine``: where a queued
+        job will run (None: any of a cluster's)."""
         engine = self.engine_of(job)
         size = self._size(job, engine)
         if size is None:
             return None, None
         studies = engine == "builtin"
         if job.state == "running":
-            rates = self.rates.rates(engine, machine_of(job.worker))
             clock = self.clocks.get(job.id)
             if clock is None or clock.stage != job.stage:  # not seen by this process's clock (yet)
                 return None, None
+            rates = rates_of(engine, machine_of(job.worker))
             return time_left(rates, size, job.stage, job.progress, clock.in_stage(now), studies), None
-        rates = self.rates.rates(engine, None if self.workers() > 1 else machine_of(None))
-        return None, job_seconds(rates, size, studies)
+        return None, job_seconds(rates_of(engine, next_machine), size, studies)
 
     def estimate(self, unfinished: Iterable[Job]) -> dict[str, Estimate]:
         """Estimates of every job in ``unfinished`` (the queue's queued and running jobs, in queue order)."""
         now = self.now()
         workers = max(1, self.workers())
+        next_machine = None if workers > 1 else machine_of(None)
+        looked_up: dict[tuple[str, str | None], Mapping[str, float]] = {}
+
+        def rates_of(engine: str, machine: str | None) -> Mapping[str, float]:
+            if (engine, machine) not in looked_up:
+                looked_up[engine, machine] = self.rates.rates(engine, machine)
+            return looked_up[engine, machine]
+
         out: dict[str, Estimate] = {}
         ahead: float | None = 0.0  # seconds of work before the next queued job can start, over all workers
         for job in unfinished:
-            left, whole = self._of(job, now)
+            left, whole = self._of(job, now, rates_of, next_machine)
             if job.state == "running":
                 out[job.id] = Estimate(left)
                 ahead = None if ahead is None or left is None else ahead + left
