@@ -433,15 +433,14 @@ def _children() -> set[int]:
 
 def test_iter_frames_closed_early_reaps_ffmpeg(media: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[subprocess.Popen] = []
-    real_popen = subprocess.Popen
 
-    class Spy(real_popen):  # type: ignore[misc, valid-type]
+    class Spy(ff.Child):
         def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
             super().__init__(*args, **kwargs)
             started.append(self)
 
     info = probe(media / "liveportrait/d13.mp4")
-    monkeypatch.setattr(video_mod.subprocess, "Popen", Spy)
+    monkeypatch.setattr(ff, "Child", Spy)
     frames = iter_frames(info, Fraction(30))
     next(frames)
     next(frames)
