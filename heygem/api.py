@@ -19,7 +19,7 @@ from starlette.routing import Match
 
 from heygem.engines import check_engine_available, engine_status
 from heygem.errors import HeyGemError
-from heygem.jobs import STATES, Batch, JobQueue, safe_name
+from heygem.jobs import STATES, SUCCEEDED, Batch, JobQueue, safe_name, servable
 from heygem.presenters import PresenterNotReadyError
 from heygem.settings import with_choices
 
@@ -114,9 +114,9 @@ def api_router(queue: JobQueue) -> APIRouter:
     def get_result(job_id: str):
         def result():
             job = queue.job(job_id)
-            if not job.finished_ok:
+            if job.state != SUCCEEDED:
                 raise HeyGemError(job.error if job.state == "failed" else f"the job is {job.state}; its result is not ready")
-            return _serve(queue, job.output, "video/mp4")
+            return _serve(queue, job.output, "video/mp4")  # 404 when its file is gone, or is no longer a plain file
 
         return _answer(result, f"no job {job_id}")
 
@@ -227,11 +227,10 @@ def _save_upload(upload: UploadFile, folder: Path, number: int) -> Path:
     return path
 
 
-def _serve(queue: JobQueue, path: Path, media_type: str):
-    """Only files inside the outputs folder are ever sent."""
-    resolved = path.resolve()
-    if not resolved.is_relative_to(queue.root.resolve()) or not resolved.is_file():
-        log.error("refused to serve %s: not a file under %s", path, queue.root)
+def _serve(queue: JobQueue, path: Path | None, media_type: str):
+    """Only regular files inside the outputs folder are ever sent (never a symlink, wherever it points)."""
+    if not servable(path, queue.root):
+        log.error("refused to serve %s: not a regular file under %s", path, queue.root)
         return error_response(404, "file not found")
-    return FileResponse(resolved, media_type=media_type, filename=resolved.name)
+    return FileResponse(path, media_type=media_type, filename=path.name)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import http.server
+import io
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -524,3 +526,45 @@ def test_x_forwarded_for_names_the_client_only_from_a_named_proxy(tmp_path: Path
     finally:
         queue.close()
 
+
+# ---- only regular files under outputs/ are served, everywhere -----------------------------------------------
+
+def test_a_result_replaced_by_a_symlink_is_served_nowhere(studio, short_clips, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(f"heygem secret {uuid.uuid4()}".encode())
+    database = studio.root / "heygem.db"
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        job = client.post("/api/jobs", files={"audio": ("speech.wav", short_clips["speech"].read_bytes()),
+                                              "video": ("d13.mp4", short_clips["d13"].read_bytes())}).json()
+        [done] = studio.queue.wait([job["id"]], timeout=240)
+        assert done.state == "succeeded", done.error
+        result = done.output
+        original = result.read_bytes()
+        events = {dep["api_name"]: dep["id"] for dep in client.get("/config").json()["dependencies"]}
+        try:
+            for target in (secret, database):  # outside outputs/, and inside it
+                leaked = target.read_bytes()[:40]
+                cached = set(_files_under(studio.root / ".gradio"))
+                result.unlink()
+                result.symlink_to(target)
+
+                served = client.get(f"/api/jobs/{job['id']}/result")
+                assert served.status_code == 404 and served.json() == {"error": "file not found"}, target
+                zipped = client.get(f"/api/batches/{job['batch_id']}/zip")
+                assert zipped.status_code == 409, target
+                assert zipped.json() == {"error": f"batch {job['batch_id']} has no finished video yet"}
+                # The page's History no longer offers it: picking it plays nothing, and Gradio copies nothing out.
+                session = uuid.uuid4().hex
+                _join(client, events["history"], [None], session)
+                played = _join(client, events["play"], [job["id"]], session)
+                assert '"url"' not in played.replace(" ", ""), played
+                assert all(leaked not in path.read_bytes() for path in _files_under(studio.root / ".gradio")
+                           if path not in cached)
+        finally:
+            result.unlink()
+            result.write_bytes(original)
+        # The plain file is served again, in the ZIP too, whole.
+        assert client.get(f"/api/jobs/{job['id']}/result").content == original
+        archive = client.get(f"/api/batches/{job['batch_id']}/zip")
+        with zipfile.ZipFile(io.BytesIO(archive.content)) as z:
+            assert z.namelist() == [result.name] and z.read(result.name) == original
