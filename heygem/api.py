@@ -19,7 +19,7 @@ from starlette.routing import Match
 
 from heygem.engines import check_engine_available, engine_status
 from heygem.errors import HeyGemError
-from heygem.jobs import STATES, SUCCEEDED, Batch, JobQueue, safe_name, servable
+from heygem.jobs import STATES, SUCCEEDED, Batch, JobQueue, form_file_name, safe_name, servable
 from heygem.presenters import PresenterNotReadyError
 from heygem.settings import with_choices
 
@@ -53,8 +53,8 @@ def api_router(queue: JobQueue) -> APIRouter:
         with tempfile.TemporaryDirectory(dir=queue.root, prefix=".upload-") as folder:
             saved = [_save_upload(upload, Path(folder), number) for number, upload in enumerate([audio, *videos])]
             try:
-                return queue.submit(saved[0], saved[1:], settings, audio_name=audio.filename,
-                                    video_names=[v.filename or "video" for v in videos], presenters=presenters)
+                return queue.submit(saved[0], saved[1:], settings, audio_name=_name(audio, "audio"),
+                                    video_names=[_name(v, "video") for v in videos], presenters=presenters)
             except PresenterNotReadyError as exc:
                 return error_response(409, str(exc))
             except HeyGemError as exc:
@@ -150,7 +150,7 @@ def api_router(queue: JobQueue) -> APIRouter:
         with tempfile.TemporaryDirectory(dir=queue.root, prefix=".upload-") as folder:
             saved = _save_upload(video, Path(folder), 0)
             try:
-                return presenters.add(saved, name, file_name=video.filename).to_json()
+                return presenters.add(saved, name, file_name=_name(video, "video")).to_json()
             except HeyGemError as exc:
                 return error_response(400, str(exc))
 
@@ -217,6 +217,11 @@ def _answer(call: Callable[[], Any], missing: str):
         return error_response(404, missing)
     except HeyGemError as exc:
         return error_response(409, str(exc))
+
+
+def _name(upload: UploadFile, fallback: str) -> str:
+    """The upload's file name as its owner wrote it (a form sends a quote as %22)."""
+    return form_file_name(upload.filename or fallback)
 
 
 def _save_upload(upload: UploadFile, folder: Path, number: int) -> Path:

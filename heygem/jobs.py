@@ -110,13 +110,25 @@ _ADDED_COLUMNS = (("face_cache", "TEXT"), ("study", "TEXT"), ("error_code", "TEX
                   ("worker", "TEXT"))
 
 
+# How a multipart form writes a file name's quote, CR and LF (the HTML standard's form encoding, which browsers
+# and curl since 7.81 follow); the form parsers (Starlette's, Gradio's) hand the name on still encoded.
+_FORM_ESCAPES = {"%22": '"', "%0d": "\r", "%0a": "\n"}
+
+
+def form_file_name(name: str) -> str:
+    """A file name from a multipart upload, as its owner named it: ``a%22b.mp4`` is ``a"b.mp4``. Only the three
+    escapes a form uses are undone (a name with a literal ``%22`` arrives the same way; the standard accepts that)."""
+    return re.sub(r"%(22|0[dDaA])", lambda escape: _FORM_ESCAPES[escape.group(0).lower()], name)
+
+
 def safe_name(name: str, fallback: str = "file") -> str:
     """A user's file name reduced to its last component and to letters, digits, ``.``, ``-`` and ``_``.
 
     Nothing a user names can become a path: ``../../etc/passwd`` gives ``passwd``, ``C:\\x\\a b.mp4`` gives
-    ``a_b.mp4``. Letters of any script are kept, so Chinese names stay readable.
+    ``a_b.mp4``. Letters of any script are kept, so Chinese names stay readable. A name still in a form's
+    encoding is read as its owner wrote it first, so a quote becomes ``_`` like any other sign, not ``_22``.
     """
-    last = re.split(r"[\\/]", name.strip())[-1]
+    last = re.split(r"[\\/]", form_file_name(name).strip())[-1]
     cleaned = re.sub(r"[^\w.-]+", "_", last).strip("._")
     return cleaned[:120] or fallback
 
