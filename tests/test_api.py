@@ -212,3 +212,18 @@ def test_a_quote_in_a_file_name_stays_a_quote(api_client, short_clips) -> None:
     presenter = client.post("/api/presenters", files={"video": files["video"]}).json()
     assert presenter["name"] == 'anna "A"'
 
+
+def test_a_presenter_name_over_80_characters_is_refused_not_cut(api_client, short_clips) -> None:
+    client, queue = api_client
+    video = {"video": ("anna.mp4", short_clips["d0"].read_bytes())}
+    refused = client.post("/api/presenters", files=video, data={"name": "N" * 10_000})
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "name: a presenter's name has at most 80 characters; this one has 10000"}
+    assert client.get("/api/presenters").json() == {"presenters": []}
+    assert not [path for path in (queue.root / "presenters").rglob("*") if path.is_file()]  # nothing stored
+
+    added = client.post("/api/presenters", files=video, data={"name": "A" * 80})
+    assert added.status_code == 201 and added.json()["name"] == "A" * 80
+    renamed = client.patch(f"/api/presenters/{added.json()['id']}", data={"name": "B" * 81})
+    assert renamed.status_code == 400 and renamed.json()["error"].endswith("at most 80 characters; this one has 81")
+    assert client.get(f"/api/presenters/{added.json()['id']}").json()["name"] == "A" * 80
