@@ -28,6 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--auth", default=os.environ.get("HEYGEM_AUTH"),
                         help="user:password required from every visitor (or set HEYGEM_AUTH); "
                              "needed when --host is not a loopback address")
+    parser.add_argument("--allowed-hosts", metavar="NAMES", default=os.environ.get("HEYGEM_ALLOWED_HOSTS"),
+                        help="more host names the studio answers to, comma-separated (or HEYGEM_ALLOWED_HOSTS), e.g. "
+                             "a reverse proxy's public name; besides localhost, 127.0.0.1, ::1, any IP address, --host "
+                             "and, on 0.0.0.0 or ::, this machine's names. Pages served under these names may use "
+                             "the studio too")
+    parser.add_argument("--trusted-proxies", metavar="ADDRESSES", default=os.environ.get("HEYGEM_TRUSTED_PROXIES"),
+                        help="reverse proxies (addresses or networks, comma-separated; or HEYGEM_TRUSTED_PROXIES) "
+                             "whose X-Forwarded-For names the client, for the password lockout; default none: the "
+                             "connection's address")
     parser.add_argument("--engine", default="auto", choices=["auto", "wav2lip", "builtin"],
                         help="default engine of new jobs (auto: wav2lip when a checkpoint is in checkpoints/)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1")
@@ -51,12 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from heygem.logs import setup_logging
+    from heygem.security import AllowedHosts, parse_hosts, parse_proxies
     from heygem.server import is_loopback, parse_credentials
 
     try:
         credentials = parse_credentials(args.auth)
     except ValueError as exc:
         print(f"error: --auth: {exc}", file=sys.stderr)
+        return 2
+    try:
+        hosts = AllowedHosts.serving(args.host, parse_hosts(args.allowed_hosts))
+    except ValueError as exc:
+        print(f"error: --allowed-hosts: {exc}", file=sys.stderr)
+        return 2
+    try:
+        proxies = parse_proxies(args.trusted_proxies)
+    except ValueError as exc:
+        print(f"error: --trusted-proxies: {exc}", file=sys.stderr)
         return 2
     try:
         limits = limits_from_args(args)
@@ -85,11 +105,9 @@ def main(argv: list[str] | None = None) -> int:
 
     log_file = setup_logging(LOGS_DIR, args.verbose)
 
-    import uvicorn
-
     from heygem.engines import engine_status
     from heygem.jobs import FolderInUseError, JobQueue
-    from heygem.server import create_app
+    from heygem.server import create_app, serve
 
     args.outputs = args.outputs.resolve()
     defaults = Settings(engine=EngineOptions(engine=args.engine, device=args.device), limits=limits)
@@ -115,16 +133,18 @@ def main(argv: list[str] | None = None) -> int:
     status = engine_status(defaults.engine)
     log.info("starting the studio: engine %s (checkpoint %s) on %s; outputs %s; limits %s; log %s", status["engine"],
              status["checkpoint"], status["device"], args.outputs, limits, log_file)
+    log.info("answering to host names %s; X-Forwarded-For trusted from %s", ", ".join(sorted(hosts.names)),
+             ", ".join(proxies) or "no proxy")
     # The page shows results only from under the working directory (Gradio's rule for files that handlers
     # return), so run from the outputs folder wherever app.py was started from.
     os.chdir(args.outputs)
-    app = create_app(queue, credentials, log_file=log_file)
+    app = create_app(queue, credentials, log_file=log_file, hosts=hosts, trusted_proxies=proxies)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     where = f"Ray workers, cluster {ray_address}" if backend is not None else f"device: {status['device']}"
     print(f"HeyGem studio: http://{shown_host}:{args.port}/  (engine: {status['engine']}, {where}; "
           f"HTTP API: http://{shown_host}:{args.port}/api/ (README.md); log: {log_file}; Ctrl+C stops)", flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        serve(app, args.host, args.port)
     finally:
         queue.close(timeout=2)
         if backend is not None:

@@ -182,7 +182,7 @@ def test_a_batch_is_spread_over_two_workers_with_the_same_frames_as_in_one_proce
     # Both workers ran some, one on each machine, and each kept its face caches in its own folder.
     assert len({job.worker for job in done}) == 2
     assert list(cluster.head_work.glob("worker-*/.cache/faces/*")) and list(cluster.node_work.glob("worker-*/.cache/faces/*"))
-    with TestClient(create_app(ray_queue, ui=False)) as client:
+    with TestClient(create_app(ray_queue, ui=False), base_url="http://127.0.0.1") as client:  # a name it serves
         status = client.get("/api/status").json()
         shown = client.get(f"/api/jobs/{done[0].id}").json()
     assert len(status["workers"]) == 2
@@ -288,7 +288,7 @@ def test_without_ray_the_studio_never_loads_it(tmp_path: Path) -> None:
         "from heygem.server import create_app\n"
         "app.build_parser().parse_args([])\n"
         "queue = JobQueue(Path(sys.argv[1]))\n"
-        "with TestClient(create_app(queue)) as client:\n"
+        "with TestClient(create_app(queue), base_url='http://127.0.0.1') as client:\n"
         "    status = client.get('/api/status').json()\n"
         "queue.close()\n"
         "print(json.dumps({'workers': status['workers'], 'ray': 'ray' in sys.modules}))\n")
