@@ -277,6 +277,9 @@ class RayBackend:
         except _LOST:
             raise  # the machine left: not a matter of versions
         except Exception as exc:  # e.g. a HeyGem without code_version, or none at all where Ray looks for it
+            if not self._alive(slot.place.node):  # or the machine left meanwhile (Ray says "unschedulable")
+                log.info("%s was not started: its machine %s left", slot.name, slot.place.address)
+                return False
             theirs = f"unknown: {type(exc).__name__}"
         if theirs == self._version:
             return True
