@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from heygem.cli import add_limit_options, limits_from_args
+from heygem.cluster import LOST_AFTER_SECONDS  # only names: heygem.cluster loads Ray in connect, not on import
 from heygem.settings import LOGS_DIR, OUTPUTS_DIR, EngineOptions, Settings
 
 log = logging.getLogger("heygem.app")
@@ -52,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ray-node-ip", metavar="ADDRESS",
                         help="with --ray: the address this machine's Ray gives the other machines (Ray's "
                              "--node-ip-address; default: Ray's choice)")
+    parser.add_argument("--ray-lost-after", type=float, metavar="SECONDS",
+                        help="with --ray: a worker or machine that does not answer for this long (frozen, or its "
+                             "link cut) is taken for lost and its job runs on another; with --ray auto, Ray's "
+                             f"health checks are set to match (default {LOST_AFTER_SECONDS:g})")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the full log on the terminal")
     add_limit_options(parser)
     return parser
@@ -83,11 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if (args.workers is not None or args.ray_node_ip) and not args.ray:
-        print("error: --workers and --ray-node-ip go with --ray", file=sys.stderr)
+    if (args.workers is not None or args.ray_node_ip or args.ray_lost_after is not None) and not args.ray:
+        print("error: --workers, --ray-node-ip and --ray-lost-after go with --ray", file=sys.stderr)
         return 2
     if args.workers is not None and args.workers < 1:
         print("error: --workers must be 1 or more", file=sys.stderr)
+        return 2
+    if args.ray_lost_after is not None and args.ray_lost_after < 3:
+        print("error: --ray-lost-after must be 3 seconds or more", file=sys.stderr)
         return 2
     if credentials is None and not is_loopback(args.host):
         print(f"error: listening on {args.host} would let anyone on the network in; "
@@ -117,14 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.ray:  # imported only here: without --ray, Ray is never loaded
         from heygem.cluster import RayUnavailableError, connect, disconnect
 
+        lost_after = args.ray_lost_after or LOST_AFTER_SECONDS
         try:
-            ray_address = connect(args.ray, node_ip=args.ray_node_ip, workers=args.workers)["gcs_address"]
+            ray_address = connect(args.ray, node_ip=args.ray_node_ip, workers=args.workers,
+                                  lost_after=lost_after)["gcs_address"]
         except RayUnavailableError as exc:
             print(f"error: --ray: {exc}", file=sys.stderr)
             return 2
         from heygem.cluster.ray_backend import RayBackend
 
-        backend = RayBackend(args.workers)
+        backend = RayBackend(args.workers, lost_after=lost_after)
     try:
         queue = JobQueue(args.outputs, defaults, backend=backend)
     except FolderInUseError as exc:
