@@ -19,7 +19,7 @@ from starlette.routing import Match
 
 from heygem.engines import check_engine_available, engine_status
 from heygem.errors import HeyGemError
-from heygem.jobs import STATES, Batch, JobQueue, safe_name
+from heygem.jobs import STATES, SUCCEEDED, Batch, JobQueue, form_file_name, safe_name, servable
 from heygem.presenters import PresenterNotReadyError
 from heygem.settings import with_choices
 
@@ -53,8 +53,8 @@ def api_router(queue: JobQueue) -> APIRouter:
         with tempfile.TemporaryDirectory(dir=queue.root, prefix=".upload-") as folder:
             saved = [_save_upload(upload, Path(folder), number) for number, upload in enumerate([audio, *videos])]
             try:
-                return queue.submit(saved[0], saved[1:], settings, audio_name=audio.filename,
-                                    video_names=[v.filename or "video" for v in videos], presenters=presenters)
+                return queue.submit(saved[0], saved[1:], settings, audio_name=_name(audio, "audio"),
+                                    video_names=[_name(v, "video") for v in videos], presenters=presenters)
             except PresenterNotReadyError as exc:
                 return error_response(409, str(exc))
             except HeyGemError as exc:
@@ -114,9 +114,9 @@ def api_router(queue: JobQueue) -> APIRouter:
     def get_result(job_id: str):
         def result():
             job = queue.job(job_id)
-            if not job.finished_ok:
+            if job.state != SUCCEEDED:
                 raise HeyGemError(job.error if job.state == "failed" else f"the job is {job.state}; its result is not ready")
-            return _serve(queue, job.output, "video/mp4")
+            return _serve(queue, job.output, "video/mp4")  # 404 when its file is gone, or is no longer a plain file
 
         return _answer(result, f"no job {job_id}")
 
@@ -150,7 +150,7 @@ def api_router(queue: JobQueue) -> APIRouter:
         with tempfile.TemporaryDirectory(dir=queue.root, prefix=".upload-") as folder:
             saved = _save_upload(video, Path(folder), 0)
             try:
-                return presenters.add(saved, name, file_name=video.filename).to_json()
+                return presenters.add(saved, name, file_name=_name(video, "video")).to_json()
             except HeyGemError as exc:
                 return error_response(400, str(exc))
 
@@ -219,6 +219,11 @@ def _answer(call: Callable[[], Any], missing: str):
         return error_response(409, str(exc))
 
 
+def _name(upload: UploadFile, fallback: str) -> str:
+    """The upload's file name as its owner wrote it (a form sends a quote as %22)."""
+    return form_file_name(upload.filename or fallback)
+
+
 def _save_upload(upload: UploadFile, folder: Path, number: int) -> Path:
     """Write an upload into ``folder`` under a safe numbered name."""
     path = folder / f"{number:03d}_{safe_name(upload.filename or '', 'upload')}"
@@ -227,11 +232,10 @@ def _save_upload(upload: UploadFile, folder: Path, number: int) -> Path:
     return path
 
 
-def _serve(queue: JobQueue, path: Path, media_type: str):
-    """Only files inside the outputs folder are ever sent."""
-    resolved = path.resolve()
-    if not resolved.is_relative_to(queue.root.resolve()) or not resolved.is_file():
-        log.error("refused to serve %s: not a file under %s", path, queue.root)
+def _serve(queue: JobQueue, path: Path | None, media_type: str):
+    """Only regular files inside the outputs folder are ever sent (never a symlink, wherever it points)."""
+    if not servable(path, queue.root):
+        log.error("refused to serve %s: not a regular file under %s", path, queue.root)
         return error_response(404, "file not found")
-    return FileResponse(resolved, media_type=media_type, filename=resolved.name)
+    return FileResponse(path, media_type=media_type, filename=path.name)
 

@@ -29,6 +29,7 @@ import re
 import shutil
 import socket
 import sqlite3
+import stat
 import tempfile
 import threading
 import time
@@ -114,15 +115,62 @@ _ADDED_COLUMNS = (("face_cache", "TEXT"), ("study", "TEXT"), ("error_code", "TEX
                   ("worker", "TEXT"))
 
 
+# How a multipart form writes a file name's quote, CR and LF (the HTML standard's form encoding, which browsers
+# and curl since 7.81 follow); the form parsers (Starlette's, Gradio's) hand the name on still encoded.
+_FORM_ESCAPES = {"%22": '"', "%0d": "\r", "%0a": "\n"}
+
+
+def form_file_name(name: str) -> str:
+    """A file name from a multipart upload, as its owner named it: ``a%22b.mp4`` is ``a"b.mp4``. Only the three
+    escapes a form uses are undone (a name with a literal ``%22`` arrives the same way; the standard accepts that)."""
+    return re.sub(r"%(22|0[dDaA])", lambda escape: _FORM_ESCAPES[escape.group(0).lower()], name)
+
+
 def safe_name(name: str, fallback: str = "file") -> str:
     """A user's file name reduced to its last component and to letters, digits, ``.``, ``-`` and ``_``.
 
     Nothing a user names can become a path: ``../../etc/passwd`` gives ``passwd``, ``C:\\x\\a b.mp4`` gives
-    ``a_b.mp4``. Letters of any script are kept, so Chinese names stay readable.
+    ``a_b.mp4``. Letters of any script are kept, so Chinese names stay readable. A name still in a form's
+    encoding is read as its owner wrote it first, so a quote becomes ``_`` like any other sign, not ``_22``.
     """
-    last = re.split(r"[\\/]", name.strip())[-1]
+    last = re.split(r"[\\/]", form_file_name(name).strip())[-1]
     cleaned = re.sub(r"[^\w.-]+", "_", last).strip("._")
     return cleaned[:120] or fallback
+
+
+def _add_regular_file(archive: zipfile.ZipFile, path: Path) -> None:
+    """Store ``path`` in ``archive`` under its name, if it still is a regular file when opened: O_NOFOLLOW, so a
+    symlink swapped in after the check is not followed (it is left out, and logged)."""
+    try:
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        log.error("left %s out of the ZIP: %s", path, exc)
+        return
+    with os.fdopen(handle, "rb") as source:
+        facts = os.fstat(source.fileno())
+        if not stat.S_ISREG(facts.st_mode):
+            log.error("left %s out of the ZIP: not a regular file", path)
+            return
+        entry = zipfile.ZipInfo(path.name, time.localtime(facts.st_mtime)[:6])
+        entry.file_size = facts.st_size  # lets the archive choose ZIP64 for a large file before writing it
+        entry.external_attr = (facts.st_mode & 0xFFFF) << 16
+        with archive.open(entry, "w") as target:
+            shutil.copyfileobj(source, target, 1024 * 1024)
+
+
+def _regular_file(path: Path) -> bool:
+    """A regular file itself, not a symlink to one (nor a folder, a pipe, a device)."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def servable(path: Path | None, root: Path) -> bool:
+    """May ``path`` be sent to a client: a regular file, never a symlink (whatever it points at), lying inside
+    ``root`` by its real location (no linked folder on the way leads out). Results, ZIPs and thumbnails are
+    served only so."""
+    return path is not None and _regular_file(path) and path.resolve().is_relative_to(root.resolve())
 
 
 @dataclass(frozen=True)
@@ -166,7 +214,8 @@ class Job:
 
     @property
     def finished_ok(self) -> bool:
-        return self.state == SUCCEEDED and self.output is not None and self.output.is_file()
+        """Succeeded, with its result in place: a regular file (a symlink put there is no result to serve)."""
+        return self.state == SUCCEEDED and self.output is not None and _regular_file(self.output)
 
     def to_json(self) -> dict[str, Any]:
         """What the HTTP API shows: no server paths, only names. A running job asked to cancel shows
@@ -708,7 +757,7 @@ class JobQueue:
         Raises HeyGemError when no result is finished yet.
         """
         batch = self.batch(batch_id)
-        results = [job.output for job in batch.jobs if job.finished_ok]
+        results = [job.output for job in batch.jobs if job.finished_ok and servable(job.output, self.root)]
         if not results:
             raise HeyGemError(f"batch {batch_id} has no finished video yet")
         target = self.batches_dir / batch_id / f"heygem_{safe_name(Path(batch.audio_name).stem, 'speech')}_{batch_id[:6]}.zip"
@@ -718,7 +767,7 @@ class JobQueue:
             # mp4 does not compress further: store, so a large batch zips at disk speed.
             with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as archive:
                 for path in results:
-                    archive.write(path, arcname=path.name)
+                    _add_regular_file(archive, path)
             os.replace(partial, target)
         except BaseException:
             Path(partial).unlink(missing_ok=True)

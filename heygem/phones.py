@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from heygem.children import Child
 from heygem.engines.drive import SILENCE_DB, mouth_drive
 from heygem.features import voice_envelope
 
@@ -252,15 +253,12 @@ class BackgroundPhones:
     presenter study, reading the video); a process can, on another core. Speech long enough to be cut in
     pieces is shared out, in runs of whole pieces, between up to MAX_PHONE_PROCESSES children (one for every
     two cores); each piece is decoded afresh, so the phones are the same as in one process. The children are
-    killed when this process dies, when ``close`` is called, or when the wait is cancelled. Start and collect
-    them from one thread: the kernel ties a child's end to the thread that started it.
+    killed when this process dies (heygem.children), when ``close`` is called, or when the wait is cancelled.
     """
 
     POLL_SECONDS = 0.1
 
     def __init__(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-        from heygem.media.ffmpeg import child_options  # the one way children are started to die with us
-
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"phones are recognised in 16 kHz speech, got {sample_rate} Hz")
         self.started = time.perf_counter()
@@ -281,9 +279,8 @@ class BackgroundPhones:
         for number, share in enumerate(_share_out(bounds, min(MAX_PHONE_PROCESSES, (os.cpu_count() or 1) // 2))):
             result, errors = self._folder / f"phones-{number}.json", self._folder / f"errors-{number}.txt"
             with open(errors, "wb") as handle:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "heygem.phones", str(speech), str(result), *map(str, share)], env=env,
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=handle, **child_options())
+                process = Child([sys.executable, "-m", "heygem.phones", str(speech), str(result), *map(str, share)],
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=handle)
             self._children.append((process, result, errors))
 
     def result(self, waiting: Callable[[], None] | None = None) -> list[Phone]:

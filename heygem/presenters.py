@@ -118,8 +118,14 @@ class Presenter:
 
 
 def clean_name(name: str, fallback: str) -> str:
-    """A presenter's name as shown: one line, trimmed, at most NAME_CHARS characters."""
-    return re.sub(r"\s+", " ", name).strip()[:NAME_CHARS] or fallback
+    """A presenter's name as shown: one line, trimmed. A name of more than NAME_CHARS characters is refused
+    (InputError saying so, rather than a name cut where the person did not choose); without one, ``fallback``
+    (the file's name) cut to NAME_CHARS."""
+    cleaned = re.sub(r"\s+", " ", name).strip()
+    if len(cleaned) > NAME_CHARS:
+        raise InputError("name", f"a presenter's name has at most {NAME_CHARS} characters; this one has "
+                                 f"{len(cleaned)}", "name_too_long", chars=len(cleaned), limit=NAME_CHARS)
+    return cleaned or re.sub(r"\s+", " ", fallback).strip()[:NAME_CHARS]
 
 
 class Presenters:
@@ -155,12 +161,12 @@ class Presenters:
         except InputError as exc:
             raise exc.naming(file_name) from None
         check_picture(info, self._defaults().limits, file_name)
+        name = clean_name(name, Path(file_name).stem or "presenter")  # a name it refuses stores nothing
         presenter_id = uuid.uuid4().hex[:12]
         suffix = re.sub(r"[^a-z0-9.]", "", Path(file_name).suffix.lower())[:8] or ".mp4"
         target = self.folder / presenter_id / f"presenter{suffix}"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
-        name = clean_name(name, Path(file_name).stem or "presenter")
         with self._lock:
             self._db.execute(
                 "INSERT INTO presenters (id, name, created, file_name, video_path, kind, width, height, duration, "

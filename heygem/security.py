@@ -1,19 +1,24 @@
-"""Guards at the server's door: password guessing is slowed down, and oversized uploads are refused before
-any of their bytes are stored.
+"""Guards at the server's door: requests meant for another host name or sent by another site's page are
+refused, password guessing is slowed down, and oversized uploads are refused before any of their bytes are
+stored.
 
-Both answer like the rest of the API, ``{"error": "<reason>"}``, and are mounted by ``heygem.server``.
+All answer like the rest of the API, ``{"error": "<reason>"}``, and are mounted by ``heygem.server``.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
+import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from fastapi.responses import JSONResponse
 from python_multipart.exceptions import MultipartParseError
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heygem.api import error_response
@@ -21,7 +26,8 @@ from heygem.settings import Limits
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BodyTooLarge", "LoginThrottle", "UploadLimit"]
+__all__ = ["AllowedHosts", "BodyTooLarge", "LoginThrottle", "OriginCheck", "UploadLimit", "parse_hosts",
+           "parse_proxies"]
 
 MB = 1024 * 1024
 
@@ -157,3 +163,174 @@ class UploadLimit:
                                        f"({limits.how_to_raise('upload_mb')})")
         response.headers["Connection"] = "close"  # the rest of the body is not read
         await response(scope, receive, send)
+
+
+# ---- which host names the studio answers to, and which pages may use it -------------------------------------
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+ALL_ADDRESSES = frozenset({"0.0.0.0", "::", ""})
+# Methods a browser lets any page send (as a form, a link, an image) without asking first, and that change nothing.
+READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _name_of(authority: str) -> str | None:
+    """The host name of a ``Host`` header (``name[:port]``, ``[v6]:port``): lower case, without port, brackets or
+    a final dot; None when it is not one."""
+    try:
+        parts = urlsplit("//" + authority)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        return None
+    return (parts.hostname or "").rstrip(".") or None
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_hosts(value: str | None) -> tuple[str, ...]:
+    """The names of ``--allowed-hosts`` (comma-separated host names or addresses, ``*`` for any); ValueError
+    names one that is not a host name."""
+    names = []
+    for item in (value or "").split(","):
+        item = item.strip().lower()
+        if not item:
+            continue
+        if item == "*" or _is_address(item.strip("[]")):
+            names.append(item.strip("[]"))
+        elif _name_of(item) == item.rstrip(".") and all(c.isalnum() or c in ".-_" for c in item):
+            names.append(item.rstrip("."))
+        else:
+            raise ValueError(f"{item!r} is not a host name; give names or addresses without a scheme, port or path, "
+                             "e.g. studio.example.com,10.0.0.5")
+    return tuple(names)
+
+
+def parse_proxies(value: str | None) -> tuple[str, ...]:
+    """The addresses of ``--trusted-proxies`` (comma-separated addresses or networks such as 10.0.0.0/24);
+    ValueError names one that is neither."""
+    proxies = []
+    for item in (value or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            proxy = ipaddress.ip_network(item, strict=False) if "/" in item else ipaddress.ip_address(item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an address or a network (e.g. 127.0.0.1 or 10.0.0.0/24)") from None
+        proxies.append(str(proxy))
+    return tuple(proxies)
+
+
+def _machine_names() -> set[str]:
+    names = set()
+    for lookup in (socket.gethostname, socket.getfqdn):
+        try:
+            names.add(lookup().lower().rstrip("."))
+        except OSError:
+            pass
+    return names - {""}
+
+
+@dataclass(frozen=True)
+class AllowedHosts:
+    """The host names the studio answers to, by a request's ``Host`` header.
+
+    A page of another site can point a name of its own at this machine (DNS rebinding); to the browser the
+    studio then is that site, and the page may read its answers. Such requests still carry the other site's
+    name as their Host, so only names the studio is known by are answered: loopback names, the address it
+    listens on (on all addresses, the machine's own names), and those the operator adds (``extra``, from
+    ``--allowed-hosts``: a reverse proxy's public name). An IP address as the Host is always fine: without a
+    name there is no rebinding. ``*`` among the names answers any.
+    """
+
+    names: frozenset[str]
+    # The operator's names are also trusted as the page's origin: behind a proxy the Host may be the proxy's
+    # upstream address while the page was loaded by the public name.
+    extra: frozenset[str] = frozenset()
+
+    @classmethod
+    def serving(cls, host: str = "127.0.0.1", extra: Iterable[str] = ()) -> AllowedHosts:
+        """The names of a studio listening on ``host`` (``--host``), plus ``extra``."""
+        host = host.lower().strip("[]")
+        extra = frozenset(extra)
+        names = LOOPBACK_NAMES | extra | (_machine_names() if host in ALL_ADDRESSES else {host})
+        return cls(frozenset(names), extra)
+
+    def allows(self, name: str | None) -> bool:
+        return name is not None and ("*" in self.names or name in self.names or _is_address(name))
+
+
+class OriginCheck:
+    """Answers only requests meant for this studio, from no page at all (curl, scripts) or from its own page.
+
+    * A ``Host`` the studio does not serve (``AllowedHosts``) is refused with 400.
+    * A request with an ``Origin`` header must come from the studio's own origin (the name and port the
+      request was sent to) or from a name the operator added; otherwise 403. Browsers send ``Origin`` with
+      every request that may change something (forms, ``fetch`` in any mode) and every cross-origin read, so
+      another site's page is refused whatever it sends; so are sandboxed pages and local files (``null``).
+    * A request that changes something (not GET, HEAD or OPTIONS) without ``Origin`` but with a ``Referer``
+      (older browsers) must have been sent from the studio's own page; otherwise 403.
+    Covers every route, the page's (Gradio's uploads, queue and file routes) as well as ``/api``, and
+    WebSockets.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: AllowedHosts) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        method = scope.get("method", "GET")
+        what = f"{method} {scope['path']}"
+        host = headers.get("host")
+        if host is not None and not self.hosts.allows(_name_of(host)):
+            name = _name_of(host) or host
+            await self._refuse(scope, receive, send, 400, (
+                f"{what} is addressed to {host[:100]!r}, a name this studio does not serve (another site's page would "
+                f"address it so); if it is reached by that name, start it with --allowed-hosts {name[:100]} "
+                "(or HEYGEM_ALLOWED_HOSTS)"))
+            return
+        source, header = headers.get("origin"), "Origin"
+        if source is None and method not in READING_METHODS:
+            source, header = headers.get("referer"), "Referer"
+        if source is not None and not self._own(source, host):
+            await self._refuse(scope, receive, send, 403, (
+                f"{what} was sent by the page {source[:100]!r} ({header}), not by the studio's own page; pages of "
+                "other sites may not use the studio (behind a reverse proxy, name its public host with "
+                "--allowed-hosts)"))
+            return
+        await self.app(scope, receive, send)
+
+    def _own(self, source: str, host: str | None) -> bool:
+        """True when ``source`` (an Origin or a Referer) is the studio's own origin as the request addressed it."""
+        try:
+            page = urlsplit(source)
+            page_port = page.port
+            served = urlsplit("//" + (host or ""))
+            served_port = served.port
+        except ValueError:
+            return False
+        if page.scheme not in ("http", "https") or not page.hostname:
+            return False  # "null" (sandboxed pages, local files) and anything else
+        name = page.hostname.rstrip(".")
+        if name in self.hosts.extra:
+            return True
+        default = 443 if page.scheme == "https" else 80
+        return host is not None and (name, page_port or default) == ((served.hostname or "").rstrip("."),
+                                                                     served_port or default)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, reason: str) -> None:
+        log.warning("refused: %s", reason)
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})  # before accept: a 403
+            return
+        await error_response(status, reason)(scope, receive, send)

@@ -2,9 +2,12 @@
 
 Listening on 127.0.0.1 needs nothing. Any other address needs credentials (HTTP Basic, for the page and the
 API alike), so nobody on the network reaches the studio by accident; wrong passwords lock their address out
-for a while (``heygem.security.LoginThrottle``). Only files under ``outputs/`` are served: results and ZIPs by
-the API, and Gradio's own copies, whose cache is moved into ``outputs/.gradio``. Request bodies over the upload
-limit are refused at the door (``heygem.security.UploadLimit``).
+for a while (``heygem.security.LoginThrottle``). Requests addressed to a host name the studio does not serve,
+or sent by another site's page, are refused (``heygem.security.OriginCheck``); the client's address is the
+connection's, or ``X-Forwarded-For`` only from proxies the operator names. Only regular files under
+``outputs/`` are served: results and ZIPs by the API, and Gradio's own copies, whose cache is moved into
+``outputs/.gradio``. Request bodies over the upload limit are refused at the door
+(``heygem.security.UploadLimit``).
 """
 from __future__ import annotations
 
@@ -13,22 +16,25 @@ import binascii
 import ipaddress
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from heygem.api import api_router, error_response
 from heygem.jobs import JobQueue
-from heygem.security import LoginThrottle, UploadLimit
+from heygem.security import AllowedHosts, LoginThrottle, OriginCheck, UploadLimit
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Credentials", "create_app", "is_loopback", "parse_credentials"]
+__all__ = ["Credentials", "create_app", "is_loopback", "parse_credentials", "serve"]
 
 
 @dataclass(frozen=True)
@@ -97,16 +103,25 @@ def create_app(
     ui: bool = True,
     log_file: Path | None = None,
     throttle: LoginThrottle | None = None,
+    hosts: AllowedHosts | None = None,
+    trusted_proxies: Sequence[str] = (),
 ) -> FastAPI:
     """The ASGI app: ``/api/...`` (see heygem.api) and, with ``ui``, the Gradio studio at ``/`` (its Logs tab
-    shows ``log_file``). ``throttle``: how wrong passwords are slowed down (default ``LoginThrottle()``)."""
+    shows ``log_file``). ``throttle``: how wrong passwords are slowed down (default ``LoginThrottle()``).
+    ``hosts``: the names it answers to (default: those of a studio on 127.0.0.1). ``trusted_proxies``:
+    addresses or networks whose ``X-Forwarded-For`` names the client (default none: the connection's address).
+    Serve it with ``serve``: uvicorn's own default would trust ``X-Forwarded-For`` from 127.0.0.1."""
     # No Swagger page: it loads its scripts from a CDN, which an offline machine cannot reach. The schema is
     # served; README.md has curl examples.
     app = FastAPI(title="HeyGem", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
-    # The last added runs first: credentials are checked before any of a body is read.
+    # The last added runs first: the Host and the page a request comes from are checked first, then
+    # credentials, all before any of a body is read.
     app.add_middleware(UploadLimit, limits=lambda: queue.defaults.limits)
     if credentials is not None:
         app.add_middleware(_BasicAuth, credentials=credentials, throttle=throttle or LoginThrottle())
+    if trusted_proxies:  # before the credentials: the throttle counts by the client's address
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(trusted_proxies))
+    app.add_middleware(OriginCheck, hosts=hosts or AllowedHosts.serving())
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException):
@@ -133,3 +148,10 @@ def create_app(
         mount_studio(app, queue, log_file=log_file)
     return app
 
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    """Run ``app`` (from ``create_app``) on ``host``:``port`` until interrupted."""
+    # proxy_headers=False: uvicorn would otherwise take the client's address from X-Forwarded-For whenever the
+    # connection comes from 127.0.0.1, so any local client could name any address to the password throttle.
+    # create_app trusts only the proxies the operator names.
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)

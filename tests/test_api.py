@@ -181,3 +181,49 @@ def test_wav2lip_without_a_checkpoint_is_refused_before_queueing(short_clips, tm
         assert [job.video_name for job in queue.jobs()] == ["d0.mp4"]  # only the accepted one was queued
     finally:
         queue.close()
+
+
+@pytest.fixture
+def api_client(tmp_path: Path):
+    """The API (no page, no worker: jobs stay queued) as a client on this machine reaches it; and its queue."""
+    from fastapi.testclient import TestClient
+
+    from heygem.jobs import JobQueue
+    from heygem.server import create_app
+
+    queue = JobQueue(tmp_path / "outputs", start=False)
+    with TestClient(create_app(queue, ui=False), base_url="http://127.0.0.1:7860") as client:
+        yield client, queue
+    queue.close()
+
+
+def test_a_quote_in_a_file_name_stays_a_quote(api_client, short_clips) -> None:
+    client, queue = api_client
+    files = {"audio": ('say "hi".wav', short_clips["speech"].read_bytes()),
+             "video": ('anna "A".mp4', short_clips["d0"].read_bytes())}
+    # Browsers, curl (7.81+) and httpx all send a quote in a form's file name as %22 (the HTML standard's form
+    # encoding); the form parser hands the name on so.
+    assert b'filename="anna %22A%22.mp4"' in client.build_request("POST", "/api/jobs", files=files).read()
+    job = client.post("/api/jobs", files=files).json()
+    assert (job["audio"], job["video"]) == ('say "hi".wav', 'anna "A".mp4')
+    stored = queue.job(job["id"])
+    assert (stored.video_path.name, stored.audio_path.name) == ("anna_A_.mp4", "say_hi_.wav")
+
+    presenter = client.post("/api/presenters", files={"video": files["video"]}).json()
+    assert presenter["name"] == 'anna "A"'
+
+
+def test_a_presenter_name_over_80_characters_is_refused_not_cut(api_client, short_clips) -> None:
+    client, queue = api_client
+    video = {"video": ("anna.mp4", short_clips["d0"].read_bytes())}
+    refused = client.post("/api/presenters", files=video, data={"name": "N" * 10_000})
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "name: a presenter's name has at most 80 characters; this one has 10000"}
+    assert client.get("/api/presenters").json() == {"presenters": []}
+    assert not [path for path in (queue.root / "presenters").rglob("*") if path.is_file()]  # nothing stored
+
+    added = client.post("/api/presenters", files=video, data={"name": "A" * 80})
+    assert added.status_code == 201 and added.json()["name"] == "A" * 80
+    renamed = client.patch(f"/api/presenters/{added.json()['id']}", data={"name": "B" * 81})
+    assert renamed.status_code == 400 and renamed.json()["error"].endswith("at most 80 characters; this one has 81")
+    assert client.get(f"/api/presenters/{added.json()['id']}").json()["name"] == "A" * 80

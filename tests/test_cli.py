@@ -95,3 +95,24 @@ def test_options_reach_the_settings() -> None:
 def test_bad_face_option_is_explained() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["generate", "--audio", "a.wav", "--video", "v.mp4", "--face", "biggest"])
+
+
+def test_the_terminal_shows_no_notice_from_the_face_mesh_runtime(media: Path, tmp_path: Path) -> None:
+    done = run_cli("--audio", str(media / "speechrecognition/english.wav"),
+                   "--video", str(media / "skimage/astronaut.png"), "--engine", "builtin", "--preset", "ultrafast",
+                   "--out", str(tmp_path / "out"), "--log-dir", str(tmp_path / "logs"))
+    assert done.returncode == 0, done.stderr
+    assert "XNNPACK" not in done.stderr + done.stdout
+    # The face mesh did run (the built-in engine studies the photo with it); its notice went to the log file.
+    log = (tmp_path / "logs/heygem.log").read_text()
+    assert "LiteRT: INFO: Created TensorFlow Lite XNNPACK delegate for CPU." in log
+
+
+def test_what_else_the_runtime_writes_still_reaches_the_terminal(capfd: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from heygem.faces.landmarks import _without_delegate_notice
+
+    with _without_delegate_notice():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nERROR: a real problem\n")
+    assert capfd.readouterr().err == "ERROR: a real problem\n"

@@ -37,6 +37,8 @@ EXPECTED = {
     "insightface/t1.jpg": ("image", 1280, 886, False, None, 0.0),
     "latentsync/demo1_audio.wav": ("audio", 0, 0, True, None, 9.60),
     "latentsync/demo1_video.mp4": ("video", 1080, 1920, True, Fraction(25), 10.01),
+    "long/Chantel-Home-Intro.mp4": ("video", 288, 288, True, Fraction(30000, 1001), 74.34),
+    "long/french.mp4": ("video", 512, 512, True, Fraction(30), 50.33),
     "liveportrait/d0.mp4": ("video", 512, 512, False, Fraction(25), 3.12),
     "liveportrait/d13.mp4": ("video", 720, 1280, False, Fraction(30), 11.73),
     "liveportrait/d19.mp4": ("video", 480, 480, True, Fraction(30), 8.36),
@@ -431,15 +433,14 @@ def _children() -> set[int]:
 
 def test_iter_frames_closed_early_reaps_ffmpeg(media: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[subprocess.Popen] = []
-    real_popen = subprocess.Popen
 
-    class Spy(real_popen):  # type: ignore[misc, valid-type]
+    class Spy(ff.Child):
         def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
             super().__init__(*args, **kwargs)
             started.append(self)
 
     info = probe(media / "liveportrait/d13.mp4")
-    monkeypatch.setattr(video_mod.subprocess, "Popen", Spy)
+    monkeypatch.setattr(ff, "Child", Spy)
     frames = iter_frames(info, Fraction(30))
     next(frames)
     next(frames)

@@ -1,20 +1,33 @@
-"""What the server refuses: files a request names outside Gradio's own uploads, password guessing, and uploads
-over the size limit (before anything of them is stored)."""
+"""What the server refuses: files a request names outside Gradio's own uploads, requests from other sites' pages
+or for host names it does not serve, password guessing (with a forged X-Forwarded-For too), results that are
+no longer plain files, and uploads over the size limit (before anything of them is stored)."""
 from __future__ import annotations
 
 import base64
+import http.server
+import io
 import json
 import logging
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
 import uuid
+import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from conftest import REPO
 from heygem.jobs import JobQueue
 from heygem.security import LoginThrottle
 from heygem.server import Credentials, create_app
@@ -160,7 +173,7 @@ def guarded(tmp_path: Path):
                      throttle=LoginThrottle(free_tries=5, first_lockout=10, longest_lockout=60, clock=clock))
 
     def client(address: str) -> TestClient:
-        return TestClient(app, client=(address, 40000))
+        return TestClient(app, base_url="http://127.0.0.1:7860", client=(address, 40000))
 
     yield client, clock
     queue.close()
@@ -267,3 +280,291 @@ def test_the_limit_reaches_the_page_and_zero_turns_it_off(studio, monkeypatch) -
                              data={"engine": "magic"})
         # Past the door: the route itself answers (here about the option), not the size limit.
         assert let_in.status_code == 400 and let_in.json()["error"].startswith("engine must be one of")
+
+
+# ---- other sites' pages and host names the studio does not serve ------------------------------------------
+
+def _jobs(studio) -> int:
+    return len(studio.queue.jobs(limit=10_000))
+
+
+def test_requests_sent_by_other_sites_pages_are_refused_on_the_api_and_the_page(studio, short_clips) -> None:
+    speech, video = short_clips["speech"].read_bytes(), short_clips["d0"].read_bytes()
+    job_files = {"audio": ("speech.wav", speech), "video": ("d0.mp4", video)}
+    port = urlsplit(studio.url).port
+    requests = [
+        ("POST", "/api/jobs", {"files": job_files}),
+        ("POST", "/api/batches", {"files": job_files}),
+        ("POST", "/api/presenters", {"files": {"video": ("d0.mp4", video)}}),
+        ("DELETE", "/api/jobs/nope", {}),
+        ("POST", "/gradio_api/upload", {"files": {"files": ("d0.mp4", video)}}),
+        ("POST", "/gradio_api/queue/join", {"json": {"data": [], "fn_index": 0, "session_hash": uuid.uuid4().hex}}),
+    ]
+    senders = [
+        ({"origin": "http://evil.example"}, "'http://evil.example' (Origin)"),
+        ({"origin": f"http://127.0.0.1:{port + 1}"}, f"'http://127.0.0.1:{port + 1}' (Origin)"),  # another local server
+        ({"origin": "null"}, "'null' (Origin)"),  # a sandboxed page or a local file
+        ({"referer": "http://evil.example/attack.html"}, "'http://evil.example/attack.html' (Referer)"),
+    ]
+    jobs, stored = _jobs(studio), _stored(studio.root)
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        for headers, sender in senders:
+            for method, route, body in requests:
+                refused = client.request(method, route, headers=headers, **body)
+                assert refused.status_code == 403, (method, route, headers, refused.status_code)
+                assert refused.json() == {"error": (
+                    f"{method} {route} was sent by the page {sender}, not by the studio's own page; pages of other "
+                    "sites may not use the studio (behind a reverse proxy, name its public host with --allowed-hosts)")}
+        # Nor may another site's page read answers (a CORS request, or its preflight).
+        read = client.get("/api/jobs", headers={"origin": "http://evil.example"})
+        preflight = client.options("/gradio_api/upload", headers={"origin": "http://evil.example",
+                                                                  "access-control-request-method": "POST"})
+        for answer in (read, preflight):
+            assert answer.status_code == 403 and "access-control-allow-origin" not in answer.headers
+            assert "jobs" not in answer.json()
+        assert _jobs(studio) == jobs and _stored(studio.root) == stored
+
+        # The studio's own page, and clients without a page (curl, scripts), get through to the routes.
+        for headers in ({"origin": studio.url, "referer": studio.url + "/"}, {}):
+            reached = client.post("/api/jobs", files={"audio": ("speech.wav", speech)}, headers=headers)
+            assert reached.status_code == 400 and reached.json()["error"].startswith("give a video field"), headers
+            uploaded = client.post("/gradio_api/upload", files={"files": ("d0.mp4", video)}, headers=headers)
+            assert uploaded.status_code == 200 and Path(uploaded.json()[0]).read_bytes() == video
+
+
+def test_a_host_name_the_studio_does_not_serve_is_refused(studio) -> None:
+    """DNS rebinding: another site points its own name at 127.0.0.1, and its page reads the studio as its own."""
+    port = urlsplit(studio.url).port
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        for path in ("/api/jobs", "/", "/config", "/gradio_api/info"):
+            refused = client.get(path, headers={"host": f"rebind.example:{port}"})
+            assert refused.status_code == 400, (path, refused.status_code)
+            assert refused.json() == {"error": (
+                f"GET {path} is addressed to 'rebind.example:{port}', a name this studio does not serve (another "
+                "site's page would address it so); if it is reached by that name, start it with --allowed-hosts "
+                "rebind.example (or HEYGEM_ALLOWED_HOSTS)")}
+        # Its own names, with any port (an SSH tunnel changes it), and addresses (no name, no rebinding) are fine.
+        for host in (f"localhost:{port}", "localhost:9000", f"127.0.0.1:{port}", f"[::1]:{port}", "192.0.2.7:80"):
+            assert client.get("/api/status", headers={"host": host}).status_code == 200, host
+
+
+def test_names_behind_a_reverse_proxy_are_the_operators_to_add(tmp_path: Path) -> None:
+    from heygem.security import AllowedHosts, parse_hosts, parse_proxies  # here: new in this version
+
+    queue = JobQueue(tmp_path / "outputs", start=False)
+    try:
+        hosts = AllowedHosts.serving("127.0.0.1", parse_hosts("Studio.Example.com"))
+        client = TestClient(create_app(queue, ui=False, hosts=hosts), base_url="http://127.0.0.1:7860")
+        assert client.get("/api/status", headers={"host": "studio.example.com"}).status_code == 200
+        assert client.get("/api/status", headers={"host": "other.example.com"}).status_code == 400
+        # The proxy passes its own upstream address as the Host; the page was loaded by the public name.
+        reached = client.post("/api/jobs", files={"audio": ("s.wav", b"x")},
+                              headers={"origin": "https://studio.example.com"})
+        assert reached.status_code == 400 and reached.json()["error"].startswith("give a video field")
+        assert client.post("/api/jobs", files={"audio": ("s.wav", b"x")},
+                           headers={"origin": "https://evil.example.com"}).status_code == 403
+    finally:
+        queue.close()
+
+    # On all addresses the machine's own name is served; on 127.0.0.1 it is not (unless it is a loopback name).
+    assert AllowedHosts.serving("0.0.0.0").allows(socket.gethostname().lower())
+    assert not AllowedHosts.serving("127.0.0.1").allows("studio.example.com")
+    assert AllowedHosts.serving("127.0.0.1", ["*"]).allows("anything.example")
+    assert parse_hosts(" Studio.Example.com, 10.0.0.5,[::1] ") == ("studio.example.com", "10.0.0.5", "::1")
+    for bad in ("http://studio.example.com", "studio.example.com:8443", "studio.example.com/x"):
+        with pytest.raises(ValueError, match="is not a host name"):
+            parse_hosts(bad)
+    assert parse_proxies("127.0.0.1, 10.0.0.7/24") == ("127.0.0.1", "10.0.0.0/24")
+    with pytest.raises(ValueError, match="is not an address or a network"):
+        parse_proxies("proxy.local")
+
+
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
+# As in test_browser.py, and "rebind.example" resolves to this machine, as another site's name would after rebinding.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--host-resolver-rules=MAP rebind.example 127.0.0.1"]
+ATTACK = """<!doctype html><title>another site</title><script>
+window.submitJob = async (studio, audio) => {
+  const form = new FormData();
+  form.append('audio', new Blob([Uint8Array.from(atob(audio), c => c.charCodeAt(0))]), 'speech.wav');
+  form.append('video', new Blob(['not even a video']), 'd0.mp4');
+  await fetch(studio + '/api/jobs', {method: 'POST', mode: 'no-cors', body: form});  // an opaque answer, but sent
+  const upload = new FormData();
+  upload.append('files', new Blob(['not even a video']), 'planted.mp4');
+  await fetch(studio + '/gradio_api/upload', {method: 'POST', mode: 'no-cors', body: upload});
+  return 'sent';
+};
+</script>"""
+
+
+@contextmanager
+def _another_site() -> Iterator[str]:
+    """A web server of another origin on this machine (another port), serving a page that uses the studio."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(ATTACK.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_in_a_browser_another_sites_page_neither_runs_a_job_nor_reads_the_list(studio, short_clips) -> None:
+    if not CHROMIUM.is_file():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run the test command (bash tests/run.sh), which installs it")
+    from playwright.sync_api import sync_playwright
+
+    speech = base64.b64encode(short_clips["speech"].read_bytes()).decode()
+    port = urlsplit(studio.url).port
+    jobs, stored = _jobs(studio), _stored(studio.root)
+    with sync_playwright() as playwright, _another_site() as site:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context()
+            studio_page = context.new_page()
+            studio_page.goto(studio.url)  # the studio is open in the same browser
+            attacker = context.new_page()
+            attacker.goto(site)
+            assert attacker.evaluate("([studio, audio]) => submitJob(studio, audio)", [studio.url, speech]) == "sent"
+            time.sleep(1)  # let the studio finish with what it was sent
+            assert _jobs(studio) == jobs and _stored(studio.root) == stored
+
+            # After rebinding, the other site's page is on "rebind.example:PORT", which is the studio: its own
+            # requests go to the studio with that name as their Host.
+            rebound = context.new_page()
+            rebound.goto(f"http://rebind.example:{port}/api/status")
+            status, body = rebound.evaluate("async () => { const r = await fetch('/api/jobs');"
+                                            " return [r.status, await r.text()]; }")
+            assert status == 400 and "a name this studio does not serve" in json.loads(body)["error"]
+
+            # The studio's own page still sends what it likes (here a job without a video, refused by the route).
+            answer = studio_page.evaluate("""async () => { const form = new FormData();
+                form.append('audio', new Blob(['x']), 'speech.wav');
+                const r = await fetch('/api/jobs', {method: 'POST', body: form}); return [r.status, await r.json()]; }""")
+            assert answer[0] == 400 and answer[1]["error"].startswith("give a video field"), answer
+        finally:
+            browser.close()
+
+
+# ---- X-Forwarded-For: only from the proxies the operator names ---------------------------------------------
+
+@contextmanager
+def _app_process(tmp_path: Path, *options: str) -> Iterator[str]:
+    """``python app.py`` on a free port over its own outputs folder, as ./start_app.sh starts it; its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HEYGEM_")}
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--outputs", str(tmp_path / "outputs"),
+                                "--engine", "builtin", *options], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, f"app.py stopped: {process.communicate()[1][-2000:]}"
+            assert time.monotonic() < deadline, "app.py did not start"
+            try:
+                httpx.get(url + "/api/status", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wrong_tries(client: httpx.Client, forwarded_for: list[str]) -> list[httpx.Response]:
+    return [client.get("/api/status", headers={**_basic("admin", f"guess{n}"), "X-Forwarded-For": address})
+            for n, address in enumerate(forwarded_for)]
+
+
+def test_a_forged_x_forwarded_for_neither_escapes_nor_aims_the_lockout(tmp_path: Path) -> None:
+    """Started as the README says, the studio counts wrong passwords by the connection's address, whatever
+    X-Forwarded-For a local client makes up on each try."""
+    with _app_process(tmp_path, "--auth", "admin:pw") as url, httpx.Client(base_url=url, timeout=60) as client:
+        answers = _wrong_tries(client, [f"198.51.100.{n}" for n in range(1, 6)])
+        assert [a.status_code for a in answers] == [401] * 4 + [429]
+        assert answers[-1].json()["error"].startswith("too many wrong passwords from 127.0.0.1;")
+
+
+def test_x_forwarded_for_names_the_client_only_from_a_named_proxy(tmp_path: Path) -> None:
+    with _app_process(tmp_path, "--auth", "admin:pw", "--trusted-proxies", "127.0.0.1") as url, \
+            httpx.Client(base_url=url, timeout=60) as client:
+        answers = _wrong_tries(client, ["203.0.113.7"] * 5)
+        assert [a.status_code for a in answers] == [401] * 4 + [429]
+        assert answers[-1].json()["error"].startswith("too many wrong passwords from 203.0.113.7;")
+        # Another client behind the same proxy is not held up.
+        assert client.get("/api/status", headers={**_basic("admin", "pw"), "X-Forwarded-For": "198.51.100.1"}
+                          ).status_code == 200
+
+    # A proxy that is not named is not believed: its connection's address is counted.
+    queue = JobQueue(tmp_path / "other", start=False)
+    try:
+        app = create_app(queue, Credentials("admin", "pw"), ui=False, trusted_proxies=["10.0.0.2"])
+        client = TestClient(app, base_url="http://127.0.0.1:7860", client=("10.0.0.9", 40000))
+        answers = [client.get("/api/status", headers={**_basic("admin", "x"), "X-Forwarded-For": f"192.0.2.{n}"})
+                   for n in range(5)]
+        assert answers[-1].json()["error"].startswith("too many wrong passwords from 10.0.0.9;")
+    finally:
+        queue.close()
+
+
+# ---- only regular files under outputs/ are served, everywhere -----------------------------------------------
+
+def test_a_result_replaced_by_a_symlink_is_served_nowhere(studio, short_clips, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(f"heygem secret {uuid.uuid4()}".encode())
+    database = studio.root / "heygem.db"
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        job = client.post("/api/jobs", files={"audio": ("speech.wav", short_clips["speech"].read_bytes()),
+                                              "video": ("d13.mp4", short_clips["d13"].read_bytes())}).json()
+        [done] = studio.queue.wait([job["id"]], timeout=240)
+        assert done.state == "succeeded", done.error
+        result = done.output
+        original = result.read_bytes()
+        events = {dep["api_name"]: dep["id"] for dep in client.get("/config").json()["dependencies"]}
+        try:
+            for target in (secret, database):  # outside outputs/, and inside it
+                leaked = target.read_bytes()[:40]
+                cached = set(_files_under(studio.root / ".gradio"))
+                result.unlink()
+                result.symlink_to(target)
+
+                served = client.get(f"/api/jobs/{job['id']}/result")
+                assert served.status_code == 404 and served.json() == {"error": "file not found"}, target
+                zipped = client.get(f"/api/batches/{job['batch_id']}/zip")
+                assert zipped.status_code == 409, target
+                assert zipped.json() == {"error": f"batch {job['batch_id']} has no finished video yet"}
+                # The page's History no longer offers it: picking it plays nothing, and Gradio copies nothing out.
+                session = uuid.uuid4().hex
+                _join(client, events["history"], [None], session)
+                played = _join(client, events["play"], [job["id"]], session)
+                assert '"url"' not in played.replace(" ", ""), played
+                assert all(leaked not in path.read_bytes() for path in _files_under(studio.root / ".gradio")
+                           if path not in cached)
+        finally:
+            result.unlink()
+            result.write_bytes(original)
+        # The plain file is served again, in the ZIP too, whole.
+        assert client.get(f"/api/jobs/{job['id']}/result").content == original
+        archive = client.get(f"/api/batches/{job['batch_id']}/zip")
+        with zipfile.ZipFile(io.BytesIO(archive.content)) as z:
+            assert z.namelist() == [result.name] and z.read(result.name) == original

@@ -11,6 +11,8 @@ import app as studio_app
 from heygem.jobs import JobQueue
 from heygem.server import Credentials, create_app, is_loopback, parse_credentials
 
+LOCAL = "http://127.0.0.1:7860"  # the studio answers only to the names it is served by (not TestClient's "testserver")
+
 
 def test_loopback_addresses() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
@@ -38,7 +40,7 @@ def _basic(user: str, password: str) -> dict[str, str]:
 def test_with_credentials_every_route_asks_for_them(tmp_path: Path) -> None:
     queue = JobQueue(tmp_path / "outputs", start=False)
     try:
-        client = TestClient(create_app(queue, Credentials("admin", "pw"), ui=False))
+        client = TestClient(create_app(queue, Credentials("admin", "pw"), ui=False), base_url=LOCAL)
         denied = client.get("/api/status")
         assert denied.status_code == 401 and "error" in denied.json()
         assert denied.headers["www-authenticate"].startswith("Basic")
@@ -53,9 +55,22 @@ def test_with_credentials_every_route_asks_for_them(tmp_path: Path) -> None:
 def test_the_api_schema_is_served_without_a_cdn_page(tmp_path: Path) -> None:
     queue = JobQueue(tmp_path / "outputs", start=False)
     try:
-        client = TestClient(create_app(queue, ui=False))
+        client = TestClient(create_app(queue, ui=False), base_url=LOCAL)
         schema = client.get("/api/openapi.json").json()
         assert {"/api/jobs", "/api/batches", "/api/batches/{batch_id}/zip"} <= set(schema["paths"])
         assert client.get("/api/docs").status_code == 404  # Swagger's page would fetch its scripts from a CDN
     finally:
         queue.close()
+
+
+def test_bad_host_names_and_proxies_are_refused_at_start(capsys, monkeypatch) -> None:
+    for variable in ("HEYGEM_AUTH", "HEYGEM_ALLOWED_HOSTS", "HEYGEM_TRUSTED_PROXIES"):
+        monkeypatch.delenv(variable, raising=False)
+    assert studio_app.main(["--port", "7999", "--allowed-hosts", "studio.example.com,https://studio.example.com"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --allowed-hosts: 'https://studio.example.com' is not a host name; give names or addresses without a "
+        "scheme, port or path, e.g. studio.example.com,10.0.0.5\n")
+    monkeypatch.setenv("HEYGEM_TRUSTED_PROXIES", "proxy.local")
+    assert studio_app.main(["--port", "7999"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --trusted-proxies: 'proxy.local' is not an address or a network (e.g. 127.0.0.1 or 10.0.0.0/24)\n")

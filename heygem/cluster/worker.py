@@ -55,14 +55,21 @@ def portable_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 class Worker:
-    """One device's worker. ``engine``: the studio's default EngineOptions as a dict (loaded now, once)."""
+    """One device's worker. ``engine``: the studio's default EngineOptions as a dict (loaded now, once).
+    ``threads``: the CPU cores it was given (Ray's ``num_cpus``), for torch, OpenCV and OpenMP; Ray itself
+    leaves every worker one thread (``OMP_NUM_THREADS=1``) unless told otherwise."""
 
-    def __init__(self, name: str, engine: dict[str, Any], workdir: str | None = None) -> None:
+    def __init__(self, name: str, engine: dict[str, Any], workdir: str | None = None,
+                 threads: int | None = None) -> None:
         self.name = name
         root = workdir or os.environ.get(WORKDIR_ENV)
         self.folder = Path(root) / name if root else Path(tempfile.mkdtemp(prefix=f"heygem-{name}-"))
         self.folder.mkdir(parents=True, exist_ok=True)
-        options = EngineOptions(**_local_paths(engine, "checkpoint"))
+        if threads:
+            use_threads(threads)  # before the engine loads: the CPU runtimes fix their threads then
+        # The GPU Ray gave this worker, whatever number the studio's --device names (heygem.cluster.worker_device).
+        self.device_option = worker_device(engine.get("device") or "auto", _ray_gpu_ids())
+        options = EngineOptions(**{**_local_paths(engine, "checkpoint"), "device": self.device_option})
         started = time.perf_counter()
         self.engine_name = resolve_engine_name(options)
         try:
@@ -74,13 +81,13 @@ class Worker:
         self._speeches: OrderedDict[str, PreparedAudio] = OrderedDict()
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
-        log.info("worker %s ready on %s (%s) in %.1f s; working folder %s", name, socket.gethostname(), self.device,
-                 time.perf_counter() - started, self.folder)
+        log.info("worker %s ready on %s (%s, %d threads) in %.1f s; working folder %s", name, socket.gethostname(),
+                 self.device, _torch_threads(), time.perf_counter() - started, self.folder)
 
     def describe(self) -> dict[str, Any]:
-        """Who this worker is, for the studio's list of workers."""
+        """Who this worker is, for the studio's list of workers (``threads``: torch's, as it runs jobs)."""
         return {"name": self.name, "host": socket.gethostname(), "device": self.device, "engine": self.engine_name,
-                "pid": os.getpid(), "folder": str(self.folder)}
+                "pid": os.getpid(), "folder": str(self.folder), "threads": _torch_threads()}
 
     def ping(self) -> bool:
         return True
@@ -178,6 +185,7 @@ class Worker:
         its caches and outputs in this worker's folder."""
         settings = settings_from_dict({**stored, "engine": _local_paths(stored.get("engine", {}), "checkpoint"),
                                        "detection": _local_paths(stored.get("detection", {}), "detector_weights")})
+        settings.engine.device = self.device_option  # this worker's own device, never the studio's number
         settings.detection.cache_dir = self.folder / ".cache" / "faces"  # studies go beside it
         settings.out_dir = self.folder / "jobs"
         return settings
@@ -209,11 +217,62 @@ def _local_paths(options: dict[str, Any], key: str) -> dict[str, Any]:
     return {**options, key: CHECKPOINTS_DIR / Path(value).name if value else None}
 
 
+def worker_device(requested: str, gpu_ids: list[int | str]) -> str:
+    """The device option a worker runs with. Ray gives a GPU worker one GPU and shows it that GPU alone
+    (``CUDA_VISIBLE_DEVICES``), as ``cuda:0``: there, ``auto``, ``cuda`` and ``cuda:N`` all mean that GPU (N numbers
+    the studio machine's GPUs, which mean nothing on a worker's). Without a GPU from Ray the option is kept."""
+    requested = (requested or "auto").strip().lower()
+    if gpu_ids and (requested == "auto" or requested.split(":")[0] == "cuda"):
+        return "cuda:0"
+    return requested
+
+
+def device_label(device: str, visible_gpus: str, gpu_name: str | None = None) -> str:
+    """How the status names a worker's device: a GPU by its number on its machine (``cuda:3 (NVIDIA H200)``),
+    not by the number the worker sees (Ray shows a GPU worker its GPU alone, as ``cuda:0``). ``visible_gpus``:
+    the worker's ``CUDA_VISIBLE_DEVICES``, which maps the one to the other."""
+    if not device.startswith("cuda"):
+        return device
+    index = int(device.split(":")[1]) if ":" in device else 0
+    visible = [gpu.strip() for gpu in visible_gpus.split(",") if gpu.strip()]
+    number = visible[index] if index < len(visible) else str(index)
+    return f"cuda:{number}" + (f" ({gpu_name})" if gpu_name else "")
+
+
+def use_threads(threads: int) -> None:
+    """Let torch, OpenCV and OpenMP (and the processes this one starts) use ``threads`` cores."""
+    import cv2
+    import torch
+
+    threads = max(1, int(threads))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _ray_gpu_ids() -> list:
+    """The GPUs Ray gave this process (none outside a Ray worker)."""
+    try:
+        import ray
+
+        return list(ray.get_gpu_ids()) if ray.is_initialized() else []
+    except Exception:  # not under Ray
+        return []
+
+
 def _device_name(options: EngineOptions) -> str:
-    """What this worker computes on, as the status shows it: ``cuda:3 (NVIDIA H200)`` names the GPU by its
-    number on the machine, not the ``cuda:0`` Ray makes every worker see."""
-    device = str(engine_status(options)["device"])
-    gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    if device.startswith("cuda") and gpus and "," not in gpus:
-        device = device.replace("cuda", f"cuda:{gpus}", 1)
-    return device
+    """What this worker computes on, as the status shows it (``device_label``)."""
+    device = str(engine_status(options)["device"])  # cuda:0, cpu, mps, or "cuda (NVIDIA H200)" for auto
+    if not device.startswith("cuda"):
+        return device
+    import torch
+
+    index = torch.device(device.split()[0]).index or 0
+    gpu_name = torch.cuda.get_device_name(index) if torch.cuda.is_available() else None
+    return device_label(f"cuda:{index}", os.environ.get("CUDA_VISIBLE_DEVICES", ""), gpu_name)

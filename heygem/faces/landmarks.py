@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import sys
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -94,6 +99,37 @@ def roi_from_box(face: Face) -> Roi:
     return float(cx), float(cy), float(1.35 * max(face.width, face.height)), 0.0
 
 
+# What LiteRT's C++ writes to the process's stderr as it sets the interpreter up; no log level reaches it.
+_DELEGATE_NOTICE = "Created TensorFlow Lite XNNPACK delegate for CPU"
+
+
+@contextmanager
+def _without_delegate_notice() -> Iterator[None]:
+    """Hold file descriptor 2 in a temporary file meanwhile, then pass on all that was written there except
+    LiteRT's notice (which goes to the log): a real error still reaches the terminal."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no stderr to keep clean
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if _DELEGATE_NOTICE in line:
+                    log.debug("LiteRT: %s", line.strip())
+                else:
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
 class FaceMesh:
     """The face-landmark model, loaded once (use ``get_face_mesh()``). Not re-entrant: calls are serialised."""
 
@@ -101,8 +137,9 @@ class FaceMesh:
         from ai_edge_litert.interpreter import Interpreter  # heavy import, only when the mesh is used
 
         path = model_path()
-        self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        self._interpreter.allocate_tensors()
+        with _without_delegate_notice():
+            self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = self._interpreter.get_output_details()
         # By shape rather than name: 1x1x1x1404 (468 x xyz) and 1x1x1x1 (presence logit).

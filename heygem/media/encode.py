@@ -15,7 +15,8 @@ from typing import IO
 import numpy as np
 
 from heygem.errors import FFmpegError
-from heygem.media.ffmpeg import INSTALL_HINT, child_options, encode_argv, failure, ffmpeg_exe, stderr_tail
+from heygem.children import Child
+from heygem.media.ffmpeg import INSTALL_HINT, encode_argv, failure, ffmpeg_exe, stderr_tail
 from heygem.settings import EncodeOptions
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,7 @@ class VideoWriter:
         # stderr goes to a file: a pipe nobody reads while we write frames could fill up and deadlock.
         self._errors: IO[bytes] = tempfile.TemporaryFile()
         try:
-            self._proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                          stderr=self._errors, **child_options())
+            self._proc = Child(self._argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errors)
         except OSError as exc:
             self._errors.close()
             self._remove_temp()

@@ -6,24 +6,21 @@ colon (``a:b.mp4``) or a leading dash is never read as a protocol or an option.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import importlib.util
 import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import IO
 
+from heygem.children import Child
 from heygem.errors import FFmpegError, InputError
 from heygem.settings import EncodeOptions
 
@@ -221,41 +218,6 @@ def failure(argv: list[str], returncode: int, stderr: bytes | str | None, subjec
     return FFmpegError(f"{subject}: {tool} failed with exit code {returncode}: {tail or 'no error output'}")
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-@functools.cache
-def _prctl() -> Callable[..., int] | None:
-    """libc's prctl on Linux, else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-def child_options() -> dict:
-    """Keyword arguments for ``subprocess`` so that an ffmpeg child ends with this process, however it ends.
-
-    An ffmpeg encoder whose parent was killed with -9 would otherwise read end-of-input and go on writing its
-    file. On Linux the child asks the kernel, before exec, to be killed when its parent goes (the kernel ties
-    it to the thread that started it; every ffmpeg here is started by the thread that waits for it).
-    Elsewhere nothing is added.
-    """
-    prctl = _prctl()
-    if prctl is None:
-        return {}
-    parent = os.getpid()
-
-    def die_with_parent() -> None:  # runs in the child between fork and exec: one system call, no imports
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the request was made
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return {"preexec_fn": die_with_parent}
-
-
 @contextmanager
 def reading_output(argv: list[str], *, subject: Path | str, bufsize: int = -1) -> Iterator[IO[bytes]]:
     """ffmpeg started with its stdout to read, streamed: ``with reading_output(argv, subject=path) as out``.
@@ -266,8 +228,7 @@ def reading_output(argv: list[str], *, subject: Path | str, bufsize: int = -1) -
     """
     with tempfile.TemporaryFile() as errors:
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
-                                    bufsize=bufsize, **child_options())
+            proc = Child(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, bufsize=bufsize)
         except OSError as exc:
             raise FFmpegError(f"{argv[0]} could not be started: {exc}; {INSTALL_HINT}") from exc
         try:
@@ -290,12 +251,16 @@ def run_ffmpeg(argv: list[str], *, subject: Path | str, timeout: float | None = 
     ``subject`` (the file the command is about) with the tail of stderr on failure."""
     log.debug("running %s", subprocess.list2cmdline(argv))
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False,
-                              **child_options())
-    except FileNotFoundError as exc:
+        proc = Child(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
         raise FFmpegError(f"{argv[0]} could not be started: {exc}; {INSTALL_HINT}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise FFmpegError(f"{subject}: {Path(argv[0]).name} took more than {timeout} s and was stopped") from exc
-    if done.returncode != 0:
-        raise failure(argv, done.returncode, done.stderr, subject)
-    return done.stdout
+    with proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.communicate()
+            raise FFmpegError(f"{subject}: {Path(argv[0]).name} took more than {timeout} s and was stopped") from exc
+    if proc.returncode != 0:
+        raise failure(argv, proc.returncode, stderr, subject)
+    return stdout
