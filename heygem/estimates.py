@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS stage_rates (
     stage TEXT NOT NULL,
     seconds_per_unit REAL NOT NULL,
     jobs INTEGER NOT NULL,
+    cold INTEGER NOT NULL,
     PRIMARY KEY (machine, engine, stage)
 );
 """
@@ -77,20 +78,24 @@ class StageRates:
         with self._lock:
             self._db.executescript(_SCHEMA)
 
-    def record(self, machine: str, engine: str, seconds: Mapping[str, float], size: JobSize) -> None:
-        """Fold one finished job's seconds per stage into the averages."""
+    def record(self, machine: str, engine: str, seconds: Mapping[str, float], size: JobSize, cold: bool = False) -> None:
+        """Fold one finished job's seconds per stage into the averages. ``cold``: the first job of its worker
+        with this engine, which also loaded the models (a fresh studio's first built-in job took 30 s here, the
+        next one 18 s): it counts only until a job without that load is measured, which then replaces it."""
         with self._lock:
             for stage, spent in seconds.items():
                 units = size.units(stage) if stage in STAGES else 0
                 if units <= 0 or spent < 0:
                     continue
                 rate = spent / units
-                row = self._db.execute("SELECT seconds_per_unit, jobs FROM stage_rates WHERE machine = ? AND engine = ? "
-                                       "AND stage = ?", (machine, engine, stage)).fetchone()
-                if row is not None:
+                row = self._db.execute("SELECT seconds_per_unit, jobs, cold FROM stage_rates WHERE machine = ? AND "
+                                       "engine = ? AND stage = ?", (machine, engine, stage)).fetchone()
+                if row is not None and cold and not row[2]:
+                    continue  # what warm jobs measured says more than a cold start
+                if row is not None and bool(row[2]) == cold:
                     rate = (1 - SMOOTHING) * row[0] + SMOOTHING * rate
-                self._db.execute("INSERT OR REPLACE INTO stage_rates VALUES (?, ?, ?, ?, ?)",
-                                 (machine, engine, stage, rate, (row[1] if row else 0) + 1))
+                self._db.execute("INSERT OR REPLACE INTO stage_rates VALUES (?, ?, ?, ?, ?, ?)",
+                                 (machine, engine, stage, rate, (row[1] if row else 0) + 1, int(cold)))
         log.debug("stage rates on %s for %s: %s", machine, engine,
                   ", ".join(f"{stage} {spent:.2f}s" for stage, spent in seconds.items()))
 

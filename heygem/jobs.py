@@ -343,6 +343,7 @@ class JobQueue:
         self.rates = StageRates(self._db, self._lock)
         self._clocks: dict[str, StageClock] = {}
         self._engines: dict[str, str] = {}
+        self._warm: set[tuple[str, str]] = set()  # (worker, engine) that have run a job: models loaded
         self.estimator = Estimator(self.rates, self._clocks, self._engine_of,
                                    lambda: max(1, len(self.workers())), time.monotonic, self.defaults.still_fps)
         self._audio_cache: OrderedDict[Path, PreparedAudio] = OrderedDict()
@@ -556,9 +557,12 @@ class JobQueue:
                 return
             clock.moved(DONE_STAGE, self.estimator.now())
             seconds = {stage: spent for stage, spent in clock.seconds.items() if stage != "study" or result.study == "made"}
+        engine = result.engine.split(" ")[0]
+        cold = (job.worker or "", engine) not in self._warm
+        self._warm.add((job.worker or "", engine))
         size = job_size(job.audio_path, job.video_path, self.defaults.still_fps, studies=True)
-        self.rates.record(machine_of(job.worker), result.engine.split(" ")[0], seconds,
-                          JobSize(frames=result.frames, studied=size.studied if size else 0))
+        self.rates.record(machine_of(job.worker), engine, seconds,
+                          JobSize(frames=result.frames, studied=size.studied if size else 0), cold)
 
     def _engine_of(self, job: Job) -> str:
         """The engine a job runs with (``auto`` resolved as the worker will): for its estimates."""

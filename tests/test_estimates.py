@@ -29,6 +29,21 @@ def test_rates_are_seconds_per_unit_per_machine_and_engine_smoothed_over_jobs() 
     assert rates.rates("builtin")["lip-sync"] == pytest.approx((0.6 + 0.2) / 2)  # any machine: the mean
 
 
+def test_a_cold_start_counts_only_until_a_warm_job_is_measured() -> None:
+    """The first job of a worker also loads the models: its rates stand in until a job without that load
+    replaces them, and never water down what warm jobs measured."""
+    rates = _rates()
+    size = JobSize(frames=50, studied=50)
+    rates.record("box", "builtin", {"study": 20.0}, size, cold=True)
+    assert rates.rates("builtin", "box")["study"] == pytest.approx(0.4)  # something, rather than nothing
+    rates.record("box", "builtin", {"study": 10.0}, size)
+    assert rates.rates("builtin", "box")["study"] == pytest.approx(0.2)  # replaced, not averaged
+    rates.record("box", "builtin", {"study": 40.0}, size, cold=True)  # the studio started again
+    assert rates.rates("builtin", "box")["study"] == pytest.approx(0.2)
+    rates.record("box", "builtin", {"study": 5.0}, size)
+    assert rates.rates("builtin", "box")["study"] == pytest.approx(0.15)
+
+
 def test_the_time_left_is_the_stage_left_and_the_stages_after_it() -> None:
     rates = {"audio": 0.02, "probe": 2.0, "study": 0.4, "lip-sync": 0.6, "encode": 0.02}
     size = JobSize(frames=100, studied=50)
