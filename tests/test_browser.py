@@ -764,6 +764,7 @@ def test_a_fresh_video_shows_its_study_and_estimate_the_queue_its_wait_and_stopp
     other.wait_for_selector("#batch-status tr[data-state=failed]", timeout=60_000)
     other.wait_for_selector("#batch-status tr[data-state=running]", timeout=60_000)
     other.click("#batch-cancel")
+    _wait_for_words(other, "batch-status", words["cancelling"])  # asked, before the held job is let go
     held_jobs.release()
     other.wait_for_function(
         "() => document.querySelectorAll('#batch-status tr[data-state=cancelled]').length === 2", timeout=60_000)
