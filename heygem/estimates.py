@@ -1,12 +1,15 @@
 """How long jobs take on this machine, and so how long a running job has left and a queued one will wait.
 
-The queue times each stage a job reports (reading the speech, reading the video, the presenter study,
-lip-syncing, writing) by the wall clock. When a job succeeds, each stage's seconds per unit of work (output
-frames for most; one per job for reading the video, which is mostly loading and the orientation check; the
-frames the study passes for the study) go into a moving average kept per machine and engine in the queue's
-database. A running job's time left is what its stage has left (at the measured rate, and more and more at
-the pace seen in this very stage as it goes on) plus the measured time of the stages after it; a queued job
-waits for every job ahead of it. Until a stage has been measured, the estimate is None ("estimating…").
+The queue times each stage a job reports (reading the speech, reading the video, the presenter study, the wait
+for the speech's sounds, lip-syncing, writing) by the wall clock. When a job succeeds, each stage's seconds per
+unit of work (output frames for most; one per job for reading the video, which is mostly loading and the
+orientation check; the frames the study passes for the study) go into a moving average kept per machine and
+engine (a photo's jobs apart: its study is one frame, its mouth made another way) in the queue's database. A
+running job's time left is what its stage has left (at the measured rate, and more and more at the pace seen
+in this very stage as it goes on) plus the measured time of the stages after it; a queued job waits for every
+job ahead of it. Until the stages every job goes through have been measured, the estimate is None
+("estimating…"); the study and the sounds' wait, which some jobs skip (a presenter studied before, a speech
+recognised for the batch's first video), count as nothing until they are.
 """
 from __future__ import annotations
 
@@ -27,10 +30,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STAGES", "Estimate", "JobSize", "StageClock", "StageRates", "job_seconds", "machine_of", "time_left"]
+__all__ = ["STAGES", "Estimate", "JobSize", "StageClock", "StageRates", "job_seconds", "machine_of", "rates_key",
+           "time_left"]
 
 # The stages a job reports, in the order it goes through them ("starting" comes before, "done" after).
-STAGES = ("audio", "probe", "study", "lip-sync", "encode")
+STAGES = ("audio", "probe", "study", "phones", "lip-sync", "encode")
+# Stages a job may skip: unmeasured, they count as nothing ahead of a job (rather than "estimating…" for ever
+# where every job so far skipped them).
+SKIPPABLE = frozenset({"study", "phones"})
 # The newest job's weight in a stage's moving average: it weighs as much as all the jobs before it, so a
 # change of machine load shows within a job or two while one odd job moves the estimate by half its error.
 SMOOTHING = 0.5
@@ -55,11 +62,17 @@ class JobSize:
 
     frames: int  # output frames: as long as the speech, at the video's rate
     studied: int  # source frames the presenter study passes (the built-in engine; 1 for a photo)
+    photo: bool = False
 
     def units(self, stage: str) -> int:
         if stage == "probe":
             return 1
         return self.studied if stage == "study" else self.frames
+
+
+def rates_key(engine: str, photo: bool) -> str:
+    """What rates are kept under: the engine, and whether the presenter is a photo (``builtin-photo``)."""
+    return f"{engine}-photo" if photo else engine
 
 
 def machine_of(worker: str | None) -> str:
@@ -139,15 +152,23 @@ def _expected(rates: Mapping[str, float], size: JobSize, stage: str) -> float | 
 
 
 def _ahead(stage: str, studies: bool) -> list[str]:
-    """The stages after ``stage`` (all of them before the first): the study only for an engine that studies."""
+    """The stages after ``stage`` (all of them before the first): the study and the sounds' wait only for an
+    engine that studies."""
     after = STAGES[STAGES.index(stage) + 1:] if stage in STAGES else STAGES
-    return [s for s in after if s != "study" or studies]
+    return [s for s in after if s not in SKIPPABLE or studies]
+
+
+def _later(rates: Mapping[str, float], size: JobSize, stage: str, studies: bool) -> float | None:
+    """The measured time of the stages after ``stage``; None while one every job goes through is unmeasured."""
+    expected = {s: _expected(rates, size, s) for s in _ahead(stage, studies)}
+    if any(e is None and s not in SKIPPABLE for s, e in expected.items()):
+        return None
+    return sum(e for e in expected.values() if e is not None)
 
 
 def job_seconds(rates: Mapping[str, float], size: JobSize, studies: bool) -> float | None:
-    """The whole run of a job not yet started; None until every stage it goes through has been measured."""
-    expected = [_expected(rates, size, stage) for stage in _ahead("", studies)]
-    return None if any(e is None for e in expected) else sum(expected)
+    """The whole run of a job not yet started; None until the stages every job goes through are measured."""
+    return _later(rates, size, "", studies)
 
 
 def time_left(rates: Mapping[str, float], size: JobSize, stage: str, fraction: float, in_stage: float,
@@ -168,12 +189,12 @@ def time_left(rates: Mapping[str, float], size: JobSize, stage: str, fraction: f
         current = own_pace
     else:
         return None
-    later = [_expected(rates, size, s) for s in _ahead(stage, studies)]
-    if any(e is None for e in later):
+    later = _later(rates, size, stage, studies)
+    if later is None:
         if rates or stage != "lip-sync":
             return None
-        later = []  # nothing measured at all: the little writing left counts as nothing
-    return current + sum(later)
+        later = 0.0  # nothing measured at all: the little writing left counts as nothing
+    return current + later
 
 
 @dataclass(frozen=True)
@@ -207,7 +228,7 @@ def job_size(audio: Path, video: Path, still_fps: float, studies: bool) -> JobSi
     kind, _, fps, frame_count = picture
     fps = fps if kind == "video" and fps else still_fps
     studied = 0 if not studies else 1 if kind == "image" else min(frame_count, int(SCAN_SECONDS * fps))
-    return JobSize(frames=max(1, round(speech[1] * fps)), studied=studied)
+    return JobSize(frames=max(1, round(speech[1] * fps)), studied=studied, photo=kind == "image")
 
 
 @dataclass
@@ -241,14 +262,14 @@ class Estimator:
         size = self._size(job, engine)
         if size is None:
             return None, None
-        studies = engine == "builtin"
+        studies, key = engine == "builtin", rates_key(engine, size.photo)
         if job.state == "running":
             clock = self.clocks.get(job.id)
             if clock is None or clock.stage != job.stage:  # not seen by this process's clock (yet)
                 return None, None
-            rates = rates_of(engine, machine_of(job.worker))
+            rates = rates_of(key, machine_of(job.worker))
             return time_left(rates, size, job.stage, job.progress, clock.in_stage(now), studies), None
-        return None, job_seconds(rates_of(engine, next_machine), size, studies)
+        return None, job_seconds(rates_of(key, next_machine), size, studies)
 
     def estimate(self, unfinished: Iterable[Job]) -> dict[str, Estimate]:
         """Estimates of every job in ``unfinished`` (the queue's queued and running jobs, in queue order)."""

@@ -46,7 +46,7 @@ import portalocker
 
 from heygem.engines import wav2lip_available
 from heygem.errors import CancelledError, CodedText, HeyGemError, InputError, LimitError
-from heygem.estimates import Estimator, JobSize, StageClock, StageRates, job_size, machine_of
+from heygem.estimates import Estimator, JobSize, StageClock, StageRates, job_size, machine_of, rates_key
 from heygem.limits import check_inputs
 from heygem.pipeline import GenerateResult, PreparedAudio, ThrottledProgress, generate, prepare_audio
 from heygem.presenters import Presenters
@@ -561,8 +561,9 @@ class JobQueue:
         cold = (job.worker or "", engine) not in self._warm
         self._warm.add((job.worker or "", engine))
         size = job_size(job.audio_path, job.video_path, self.defaults.still_fps, studies=True)
-        self.rates.record(machine_of(job.worker), engine, seconds,
-                          JobSize(frames=result.frames, studied=size.studied if size else 0), cold)
+        photo = bool(size and size.photo)
+        self.rates.record(machine_of(job.worker), rates_key(engine, photo), seconds,
+                          JobSize(frames=result.frames, studied=size.studied if size else 0, photo=photo), cold)
 
     def _engine_of(self, job: Job) -> str:
         """The engine a job runs with (``auto`` resolved as the worker will): for its estimates."""

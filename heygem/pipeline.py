@@ -606,8 +606,9 @@ def iter_synced_frames(
     phones_wanted = engine.wants_study and settings.engine.mouth_drive == "phones"
     if phones_wanted:
         audio.start_phones()  # in a process of its own, beside the study (or collected at once when known)
-    # The stage a person sees: "study" while the presenter is studied (the slow part of a fresh video), else
-    # still "probe"; the page words each, and the queue measures each stage's time for its estimates.
+    # The stages a person sees: "study" while the presenter is studied (the slow part of a fresh video), then
+    # "phones" while the speech's sounds are still being recognised (they cost with the speech's length, the
+    # study with the video's); the page words each, and the queue times each for its estimates.
     reading = "probe"
     if engine.wants_study:
         with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
@@ -618,10 +619,11 @@ def iter_synced_frames(
         else:
             reading = "study"
         if phones_wanted:
-            # Still the same stage (the bar must not step back to the speech stage); a cancel is seen here.
-            report(reading, 0.95, str(video.path))
+            reading = "phones"
+            report("phones", 0.0, str(video.path))  # a cancel is seen here, and while they are awaited
             with stopwatch("phones"):  # the wait for them beyond the study; once per speech for a batch
-                shapes = mouth_shapes(audio.phones(lambda done: report.again()), audio.samples, fps, total)
+                shapes = mouth_shapes(audio.phones(lambda done: report("phones", done, str(video.path))),
+                                      audio.samples, fps, total)
     report(reading, 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
     with stopwatch("engine start"):
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes))

@@ -64,7 +64,21 @@ def test_nothing_measured_means_estimating_except_from_the_lip_sync_pace_itself(
     assert time_left({}, size, "study", 0.5, 3.0, studies=True) is None
     assert time_left({}, size, "lip-sync", 0.01, 3.0, studies=True) is None  # too little done to tell
     assert time_left({}, size, "lip-sync", 0.25, 10.0, studies=True) == pytest.approx(30.0)
-    assert job_seconds({"lip-sync": 0.6}, size, studies=True) is None  # the study not measured yet
+    assert job_seconds({"lip-sync": 0.6}, size, studies=True) is None  # reading and writing not measured yet
+    # Every job so far skipped the study and the sounds' wait (presenters studied before): they count as nothing.
+    assert job_seconds({"audio": 0.02, "probe": 2.0, "lip-sync": 0.6, "encode": 0.02}, size, studies=True) == (
+        pytest.approx(66.0))
+
+
+def test_photos_are_measured_apart(short_clips, media: Path) -> None:
+    """A photo's study is one frame and its mouth is made another way: its rates are its own."""
+    from heygem.estimates import job_size, rates_key
+
+    photo = job_size(short_clips["speech"], media / "insightface" / "t1.jpg", 25.0, studies=True)
+    video = job_size(short_clips["speech"], short_clips["d19"], 25.0, studies=True)
+    assert (photo.frames, photo.studied, photo.photo) == (50, 1, True)  # 2 s of speech at 25 fps
+    assert (video.frames, video.studied, video.photo) == (60, 60, False)  # at the video's 30 fps
+    assert (rates_key("builtin", photo.photo), rates_key("builtin", video.photo)) == ("builtin-photo", "builtin")
 
 
 def test_a_stage_clock_sums_the_time_of_each_stage() -> None:
@@ -138,7 +152,7 @@ def test_a_fresh_video_in_its_study_gets_the_time_its_stages_took_here_and_the_q
         # d19 runs at 30 fps: 60 frames, so its own run is 1.2 + 1 + 7.2 + 4.8 + 1.2 s.
         assert estimates[third.id] == Estimate(pytest.approx(8.0 + 15.4), pytest.approx(8.0))
         running = queue.job(second.id)
-        assert "studying the presenter · 15% · " in job_status_html(running, "en", estimate=estimates[second.id])
+        assert "studying the presenter · 14% · " in job_status_html(running, "en", estimate=estimates[second.id])
         assert "about 0:08 left" in job_status_html(running, "en", estimate=estimates[second.id])
         assert "分析主播" in job_status_html(running, "zh", estimate=estimates[second.id])
         queued = queue.job(third.id)

@@ -214,17 +214,20 @@ def test_a_fresh_video_shows_the_study_as_its_own_stage(short_clips, tmp_path: P
 
     seen: list[tuple[str, float]] = []
     settings = Settings(detection=DetectionOptions(cache_dir=tmp_path / "cache" / "faces"),
-                        engine=EngineOptions(engine="builtin", device="cpu", mouth_drive="loudness"),
+                        engine=EngineOptions(engine="builtin", device="cpu"),
                         encode=EncodeOptions(preset="ultrafast"), out_dir=tmp_path)
     generate(short_clips["speech"], short_clips["d0"], None, settings, lambda stage, f, _: seen.append((stage, f)))
     stages = [stage for stage, _ in seen]
     studied = [f for stage, f in seen if stage == "study"]
     assert len(studied) >= 20 and studied[-1] == 1.0, seen  # every frame studied ticks in the study stage
-    assert stages.index("study") > stages.index("probe") and max(i for i, s in enumerate(stages) if s == "probe") < \
-        stages.index("study") < stages.index("lip-sync")
+    # Reading the video, then the study, then the wait for the speech's sounds (recognised beside the study).
+    last = {stage: max(i for i, s in enumerate(stages) if s == stage) for stage in ("probe", "study", "phones")}
+    first = {stage: stages.index(stage) for stage in ("study", "phones", "lip-sync")}
+    assert last["probe"] < first["study"] <= last["study"] < first["phones"] <= last["phones"] < first["lip-sync"], seen
     running = replace(_job("running", "study"), progress=0.5, started=1.0)
-    assert "running · studying the presenter · 15%" in job_status_html(running, "en")
-    assert "运行中 · 分析主播 · 15%" in job_status_html(running, "zh")
+    assert "running · studying the presenter · 14%" in job_status_html(running, "en")
+    assert "运行中 · 分析主播 · 14%" in job_status_html(running, "zh")
+    assert "recognising the speech sounds" in job_status_html(replace(running, stage="phones"), "en")
     photo = replace(running, video_name="anna.jpg", video_path=Path("anna.jpg"))
     assert "studying the face in the photo" in job_status_html(photo, "en")
     assert "读取照片" in job_status_html(replace(photo, stage="probe"), "zh")

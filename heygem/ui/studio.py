@@ -199,8 +199,8 @@ def _bar(fraction: float, state: str = "") -> str:
 
 # Where each stage sits in a job's whole run (start, end), for one bar over all stages: the stored progress is
 # the stage's own fraction. Rough shares of a typical job's time (the time left comes from measured rates).
-STAGE_SPANS = {"starting": (0.0, 0.0), "audio": (0.0, 0.05), "probe": (0.05, 0.1), "study": (0.1, 0.2),
-               "lip-sync": (0.2, 0.95), "encode": (0.95, 1.0), "done": (1.0, 1.0)}
+STAGE_SPANS = {"starting": (0.0, 0.0), "audio": (0.0, 0.05), "probe": (0.05, 0.1), "study": (0.1, 0.17),
+               "phones": (0.17, 0.2), "lip-sync": (0.2, 0.95), "encode": (0.95, 1.0), "done": (1.0, 1.0)}
 
 
 def overall_progress(job: Job) -> float:
@@ -699,33 +699,37 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
 
     # ---- Single --------------------------------------------------------------------------------------------
 
-    def preview_speech(audio, picture, request: gr.Request):
-        """The speech's preview and problem, the picture's again (the part of it a job uses is as long as the
-        speech), and whether Generate may submit."""
+    def preview_speech(path, request: gr.Request):
+        """The speech's preview, or what is wrong with it (at once; the blocking comes after)."""
+        problem = upload_problem(path, "speech", _lang(request))
+        shown = bool(path) and not problem
+        return gr.update(value=path if shown else None, visible=shown), _problems_field([problem])
+
+    def preview_picture(path, request: gr.Request):
+        """The presenter's preview, or why it cannot be read (at once; the face check comes after)."""
+        problem = upload_problem(path, "picture", _lang(request))
+        is_photo = bool(path) and not problem and Path(path).suffix.lower() in PHOTO_TYPES
+        is_video = bool(path) and not problem and not is_photo
+        return (gr.update(value=path if is_video else None, visible=is_video),
+                gr.update(value=path if is_photo else None, visible=is_photo), _problems_field([problem]))
+
+    def single_ready(audio, picture, request: gr.Request):
+        """After either upload changed: the picture's problems with the face check (over as much of it as the
+        speech lasts), and whether Generate may submit, with the reasons when not."""
         lang = _lang(request)
         speech, presenter = speech_and_pictures(audio, [picture], lang)
-        shown = bool(audio) and not speech
-        return [gr.update(value=audio if shown else None, visible=shown), _problems_field([speech]),
-                _problems_field([presenter]), *_blocking(lang, [speech, presenter])]
+        return [_problems_field([presenter]), *_blocking(lang, [speech, presenter])]
 
-    def preview_picture(picture, audio, request: gr.Request):
-        """The presenter's preview (a video or a photo HeyGem can read), its problem (no face among the frames
-        looked at, too), and whether Generate may submit."""
+    def check_batch_speech(path, request: gr.Request):
+        return _problems_field([upload_problem(path, "speech", _lang(request))])
+
+    def check_batch_videos(paths, request: gr.Request):
         lang = _lang(request)
-        readable = bool(picture) and not upload_problem(picture, "picture", lang)
-        is_photo = readable and Path(picture).suffix.lower() in PHOTO_TYPES
-        is_video = readable and not is_photo
-        speech, presenter = speech_and_pictures(audio, [picture], lang)
-        return [gr.update(value=picture if is_video else None, visible=is_video),
-                gr.update(value=picture if is_photo else None, visible=is_photo), _problems_field([presenter]),
-                *_blocking(lang, [speech, presenter])]
+        return _problems_field([upload_problem(path, "picture", lang) for path in paths or []])
 
-    def check_batch_speech(audio, paths, request: gr.Request):
-        lang = _lang(request)
-        speech, *pictures = speech_and_pictures(audio, paths or [], lang)
-        return [_problems_field([speech]), _problems_field(pictures), *_blocking(lang, [speech, *pictures])]
-
-    def check_batch_videos(paths, audio, request: gr.Request):
+    def batch_ready(audio, paths, request: gr.Request):
+        """After the speech or the videos changed: the videos' problems with the face checks, and whether Start
+        batch may submit, with the reasons when not."""
         lang = _lang(request)
         speech, *pictures = speech_and_pictures(audio, paths or [], lang)
         return [_problems_field(pictures), *_blocking(lang, [speech, *pictures])]
@@ -1072,14 +1076,17 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                 logs = gr.Textbox(label=i18n("log_tail"), lines=28, max_lines=28, autoscroll=False,
                                   interactive=False, elem_id="log-tail", elem_classes="hg-log")
 
-        s_audio.change(preview_speech, [s_audio, s_picture],
-                       [s_audio_preview, s_audio_check, s_picture_check, s_go, s_blocked], show_progress="hidden")
-        s_picture.change(preview_picture, [s_picture, s_audio],
-                         [s_video_preview, s_photo_preview, s_picture_check, s_go, s_blocked], show_progress="hidden")
-        b_audio.change(check_batch_speech, [b_audio, b_videos], [b_audio_check, b_videos_check, b_go, b_blocked],
-                       show_progress="hidden")
-        b_videos.change(check_batch_videos, [b_videos, b_audio], [b_videos_check, b_go, b_blocked],
-                        show_progress="hidden")
+        # Each upload is previewed (or named bad) at once; then the face check and the submit button follow.
+        single_checks = dict(fn=single_ready, inputs=[s_audio, s_picture], outputs=[s_picture_check, s_go, s_blocked],
+                             show_progress="hidden")
+        s_audio.change(preview_speech, s_audio, [s_audio_preview, s_audio_check], show_progress="hidden").then(
+            **single_checks)
+        s_picture.change(preview_picture, s_picture, [s_video_preview, s_photo_preview, s_picture_check],
+                         show_progress="hidden").then(**single_checks)
+        batch_checks = dict(fn=batch_ready, inputs=[b_audio, b_videos], outputs=[b_videos_check, b_go, b_blocked],
+                            show_progress="hidden")
+        b_audio.change(check_batch_speech, b_audio, b_audio_check, show_progress="hidden").then(**batch_checks)
+        b_videos.change(check_batch_videos, b_videos, b_videos_check, show_progress="hidden").then(**batch_checks)
         s_go.click(submit_single, [s_audio, s_picture, s_presenter, *options],
                    [job_id, s_status, s_result, s_download, shown]).then(
             lambda job: job, job_id, s_job_address, show_progress="hidden").then(
