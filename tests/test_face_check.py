@@ -56,14 +56,21 @@ def test_a_long_span_is_sampled_by_seeking_with_the_same_answer(clips, short_cli
 
 
 def test_the_decoding_command_lines() -> None:
-    assert spread_frames_argv("ffmpeg", "/v/a b.mp4", Fraction(3, 1), 2.0) == [
+    assert spread_frames_argv("ffmpeg", "/v/a b.mp4", Fraction(3, 1), 2.0, (360, 640)) == [
         "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-skip_loop_filter", "all", "-skip_frame", "noref",
-        "-t", "2.000", "-i", "file:/v/a b.mp4", "-map", "0:V:0", "-an", "-sn", "-dn", "-vf", "fps=3/1",
-        "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
-    assert seek_frame_argv("ffmpeg", "/v/a.mp4", 12.5) == [
+        "-t", "2.000", "-i", "file:/v/a b.mp4", "-map", "0:V:0", "-an", "-sn", "-dn",
+        "-vf", "fps=3/1,scale=360:640:flags=area", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
+    assert seek_frame_argv("ffmpeg", "/v/a.mp4", 12.5, (640, 360)) == [
         "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-skip_loop_filter", "all", "-ss", "12.500",
-        "-i", "file:/v/a.mp4", "-map", "0:V:0", "-an", "-sn", "-dn", "-frames:v", "1", "-f", "rawvideo",
-        "-pix_fmt", "bgr24", "pipe:1"]
+        "-i", "file:/v/a.mp4", "-map", "0:V:0", "-an", "-sn", "-dn", "-frames:v", "1",
+        "-vf", "scale=640:360:flags=area", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
+
+
+def test_frames_reach_the_detector_at_its_size(short_clips, media: Path) -> None:
+    from heygem.media.probe import probe
+
+    assert check.detector_size(probe(media / "liveportrait" / "d13.mp4"), 640) == (360, 640)  # 720x1280
+    assert check.detector_size(probe(short_clips["d0"]), 640) == (360, 360)  # smaller: as it is
 
 
 def test_the_page_names_the_file_and_the_frames_in_its_language(clips, short_clips) -> None:

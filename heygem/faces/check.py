@@ -3,7 +3,9 @@
 A few frames spread over the part of the video a job would use go through the same detector and the same
 orientation check as the pipeline (a face turned sideways counts as found), so a video or photo without a
 face is named when it is uploaded, not when its job's turn comes minutes into a batch. It runs while the
-page waits: a second or less on a 720p clip (measured in tests/test_face_check.py's docstring).
+page waits. Measured on 2 cores shared with other work: 0.4 s for 2 s at 360p, 0.8 s for 12 s at 720x1280, 1.1 s
+for 10 s at 1080x1920 (HEVC), 0.1 s for a photo, 0.4-0.6 s for 50 s and 5 min videos (sampled by seeking);
+about 1.1-1.5 s when no face is upright, since each turn is then tried on every frame.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from heygem.settings import DetectionOptions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHECK_SAMPLES", "FaceCheck", "check_face", "seek_frame_argv", "spread_frames_argv"]
+__all__ = ["CHECK_SAMPLES", "FaceCheck", "check_face", "detector_size", "seek_frame_argv", "spread_frames_argv"]
 
 # Frames looked at in a video: with no face, the orientation check tries each of the 4 turns on each.
 CHECK_SAMPLES = 6
@@ -46,37 +48,56 @@ class FaceCheck:
     turn: int = 0
 
 
-def spread_frames_argv(exe: str, path: str | Path, fps: Fraction, seconds: float) -> list[str]:
-    """The first ``seconds`` of the video as raw BGR24 frames at ``fps`` (a few per video), decoded fast."""
+def spread_frames_argv(exe: str, path: str | Path, fps: Fraction, seconds: float, size: tuple[int, int]) -> list[str]:
+    """The first ``seconds`` of the video as raw BGR24 frames at ``fps`` (a few per video) and ``size`` (width,
+    height: the detector's), decoded fast."""
     return [*base_argv(exe), *_FAST_DECODE, "-t", f"{seconds:.3f}", "-i", file_url(path), "-map", "0:V:0",
-            "-an", "-sn", "-dn", "-vf", f"fps={format_fps(fps)}", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
+            "-an", "-sn", "-dn", "-vf", f"fps={format_fps(fps)},{_scale(size)}", "-f", "rawvideo", "-pix_fmt",
+            "bgr24", "pipe:1"]
 
 
-def seek_frame_argv(exe: str, path: str | Path, seconds: float) -> list[str]:
-    """The one frame at ``seconds`` as raw BGR24 (ffmpeg seeks to the key frame before it and decodes on)."""
+def seek_frame_argv(exe: str, path: str | Path, seconds: float, size: tuple[int, int]) -> list[str]:
+    """The one frame at ``seconds`` as raw BGR24 at ``size`` (ffmpeg seeks to the key frame before it and
+    decodes on)."""
     return [*base_argv(exe), "-skip_loop_filter", "all", "-ss", f"{seconds:.3f}", "-i", file_url(path),
-            "-map", "0:V:0", "-an", "-sn", "-dn", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
+            "-map", "0:V:0", "-an", "-sn", "-dn", "-frames:v", "1", "-vf", _scale(size), "-f", "rawvideo",
+            "-pix_fmt", "bgr24", "pipe:1"]
 
 
-def _frames(argv: list[str], info: MediaInfo) -> Iterator[np.ndarray]:
-    shape = (info.height, info.width, 3)
-    size = info.height * info.width * 3
-    with reading_output(argv, subject=info.path, bufsize=size) as pipe:
-        while len(data := pipe.read(size)) == size:
+def _scale(size: tuple[int, int]) -> str:
+    # Area averaging, as the detector shrinks a frame itself (cv2.INTER_AREA): ffmpeg does it on the way out,
+    # so a 720p frame crosses the pipe at the detector's size.
+    return f"scale={size[0]}:{size[1]}:flags=area"
+
+
+def detector_size(info: MediaInfo, detect_size: int) -> tuple[int, int]:
+    """(width, height) of the video's frames shrunk so the longer side is at most ``detect_size``."""
+    scale = min(1.0, detect_size / max(info.width, info.height))
+    return max(1, round(info.width * scale)), max(1, round(info.height * scale))
+
+
+def _frames(argv: list[str], info: MediaInfo, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    shape = (size[1], size[0], 3)
+    frame_bytes = size[0] * size[1] * 3
+    with reading_output(argv, subject=info.path, bufsize=frame_bytes) as pipe:
+        while len(data := pipe.read(frame_bytes)) == frame_bytes:
             yield np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
-def _samples(info: MediaInfo, count: int, seconds: float) -> list[np.ndarray]:
-    """Up to ``count`` frames spread evenly over the first ``seconds`` of ``info`` (its one frame for a photo)."""
+def _samples(info: MediaInfo, count: int, seconds: float, detect_size: int) -> list[np.ndarray]:
+    """Up to ``count`` frames spread evenly over the first ``seconds`` of ``info`` (its one frame for a photo),
+    no larger than the detector looks at."""
     if info.kind == "image":
         return sample_frames(info, 1, 0.0)
     span = max(min(seconds, info.duration), 0.001)
+    size = detector_size(info, detect_size)
     if span <= ONE_PASS_SECONDS:
         fps = Fraction(count) / Fraction(span).limit_denominator(1000)
-        return list(_frames(spread_frames_argv(ffmpeg_exe(), info.path, fps, span), info))[:count]
+        return list(_frames(spread_frames_argv(ffmpeg_exe(), info.path, fps, span, size), info, size))[:count]
     frames: list[np.ndarray] = []
     for number in range(count):
-        frames += list(_frames(seek_frame_argv(ffmpeg_exe(), info.path, span * number / count), info))[:1]
+        argv = seek_frame_argv(ffmpeg_exe(), info.path, span * number / count, size)
+        frames += list(_frames(argv, info, size))[:1]
     return frames
 
 
@@ -92,10 +113,10 @@ def check_face(path: str | Path, detection: DetectionOptions, seconds: float | N
         return FaceCheck(0, False)
     if detection.box:  # a fixed face box: the pipeline does not look for one
         return FaceCheck(0, True)
-    frames = _samples(info, samples, info.duration if seconds is None else seconds)
+    detector = get_detector(detection.detector, detection.detect_size, detection.detector_weights)
+    frames = _samples(info, samples, info.duration if seconds is None else seconds, detector.detect_size)
     if not frames:
         raise HeyGemError(f"{info.path}: no frame of the video could be decoded")
-    detector = get_detector(detection.detector, detection.detect_size, detection.detector_weights)
     orientation = find_orientation(frames, detector.detect)
     found = max(orientation.scores.values(), default=0.0) > 0.0
     log.debug("face check of %s: %d frames, face %s (scores by turn %s)", info.path.name, len(frames),
