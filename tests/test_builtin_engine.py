@@ -252,8 +252,8 @@ def test_a_cancel_stops_the_presenter_study(media, settings, tmp_path, monkeypat
 
 
 def test_the_main_pass_takes_the_faces_the_study_found(media, settings, tmp_path, monkeypatch):
-    # The study detects faces in every other frame of the first seconds; the job's main pass must not detect
-    # those frames again, and must find the same faces as it would by detecting.
+    # The study detects faces in every other frame of the first seconds, where the main pass's anchors lie; the
+    # main pass must not detect those frames again, and must find the same faces as it would by detecting.
     import hashlib
 
     from heygem import pipeline
@@ -283,11 +283,17 @@ def test_the_main_pass_takes_the_faces_the_study_found(media, settings, tmp_path
     assert first.study == "made" and len(seen) > 40
     assert len(seen) == len(set(seen)), f"{len(seen) - len(set(seen))} frames went through the detector twice"
 
-    # Against a job whose study is kept (so it hands over no faces) and that detects, itself, the frames the
-    # study did (every other one: the study covers all of a 3 s clip): a face cache of its own, the studies
-    # beside it the same.
+    # Against a job that is handed no faces by the study and detects, itself, the frames it needs: a face cache
+    # of its own, the study (kept beside it) the same but for its faces.
+    real_study = pipeline.study_presenter
+
+    def study_without_faces(*args, **kwargs):
+        study = real_study(*args, **kwargs)
+        study.detections = {}
+        return study
+
+    monkeypatch.setattr(pipeline, "study_presenter", study_without_faces)
     settings.detection.cache_dir = settings.detection.cache_dir.with_name("other-faces")
-    settings.detection.every = 2
     second = generate(speech, media / "videoretalking/2.mp4", tmp_path / "second.mp4", settings)
     assert second.study == "cached" and second.faces_detected > first.faces_detected
     info = probe(first.output)
