@@ -892,12 +892,15 @@ class PresenterPrep:
     face_cache: str  # made, hit or off
     study: str  # made, cached or off (no face with landmarks for the study)
     thumbnail: np.ndarray  # BGR crop around the first face found
+    notes: list[str] = field(default_factory=list)  # what its jobs' results will say of the video (cut short)
 
 
 def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressCallback | None = None) -> PresenterPrep:
     """Detect the face on every frame of ``video`` into the face cache and study the presenter into the study
     cache, under the very keys a job with ``settings`` uses (see ``iter_synced_frames``): its later jobs then
-    detect nothing and study nothing, whatever the speech's length. NoFaceError when no frame has a face."""
+    detect nothing and study nothing, whatever the speech's length. The video is judged as a job judges it:
+    NoFaceError when no frame has a face, InputError (``cut_short``) when it decodes to far fewer frames than its
+    header promises (a note when a few are missing)."""
     report = _reporter(progress)
     det = settings.detection
     report("starting", 0.0, str(video))
@@ -958,6 +961,11 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
                 report("faces", 0.3 + 0.7 * min(1.0, (number + 1) / expected), str(info.path))  # at most every 0.3 s
     finally:
         decoder.close()
+    notes = []
+    note = cut_short_note(info, len(faces), info.frame_count)  # the rule a job applies, over the whole video
+    if note:
+        notes.append(note)
+        log.warning("%s", note)
     found = sum(face is not None for face in faces)
     if not found or thumbnail is None:
         raise NoFaceError(info.path, f"no face found in any of its {len(faces)} frames; give a video or photo where "
@@ -967,7 +975,7 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     report("ready", 1.0, str(info.path))
     return PresenterPrep(frames=len(faces), frames_with_face=found, turn=turn,
                          face_cache="off" if face_cache is None else "hit" if cached.complete else "made",
-                         study=stats["study"], thumbnail=thumbnail)
+                         study=stats["study"], thumbnail=thumbnail, notes=notes)
 
 
 def _face_picture(image: np.ndarray, face: Face, side: int = 256) -> np.ndarray:
