@@ -25,7 +25,7 @@ import numpy as np
 
 from heygem import blend
 from heygem.engines import Engine, create_engine
-from heygem.engines.base import EngineJob
+from heygem.engines.base import EngineDescription, EngineJob
 from heygem.errors import CancelledError, CodedText, InputError, NoFaceError
 from heygem.faces import Face, get_detector
 from heygem.faces.orientation import Orientation, describe_turn, find_orientation, turn_box
@@ -189,6 +189,7 @@ class GenerateResult:
     faces_detected: int = 0  # detector calls (0 when the face cache knew the video)
     face_cache: str = "off"  # off, miss, hit, or partial (the video was cached, but for fewer frames)
     study: str = "off"  # the presenter study: off (the engine needs none), made, or cached
+    engine_info: EngineDescription | None = None  # ``engine`` as data, for a front end to word in its language
 
 
 def prepare_audio(path: str | Path, limits: Limits | None = None, progress: ProgressCallback | None = None) -> PreparedAudio:
@@ -878,6 +879,7 @@ def generate(
         frames_without_face=stats["frames_without_face"], fps=float(fps), width=width, height=height,
         duration=stats["frames"] / float(fps), timings=timings, notes=notes,
         faces_detected=stats["faces_detected"], face_cache=stats["face_cache"], study=stats["study"],
+        engine_info=engine.description(),
     )
 
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from heygem.engines import EngineDescription
 from heygem.engines.builtin import BuiltinEngine
 from heygem.engines.drive import mouth_drive
 from heygem.eval import frame_mouth_measures, frame_openings, lag_correlations, lower_face_ssim, mouth_openings, sync_envelope
@@ -136,6 +137,7 @@ def test_photo_uses_the_simpler_path(media, settings, tmp_path):
     speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "videoretalking/2.wav"), "-t", "3", "-ac", "1", "-ar", "16000")
     engine, frames, boxes = _run(media / "sadtalker/people_0.png", speech, settings)
     assert engine.photo and "photo" in engine.describe()
+    assert engine.description() == EngineDescription("builtin", mode="photo", keys=("closed",), drive="phones")
     opening = frame_openings(frames)
     drive = engine.drive[: len(frames)]
     ok = np.isfinite(opening)
@@ -230,6 +232,13 @@ def test_a_sideways_video_gets_the_upright_frames_it_studies(media, settings, tm
     result = generate(speech, sideways, tmp_path / "out.mp4", settings)
     assert result.engine.startswith("builtin (own-footage mouth morph, ")  # keys found: the mouths were studied
     assert [note for note in result.notes if "turned 90° counterclockwise" in note]
+    # What it was, as data for the page to word (EngineDescription), and the English line worded from it.
+    about = result.engine_info
+    assert (about.engine, about.mode, about.drive, about.keys[0]) == ("builtin", "morph", "phones", "closed")
+    assert {"closed", "open", "spread", "rounded"} <= set(about.keys)  # made ones where the footage has none
+    assert set(about.fallbacks) <= {"made_spread", "made_rounded"}
+    assert result.engine == (f"builtin (own-footage mouth morph, {len(about.keys)} keys: {', '.join(about.keys)}; "
+                             "speech sounds)")
 
 
 def test_a_cancel_stops_the_presenter_study(media, settings, tmp_path, monkeypatch):
