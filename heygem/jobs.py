@@ -104,7 +104,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     error_code TEXT,
     error_params TEXT NOT NULL DEFAULT '{}',
-    note_codes TEXT NOT NULL DEFAULT '[]'
+    note_codes TEXT NOT NULL DEFAULT '[]',
+    engine_info TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_batch ON jobs(batch_id, seq);
@@ -112,7 +113,7 @@ CREATE INDEX IF NOT EXISTS jobs_by_batch ON jobs(batch_id, seq);
 # Columns added since the first release, for databases made before them: (name, declaration).
 _ADDED_COLUMNS = (("face_cache", "TEXT"), ("study", "TEXT"), ("error_code", "TEXT"),
                   ("error_params", "TEXT NOT NULL DEFAULT '{}'"), ("note_codes", "TEXT NOT NULL DEFAULT '[]'"),
-                  ("worker", "TEXT"))
+                  ("worker", "TEXT"), ("engine_info", "TEXT"))
 
 
 # How a multipart form writes a file name's quote, CR and LF (the HTML standard's form encoding, which browsers
@@ -206,6 +207,9 @@ class Job:
     error_code: str | None = None
     error_params: dict[str, Any] = field(default_factory=dict)
     note_codes: list[tuple[str, dict[str, Any]] | None] = field(default_factory=list)
+    # ``engine`` as data (heygem.engines.base.EngineDescription.to_dict), for a front end to word in its own
+    # language; None for a job not run yet, or finished before the engines described themselves so.
+    engine_info: dict[str, Any] | None = None
 
     @property
     def cancelling(self) -> bool:
@@ -227,6 +231,7 @@ class Job:
             "progress": round(self.progress, 3), "audio": self.audio_name, "video": self.video_name,
             "result": self.output.name if self.output else None, "error": self.error,
             "error_code": self.error_code, "error_params": self.error_params, "engine": self.engine,
+            "engine_info": self.engine_info,
             "notes": self.notes, "timings": self.timings, "face_cache": self.face_cache, "study": self.study,
             "created": self.created, "started": self.started,
             "finished": self.finished, "attempts": self.attempts, "worker": self.worker,
@@ -532,6 +537,7 @@ class JobQueue:
                 notes=result.notes, timings=result.timings, face_cache=result.face_cache, study=result.study,
                 note_codes=[(note.code, self._user_params(job, note.params)) if isinstance(note, CodedText) else None
                             for note in result.notes],
+                engine_info=result.engine_info.to_dict() if result.engine_info is not None else None,
             )
             log.info("job %s succeeded in %.1f s: %s (%s)", job.id, time.perf_counter() - started, result.output.name,
                      ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
@@ -557,7 +563,7 @@ class JobQueue:
                 return
             clock.moved(DONE_STAGE, self.estimator.now())
             seconds = {stage: spent for stage, spent in clock.seconds.items() if stage != "study" or result.study == "made"}
-        engine = result.engine.split(" ")[0]
+        engine = result.engine_info.engine if result.engine_info is not None else result.engine.split(" ")[0]
         cold = (job.worker or "", engine) not in self._warm
         self._warm.add((job.worker or "", engine))
         size = job_size(job.audio_path, job.video_path, self.defaults.still_fps, studies=True)
@@ -599,16 +605,19 @@ class JobQueue:
                 engine: str | None = None, notes: Iterable[str] = (), timings: dict[str, float] | None = None,
                 face_cache: str | None = None, study: str | None = None, error_code: str | None = None,
                 error_params: dict[str, Any] | None = None,
-                note_codes: Sequence[tuple[str, dict[str, Any]] | None] = ()) -> None:
+                note_codes: Sequence[tuple[str, dict[str, Any]] | None] = (),
+                engine_info: dict[str, Any] | None = None) -> None:
         with self._lock:
             self._db.execute(
                 "UPDATE jobs SET state = ?, stage = CASE WHEN ? THEN stage ELSE ? END, "
                 "progress = CASE WHEN ? = 'succeeded' THEN 1 ELSE progress END, "
                 "error = ?, output = ?, engine = COALESCE(?, engine), notes = ?, timings = ?, face_cache = ?, "
-                "study = ?, finished = ?, error_code = ?, error_params = ?, note_codes = ? WHERE id = ?",
-                (state, state in STOPPED, stage, state, error, self._relative(output) if output else None, engine, json.dumps(list(notes)),
-                 json.dumps(timings or {}), face_cache, study, time.time(), error_code, json.dumps(error_params or {}),
-                 json.dumps(list(note_codes)), job_id))
+                "study = ?, finished = ?, error_code = ?, error_params = ?, note_codes = ?, "
+                "engine_info = COALESCE(?, engine_info) WHERE id = ?",
+                (state, state in STOPPED, stage, state, error, self._relative(output) if output else None, engine,
+                 json.dumps(list(notes)), json.dumps(timings or {}), face_cache, study, time.time(), error_code,
+                 json.dumps(error_params or {}), json.dumps(list(note_codes)),
+                 None if engine_info is None else json.dumps(engine_info), job_id))
             self._clocks.pop(job_id, None)
             self._engines.pop(job_id, None)
             self._changed.notify_all()
@@ -828,6 +837,7 @@ class JobQueue:
             cancel_requested=bool(row["cancel_requested"]), worker=row["worker"], error_code=row["error_code"],
             error_params=json.loads(row["error_params"]),
             note_codes=[tuple(coded) if coded else None for coded in json.loads(row["note_codes"])],
+            engine_info=json.loads(row["engine_info"]) if row["engine_info"] else None,
         )
 
 

@@ -25,11 +25,11 @@ import numpy as np
 
 from heygem import blend
 from heygem.engines import Engine, create_engine
-from heygem.engines.base import EngineJob
+from heygem.engines.base import EngineDescription, EngineJob
 from heygem.errors import CancelledError, CodedText, InputError, NoFaceError
 from heygem.faces import Face, get_detector
 from heygem.faces.orientation import Orientation, describe_turn, find_orientation, turn_box
-from heygem.faces.schedule import CachedFaces, FaceCache, sparse_detect
+from heygem.faces.schedule import Anchors, CachedFaces, FaceCache, sparse_detect
 from heygem.faces.track import crop_box, select_face, smooth_faces
 from heygem.features import MelChunks, frame_count, mel_spectrogram
 from heygem.limits import check_speech, speech_too_long
@@ -39,7 +39,7 @@ from heygem.media.probe import MediaInfo, fit_picture, probe, turned
 from heygem.media.video import iter_frames, sample_frames, turn_image
 from heygem.phones import mouth_shapes
 from heygem.settings import DetectionOptions, Limits, Settings
-from heygem.study import study_presenter
+from heygem.study import sampling, study_presenter
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,7 @@ class GenerateResult:
     faces_detected: int = 0  # detector calls (0 when the face cache knew the video)
     face_cache: str = "off"  # off, miss, hit, or partial (the video was cached, but for fewer frames)
     study: str = "off"  # the presenter study: off (the engine needs none), made, or cached
+    engine_info: EngineDescription | None = None  # ``engine`` as data, for a front end to word in its language
 
 
 def prepare_audio(path: str | Path, limits: Limits | None = None, progress: ProgressCallback | None = None) -> PreparedAudio:
@@ -370,7 +371,7 @@ class _BackgroundWriter:
 
 @dataclass
 class _Frame:
-    index: int  # output frame number
+    index: int  # output frame number; -1 for a frame read past the speech's end only to find the faces
     source: int  # source frame number
     image: np.ndarray
 
@@ -428,6 +429,7 @@ class _SourceFrames:
         self.spill_dir = spill_dir
         self.notes = notes if notes is not None else []
         self.decoded = 0  # source frames seen in the forward pass
+        self.ended = False  # the forward pass reached the video's end
         self._spill: _SpillFile | None = None
         self._held: np.ndarray | None = None  # a still photo, or the last frame when nothing is spilled
         self.keep = self.replay_window(info, total, policy)
@@ -449,9 +451,19 @@ class _SourceFrames:
             return 0, 1 << 62  # the video replays more than once: every frame
         return (max(0, expected - need - 1), 1 << 62) if policy == "pingpong" else (0, need)
 
-    def forward(self) -> Iterator[_Frame]:
+    def forward(self, ahead: Anchors | None = None) -> Iterator[_Frame]:
+        """The source frames the speech needs, in order. With ``ahead``, a video longer than that is read on to
+        the next of those anchors (or its end): the frames past the speech come last, with ``index`` -1, for the
+        face search alone (so a frame's face never depends on where the speech ends)."""
         first, stop = self.keep
+        number = end = 0  # past the speech: this frame's number, and the last one to read
         for image in iter_frames(self.info, self.fps):
+            if self.decoded >= self.total:
+                yield _Frame(-1, number, image)
+                if number >= end:
+                    return
+                number += 1
+                continue
             if not image.flags.writeable:
                 image = image.copy()
             if first <= self.decoded < stop:
@@ -463,7 +475,10 @@ class _SourceFrames:
             yield _Frame(self.decoded, self.decoded, image)
             self.decoded += 1
             if self.decoded >= self.total:
-                return
+                if ahead is None or self.decoded - 1 in ahead:
+                    return
+                number, end = self.decoded, ahead.next(self.decoded)
+        self.ended = True
         # The video ended before the speech: did it hold what its header promised?
         note = cut_short_note(self.info, self.decoded, self.total)
         if note:
@@ -537,13 +552,27 @@ def output_fps(video: MediaInfo, settings: Settings) -> Fraction:
     return video.fps if video.kind == "video" and video.fps else Fraction(settings.still_fps)
 
 
+def _anchors(det: DetectionOptions, fps: Fraction) -> Anchors:
+    """The frames the detector runs on: every ``det.every``-th, moved within the studied seconds onto the frames
+    the presenter study detects (heygem.study), whichever the engine: the faces of a video are the same for
+    every job, and a job with a study detects none of those anchors again."""
+    step, limit = sampling(fps)
+    return Anchors(det.every, step, limit)
+
+
 def _face_cache(video: MediaInfo, det: DetectionOptions, fps: Fraction) -> FaceCache | None:
     """Where the faces of ``video`` are kept, under everything that changes which face a frame gets; None for
     a photo (one frame) or without a cache folder. Jobs and presenter preparation share it."""
     if det.cache_dir is None or video.kind != "video":
         return None
     return FaceCache(det.cache_dir, video.path, (det.detector, det.detect_size, det.detector_weights, det.face,
-                                                 det.every, fps))
+                                                 _anchors(det, fps), fps))
+
+
+def _known_faces(cached: CachedFaces, anchors: Anchors) -> list[Face | None]:
+    """The kept faces a job may take and go on from: all of them when they reach the video's end, else up to
+    their last anchor."""
+    return cached.faces if cached.complete else cached.faces[:anchors.known_prefix(cached.faces)]
 
 
 def _study_dir(det: DetectionOptions) -> Path | None:
@@ -588,7 +617,8 @@ def iter_synced_frames(
     turn = cached.turn if cached.faces else 0
     if detector is not None and not cached.faces:
         with stopwatch("orientation"):
-            samples = sample_frames(video, ORIENTATION_SAMPLES, min(total / float(fps), ORIENTATION_SECONDS))
+            # Over the video's first seconds, however long the speech: the turn is the video's, kept with its faces.
+            samples = sample_frames(video, ORIENTATION_SAMPLES, ORIENTATION_SECONDS)
             orientation = find_orientation(samples, _checking(detector.detect, report))
         counter["detected"] += orientation.detector_calls
         turn = orientation.turn
@@ -631,25 +661,14 @@ def iter_synced_frames(
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)
     faces_by_source: dict[int, Face | None] = {}
+    anchors = _anchors(det, fps)
+    known = _known_faces(cached, anchors)
+    # Faces to find beyond the kept ones: then the video is read on past the speech to the next anchor.
+    searching = detector is not None and not cached.complete and len(known) < total
 
-    # The study detected faces in every other frame of the first seconds already: the same decoded frames give
-    # the same faces, so there they are taken (and serve as the anchors between which boxes are interpolated),
-    # not detected again.
+    # The study detected faces in every other frame of the first seconds already (the anchors there are among
+    # those frames): the same decoded frames give the same faces, so they are taken, not detected again.
     studied = study.detections if study is not None else {}
-
-    def sparsely(items: Iterator[tuple[_Frame, _Frame]]) -> Iterator[tuple[_Frame, Face | None]]:
-        if studied:
-            numbers = sorted(studied)
-            step = min((b - a for a, b in zip(numbers, numbers[1:])), default=1)
-
-            def studied_part() -> Iterator[tuple[_Frame, _Frame]]:
-                for item in items:
-                    yield item
-                    if item[0].source >= numbers[-1]:
-                        return
-
-            yield from sparse_detect(studied_part(), detect_one, step)
-        yield from sparse_detect(items, detect_one, det.every)
 
     def detect_one(frame: _Frame, previous: Face | None) -> Face | None:
         found = studied.get(frame.source)
@@ -668,24 +687,26 @@ def iter_synced_frames(
         seen: list[Face | None] = []  # by source frame number, for the cache
         for frame in frames:
             report.again()  # reading ahead of the engine (the decode thread): a cancel is seen here too
-            if frame.source < len(cached.faces):
-                seen.append(cached.faces[frame.source])
+            if frame.source < len(known):
+                seen.append(known[frame.source])
                 yield frame, seen[-1]
                 continue
-            # Past what the cache holds (or no cache): detect this frame and the rest.
+            # Past the kept faces (or none kept): find this frame's and the rest's, going on from the kept ones.
             rest = ((f, f) for f in itertools.chain([frame], frames))  # detect_one looks the frame up first
-            for later, face in sparsely(rest):
+            for later, face in sparse_detect(rest, detect_one, anchors, known=tuple(seen)):
                 seen.append(face)
-                yield later, face
+                if later.index >= 0:  # not a frame read past the speech for its face alone
+                    yield later, face
             break
         stats["faces_detected"] = counter["detected"]
         if cached.faces:
-            stats["face_cache"] = "hit" if len(seen) <= len(cached.faces) else "partial"
-        if face_cache is not None and len(seen) > len(cached.faces):
-            face_cache.save(seen, turn)
+            stats["face_cache"] = "hit" if len(seen) <= len(known) else "partial"
+        if face_cache is not None and (len(seen) > len(cached.faces) or (source.ended and not cached.complete)):
+            face_cache.save(seen, turn, complete=source.ended)
 
     def with_faces() -> Iterator[tuple[_Frame, Face | None]]:
-        for frame, face in smooth_faces(detected(_timed(stopwatch, "decode", source.forward())), det.smooth_window):
+        frames = source.forward(anchors if searching else None)
+        for frame, face in smooth_faces(detected(_timed(stopwatch, "decode", frames)), det.smooth_window):
             faces_by_source[frame.source] = face
             yield frame, face
         if not faces_by_source:
@@ -865,6 +886,7 @@ def generate(
         frames_without_face=stats["frames_without_face"], fps=float(fps), width=width, height=height,
         duration=stats["frames"] / float(fps), timings=timings, notes=notes,
         faces_detected=stats["faces_detected"], face_cache=stats["face_cache"], study=stats["study"],
+        engine_info=engine.description(),
     )
 
 
@@ -879,12 +901,15 @@ class PresenterPrep:
     face_cache: str  # made, hit or off
     study: str  # made, cached or off (no face with landmarks for the study)
     thumbnail: np.ndarray  # BGR crop around the first face found
+    notes: list[str] = field(default_factory=list)  # what its jobs' results will say of the video (cut short)
 
 
 def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressCallback | None = None) -> PresenterPrep:
     """Detect the face on every frame of ``video`` into the face cache and study the presenter into the study
     cache, under the very keys a job with ``settings`` uses (see ``iter_synced_frames``): its later jobs then
-    detect nothing and study nothing, whatever the speech's length. NoFaceError when no frame has a face."""
+    detect nothing and study nothing, whatever the speech's length. The video is judged as a job judges it:
+    NoFaceError when no frame has a face, InputError (``cut_short``) when it decodes to far fewer frames than its
+    header promises (a note when a few are missing)."""
     report = _reporter(progress)
     det = settings.detection
     report("starting", 0.0, str(video))
@@ -893,55 +918,73 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     fps = output_fps(info, settings)
     detector = get_detector(det.detector, det.detect_size, det.detector_weights)
     face_cache = _face_cache(info, det, fps)
+    anchors = _anchors(det, fps)
     cached = face_cache.load_entry() if face_cache is not None else CachedFaces()
-    # Kept faces count only when they cover the whole video (a job with short speech caches only its part).
-    complete = bool(cached.faces) and len(cached.faces) >= info.frame_count - CUT_SHORT_TOLERANCE_FRAMES
-    if complete:
+    if cached.complete:
         turn = cached.turn
     else:
-        samples = sample_frames(info, ORIENTATION_SAMPLES, min(info.duration or 0.0, ORIENTATION_SECONDS))
+        samples = sample_frames(info, ORIENTATION_SAMPLES, ORIENTATION_SECONDS)
         report("faces", 0.0, str(info.path))
         turn = find_orientation(samples, _checking(detector.detect, report)).turn
     upright = turned(info, turn) if turn else info  # as the job does: the study's key holds the turn
+    # The study first: the faces it detects in its frames are anchors of the face search below, as in a job.
+    stats: dict[str, str] = {"study": "off"}
+    study = None
+    if det.cache_dir is not None:
+        from heygem.engines.builtin import BuiltinEngine  # the one engine that studies presenters
+
+        report("study", 0.0, str(info.path))
+        study = study_presenter(upright, fps, det, BuiltinEngine.crop_size, BuiltinEngine.crop_margin, _study_dir(det),
+                                stats, tick=lambda done: report("study", 0.3 * done, str(info.path)))
+    studied = study.detections if study is not None else {}
     expected = max(1, info.frame_count)
     faces: list[Face | None] = []
     thumbnail: np.ndarray | None = None
-    frames = iter_frames(upright, fps)
+    report("faces", 0.3, str(info.path))
+    decoder = iter_frames(upright, fps)
     try:
-        if complete:
+        if cached.complete:
             faces = cached.faces
             first = next((i for i, face in enumerate(faces) if face is not None), None)
             if first is not None:
-                thumbnail = _face_picture(next(itertools.islice(frames, first, None)), faces[first])
+                thumbnail = _face_picture(next(itertools.islice(decoder, first, None)), faces[first])
         else:
-            def detect_one(image: np.ndarray, previous: Face | None) -> Face | None:
-                report.again()  # between two detections: a delete stops the preparation here
-                return select_face(detector.detect(image), det.face, previous)
+            def detect_one(item: tuple[int, np.ndarray], previous: Face | None) -> Face | None:
+                found = studied.get(item[0])
+                if found is None:
+                    report.again()  # between two detections: a delete stops the preparation here
+                    found = detector.detect(item[1])
+                return select_face(found, det.face, previous)
 
-            for (index, image), face in sparse_detect((((i, f), f) for i, f in enumerate(frames)), detect_one, det.every):
+            known = _known_faces(cached, anchors)
+            numbered = enumerate(decoder)
+            for number, image in itertools.islice(numbered, len(known)):  # faces kept by an earlier job
+                faces.append(known[number])
+                if thumbnail is None and faces[-1] is not None:
+                    thumbnail = _face_picture(image, faces[-1])
+            for (number, image), face in sparse_detect(((item, item) for item in numbered), detect_one, anchors,
+                                                       known=tuple(faces)):
                 faces.append(face)
                 if face is not None and thumbnail is None:
                     thumbnail = _face_picture(image, face)
-                report("faces", 0.9 * min(1.0, (index + 1) / expected), str(info.path))  # written at most every 0.3 s
+                report("faces", 0.3 + 0.7 * min(1.0, (number + 1) / expected), str(info.path))  # at most every 0.3 s
     finally:
-        frames.close()
+        decoder.close()
+    notes = []
+    note = cut_short_note(info, len(faces), info.frame_count)  # the rule a job applies, over the whole video
+    if note:
+        notes.append(note)
+        log.warning("%s", note)
     found = sum(face is not None for face in faces)
     if not found or thumbnail is None:
         raise NoFaceError(info.path, f"no face found in any of its {len(faces)} frames; give a video or photo where "
                                      "the face is clearly visible", "no_face", frames=len(faces))
-    if face_cache is not None and not complete:
-        face_cache.save(faces, turn)
-    report("study", 0.9, str(info.path))
-    stats: dict[str, str] = {"study": "off"}
-    if det.cache_dir is not None:
-        from heygem.engines.builtin import BuiltinEngine  # the one engine that studies presenters
-
-        study_presenter(upright, fps, det, BuiltinEngine.crop_size, BuiltinEngine.crop_margin, _study_dir(det), stats,
-                        tick=lambda done: report("study", 0.9 + 0.1 * done, str(info.path)))
+    if face_cache is not None and not cached.complete:
+        face_cache.save(faces, turn, complete=True)
     report("ready", 1.0, str(info.path))
     return PresenterPrep(frames=len(faces), frames_with_face=found, turn=turn,
-                         face_cache="off" if face_cache is None else "hit" if complete else "made",
-                         study=stats["study"], thumbnail=thumbnail)
+                         face_cache="off" if face_cache is None else "hit" if cached.complete else "made",
+                         study=stats["study"], thumbnail=thumbnail, notes=notes)
 
 
 def _face_picture(image: np.ndarray, face: Face, side: int = 256) -> np.ndarray:

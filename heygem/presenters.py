@@ -28,7 +28,7 @@ from typing import Any
 
 import cv2
 
-from heygem.errors import CancelledError, HeyGemError, InputError
+from heygem.errors import CancelledError, CodedText, HeyGemError, InputError
 from heygem.limits import check_picture
 from heygem.media.probe import probe, require_video_source
 from heygem.pipeline import PresenterPrep, ThrottledProgress, prepare_presenter
@@ -64,11 +64,14 @@ CREATE TABLE IF NOT EXISTS presenters (
     error TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     error_code TEXT,
-    error_params TEXT NOT NULL DEFAULT '{}'
+    error_params TEXT NOT NULL DEFAULT '{}',
+    notes TEXT NOT NULL DEFAULT '[]',
+    note_codes TEXT NOT NULL DEFAULT '[]'
 );
 """
 # Columns added since the table was first made, for databases made before them: (name, declaration).
-_ADDED_COLUMNS = (("error_code", "TEXT"), ("error_params", "TEXT NOT NULL DEFAULT '{}'"))
+_ADDED_COLUMNS = (("error_code", "TEXT"), ("error_params", "TEXT NOT NULL DEFAULT '{}'"),
+                  ("notes", "TEXT NOT NULL DEFAULT '[]'"), ("note_codes", "TEXT NOT NULL DEFAULT '[]'"))
 
 Preparer = Callable[..., PresenterPrep]
 
@@ -104,6 +107,10 @@ class Presenter:
     # The failure's reason as a code and its values (heygem.errors), for a page in another language.
     error_code: str | None = None
     error_params: dict[str, Any] = field(default_factory=dict)
+    # What preparing found that its jobs' results will say too (a video missing its last frames), in English and
+    # as codes with their values (heygem.errors.CodedText; None for a note without a code), as a job's notes.
+    notes: list[str] = field(default_factory=list)
+    note_codes: list[tuple[str, dict[str, Any]] | None] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """What the HTTP API shows: no server paths."""
@@ -112,7 +119,7 @@ class Presenter:
             "width": self.width, "height": self.height, "duration": round(self.duration, 3), "frames": self.frames,
             "faces_found": self.faces_found, "state": self.state, "stage": self.stage,
             "progress": round(self.progress, 3), "error": self.error, "error_code": self.error_code,
-            "error_params": self.error_params,
+            "error_params": self.error_params, "notes": self.notes, "note_codes": self.note_codes,
             "thumbnail": f"/api/presenters/{self.id}/thumbnail" if self.thumbnail else None,
         }
 
@@ -253,11 +260,17 @@ class Presenters:
         else:
             thumbnail = presenter.video_path.parent / THUMBNAIL
             cv2.imwrite(str(thumbnail), prep.thumbnail, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            stored = presenter.video_path.name
+            notes = [str(note).replace(stored, presenter.file_name) for note in prep.notes]
+            note_codes = [(note.code, {key: presenter.file_name if key == "file" else value
+                                       for key, value in note.params.items()}) if isinstance(note, CodedText) else None
+                          for note in prep.notes]
             with self._lock:
                 self._db.execute(
                     "UPDATE presenters SET state = ?, stage = 'ready', progress = 1, frames = ?, faces_found = ?, "
-                    "thumbnail = ?, error = NULL WHERE id = ?",
-                    (READY, prep.frames, prep.frames_with_face, self._relative(thumbnail), presenter.id))
+                    "thumbnail = ?, error = NULL, notes = ?, note_codes = ? WHERE id = ?",
+                    (READY, prep.frames, prep.frames_with_face, self._relative(thumbnail), json.dumps(notes),
+                     json.dumps(note_codes), presenter.id))
                 self._changed.notify_all()
             log.info("presenter %s ready in %.1f s: face in %d of %d frames (face cache %s, study %s)", presenter.id,
                      time.perf_counter() - started, prep.frames_with_face, prep.frames, prep.face_cache, prep.study)
@@ -305,7 +318,8 @@ class Presenters:
             duration=row["duration"], frames=row["frames"], faces_found=row["faces_found"],
             thumbnail=self.root / row["thumbnail"] if row["thumbnail"] else None, state=row["state"],
             stage=row["stage"], progress=row["progress"], error=row["error"], error_code=row["error_code"],
-            error_params=json.loads(row["error_params"]),
+            error_params=json.loads(row["error_params"]), notes=json.loads(row["notes"]),
+            note_codes=[tuple(coded) if coded else None for coded in json.loads(row["note_codes"])],
         )
 
 

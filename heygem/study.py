@@ -7,8 +7,9 @@ open, spread, rounded) are taken where the person actually made them. Footage wi
 music) falls back to the mouths' shapes alone. The keys are moved into one canonical face frame (a similarity
 transform on points that move with the skull) and stored with their landmarks.
 
-The study is kept by the video's content hash (``outputs/.cache/studies``, beside the face cache): a second
-job with the same presenter reads it and decodes, detects and measures nothing.
+The study is kept by the video's content hash (``outputs/.cache/studies``, beside the face cache), with the
+faces the detector found in the sampled frames: a second job with the same presenter reads it and decodes,
+detects and measures nothing, and its main pass takes those faces as a first job's does.
 """
 from __future__ import annotations
 
@@ -35,9 +36,10 @@ from heygem.settings import DetectionOptions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KEY_CLASSES", "STABLE", "PresenterStudy", "StudyCache", "apply_affine", "crop_landmarks", "similarity", "study_presenter"]
+__all__ = ["KEY_CLASSES", "STABLE", "PresenterStudy", "StudyCache", "apply_affine", "crop_landmarks", "sampling",
+           "similarity", "study_presenter"]
 
-STUDY_VERSION = 1
+STUDY_VERSION = 2  # 2: the detector's faces in the sampled frames are kept too
 SCAN_SECONDS = 20.0
 SCAN_STEP_SECONDS = 0.08  # every other frame at 25 fps
 # Points that move with the skull, not the jaw: eye corners, nose bridge and tip, nose wings.
@@ -80,8 +82,8 @@ class PresenterStudy:
     frames: (K,) the source frame each key came from (-1: synthesised from another key).
     samples: face samples measured; labelled: whether the person's own speech chose the keys.
     photo: a still (or footage whose mouth never opens): the open mouth must be synthesised.
-    detections: the detector's faces in each sampled source frame, when the study was just made (not kept in
-        the cache): the job's main pass takes them instead of detecting those frames again.
+    detections: the detector's faces in each sampled source frame (none with a fixed face box): the job's
+        main pass takes them instead of detecting those frames again.
     """
 
     names: list[str]
@@ -102,6 +104,12 @@ class PresenterStudy:
         return f"{len(self.names)} keys ({', '.join(self.names)}) chosen by {source} from {self.samples} frames{extra}"
 
 
+def sampling(fps: Fraction | float | None) -> tuple[int, int]:
+    """The frames the study samples at the frame rate ``fps``: every ``step``-th frame below ``limit``."""
+    rate = float(fps) if fps else 25.0
+    return max(1, round(SCAN_STEP_SECONDS * rate)), int(SCAN_SECONDS * rate)
+
+
 class StudyCache:
     """Studies on disk, one ``.npz`` per video content and everything that changes what is studied."""
 
@@ -117,7 +125,8 @@ class StudyCache:
                 return PresenterStudy(
                     names=[str(n) for n in data["names"]], images=data["images"], points=data["points"],
                     openings=data["openings"], widths=data["widths"], frames=data["frames"],
-                    samples=int(data["samples"]), labelled=bool(data["labelled"]), photo=bool(data["photo"]))
+                    samples=int(data["samples"]), labelled=bool(data["labelled"]), photo=bool(data["photo"]),
+                    detections=_unpack_faces(data["detected_frames"], data["detected_counts"], data["detected_faces"]))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError) as exc:
@@ -132,11 +141,28 @@ class StudyCache:
             with os.fdopen(handle, "wb") as out:
                 np.savez(out, names=np.array(study.names), images=study.images, points=study.points,
                          openings=study.openings, widths=study.widths, frames=study.frames,
-                         samples=study.samples, labelled=study.labelled, photo=study.photo)
+                         samples=study.samples, labelled=study.labelled, photo=study.photo,
+                         **_packed_faces(study.detections))
             os.replace(temp, self.path)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+
+
+def _packed_faces(detections: dict[int, list[Face]]) -> dict[str, np.ndarray]:
+    """Faces by frame as three arrays (frame numbers, faces per frame, boxes with scores in float64: the very
+    values the detector gave)."""
+    frames = sorted(detections)
+    boxes = [(f.x1, f.y1, f.x2, f.y2, f.score) for frame in frames for f in detections[frame]]
+    return {"detected_frames": np.array(frames, np.int64),
+            "detected_counts": np.array([len(detections[frame]) for frame in frames], np.int64),
+            "detected_faces": np.array(boxes, np.float64).reshape(-1, 5)}
+
+
+def _unpack_faces(frames: np.ndarray, counts: np.ndarray, boxes: np.ndarray) -> dict[int, list[Face]]:
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    return {int(frame): [Face(*map(float, row)) for row in boxes[starts[i]:starts[i + 1]]]
+            for i, frame in enumerate(frames)}
 
 
 @dataclass
@@ -191,9 +217,7 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int
     ``detections`` by frame number."""
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
     mesh = get_face_mesh()
-    rate = float(fps) if fps else 25.0
-    step = max(1, round(SCAN_STEP_SECONDS * rate))
-    limit = int(SCAN_SECONDS * rate)
+    step, limit = sampling(fps)
     scanned = max(1, min(limit, video.frame_count))  # frames the scan passes, for the share done
     out: list[_Sample] = []
     previous_face: Face | None = None

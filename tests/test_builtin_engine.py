@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from heygem.engines import EngineDescription
 from heygem.engines.builtin import BuiltinEngine
 from heygem.engines.drive import mouth_drive
 from heygem.eval import frame_mouth_measures, frame_openings, lag_correlations, lower_face_ssim, mouth_openings, sync_envelope
@@ -136,6 +137,7 @@ def test_photo_uses_the_simpler_path(media, settings, tmp_path):
     speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "videoretalking/2.wav"), "-t", "3", "-ac", "1", "-ar", "16000")
     engine, frames, boxes = _run(media / "sadtalker/people_0.png", speech, settings)
     assert engine.photo and "photo" in engine.describe()
+    assert engine.description() == EngineDescription("builtin", mode="photo", keys=("closed",), drive="phones")
     opening = frame_openings(frames)
     drive = engine.drive[: len(frames)]
     ok = np.isfinite(opening)
@@ -230,6 +232,13 @@ def test_a_sideways_video_gets_the_upright_frames_it_studies(media, settings, tm
     result = generate(speech, sideways, tmp_path / "out.mp4", settings)
     assert result.engine.startswith("builtin (own-footage mouth morph, ")  # keys found: the mouths were studied
     assert [note for note in result.notes if "turned 90° counterclockwise" in note]
+    # What it was, as data for the page to word (EngineDescription), and the English line worded from it.
+    about = result.engine_info
+    assert (about.engine, about.mode, about.drive, about.keys[0]) == ("builtin", "morph", "phones", "closed")
+    assert {"closed", "open", "spread", "rounded"} <= set(about.keys)  # made ones where the footage has none
+    assert set(about.fallbacks) <= {"made_spread", "made_rounded"}
+    assert result.engine == (f"builtin (own-footage mouth morph, {len(about.keys)} keys: {', '.join(about.keys)}; "
+                             "speech sounds)")
 
 
 def test_a_cancel_stops_the_presenter_study(media, settings, tmp_path, monkeypatch):
@@ -252,8 +261,8 @@ def test_a_cancel_stops_the_presenter_study(media, settings, tmp_path, monkeypat
 
 
 def test_the_main_pass_takes_the_faces_the_study_found(media, settings, tmp_path, monkeypatch):
-    # The study detects faces in every other frame of the first seconds; the job's main pass must not detect
-    # those frames again, and must find the same faces as it would by detecting.
+    # The study detects faces in every other frame of the first seconds, where the main pass's anchors lie; the
+    # main pass must not detect those frames again, and must find the same faces as it would by detecting.
     import hashlib
 
     from heygem import pipeline
@@ -283,11 +292,17 @@ def test_the_main_pass_takes_the_faces_the_study_found(media, settings, tmp_path
     assert first.study == "made" and len(seen) > 40
     assert len(seen) == len(set(seen)), f"{len(seen) - len(set(seen))} frames went through the detector twice"
 
-    # Against a job whose study is kept (so it hands over no faces) and that detects, itself, the frames the
-    # study did (every other one: the study covers all of a 3 s clip): a face cache of its own, the studies
-    # beside it the same.
+    # Against a job that is handed no faces by the study and detects, itself, the frames it needs: a face cache
+    # of its own, the study (kept beside it) the same but for its faces.
+    real_study = pipeline.study_presenter
+
+    def study_without_faces(*args, **kwargs):
+        study = real_study(*args, **kwargs)
+        study.detections = {}
+        return study
+
+    monkeypatch.setattr(pipeline, "study_presenter", study_without_faces)
     settings.detection.cache_dir = settings.detection.cache_dir.with_name("other-faces")
-    settings.detection.every = 2
     second = generate(speech, media / "videoretalking/2.mp4", tmp_path / "second.mp4", settings)
     assert second.study == "cached" and second.faces_detected > first.faces_detected
     info = probe(first.output)

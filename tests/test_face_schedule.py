@@ -118,3 +118,70 @@ def test_a_damaged_cache_file_is_rebuilt(media: Path, tmp_path: Path, caplog) ->
     assert cache.load() == [Face(1.0, 2.0, 30.0, 40.0, pytest.approx(0.9)), None]
     # Another video's content, or other detection settings, give another entry.
     assert FaceCache(tmp_path / "cache", video, ("yunet", 320)).path != cache.path
+
+
+def test_going_on_from_kept_faces_gives_what_one_pass_gives(media: Path) -> None:
+    # A face that stays, is lost, comes back and jumps, detected on anchors moved onto every 2nd frame at first.
+    from heygem.faces.schedule import Anchors
+
+    layout: list[tuple[int, int] | None] = [(60, 80)] * 12 + [None] * 4 + [(64, 82)] * 9 + [(420, 150)] * 14
+    frames = _canvas_sequence(media, layout)
+    anchors = Anchors(5, snap=2, snap_until=20)
+    assert [n for n in range(40) if n in anchors] == [0, 4, 10, 14, 20, 25, 30, 35]
+    whole = [face for _, face in sparse_detect(enumerate(frames), _detect_one, anchors)]
+    for kept in (anchors.known_prefix(whole[:n]) for n in (1, 13, 23, 31)):
+        counter: dict[str, int] = {}
+        rest = [face for _, face in sparse_detect(enumerate(frames[kept:], kept), _detect_one, anchors, counter,
+                                                  known=whole[:kept])]
+        assert whole[:kept] + rest == whole, f"going on after {kept} kept faces"
+        assert counter["detected"] <= len(frames) - kept
+
+
+def _with_caches(settings, folder: Path):
+    """``settings`` with the face cache in ``folder`` (and the studies beside it)."""
+    from dataclasses import replace
+
+    return replace(settings, detection=replace(settings.detection, cache_dir=folder / "faces"))
+
+
+def _synced_frames(speech: Path, video: Path, settings, caches: Path) -> tuple[list[np.ndarray], dict]:
+    """The output frames (before encoding) of one job with its caches in ``caches``, and its stats."""
+    stats: dict = {}
+    frames = [frame.copy() for _, frame, _ in iter_synced_frames(
+        prepare_audio(speech), probe(video), create_engine(settings.engine), _with_caches(settings, caches), stats)]
+    return frames, stats
+
+
+@pytest.mark.parametrize("engine", ["builtin", "wav2lip"])
+def test_the_same_presenter_and_speech_give_the_same_frames_whatever_the_caches_hold(
+        media: Path, settings, tmp_path: Path, engine: str) -> None:
+    from heygem.pipeline import prepare_presenter
+
+    settings.engine.engine = engine
+    # 3 s of a talking head with its own speech (the study labels its mouths by it): 75 frames.
+    video = make_clip(tmp_path / "anna.mp4", "-i", str(media / "videoretalking/2.mp4"), "-t", "3", "-vf", "scale=-2:360",
+                      "-c:v", "libx264", "-preset", "ultrafast", "-crf", "12")
+    speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "speechrecognition/english.wav"), "-t", "2")
+    shorter = make_clip(tmp_path / "shorter.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "0.9")
+    longer = make_clip(tmp_path / "longer.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "2.9")
+
+    fresh, first = _synced_frames(speech, video, settings, tmp_path / "fresh")
+    assert first["face_cache"] == "miss" and len(fresh) == 50
+    runs = {}
+    for earlier in (shorter, longer):  # an earlier job with another speech filled the caches
+        _synced_frames(earlier, video, settings, tmp_path / earlier.stem)
+        runs[earlier.stem] = _synced_frames(speech, video, settings, tmp_path / earlier.stem)
+    prepare_presenter(video, _with_caches(settings, tmp_path / "presenter"))  # added as a presenter first
+    runs["presenter"] = _synced_frames(speech, video, settings, tmp_path / "presenter")
+
+    for name, (frames, stats) in runs.items():
+        differing = [i for i, (a, b) in enumerate(zip(fresh, frames)) if not np.array_equal(a, b)]
+        assert len(frames) == len(fresh) and not differing, (
+            f"after {name}: frames {differing} differ, by up to "
+            f"{max(int(np.abs(fresh[i].astype(int) - frames[i]).max()) for i in differing)} levels")
+    # What was kept is still not looked for again.
+    assert runs["longer"][1]["face_cache"] == "hit" and runs["longer"][1]["faces_detected"] == 0
+    assert runs["presenter"][1]["face_cache"] == "hit" and runs["presenter"][1]["faces_detected"] == 0
+    assert runs["shorter"][1]["face_cache"] == "partial"
+    if engine == "builtin":  # the kept study hands its faces over: nothing is detected past the kept faces either
+        assert runs["shorter"][1]["study"] == "cached" and runs["shorter"][1]["faces_detected"] == 0

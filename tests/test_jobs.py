@@ -73,6 +73,48 @@ def test_jobs_run_in_submission_order_and_a_bad_file_fails_alone(short_clips, se
     assert good.engine.startswith("wav2lip") and good.timings["total"] > 0
 
 
+def test_a_job_keeps_what_its_engine_said_as_data_here_and_from_a_cluster_worker(short_clips, settings, tmp_path: Path) -> None:
+    import pickle
+
+    from heygem.cluster.worker import RESULT_FIELDS
+    from heygem.pipeline import GenerateResult
+
+    def on_a_worker(audio, video, output, settings, progress):
+        # What heygem.cluster carries back: the worker's result fields, through Ray's object store (pickled),
+        # made into the studio's GenerateResult again.
+        result = generate(audio, video, output, settings, progress)
+        sent = pickle.loads(pickle.dumps({name: getattr(result, name) for name in RESULT_FIELDS}))
+        return GenerateResult(output=result.output, audio=result.audio, video=result.video, **sent)
+
+    done = {}
+    for where, run in (("here", generate), ("worker", on_a_worker)):
+        queue = JobQueue(tmp_path / where, settings, run=run)
+        try:
+            batch = queue.submit(short_clips["speech"], [short_clips["d19"]], settings)
+            done[where] = queue.wait([batch.jobs[0].id], timeout=240)[0]
+        finally:
+            queue.close()
+    for where, job in done.items():
+        assert job.state == SUCCEEDED, (where, job.error)
+        about = job.to_json()["engine_info"]
+        assert {key: about[key] for key in ("engine", "device", "checkpoint", "precision", "batch")} == {
+            "engine": "wav2lip", "device": "cpu", "checkpoint": settings.engine.checkpoint.name, "precision": "fp32",
+            "batch": 16}, where
+        assert about["runtime"] in ("ncnn", "torch") and about == done["here"].engine_info
+        assert job.engine == f"wav2lip ({settings.engine.checkpoint.name} on cpu, fp32, batch 16)"  # the English line
+
+    # A database from before engines described themselves as data: its jobs keep their English line, and no data.
+    db = sqlite3.connect(tmp_path / "here" / jobs_module.DB_NAME)
+    db.execute("ALTER TABLE jobs DROP COLUMN engine_info")
+    db.close()
+    queue = JobQueue(tmp_path / "here", settings, start=False)
+    try:
+        old = queue.job(done["here"].id)
+    finally:
+        queue.close()
+    assert old.engine == done["here"].engine and old.engine_info is None and old.to_json()["engine_info"] is None
+
+
 def test_a_batch_prepares_its_speech_once_and_zips_every_result(short_clips, settings, queue_root: Path, monkeypatch) -> None:
     prepared: list[Path] = []
     real_prepare = jobs_module.prepare_audio

@@ -124,3 +124,34 @@ def test_a_presenter_left_preparing_is_prepared_at_the_next_start(settings, shor
     finally:
         restarted.close()
     assert found.state == "ready" and found.name == "Cleo" and found.faces_found == found.frames
+
+
+def test_a_presenter_cut_short_is_judged_as_a_job_judges_its_video(studio, media: Path, tmp_path: Path) -> None:
+    # 2 s of d0 at 25 fps with its index up front (+faststart), as web uploads are: cut, the header still promises
+    # all 50 frames.
+    whole = make_clip(tmp_path / "whole.mp4", "-i", str(media / "liveportrait/d0.mp4"), "-t", "2", "-vf", "scale=-2:360",
+                      "-an", "-c:v", "libx264", "-preset", "ultrafast", "-movflags", "+faststart")
+    data = whole.read_bytes()
+    half, most = tmp_path / "half.mp4", tmp_path / "most.mp4"
+    half.write_bytes(data[:len(data) // 2])  # an upload interrupted half way
+    most.write_bytes(data[:len(data) * 9 // 10])  # one that lost its last frames
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        added = {path.name: _add(client, path, path.stem) for path in (half, most)}
+        assert all(response.status_code == 201 for response in added.values()), added
+        cut = _wait_prepared(client, added["half.mp4"].json()["id"])
+        assert cut["state"] == "failed", cut
+        assert cut["error"].startswith("half.mp4: decoded only ") and "of the 50 frames its header promises; the file is " \
+            "probably cut short (an interrupted upload or copy); give the complete file" in cut["error"], cut["error"]
+        assert cut["error_code"] == "cut_short" and cut["error_params"]["file"] == "half.mp4"
+        assert cut["error_params"]["promised"] == 50 and cut["error_params"]["decoded"] < 40
+        speech = ("speech.wav", make_clip(tmp_path / "speech.wav", "-f", "lavfi", "-i", "sine=frequency=200", "-t", "1")
+                  .read_bytes(), "audio/wav")
+        picked = client.post("/api/jobs", data={"presenter": cut["id"]}, files={"audio": speech})
+        assert picked.status_code == 409 and "decoded only" in picked.json()["error"]
+
+        # A few frames short goes through, as a job's video does, and says so.
+        short = _wait_prepared(client, added["most.mp4"].json()["id"])
+        assert short["state"] == "ready", short
+        assert 40 <= short["frames"] < 50 and short["faces_found"] == short["frames"], short
+        assert [note for note in short["notes"] if note.startswith("CUT SHORT: most.mp4 decoded only ")], short["notes"]
+        assert [code for code, params in short["note_codes"] if code == "note_cut_short" and params["file"] == "most.mp4"]

@@ -306,18 +306,37 @@ def test_a_failure_is_worded_from_its_code_in_the_page_language() -> None:
     assert "cleo.mp4：全部 25 帧中都没有找到人脸" in presenters_table_html([failed], "zh")
 
 
-def test_engine_lines_and_devices_are_worded_in_the_page_language() -> None:
+def test_engine_lines_are_worded_from_what_the_engine_said_as_data() -> None:
+    from heygem.engines import EngineDescription
     from heygem.ui.studio import device_words, engine_words
 
-    assert engine_words("zh", "builtin (own-footage mouth morph, 3 keys: closed, open, round; speech sounds)") == (
-        "内置引擎：用本人画面变形口型，3 个关键口型，按语音音素驱动")
-    assert engine_words("zh", "builtin (photo: synthetic mouth opening, simpler than the own-footage morph; loudness)") == (
+    # The stored English line is what the page used to parse; the page now words the data beside it.
+    morph = EngineDescription("builtin", mode="morph", keys=("closed", "half", "open", "spread", "rounded"),
+                              drive="phones", fallbacks=("made_spread",)).to_dict()
+    assert engine_words("zh", "builtin (own-footage mouth morph, 5 keys: ...; speech sounds)", morph) == (
+        "内置引擎：用本人画面变形口型，5 个关键口型，按语音音素驱动；咧嘴口型（“衣”）由主播本人的其他口型合成")
+    assert engine_words("en", "builtin (...)", morph) == (
+        "built-in: own-footage mouth morph, 5 key mouths, driven by the speech sounds; the spread mouth (\"ee\") made "
+        "from the presenter's other mouths")
+    photo = EngineDescription("builtin", mode="photo", keys=("closed",), drive="loudness").to_dict()
+    assert engine_words("zh", "builtin (photo: ...)", photo) == (
         "内置引擎·照片方式：合成张嘴动作（较简单：没有主播本人张嘴的画面可用），按音量驱动")
-    assert engine_words("zh", "wav2lip (wav2lip_gan.pth on cpu, fp32, batch 16)") == (
-        "Wav2Lip（wav2lip_gan.pth，CPU，单精度，每批 16 帧）")
-    assert engine_words("en", "wav2lip (wav2lip_gan.pth on cuda:0, fp16, batch 64)") == (
+    assert engine_words("zh", "builtin (own-footage mouth morph)", EngineDescription("builtin").to_dict()) == (
+        "内置引擎：用本人画面变形口型")
+    wav2lip = EngineDescription("wav2lip", device="cpu", checkpoint="wav2lip_gan.pth", precision="fp32", batch=16,
+                                runtime="torch", fallbacks=("torch_runtime",)).to_dict()
+    assert engine_words("zh", "wav2lip (wav2lip_gan.pth on cpu, fp32, batch 16)", wav2lip) == (
+        "Wav2Lip（wav2lip_gan.pth，CPU，单精度，每批 16 帧）；使用 PyTorch 运行：更快的 ncnn 方式不可用（原因见日志）")
+    on_gpu = EngineDescription("wav2lip", device="cuda:0", checkpoint="wav2lip_gan.pth", precision="fp16", batch=64,
+                               runtime="torch").to_dict()
+    assert engine_words("en", "wav2lip (wav2lip_gan.pth on cuda:0, fp16, batch 64)", on_gpu) == (
         "Wav2Lip (wav2lip_gan.pth on GPU, half precision, batches of 64)")
-    assert engine_words("zh", "some new engine (x)") == "some new engine (x)"  # an unknown shape stays as it is
+    # A job stored before engines described themselves as data keeps its stored line; so does an engine the page
+    # has no words for. Data from a newer version (a field this one does not know) is still worded.
+    assert engine_words("zh", "wav2lip (wav2lip_gan.pth on cpu, fp32, batch 16)", None) == (
+        "wav2lip (wav2lip_gan.pth on cpu, fp32, batch 16)")
+    assert engine_words("zh", "some new engine (x)", {"engine": "some new engine"}) == "some new engine (x)"
+    assert engine_words("en", "builtin (...)", {**photo, "frames_per_key": 3}).startswith("built-in, photo path")
     assert device_words("zh", "cuda (NVIDIA H200)") == "GPU NVIDIA H200" and device_words("en", "cpu") == "CPU"
 
 

@@ -40,7 +40,7 @@ CHUNK_BYTES = 32 * 2**20  # files travel in pieces of this size: neither side ho
 EVENTS_AHEAD = 4  # events (pieces of the result) waiting to leave, at most
 # The GenerateResult fields that travel back (its paths are the worker's own and stay here).
 RESULT_FIELDS = ("engine", "frames", "frames_without_face", "fps", "width", "height", "duration", "timings", "notes",
-                 "faces_detected", "face_cache", "study")
+                 "faces_detected", "face_cache", "study", "engine_info")
 
 
 def portable_settings(settings: dict[str, Any]) -> dict[str, Any]:

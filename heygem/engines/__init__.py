@@ -5,12 +5,12 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
-from heygem.engines.base import Engine
+from heygem.engines.base import Engine, EngineDescription
 from heygem.errors import CheckpointError, EngineError
 from heygem.settings import DEFAULT_CHECKPOINTS, EngineOptions
 
-__all__ = ["ENGINES", "Engine", "check_engine_available", "create_engine", "engine_status", "find_checkpoint",
-           "resolve_engine_name", "wav2lip_available"]
+__all__ = ["ENGINES", "Engine", "EngineDescription", "check_engine_available", "create_engine", "engine_status",
+           "find_checkpoint", "resolve_engine_name", "wav2lip_available"]
 
 log = logging.getLogger(__name__)
 

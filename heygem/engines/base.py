@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -30,6 +30,46 @@ class EngineJob:
     shapes: MouthShapes | None = None  # mouth shapes of the speech per output frame (None: loudness only)
 
 
+@dataclass(frozen=True)
+class EngineDescription:
+    """What made a job's mouths, as data: stored with the job (like an error's code and values), carried back
+    from a cluster's worker, and worded by each front end in its own language. ``Engine.describe`` words it in
+    English for logs, results and the command line.
+
+    engine: the engine's name (``wav2lip``, ``builtin``).
+    mode: builtin: ``morph`` (the presenter's own key mouths, morphed), ``photo`` (an opening synthesised on a
+        still: no open mouth of the person's own), or None (no face with landmarks: frames pass unchanged).
+    keys: builtin: the key mouths it morphs between (``closed``, ``half``, ``open``, ``spread``, ``rounded``).
+    drive: builtin: what moves the mouth, ``phones`` (the speech's sounds) or ``loudness``.
+    device, checkpoint, precision, batch, runtime: wav2lip: where it ran (``cpu``, ``cuda:0``), the checkpoint
+        file's name, ``fp16`` or ``fp32``, faces per generator call, and ``ncnn`` or ``torch``.
+    fallbacks: what it made do with, as codes: ``made_spread`` and ``made_rounded`` (a key mouth the footage
+        lacks, made from the person's other keys), ``torch_runtime`` (on the CPU without its faster ncnn path).
+    """
+
+    engine: str
+    mode: str | None = None
+    keys: tuple[str, ...] = ()
+    drive: str | None = None
+    device: str | None = None
+    checkpoint: str | None = None
+    precision: str | None = None
+    batch: int | None = None
+    runtime: str | None = None
+    fallbacks: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (lists for the tuples)."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineDescription:
+        """Back from ``to_dict`` (a stored job's); keys it does not know (from a newer version) are left out."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: tuple(value) if isinstance(value, list) else value
+                      for key, value in data.items() if key in known})
+
+
 class Engine(ABC):
     """A lip-sync engine. Loaded once, reused for every job.
 
@@ -52,6 +92,10 @@ class Engine(ABC):
         """crops: (B, S, S, 3) uint8 BGR; mel_chunks: (B, 80, 16) float32; frame_indices: (B,) output frame
         numbers -> (B, S, S, 3) uint8 BGR."""
 
+    def description(self) -> EngineDescription:
+        """Which engine, on what, how (for the job that ran last): data for the front ends to word."""
+        return EngineDescription(self.name)
+
     def describe(self) -> str:
-        """One line for logs and results: which engine, on what."""
-        return self.name
+        """One line in English for logs, results and the command line, worded from ``description``."""
+        return self.description().engine

@@ -32,7 +32,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from heygem.engines.base import Engine, EngineJob
+from heygem.engines.base import Engine, EngineDescription, EngineJob
 from heygem.engines.drive import mouth_drive
 from heygem.errors import EngineError
 from heygem.faces.landmarks import (
@@ -161,15 +161,22 @@ class BuiltinEngine(Engine):
         self._offset: np.ndarray | None = None
         self._counter = 0
 
+    def description(self) -> EngineDescription:
+        if not self.keys:  # not started yet, or no face with landmarks was studied: frames pass unchanged
+            return EngineDescription(self.name)
+        made = [name for name in self.names if name not in self.study_names]
+        return EngineDescription(self.name, mode="photo" if self.photo else "morph", keys=tuple(self.names),
+                                 drive="loudness" if self.shapes is None else "phones",
+                                 fallbacks=tuple(f"made_{name}" for name in made))
+
     def describe(self) -> str:
-        drive = "speech sounds" if self.shapes is not None else "loudness"
-        if self.photo:
+        about = self.description()
+        if about.mode is None:
+            return f"{self.name} (own-footage mouth morph)"
+        drive = "speech sounds" if about.drive == "phones" else "loudness"
+        if about.mode == "photo":
             return f"{self.name} (photo: synthetic mouth opening, simpler than the own-footage morph; {drive})"
-        if self.key_images:
-            return f"{self.name} (own-footage mouth morph, {len(self.key_images)} keys: {', '.join(self.names)}; {drive})"
-        if self.keys:
-            return f"{self.name} (own-footage mouth morph, {len(self.keys)} keys; {drive})"
-        return f"{self.name} (own-footage mouth morph)"
+        return f"{self.name} (own-footage mouth morph, {len(about.keys)} keys: {', '.join(about.keys)}; {drive})"
 
     # ---------------------------------------------------------------------------------------------- start
     def start(self, job: EngineJob) -> None:
@@ -190,8 +197,9 @@ class BuiltinEngine(Engine):
             self.drive = mouth_drive(job.samples, job.fps, job.frames)
             line = [i for i, name in enumerate(self.names) if name in ("closed", "half", "open")]
             self.keys = [self.keys[i] for i in line]
+            self.names = [self.names[i] for i in line]
             if self.photo:
-                self.keys = self.keys[:1]
+                self.keys, self.names = self.keys[:1], self.names[:1]
                 self._build_photo_levels()
             else:
                 self._build_video_levels()

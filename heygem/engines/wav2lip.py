@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from heygem.device import pick_device
-from heygem.engines.base import Engine
+from heygem.engines.base import Engine, EngineDescription
 from heygem.engines.wav2lip_runtime import RUNTIMES, NcnnWav2Lip, build_cpu_fastpath
 from heygem.errors import CheckpointError, EngineError
 from models.wav2lip import Wav2Lip
@@ -167,6 +167,7 @@ class Wav2LipEngine(Engine):
         if runtime not in RUNTIMES:
             raise EngineError(f"unknown wav2lip runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
         self.checkpoint = Path(checkpoint)
+        self.requested_runtime = runtime
         self.device = pick_device(device)
         on_cuda = self.device.type == "cuda"
         if runtime == "ncnn" and self.device.type != "cpu":
@@ -204,10 +205,17 @@ class Wav2LipEngine(Engine):
             self._fast = build_cpu_fastpath(self.model, runtime, threads=torch.get_num_threads())
         self.runtime = self._fast.name if self._fast is not None else "torch"
 
+    def description(self) -> EngineDescription:
+        # On the CPU without ncnn where it was wanted (not installed, not built, not agreeing, or failed mid-job).
+        slower = self.device.type == "cpu" and self.requested_runtime != "torch" and self.runtime == "torch"
+        return EngineDescription(self.name, device=str(self.device), checkpoint=self.checkpoint.name,
+                                 precision="fp16" if self.fp16 else "fp32", batch=self.batch_size, runtime=self.runtime,
+                                 fallbacks=("torch_runtime",) if slower else ())
+
     def describe(self) -> str:
         """E.g. ``wav2lip (wav2lip_gan.pth on cpu, fp32, batch 16)``."""
-        precision = "fp16" if self.fp16 else "fp32"
-        return f"{self.name} ({self.checkpoint.name} on {self.device}, {precision}, batch {self.batch_size})"
+        about = self.description()
+        return f"{about.engine} ({about.checkpoint} on {about.device}, {about.precision}, batch {about.batch})"
 
     def synthesize(self, crops: np.ndarray, mel_chunks: np.ndarray, frame_indices: np.ndarray | None = None) -> np.ndarray:
         """crops (B, 96, 96, 3) uint8 BGR, mel_chunks (B, 80, 16) float32 -> new crops (B, 96, 96, 3) uint8 BGR."""

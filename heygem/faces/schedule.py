@@ -1,9 +1,15 @@
-"""Cheap detection: run the detector on every Nth frame only, fill the frames between, and remember the faces
-of each source video (and the turn that showed them upright) so that a second job with the same video
-detects nothing at all.
+"""Cheap detection: run the detector on anchor frames only, fill the frames between, and remember the faces of
+each source video (and the turn that showed them upright) so that a second job with the same video detects
+nothing at all.
 
-Between two detected frames the box is interpolated linearly when both found the same face (it barely moves
-in 1/5 s of a talking head); when the face was lost or jumped, every frame in between is detected instead.
+Between two anchors the box is interpolated linearly when both found the same face (it barely moves in 1/5 s
+of a talking head); when the face was lost or jumped, every frame in between is detected instead.
+
+The face of a frame is a function of the video and the detection options alone, never of the job that asked
+for it: the anchors are fixed frame numbers (``Anchors``), the last frame of the video ends the last gap, and a
+job that needs only the first frames reads on to the next anchor. So faces kept by one job (any speech, any
+engine) are the faces another job would find itself, and a job that starts where the kept faces end goes on
+exactly as a job that detected from the first frame.
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -28,19 +34,69 @@ T = TypeVar("T")
 
 # Two detections this similar (intersection over union) are the same face, steady enough to interpolate.
 SAME_FACE_IOU = 0.6
-CACHE_VERSION = 2  # 2: the turn is stored beside the faces (.npz)
+# 2: the turn is stored beside the faces (.npz); 3: boxes in float64 (the very values a job computes), whether
+# the video's end was reached, and fixed anchor frames (``Anchors``).
+CACHE_VERSION = 3
 
 DetectOne = Callable[[np.ndarray, "Face | None"], "Face | None"]
 """``detect_one(image, previous_face) -> face or None``: detect and choose the face in one frame."""
 
 
-def sparse_detect(
-    items: Iterable[tuple[T, np.ndarray]], detect_one: DetectOne, every: int, counter: dict[str, int] | None = None
-) -> Iterator[tuple[T, Face | None]]:
-    """``(payload, image)`` in, ``(payload, face)`` out, in order, detecting every ``every``-th frame only.
+@dataclass(frozen=True)
+class Anchors:
+    """The frames the detector runs on: every ``every``-th frame (0, every, 2 every, ...). Below ``snap_until``
+    each of them moves to the nearest multiple of ``snap`` (the lower one on a tie), where faces may already be
+    known (the presenter study detects every ``snap``-th frame of its first seconds): there the anchors cost
+    no detection. ``every`` 1 (or less) makes every frame an anchor."""
 
-    Streams with a delay of at most ``every`` frames. ``counter["detected"]`` counts detector calls.
+    every: int
+    snap: int = 1
+    snap_until: int = 0
+    _early: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        early: set[int] = set()
+        if self.every > self.snap > 1:
+            last = (self.snap_until - 1) // self.snap * self.snap  # the last multiple of ``snap`` below snap_until
+            for wanted in range(0, self.snap_until, self.every):
+                whole, rest = divmod(wanted, self.snap)
+                early.add(min(last, (whole + (2 * rest > self.snap)) * self.snap))
+        object.__setattr__(self, "_early", frozenset(early))
+
+    def __contains__(self, number: int) -> bool:
+        if self.every <= 1:
+            return True
+        if self._early and number < self.snap_until:
+            return number in self._early
+        return number % self.every == 0
+
+    def next(self, number: int) -> int:
+        """The first anchor at or after frame ``number``."""
+        while number not in self:
+            number += 1
+        return number
+
+    def known_prefix(self, faces: Sequence[Face | None]) -> int:
+        """How many of ``faces`` (of frames 0, 1, ...) a job may take and go on from: up to the last anchor
+        among them (the frames after it were filled towards an anchor not among them)."""
+        last = len(faces) - 1
+        while last >= 0 and last not in self:
+            last -= 1
+        return last + 1
+
+
+def sparse_detect(
+    items: Iterable[tuple[T, np.ndarray]], detect_one: DetectOne, anchors: Anchors | int,
+    counter: dict[str, int] | None = None, known: Sequence[Face | None] = (),
+) -> Iterator[tuple[T, Face | None]]:
+    """``(payload, image)`` of consecutive frames in, ``(payload, face)`` out, in order, detecting on the
+    ``anchors`` (an ``Anchors``, or every so many frames) only; the last frame given ends the last gap.
+
+    ``known``: the faces of the frames before the first item, as this function gave them (ending at an
+    anchor: ``Anchors.known_prefix``); it then goes on as if it had found them itself. Streams with a delay of
+    at most one gap. ``counter["detected"]`` counts detector calls.
     """
+    anchors = anchors if isinstance(anchors, Anchors) else Anchors(anchors)
     counter = counter if counter is not None else {}
     counter.setdefault("detected", 0)
 
@@ -48,29 +104,25 @@ def sparse_detect(
         counter["detected"] += 1
         return detect_one(image, previous)
 
-    if every <= 1:
-        previous = None
+    if anchors.every <= 1:
+        previous = next((face for face in reversed(known) if face is not None), None)
         for payload, image in items:
             face = detect(image, previous)
             previous = face or previous
             yield payload, face
         return
 
-    last: Face | None = None  # the face of the last frame handed out
+    number = len(known)
+    last: Face | None = known[-1] if known else None  # the face of the last anchor handed out
     gap: list[tuple[T, np.ndarray]] = []
-    started = False
     for payload, image in items:
-        if not started:  # the very first frame is always detected
-            started = True
-            last = detect(image, None)
-            yield payload, last
-            continue
         gap.append((payload, image))
-        if len(gap) == every:
+        if number in anchors:  # frame 0 always is: a gap of one, detected
             faces = _fill_gap([image for _, image in gap], last, detect)
             yield from zip((payload for payload, _ in gap), faces)
             last, gap = faces[-1], []
-    if gap:
+        number += 1
+    if gap:  # the video ended between two anchors: its last frame ends the gap
         yield from zip((payload for payload, _ in gap), _fill_gap([image for _, image in gap], last, detect))
 
 
@@ -106,17 +158,19 @@ def content_hash(path: Path) -> str:
 
 @dataclass
 class CachedFaces:
-    """What the face cache holds for one video: the chosen face of each decoded source frame, and the
-    clockwise turn (0, 90, 180, 270) the frames were given first; the boxes are in the turned picture."""
+    """What the face cache holds for one video: the chosen face of each decoded source frame from the first
+    (up to an anchor, or to the video's end: ``complete``), and the clockwise turn (0, 90, 180, 270) the frames
+    were given first; the boxes are in the turned picture."""
 
     faces: list[Face | None] = field(default_factory=list)
     turn: int = 0
+    complete: bool = False  # the faces run to the video's last frame
 
 
 class FaceCache:
     """The chosen face of every decoded source frame of one video and the turn that showed the face upright,
-    stored in ``folder`` as ``.npz`` (faces ``(n, 5)`` float32: x1, y1, x2, y2, score, NaN where there is no
-    face; turn), keyed by the video's content and everything that changes which face a frame gets."""
+    stored in ``folder`` as ``.npz`` (faces ``(n, 5)`` float64: x1, y1, x2, y2, score, NaN where there is no
+    face; turn; complete), keyed by the video's content and everything that changes which face a frame gets."""
 
     def __init__(self, folder: Path, video: Path, key_parts: Iterable[object]) -> None:
         self.folder = Path(folder)
@@ -130,7 +184,8 @@ class FaceCache:
         return self.load_entry().faces
 
     def load_entry(self) -> CachedFaces:
-        """The stored faces and turn; no faces when there are none or the file is unreadable."""
+        """The stored faces, turn and whether they reach the video's end; no faces when there are none or the
+        file is unreadable."""
         try:
             data = np.load(self.path, allow_pickle=False)
         except FileNotFoundError:
@@ -143,17 +198,18 @@ class FaceCache:
             return CachedFaces()
         with data:
             try:
-                rows, turn = data["faces"], int(data["turn"])
+                rows, turn, complete = data["faces"], int(data["turn"]), bool(data["complete"])
             except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
                 log.warning("ignoring an unreadable face cache %s (%s)", self.path, exc)
                 return CachedFaces()
         if rows.ndim != 2 or rows.shape[1] != 5 or turn not in (0, 90, 180, 270):
             return CachedFaces()
-        return CachedFaces([None if np.isnan(row[0]) else Face(*map(float, row)) for row in rows], turn)
+        return CachedFaces([None if np.isnan(row[0]) else Face(*map(float, row)) for row in rows], turn, complete)
 
-    def save(self, faces: list[Face | None], turn: int = 0) -> None:
-        """Write atomically (a crash leaves the old file or none, never half of one)."""
-        rows = np.full((len(faces), 5), np.nan, dtype=np.float32)
+    def save(self, faces: list[Face | None], turn: int = 0, complete: bool = False) -> None:
+        """Write atomically (a crash leaves the old file or none, never half of one). ``complete``: ``faces``
+        run to the video's last frame."""
+        rows = np.full((len(faces), 5), np.nan, dtype=np.float64)
         for i, face in enumerate(faces):
             if face is not None:
                 rows[i] = (face.x1, face.y1, face.x2, face.y2, face.score)
@@ -161,7 +217,7 @@ class FaceCache:
         handle, temp = tempfile.mkstemp(dir=self.folder, prefix=".faces-", suffix=".npz")
         try:
             with os.fdopen(handle, "wb") as out:
-                np.savez(out, faces=rows, turn=np.int16(turn))
+                np.savez(out, faces=rows, turn=np.int16(turn), complete=np.bool_(complete))
             os.replace(temp, self.path)
         except BaseException:
             Path(temp).unlink(missing_ok=True)

@@ -167,27 +167,36 @@ def device_words(lang: str, device: str) -> str:
     return device
 
 
-# What the engines' describe() says (heygem.engines: one line for logs and results), to be worded again.
-_WAV2LIP_RUN = re.compile(r"wav2lip \((?P<checkpoint>.+) on (?P<device>[^,]+), (?P<precision>fp16|fp32), batch (?P<batch>\d+)\)$")
-_BUILTIN_RUN = re.compile(r"builtin \(own-footage mouth morph, (?P<keys>\d+) keys(?:: [^;]*)?; (?P<drive>speech sounds|loudness)\)$")
-_BUILTIN_PHOTO = re.compile(r"builtin \(photo: [^;]*; (?P<drive>speech sounds|loudness)\)$")
+# The drives as the engines describe them (EngineDescription.drive), and the page's words for them.
+_DRIVE_WORDS = {"phones": "drive_speech sounds", "loudness": "drive_loudness"}
 
 
-def engine_words(lang: str, engine: str | None) -> str:
-    """A job's engine line (``builtin (own-footage mouth morph, 3 keys; speech sounds)``) in the page's language;
-    a line of another shape as it is."""
-    if not engine:
-        return ""
-    if match := _WAV2LIP_RUN.match(engine):
-        return text(lang, "engine_run_wav2lip", checkpoint=match["checkpoint"], batch=match["batch"],
-                    device=device_words(lang, match["device"]), precision=text(lang, f"precision_{match['precision']}"))
-    if match := _BUILTIN_RUN.match(engine):
-        return text(lang, "engine_run_builtin", keys=match["keys"], drive=text(lang, f"drive_{match['drive']}"))
-    if match := _BUILTIN_PHOTO.match(engine):
-        return text(lang, "engine_run_builtin_photo", drive=text(lang, f"drive_{match['drive']}"))
-    if engine == "builtin (own-footage mouth morph)":
-        return text(lang, "engine_run_builtin_plain")
-    return engine
+def engine_words(lang: str, engine: str | None, info: dict[str, Any] | None = None) -> str:
+    """A job's engine line in the page's language, from what the engine said of itself as data (``info``,
+    heygem.engines.base.EngineDescription as stored with the job); without it (a job stored before), or for an
+    engine the page has no words for, the stored line ``engine`` as it is."""
+    from heygem.engines import EngineDescription
+
+    if not info:
+        return engine or ""
+    about = EngineDescription.from_dict(info)
+    drive = text(lang, _DRIVE_WORDS.get(about.drive or "", "drive_loudness"))
+    if about.engine == "wav2lip":
+        line = text(lang, "engine_run_wav2lip", checkpoint=about.checkpoint, batch=about.batch,
+                    device=device_words(lang, about.device or ""), precision=text(lang, f"precision_{about.precision}"))
+    elif about.engine == "builtin" and about.mode == "morph":
+        line = text(lang, "engine_run_builtin", keys=len(about.keys), drive=drive)
+    elif about.engine == "builtin" and about.mode == "photo":
+        line = text(lang, "engine_run_builtin_photo", drive=drive)
+    elif about.engine == "builtin":
+        line = text(lang, "engine_run_builtin_plain")
+    else:
+        return engine or about.engine
+    made_do = [text(lang, f"engine_run_fallback_{code}") for code in about.fallbacks]
+    if not made_do:
+        return line
+    return text(lang, "engine_run_with_fallbacks", line=line,
+                fallbacks=text(lang, "engine_run_fallback_separator").join(made_do))
 
 
 def _bar(fraction: float, state: str = "") -> str:
@@ -288,7 +297,7 @@ def job_status_html(job: Job, lang: str, ahead: int = 0, estimate: Estimate | No
     elif job.state == QUEUED:
         detail = _queued_words(lang, ahead, estimate.wait if estimate is not None else None)
     elif job.state == SUCCEEDED and job.started and job.finished:
-        detail = f"{state} · {text(lang, 'took', seconds=job.finished - job.started)} · {html.escape(engine_words(lang, job.engine))}{_on_worker(lang, job)}"
+        detail = f"{state} · {text(lang, 'took', seconds=job.finished - job.started)} · {html.escape(engine_words(lang, job.engine, job.engine_info))}{_on_worker(lang, job)}"
     elif job.state in STOPPED and job.stage in STAGE_SPANS and job.stage != "starting":  # where its bar stops
         detail = text(lang, "stopped_while", state=state, stage=_stage(lang, job.stage, job))
     else:
@@ -333,7 +342,7 @@ def batch_table_html(jobs: list[Job], lang: str, estimates: dict[str, Estimate] 
             f'<td class="hg-state-{job.state} hg-nowrap">{_state_words(lang, job)}</td>'
             f'<td class="hg-progress">{_bar(overall_progress(job), job.state)}<span class="hg-small">{html.escape(words)}</span></td>'
             f'<td class="hg-small hg-nowrap">{took}</td>'
-            f'<td class="hg-small">{html.escape(engine_words(lang, job.engine))}</td>'
+            f'<td class="hg-small">{html.escape(engine_words(lang, job.engine, job.engine_info))}</td>'
             f'<td class="hg-small">{html.escape(detail or "")}</td></tr>')
     return f'<table class="hg-table" id="batch-table"><tr>{head}</tr>{"".join(rows)}</table>'
 
@@ -376,7 +385,7 @@ def history_table_html(jobs: list[Job], lang: str, estimates: dict[str, Estimate
             rows.append(
                 f'<tr data-state="{job.state}" data-batch="{batch_id}"><td class="hg-small hg-nowrap">{finished}</td>'
                 f"<td>{html.escape(job.video_name)}</td><td class=\"hg-state-{job.state}\">{_history_state(lang, job, (estimates or {}).get(job.id))}</td>"
-                f'<td class="hg-small">{html.escape(engine_words(lang, job.engine))}{_on_worker(lang, job)}</td></tr>')
+                f'<td class="hg-small">{html.escape(engine_words(lang, job.engine, job.engine_info))}{_on_worker(lang, job)}</td></tr>')
     return f'<table class="hg-table" id="history-table"><tr>{head}</tr>{"".join(rows)}</table>'
 
 

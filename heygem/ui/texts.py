@@ -183,6 +183,11 @@ EN: dict[str, str] = {
         "built-in, photo path: a synthesised mouth opening (simpler: there is no open mouth of the presenter's own "
         "to reuse), driven by {drive}"
     ),
+    "engine_run_with_fallbacks": "{line}; {fallbacks}",
+    "engine_run_fallback_separator": "; ",
+    "engine_run_fallback_made_spread": "the spread mouth (\"ee\") made from the presenter's other mouths",
+    "engine_run_fallback_made_rounded": "the rounded mouth (\"oo\") made from the presenter's other mouths",
+    "engine_run_fallback_torch_runtime": "on PyTorch: the faster ncnn path was not available (the log says why)",
     "precision_fp16": "half precision",
     "precision_fp32": "full precision",
     "drive_speech sounds": "the speech sounds",
@@ -402,6 +407,11 @@ ZH: dict[str, str] = {
     "engine_run_builtin": "内置引擎：用本人画面变形口型，{keys} 个关键口型，按{drive}驱动",
     "engine_run_builtin_plain": "内置引擎：用本人画面变形口型",
     "engine_run_builtin_photo": "内置引擎·照片方式：合成张嘴动作（较简单：没有主播本人张嘴的画面可用），按{drive}驱动",
+    "engine_run_with_fallbacks": "{line}；{fallbacks}",
+    "engine_run_fallback_separator": "；",
+    "engine_run_fallback_made_spread": "咧嘴口型（“衣”）由主播本人的其他口型合成",
+    "engine_run_fallback_made_rounded": "圆唇口型（“乌”）由主播本人的其他口型合成",
+    "engine_run_fallback_torch_runtime": "使用 PyTorch 运行：更快的 ncnn 方式不可用（原因见日志）",
     "precision_fp16": "半精度",
     "precision_fp32": "单精度",
     "drive_speech sounds": "语音音素",
