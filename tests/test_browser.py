@@ -801,7 +801,7 @@ def test_a_fresh_page_shows_only_its_own_work_and_keeps_the_tab_clicked(browser,
     _upload(page, "batch-videos", short_clips["d0"])
     page.click("#batch-start")
     page.wait_for_selector("#batch-status tr[data-state=queued]", timeout=30_000)
-    own = page.evaluate("() => localStorage.getItem('heygem-batch')")
+    own = page.wait_for_function("() => localStorage.getItem('heygem-batch')", timeout=30_000).json_value()
     assert own and studio.queue.batch(own).jobs[0].video_name == "d0.mp4"
     again = page.context.new_page()
     again.goto(studio.url)
