@@ -150,6 +150,19 @@ def test_the_page_still_takes_uploads_and_shows_results(studio, short_clips) -> 
         assert client.get(player["url"]).content == result
 
 
+def test_an_uploaded_name_with_a_quote_is_shown_as_its_owner_wrote_it(studio) -> None:
+    """Gradio keeps a name in the form's encoding (a quote as %22); the page's words use the owner's name."""
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        uploaded = client.post("/gradio_api/upload", files=[("files", ('talk "final".wav', b"not a sound", "audio/wav"))])
+        assert uploaded.status_code == 200, uploaded.text
+        [path] = uploaded.json()
+        event, answer = _call(client, "preview_speech", [_file_data(path)])
+    assert event == "complete", answer
+    problems = json.dumps(json.loads(answer))
+    assert "talk &quot;final&quot;.wav" in problems or 'talk \\"final\\".wav' in problems, problems
+    assert "%22" not in problems
+
+
 # ---- passwords: wrong ones lock the address out for a while ------------------------------------------------
 
 class FakeClock:

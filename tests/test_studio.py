@@ -306,6 +306,18 @@ def test_a_failure_is_worded_from_its_code_in_the_page_language() -> None:
     assert "cleo.mp4：全部 25 帧中都没有找到人脸" in presenters_table_html([failed], "zh")
 
 
+def test_a_presenter_name_too_long_is_refused_in_the_page_language() -> None:
+    from heygem.errors import HeyGemError
+    from heygem.presenters import clean_name
+    from heygem.ui.studio import reason_words
+
+    with pytest.raises(HeyGemError) as refused:
+        clean_name("x" * 81, "cleo.mp4")
+    exc = refused.value
+    assert reason_words("zh", exc.code, exc.params, str(exc)) == "主播名称最多 80 个字符，这个有 81 个。"
+    assert reason_words("en", exc.code, exc.params, str(exc)) == "A presenter's name has at most 80 characters; this one has 81."
+
+
 def test_engine_lines_are_worded_from_what_the_engine_said_as_data() -> None:
     from heygem.engines import EngineDescription
     from heygem.ui.studio import device_words, engine_words

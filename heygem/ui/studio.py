@@ -21,7 +21,7 @@ from heygem.engines import engine_status, wav2lip_available
 from heygem.errors import HeyGemError
 from heygem.estimates import Estimate
 from heygem.faces.check import FaceCheck, check_face
-from heygem.jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, SUCCEEDED, Job, JobQueue
+from heygem.jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, SUCCEEDED, Job, JobQueue, form_file_name
 from heygem.media.probe import probe, require_audio_source, require_video_source
 from heygem.presenters import FAILED as PRESENTER_FAILED
 from heygem.presenters import PREPARING, READY, Presenter
@@ -129,7 +129,7 @@ def coded_words(lang: str, key: str, params: dict[str, Any], fallback: str) -> s
         return fallback
     values = dict(params)
     if "file" in values:  # only ever a name on the page, never a path of the server
-        values["file"] = Path(str(values["file"])).name
+        values["file"] = upload_name(str(values["file"]))
     for seconds_key, words_key in (("length_seconds", "length"), ("limit_seconds", "limit")):  # in the page's words
         if seconds_key in values:
             values[words_key] = duration_text(lang, values.pop(seconds_key))
@@ -280,7 +280,7 @@ def _on_worker(lang: str, job: Job) -> str:
 def _failed_file(lang: str, job: Job) -> str:
     """The file a job's card is headed by: its video, or its speech when the failure is the speech's."""
     failed = str(job.error_params.get("file") or "")
-    if job.state == FAILED and failed and Path(failed).name == job.audio_name and job.audio_name != job.video_name:
+    if job.state == FAILED and failed and upload_name(failed) == job.audio_name and job.audio_name != job.video_name:
         return text(lang, "the_speech", name=job.audio_name)
     return job.video_name
 
@@ -557,6 +557,12 @@ def relative_paths(log_text: str, folders: list[Path]) -> str:
     return log_text
 
 
+def upload_name(path: str) -> str:
+    """An uploaded file's name as its owner wrote it: Gradio keeps it as the path's last component, still in the
+    form's encoding (``a%22b.mp4`` for ``a"b.mp4``)."""
+    return form_file_name(Path(path).name)
+
+
 def upload_problem(path: str | None, role: Literal["speech", "picture"], lang: str) -> str:
     """What is wrong with an upload, said in the page's words ("" when it is fine or absent).
 
@@ -564,7 +570,7 @@ def upload_problem(path: str | None, role: Literal["speech", "picture"], lang: s
     """
     if not path:
         return ""
-    name = Path(path).name  # Gradio keeps the uploaded name as the file's last component
+    name = upload_name(path)
     try:
         info = probe(path)
     except HeyGemError as exc:
@@ -628,7 +634,7 @@ def picture_problem(path: str | None, lang: str, detection: DetectionOptions, sp
     check = _face_check(path, detection, _speech_seconds(speech))
     if check is None or check.found:
         return ""
-    name = Path(path).name
+    name = upload_name(path)
     if check.frames <= 1:
         return text(lang, "no_face_photo", name=name)
     return text(lang, "no_face_looked", name=name, frames=check.frames)
@@ -757,8 +763,8 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         try:
             settings = settings_from(engine, face, length, crf)
             videos = [picture] if picture else []
-            batch = queue.submit(audio, videos, settings, audio_name=Path(audio).name,
-                                 video_names=[Path(v).name for v in videos], presenters=[presenter_id] if presenter_id else [])
+            batch = queue.submit(audio, videos, settings, audio_name=upload_name(audio),
+                                 video_names=[upload_name(v) for v in videos], presenters=[presenter_id] if presenter_id else [])
         except ValueError as exc:
             return None, message_html(text(lang, "bad_option", reason=exc)), None, None, None
         except HeyGemError as exc:
@@ -786,8 +792,8 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
             return None, blocked, "", None, 0, None
         try:
             settings = settings_from(engine, face, length, crf)
-            batch = queue.submit(audio, videos, settings, audio_name=Path(audio).name,
-                                 video_names=[Path(v).name for v in videos], presenters=presenter_ids)
+            batch = queue.submit(audio, videos, settings, audio_name=upload_name(audio),
+                                 video_names=[upload_name(v) for v in videos], presenters=presenter_ids)
         except ValueError as exc:
             return None, message_html(text(lang, "bad_option", reason=exc)), "", None, 0, None
         except HeyGemError as exc:
@@ -825,7 +831,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         if problem:
             return [message_html(problem), gr.skip(), gr.skip(), *library(lang, (single, many, None))]
         try:
-            presenter = queue.presenters.add(path, name or "", file_name=Path(path).name)
+            presenter = queue.presenters.add(path, name or "", file_name=upload_name(path))
         except HeyGemError as exc:  # over a limit: the message names the file and the limit
             return [message_html(reason_words(lang, exc.code, exc.params, str(exc))), gr.skip(), gr.skip(), *library(lang, (single, many, None))]
         note = f"<p>{html.escape(text(lang, 'presenter_added', name=presenter.name))}</p>"
@@ -851,6 +857,8 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                 note = f"<p>{html.escape(text(lang, 'presenter_renamed', name=renamed.name))}</p>"
             except KeyError:
                 note = message_html(text(lang, "presenter_gone"))
+            except HeyGemError as exc:
+                note = message_html(reason_words(lang, exc.code, exc.params, str(exc)))
         return [note, *library(lang, (single, many, presenter_id))]
 
     def delete_presenter(presenter_id, armed, single, many, request: gr.Request):

@@ -231,6 +231,7 @@ EN: dict[str, str] = {
     "reason_worker_lost": "{file}: the worker running this job stopped {attempts} times; it was not tried again.",
     "reason_unexpected": "{file}: unexpected error; the Logs tab has the details.",
     "reason_unknown_presenter": "There is no presenter with the id {file}.",
+    "reason_name_too_long": "A presenter's name has at most {limit} characters; this one has {chars}.",
     "reason_presenter_failed": "The presenter {name} could not be prepared; add it again with another file.",
     # What a result says about its video (heygem.errors.CodedText codes).
     "note_cut_short": (
@@ -442,6 +443,7 @@ ZH: dict[str, str] = {
     "reason_worker_lost": "{file}：运行此任务的工作进程已中断 {attempts} 次，不再重试。",
     "reason_unexpected": "{file}：意外错误，详见“日志”页。",
     "reason_unknown_presenter": "没有编号为 {file} 的主播。",
+    "reason_name_too_long": "主播名称最多 {limit} 个字符，这个有 {chars} 个。",
     "reason_presenter_failed": "主播 {name} 未能准备好，请用另一个文件重新添加。",
     "note_cut_short": "不完整：{file} 文件头标明有 {promised} 帧，只有 {decoded} 帧；最后 {seconds} 秒缺失，结果用现有的画面接续。",
     "note_turned": "画面旋转 {turn}° 后才找到人脸：已摆正后做口型同步，再转回原方向。",
