@@ -39,7 +39,8 @@ def _page(browser, studio, locale: str = "en-US", address: str = ""):
     context = browser.new_context(viewport={"width": 1360, "height": 1000}, locale=locale, accept_downloads=True)
     page = context.new_page()
     page.goto(studio.url + "/" + address)
-    page.wait_for_selector("#single-generate", timeout=60_000)
+    # A batch's address opens the Batch tab by itself, which may hide Single's button before it is ever seen.
+    page.wait_for_selector("#batch-start" if "batch=" in address else "#single-generate", timeout=60_000)
     return page
 
 
