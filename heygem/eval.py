@@ -35,7 +35,8 @@ import numpy as np
 
 from heygem.errors import HeyGemError, InputError
 from heygem.faces.base import Face
-from heygem.features import SAMPLE_RATE, voice_envelope
+from heygem.features import SAMPLE_RATE
+from heygem.speech.loudness import voice_envelope
 from heygem.media.audio import load_audio
 from heygem.media.ffmpeg import base_argv, ffmpeg_exe, file_url, format_fps, run_ffmpeg
 from heygem.media.probe import probe, require_audio_source

@@ -37,8 +37,8 @@ from heygem.media.audio import TooLongError, load_audio
 from heygem.media.encode import VideoWriter
 from heygem.media.probe import MediaInfo, fit_picture, probe, turned
 from heygem.media.video import iter_frames, sample_frames, turn_image
-from heygem.phones import mouth_shapes
 from heygem.settings import DetectionOptions, Limits, Settings
+from heygem.speech.phones import mouth_shapes
 from heygem.study import sampling, study_presenter
 
 log = logging.getLogger(__name__)
@@ -123,19 +123,19 @@ class PreparedAudio:
     samples: np.ndarray  # float32 mono at 16 kHz
     mel: np.ndarray  # (80, T)
     _phones: list | None = field(default=None, repr=False)
-    _background: Any = field(default=None, repr=False)  # heygem.phones.BackgroundPhones while one runs
+    _background: Any = field(default=None, repr=False)  # heygem.speech BackgroundPhones while one runs
 
     @property
     def duration(self) -> float:
         return len(self.samples) / SAMPLE_RATE
 
     def start_phones(self) -> None:
-        """Start recognising the speech's sounds in child processes (heygem.phones.BackgroundPhones), to run
+        """Start recognising the speech's sounds in child processes (heygem.speech.phones), to run
         beside other work; ``phones`` collects them. Nothing happens when they are known or already being
         recognised."""
         if self._phones is not None or self._background is not None:
             return
-        from heygem.phones import BackgroundPhones
+        from heygem.speech.phones import BackgroundPhones
 
         try:
             self._background = BackgroundPhones(self.samples, SAMPLE_RATE)
@@ -149,7 +149,7 @@ class PreparedAudio:
             self._background = None
 
     def phones(self, tick: Callable[[float], None] | None = None) -> list:
-        """The sounds recognised in the speech (heygem.phones), on first use; kept for the batch's next video.
+        """The sounds recognised in the speech (heygem.speech), on first use; kept for the batch's next video.
         ``tick(share done)`` is called as the recognition goes, and while a background recognition
         (``start_phones``) is awaited (an exception from it stops either)."""
         if self._phones is not None:
@@ -162,7 +162,7 @@ class PreparedAudio:
             except RuntimeError as exc:
                 log.warning("%s: %s; recognising them here", self.path.name, exc)
         if self._phones is None:
-            from heygem.phones import recognise_phones
+            from heygem.speech.phones import recognise_phones
 
             self._phones = recognise_phones(self.samples, SAMPLE_RATE, tick)
         log.info("recognised %d phones in %s (%.2f s of speech); waited %.2f s for them", len(self._phones),

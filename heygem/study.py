@@ -272,9 +272,9 @@ def _own_speech_classes(video: MediaInfo, fps: Fraction, frames: list[int]) -> l
     usable speech (none, silent, or too little voice)."""
     if video.kind != "video" or not video.has_audio:
         return None
-    from heygem.engines.drive import mouth_drive
     from heygem.media.audio import load_audio
-    from heygem.phones import VISEMES, frame_visemes, recognise_phones
+    from heygem.speech.loudness import mouth_drive
+    from heygem.speech.phones import VISEMES, frame_visemes, recognise_phones
 
     try:
         samples = load_audio(video.path, 16000, SCAN_SECONDS + 1.0)

@@ -11,13 +11,12 @@ import pytest
 
 from heygem.engines import EngineDescription
 from heygem.engines.builtin import BuiltinEngine
-from heygem.engines.drive import mouth_drive
 from heygem.eval import frame_mouth_measures, frame_openings, lag_correlations, lower_face_ssim, mouth_openings, sync_envelope
-from heygem.features import voice_envelope
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
 from heygem.media.video import iter_frames
 from heygem.pipeline import generate, iter_synced_frames, prepare_audio
+from heygem.speech.loudness import mouth_drive, voice_envelope
 from conftest import make_clip
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -148,7 +147,7 @@ def test_photo_uses_the_simpler_path(media, settings, tmp_path):
 
 # ------------------------------------------------------------------------------------- speech sounds (phones)
 def _class_frames(engine: BuiltinEngine, n: int, name: str) -> np.ndarray:
-    from heygem.phones import VISEMES
+    from heygem.speech.phones import VISEMES
 
     return np.flatnonzero(engine.shapes.viseme[:n] == VISEMES.index(name))
 

@@ -13,7 +13,7 @@ import pytest
 
 from heygem.errors import InputError
 from heygem.eval import SyncReport, lag_correlations, lower_face_ssim, measure_sync
-from heygem.features import voice_envelope
+from heygem.speech.loudness import voice_envelope
 from heygem.media.probe import probe
 from heygem.media.video import iter_frames
 from conftest import REPO, make_clip

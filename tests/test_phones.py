@@ -1,4 +1,4 @@
-"""heygem.phones: phones recognised in real speech, and the mouth shapes they give, frame by frame."""
+"""heygem.speech.phones: phones recognised in real speech, and the mouth shapes they give, frame by frame."""
 from __future__ import annotations
 
 import threading
@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import heygem.phones as phones_module
+import heygem.speech.phones as phones_module
 from heygem.features import frame_count
 from heygem.media.audio import load_audio
 from heygem.errors import CancelledError
-from heygem.phones import VISEMES, BackgroundPhones, MouthShapes, Phone, frame_visemes, mouth_shapes, recognise_phones
+from heygem.speech.phones import VISEMES, BackgroundPhones, MouthShapes, Phone, frame_visemes, mouth_shapes, recognise_phones
 
 REST, CLOSED, LIP_TEETH, OPEN, MID, SPREAD, ROUNDED = (VISEMES.index(name) for name in VISEMES)
 BILABIALS = {"M", "B", "P"}

@@ -12,7 +12,7 @@ from heygem.media.probe import MediaInfo
 from heygem.settings import DetectionOptions
 
 if TYPE_CHECKING:
-    from heygem.phones import MouthShapes
+    from heygem.speech.phones import MouthShapes
     from heygem.study import PresenterStudy
 
 

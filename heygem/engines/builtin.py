@@ -5,7 +5,7 @@ multidimensional morphable model), chosen after measuring three methods (../shar
 
 * The pipeline hands ``start`` the presenter study (heygem.study: the person's closed, half-open, open,
   spread and rounded mouths, moved into one canonical face frame, kept per video) and the mouth shapes of
-  the speech (heygem.phones: per output frame an opening and a spread from the recognised sounds, closures
+  the speech (heygem.speech: per output frame an opening and a spread from the recognised sounds, closures
   on m/b/p, rounding on o/u/w, loudness scaling the opening). A class the footage lacks (a spread or rounded
   mouth, or any open one in a photo) is made from its neighbours on the line of openings by a smooth warp.
 * Dense optical flow (OpenCV DIS) links the closed key to every other key. Each frame's (opening, spread)
@@ -33,7 +33,6 @@ import cv2
 import numpy as np
 
 from heygem.engines.base import Engine, EngineDescription, EngineJob
-from heygem.engines.drive import mouth_drive
 from heygem.errors import EngineError
 from heygem.faces.landmarks import (
     CHIN,
@@ -42,7 +41,8 @@ from heygem.faces.landmarks import (
     eye_distance,
     get_face_mesh,
 )
-from heygem.phones import VISEMES, MouthShapes
+from heygem.speech.loudness import mouth_drive
+from heygem.speech.phones import VISEMES, MouthShapes
 from heygem.study import STABLE, crop_landmarks, similarity
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 def _to_key_range(shapes: MouthShapes, loudness: np.ndarray) -> MouthShapes:
-    """A copy of ``shapes`` (heygem.phones.MouthShapes) with opening and spread scaled to the keys' range, the
+    """A copy of ``shapes`` (heygem.speech.MouthShapes) with opening and spread scaled to the keys' range, the
     opening mixed with the ``loudness`` drive (0..1 per frame)."""
     voiced = shapes.opening > 0.02
     opening, spread, viseme = shapes.opening.astype(np.float32), shapes.spread.astype(np.float32), shapes.viseme
@@ -139,7 +139,7 @@ class BuiltinEngine(Engine):
 
     def _reset(self) -> None:
         self.drive = np.zeros(0, np.float32)
-        self.shapes = None  # heygem.phones.MouthShapes, per output frame, when driven by the speech's sounds
+        self.shapes = None  # heygem.speech.MouthShapes, per output frame, when driven by the speech's sounds
         self.names: list[str] = []
         self.study_names: list[str] = []
         self.keys: list[_Key] = []

@@ -11,7 +11,7 @@ with a strength that is constant over the phone and decays exponentially before 
 it (carry-over). Lips (m b p, f v) pull hard and locally and are then enforced: at least one fully closed (or
 lip-under-teeth) frame per such phone, starting a little ahead of its sound. Rounding pulls weakly on the
 opening but strongly on the lip shape, so it spreads into neighbouring consonants. The speech's
-loudness (``heygem.engines.drive.mouth_drive``) scales the opening, so loud speech opens wider; pauses close
+loudness (``heygem.speech.loudness.mouth_drive``) scales the opening, so loud speech opens wider; pauses close
 the mouth to rest.
 
 ``frame_visemes`` is the plain per-frame class of the phone being spoken, without blending, for labelling a
@@ -40,8 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from heygem.children import Child
-from heygem.engines.drive import SILENCE_DB, mouth_drive
-from heygem.features import voice_envelope
+from heygem.speech.loudness import SILENCE_DB, mouth_drive, voice_envelope
 
 __all__ = ["VISEMES", "BackgroundPhones", "MouthShapes", "Phone", "frame_visemes", "mouth_shapes", "recognise_phones",
            "unload_decoder"]
@@ -275,12 +274,13 @@ class BackgroundPhones:
         bounds = [0, *_cut_points(pcm, sample_rate), len(pcm)]
         # The child imports this package from where this process found it, whatever the working folder.
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
+        project = Path(__file__).resolve().parents[2]  # the folder holding the heygem package
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project), env.get("PYTHONPATH")]))
         for number, share in enumerate(_share_out(bounds, min(MAX_PHONE_PROCESSES, (os.cpu_count() or 1) // 2))):
             result, errors = self._folder / f"phones-{number}.json", self._folder / f"errors-{number}.txt"
             with open(errors, "wb") as handle:
-                process = Child([sys.executable, "-m", "heygem.phones", str(speech), str(result), *map(str, share)],
-                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=handle)
+                argv = [sys.executable, "-m", "heygem.speech.phones", str(speech), str(result), *map(str, share)]
+                process = Child(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=handle)
             self._children.append((process, result, errors))
 
     def result(self, waiting: Callable[[], None] | None = None) -> list[Phone]:
