@@ -1,0 +1,252 @@
+"""The study of a presenter's whole footage: every frame's mouth, in one canonical face frame, kept.
+
+Unit selection (issue 21) shows the person's own real mouths: for each frame of a new speech it picks a frame
+of their footage. So every frame of the footage (up to ``MAX_FRAMES``; beyond that, frames evenly spaced, and
+``sampled`` says so) is described once:
+
+* the face mesh, tracked frame to frame (the detector runs on the first frame and where tracking loses the
+  face), moved into a canonical frame by a similarity transform on points that move with the skull
+  (``heygem.study.STABLE``): the eyes level, their outer corners ``CANONICAL_EYES`` apart;
+* the mouth's opening and width over the eye distance (as ``heygem.eval`` measures them);
+* the lower face in that canonical frame (``PATCH_BOX``: nose base to chin, cheek to cheek), kept as JPEG,
+  so that a chosen mouth can be moved into any output frame's head pose.
+
+A frame without a face keeps NaN measures and no patch. The study is kept by the video's content hash beside
+the other studies; a second job, or a presenter prepared before, reads it back.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from heygem.faces import Face, get_detector
+from heygem.faces.landmarks import EYE_OUTER_CORNERS, eye_distance, get_face_mesh, mouth_opening, mouth_width
+from heygem.faces.schedule import content_hash
+from heygem.faces.track import select_face
+from heygem.media.probe import MediaInfo
+from heygem.media.video import iter_frames
+from heygem.settings import DetectionOptions
+from heygem.study import STABLE, apply_affine, similarity
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CANONICAL_SIZE", "FootageCache", "FootageStudy", "PATCH_BOX", "study_footage"]
+
+FOOTAGE_VERSION = 1
+MAX_FRAMES = 7500  # five minutes at 25 fps; longer footage is studied at evenly spaced frames
+CANONICAL_SIZE = 256
+CANONICAL_EYES = ((78.0, 96.0), (178.0, 96.0))  # outer eye corners (image left, image right) in the frame
+# The lower face in the canonical frame, (x1, y1, x2, y2): nose base to below the chin, cheek to cheek.
+PATCH_BOX = (48, 128, 208, 248)
+JPEG_QUALITY = 94
+
+
+@dataclass
+class FootageStudy:
+    """Every studied frame of one presenter's footage.
+
+    frames: (N,) source frame numbers (all frames, or evenly spaced ones when ``sampled``).
+    points: (N, 468, 2) float16 face-mesh points in the canonical frame (NaN where no face was found).
+    openings, widths: (N,) float32 mouth opening and corner width over the eye distance (NaN: no face).
+    patches: N JPEG images of ``PATCH_BOX`` in the canonical frame (empty bytes: no face).
+    fps: the footage's frame rate; sampled: frames were skipped to stay within ``MAX_FRAMES``.
+    """
+
+    frames: np.ndarray
+    points: np.ndarray
+    openings: np.ndarray
+    widths: np.ndarray
+    patches: list[bytes]
+    fps: float
+    sampled: bool
+
+    @property
+    def found(self) -> np.ndarray:
+        """(N,) bool: the frames with a face."""
+        return ~np.isnan(self.openings)
+
+    def patch(self, index: int) -> np.ndarray | None:
+        """The lower face of studied frame ``index`` (BGR, PATCH_BOX's size), or None without a face."""
+        data = self.patches[index]
+        if not data:
+            return None
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+    def describe(self) -> str:
+        spaced = f", evenly spaced over the footage (longer than {MAX_FRAMES} frames)" if self.sampled else ""
+        return f"{int(self.found.sum())} of {len(self.frames)} frames with a mouth{spaced}"
+
+
+def canonical_template() -> np.ndarray:
+    """The canonical frame's eye corners as a (2, 2) array (image left, image right)."""
+    return np.array(CANONICAL_EYES, np.float32)
+
+
+def to_canonical(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The 2x3 similarity taking a frame's points into the canonical frame: least squares on the skull's
+    points (``STABLE``) onto ``reference`` (the same points of the footage's first face, in that frame)."""
+    return similarity(np.asarray(points, np.float32)[list(STABLE)], reference)
+
+
+def _reference(points: np.ndarray) -> np.ndarray:
+    """The skull's points of a first face, levelled and scaled into the canonical frame by its eye corners."""
+    eyes = np.asarray(points, np.float32)[list(EYE_OUTER_CORNERS)]
+    affine = similarity(eyes, canonical_template())
+    return apply_affine(affine, np.asarray(points, np.float32)[list(STABLE)]).astype(np.float32)
+
+
+class FootageCache:
+    """Footage studies on disk, one ``.npz`` per video content and everything that changes what is studied."""
+
+    def __init__(self, folder: Path, video: Path, key_parts: tuple) -> None:
+        digest = hashlib.blake2b(digest_size=10)
+        for part in (FOOTAGE_VERSION, content_hash(video), *key_parts):
+            digest.update(repr(part).encode())
+        self.path = Path(folder) / f"footage-{digest.hexdigest()}.npz"
+
+    def load(self) -> FootageStudy | None:
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                blob, offsets = data["patch_bytes"].tobytes(), data["patch_offsets"]
+                return FootageStudy(
+                    frames=data["frames"], points=data["points"], openings=data["openings"], widths=data["widths"],
+                    patches=[blob[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)],
+                    fps=float(data["fps"]), sampled=bool(data["sampled"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring an unreadable footage study %s (%s)", self.path, exc)
+            return None
+
+    def save(self, study: FootageStudy) -> None:
+        """Write atomically: a crash leaves the old file or none."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        offsets = np.concatenate([[0], np.cumsum([len(p) for p in study.patches])]).astype(np.int64)
+        handle, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".footage-", suffix=".npz")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                np.savez(out, frames=study.frames, points=study.points, openings=study.openings,
+                         widths=study.widths, patch_bytes=np.frombuffer(b"".join(study.patches), np.uint8),
+                         patch_offsets=offsets, fps=study.fps, sampled=study.sampled)
+            os.replace(temp, self.path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+
+def studied_frames(frame_count: int, limit: int = MAX_FRAMES) -> np.ndarray:
+    """The source frames studied: all of them, or ``limit`` evenly spaced ones."""
+    if frame_count <= limit:
+        return np.arange(frame_count, dtype=np.int64)
+    return np.unique(np.linspace(0, frame_count - 1, limit).round().astype(np.int64))
+
+
+def study_footage(video: MediaInfo, detection: DetectionOptions, cache_dir: Path | None = None,
+                  tick: Callable[[float], None] | None = None, stats: dict | None = None) -> FootageStudy | None:
+    """The footage study of ``video`` (from the cache when it is there); None for a photo, or footage in which
+    no frame has a face. ``tick(share done)`` is called as frames are studied (a cancel raised there stops
+    the study); ``stats["footage"]`` is set to "cached" or "made"."""
+    if video.kind != "video" or not video.fps:
+        return None
+    stats = stats if stats is not None else {}
+    fps = Fraction(video.fps)
+    cache = None
+    if cache_dir is not None:
+        cache = FootageCache(cache_dir, video.path, (fps, video.turn, video.width, video.height, detection.detector,
+                                                     detection.detect_size, detection.face, detection.box))
+        cached = cache.load()
+        if cached is not None:
+            stats["footage"] = "cached"
+            log.info("footage study of %s read from the cache: %s", video.path.name, cached.describe())
+            return cached
+    started = time.perf_counter()
+    study = _scan(video, fps, detection, tick or (lambda done: None))
+    if study is None:
+        log.warning("footage study: no face with landmarks in %s", video.path.name)
+        return None
+    stats["footage"] = "made"
+    log.info("footage study of %s made in %.2f s: %s", video.path.name, time.perf_counter() - started,
+             study.describe())
+    if cache is not None:
+        cache.save(study)
+    return study
+
+
+def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, tick: Callable[[float], None]) -> FootageStudy | None:
+    mesh = get_face_mesh()
+    detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
+    wanted = studied_frames(max(1, video.frame_count or 1), MAX_FRAMES)
+    wanted_set = set(wanted.tolist()) if len(wanted) < (video.frame_count or 0) else None
+    x1, y1, x2, y2 = PATCH_BOX
+    frames: list[int] = []
+    points_out: list[np.ndarray] = []
+    openings: list[float] = []
+    widths: list[float] = []
+    patches: list[bytes] = []
+    reference: np.ndarray | None = None
+    previous: np.ndarray | None = None
+    previous_face: Face | None = None
+    nan_points = np.full((468, 2), np.nan, np.float16)
+    total = max(1, len(wanted))
+    source = iter_frames(video, fps)
+    try:
+        for number, image in enumerate(source):
+            if wanted_set is not None and number not in wanted_set:
+                previous = None  # frames apart: find the face afresh rather than track across the gap
+                continue
+            if len(frames) % 25 == 0:
+                tick(min(1.0, len(frames) / total))
+            points = mesh.track(image, previous) if previous is not None else None
+            if points is not None and not _plausible(points, image):
+                points = None
+            if points is None:
+                face = Face(*map(float, det.box)) if det.box else select_face(detector.detect(image), det.face,
+                                                                             previous_face)
+                if face is not None:
+                    previous_face = face
+                    points = mesh.from_box(image, face)
+                    if points is not None and not _plausible(points, image):
+                        points = None
+            previous = points
+            frames.append(number)
+            if points is None:
+                points_out.append(nan_points)
+                openings.append(np.nan)
+                widths.append(np.nan)
+                patches.append(b"")
+                continue
+            if reference is None:
+                reference = _reference(points)
+            affine = to_canonical(points, reference)
+            canonical = apply_affine(affine, points)
+            lower = cv2.warpAffine(image, affine, (CANONICAL_SIZE, CANONICAL_SIZE), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE)[y1:y2, x1:x2]
+            ok, jpeg = cv2.imencode(".jpg", lower, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            points_out.append(canonical.astype(np.float16))
+            openings.append(mouth_opening(points))
+            widths.append(mouth_width(points))
+            patches.append(jpeg.tobytes() if ok else b"")
+    finally:
+        source.close()
+    tick(1.0)
+    if reference is None:
+        return None
+    return FootageStudy(frames=np.array(frames, np.int64), points=np.stack(points_out),
+                        openings=np.array(openings, np.float32), widths=np.array(widths, np.float32),
+                        patches=patches, fps=float(fps), sampled=wanted_set is not None)
+
+
+def _plausible(points: np.ndarray, image: np.ndarray) -> bool:
+    """A face of a plausible size: the eye distance between 2% and 80% of the picture's shorter side."""
+    iod = eye_distance(points)
+    return 0.02 * min(image.shape[:2]) < iod < 0.8 * min(image.shape[:2])
