@@ -1,0 +1,121 @@
+"""Moving a mouth chosen from the presenter's own footage (heygem.footage) into an output frame.
+
+The footage study keeps every frame's lower face in one canonical face frame. To show studied frame ``j``'s
+mouth in an output picture, the canonical frame is mapped onto that picture's head pose by a similarity
+transform on the skull's points (``heygem.study.STABLE``: eyes and nose, which the jaw does not move), the
+lower face is warped there, its colour matched to the picture on a ring around it (the light of the output
+frame, not of the footage's moment; smoothed over frames so it does not flicker), and blended through a
+feathered mask from below the nose to below the lowest chin the footage shows, cheek to cheek, and within
+both faces' jaw lines (the footage frame's own, so no background or hair of that moment comes along; the
+picture's, each lowered to the lower of the two chins, so neither an opening nor a closing jaw is cut off
+and the picture's own chin never shows under the chosen one). Pixels
+outside the mask are the picture's own.
+"""
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+from heygem.faces.landmarks import CHIN, JAW, MOUTH_CORNERS
+from heygem.footage import PATCH_BOX, FootageStudy
+from heygem.study import STABLE, similarity
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MouthPlacer"]
+
+FEATHER = 9.0  # px in the canonical frame (eye corners 100 px apart): the width of the mask's soft edge
+RING = 8  # px: the band outside the mask whose colour the placed mouth is matched to
+COLOUR_SMOOTHING = 0.25  # per frame, the share of the way the colour offset moves towards this frame's
+MAX_OFFSET = 40.0  # grey levels: a larger difference is a wrong match, not lighting
+NOSE_BASE = 2  # face-mesh point under the nose
+
+
+class MouthPlacer:
+    """Places studied frames' lower faces into pictures of the same person, frame after frame."""
+
+    def __init__(self, study: FootageStudy) -> None:
+        if not study.found.any():
+            raise ValueError("the footage study has no frame with a face")
+        self.study = study
+        faces = study.points[study.found].astype(np.float32)
+        self.reference = np.median(faces[:, list(STABLE)], axis=0)
+        self.ellipse, self.ring = _masks(faces)
+        self._offset: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the colour of earlier frames (a new video, or a cut)."""
+        self._offset = None
+
+    def place(self, picture: np.ndarray, points: np.ndarray, index: int) -> np.ndarray:
+        """``picture`` (BGR) with the lower face of studied frame ``index``, in the pose of the face whose
+        468 mesh ``points`` (picture pixels) are given; the picture unchanged when that frame has no face."""
+        patch = self.study.patch(index)
+        if patch is None:
+            return picture.copy()
+        x1, y1, _, _ = PATCH_BOX
+        affine = similarity(self.reference, np.asarray(points, np.float32)[list(STABLE)])
+        affine[:, 2] += affine[:, :2] @ np.array([x1, y1], np.float64)  # the patch starts at (x1, y1)
+        h, w = patch.shape[:2]
+        corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ affine.T
+        bx0, by0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
+        bx1 = min(int(np.ceil(corners[:, 0].max())) + 2, picture.shape[1])
+        by1 = min(int(np.ceil(corners[:, 1].max())) + 2, picture.shape[0])
+        if bx1 <= bx0 or by1 <= by0:
+            return picture.copy()
+        affine[:, 2] -= (bx0, by0)
+        mask = self._mask(index, cv2.invertAffineTransform(affine), np.asarray(points, np.float32) - (bx0, by0))
+        stack = np.dstack([patch.astype(np.float32), mask * 255.0, self.ring * 255.0])
+        warped = cv2.warpAffine(stack, affine, (int(bx1 - bx0), int(by1 - by0)), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT)
+        moved, mask, ring = warped[..., :3], warped[..., 3:4] / 255.0, warped[..., 4] > 127
+        base = picture[by0:by1, bx0:bx1].astype(np.float32)
+        if ring.any():
+            offset = np.clip(base[ring].mean(0) - moved[ring].mean(0), -MAX_OFFSET, MAX_OFFSET)
+            self._offset = offset if self._offset is None else self._offset + COLOUR_SMOOTHING * (offset - self._offset)
+        if self._offset is not None:
+            moved = moved + self._offset
+        out = picture.copy()
+        out[by0:by1, bx0:bx1] = np.clip(base + mask * (moved - base) + 0.5, 0, 255).astype(np.uint8)
+        return out
+
+
+    def _mask(self, index: int, to_patch: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """The blend mask of studied frame ``index`` over a picture whose points ``to_patch`` maps into the
+        patch's pixels: the ellipse, within both jaw lines, feathered."""
+        h, w = self.ellipse.shape
+        own = self.study.points[index].astype(np.float32)[list(JAW)] - PATCH_BOX[:2]
+        theirs = (points[list(JAW)] @ to_patch[:, :2].T + to_patch[:, 2]).astype(np.float32)
+        drop = float(own[:, 1].max() - theirs[:, 1].max())  # > 0: the chosen chin is the lower one
+        hard = self.ellipse.copy()
+        for jaw, lower_by in ((own, max(0.0, -drop)), (theirs, max(0.0, drop))):
+            allowed = np.zeros((h, w), np.float32)
+            lowered = np.vstack([jaw, jaw + (0.0, lower_by)])
+            cv2.fillConvexPoly(allowed, cv2.convexHull(np.round(lowered).astype(np.int32)), 1.0)
+            hard *= allowed
+        hard = cv2.erode(hard, np.ones((3, 3), np.uint8), iterations=int(FEATHER // 2))
+        mask = cv2.GaussianBlur(hard, (0, 0), FEATHER / 2)
+        mask[:2], mask[-2:], mask[:, :2], mask[:, -2:] = 0, 0, 0, 0
+        return mask
+
+
+def _masks(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The blend ellipse (hard) and the colour ring in the patch's pixels, from the studied faces (canonical
+    points): an ellipse from just below the nose to below the lowest chin, as wide as the widest mouth and then some."""
+    x1, y1, x2, y2 = PATCH_BOX
+    width, height = x2 - x1, y2 - y1
+    corners = faces[:, list(MOUTH_CORNERS)]
+    centre_x = float(np.median(corners[:, :, 0].mean(1))) - x1
+    half_width = float(np.percentile(np.abs(corners[:, 1, 0] - corners[:, 0, 0]), 95)) * 0.5 * 1.45
+    top = float(np.median(faces[:, NOSE_BASE, 1])) - y1 + 4.0
+    bottom = float(np.percentile(faces[:, CHIN, 1], 95)) - y1 + 6.0
+    centre_y, half_height = (top + bottom) / 2, (bottom - top) / 2
+    grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)
+    inside = ((grid_x - centre_x) / max(half_width, 1.0)) ** 2 + ((grid_y - centre_y) / max(half_height, 1.0)) ** 2
+    hard = (inside <= 1.0).astype(np.float32)
+    grown = cv2.dilate(hard, np.ones((3, 3), np.uint8), iterations=RING)
+    ring = (grown > 0) & (hard == 0)
+    ring[:2], ring[-2:], ring[:, :2], ring[:, -2:] = False, False, False, False
+    return hard, ring.astype(np.float32)
