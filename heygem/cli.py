@@ -16,6 +16,7 @@ from heygem.settings import (
     DetectionOptions,
     EncodeOptions,
     EngineOptions,
+    MOUTH_DRIVES,
     Limits,
     Settings,
 )
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--batch-size", type=int, help="faces per generator call (default: 128 on CUDA, 16 on CPU)")
     engine.add_argument("--no-fp16", action="store_true", help="full precision on CUDA")
     engine.add_argument("--runtime", default="auto", choices=["auto", "torch", "ncnn"], help="CPU only: auto (default: ncnn when installed, about 2x faster), torch, ncnn")
-    engine.add_argument("--mouth-drive", default="phones", choices=["phones", "loudness"], help="built-in engine: what moves the mouth: phones (default: the sounds of the speech, with loudness) or loudness (the engine before phones)")
+    engine.add_argument("--mouth-drive", default="phones", choices=MOUTH_DRIVES, help="built-in engine: what moves the mouth: phones (default: the sounds of the speech, with loudness), footage (those sounds choose the presenter's own real mouths from their whole footage) or loudness (the engine before phones)")
     faces = gen.add_argument_group("faces")
     faces.add_argument("--detector", default="yunet", choices=["yunet", "s3fd"], help="face detector (default yunet: nothing to download)")
     faces.add_argument("--detector-weights", type=Path, help="S3FD weights file (s3fd-619a316812.pth) for --detector s3fd")

@@ -41,13 +41,12 @@ from heygem.media.audio import load_audio
 from heygem.media.ffmpeg import base_argv, ffmpeg_exe, file_url, format_fps, run_ffmpeg
 from heygem.media.probe import probe, require_audio_source
 from heygem.media.video import iter_frames
-from heygem.settings import ENGINE_CHOICES, DetectionOptions, EncodeOptions, EngineOptions, Settings
+from heygem.settings import ENGINE_CHOICES, MOUTH_DRIVES, DetectionOptions, EncodeOptions, EngineOptions, Settings
 
 log = logging.getLogger(__name__)
 
 MIN_OVERLAP = 10  # frames with a face needed before a correlation means anything
 DYNAMIC_RANGE_DB = 60.0  # loudness below (loudest frame - this) counts as silence when correlating
-MOUTH_DRIVES = ("phones", "loudness")  # EngineOptions.mouth_drive of the built-in engine
 
 
 @dataclass

@@ -32,6 +32,7 @@ from heygem.faces.orientation import Orientation, describe_turn, find_orientatio
 from heygem.faces.schedule import Anchors, CachedFaces, FaceCache, sparse_detect
 from heygem.faces.track import crop_box, select_face, smooth_faces
 from heygem.features import MelChunks, frame_count, mel_spectrogram
+from heygem.footage import study_footage
 from heygem.limits import check_speech, speech_too_long
 from heygem.media.audio import TooLongError, load_audio
 from heygem.media.encode import VideoWriter
@@ -632,8 +633,9 @@ def iter_synced_frames(
             "so the result is the same way up as the source", file=video.path.name, turn=turn))
         log.warning("%s: %s", video.path.name, notes[-1])
     back = (360 - turn) % 360
-    study = shapes = None
-    phones_wanted = engine.wants_study and settings.engine.mouth_drive == "phones"
+    study = shapes = footage = None
+    drive = settings.engine.mouth_drive
+    phones_wanted = engine.wants_study and drive in ("phones", "footage")
     if phones_wanted:
         audio.start_phones()  # in a process of its own, beside the study (or collected at once when known)
     # The stages a person sees: "study" while the presenter is studied (the slow part of a fresh video), then
@@ -648,6 +650,14 @@ def iter_synced_frames(
             stopwatch.seconds.pop("study", None)
         else:
             reading = "study"
+        if drive == "footage" and study is not None and video.kind == "video":
+            with stopwatch("footage"):  # every frame's mouth, for the engine to choose from; kept like the study
+                footage = study_footage(video, det, _study_dir(det), stats=stats,
+                                        tick=lambda done: report("study", done, str(video.path)))
+            if stats.get("footage") == "cached":
+                stopwatch.seconds.pop("footage", None)
+            else:
+                reading = "study"
         if phones_wanted:
             reading = "phones"
             report("phones", 0.0, str(video.path))  # a cancel is seen here, and while they are awaited
@@ -656,7 +666,7 @@ def iter_synced_frames(
                                       audio.samples, fps, total)
     report(reading, 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
     with stopwatch("engine start"):
-        engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes))
+        engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes, drive, footage))
     report.again()
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)

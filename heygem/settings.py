@@ -60,8 +60,10 @@ class EngineOptions:
     runtime: on the CPU, ``auto`` runs the Wav2Lip generator on ncnn (about twice as fast, within 1/255)
         when it is installed and agrees with PyTorch at load, else on PyTorch; ``torch`` always PyTorch.
     mouth_drive: what moves the built-in engine's mouth: ``phones`` (the sounds recognised in the speech,
-        as mouth shapes, with loudness scaling the opening) or ``loudness`` (the voice band's loudness alone,
-        the engine before phones; kept to compare against).
+        as mouth shapes, with loudness scaling the opening), ``footage`` (those shapes choose the presenter's
+        own real mouths, frame by frame, from their whole footage: heygem.footage; a photo or footage too short
+        or too still falls back to ``phones``) or ``loudness`` (the voice band's loudness alone, the engine
+        before phones; kept to compare against).
     """
 
     engine: str = "auto"
@@ -71,6 +73,9 @@ class EngineOptions:
     fp16: bool = True
     runtime: str = "auto"
     mouth_drive: str = "phones"
+
+
+MOUTH_DRIVES = ("phones", "footage", "loudness")  # EngineOptions.mouth_drive of the built-in engine
 
 
 @dataclass

@@ -12,6 +12,7 @@ from heygem.media.probe import MediaInfo
 from heygem.settings import DetectionOptions
 
 if TYPE_CHECKING:
+    from heygem.footage import FootageStudy
     from heygem.speech.phones import MouthShapes
     from heygem.study import PresenterStudy
 
@@ -28,6 +29,8 @@ class EngineJob:
     detection: DetectionOptions  # how the pipeline finds and picks the face
     study: PresenterStudy | None = None  # the presenter's key mouths, for engines with ``wants_study``
     shapes: MouthShapes | None = None  # mouth shapes of the speech per output frame (None: loudness only)
+    drive: str = "phones"  # EngineOptions.mouth_drive: what the person asked to move the mouth
+    footage: FootageStudy | None = None  # every frame of the presenter's footage, when the drive is ``footage``
 
 
 @dataclass(frozen=True)
@@ -37,19 +40,23 @@ class EngineDescription:
     English for logs, results and the command line.
 
     engine: the engine's name (``wav2lip``, ``builtin``).
-    mode: builtin: ``morph`` (the presenter's own key mouths, morphed), ``photo`` (an opening synthesised on a
-        still: no open mouth of the person's own), or None (no face with landmarks: frames pass unchanged).
+    mode: builtin: ``morph`` (the presenter's own key mouths, morphed), ``footage`` (the presenter's own real
+        mouths, a footage frame chosen for each output frame), ``photo`` (an opening synthesised on a still: no
+        open mouth of the person's own), or None (no face with landmarks: frames pass unchanged).
     keys: builtin: the key mouths it morphs between (``closed``, ``half``, ``open``, ``spread``, ``rounded``).
     drive: builtin: what moves the mouth, ``phones`` (the speech's sounds) or ``loudness``.
     device, checkpoint, precision, batch, runtime: wav2lip: where it ran (``cpu``, ``cuda:0``), the checkpoint
         file's name, ``fp16`` or ``fp32``, faces per generator call, and ``ncnn`` or ``torch``.
     fallbacks: what it made do with, as codes: ``made_spread`` and ``made_rounded`` (a key mouth the footage
-        lacks, made from the person's other keys), ``torch_runtime`` (on the CPU without its faster ncnn path).
+        lacks, made from the person's other keys), ``torch_runtime`` (on the CPU without its faster ncnn path),
+        and why the footage drive was not used: ``footage_photo`` (a photo), ``footage_short`` (too little
+        footage with a face), ``footage_still`` (a mouth that hardly opens in it), ``footage_none`` (no study).
     """
 
     engine: str
     mode: str | None = None
     keys: tuple[str, ...] = ()
+    units: int | None = None  # builtin ``footage``: the footage frames the mouths were chosen from
     drive: str | None = None
     device: str | None = None
     checkpoint: str | None = None

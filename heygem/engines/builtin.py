@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from heygem.engines.base import Engine, EngineDescription, EngineJob
+from heygem.engines.footage_mouths import MouthPlacer, choose_footage_frames
 from heygem.errors import EngineError
 from heygem.faces.landmarks import (
     CHIN,
@@ -41,6 +42,7 @@ from heygem.faces.landmarks import (
     eye_distance,
     get_face_mesh,
 )
+from heygem.footage import FootageStudy
 from heygem.speech.loudness import mouth_drive
 from heygem.speech.phones import VISEMES, MouthShapes
 from heygem.study import STABLE, crop_landmarks, similarity
@@ -82,6 +84,24 @@ LOUDNESS_SHARE = 0.5
 CLOSURE_MAX_LOUDNESS = 0.6  # loudness drive (0..1) above which a recognised closure is not trusted
 # Where a spread or rounded key cannot also give the opening asked for: the share of the opening kept.
 OPENING_KEPT = 0.5
+
+
+# The footage drive needs this much footage with a face, and a mouth that opens in it, to choose from.
+MIN_FOOTAGE_SECONDS = 5.0
+MIN_FOOTAGE_OPENING = 0.04  # opening range (5th to 95th percentile, over eye distance)
+
+
+def footage_problem(footage: FootageStudy | None, photo: bool) -> str | None:
+    """Why the presenter's footage cannot give the mouths (a fallback code), or None when it can."""
+    if footage is None or photo:
+        return "footage_photo" if photo else "footage_none"
+    found = footage.found
+    if found.sum() < MIN_FOOTAGE_SECONDS * footage.fps:
+        return "footage_short"
+    low, high = np.percentile(footage.openings[found], [5, 95])
+    if high - low < MIN_FOOTAGE_OPENING:
+        return "footage_still"
+    return None
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -160,20 +180,30 @@ class BuiltinEngine(Engine):
         self._previous: np.ndarray | None = None
         self._offset: np.ndarray | None = None
         self._counter = 0
+        # The footage drive: a studied footage frame per output frame, placed by ``placer``; or why not.
+        self.chosen: np.ndarray | None = None
+        self.placer: MouthPlacer | None = None
+        self.footage_frames = 0
+        self.footage_fallback: str | None = None
 
     def description(self) -> EngineDescription:
         if not self.keys:  # not started yet, or no face with landmarks was studied: frames pass unchanged
             return EngineDescription(self.name)
+        drive = "loudness" if self.shapes is None else "phones"
+        if self.chosen is not None:
+            return EngineDescription(self.name, mode="footage", drive=drive, units=self.footage_frames)
         made = [name for name in self.names if name not in self.study_names]
+        fallbacks = tuple(f"made_{name}" for name in made) + ((self.footage_fallback,) if self.footage_fallback else ())
         return EngineDescription(self.name, mode="photo" if self.photo else "morph", keys=tuple(self.names),
-                                 drive="loudness" if self.shapes is None else "phones",
-                                 fallbacks=tuple(f"made_{name}" for name in made))
+                                 drive=drive, fallbacks=fallbacks)
 
     def describe(self) -> str:
         about = self.description()
         if about.mode is None:
             return f"{self.name} (own-footage mouth morph)"
         drive = "speech sounds" if about.drive == "phones" else "loudness"
+        if about.mode == "footage":
+            return f"{self.name} (the presenter's own mouths, chosen from {about.units} frames of their footage by {drive})"
         if about.mode == "photo":
             return f"{self.name} (photo: synthetic mouth opening, simpler than the own-footage morph; {drive})"
         return f"{self.name} (own-footage mouth morph, {len(about.keys)} keys: {', '.join(about.keys)}; {drive})"
@@ -206,9 +236,17 @@ class BuiltinEngine(Engine):
         else:
             self.shapes = _to_key_range(job.shapes, mouth_drive(job.samples, job.fps, job.frames))
             self.drive = self.shapes.opening  # the opening asked of each frame, as with loudness
+            if job.drive == "footage":
+                self.footage_fallback = footage_problem(job.footage, self.photo)
+                if self.footage_fallback is None:
+                    rest = self.shapes.viseme == VISEMES.index("rest")
+                    self.chosen = choose_footage_frames(job.footage, self.shapes.opening, self.shapes.spread, rest)
+                    self.placer = MouthPlacer(job.footage)
+                    self.footage_frames = int(job.footage.found.sum())
+                else:
+                    log.info("builtin engine: footage drive not used (%s); the key mouths instead", self.footage_fallback)
             self._build_key_space()
-        log.info("builtin engine ready in %.2f s: %s; %s", time.perf_counter() - started, study.describe(),
-                 "drive: loudness" if job.shapes is None else "drive: speech sounds (phones)")
+        log.info("builtin engine ready in %.2f s: %s", time.perf_counter() - started, self.describe())
 
     def _build_region(self, lip_sets: list[np.ndarray], chin_sets: list[np.ndarray], points: np.ndarray) -> None:
         """The ROI, the soft mouth mask and the colour ring, in canonical pixels."""
@@ -497,14 +535,18 @@ class BuiltinEngine(Engine):
         if frame_indices is None:
             frame_indices = np.arange(self._counter, self._counter + len(crops))
         self._counter = int(frame_indices[-1]) + 1 if len(frame_indices) else self._counter
-        if self.levels is None and not self.key_images:
+        if self.levels is None and not self.key_images and self.chosen is None:
             return out
         for i, (crop, index) in enumerate(zip(crops, frame_indices)):
             points = self._landmarks(crop, self._previous)
             self._previous = points
             if points is None:
                 continue
-            out[i] = self._render(crop, points, self._morph(int(index)))
+            if self.chosen is not None and self.placer is not None:
+                chosen = int(self.chosen[min(max(int(index), 0), len(self.chosen) - 1)])
+                out[i] = self.placer.place(crop, points, chosen)
+            else:
+                out[i] = self._render(crop, points, self._morph(int(index)))
         return out
 
     def _morph(self, index: int) -> np.ndarray:

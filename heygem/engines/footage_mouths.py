@@ -108,14 +108,78 @@ def _masks(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     width, height = x2 - x1, y2 - y1
     corners = faces[:, list(MOUTH_CORNERS)]
     centre_x = float(np.median(corners[:, :, 0].mean(1))) - x1
-    half_width = float(np.percentile(np.abs(corners[:, 1, 0] - corners[:, 0, 0]), 95)) * 0.5 * 1.45
-    top = float(np.median(faces[:, NOSE_BASE, 1])) - y1 + 4.0
+    half_width = float(np.percentile(np.abs(corners[:, 1, 0] - corners[:, 0, 0]), 95)) * 0.5 * 1.8
+    top = float(np.median(faces[:, NOSE_BASE, 1])) - y1 - 6.0  # the feather ends at the nose, not on the lip
     bottom = float(np.percentile(faces[:, CHIN, 1], 95)) - y1 + 6.0
     centre_y, half_height = (top + bottom) / 2, (bottom - top) / 2
     grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)
     inside = ((grid_x - centre_x) / max(half_width, 1.0)) ** 2 + ((grid_y - centre_y) / max(half_height, 1.0)) ** 2
     hard = (inside <= 1.0).astype(np.float32)
     grown = cv2.dilate(hard, np.ones((3, 3), np.uint8), iterations=RING)
-    ring = (grown > 0) & (hard == 0)
+    # Only beside and above the mouth: below the chin the ring would meet the neck, a collar or the background.
+    ring = (grown > 0) & (hard == 0) & (grid_y < centre_y)
     ring[:2], ring[-2:], ring[:, :2], ring[:, -2:] = False, False, False, False
     return hard, ring.astype(np.float32)
+
+
+# ---- choosing a footage frame for every output frame, by the mouth shape the speech asks for ------------------
+
+CANDIDATES = 24  # footage frames kept per output frame (the best by target cost) for the path search
+SPREAD_WEIGHT = 0.5  # how much the lip shape (spread/rounded) counts against the opening in the target cost
+JUMP_COST = 0.02  # the price of leaving the footage's own next frame: runs of real motion are preferred
+JUMP_SHAPE_WEIGHT = 1.0  # and a jump costs more the more the mouth changes across it
+REST_SHARE = 0.1  # the footage's rest mouths: within this share of its opening range above its most closed
+NOT_AT_REST = 100.0  # the target cost of a mouth that is not at rest, for a pause
+
+
+def footage_shapes(study: FootageStudy) -> tuple[np.ndarray, np.ndarray]:
+    """The footage's mouths in the speech shapes' units: opening 0..1 between the footage's usual closed and
+    open mouths, and spread -1..1 (rounded .. spread) around its usual width; NaN where there is no face."""
+    found = study.found
+    opening, width = study.openings.astype(np.float64), study.widths.astype(np.float64)
+    low, high = np.percentile(opening[found], [5, 95])
+    opening = np.clip((opening - low) / max(high - low, 1e-3), 0.0, 1.0)
+    centre = float(np.median(width[found]))
+    reach = max(float(np.percentile(np.abs(width[found] - centre), 95)), 1e-3)
+    spread = np.clip((width - centre) / reach, -1.0, 1.0)
+    return np.where(found, opening, np.nan), np.where(found, spread, np.nan)
+
+
+def choose_footage_frames(study: FootageStudy, opening: np.ndarray, spread: np.ndarray,
+                          rest: np.ndarray | None = None) -> np.ndarray:
+    """(T,) studied-frame indices, one per output frame, for the mouth shapes asked (``opening`` 0..1,
+    ``spread`` -1..1 per output frame): one path for the whole speech (Viterbi) whose target cost is the shape
+    distance and whose join cost is zero for the footage's own next frame, else ``JUMP_COST`` plus the shape
+    jump. Output frames marked ``rest`` (pauses) take only the footage's rest mouths (the most closed tenth of
+    its range), so its old speech never moves a silent mouth. Deterministic: ties go to the earlier frame."""
+    own_opening, own_spread = footage_shapes(study)
+    usable = np.flatnonzero(study.found)
+    f_open, f_spread = own_opening[usable], own_spread[usable]
+    count = len(opening)
+    if count == 0:
+        return np.zeros(0, np.int64)
+    k = min(CANDIDATES, len(usable))
+    target = ((opening[:, None] - f_open[None]) ** 2 + SPREAD_WEIGHT * (spread[:, None] - f_spread[None]) ** 2)
+    if rest is not None and rest.any():
+        raw = study.openings[usable]
+        at_rest = raw <= np.min(raw) + REST_SHARE * (np.percentile(raw, 95) - np.min(raw))
+        target[np.asarray(rest, bool)[:, None] & ~at_rest[None]] += NOT_AT_REST
+    # The k best footage frames per output frame, in footage order (a stable order keeps ties deterministic).
+    best = np.sort(np.argsort(target, axis=1, kind="stable")[:, :k], axis=1)
+    cost = np.take_along_axis(target, best, axis=1)
+    total = cost[0].copy()
+    back = np.zeros((count, k), np.int64)
+    for t in range(1, count):
+        previous, current = usable[best[t - 1]], usable[best[t]]
+        follows = current[None, :] == previous[:, None] + 1
+        jump = (JUMP_COST + JUMP_SHAPE_WEIGHT * ((f_open[best[t - 1]][:, None] - f_open[best[t]][None]) ** 2
+                                                 + SPREAD_WEIGHT * (f_spread[best[t - 1]][:, None]
+                                                                    - f_spread[best[t]][None]) ** 2))
+        step = total[:, None] + np.where(follows, 0.0, jump)
+        back[t] = np.argmin(step, axis=0)
+        total = step[back[t], np.arange(k)] + cost[t]
+    path = np.zeros(count, np.int64)
+    path[-1] = int(np.argmin(total))
+    for t in range(count - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return usable[best[np.arange(count), path]]

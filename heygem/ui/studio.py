@@ -186,6 +186,8 @@ def engine_words(lang: str, engine: str | None, info: dict[str, Any] | None = No
                     device=device_words(lang, about.device or ""), precision=text(lang, f"precision_{about.precision}"))
     elif about.engine == "builtin" and about.mode == "morph":
         line = text(lang, "engine_run_builtin", keys=len(about.keys), drive=drive)
+    elif about.engine == "builtin" and about.mode == "footage":
+        line = text(lang, "engine_run_builtin_footage", frames=about.units, drive=drive)
     elif about.engine == "builtin" and about.mode == "photo":
         line = text(lang, "engine_run_builtin_photo", drive=drive)
     elif about.engine == "builtin":

@@ -1,0 +1,79 @@
+"""The built-in engine's footage drive (``mouth_drive="footage"``): each output frame shows a mouth of the
+presenter's own footage, chosen by the speech's sounds; where that cannot be, the key mouths, and it says why."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_clip
+from heygem.eval import mouth_openings
+from heygem.footage import study_footage
+from heygem.media.probe import probe
+from heygem.pipeline import generate
+from heygem.settings import DetectionOptions
+from heygem.ui.studio import engine_words
+
+PRESENTER = "videoretalking/1.mp4"  # 6 s of a real talking head: enough footage to choose from
+
+
+@pytest.fixture
+def footage_settings(settings):
+    settings.engine.engine = "builtin"
+    settings.engine.mouth_drive = "footage"
+    return settings
+
+
+def test_the_mouths_come_from_the_footage_and_the_same_inputs_give_the_same_frames(
+        media: Path, footage_settings, short_clips, tmp_path: Path) -> None:
+    first = generate(short_clips["speech"], media / PRESENTER, tmp_path / "first.mp4", footage_settings)
+    about = first.engine_info
+    assert about.mode == "footage" and about.units >= 125 and about.fallbacks == ()
+    assert "own mouths, chosen from" in first.engine
+    assert "主播本人的真实口型" in engine_words("zh", first.engine, about.to_dict())
+    # Again with every cache filled (faces, the key study, the footage study): the very same frames.
+    again = generate(short_clips["speech"], media / PRESENTER, tmp_path / "again.mp4", footage_settings)
+    assert first.output.read_bytes() != b"" and _frames_equal(first.output, again.output)
+    opening, _ = mouth_openings(first.output)
+    assert np.nanmax(opening) - np.nanmin(opening) > 0.04  # it speaks
+
+
+def test_silence_shows_the_persons_rest_mouth(media: Path, footage_settings, tmp_path: Path, monkeypatch) -> None:
+    import heygem.engines.builtin as builtin
+
+    chosen = []
+    choose = builtin.choose_footage_frames
+    monkeypatch.setattr(builtin, "choose_footage_frames", lambda *args: chosen.append(choose(*args)) or chosen[-1])
+    silent = make_clip(tmp_path / "silence.wav", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "3")
+    result = generate(silent, media / PRESENTER, tmp_path / "silent.mp4", footage_settings)
+    assert result.engine_info.mode == "footage"
+    study = study_footage(probe(media / PRESENTER), DetectionOptions())
+    found = study.openings[study.found]
+    # Only the footage's rest mouths are chosen: its most closed tenth, never a mouth of its own speech.
+    assert study.openings[chosen[0]].max() <= found.min() + 0.1 * (np.percentile(found, 95) - found.min())
+    opening, _ = mouth_openings(result.output)
+    source, _ = mouth_openings(media / PRESENTER)
+    # And the output's mouth stays still while the footage speaks in the same frames. (The mesh reads these
+    # closed mouths at 0.05 to 0.08 through the engine's 256 px crop, the key morph's at 0.02 to 0.05.)
+    assert np.ptp(opening) < 0.035 < np.nanmax(source[: len(opening)]) - np.nanmin(source[: len(opening)])
+
+
+def test_a_photo_or_short_footage_gets_the_key_mouths_and_says_why(media: Path, footage_settings, short_clips,
+                                                                   tmp_path: Path) -> None:
+    photo = generate(short_clips["speech"], media / "insightface" / "Tom_Hanks_54745.png", tmp_path / "photo.mp4",
+                     footage_settings)
+    assert photo.engine_info.mode == "photo" and "footage_photo" in photo.engine_info.fallbacks
+    assert "照片没有可选的口型" in engine_words("zh", photo.engine, photo.engine_info.to_dict())
+    short = generate(short_clips["speech"], short_clips["d0"], tmp_path / "short.mp4", footage_settings)
+    assert short.engine_info.mode == "morph" and "footage_short" in short.engine_info.fallbacks
+    words = engine_words("en", short.engine, short.engine_info.to_dict())
+    assert "key mouths rather than the presenter's own footage: under 5 s of it shows the face" in words
+
+
+def _frames_equal(a: Path, b: Path) -> bool:
+    from heygem.media.video import iter_frames
+
+    first, second = probe(a), probe(b)
+    return all(np.array_equal(x, y) for x, y in zip(iter_frames(first, first.fps), iter_frames(second, second.fps),
+                                                    strict=True))
