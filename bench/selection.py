@@ -1,0 +1,299 @@
+"""Choosing footage frames by the sounds (heygem.selection), measured before any rendering.
+
+Split-time protocol (shared/research/articulation.md), on the footage's REAL mouths: a clip with its own speech
+is cut in two on a frame boundary; the footage is the first half (its frames' face-mesh mouths and its own
+speech), the speech is the second half's. The chosen footage frames' real mouths (opening, width over the eye
+distance) are compared with the real second half's mouths: Pearson r at lag 0. Beside it: the ridge
+regression of the same features to the mouth (fitted on the first half), the whole-speech choice and the
+lookahead choice (0.3 s). The mesh is run once over each whole clip (cached under bench/out/selection/) and the
+halves are its frame ranges, not re-encoded cuts; each half's speech is the clip's 16 kHz audio over the
+half's time span, and its phones are recognised on that half alone.
+
+Also: ``neighbours`` (how well nearest neighbours in feature space share mouths, per feature variant), another
+voice (every clip's footage, whole, with every other clip's speech: no true mouth, so the loudness proxy and
+m/b/p closures) and Mandarin speech over each footage (loudness proxy).
+
+    nice -n 10 .venv/bin/python bench/selection.py                 # all parts, markdown to stdout
+    nice -n 10 .venv/bin/python bench/selection.py --parts split   # one part
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import numpy as np  # noqa: E402
+
+from heygem.bench import default_shared  # noqa: E402
+from heygem.eval import sync_envelope  # noqa: E402
+from heygem.media.audio import load_audio  # noqa: E402
+from heygem.phones import Phone, mouth_shapes, recognise_phones  # noqa: E402
+from heygem.selection import (SelectionOptions, build_index, choose_frames, mouth_measures,  # noqa: E402
+                              predict_mouth, run_lengths)
+from heygem.speech_frames import FeatureOptions, frame_loudness, speech_features  # noqa: E402
+from selection_cache import clip_points, clip_speech  # noqa: E402
+
+log = logging.getLogger("bench.selection")
+
+SHORT = ("videoretalking/1.mp4", "videoretalking/2.mp4", "sadtalker/WDA_KatieHill_000.mp4",
+         "latentsync/demo1_video.mp4")
+LONG = ("long/french.mp4", "long/Chantel-Home-Intro.mp4")
+MANDARIN = ("sadtalker/bus_chinese.wav", "speechrecognition/chinese.flac")
+# Today's built-in engine, split-time lag 0 (research/articulation.md and issue 21): opening, width.
+TODAY = {"videoretalking/1.mp4": (0.61, -0.09), "videoretalking/2.mp4": (0.55, 0.24),
+         "sadtalker/WDA_KatieHill_000.mp4": (0.29, -0.24), "latentsync/demo1_video.mp4": (-0.15, -0.16)}
+TODAY_LONG_MEAN = (0.18, 0.08)
+LOOKAHEAD = 0.3
+RATE = 16000
+
+VARIANTS: dict[str, FeatureOptions] = {
+    "phones": FeatureOptions(groups=("phones",)),
+    "loudness": FeatureOptions(groups=("loudness",)),
+    "spectral": FeatureOptions(groups=("spectral",)),
+    "phones+loudness": FeatureOptions(groups=("phones", "loudness")),
+    "all, no context": FeatureOptions(offsets_ms=(0.0,)),
+    "all +-100 ms": FeatureOptions(),
+    "all +-200 ms": FeatureOptions(offsets_ms=(-200.0, -100.0, -50.0, 0.0, 50.0, 100.0, 200.0)),
+}
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 10 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+        return float("nan")
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+class Clip:
+    """A clip's mouths, speech and rate; halves by frame."""
+
+    def __init__(self, media: Path, name: str) -> None:
+        self.name = name
+        points, self.fps = clip_points(media / name)
+        self.mouth = mouth_measures(points)
+        self.samples = clip_speech(media / name)
+        self.n = len(self.mouth)
+        self.split = self.n // 2
+
+    def audio(self, first: int, last: int) -> np.ndarray:
+        a, b = (round(Fraction(f) / self.fps * RATE) for f in (first, last))
+        out = self.samples[a:b]
+        return np.pad(out, (0, max(0, (b - a) - len(out))))
+
+
+def half_inputs(clip: Clip, options: FeatureOptions, phones_cache: dict) -> dict:
+    """Features, loudness and phones of the footage half and of the speech half."""
+    result = {}
+    for part, (first, last) in (("footage", (0, clip.split)), ("speech", (clip.split, clip.n))):
+        audio = clip.audio(first, last)
+        key = (clip.name, part)
+        if key not in phones_cache:
+            phones_cache[key] = recognise_phones(audio)
+        result[part] = (speech_features(audio, clip.fps, last - first, phones=phones_cache[key], options=options),
+                        frame_loudness(audio, clip.fps, last - first), audio, phones_cache[key])
+    return result
+
+
+def neighbours(clips: list[Clip], phones_cache: dict, k: int = 7) -> list[dict]:
+    """For each second-half frame, the k nearest first-half frames by (standardised, group-weighted)
+    features: r of their mean mouth (opening, width) with the true one; and the ridge fit for reference."""
+    rows = []
+    for name, options in VARIANTS.items():
+        for clip in clips:
+            inputs = half_inputs(clip, options, phones_cache)
+            (ff, fl, _, _), (sf, sl, _, _) = inputs["footage"], inputs["speech"]
+            foot_mouth = clip.mouth[:clip.split]
+            index = build_index(ff, foot_mouth, fl, clip.fps, feature_options=options)
+            x = index.features[index.face].astype(np.float64)
+            y = foot_mouth[index.face]
+            s = index.standardise(sf).astype(np.float64)
+            d = (s ** 2).sum(1)[:, None] + (x ** 2).sum(1)[None, :] - 2 * s @ x.T
+            near = np.argsort(d, axis=1, kind="stable")[:, :k]
+            guess = y[near].mean(1)
+            truth = clip.mouth[clip.split:]
+            ridge = predict_mouth(index, sf)
+            rows.append({"variant": name, "clip": clip.name,
+                         "knn_opening": pearson(guess[:, 0], truth[:, 0]), "knn_width": pearson(guess[:, 1], truth[:, 1]),
+                         "ridge_opening": pearson(ridge[:, 0], truth[:, 0]), "ridge_width": pearson(ridge[:, 1], truth[:, 1]),
+                         "ridge_alpha": index.ridge.alpha})
+            log.info("neighbours %s %s: %s", name, clip.name, rows[-1])
+    return rows
+
+
+def split_time(clips: list[Clip], phones_cache: dict, targets: tuple[str, ...]) -> list[dict]:
+    rows = []
+    options = FeatureOptions()
+    for clip in clips:
+        inputs = half_inputs(clip, options, phones_cache)
+        (ff, fl, _, _), (sf, sl, _, _) = inputs["footage"], inputs["speech"]
+        truth = clip.mouth[clip.split:]
+        row: dict = {"clip": clip.name, "frames": [clip.split, clip.n - clip.split], "fps": str(clip.fps)}
+        for target in targets:
+            sel = SelectionOptions(target=target)
+            index = build_index(ff, clip.mouth[:clip.split], fl, clip.fps, options=sel)
+            if target == targets[0]:
+                ridge = predict_mouth(index, sf)
+                row["ridge"] = (pearson(ridge[:, 0], truth[:, 0]), pearson(ridge[:, 1], truth[:, 1]))
+            t0 = time.perf_counter()
+            whole = choose_frames(index, sf, sl, options=sel)
+            whole_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            live = choose_frames(index, sf, sl, lookahead=LOOKAHEAD, options=sel)
+            live_s = time.perf_counter() - t0
+            for label, frames, seconds in (("whole", whole, whole_s), ("lookahead", live, live_s)):
+                chosen = index.mouth[frames]
+                row[f"{target} {label}"] = (pearson(chosen[:, 0], truth[:, 0]), pearson(chosen[:, 1], truth[:, 1]))
+                row[f"{target} {label} run"] = float(run_lengths(frames).mean())
+                row[f"{target} {label} s"] = seconds
+        rows.append(row)
+        log.info("split %s: %s", clip.name, row)
+    return rows
+
+
+def closure_share(phones: list[Phone], opening: np.ndarray, fps: Fraction, closed: float) -> tuple[float, int]:
+    """Share of the speech's m/b/p phones during which (from one frame before) some frame's opening is at
+    most ``closed``; and how many there were."""
+    hits = total = 0
+    f = float(fps)
+    for p in phones:
+        if p.label not in ("M", "B", "P"):
+            continue
+        first = max(0, int(np.floor(p.start * f)) - 1)
+        last = min(len(opening), int(np.ceil(p.end * f)))
+        if last <= first:
+            continue
+        total += 1
+        hits += bool(np.nanmin(opening[first:last]) <= closed) if np.isfinite(opening[first:last]).any() else 0
+    return (hits / total if total else float("nan")), total
+
+
+def closed_level(opening: np.ndarray) -> float:
+    """A person's 'closed' opening: their 10th percentile plus a tenth of their range up to the 95th."""
+    o = opening[np.isfinite(opening)]
+    low, high = np.percentile(o, 10), np.percentile(o, 95)
+    return float(low + 0.1 * (high - low))
+
+
+def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phones_cache: dict) -> list[dict]:
+    """Each clip's whole footage with each speech: loudness proxy of the chosen mouths and of today's phone
+    drive (heygem.phones.mouth_shapes, not rendered); m/b/p closures."""
+    rows = []
+    options = FeatureOptions()
+    for clip in clips:
+        key = (clip.name, "whole")
+        if key not in phones_cache:
+            phones_cache[key] = recognise_phones(clip.samples[:round(clip.n / clip.fps * RATE)])
+        audio = clip.audio(0, clip.n)
+        index = build_index(speech_features(audio, clip.fps, clip.n, phones=phones_cache[key], options=options),
+                            clip.mouth, frame_loudness(audio, clip.fps, clip.n), clip.fps)
+        closed = closed_level(clip.mouth[:, 0])
+        own_share, _ = closure_share(phones_cache[key], clip.mouth[:, 0], clip.fps, closed)
+        for speech_name, samples in speeches:
+            if speech_name == clip.name:
+                continue
+            skey = (speech_name, "speech")
+            if skey not in phones_cache:
+                phones_cache[skey] = recognise_phones(samples)
+            phones = phones_cache[skey]
+            n = max(1, round(len(samples) / RATE * float(clip.fps)))
+            sf = speech_features(samples, clip.fps, n, phones=phones, options=options)
+            sl = frame_loudness(samples, clip.fps, n)
+            frames = choose_frames(index, sf, sl)
+            opening = index.mouth[frames, 0]
+            envelope = sync_envelope(samples, clip.fps, n)[1]
+            today = mouth_shapes(phones, samples, clip.fps, n).opening.astype(np.float64)
+            share, count = closure_share(phones, opening, clip.fps, closed)
+            rows.append({"footage": clip.name, "speech": speech_name,
+                         "proxy": pearson(opening[:len(envelope)], envelope),
+                         "today_drive_proxy": pearson(today[:len(envelope)], envelope),
+                         "closures": share, "mbp": count, "own_closures": own_share,
+                         "rest_in_pauses": float(index.rest[frames].mean()),
+                         "run": float(run_lengths(frames).mean())})
+            log.info("other %s", rows[-1])
+    return rows
+
+
+def speed(clips: list[Clip], phones_cache: dict) -> dict:
+    """choose_frames on the longest clip's whole footage against 60 s of speech (the other long clip's, cut or
+    repeated to 60 s at the footage's rate)."""
+    foot = max(clips, key=lambda c: c.n)
+    other = [c for c in clips if c is not foot and c.name in LONG] or [foot]
+    samples = np.resize(other[0].samples, 60 * RATE).astype(np.float32)
+    options = FeatureOptions()
+    n = round(60 * float(foot.fps))
+    t0 = time.perf_counter()
+    phones = recognise_phones(samples)
+    phones_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sf = speech_features(samples, foot.fps, n, phones=phones, options=options)
+    sl = frame_loudness(samples, foot.fps, n)
+    features_s = time.perf_counter() - t0
+    audio = foot.audio(0, foot.n)
+    key = (foot.name, "whole")
+    if key not in phones_cache:
+        phones_cache[key] = recognise_phones(audio)
+    t0 = time.perf_counter()
+    index = build_index(speech_features(audio, foot.fps, foot.n, phones=phones_cache[key], options=options),
+                        foot.mouth, frame_loudness(audio, foot.fps, foot.n), foot.fps)
+    index_s = time.perf_counter() - t0
+    result = {"footage": foot.name, "footage_frames": foot.n, "speech_frames": n, "phones_s": phones_s,
+              "features_s": features_s, "index_s": index_s}
+    for label, lookahead in (("whole", None), ("lookahead", LOOKAHEAD)):
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            choose_frames(index, sf, sl, lookahead=lookahead)
+            times.append(time.perf_counter() - t0)
+        result[f"choose_{label}_s"] = min(times)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shared", type=Path, default=default_shared())
+    parser.add_argument("--parts", nargs="+", default=["neighbours", "split", "other", "mandarin", "speed"])
+    parser.add_argument("--targets", nargs="+", default=["features", "ridge", "both"])
+    parser.add_argument("--out", type=Path, default=REPO / "bench/out/selection.json")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    media = args.shared / "media"
+    clips = [Clip(media, name) for name in (*SHORT, *LONG)]
+    phones_cache: dict = {}
+    result: dict = {"command": " ".join(["nice -n 10 .venv/bin/python", *sys.argv]),
+                    "load_before": os.getloadavg()}
+    started = time.perf_counter()
+    if "neighbours" in args.parts:
+        result["neighbours"] = neighbours(clips, phones_cache)
+    if "split" in args.parts:
+        result["split"] = split_time(clips, phones_cache, tuple(args.targets))
+    if "other" in args.parts:
+        speeches = [(c.name, c.samples[:round(c.n / c.fps * RATE)]) for c in clips]
+        result["other"] = other_speech(clips, speeches, phones_cache)
+    if "mandarin" in args.parts:
+        speeches = [(name, np.asarray(load_audio(media / name, RATE), np.float32)) for name in MANDARIN]
+        result["mandarin"] = other_speech(clips, speeches, phones_cache)
+    if "speed" in args.parts:
+        result["speed"] = speed(clips, phones_cache)
+    result["wall_s"] = time.perf_counter() - started
+    result["load_after"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, default=str))
+    print(json.dumps(result, indent=1, default=lambda x: str(x)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
