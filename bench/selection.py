@@ -50,9 +50,14 @@ SHORT = ("videoretalking/1.mp4", "videoretalking/2.mp4", "sadtalker/WDA_KatieHil
          "latentsync/demo1_video.mp4")
 LONG = ("long/french.mp4", "long/Chantel-Home-Intro.mp4")
 MANDARIN = ("sadtalker/bus_chinese.wav", "speechrecognition/chinese.flac")
-# Today's built-in engine, split-time lag 0 (research/articulation.md and issue 21): opening, width.
-TODAY = {"videoretalking/1.mp4": (0.61, -0.09), "videoretalking/2.mp4": (0.55, 0.24),
-         "sadtalker/WDA_KatieHill_000.mp4": (0.29, -0.24), "latentsync/demo1_video.mp4": (-0.15, -0.16)}
+# Today's built-in engine (phones drive), rendered, split-time lag 0, opening and width: bench/RESULTS.md
+# "Rounding anticipated as soon as other lip shapes", `bench/articulation.py --both-ways` (halves re-encoded at
+# most 960 px). Keyed by (clip, reversed). The long clips: only the mean of both, forwards (issue 21).
+TODAY = {("videoretalking/1.mp4", False): (0.78, 0.56), ("videoretalking/1.mp4", True): (0.71, -0.21),
+         ("videoretalking/2.mp4", False): (0.62, 0.23), ("videoretalking/2.mp4", True): (0.18, -0.20),
+         ("sadtalker/WDA_KatieHill_000.mp4", False): (0.14, -0.10),
+         ("sadtalker/WDA_KatieHill_000.mp4", True): (-0.16, -0.00),
+         ("latentsync/demo1_video.mp4", False): (0.13, 0.19), ("latentsync/demo1_video.mp4", True): (0.11, 0.27)}
 TODAY_LONG_MEAN = (0.18, 0.08)
 LOOKAHEAD = 0.3
 RATE = 16000
@@ -131,33 +136,55 @@ def neighbours(clips: list[Clip], phones_cache: dict, k: int = 7) -> list[dict]:
     return rows
 
 
-def split_time(clips: list[Clip], phones_cache: dict, targets: tuple[str, ...]) -> list[dict]:
+CONFIGS: dict[str, SelectionOptions] = {
+    "features": SelectionOptions(target="features", loudness_weight=0.0),
+    "ridge target": SelectionOptions(target="ridge", loudness_weight=0.0),
+    "both": SelectionOptions(target="both", loudness_weight=0.0),
+    "both + loudness prior (default)": SelectionOptions(),
+}
+
+
+def halves(clip: Clip, reverse: bool) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(footage frames, speech frames): first half then second, or the other way round."""
+    first, second = (0, clip.split), (clip.split, clip.n)
+    return (second, first) if reverse else (first, second)
+
+
+def split_time(clips: list[Clip], phones_cache: dict, configs: list[str], both_ways: bool) -> list[dict]:
+    """Split-time rows: per clip (and direction), the ridge fit and each configuration, whole and lookahead."""
     rows = []
     options = FeatureOptions()
     for clip in clips:
-        inputs = half_inputs(clip, options, phones_cache)
-        (ff, fl, _, _), (sf, sl, _, _) = inputs["footage"], inputs["speech"]
-        truth = clip.mouth[clip.split:]
-        row: dict = {"clip": clip.name, "frames": [clip.split, clip.n - clip.split], "fps": str(clip.fps)}
-        for target in targets:
-            sel = SelectionOptions(target=target)
-            index = build_index(ff, clip.mouth[:clip.split], fl, clip.fps, options=sel)
-            if target == targets[0]:
-                ridge = predict_mouth(index, sf)
-                row["ridge"] = (pearson(ridge[:, 0], truth[:, 0]), pearson(ridge[:, 1], truth[:, 1]))
-            t0 = time.perf_counter()
-            whole = choose_frames(index, sf, sl, options=sel)
-            whole_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            live = choose_frames(index, sf, sl, lookahead=LOOKAHEAD, options=sel)
-            live_s = time.perf_counter() - t0
-            for label, frames, seconds in (("whole", whole, whole_s), ("lookahead", live, live_s)):
-                chosen = index.mouth[frames]
-                row[f"{target} {label}"] = (pearson(chosen[:, 0], truth[:, 0]), pearson(chosen[:, 1], truth[:, 1]))
-                row[f"{target} {label} run"] = float(run_lengths(frames).mean())
-                row[f"{target} {label} s"] = seconds
-        rows.append(row)
-        log.info("split %s: %s", clip.name, row)
+        for reverse in ((False, True) if both_ways else (False,)):
+            (fa, fb), (sa, sb) = halves(clip, reverse)
+            parts = []
+            for first, last in ((fa, fb), (sa, sb)):
+                audio = clip.audio(first, last)
+                key = (clip.name, first, last)
+                if key not in phones_cache:
+                    phones_cache[key] = recognise_phones(audio)
+                parts.append((speech_features(audio, clip.fps, last - first, phones=phones_cache[key],
+                                              options=options), frame_loudness(audio, clip.fps, last - first)))
+            (ff, fl), (sf, sl) = parts
+            truth = clip.mouth[sa:sb]
+            row: dict = {"clip": clip.name, "reversed": reverse, "footage_frames": fb - fa, "speech_frames": sb - sa,
+                         "fps": str(clip.fps)}
+            for name in configs:
+                sel = CONFIGS[name]
+                index = build_index(ff, clip.mouth[fa:fb], fl, clip.fps, options=sel)
+                if "ridge" not in row:
+                    ridge = predict_mouth(index, sf)
+                    row["ridge"] = (pearson(ridge[:, 0], truth[:, 0]), pearson(ridge[:, 1], truth[:, 1]))
+                for label, lookahead in (("whole", None), ("lookahead", LOOKAHEAD)):
+                    t0 = time.perf_counter()
+                    frames = choose_frames(index, sf, sl, lookahead=lookahead, options=sel)
+                    seconds = time.perf_counter() - t0
+                    chosen = index.mouth[frames]
+                    row[f"{name} {label}"] = (pearson(chosen[:, 0], truth[:, 0]), pearson(chosen[:, 1], truth[:, 1]))
+                    row[f"{name} {label} run"] = float(run_lengths(frames).mean())
+                    row[f"{name} {label} s"] = seconds
+            rows.append(row)
+            log.info("split %s: %s", clip.name, row)
     return rows
 
 
@@ -185,7 +212,8 @@ def closed_level(opening: np.ndarray) -> float:
     return float(low + 0.1 * (high - low))
 
 
-def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phones_cache: dict) -> list[dict]:
+def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phones_cache: dict,
+                 configs: tuple[str, ...] = ("both", "both + loudness prior (default)")) -> list[dict]:
     """Each clip's whole footage with each speech: loudness proxy of the chosen mouths and of today's phone
     drive (heygem.phones.mouth_shapes, not rendered); m/b/p closures."""
     rows = []
@@ -195,8 +223,8 @@ def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phon
         if key not in phones_cache:
             phones_cache[key] = recognise_phones(clip.samples[:round(clip.n / clip.fps * RATE)])
         audio = clip.audio(0, clip.n)
-        index = build_index(speech_features(audio, clip.fps, clip.n, phones=phones_cache[key], options=options),
-                            clip.mouth, frame_loudness(audio, clip.fps, clip.n), clip.fps)
+        own = (speech_features(audio, clip.fps, clip.n, phones=phones_cache[key], options=options),
+               frame_loudness(audio, clip.fps, clip.n))
         closed = closed_level(clip.mouth[:, 0])
         own_share, _ = closure_share(phones_cache[key], clip.mouth[:, 0], clip.fps, closed)
         for speech_name, samples in speeches:
@@ -209,17 +237,19 @@ def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phon
             n = max(1, round(len(samples) / RATE * float(clip.fps)))
             sf = speech_features(samples, clip.fps, n, phones=phones, options=options)
             sl = frame_loudness(samples, clip.fps, n)
-            frames = choose_frames(index, sf, sl)
-            opening = index.mouth[frames, 0]
             envelope = sync_envelope(samples, clip.fps, n)[1]
             today = mouth_shapes(phones, samples, clip.fps, n).opening.astype(np.float64)
-            share, count = closure_share(phones, opening, clip.fps, closed)
-            rows.append({"footage": clip.name, "speech": speech_name,
-                         "proxy": pearson(opening[:len(envelope)], envelope),
-                         "today_drive_proxy": pearson(today[:len(envelope)], envelope),
-                         "closures": share, "mbp": count, "own_closures": own_share,
-                         "rest_in_pauses": float(index.rest[frames].mean()),
-                         "run": float(run_lengths(frames).mean())})
+            row = {"footage": clip.name, "speech": speech_name, "seconds": len(samples) / RATE,
+                   "today_drive_proxy": pearson(today[:len(envelope)], envelope), "mbp": 0,
+                   "own_closures": own_share}
+            for name in configs:
+                index = build_index(*own[:1], clip.mouth, own[1], clip.fps, options=CONFIGS[name])
+                frames = choose_frames(index, sf, sl, options=CONFIGS[name])
+                opening = index.mouth[frames, 0]
+                share, row["mbp"] = closure_share(phones, opening, clip.fps, closed)
+                row[name] = {"proxy": pearson(opening[:len(envelope)], envelope), "closures": share,
+                             "run": float(run_lengths(frames).mean())}
+            rows.append(row)
             log.info("other %s", rows[-1])
     return rows
 
@@ -259,14 +289,122 @@ def speed(clips: list[Clip], phones_cache: dict) -> dict:
     return result
 
 
+def _f(x: float | None) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.2f}"
+
+
+def _pair(x: tuple[float, float]) -> str:
+    return f"{_f(x[0])} / {_f(x[1])}"
+
+
+def _mean_pair(rows: list[dict], key: str) -> tuple[float, float]:
+    return tuple(float(np.nanmean([row[key][i] for row in rows])) for i in (0, 1))  # type: ignore[return-value]
+
+
+def report(result: dict, today_rendered: dict) -> str:
+    """The markdown tables of a run."""
+    out = []
+    if "neighbours" in result:
+        out += ["**Neighbours** (k = 7 nearest first-half frames per second-half frame; r of their mean mouth with "
+                "the true one, opening / width; ridge fit of the same features for reference)", "",
+                "| features | " + " | ".join(n.split("/")[-1] for n in (*SHORT, *LONG)) +
+                " | mean short | mean long | ridge, mean short | ridge, mean long |",
+                "| --- " * (len(SHORT) + len(LONG) + 5) + "|"]
+        for variant in VARIANTS:
+            rows = {r["clip"]: r for r in result["neighbours"] if r["variant"] == variant}
+            knn = [(rows[c]["knn_opening"], rows[c]["knn_width"]) for c in (*SHORT, *LONG)]
+            ridge = [(rows[c]["ridge_opening"], rows[c]["ridge_width"]) for c in (*SHORT, *LONG)]
+            ms, ml = np.mean(knn[:4], 0), np.mean(knn[4:], 0)
+            rs, rl = np.mean(ridge[:4], 0), np.mean(ridge[4:], 0)
+            out.append(f"| {variant} | " + " | ".join(_pair(x) for x in knn) +
+                       f" | {_pair(ms)} | {_pair(ml)} | {_pair(rs)} | {_pair(rl)} |")
+        out.append("")
+    if "split" in result:
+        configs = [k[:-len(" whole")] for k in result["split"][0] if k.endswith(" whole")]
+        out += ["**Split-time, before rendering** (chosen footage frames' real mouths against the real second "
+                "half's; Pearson r at lag 0, opening / width; lookahead 0.3 s)", "",
+                "| clip | today's engine (rendered) | ridge | " +
+                " | ".join(f"{c}, whole | {c}, lookahead" for c in configs) + " |",
+                "| --- " * (3 + 2 * len(configs)) + "|"]
+        forward = [r for r in result["split"] if not r["reversed"]]
+        for row in result["split"]:
+            today = TODAY.get((row["clip"], row["reversed"]))
+            name = row["clip"] + (" (reversed)" if row["reversed"] else "")
+            out.append(f"| {name} | {_pair(today) if today else 'n/a'} | {_pair(row['ridge'])} | " +
+                       " | ".join(f"{_pair(row[c + ' whole'])} | {_pair(row[c + ' lookahead'])}" for c in configs)
+                       + " |")
+        for label, rows in (("short", [r for r in forward if r["clip"] in SHORT]),
+                            ("long", [r for r in forward if r["clip"] in LONG]),
+                            ("short, both ways", [r for r in result["split"] if r["clip"] in SHORT]),
+                            ("long, both ways", [r for r in result["split"] if r["clip"] in LONG])):
+            if not rows or ("both ways" in label and all(not r["reversed"] for r in rows)):
+                continue
+            today = {"short": "0.42 / 0.22", "long": "0.18 / 0.08", "short, both ways": "0.31 / 0.09"}.get(label, "")
+            out.append(f"| **mean {label} ({len(rows)})** | {today} | {_pair(_mean_pair(rows, 'ridge'))} | " +
+                       " | ".join(f"**{_pair(_mean_pair(rows, c + ' whole'))}** | {_pair(_mean_pair(rows, c + ' lookahead'))}"
+                                  for c in configs) + " |")
+        runs = {c: float(np.mean([r[c + " whole run"] for r in result["split"]])) for c in configs}
+        out += ["", "Mean run of consecutive footage frames (whole speech): " +
+                ", ".join(f"{c} {v:.1f}" for c, v in runs.items()), ""]
+    for part, title in (("other", "Another voice"), ("mandarin", "Mandarin speech")):
+        if part not in result:
+            continue
+        rows = result[part]
+        configs = [k for k in rows[0] if isinstance(rows[0][k], dict)]
+        out += [f"**{title}** (each footage whole, with each speech: loudness proxy r at lag 0 of the chosen "
+                "opening; today's phone drive unrendered (`mouth_shapes` opening) and today's engine rendered "
+                "(bench/selection_today.py, phones / loudness drive); m/b/p: share of the speech's m/b/p phones "
+                "during which a chosen mouth is closed (own: the same for the real mouth with its own speech))", "",
+                "| footage | speech | s | " + " | ".join(f"{c}: proxy" for c in configs) +
+                " | today's drive, unrendered | today's engine rendered, phones / loudness | " +
+                " | ".join(f"{c}: m/b/p closed" for c in configs) + " | own m/b/p closed |",
+                "| --- " * (6 + 2 * len(configs)) + "|"]
+        for row in rows:
+            rendered = [today_rendered.get(f"{row['footage']} | {row['speech']} | {d}", {}).get("proxy")
+                        for d in ("phones", "loudness")]
+            out.append(f"| {row['footage']} | {row['speech']} | {row['seconds']:.0f} | " +
+                       " | ".join(_f(row[c]["proxy"]) for c in configs) + f" | {_f(row['today_drive_proxy'])} | "
+                       f"{_f(rendered[0])} / {_f(rendered[1])} | " +
+                       " | ".join(f"{_f(row[c]['closures'])} of {row['mbp']}" for c in configs) +
+                       f" | {_f(row['own_closures'])} |")
+        pooled = {c: (sum(r[c]["closures"] * r["mbp"] for r in rows if r["mbp"]) / max(1, sum(r["mbp"] for r in rows)))
+                  for c in configs}
+        both = [r for r in rows if all(f"{r['footage']} | {r['speech']} | {d}" in today_rendered
+                                       for d in ("phones", "loudness"))]
+        rendered_mean = (f"{np.mean([today_rendered[r['footage'] + ' | ' + r['speech'] + ' | phones']['proxy'] for r in both]):.2f} / "
+                         f"{np.mean([today_rendered[r['footage'] + ' | ' + r['speech'] + ' | loudness']['proxy'] for r in both]):.2f}"
+                         f" ({len(both)} pairs)" if both else "n/a")
+        if both:
+            rendered_mean += "; selection on those pairs: " + ", ".join(
+                f"{np.nanmean([r[c]['proxy'] for r in both]):.2f}" for c in configs)
+        out.append(f"| **mean ({len(rows)})** | | | " + " | ".join(f"**{np.nanmean([r[c]['proxy'] for r in rows]):.2f}**"
+                                                           for c in configs) +
+                   f" | {np.nanmean([r['today_drive_proxy'] for r in rows]):.2f} | {rendered_mean} | " +
+                   " | ".join(f"{pooled[c]:.2f} pooled" for c in configs) + " | |")
+        out.append("")
+    if "speed" in result:
+        sp = result["speed"]
+        out += [f"**Speed** (footage {sp['footage']}, {sp['footage_frames']} frames; 60 s of speech, "
+                f"{sp['speech_frames']} frames; best of 3): choose_frames whole speech {sp['choose_whole_s']:.2f} s, "
+                f"lookahead 0.3 s {sp['choose_lookahead_s']:.2f} s; speech features {sp['features_s']:.2f} s, "
+                f"phones {sp['phones_s']:.1f} s, footage index {sp['index_s']:.2f} s (features given).", ""]
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", type=Path, default=default_shared())
     parser.add_argument("--parts", nargs="+", default=["neighbours", "split", "other", "mandarin", "speed"])
-    parser.add_argument("--targets", nargs="+", default=["features", "ridge", "both"])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--one-way", action="store_true", help="split-time only forwards (footage = first half)")
     parser.add_argument("--out", type=Path, default=REPO / "bench/out/selection.json")
+    parser.add_argument("--report", action="store_true", help="only print the tables of the last run (--out)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if args.report:
+        today_path = args.out.parent / "selection_today.json"
+        print(report(json.loads(args.out.read_text()), json.loads(today_path.read_text()) if today_path.is_file() else {}))
+        return 0
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     media = args.shared / "media"
@@ -278,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     if "neighbours" in args.parts:
         result["neighbours"] = neighbours(clips, phones_cache)
     if "split" in args.parts:
-        result["split"] = split_time(clips, phones_cache, tuple(args.targets))
+        result["split"] = split_time(clips, phones_cache, args.configs, not args.one_way)
     if "other" in args.parts:
         speeches = [(c.name, c.samples[:round(c.n / c.fps * RATE)]) for c in clips]
         result["other"] = other_speech(clips, speeches, phones_cache)
@@ -291,7 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     result["load_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str))
-    print(json.dumps(result, indent=1, default=lambda x: str(x)))
+    today_path = args.out.parent / "selection_today.json"
+    today_rendered = json.loads(today_path.read_text()) if today_path.is_file() else {}
+    text = report(result, today_rendered)
+    args.out.with_suffix(".md").write_text(text + "\n")
+    print(text)
     return 0
 
 

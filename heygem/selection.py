@@ -79,7 +79,10 @@ class SelectionOptions:
 
     target: "features" (speech features), "ridge" (predicted mouth against the real one) or "both" (their sum,
         the ridge part weighted by ``ridge_weight``; the feature part is divided by the sum of the group weights,
-        so both are mean squared z-scores). ridge_measures: which MOUTH_MEASURES the ridge part compares. k: candidates per frame by target cost. beam: paths whose
+        so both are mean squared z-scores). ridge_measures: which MOUTH_MEASURES the ridge part compares.
+        loudness_weight: weight of a loudness prior added to either target: the squared distance between the
+        footage frame's opening and the opening at the same quantile of the person's openings as the new
+        speech frame's loudness is among the speech's (standardised); any language, any voice. k: candidates per frame by target cost. beam: paths whose
         next footage frame is also a candidate. jump_penalty, join_weight: the join cost of any frame but the
         footage's own next one is jump_penalty + join_weight x the mean squared standardised mouth jump.
     group_weights: weight of each feature group in the target distance (default 1 each).
@@ -88,10 +91,11 @@ class SelectionOptions:
     target: str = "both"
     k: int = 30
     beam: int = 20
-    jump_penalty: float = 0.3
+    jump_penalty: float = 1.0
     join_weight: float = 0.5
     ridge_weight: float = 2.0
     ridge_measures: tuple[int, ...] = (0, 1)
+    loudness_weight: float = 1.0
     group_weights: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
@@ -247,7 +251,7 @@ def predict_mouth(index: FootageIndex, speech_features: np.ndarray) -> np.ndarra
 class _Targets:
     """Target costs of output frames against footage frames (module notes), computed by row blocks."""
 
-    def __init__(self, index: FootageIndex, speech_features: np.ndarray, pause: np.ndarray,
+    def __init__(self, index: FootageIndex, speech_features: np.ndarray, loudness: np.ndarray, pause: np.ndarray,
                  options: SelectionOptions) -> None:
         self.index, self.options, self.pause = index, options, pause
         self.use_features = options.target in ("features", "both")
@@ -265,6 +269,8 @@ class _Targets:
             # stretched back to unit spread, so a predicted wide-open mouth finds the person's wide-open frames.
             self.predicted = (predicted / index.ridge.spread)[:, measures]
         self.real = index.mouth_z[:, measures]
+        if options.loudness_weight > 0:
+            self.loud_open = _loudness_openings(index, np.asarray(loudness, np.float64))
 
     def rows(self, first: int, last: int) -> np.ndarray:
         """(last - first, N) costs; inf where a frame may not be shown."""
@@ -276,6 +282,9 @@ class _Targets:
         if self.use_ridge:
             p = self.predicted[first:last]
             cost += ((p[:, None, :] - self.real[None, :, :]) ** 2).mean(2) * self.ridge_factor
+        if self.options.loudness_weight > 0:
+            cost += (self.loud_open[first:last, None] - self.index.mouth_z[None, :, 0]) ** 2 * \
+                self.options.loudness_weight
         allowed = np.where(self.pause[first:last, None], self.index.rest[None, :], self.index.face[None, :])
         cost[~allowed] = np.inf
         return cost
@@ -287,9 +296,22 @@ class _Targets:
             cost += ((self.footage[frames] - self.speech[t]) ** 2).sum(1) * self.feature_norm
         if self.use_ridge:
             cost += ((self.predicted[t][None, :] - self.real[frames]) ** 2).mean(1) * self.ridge_factor
+        if self.options.loudness_weight > 0:
+            cost += (self.loud_open[t] - self.index.mouth_z[frames, 0]) ** 2 * self.options.loudness_weight
         allowed = self.index.rest[frames] if self.pause[t] else self.index.face[frames]
         cost[~allowed] = np.inf
         return cost
+
+
+def _loudness_openings(index: FootageIndex, loudness: np.ndarray) -> np.ndarray:
+    """(T,) standardised opening for each speech frame: the person's opening at the quantile its loudness has
+    among the speech's frames (ties share their mean rank)."""
+    from scipy.stats import rankdata
+
+    if len(loudness) == 0:
+        return np.zeros(0)
+    q = (rankdata(loudness) - 0.5) / len(loudness)
+    return np.quantile(index.mouth_z[index.face, 0], q)
 
 
 def _top_candidates(targets: _Targets, k: int, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -370,7 +392,7 @@ def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np
     if n_out == 0:
         return np.zeros(0, np.int64)
     pause = _pauses(loudness, index.fps)
-    targets = _Targets(index, speech_features, pause, options)
+    targets = _Targets(index, speech_features, loudness, pause, options)
     top = _top_candidates(targets, options.k)
     if lookahead is None:
         return _viterbi(targets, top, 0, n_out, None, options)
