@@ -141,6 +141,7 @@ CONFIGS: dict[str, SelectionOptions] = {
     "ridge target": SelectionOptions(target="ridge", loudness_weight=0.0),
     "both": SelectionOptions(target="both", loudness_weight=0.0),
     "both + loudness prior (default)": SelectionOptions(),
+    "both + loudness prior x2": SelectionOptions(loudness_weight=2.0),
 }
 
 
@@ -213,7 +214,8 @@ def closed_level(opening: np.ndarray) -> float:
 
 
 def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phones_cache: dict,
-                 configs: tuple[str, ...] = ("both", "both + loudness prior (default)")) -> list[dict]:
+                 configs: tuple[str, ...] = ("both", "both + loudness prior (default)", "both + loudness prior x2"),
+                 ) -> list[dict]:
     """Each clip's whole footage with each speech: loudness proxy of the chosen mouths and of today's phone
     drive (heygem.phones.mouth_shapes, not rendered); m/b/p closures."""
     rows = []

@@ -10,7 +10,10 @@ distance, ``mouth_measures``) and whether it is a rest mouth (closed, in a pause
 
 - target cost: how far the footage frame's sounds are from the new speech's (weighted squared distance of the
   standardised features, each feature group weighted equally), and/or how far its real mouth is from the mouth
-  a ridge regression fitted on this person's footage predicts for the new speech (``SelectionOptions.target``);
+  a ridge regression fitted on this person's footage predicts for the new speech (``SelectionOptions.target``),
+  plus a loudness prior: the footage frame's opening against the person's opening at the quantile the speech
+  frame's loudness has in its speech (another voice or language than the footage's lands far from all of the
+  footage's sounds, and then loudness still moves the mouth; bench/RESULTS.md, "Choosing footage frames");
 - join cost: 0 for the footage's own next frame (real motion), otherwise a jump penalty plus the squared mouth
   shape jump (standardised measures), so runs of consecutive real frames are preferred;
 - candidates: the ``k`` frames of least target cost, plus the next frames of the ``beam`` best paths so far
@@ -22,7 +25,9 @@ distance, ``mouth_measures``) and whether it is a rest mouth (closed, in a pause
 ``lookahead`` (seconds of speech past the frame being made, at most ``MAX_LOOKAHEAD``): a receding-horizon
 choice for a live presenter: frame t is committed from the path that is best over frames t .. t + h, starting
 from the frame committed at t - 1, where h leaves room for the features' own context reach (their largest
-positive offset). Committed frames form a path, so the join costs apply to what is shown.
+positive offset). Committed frames form a path, so the join costs apply to what is shown. The features
+themselves are given for the whole speech (phones recognised and loudness and cepstra normalised over all of
+it); a live session must compute them incrementally (running normalisation, streaming phones): not built yet.
 """
 from __future__ import annotations
 
@@ -82,9 +87,10 @@ class SelectionOptions:
         so both are mean squared z-scores). ridge_measures: which MOUTH_MEASURES the ridge part compares.
         loudness_weight: weight of a loudness prior added to either target: the squared distance between the
         footage frame's opening and the opening at the same quantile of the person's openings as the new
-        speech frame's loudness is among the speech's (standardised); any language, any voice. k: candidates per frame by target cost. beam: paths whose
-        next footage frame is also a candidate. jump_penalty, join_weight: the join cost of any frame but the
-        footage's own next one is jump_penalty + join_weight x the mean squared standardised mouth jump.
+        speech frame's loudness is among the speech's (standardised); any language, any voice.
+    k: candidates per frame by target cost. beam: paths whose next footage frame is also a candidate.
+    jump_penalty, join_weight: the join cost of any frame but the footage's own next one is jump_penalty +
+        join_weight x the mean squared standardised mouth jump.
     group_weights: weight of each feature group in the target distance (default 1 each).
     """
 
