@@ -102,7 +102,7 @@ def half_inputs(clip: Clip, options: FeatureOptions, phones_cache: dict) -> dict
     result = {}
     for part, (first, last) in (("footage", (0, clip.split)), ("speech", (clip.split, clip.n))):
         audio = clip.audio(first, last)
-        key = (clip.name, part)
+        key = (clip.name, "half", first, last)
         if key not in phones_cache:
             phones_cache[key] = recognise_phones(audio)
         result[part] = (speech_features(audio, clip.fps, last - first, phones=phones_cache[key], options=options),
@@ -117,7 +117,7 @@ def neighbours(clips: list[Clip], phones_cache: dict, k: int = 7) -> list[dict]:
     for name, options in VARIANTS.items():
         for clip in clips:
             inputs = half_inputs(clip, options, phones_cache)
-            (ff, fl, _, _), (sf, sl, _, _) = inputs["footage"], inputs["speech"]
+            (ff, fl, _, _), (sf, _, _, _) = inputs["footage"], inputs["speech"]
             foot_mouth = clip.mouth[:clip.split]
             index = build_index(ff, foot_mouth, fl, clip.fps, feature_options=options)
             x = index.features[index.face].astype(np.float64)
@@ -129,19 +129,22 @@ def neighbours(clips: list[Clip], phones_cache: dict, k: int = 7) -> list[dict]:
             truth = clip.mouth[clip.split:]
             ridge = predict_mouth(index, sf)
             rows.append({"variant": name, "clip": clip.name,
-                         "knn_opening": pearson(guess[:, 0], truth[:, 0]), "knn_width": pearson(guess[:, 1], truth[:, 1]),
-                         "ridge_opening": pearson(ridge[:, 0], truth[:, 0]), "ridge_width": pearson(ridge[:, 1], truth[:, 1]),
+                         "knn_opening": pearson(guess[:, 0], truth[:, 0]),
+                         "knn_width": pearson(guess[:, 1], truth[:, 1]),
+                         "ridge_opening": pearson(ridge[:, 0], truth[:, 0]),
+                         "ridge_width": pearson(ridge[:, 1], truth[:, 1]),
                          "ridge_alpha": index.ridge.alpha})
             log.info("neighbours %s %s: %s", name, clip.name, rows[-1])
     return rows
 
 
 CONFIGS: dict[str, SelectionOptions] = {
-    "features": SelectionOptions(target="features", loudness_weight=0.0),
-    "ridge target": SelectionOptions(target="ridge", loudness_weight=0.0),
-    "both": SelectionOptions(target="both", loudness_weight=0.0),
-    "both + loudness prior (default)": SelectionOptions(),
-    "both + loudness prior x2": SelectionOptions(loudness_weight=2.0),
+    "features": SelectionOptions(target="features", loudness_weight=0.0, closure_weight=0.0),
+    "ridge target": SelectionOptions(target="ridge", loudness_weight=0.0, closure_weight=0.0),
+    "both": SelectionOptions(target="both", loudness_weight=0.0, closure_weight=0.0),
+    "both + loudness prior": SelectionOptions(closure_weight=0.0),
+    "default (both + loudness + closure priors)": SelectionOptions(),
+    "default, loudness prior x2": SelectionOptions(loudness_weight=2.0),
 }
 
 
@@ -214,8 +217,9 @@ def closed_level(opening: np.ndarray) -> float:
 
 
 def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phones_cache: dict,
-                 configs: tuple[str, ...] = ("both", "both + loudness prior (default)", "both + loudness prior x2"),
-                 ) -> list[dict]:
+                 configs: tuple[str, ...] = ("both", "both + loudness prior",
+                                             "default (both + loudness + closure priors)",
+                                             "default, loudness prior x2")) -> list[dict]:
     """Each clip's whole footage with each speech: loudness proxy of the chosen mouths and of today's phone
     drive (heygem.phones.mouth_shapes, not rendered); m/b/p closures."""
     rows = []
@@ -223,7 +227,7 @@ def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phon
     for clip in clips:
         key = (clip.name, "whole")
         if key not in phones_cache:
-            phones_cache[key] = recognise_phones(clip.samples[:round(clip.n / clip.fps * RATE)])
+            phones_cache[key] = recognise_phones(clip.audio(0, clip.n))
         audio = clip.audio(0, clip.n)
         own = (speech_features(audio, clip.fps, clip.n, phones=phones_cache[key], options=options),
                frame_loudness(audio, clip.fps, clip.n))
@@ -232,7 +236,7 @@ def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phon
         for speech_name, samples in speeches:
             if speech_name == clip.name:
                 continue
-            skey = (speech_name, "speech")
+            skey = (speech_name, "whole speech", len(samples))
             if skey not in phones_cache:
                 phones_cache[skey] = recognise_phones(samples)
             phones = phones_cache[skey]
@@ -343,8 +347,8 @@ def report(result: dict, today_rendered: dict) -> str:
                 continue
             today = {"short": "0.42 / 0.22", "long": "0.18 / 0.08", "short, both ways": "0.31 / 0.09"}.get(label, "")
             out.append(f"| **mean {label} ({len(rows)})** | {today} | {_pair(_mean_pair(rows, 'ridge'))} | " +
-                       " | ".join(f"**{_pair(_mean_pair(rows, c + ' whole'))}** | {_pair(_mean_pair(rows, c + ' lookahead'))}"
-                                  for c in configs) + " |")
+                       " | ".join(f"**{_pair(_mean_pair(rows, c + ' whole'))}** | "
+                                  f"{_pair(_mean_pair(rows, c + ' lookahead'))}" for c in configs) + " |")
         runs = {c: float(np.mean([r[c + " whole run"] for r in result["split"]])) for c in configs}
         out += ["", "Mean run of consecutive footage frames (whole speech): " +
                 ", ".join(f"{c} {v:.1f}" for c, v in runs.items()), ""]
@@ -373,14 +377,14 @@ def report(result: dict, today_rendered: dict) -> str:
                   for c in configs}
         both = [r for r in rows if all(f"{r['footage']} | {r['speech']} | {d}" in today_rendered
                                        for d in ("phones", "loudness"))]
-        rendered_mean = (f"{np.mean([today_rendered[r['footage'] + ' | ' + r['speech'] + ' | phones']['proxy'] for r in both]):.2f} / "
-                         f"{np.mean([today_rendered[r['footage'] + ' | ' + r['speech'] + ' | loudness']['proxy'] for r in both]):.2f}"
-                         f" ({len(both)} pairs)" if both else "n/a")
+        means = [np.mean([today_rendered[f"{r['footage']} | {r['speech']} | {d}"]["proxy"] for r in both])
+                 for d in ("phones", "loudness")] if both else []
+        rendered_mean = f"{means[0]:.2f} / {means[1]:.2f} ({len(both)} pairs)" if both else "n/a"
         if both:
             rendered_mean += "; selection on those pairs: " + ", ".join(
                 f"{np.nanmean([r[c]['proxy'] for r in both]):.2f}" for c in configs)
-        out.append(f"| **mean ({len(rows)})** | | | " + " | ".join(f"**{np.nanmean([r[c]['proxy'] for r in rows]):.2f}**"
-                                                           for c in configs) +
+        out.append(f"| **mean ({len(rows)})** | | | " +
+                   " | ".join(f"**{np.nanmean([r[c]['proxy'] for r in rows]):.2f}**" for c in configs) +
                    f" | {np.nanmean([r['today_drive_proxy'] for r in rows]):.2f} | {rendered_mean} | " +
                    " | ".join(f"{pooled[c]:.2f} pooled" for c in configs) + " | |")
         out.append("")
@@ -405,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report:
         today_path = args.out.parent / "selection_today.json"
-        print(report(json.loads(args.out.read_text()), json.loads(today_path.read_text()) if today_path.is_file() else {}))
+        today = json.loads(today_path.read_text()) if today_path.is_file() else {}
+        print(report(json.loads(args.out.read_text()), today))
         return 0
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

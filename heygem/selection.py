@@ -38,7 +38,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from heygem.speech_frames import LOUDNESS_RANGE, FeatureOptions, feature_groups
+from heygem.speech_frames import LOUDNESS_RANGE, FeatureOptions, feature_groups, lip_closure
 
 __all__ = ["MAX_LOOKAHEAD", "MOUTH_MEASURES", "FootageIndex", "SelectionOptions", "build_index", "choose_frames",
            "fit_ridge", "mouth_measures", "predict_mouth", "run_lengths"]
@@ -88,6 +88,9 @@ class SelectionOptions:
         loudness_weight: weight of a loudness prior added to either target: the squared distance between the
         footage frame's opening and the opening at the same quantile of the person's openings as the new
         speech frame's loudness is among the speech's (standardised); any language, any voice.
+        closure_weight: weight of a lip-closure prior: in frames the speech's phones mark as m, b or p (by the
+        share of the frame), the squared excess of the footage frame's opening over the person's closed
+        opening (their 10th percentile), standardised.
     k: candidates per frame by target cost. beam: paths whose next footage frame is also a candidate.
     jump_penalty, join_weight: the join cost of any frame but the footage's own next one is jump_penalty +
         join_weight x the mean squared standardised mouth jump.
@@ -102,6 +105,7 @@ class SelectionOptions:
     ridge_weight: float = 2.0
     ridge_measures: tuple[int, ...] = (0, 1)
     loudness_weight: float = 1.0
+    closure_weight: float = 3.0
     group_weights: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
@@ -277,6 +281,11 @@ class _Targets:
         self.real = index.mouth_z[:, measures]
         if options.loudness_weight > 0:
             self.loud_open = _loudness_openings(index, np.asarray(loudness, np.float64))
+        if options.closure_weight > 0:
+            self.closure = lip_closure(speech_features, index.feature_options).astype(np.float64) * \
+                options.closure_weight
+            closed = np.percentile(index.mouth_z[index.face, 0], 10)
+            self.excess = np.maximum(index.mouth_z[:, 0] - closed, 0.0) ** 2
 
     def rows(self, first: int, last: int) -> np.ndarray:
         """(last - first, N) costs; inf where a frame may not be shown."""
@@ -291,6 +300,8 @@ class _Targets:
         if self.options.loudness_weight > 0:
             cost += (self.loud_open[first:last, None] - self.index.mouth_z[None, :, 0]) ** 2 * \
                 self.options.loudness_weight
+        if self.options.closure_weight > 0:
+            cost += self.closure[first:last, None] * self.excess[None, :]
         allowed = np.where(self.pause[first:last, None], self.index.rest[None, :], self.index.face[None, :])
         cost[~allowed] = np.inf
         return cost
@@ -304,6 +315,8 @@ class _Targets:
             cost += ((self.predicted[t][None, :] - self.real[frames]) ** 2).mean(1) * self.ridge_factor
         if self.options.loudness_weight > 0:
             cost += (self.loud_open[t] - self.index.mouth_z[frames, 0]) ** 2 * self.options.loudness_weight
+        if self.options.closure_weight > 0:
+            cost += self.closure[t] * self.excess[frames]
         allowed = self.index.rest[frames] if self.pause[t] else self.index.face[frames]
         cost[~allowed] = np.inf
         return cost

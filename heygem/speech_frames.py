@@ -38,7 +38,7 @@ from heygem.engines.drive import SILENCE_DB
 from heygem.features import SAMPLE_RATE, VOICE_BAND_HZ
 from heygem.phones import GLIDE_SHARE, GLIDES, TABLE, VISEMES, Phone, recognise_phones
 
-__all__ = ["GROUPS", "FeatureOptions", "feature_groups", "frame_loudness", "speech_features"]
+__all__ = ["GROUPS", "FeatureOptions", "feature_groups", "frame_loudness", "lip_closure", "speech_features"]
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,17 @@ def _phone_columns(phones: list[Phone], n: int) -> np.ndarray:
             out[first:last, len(VISEMES)] = target.opening
             out[first:last, len(VISEMES) + 1] = target.spread
     return out
+
+
+def lip_closure(features: np.ndarray, options: FeatureOptions = FeatureOptions()) -> np.ndarray:
+    """(n_frames,) the share of each frame's span spent in a lips-together phone (m, b, p), read from
+    ``speech_features``'s phone columns at the context offset nearest 0; zeros without the phones group."""
+    features = np.asarray(features)
+    columns = dict(feature_groups(options)).get("phones")
+    if columns is None:
+        return np.zeros(len(features), np.float32)
+    nearest = int(np.argmin(np.abs(np.asarray(options.offsets_ms))))
+    return features[:, columns.start + nearest * _PHONE_DIMS + VISEMES.index("closed")].astype(np.float32)
 
 
 def frame_loudness(samples: np.ndarray, fps: float | Fraction, n_frames: int) -> np.ndarray:

@@ -10,10 +10,9 @@ import pytest
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
 from heygem.media.video import iter_frames
-from heygem.phones import recognise_phones
 from heygem.selection import (MAX_LOOKAHEAD, SelectionOptions, build_index, choose_frames, mouth_measures,
                               run_lengths)
-from heygem.speech_frames import FeatureOptions, feature_groups, frame_loudness, speech_features
+from heygem.speech_frames import feature_groups, frame_loudness, lip_closure, speech_features
 
 RATE = 16000
 # Measured by bench/selection.py on the six shared clips with their own speech, both ways round (bench/RESULTS.md,
@@ -145,6 +144,18 @@ def test_runs_of_consecutive_real_frames_are_preferred(katie: Footage, radio) ->
     free = run_lengths(choose_frames(index, *speech, options=SelectionOptions(jump_penalty=0.0, join_weight=0.0)))
     assert runs.mean() > 1.5
     assert runs.mean() > free.mean()  # the join cost is what makes the runs
+
+
+def test_the_closure_prior_closes_the_lips_on_m_b_p(katie: Footage, radio) -> None:
+    index = katie.index(0, katie.n)
+    n = round(len(radio) / RATE * 25)
+    features, loudness = speech_features(radio, katie.fps, n), frame_loudness(radio, katie.fps, n)
+    bilabial = lip_closure(features) > 0.5
+    assert bilabial.sum() >= 5  # the radio speech's m/b/p frames (tests/test_phones.py: most are heard)
+    with_prior = index.mouth[choose_frames(index, features, loudness), 0]
+    without = index.mouth[choose_frames(index, features, loudness, options=SelectionOptions(closure_weight=0.0)), 0]
+    assert with_prior[bilabial].mean() < without[bilabial].mean()
+    assert np.median(with_prior[bilabial]) < np.percentile(index.mouth[index.face, 0], 30)
 
 
 def test_lookahead_is_within_the_margin_of_the_whole_speech_choice(katie: Footage) -> None:
