@@ -49,11 +49,11 @@ from heygem.eval import articulation_on_split, compare_articulation, cut_speech_
 from heygem.media.ffmpeg import ffmpeg_exe, run_ffmpeg  # noqa: E402
 from heygem.media.probe import probe  # noqa: E402
 from heygem.pipeline import generate  # noqa: E402
-from heygem.settings import DetectionOptions, EncodeOptions, EngineOptions, Settings  # noqa: E402
+from heygem.settings import MOUTH_DRIVES, DetectionOptions, EncodeOptions, EngineOptions, Settings  # noqa: E402
 
 CLIPS = ("videoretalking/1.mp4", "videoretalking/2.mp4", "sadtalker/WDA_KatieHill_000.mp4",
          "latentsync/demo1_video.mp4")
-DRIVES = ("loudness", "phones")
+DRIVES = MOUTH_DRIVES  # loudness: the engine before phones; footage: the presenter's own mouths (opt-in)
 FIGURES = ("opening_r", "opening_best_r", "width_r", "width_best_r", "loudness_r")
 
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=default_shared(),
                         help="the shared/ folder (default $HEYGEM_SHARED or ../shared)")
     parser.add_argument("--clips", nargs="+", default=list(CLIPS), help="clips under shared/media")
-    parser.add_argument("--drives", nargs="+", default=list(DRIVES), choices=DRIVES)
+    parser.add_argument("--drives", nargs="+", default=["loudness", "phones"], choices=DRIVES)
     parser.add_argument("--max-lag", type=int, default=2)
     parser.add_argument("--max-side", type=int, default=960, help="longer side the inputs are scaled down to")
     parser.add_argument("--preset", default="veryfast", help="x264 preset of the cuts and the results")

@@ -9,8 +9,8 @@ from conftest import REPO
 
 PACKAGE = REPO / "heygem"
 # Below the engines: the engines build on these, never the other way round.
-BELOW_ENGINES = ("speech", "faces", "media", "features.py", "study.py", "footage.py", "children.py", "errors.py",
-                 "settings.py")
+BELOW_ENGINES = ("speech", "faces", "media", "features.py", "study.py", "footage.py", "selection.py", "children.py",
+                 "errors.py", "settings.py")
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -1,0 +1,437 @@
+"""Choosing a person's own footage frames for a new speech (concatenative visual speech: Video Rewrite, Bregler
+et al. 1997; unit selection, Cosatto and Graf 2000).
+
+The footage index describes every frame of a presenter's footage by the speech features of that moment
+(``heygem.speech.frames``, from the footage's own speech), its real mouth (face-mesh measures over the eye
+distance, ``mouth_measures``) and whether it is a rest mouth (closed, in a pause of the footage's speech).
+
+``choose_frames`` picks one footage frame per output frame for the whole speech by dynamic programming
+(Viterbi) over a few candidates per frame:
+
+- target cost: how far the footage frame's sounds are from the new speech's (weighted squared distance of the
+  standardised features, each feature group weighted equally), and/or how far its real mouth is from the mouth
+  a ridge regression fitted on this person's footage predicts for the new speech (``SelectionOptions.target``),
+  plus a loudness prior: the footage frame's opening against the person's opening at the quantile the speech
+  frame's loudness has in its speech (another voice or language than the footage's lands far from all of the
+  footage's sounds, and then loudness still moves the mouth; bench/RESULTS.md, "Choosing footage frames");
+- join cost: 0 for the footage's own next frame (real motion), otherwise a jump penalty plus the squared mouth
+  shape jump (standardised measures), so runs of consecutive real frames are preferred;
+- candidates: the ``k`` frames of least target cost, plus the next frames of the ``beam`` best paths so far
+  (so a run can continue even where its next frame is not among the k best);
+- silence: output frames in a pause of the new speech (``MIN_PAUSE_SECONDS`` of silence by its normalised
+  loudness) may only show rest frames, and a run of rest frames continues only into rest frames: the person's
+  old speech never shows in a pause.
+
+``lookahead`` (seconds of speech past the frame being made, at most ``MAX_LOOKAHEAD``): a receding-horizon
+choice for a live presenter: frame t is committed from the path that is best over frames t .. t + h, starting
+from the frame committed at t - 1, where h leaves room for the features' own context reach (their largest
+positive offset). Committed frames form a path, so the join costs apply to what is shown. The features
+themselves are given for the whole speech (phones recognised and loudness and cepstra normalised over all of
+it); a live session must compute them incrementally (running normalisation, streaming phones): not built yet.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from heygem.speech.frames import LOUDNESS_RANGE, FeatureOptions, feature_groups, lip_closure
+
+__all__ = ["MAX_LOOKAHEAD", "MOUTH_MEASURES", "FootageIndex", "SelectionOptions", "build_index", "choose_frames",
+           "fit_ridge", "mouth_measures", "predict_mouth", "run_lengths"]
+
+log = logging.getLogger(__name__)
+
+MOUTH_MEASURES = ("opening", "width", "upper_lip", "lower_lip")
+MAX_LOOKAHEAD = 0.3  # seconds
+MIN_PAUSE_SECONDS = 0.15  # silence at least this long is a pause (shorter: a stop closure inside a word)
+SILENT_LEVEL = LOUDNESS_RANGE[0] + 0.05  # normalised loudness at or below which a frame is silent
+MIN_REST_FRAMES = 5
+REST_SHARE = 0.1  # without enough quiet closed frames, the most closed tenth of the footage is its rest
+RIDGE_ALPHAS = (1.0, 10.0, 100.0, 1000.0)
+
+# Face-mesh points: inner lip pairs (top, bottom), outer top and bottom of the lips, corners, eye corners.
+_INNER_PAIRS = ((13, 14), (82, 87), (312, 317))
+_OUTER_TOP, _INNER_TOP, _INNER_BOTTOM, _OUTER_BOTTOM = 0, 13, 14, 17
+_CORNERS = (61, 291)
+_EYES = (33, 263)
+
+
+def mouth_measures(points: np.ndarray) -> np.ndarray:
+    """(n, 4) float64 mouth of each frame's 468 face-mesh points (n, 468, 2), over the eye-corner distance:
+    inner-lip opening (as ``heygem.faces.landmarks.mouth_opening``), corner width (``mouth_width``), upper and
+    lower lip heights (outer to inner lip at the middle: they thicken when the lips round and protrude).
+    NaN rows where the points are NaN (no face)."""
+    p = np.asarray(points, np.float64)
+    if p.ndim != 3 or p.shape[1:] != (468, 2):
+        raise ValueError(f"expected face-mesh points of shape (n, 468, 2), got {p.shape}")
+
+    def dist(a: int, b: int) -> np.ndarray:
+        return np.linalg.norm(p[:, a] - p[:, b], axis=1)
+
+    eyes = np.maximum(dist(*_EYES), 1e-6)
+    opening = np.mean([dist(a, b) for a, b in _INNER_PAIRS], axis=0)
+    return np.stack([opening, dist(*_CORNERS), dist(_OUTER_TOP, _INNER_TOP), dist(_INNER_BOTTOM, _OUTER_BOTTOM)],
+                    axis=1) / eyes[:, None]
+
+
+@dataclass(frozen=True)
+class SelectionOptions:
+    """How frames are chosen (module notes).
+
+    target: "features" (speech features), "ridge" (predicted mouth against the real one) or "both" (their sum,
+        the ridge part weighted by ``ridge_weight``; the feature part is divided by the sum of the group weights,
+        so both are mean squared z-scores). ridge_measures: which MOUTH_MEASURES the ridge part compares.
+        loudness_weight: weight of a loudness prior added to either target: the squared distance between the
+        footage frame's opening and the opening at the same quantile of the person's openings as the new
+        speech frame's loudness is among the speech's (standardised); any language, any voice.
+        closure_weight: weight of a lip-closure prior: in frames the speech's phones mark as m, b or p (by the
+        share of the frame), the squared excess of the footage frame's opening over the person's closed
+        opening (their 10th percentile), standardised.
+    k: candidates per frame by target cost. beam: paths whose next footage frame is also a candidate.
+    jump_penalty, join_weight: the join cost of any frame but the footage's own next one is jump_penalty +
+        join_weight x the mean squared standardised mouth jump.
+    group_weights: weight of each feature group in the target distance (default 1 each).
+    """
+
+    target: str = "both"
+    k: int = 30
+    beam: int = 20
+    jump_penalty: float = 1.0
+    join_weight: float = 0.5
+    ridge_weight: float = 2.0
+    ridge_measures: tuple[int, ...] = (0, 1)
+    loudness_weight: float = 1.0
+    closure_weight: float = 3.0
+    group_weights: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.target not in ("features", "ridge", "both"):
+            raise ValueError(f"target must be features, ridge or both, got {self.target!r}")
+        if self.k < 1 or self.beam < 0:
+            raise ValueError(f"k must be >= 1 and beam >= 0, got {self.k} and {self.beam}")
+
+
+@dataclass
+class Ridge:
+    """A linear map from standardised features to standardised mouth measures (``fit_ridge``)."""
+
+    weights: np.ndarray  # (D + 1, M): last row the intercept
+    alpha: float
+    spread: np.ndarray  # (M,): std of the fit's predictions on its own data (shrunk below 1 by the penalty)
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = RIDGE_ALPHAS, folds: int = 5) -> Ridge:
+    """Ridge regression of ``y`` (n, M) on ``x`` (n, D), alpha chosen among ``alphas`` by contiguous
+    ``folds``-fold cross-validation in time (neighbouring frames are alike: random folds would flatter)."""
+    n = len(x)
+    xa = np.hstack([x, np.ones((n, 1))])
+    best_alpha, best_err = alphas[0], math.inf
+    if n >= 4 * folds:
+        bounds = np.linspace(0, n, folds + 1).astype(int)
+        for alpha in alphas:
+            err = 0.0
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                train = np.r_[0:a, b:n]
+                w = _solve(xa[train], y[train], alpha)
+                err += float(((xa[a:b] @ w - y[a:b]) ** 2).sum())
+            if err < best_err:
+                best_alpha, best_err = alpha, err
+    weights = _solve(xa, y, best_alpha)
+    return Ridge(weights, best_alpha, np.maximum((xa @ weights).std(0), 1e-3))
+
+
+def _solve(xa: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    reg = alpha * np.eye(xa.shape[1])
+    reg[-1, -1] = 0.0  # the intercept is not shrunk
+    return np.linalg.solve(xa.T @ xa + reg, xa.T @ y)
+
+
+@dataclass
+class FootageIndex:
+    """Every frame of one presenter's footage, described for ``choose_frames`` (``build_index``).
+
+    features: (N, D) float32 speech features of the footage's own speech, standardised by the footage's own
+        per-column mean and scale (``mean``, ``scale``) and multiplied by the group weights' square roots.
+    mouth: (N, 4) real mouth measures (MOUTH_MEASURES), NaN without a face; mouth_z: standardised, 0 where NaN.
+    face: (N,) whether the frame has a face (only those are chosen). rest: (N,) rest mouths (closed, quiet).
+    follows: (N,) frame c + 1 continues frame c (both have faces). ridge: the footage's features -> mouth fit.
+    fps: the footage's frame rate (the output's); options: the feature options of the features.
+    """
+
+    features: np.ndarray
+    mouth: np.ndarray
+    mouth_z: np.ndarray
+    face: np.ndarray
+    rest: np.ndarray
+    follows: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    mouth_mean: np.ndarray
+    mouth_scale: np.ndarray
+    ridge: Ridge
+    fps: Fraction
+    feature_options: FeatureOptions = field(default_factory=FeatureOptions)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def standardise(self, features: np.ndarray) -> np.ndarray:
+        """A speech's features on the footage's scale, weighted as the index's."""
+        return ((np.asarray(features, np.float64) - self.mean) / self.scale * self.weights).astype(np.float32)
+
+
+def _pauses(loudness: np.ndarray, fps: Fraction) -> np.ndarray:
+    """Frames in runs of at least MIN_PAUSE_SECONDS of silence."""
+    silent = np.asarray(loudness) <= SILENT_LEVEL
+    need = max(1, round(MIN_PAUSE_SECONDS * float(fps)))
+    out = np.zeros(len(silent), bool)
+    start = None
+    for i, s in enumerate(np.append(silent, False)):
+        if s and start is None:
+            start = i
+        elif not s and start is not None:
+            if i - start >= need:
+                out[start:i] = True
+            start = None
+    return out
+
+
+def _weights(options: SelectionOptions, feature_options: FeatureOptions, dims: int) -> np.ndarray:
+    """Per column: sqrt(group weight / group columns), so each group counts by its weight, not its size."""
+    chosen = dict(options.group_weights)
+    w = np.zeros(dims)
+    groups = feature_groups(feature_options)
+    for group, columns in groups:
+        w[columns] = math.sqrt(chosen.get(group, 1.0) / (columns.stop - columns.start))
+    if groups[-1][1].stop != dims:
+        raise ValueError(f"features have {dims} columns; the feature options say {groups[-1][1].stop}")
+    return w
+
+
+def build_index(features: np.ndarray, mouth: np.ndarray, loudness: np.ndarray, fps: float | Fraction, *,
+                feature_options: FeatureOptions = FeatureOptions(),
+                options: SelectionOptions = SelectionOptions()) -> FootageIndex:
+    """The index of a footage: its own speech's ``features`` (``speech_features``), its real ``mouth``
+    (``mouth_measures``) and its speech's normalised ``loudness`` (``frame_loudness``), frame by frame."""
+    features = np.asarray(features, np.float64)
+    mouth = np.asarray(mouth, np.float64)
+    n = len(features)
+    if len(mouth) != n or len(loudness) != n:
+        raise ValueError(f"features, mouth and loudness must have one row per frame: {n}, {len(mouth)}, "
+                         f"{len(loudness)}")
+    face = np.isfinite(mouth).all(axis=1)
+    if face.sum() < MIN_REST_FRAMES:
+        raise ValueError(f"the footage has {int(face.sum())} frames with a face; at least {MIN_REST_FRAMES} needed")
+    mean = features[face].mean(0)
+    scale = np.maximum(features[face].std(0), 1e-3)
+    weights = _weights(options, feature_options, features.shape[1])
+    mouth_mean = mouth[face].mean(0)
+    mouth_scale = np.maximum(mouth[face].std(0), 1e-4)
+    mouth_z = np.where(face[:, None], (mouth - mouth_mean) / mouth_scale, 0.0)
+    # Rest: closed mouths in the footage's own pauses; else the most closed of all.
+    opening = mouth[:, 0]
+    quiet = _pauses(loudness, Fraction(fps)) & face
+    rest = np.zeros(n, bool)
+    if quiet.sum() >= MIN_REST_FRAMES:
+        rest = quiet & (opening <= np.median(opening[quiet]))
+    if rest.sum() < MIN_REST_FRAMES:
+        rest = face & (opening <= np.quantile(opening[face], REST_SHARE))
+    standard = (features - mean) / scale
+    ridge = fit_ridge(standard[face], mouth_z[face])
+    follows = np.zeros(n, bool)
+    follows[:-1] = face[:-1] & face[1:]
+    log.debug("footage index: %d frames, %d with a face, %d rest, ridge alpha %g", n, int(face.sum()),
+              int(rest.sum()), ridge.alpha)
+    return FootageIndex((standard * weights).astype(np.float32), mouth, mouth_z, face, rest, follows, mean, scale,
+                        weights, mouth_mean, mouth_scale, ridge, Fraction(fps), feature_options)
+
+
+def predict_mouth(index: FootageIndex, speech_features: np.ndarray) -> np.ndarray:
+    """(T, 4) the mouth measures the footage's ridge fit predicts for a speech's features (measure units)."""
+    standard = (np.asarray(speech_features, np.float64) - index.mean) / index.scale
+    z = np.hstack([standard, np.ones((len(standard), 1))]) @ index.ridge.weights
+    return z * index.mouth_scale + index.mouth_mean
+
+
+class _Targets:
+    """Target costs of output frames against footage frames (module notes), computed by row blocks."""
+
+    def __init__(self, index: FootageIndex, speech_features: np.ndarray, loudness: np.ndarray, pause: np.ndarray,
+                 options: SelectionOptions) -> None:
+        self.index, self.options, self.pause = index, options, pause
+        self.use_features = options.target in ("features", "both")
+        self.use_ridge = options.target in ("ridge", "both")
+        self.speech = index.standardise(speech_features).astype(np.float64)
+        self.footage = index.features.astype(np.float64)
+        self.foot_sq = (self.footage ** 2).sum(1)
+        self.feature_norm = 1.0 / max(float((index.weights ** 2).sum()), 1e-9)  # 1 / the sum of group weights
+        self.ridge_factor = options.ridge_weight if options.target == "both" else 1.0
+        measures = list(options.ridge_measures)
+        if self.use_ridge:
+            standard = (np.asarray(speech_features, np.float64) - index.mean) / index.scale
+            predicted = np.hstack([standard, np.ones((len(standard), 1))]) @ index.ridge.weights
+            # The penalty shrinks the predictions towards the mean; matched against real mouths they are
+            # stretched back to unit spread, so a predicted wide-open mouth finds the person's wide-open frames.
+            self.predicted = (predicted / index.ridge.spread)[:, measures]
+        self.real = index.mouth_z[:, measures]
+        if options.loudness_weight > 0:
+            self.loud_open = _loudness_openings(index, np.asarray(loudness, np.float64))
+        if options.closure_weight > 0:
+            self.closure = lip_closure(speech_features, index.feature_options).astype(np.float64) * \
+                options.closure_weight
+            closed = np.percentile(index.mouth_z[index.face, 0], 10)
+            self.excess = np.maximum(index.mouth_z[:, 0] - closed, 0.0) ** 2
+
+    def rows(self, first: int, last: int) -> np.ndarray:
+        """(last - first, N) costs; inf where a frame may not be shown."""
+        cost = np.zeros((last - first, len(self.index)))
+        if self.use_features:
+            s = self.speech[first:last]
+            cost += np.maximum((s ** 2).sum(1)[:, None] + self.foot_sq[None, :] - 2.0 * s @ self.footage.T,
+                               0.0) * self.feature_norm
+        if self.use_ridge:
+            p = self.predicted[first:last]
+            cost += ((p[:, None, :] - self.real[None, :, :]) ** 2).mean(2) * self.ridge_factor
+        if self.options.loudness_weight > 0:
+            cost += (self.loud_open[first:last, None] - self.index.mouth_z[None, :, 0]) ** 2 * \
+                self.options.loudness_weight
+        if self.options.closure_weight > 0:
+            cost += self.closure[first:last, None] * self.excess[None, :]
+        allowed = np.where(self.pause[first:last, None], self.index.rest[None, :], self.index.face[None, :])
+        cost[~allowed] = np.inf
+        return cost
+
+    def at(self, t: int, frames: np.ndarray) -> np.ndarray:
+        """Costs of output frame t for the footage frames ``frames``."""
+        cost = np.zeros(len(frames))
+        if self.use_features:
+            cost += ((self.footage[frames] - self.speech[t]) ** 2).sum(1) * self.feature_norm
+        if self.use_ridge:
+            cost += ((self.predicted[t][None, :] - self.real[frames]) ** 2).mean(1) * self.ridge_factor
+        if self.options.loudness_weight > 0:
+            cost += (self.loud_open[t] - self.index.mouth_z[frames, 0]) ** 2 * self.options.loudness_weight
+        if self.options.closure_weight > 0:
+            cost += self.closure[t] * self.excess[frames]
+        allowed = self.index.rest[frames] if self.pause[t] else self.index.face[frames]
+        cost[~allowed] = np.inf
+        return cost
+
+
+def _loudness_openings(index: FootageIndex, loudness: np.ndarray) -> np.ndarray:
+    """(T,) standardised opening for each speech frame: the person's opening at the quantile its loudness has
+    among the speech's frames (ties share their mean rank)."""
+    from scipy.stats import rankdata
+
+    if len(loudness) == 0:
+        return np.zeros(0)
+    q = (rankdata(loudness) - 0.5) / len(loudness)
+    return np.quantile(index.mouth_z[index.face, 0], q)
+
+
+def _top_candidates(targets: _Targets, k: int, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(T, k) the k footage frames of least target cost per output frame (ties: the earlier frame), and costs."""
+    n_out, n_foot = len(targets.pause), len(targets.index)
+    k = min(k, n_foot)
+    frames = np.empty((n_out, k), np.int64)
+    costs = np.empty((n_out, k))
+    for first in range(0, n_out, block):
+        last = min(n_out, first + block)
+        rows = targets.rows(first, last)
+        # A stable full sort keeps ties in frame order: deterministic whatever the platform's partition does.
+        part = np.argsort(rows, axis=1, kind="stable")[:, :k]
+        frames[first:last] = part
+        costs[first:last] = np.take_along_axis(rows, part, axis=1)
+    return frames, costs
+
+
+def _joins(index: FootageIndex, prev: np.ndarray, cur: np.ndarray, options: SelectionOptions) -> np.ndarray:
+    """(len(prev), len(cur)) join costs."""
+    jump = ((index.mouth_z[prev][:, None, :] - index.mouth_z[cur][None, :, :]) ** 2).mean(2)
+    cost = options.jump_penalty + options.join_weight * jump
+    natural = (prev[:, None] + 1 == cur[None, :]) & index.follows[prev][:, None]
+    cost[natural] = 0.0
+    return cost
+
+
+def _viterbi(targets: _Targets, top: tuple[np.ndarray, np.ndarray], first: int, last: int,
+             start: int | None, options: SelectionOptions) -> np.ndarray:
+    """The path of least cost over output frames [first, last), from footage frame ``start`` shown at
+    first - 1 (None: free start): footage frame numbers."""
+    index = targets.index
+    top_frames, top_costs = top
+    prev = np.array([start]) if start is not None else None
+    acc = np.zeros(1) if start is not None else None
+    history: list[tuple[np.ndarray, np.ndarray]] = []  # (candidates, back-pointers) per frame
+    for t in range(first, last):
+        cand = top_frames[t]
+        if prev is not None and options.beam > 0:
+            best = prev[np.argsort(acc, kind="stable")[:options.beam]]
+            nxt = best[index.follows[best]] + 1
+            cand = np.unique(np.concatenate([cand, nxt]))
+        else:
+            cand = np.unique(cand)
+        cost = targets.at(t, cand)
+        keep = np.isfinite(cost)
+        if keep.any():
+            cand, cost = cand[keep], cost[keep]
+        if prev is None:
+            acc, back = cost, np.zeros(len(cand), np.int64)
+        else:
+            total = acc[:, None] + _joins(index, prev, cand, options)
+            back = np.argmin(total, axis=0)
+            acc = total[back, np.arange(len(cand))] + cost
+        history.append((cand, back))
+        prev = cand
+    path = np.empty(last - first, np.int64)
+    j = int(np.argmin(acc))
+    for step in range(len(history) - 1, -1, -1):
+        cand, back = history[step]
+        path[step] = cand[j]
+        j = int(back[j])
+    return path
+
+
+def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np.ndarray,
+                  lookahead: float | None = None, options: SelectionOptions = SelectionOptions()) -> np.ndarray:
+    """(T,) int64: the footage frame to show for each of the speech's T output frames (module notes).
+
+    ``speech_features``: the new speech's ``speech_features`` with the index's feature options; ``loudness``:
+    its ``frame_loudness``. ``lookahead``: None chooses for the whole speech at once; seconds (0 ..
+    MAX_LOOKAHEAD) choose frame by frame with only that much speech past each frame.
+    """
+    speech_features = np.asarray(speech_features)
+    n_out = len(speech_features)
+    if len(loudness) != n_out:
+        raise ValueError(f"loudness has {len(loudness)} frames, the features {n_out}")
+    if n_out == 0:
+        return np.zeros(0, np.int64)
+    pause = _pauses(loudness, index.fps)
+    targets = _Targets(index, speech_features, loudness, pause, options)
+    top = _top_candidates(targets, options.k)
+    if lookahead is None:
+        return _viterbi(targets, top, 0, n_out, None, options)
+    if not 0 <= lookahead <= MAX_LOOKAHEAD:
+        raise ValueError(f"lookahead must be between 0 and {MAX_LOOKAHEAD} s, got {lookahead}")
+    # The features of frame t + h reach max(offsets) past its end: leave that room inside the lookahead.
+    reach = max(0.0, max(index.feature_options.offsets_ms) / 1000.0)
+    horizon = max(0, math.floor((lookahead - reach) * float(index.fps) + 1e-9))
+    chosen = np.empty(n_out, np.int64)
+    previous: int | None = None
+    for t in range(n_out):
+        path = _viterbi(targets, top, t, min(n_out, t + horizon + 1), previous, options)
+        chosen[t] = previous = int(path[0])
+    return chosen
+
+
+def run_lengths(frames: np.ndarray) -> np.ndarray:
+    """Lengths of the runs of consecutive footage frames (each next frame the footage's own next one)."""
+    frames = np.asarray(frames)
+    if frames.size == 0:
+        return np.zeros(0, np.int64)
+    breaks = np.flatnonzero(np.diff(frames) != 1) + 1
+    return np.diff(np.concatenate(([0], breaks, [frames.size])))

@@ -1,0 +1,249 @@
+"""Per-video-frame features of a speech that carry across languages and voices (for choosing a person's own
+footage frames by the sounds: ``heygem.selection``).
+
+Three groups, each first computed on a 100 Hz grid (column j at j / 100 s) and then, for every output frame
+and every context offset, averaged over the frame's own time span shifted by that offset:
+
+- ``phones``: the recognised phone (PocketSphinx, English set, used for any language) as a one-hot of its
+  viseme class (``heygem.phones.VISEMES``) plus the table's target opening and spread for it. The English set
+  still marks closures, vowel openness and rounding in other languages (research/articulation.md).
+- ``loudness``: voice-band (300-3000 Hz) RMS in dB over 25 ms windows, normalised per speech: 0 at the 90th
+  percentile of its voiced columns, 20 dB per unit, clipped to [-2, 0.5], so a quiet recording and a loud one
+  land on one scale.
+- ``spectral``: MFCC 1..12 (c0 left to loudness), 25 ms windows, mean and variance normalised per speech over
+  its voiced columns (cepstral mean and variance normalisation): a speaker's vocal tract and a microphone's
+  colour are largely a constant offset in the cepstrum, so the same sound by another voice lands nearer.
+
+Context: each group is stacked at ``offsets_ms`` (default -100, -50, 0, +50, +100 ms: coarticulation reaches
+about a syllable's half either way). Past either end of the speech a column is silence.
+
+    phones = recognise_phones(samples)
+    features = speech_features(samples, fps, n_frames, phones=phones)   # (n_frames, D) float32
+
+Deterministic: the same samples and phones give the same matrix whatever was computed before (the phone
+decoder re-initialises its feature extraction for each speech; nothing else keeps state). The normalisations
+use the whole speech: a live session (``heygem.selection`` lookahead mode) would use running statistics; not
+built yet.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from heygem.features import SAMPLE_RATE
+from heygem.speech.loudness import SILENCE_DB, VOICE_BAND_HZ
+from heygem.speech.phones import GLIDE_SHARE, GLIDES, TABLE, VISEMES, Phone, recognise_phones
+
+__all__ = ["GROUPS", "FeatureOptions", "feature_groups", "frame_loudness", "lip_closure", "speech_features"]
+
+log = logging.getLogger(__name__)
+
+RATE = 100  # columns per second of the base grid
+HOP = SAMPLE_RATE // RATE
+WINDOW = 400  # 25 ms analysis windows
+N_CEPSTRA = 12  # MFCC 1..12
+LOUDNESS_REF_PERCENTILE = 90.0
+LOUDNESS_DB_PER_UNIT = 20.0
+LOUDNESS_RANGE = (-2.0, 0.5)
+RELATIVE_GATE_DB = 45.0  # columns this far under the speech's 90th percentile are not voiced either
+MIN_VOICED_COLUMNS = 20  # fewer voiced columns than this: normalise over all columns
+
+GROUPS = ("phones", "loudness", "spectral")
+_PHONE_DIMS = len(VISEMES) + 2  # viseme one-hot, target opening, target spread
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """Which features, with what context.
+
+    groups: any of GROUPS, in that order in the matrix. offsets_ms: context offsets (ms) each group is stacked
+    at; 0 alone is no context.
+    """
+
+    groups: tuple[str, ...] = GROUPS
+    offsets_ms: tuple[float, ...] = (-100.0, -50.0, 0.0, 50.0, 100.0)
+
+    def __post_init__(self) -> None:
+        unknown = [g for g in self.groups if g not in GROUPS]
+        if unknown or not self.groups:
+            raise ValueError(f"feature groups must be some of {GROUPS}, got {self.groups}")
+        if not self.offsets_ms:
+            raise ValueError("give at least one context offset (0 for none)")
+
+
+def _group_dims(group: str) -> int:
+    return {"phones": _PHONE_DIMS, "loudness": 1, "spectral": N_CEPSTRA}[group]
+
+
+def feature_groups(options: FeatureOptions = FeatureOptions()) -> list[tuple[str, slice]]:
+    """The columns of ``speech_features``'s matrix each group fills (its context offsets together)."""
+    result, start = [], 0
+    for group in options.groups:
+        width = _group_dims(group) * len(options.offsets_ms)
+        result.append((group, slice(start, start + width)))
+        start += width
+    return result
+
+
+@functools.cache
+def _band() -> np.ndarray:
+    from scipy.signal import butter
+
+    return butter(4, list(VOICE_BAND_HZ), btype="band", fs=SAMPLE_RATE, output="sos")
+
+
+def _columns(n_samples: int) -> int:
+    return 1 + n_samples // HOP
+
+
+def _loudness_db(samples: np.ndarray) -> np.ndarray:
+    """Voice-band RMS in dB of each base column (25 ms windows centred at j / 100 s)."""
+    from scipy.signal import sosfiltfilt
+
+    wav = np.asarray(samples, np.float64)
+    if wav.size > 1:
+        wav = sosfiltfilt(_band(), wav, padlen=min(wav.size - 1, 3 * (2 * len(_band()) + 1)))
+    padded = np.pad(wav, WINDOW // 2)
+    energy = np.concatenate(([0.0], np.cumsum(padded * padded)))
+    starts = np.arange(_columns(wav.size)) * HOP
+    mean = np.maximum(energy[starts + WINDOW] - energy[starts], 0.0) / WINDOW
+    return 20.0 * np.log10(np.maximum(np.sqrt(mean), 1e-6))
+
+
+def _voiced(db: np.ndarray) -> np.ndarray:
+    """Columns loud enough to be speech: above the absolute gate and within RELATIVE_GATE_DB of the speech's
+    90th percentile."""
+    above = db > SILENCE_DB
+    if not above.any():
+        return above
+    return above & (db > np.percentile(db[above], LOUDNESS_REF_PERCENTILE) - RELATIVE_GATE_DB)
+
+
+def _normalised_loudness(db: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+    if not voiced.any():
+        return np.full(db.shape, LOUDNESS_RANGE[0])
+    ref = np.percentile(db[voiced], LOUDNESS_REF_PERCENTILE)
+    x = np.clip((db - ref) / LOUDNESS_DB_PER_UNIT, *LOUDNESS_RANGE)
+    x[~voiced] = LOUDNESS_RANGE[0]
+    return x
+
+
+def _cepstra(samples: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+    """(columns, N_CEPSTRA) MFCC 1..12, mean and variance normalised over the voiced columns; silent columns 0."""
+    import librosa
+
+    wav = np.asarray(samples, np.float32)
+    n = _columns(wav.size)
+    if wav.size < WINDOW:
+        return np.zeros((n, N_CEPSTRA))
+    mfcc = librosa.feature.mfcc(y=wav, sr=SAMPLE_RATE, n_mfcc=N_CEPSTRA + 1, n_fft=WINDOW, hop_length=HOP,
+                                n_mels=40, fmin=50.0, fmax=7600.0, center=True)[1:].T.astype(np.float64)
+    mfcc = mfcc[:n] if len(mfcc) >= n else np.pad(mfcc, ((0, n - len(mfcc)), (0, 0)), mode="edge")
+    basis = mfcc[voiced] if voiced.sum() >= MIN_VOICED_COLUMNS else mfcc
+    normalised = (mfcc - basis.mean(0)) / np.maximum(basis.std(0), 1e-3)
+    normalised[~voiced] = 0.0
+    return np.clip(normalised, -4.0, 4.0)
+
+
+def _phone_columns(phones: list[Phone], n: int) -> np.ndarray:
+    """(n, _PHONE_DIMS): viseme one-hot, target opening and spread of the phone at each column's time."""
+    out = np.zeros((n, _PHONE_DIMS))
+    out[:, 0] = 1.0  # rest (VISEMES[0]) wherever no phone is
+    times = np.arange(n) / RATE
+    for phone in phones:
+        label = phone.label if phone.label in TABLE else "SIL"
+        parts = [(phone.start, phone.end, TABLE[label])]
+        glide = GLIDES.get(label)
+        if glide is not None:
+            middle = phone.end - GLIDE_SHARE * (phone.end - phone.start)
+            parts = [(phone.start, middle, TABLE[label]), (middle, phone.end, glide)]
+        for start, end, target in parts:
+            first, last = np.searchsorted(times, [start, end], side="left")
+            if last <= first:
+                continue
+            out[first:last] = 0.0
+            out[first:last, target.viseme] = 1.0
+            out[first:last, len(VISEMES)] = target.opening
+            out[first:last, len(VISEMES) + 1] = target.spread
+    return out
+
+
+def lip_closure(features: np.ndarray, options: FeatureOptions = FeatureOptions()) -> np.ndarray:
+    """(n_frames,) the share of each frame's span spent in a lips-together phone (m, b, p), read from
+    ``speech_features``'s phone columns at the context offset nearest 0; zeros without the phones group."""
+    features = np.asarray(features)
+    columns = dict(feature_groups(options)).get("phones")
+    if columns is None:
+        return np.zeros(len(features), np.float32)
+    nearest = int(np.argmin(np.abs(np.asarray(options.offsets_ms))))
+    return features[:, columns.start + nearest * _PHONE_DIMS + VISEMES.index("closed")].astype(np.float32)
+
+
+def frame_loudness(samples: np.ndarray, fps: float | Fraction, n_frames: int) -> np.ndarray:
+    """(n_frames,) float32: the normalised loudness (see the module notes; -2 is silence) averaged over each
+    frame's span: what ``heygem.selection`` gates silence on."""
+    base = _normalised_loudness(db := _loudness_db(samples), _voiced(db))[:, None]
+    return _stack(base, Fraction(fps), n_frames, (0.0,), np.array([LOUDNESS_RANGE[0]]))[:, 0].astype(np.float32)
+
+
+def _stack(base: np.ndarray, fps: Fraction, n_frames: int, offsets_ms: tuple[float, ...],
+           silence: np.ndarray) -> np.ndarray:
+    """(n_frames, len(offsets) * dims): the mean of ``base``'s columns over each frame's span shifted by each
+    offset; columns past the ends count as ``silence``."""
+    n, dims = base.shape
+    f = float(fps)
+    # Pad with silence far enough that every shifted span stays inside the padded grid.
+    reach = int(np.ceil(max(abs(o) for o in offsets_ms) / 1000 * RATE)) + int(np.ceil(RATE / f)) + 2
+    padded = np.vstack([np.tile(silence, (reach, 1)), base, np.tile(silence, (reach, 1))])
+    sums = np.vstack([np.zeros((1, dims)), np.cumsum(padded, axis=0)])
+    frames = np.arange(n_frames)
+    out = np.empty((n_frames, len(offsets_ms) * dims))
+    for k, offset in enumerate(offsets_ms):
+        # Columns j with start <= j / RATE < end, for the frame's span [i / fps, (i + 1) / fps) + offset.
+        first = np.ceil((frames / f + offset / 1000) * RATE - 1e-9).astype(np.int64) + reach
+        last = np.ceil(((frames + 1) / f + offset / 1000) * RATE - 1e-9).astype(np.int64) + reach
+        first = np.clip(first, 0, len(padded) - 1)
+        last = np.clip(np.maximum(last, first + 1), 1, len(padded))
+        out[:, k * dims:(k + 1) * dims] = (sums[last] - sums[first]) / (last - first)[:, None]
+    return out
+
+
+def speech_features(samples: np.ndarray, fps: float | Fraction, n_frames: int, *, phones: list[Phone] | None = None,
+                    options: FeatureOptions = FeatureOptions()) -> np.ndarray:
+    """(n_frames, D) float32 features of a 16 kHz mono speech for video frames [i / fps, (i + 1) / fps)
+    (module notes; ``feature_groups`` says which columns are which). ``phones``: already recognised
+    (``recognise_phones``), else recognised here when the phones group is asked for."""
+    fps = Fraction(fps)
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if n_frames < 0:
+        raise ValueError(f"n_frames must be >= 0, got {n_frames}")
+    samples = np.asarray(samples, np.float32)
+    if samples.ndim != 1:
+        raise ValueError(f"expected a mono waveform (1-D), got shape {samples.shape}")
+    n = _columns(samples.size)
+    db = _loudness_db(samples)
+    voiced = _voiced(db)
+    blocks = []
+    for group in options.groups:
+        if group == "phones":
+            if phones is None:
+                phones = recognise_phones(samples)
+            base = _phone_columns(phones, n)
+            silence = np.zeros(_PHONE_DIMS)
+            silence[0] = 1.0
+        elif group == "loudness":
+            base = _normalised_loudness(db, voiced)[:, None]
+            silence = np.array([LOUDNESS_RANGE[0]])
+        else:
+            base = _cepstra(samples, voiced)
+            silence = np.zeros(N_CEPSTRA)
+        blocks.append(_stack(base, fps, n_frames, options.offsets_ms, silence))
+    matrix = np.hstack(blocks).astype(np.float32)
+    log.debug("speech features: %d frames x %d (%s), %.1f%% of columns voiced", n_frames, matrix.shape[1],
+              "+".join(options.groups), 100.0 * voiced.mean() if n else 0.0)
+    return matrix

@@ -1,0 +1,192 @@
+"""heygem.speech.frames and heygem.selection: footage frames chosen by the sounds, on real talking heads."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from heygem.media.audio import load_audio
+from heygem.media.probe import probe
+from heygem.media.video import iter_frames
+from heygem.selection import (MAX_LOOKAHEAD, SelectionOptions, build_index, choose_frames, mouth_measures,
+                              run_lengths)
+from heygem.speech.frames import feature_groups, frame_loudness, lip_closure, speech_features
+
+RATE = 16000
+# Measured by bench/selection.py on the six shared clips with their own speech, both ways round (bench/RESULTS.md,
+# "Choosing footage frames"): the 0.3 s lookahead choice's opening r stayed within 0.04 of the whole-speech
+# choice's on all 12 halves (its width r did not: on the 2.5 s halves it swings by up to 0.6 either way).
+LOOKAHEAD_MARGIN = 0.1
+
+
+class Footage:
+    """A real talking head's face-mesh mouths and its own speech."""
+
+    def __init__(self, path: Path) -> None:
+        from heygem.faces.landmarks import LandmarkTracker
+
+        info = probe(path)
+        self.fps: Fraction = info.fps
+        tracker = LandmarkTracker()
+        points = []
+        for frame in iter_frames(info, info.fps):
+            found = tracker(frame)
+            points.append(np.full((468, 2), np.nan) if found is None else np.asarray(found, np.float64))
+        self.mouth = mouth_measures(np.stack(points))
+        self.n = len(self.mouth)
+        samples = np.asarray(load_audio(path, RATE), np.float32)
+        self.samples = np.pad(samples, (0, max(0, self.samples_at(self.n) - len(samples))))
+
+    def samples_at(self, frame: int) -> int:
+        return round(Fraction(frame) / self.fps * RATE)
+
+    def audio(self, first: int, last: int) -> np.ndarray:
+        return self.samples[self.samples_at(first):self.samples_at(last)]
+
+    def inputs(self, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+        audio = self.audio(first, last)
+        return speech_features(audio, self.fps, last - first), frame_loudness(audio, self.fps, last - first)
+
+    def index(self, first: int, last: int, options: SelectionOptions = SelectionOptions()):
+        features, loudness = self.inputs(first, last)
+        return build_index(features, self.mouth[first:last], loudness, self.fps, options=options)
+
+
+@pytest.fixture(scope="module")
+def katie(media: Path) -> Footage:
+    return Footage(media / "sadtalker/WDA_KatieHill_000.mp4")
+
+
+@pytest.fixture(scope="module")
+def radio(media: Path) -> np.ndarray:
+    return np.asarray(load_audio(media / "sadtalker/RD_Radio31_000.wav", RATE), np.float32)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+# ---- features -----------------------------------------------------------------------------------------------
+
+def test_features_have_the_documented_columns(radio) -> None:
+    fps = Fraction(25)
+    n = round(len(radio) / RATE * 25)
+    features = speech_features(radio, fps, n)
+    assert features.dtype == np.float32 and features.shape == (n, feature_groups()[-1][1].stop)
+    assert np.isfinite(features).all()
+    loud = features[:, feature_groups()[1][1]][:, 2]  # loudness at offset 0
+    assert np.allclose(loud, frame_loudness(radio, fps, n), atol=1e-5)
+    # Speech is louder than the pause after "ones" (2.7 to 3.0 s).
+    assert loud[round(1.0 * 25):round(2.5 * 25)].mean() > loud[round(2.75 * 25):round(2.95 * 25)].mean() + 0.5
+
+
+def test_features_of_a_speech_do_not_depend_on_what_came_before(katie: Footage, radio) -> None:
+    own = katie.audio(0, katie.n)
+    first = speech_features(radio, katie.fps, 100)
+    other = speech_features(own, katie.fps, katie.n)
+    again = speech_features(radio, katie.fps, 100)
+    assert np.array_equal(first, again)
+    assert np.array_equal(other, speech_features(own, katie.fps, katie.n))
+
+
+def test_features_of_one_speech_at_two_loudnesses_are_near(radio) -> None:
+    """Per-speech normalisation: the same speech 12 dB quieter lands near itself, far from another speech."""
+    fps = Fraction(25)
+    loud = speech_features(radio, fps, 150)
+    quiet = speech_features(radio / 4, fps, 150)
+    shifted = speech_features(np.roll(radio, RATE), fps, 150)  # the same voice, other sounds at each frame
+    assert np.abs(loud - quiet).mean() < 0.25 * np.abs(loud - shifted).mean()
+
+
+# ---- choosing -----------------------------------------------------------------------------------------------
+
+def test_the_choice_is_deterministic(katie: Footage, radio) -> None:
+    index = katie.index(0, katie.n)
+    features, loudness = katie.inputs(0, katie.n)
+    n = round(len(radio) / RATE * float(katie.fps))
+    speech = speech_features(radio, katie.fps, n), frame_loudness(radio, katie.fps, n)
+    first = choose_frames(index, *speech)
+    choose_frames(index, features, loudness)  # another speech in between
+    again = choose_frames(katie.index(0, katie.n), *speech)  # and a fresh index
+    assert first.shape == (n,) and first.dtype == np.int64
+    assert np.array_equal(first, again)
+    assert index.face[first].all()
+
+
+def test_a_silent_speech_shows_only_rest_mouths(katie: Footage) -> None:
+    index = katie.index(0, katie.n)
+    silence = np.zeros(2 * RATE, np.float32)
+    frames = choose_frames(index, speech_features(silence, katie.fps, 50), frame_loudness(silence, katie.fps, 50))
+    assert index.rest[frames].all()
+    # The rest mouths are the person's closed ones, not their speaking ones.
+    assert np.median(index.mouth[frames, 0]) < np.percentile(index.mouth[index.face, 0], 30)
+
+
+def test_a_pause_in_speech_shows_rest_mouths_and_speech_shows_others(katie: Footage, radio) -> None:
+    index = katie.index(0, katie.n)
+    speech = radio[:4 * RATE].copy()
+    speech[int(1.5 * RATE):int(2.5 * RATE)] = 0.0  # a second of silence
+    n = 100
+    frames = choose_frames(index, speech_features(speech, katie.fps, n), frame_loudness(speech, katie.fps, n))
+    pause = frames[round(1.6 * 25):round(2.4 * 25)]
+    assert index.rest[pause].all()
+    talking = frames[round(0.3 * 25):round(1.4 * 25)]
+    assert index.mouth[talking, 0].mean() > index.mouth[pause, 0].mean()
+
+
+def test_runs_of_consecutive_real_frames_are_preferred(katie: Footage, radio) -> None:
+    index = katie.index(0, katie.n)
+    n = round(len(radio) / RATE * 25)
+    speech = speech_features(radio, katie.fps, n), frame_loudness(radio, katie.fps, n)
+    runs = run_lengths(choose_frames(index, *speech))
+    free = run_lengths(choose_frames(index, *speech, options=SelectionOptions(jump_penalty=0.0, join_weight=0.0)))
+    assert runs.mean() > 1.5
+    assert runs.mean() > free.mean()  # the join cost is what makes the runs
+
+
+def test_the_closure_prior_closes_the_lips_on_m_b_p(katie: Footage, radio) -> None:
+    index = katie.index(0, katie.n)
+    n = round(len(radio) / RATE * 25)
+    features, loudness = speech_features(radio, katie.fps, n), frame_loudness(radio, katie.fps, n)
+    bilabial = lip_closure(features) > 0.5
+    assert bilabial.sum() >= 5  # the radio speech's m/b/p frames (tests/test_phones.py: most are heard)
+    with_prior = index.mouth[choose_frames(index, features, loudness), 0]
+    without = index.mouth[choose_frames(index, features, loudness, options=SelectionOptions(closure_weight=0.0)), 0]
+    assert with_prior[bilabial].mean() < without[bilabial].mean()
+    assert np.median(with_prior[bilabial]) < np.percentile(index.mouth[index.face, 0], 30)
+
+
+def test_lookahead_is_within_the_margin_of_the_whole_speech_choice(katie: Footage) -> None:
+    """Split-time on a real clip: footage = first half, speech = the second half's own speech."""
+    split = katie.n // 2
+    index = katie.index(0, split)
+    features, loudness = katie.inputs(split, katie.n)
+    truth = katie.mouth[split:, 0]
+    whole = choose_frames(index, features, loudness)
+    live = choose_frames(index, features, loudness, lookahead=MAX_LOOKAHEAD)
+    r_whole, r_live = pearson(index.mouth[whole, 0], truth), pearson(index.mouth[live, 0], truth)
+    assert r_whole > 0.1  # it follows the real mouth at all
+    assert r_live > r_whole - LOOKAHEAD_MARGIN
+    assert run_lengths(live).mean() > 1.2
+
+
+def test_lookahead_is_bounded(katie: Footage) -> None:
+    index = katie.index(0, katie.n)
+    features, loudness = katie.inputs(0, 20)
+    with pytest.raises(ValueError, match="lookahead"):
+        choose_frames(index, features, loudness, lookahead=MAX_LOOKAHEAD + 0.1)
+    # No lookahead at all still gives a frame with a face for every output frame.
+    frames = choose_frames(index, features, loudness, lookahead=0.0)
+    assert len(frames) == 20 and index.face[frames].all()
+
+
+def test_mouth_measures_are_the_articulation_measures(katie: Footage, media: Path) -> None:
+    """Opening and width are heygem.eval's (the split-time protocol's), frame for frame."""
+    from heygem.eval import mouth_measures as eval_measures
+
+    opening, width, _ = eval_measures(media / "sadtalker/WDA_KatieHill_000.mp4")
+    assert np.allclose(katie.mouth[:, 0], opening, atol=1e-5)
+    assert np.allclose(katie.mouth[:, 1], width, atol=1e-5)
+    assert (katie.mouth[:, 2:] > 0).all()  # lip heights
