@@ -9,7 +9,10 @@ of their footage. So every frame of the footage (up to ``MAX_FRAMES``; beyond th
   (``heygem.study.STABLE``): the eyes level, their outer corners ``CANONICAL_EYES`` apart;
 * the mouth's opening and width over the eye distance (as ``heygem.eval`` measures them);
 * the lower face in that canonical frame (``PATCH_BOX``: nose base to chin, cheek to cheek), kept as JPEG,
-  so that a chosen mouth can be moved into any output frame's head pose.
+  so that a chosen mouth can be moved into any output frame's head pose;
+* where the footage carries the person's own speech (at least ``VOICED_SHARE`` of its frames voiced): that
+  speech's features at each studied frame (``heygem.speech.frames``: phones with their context, loudness,
+  normalised cepstra) and its normalised loudness, for ``heygem.selection`` to choose frames by.
 
 A frame without a face keeps NaN measures and no patch. The study is kept by the video's content hash beside
 the other studies; a second job, or a presenter prepared before, reads it back.
@@ -29,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from heygem.errors import HeyGemError
 from heygem.faces import Face, get_detector
 from heygem.faces.landmarks import EYE_OUTER_CORNERS, eye_distance, get_face_mesh, mouth_opening, mouth_width
 from heygem.faces.schedule import content_hash
@@ -42,13 +46,14 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CANONICAL_SIZE", "FootageCache", "FootageStudy", "PATCH_BOX", "study_footage"]
 
-FOOTAGE_VERSION = 1
+FOOTAGE_VERSION = 2  # 2: the footage's own speech features
 MAX_FRAMES = 7500  # five minutes at 25 fps; longer footage is studied at evenly spaced frames
 CANONICAL_SIZE = 256
 CANONICAL_EYES = ((78.0, 96.0), (178.0, 96.0))  # outer eye corners (image left, image right) in the frame
 # The lower face in the canonical frame, (x1, y1, x2, y2): nose base to below the chin, cheek to cheek.
 PATCH_BOX = (48, 128, 208, 248)
 JPEG_QUALITY = 94
+VOICED_SHARE = 0.2  # share of the footage's frames that must carry voice for its speech to be used
 
 
 @dataclass
@@ -60,6 +65,8 @@ class FootageStudy:
     openings, widths: (N,) float32 mouth opening and corner width over the eye distance (NaN: no face).
     patches: N JPEG images of ``PATCH_BOX`` in the canonical frame (empty bytes: no face).
     fps: the footage's frame rate; sampled: frames were skipped to stay within ``MAX_FRAMES``.
+    features, loudness: (N, D) and (N,) float32: the footage's own speech at each studied frame
+        (``speech_features`` and ``frame_loudness`` with their default options); None without usable speech.
     """
 
     frames: np.ndarray
@@ -69,6 +76,8 @@ class FootageStudy:
     patches: list[bytes]
     fps: float
     sampled: bool
+    features: np.ndarray | None = None
+    loudness: np.ndarray | None = None
 
     @property
     def found(self) -> np.ndarray:
@@ -121,7 +130,9 @@ class FootageCache:
                 return FootageStudy(
                     frames=data["frames"], points=data["points"], openings=data["openings"], widths=data["widths"],
                     patches=[blob[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)],
-                    fps=float(data["fps"]), sampled=bool(data["sampled"]))
+                    fps=float(data["fps"]), sampled=bool(data["sampled"]),
+                    features=data["features"] if "features" in data else None,
+                    loudness=data["loudness"] if "loudness" in data else None)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError) as exc:
@@ -137,7 +148,8 @@ class FootageCache:
             with os.fdopen(handle, "wb") as out:
                 np.savez(out, frames=study.frames, points=study.points, openings=study.openings,
                          widths=study.widths, patch_bytes=np.frombuffer(b"".join(study.patches), np.uint8),
-                         patch_offsets=offsets, fps=study.fps, sampled=study.sampled)
+                         patch_offsets=offsets, fps=study.fps, sampled=study.sampled,
+                         **({} if study.features is None else {"features": study.features, "loudness": study.loudness}))
             os.replace(temp, self.path)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
@@ -174,6 +186,7 @@ def study_footage(video: MediaInfo, detection: DetectionOptions, cache_dir: Path
     if study is None:
         log.warning("footage study: no face with landmarks in %s", video.path.name)
         return None
+    study.features, study.loudness = _own_speech(video, fps, study.frames)
     stats["footage"] = "made"
     log.info("footage study of %s made in %.2f s: %s", video.path.name, time.perf_counter() - started,
              study.describe())
@@ -244,6 +257,29 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, tick: Callable
     return FootageStudy(frames=np.array(frames, np.int64), points=np.stack(points_out),
                         openings=np.array(openings, np.float32), widths=np.array(widths, np.float32),
                         patches=patches, fps=float(fps), sampled=wanted_set is not None)
+
+
+def _own_speech(video: MediaInfo, fps: Fraction, frames: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The features and loudness of the footage's own speech at ``frames``; (None, None) without enough voice."""
+    if not video.has_audio or len(frames) == 0:
+        return None, None
+    from heygem.media.audio import load_audio
+    from heygem.speech.frames import frame_loudness, speech_features
+    from heygem.speech.loudness import SILENCE_DB, voice_envelope
+
+    try:
+        samples = load_audio(video.path, 16000)
+    except HeyGemError as exc:
+        log.info("footage study: the soundtrack of %s cannot be read (%s)", video.path.name, exc)
+        return None, None
+    count = int(frames[-1]) + 1
+    voiced = voice_envelope(samples, fps, count)[frames] > SILENCE_DB
+    if voiced.mean() < VOICED_SHARE:
+        log.info("footage study: %s carries too little voice (%.0f%% of frames) to choose its mouths by",
+                 video.path.name, 100 * voiced.mean())
+        return None, None
+    features = speech_features(samples, fps, count)[frames]
+    return features.astype(np.float32), frame_loudness(samples, fps, count)[frames].astype(np.float32)
 
 
 def _plausible(points: np.ndarray, image: np.ndarray) -> bool:

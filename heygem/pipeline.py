@@ -633,7 +633,7 @@ def iter_synced_frames(
             "so the result is the same way up as the source", file=video.path.name, turn=turn))
         log.warning("%s: %s", video.path.name, notes[-1])
     back = (360 - turn) % 360
-    study = shapes = footage = None
+    study = shapes = footage = phones = None
     drive = settings.engine.mouth_drive
     phones_wanted = engine.wants_study and drive in ("phones", "footage")
     if phones_wanted:
@@ -662,11 +662,12 @@ def iter_synced_frames(
             reading = "phones"
             report("phones", 0.0, str(video.path))  # a cancel is seen here, and while they are awaited
             with stopwatch("phones"):  # the wait for them beyond the study; once per speech for a batch
-                shapes = mouth_shapes(audio.phones(lambda done: report("phones", done, str(video.path))),
-                                      audio.samples, fps, total)
+                phones = audio.phones(lambda done: report("phones", done, str(video.path)))
+                shapes = mouth_shapes(phones, audio.samples, fps, total)
     report(reading, 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
     with stopwatch("engine start"):
-        engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes, drive, footage))
+        engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes, drive, footage,
+                               phones))
     report.again()
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)

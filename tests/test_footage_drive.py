@@ -43,20 +43,20 @@ def test_silence_shows_the_persons_rest_mouth(media: Path, footage_settings, tmp
     import heygem.engines.builtin as builtin
 
     chosen = []
-    choose = builtin.choose_footage_frames
-    monkeypatch.setattr(builtin, "choose_footage_frames", lambda *args: chosen.append(choose(*args)) or chosen[-1])
+    choose = builtin.choose_frames
+    monkeypatch.setattr(builtin, "choose_frames", lambda *args: chosen.append(choose(*args)) or chosen[-1])
     silent = make_clip(tmp_path / "silence.wav", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "3")
     result = generate(silent, media / PRESENTER, tmp_path / "silent.mp4", footage_settings)
     assert result.engine_info.mode == "footage"
     study = study_footage(probe(media / PRESENTER), DetectionOptions())
     found = study.openings[study.found]
-    # Only the footage's rest mouths are chosen: its most closed tenth, never a mouth of its own speech.
-    assert study.openings[chosen[0]].max() <= found.min() + 0.1 * (np.percentile(found, 95) - found.min())
+    # Only the footage's rest mouths are chosen (closed, in its own pauses), never a mouth of its own speech.
+    assert study.openings[chosen[0]].max() <= np.percentile(found, 25)
     opening, _ = mouth_openings(result.output)
     source, _ = mouth_openings(media / PRESENTER)
     # And the output's mouth stays still while the footage speaks in the same frames. (The mesh reads these
     # closed mouths at 0.05 to 0.08 through the engine's 256 px crop, the key morph's at 0.02 to 0.05.)
-    assert np.ptp(opening) < 0.035 < np.nanmax(source[: len(opening)]) - np.nanmin(source[: len(opening)])
+    assert np.ptp(opening) < 0.5 * (np.nanmax(source[: len(opening)]) - np.nanmin(source[: len(opening)]))
 
 
 def test_a_photo_or_short_footage_gets_the_key_mouths_and_says_why(media: Path, footage_settings, short_clips,

@@ -13,7 +13,7 @@ from heygem.settings import DetectionOptions
 
 if TYPE_CHECKING:
     from heygem.footage import FootageStudy
-    from heygem.speech.phones import MouthShapes
+    from heygem.speech.phones import MouthShapes, Phone
     from heygem.study import PresenterStudy
 
 
@@ -31,6 +31,7 @@ class EngineJob:
     shapes: MouthShapes | None = None  # mouth shapes of the speech per output frame (None: loudness only)
     drive: str = "phones"  # EngineOptions.mouth_drive: what the person asked to move the mouth
     footage: FootageStudy | None = None  # every frame of the presenter's footage, when the drive is ``footage``
+    phones: list[Phone] | None = None  # the speech's recognised phones, when they were asked for
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class EngineDescription:
     fallbacks: what it made do with, as codes: ``made_spread`` and ``made_rounded`` (a key mouth the footage
         lacks, made from the person's other keys), ``torch_runtime`` (on the CPU without its faster ncnn path),
         and why the footage drive was not used: ``footage_photo`` (a photo), ``footage_short`` (too little
-        footage with a face), ``footage_still`` (a mouth that hardly opens in it), ``footage_none`` (no study).
+        footage with a face), ``footage_still`` (a mouth that hardly opens in it), ``footage_no_speech`` (no
+        speech of the person's own in it to choose by), ``footage_none`` (no study).
     """
 
     engine: str

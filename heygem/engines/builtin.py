@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import logging
 import time
+from fractions import Fraction
 from typing import ClassVar
 
 import cv2
 import numpy as np
 
 from heygem.engines.base import Engine, EngineDescription, EngineJob
-from heygem.engines.footage_mouths import MouthPlacer, choose_footage_frames
+from heygem.engines.footage_mouths import MouthPlacer
 from heygem.errors import EngineError
 from heygem.faces.landmarks import (
     CHIN,
@@ -45,6 +46,8 @@ from heygem.faces.landmarks import (
 from heygem.footage import FootageStudy
 from heygem.speech.loudness import mouth_drive
 from heygem.speech.phones import VISEMES, MouthShapes
+from heygem.selection import build_index, choose_frames, mouth_measures
+from heygem.speech.frames import frame_loudness, speech_features
 from heygem.study import STABLE, crop_landmarks, similarity
 
 log = logging.getLogger(__name__)
@@ -101,7 +104,21 @@ def footage_problem(footage: FootageStudy | None, photo: bool) -> str | None:
     low, high = np.percentile(footage.openings[found], [5, 95])
     if high - low < MIN_FOOTAGE_OPENING:
         return "footage_still"
+    if footage.features is None:
+        return "footage_no_speech"
     return None
+
+
+def _choose_from_footage(job: EngineJob) -> np.ndarray:
+    """The studied footage frame to show for each output frame: chosen by the speech's sounds against the
+    footage's own speech (heygem.selection: one path for the whole speech, runs of real frames preferred, rest
+    mouths in pauses)."""
+    footage = job.footage
+    assert footage is not None and footage.features is not None and footage.loudness is not None
+    index = build_index(footage.features, mouth_measures(footage.points.astype(np.float32)), footage.loudness,
+                        Fraction(footage.fps).limit_denominator(1001))
+    features = speech_features(job.samples, job.fps, job.frames, phones=job.phones)
+    return choose_frames(index, features, frame_loudness(job.samples, job.fps, job.frames))
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -239,8 +256,7 @@ class BuiltinEngine(Engine):
             if job.drive == "footage":
                 self.footage_fallback = footage_problem(job.footage, self.photo)
                 if self.footage_fallback is None:
-                    rest = self.shapes.viseme == VISEMES.index("rest")
-                    self.chosen = choose_footage_frames(job.footage, self.shapes.opening, self.shapes.spread, rest)
+                    self.chosen = _choose_from_footage(job)
                     self.placer = MouthPlacer(job.footage)
                     self.footage_frames = int(job.footage.found.sum())
                 else:
