@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", nargs="+", default=list(CLIPS), help="clips under shared/media")
     parser.add_argument("--drives", nargs="+", default=["loudness", "phones"], choices=DRIVES)
     parser.add_argument("--max-lag", type=int, default=2)
+    parser.add_argument("--footage-speech", action="store_true",
+                        help="the first half keeps its own speech (as footage does; the footage drive needs it)")
     parser.add_argument("--max-side", type=int, default=960, help="longer side the inputs are scaled down to")
     parser.add_argument("--preset", default="veryfast", help="x264 preset of the cuts and the results")
     parser.add_argument("--cuts", nargs="+", type=float, default=[0.5],
@@ -153,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         for clip, cut in ((clip, cut) for clip in args.clips for cut in args.cuts):
             folder = root / (clip.replace("/", "_").rsplit(".", 1)[0] + ("" if cut == 0.5 else f"_at_{cut}"))
             t0 = time.perf_counter()
-            split = split_clip(media / clip, folder, max_side=args.max_side, preset=args.preset, at=cut)
+            split = split_clip(media / clip, folder, max_side=args.max_side, preset=args.preset, at=cut,
+                               footage_speech=args.footage_speech)
             split_s = time.perf_counter() - t0
             for drive in args.drives:
                 t0 = time.perf_counter()

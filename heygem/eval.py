@@ -332,13 +332,16 @@ def cut_speech_argv(exe: str, clip: str | Path, out: str | Path, *, start: Fract
 
 
 def split_clip(clip: str | Path, work_dir: str | Path, *, max_side: int | None = None,
-               preset: str = "veryfast", at: float = 0.5) -> SplitClip:
+               preset: str = "veryfast", at: float = 0.5, footage_speech: bool = False) -> SplitClip:
     """Cut ``clip`` (a video with its own speech) into two halves by time, on a frame boundary, into
     ``work_dir``: ``first_half.mp4``, ``second_half.mp4`` and ``second_half.wav`` (see ``SplitClip``).
     ``at``: where, as a share of the frames (the middle by default; bench/articulation.py also tries others).
 
     ``max_side`` scales both halves down so their longer side is at most that many pixels: every measure is
     a ratio of landmark distances, so it does not depend on the size.
+
+    ``footage_speech``: the first half keeps its own speech, as a presenter's footage usually does (the footage
+    drive chooses its mouths by it); without it the first half is silent, as the protocol has always cut it.
     """
     info = require_audio_source(probe(clip))
     if info.kind != "video" or info.fps is None:
@@ -359,6 +362,13 @@ def split_clip(clip: str | Path, work_dir: str | Path, *, max_side: int | None =
     exe = ffmpeg_exe()
     run_ffmpeg(cut_argv(exe, info.path, result.first_half, fps=info.fps, start_frame=0, end_frame=split,
                         size=size, preset=preset), subject=info.path)
+    if footage_speech:
+        silent, own = folder / "first_half_silent.mp4", folder / "first_half.wav"
+        result.first_half.replace(silent)
+        run_ffmpeg(cut_speech_argv(exe, info.path, own, start=Fraction(0), end=split / info.fps), subject=info.path)
+        run_ffmpeg([*base_argv(exe), "-y", "-i", file_url(silent), "-i", file_url(own), "-map", "0:v:0", "-map",
+                    "1:a:0", "-c:v", "copy", "-c:a", "aac", "-f", "mp4", file_url(result.first_half)],
+                   subject=info.path)
     run_ffmpeg(cut_argv(exe, info.path, result.second_half, fps=info.fps, start_frame=split, end_frame=frames,
                         size=size, preset=preset), subject=info.path)
     # The probed frame count is an estimate (duration x rate): the speech spans the frames actually cut.
