@@ -44,10 +44,10 @@ from heygem.faces.landmarks import (
     get_face_mesh,
 )
 from heygem.footage import FootageStudy
-from heygem.speech.loudness import mouth_drive
-from heygem.speech.phones import VISEMES, MouthShapes
 from heygem.selection import build_index, choose_frames, mouth_measures
 from heygem.speech.frames import frame_loudness, speech_features
+from heygem.speech.loudness import mouth_drive
+from heygem.speech.phones import VISEMES, MouthShapes
 from heygem.study import STABLE, crop_landmarks, similarity
 
 log = logging.getLogger(__name__)
