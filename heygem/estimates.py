@@ -21,12 +21,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from heygem.errors import HeyGemError
-
-if TYPE_CHECKING:
-    from heygem.jobs import Job
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +226,19 @@ def job_size(audio: Path, video: Path, still_fps: float, studies: bool) -> JobSi
     fps = fps if kind == "video" and fps else still_fps
     studied = 0 if not studies else 1 if kind == "image" else min(frame_count, int(SCAN_SECONDS * fps))
     return JobSize(frames=max(1, round(speech[1] * fps)), studied=studied, photo=kind == "image")
+
+
+class Job(Protocol):
+    """What an estimate reads of a queue's job (heygem.jobs.Job has it; this module does not import the queue,
+    which imports it)."""
+
+    id: str
+    audio_path: Path
+    video_path: Path
+    state: str
+    stage: str
+    progress: float
+    worker: str | None
 
 
 @dataclass
