@@ -19,10 +19,7 @@ the other studies; a second job, or a presenter prepared before, reads it back.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +32,7 @@ import numpy as np
 from heygem.errors import HeyGemError
 from heygem.faces import Face, get_detector
 from heygem.faces.landmarks import EYE_OUTER_CORNERS, eye_distance, get_face_mesh, mouth_opening, mouth_width
-from heygem.faces.schedule import content_hash
+from heygem.faces.schedule import cache_name, save_npz
 from heygem.faces.track import select_face
 from heygem.media.probe import MediaInfo
 from heygem.media.video import iter_frames
@@ -118,10 +115,7 @@ class FootageCache:
     """Footage studies on disk, one ``.npz`` per video content and everything that changes what is studied."""
 
     def __init__(self, folder: Path, video: Path, key_parts: tuple) -> None:
-        digest = hashlib.blake2b(digest_size=10)
-        for part in (FOOTAGE_VERSION, content_hash(video), *key_parts):
-            digest.update(repr(part).encode())
-        self.path = Path(folder) / f"footage-{digest.hexdigest()}.npz"
+        self.path = Path(folder) / f"footage-{cache_name(FOOTAGE_VERSION, video, key_parts)}.npz"
 
     def load(self) -> FootageStudy | None:
         try:
@@ -141,19 +135,11 @@ class FootageCache:
 
     def save(self, study: FootageStudy) -> None:
         """Write atomically: a crash leaves the old file or none."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         offsets = np.concatenate([[0], np.cumsum([len(p) for p in study.patches])]).astype(np.int64)
-        handle, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".footage-", suffix=".npz")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                np.savez(out, frames=study.frames, points=study.points, openings=study.openings,
-                         widths=study.widths, patch_bytes=np.frombuffer(b"".join(study.patches), np.uint8),
-                         patch_offsets=offsets, fps=study.fps, sampled=study.sampled,
-                         **({} if study.features is None else {"features": study.features, "loudness": study.loudness}))
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        speech = {} if study.features is None else {"features": study.features, "loudness": study.loudness}
+        save_npz(self.path, ".footage-", frames=study.frames, points=study.points, openings=study.openings,
+                 widths=study.widths, patch_bytes=np.frombuffer(b"".join(study.patches), np.uint8),
+                 patch_offsets=offsets, fps=study.fps, sampled=study.sampled, **speech)
 
 
 def studied_frames(frame_count: int, limit: int = MAX_FRAMES) -> np.ndarray:

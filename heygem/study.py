@@ -13,10 +13,7 @@ detects and measures nothing, and its main pass takes those faces as a first job
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +25,7 @@ import numpy as np
 
 from heygem.faces import Face, get_detector
 from heygem.faces.landmarks import EYE_OUTER_CORNERS, eye_distance, get_face_mesh, mouth_opening, mouth_width
-from heygem.faces.schedule import content_hash
+from heygem.faces.schedule import cache_name, save_npz
 from heygem.faces.track import crop_box, select_face
 from heygem.media.probe import MediaInfo
 from heygem.media.video import iter_frames
@@ -114,10 +111,7 @@ class StudyCache:
     """Studies on disk, one ``.npz`` per video content and everything that changes what is studied."""
 
     def __init__(self, folder: Path, video: Path, key_parts: tuple) -> None:
-        digest = hashlib.blake2b(digest_size=10)
-        for part in (STUDY_VERSION, content_hash(video), *key_parts):
-            digest.update(repr(part).encode())
-        self.path = Path(folder) / f"{digest.hexdigest()}.npz"
+        self.path = Path(folder) / f"{cache_name(STUDY_VERSION, video, key_parts)}.npz"
 
     def load(self) -> PresenterStudy | None:
         try:
@@ -135,18 +129,9 @@ class StudyCache:
 
     def save(self, study: PresenterStudy) -> None:
         """Write atomically: a crash leaves the old file or none."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".study-", suffix=".npz")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                np.savez(out, names=np.array(study.names), images=study.images, points=study.points,
-                         openings=study.openings, widths=study.widths, frames=study.frames,
-                         samples=study.samples, labelled=study.labelled, photo=study.photo,
-                         **_packed_faces(study.detections))
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        save_npz(self.path, ".study-", names=np.array(study.names), images=study.images, points=study.points,
+                 openings=study.openings, widths=study.widths, frames=study.frames, samples=study.samples,
+                 labelled=study.labelled, photo=study.photo, **_packed_faces(study.detections))
 
 
 def _packed_faces(detections: dict[int, list[Face]]) -> dict[str, np.ndarray]:

@@ -156,6 +156,28 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def cache_name(version: int, video: Path, key_parts: Iterable[object]) -> str:
+    """The name a cache file of ``video`` is kept under: a digest of the cache's version, the video's content
+    and everything that changes what is kept (the face cache, the presenter and footage studies)."""
+    digest = hashlib.blake2b(digest_size=10)
+    for part in (version, content_hash(video), *key_parts):
+        digest.update(repr(part).encode())
+    return digest.hexdigest()
+
+
+def save_npz(path: Path, prefix: str, **arrays: object) -> None:
+    """``np.savez`` to ``path`` atomically: a crash leaves the old file or none, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".npz")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, **arrays)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
 @dataclass
 class CachedFaces:
     """What the face cache holds for one video: the chosen face of each decoded source frame from the first
@@ -174,10 +196,7 @@ class FaceCache:
 
     def __init__(self, folder: Path, video: Path, key_parts: Iterable[object]) -> None:
         self.folder = Path(folder)
-        digest = hashlib.blake2b(digest_size=10)
-        for part in (CACHE_VERSION, content_hash(video), *key_parts):
-            digest.update(repr(part).encode())
-        self.path = self.folder / f"{digest.hexdigest()}.npz"
+        self.path = self.folder / f"{cache_name(CACHE_VERSION, video, key_parts)}.npz"
 
     def load(self) -> list[Face | None]:
         """The stored faces, or [] when there are none (or the file is unreadable: it is then rebuilt)."""
@@ -213,12 +232,4 @@ class FaceCache:
         for i, face in enumerate(faces):
             if face is not None:
                 rows[i] = (face.x1, face.y1, face.x2, face.y2, face.score)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=self.folder, prefix=".faces-", suffix=".npz")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                np.savez(out, faces=rows, turn=np.int16(turn), complete=np.bool_(complete))
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        save_npz(self.path, ".faces-", faces=rows, turn=np.int16(turn), complete=np.bool_(complete))
