@@ -261,7 +261,8 @@ class BuiltinEngine(Engine):
                     self.footage_frames = int(job.footage.found.sum())
                 else:
                     log.info("builtin engine: footage drive not used (%s); the key mouths instead", self.footage_fallback)
-            self._build_key_space()
+            if self.chosen is None:  # the footage's own mouths need no key space
+                self._build_key_space()
         log.info("builtin engine ready in %.2f s: %s", time.perf_counter() - started, self.describe())
 
     def _build_region(self, lip_sets: list[np.ndarray], chin_sets: list[np.ndarray], points: np.ndarray) -> None:
