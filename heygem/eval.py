@@ -39,7 +39,8 @@ from heygem.features import SAMPLE_RATE
 from heygem.speech.loudness import voice_envelope
 from heygem.media.audio import load_audio
 from heygem.media.ffmpeg import base_argv, ffmpeg_exe, file_url, format_fps, run_ffmpeg
-from heygem.media.probe import probe, require_audio_source
+from heygem.media.encode import VideoWriter
+from heygem.media.probe import MediaInfo, probe, require_audio_source
 from heygem.media.video import iter_frames
 from heygem.settings import ENGINE_CHOICES, MOUTH_DRIVES, DetectionOptions, EncodeOptions, EngineOptions, Settings
 
@@ -184,7 +185,8 @@ def measure_sync(video: Path, audio: Path, max_lag: int = 3) -> SyncReport:
 class SplitClip:
     """A real talking-head clip cut in two by time, on a frame boundary (``split_clip``).
 
-    first_half: frames [0, split_frame), video only: the presenter the engine is given.
+    first_half: frames [0, split_frame): the presenter the engine is given (video only, or with its own
+        speech: ``split_clip(footage_speech=True)``).
     second_half: frames [split_frame, end), video only: the real mouth, the ground truth.
     speech: the clip's own speech over the second half, from split_frame / fps for as long as the second
         half (WAV, the clip's sample rate and channels): the audio the engine is given.
@@ -331,6 +333,40 @@ def cut_speech_argv(exe: str, clip: str | Path, out: str | Path, *, start: Fract
             "-map", "0:a:0", "-vn", "-sn", "-dn", "-af", trim, "-c:a", "pcm_s16le", "-f", "wav", file_url(out)]
 
 
+def _write_halves(info: MediaInfo, split: SplitClip, first_audio: Path | None, preset: str) -> None:
+    """Frames [0, split) and [split, end) of the clip, numbered as ``iter_frames`` numbers them (the numbering
+    the audio lines up with: frame i at i / fps), re-encoded at ``split.size``. An ffmpeg trim would count
+    frames after its own timestamp handling: on a clip whose video starts a little after its audio it cut
+    one or two frames off the start, so the halves ran early against their speech."""
+    width, height = split.size
+    fps = Fraction(info.fps)
+    options = EncodeOptions(preset=preset, crf=18)
+    first = VideoWriter(split.first_half, width, height, fps, first_audio, split.split_frame / fps, options)
+    second = None
+    try:
+        for number, image in enumerate(iter_frames(info, fps)):
+            if image.shape[1] != width or image.shape[0] != height:
+                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+            if number < split.split_frame:
+                first.write(image)
+                continue
+            if second is None:
+                first.close()
+                # The probed count is an estimate: room to spare (the writer stops at what it is given).
+                rest = max(1, split.frames - split.split_frame) / fps
+                second = VideoWriter(split.second_half, width, height, fps, None, float(rest) * 1.1 + 1.0, options)
+            second.write(image)
+        if second is None:
+            raise InputError(info.path, f"ended before frame {split.split_frame}; the split-time protocol needs "
+                                        "both halves", "no_frames")
+        second.close()
+    except BaseException:
+        for writer in (first, second):
+            if writer is not None:
+                writer.abort()
+        raise
+
+
 def split_clip(clip: str | Path, work_dir: str | Path, *, max_side: int | None = None,
                preset: str = "veryfast", at: float = 0.5, footage_speech: bool = False) -> SplitClip:
     """Cut ``clip`` (a video with its own speech) into two halves by time, on a frame boundary, into
@@ -360,17 +396,11 @@ def split_clip(clip: str | Path, work_dir: str | Path, *, max_side: int | None =
     result = SplitClip(info.path, folder / "first_half.mp4", folder / "second_half.mp4", folder / "second_half.wav",
                        info.fps, split, frames, size)
     exe = ffmpeg_exe()
-    run_ffmpeg(cut_argv(exe, info.path, result.first_half, fps=info.fps, start_frame=0, end_frame=split,
-                        size=size, preset=preset), subject=info.path)
+    own = None
     if footage_speech:
-        silent, own = folder / "first_half_silent.mp4", folder / "first_half.wav"
-        result.first_half.replace(silent)
+        own = folder / "first_half.wav"
         run_ffmpeg(cut_speech_argv(exe, info.path, own, start=Fraction(0), end=split / info.fps), subject=info.path)
-        run_ffmpeg([*base_argv(exe), "-y", "-i", file_url(silent), "-i", file_url(own), "-map", "0:v:0", "-map",
-                    "1:a:0", "-c:v", "copy", "-c:a", "aac", "-f", "mp4", file_url(result.first_half)],
-                   subject=info.path)
-    run_ffmpeg(cut_argv(exe, info.path, result.second_half, fps=info.fps, start_frame=split, end_frame=frames,
-                        size=size, preset=preset), subject=info.path)
+    _write_halves(info, result, own, preset)
     # The probed frame count is an estimate (duration x rate): the speech spans the frames actually cut.
     second = probe(result.second_half).frame_count
     run_ffmpeg(cut_speech_argv(exe, info.path, result.speech, start=split / info.fps,

@@ -16,6 +16,7 @@ from heygem.errors import InputError
 from heygem.eval import (ArticulationReport, compare_articulation, cut_argv, cut_speech_argv, measure_articulation,
                          scaled_size, split_clip)
 from heygem.media.probe import probe
+from heygem.media.video import iter_frames
 from heygem.settings import DetectionOptions, EncodeOptions, EngineOptions, Settings
 from conftest import REPO, make_clip
 
@@ -69,6 +70,26 @@ def test_split_on_a_frame_boundary(clip: Path, halves) -> None:
     assert first.frame_count == 50 and second.frame_count == 50
     assert not first.has_audio and not second.has_audio
     assert speech.kind == "audio" and speech.duration == pytest.approx(2.0, abs=0.01)
+
+
+def test_the_halves_are_the_frames_the_speech_lines_up_with(media: Path, tmp_path: Path) -> None:
+    """A clip whose video starts 0.12 s after its audio (as long/french.mp4's starts 0.08 s after): frame i of
+    the halves must be the frame ``iter_frames`` numbers split + i, the one the speech at (split + i) / fps
+    lines up with (an ffmpeg trim counted from the video's own first frame and ran the halves early)."""
+    clip = media / "videoretalking/2.mp4"
+    late = make_clip(tmp_path / "late.mp4", "-itsoffset", "0.12", "-i", str(clip), "-i", str(clip),
+                     "-map", "0:v", "-map", "1:a", "-t", "4", "-c", "copy")
+    halves = split_clip(late, tmp_path / "halves", preset="ultrafast")
+    info = probe(late)
+    source = [f.astype(np.float32) for f in iter_frames(info, info.fps)]
+    for half, start in ((halves.first_half, 0), (halves.second_half, halves.split_frame)):
+        cut = probe(half)
+        for i, frame in enumerate(iter_frames(cut, cut.fps)):
+            if i >= 12:
+                break
+            distance = [np.abs(frame.astype(np.float32) - source[j]).mean() for j in range(start, start + 16)]
+            # The nearest source frame is this one (or a duplicate of it: a late start repeats the first frame).
+            assert distance[i] <= min(distance) + 0.5, (half.name, i, np.round(distance, 1))
 
 
 def test_split_refuses_a_clip_without_speech(media: Path, tmp_path: Path) -> None:
