@@ -9,7 +9,8 @@ of their footage. So every frame of the footage (up to ``MAX_FRAMES``; beyond th
   (``heygem.study.STABLE``): the eyes level, their outer corners ``CANONICAL_EYES`` apart;
 * the mouth's opening and width over the eye distance (as ``heygem.eval`` measures them);
 * the lower face in that canonical frame (``PATCH_BOX``: nose base to chin, cheek to cheek), kept as JPEG,
-  so that a chosen mouth can be moved into any output frame's head pose;
+  so that a chosen mouth can be moved into any output frame's head pose, and its mean colour: frames far from
+  the footage's usual colour (a fade from white, a flash, a cut to other light) are never chosen;
 * where the footage carries the person's own speech (at least ``VOICED_SHARE`` of its frames voiced): that
   speech's features at each studied frame (``heygem.speech.frames``: phones with their context, loudness,
   normalised cepstra) and its normalised loudness, for ``heygem.selection`` to choose frames by.
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CANONICAL_SIZE", "FootageCache", "FootageStudy", "PATCH_BOX", "study_footage"]
 
-FOOTAGE_VERSION = 2  # 2: the footage's own speech features
+FOOTAGE_VERSION = 3  # 2: the footage's own speech features; 3: the lower face's colour
 MAX_FRAMES = 7500  # five minutes at 25 fps; longer footage is studied at evenly spaced frames
 CANONICAL_SIZE = 256
 CANONICAL_EYES = ((78.0, 96.0), (178.0, 96.0))  # outer eye corners (image left, image right) in the frame
@@ -51,6 +52,9 @@ CANONICAL_EYES = ((78.0, 96.0), (178.0, 96.0))  # outer eye corners (image left,
 PATCH_BOX = (48, 128, 208, 248)
 JPEG_QUALITY = 94
 VOICED_SHARE = 0.2  # share of the footage's frames that must carry voice for its speech to be used
+# Grey levels (any channel) a frame's lower face may differ from the footage's median and still be chosen: more
+# is a fade or a flash, whose mouth would show as a pale or dark blot (colour matching stops at 40).
+TONE_TOLERANCE = 30.0
 
 
 @dataclass
@@ -61,9 +65,11 @@ class FootageStudy:
     points: (N, 468, 2) float16 face-mesh points in the canonical frame (NaN where no face was found).
     openings, widths: (N,) float32 mouth opening and corner width over the eye distance (NaN: no face).
     patches: N JPEG images of ``PATCH_BOX`` in the canonical frame (empty bytes: no face).
+    tones: (N, 3) float32 mean BGR of each patch (NaN: no face).
     fps: the footage's frame rate; sampled: frames were skipped to stay within ``MAX_FRAMES``.
     features, loudness: (N, D) and (N,) float32: the footage's own speech at each studied frame
         (``speech_features`` and ``frame_loudness`` with their default options); None without usable speech.
+    voice: (2, 12) float32 ``voice_print`` of that speech (whose voice it is); None without usable speech.
     """
 
     frames: np.ndarray
@@ -71,15 +77,26 @@ class FootageStudy:
     openings: np.ndarray
     widths: np.ndarray
     patches: list[bytes]
+    tones: np.ndarray
     fps: float
     sampled: bool
     features: np.ndarray | None = None
     loudness: np.ndarray | None = None
+    voice: np.ndarray | None = None
 
     @property
     def found(self) -> np.ndarray:
         """(N,) bool: the frames with a face."""
         return ~np.isnan(self.openings)
+
+    @property
+    def usable(self) -> np.ndarray:
+        """(N,) bool: the frames with a face whose lower face has the footage's usual colour (``TONE_TOLERANCE``)."""
+        found = self.found
+        if not found.any():
+            return found
+        usual = np.median(self.tones[found], axis=0)
+        return found & (np.abs(np.nan_to_num(self.tones - usual, nan=np.inf)).max(axis=1) <= TONE_TOLERANCE)
 
     def patch(self, index: int) -> np.ndarray | None:
         """The lower face of studied frame ``index`` (BGR, PATCH_BOX's size), or None without a face."""
@@ -123,10 +140,11 @@ class FootageCache:
                 blob, offsets = data["patch_bytes"].tobytes(), data["patch_offsets"]
                 return FootageStudy(
                     frames=data["frames"], points=data["points"], openings=data["openings"], widths=data["widths"],
-                    patches=[blob[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)],
+                    patches=[blob[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)], tones=data["tones"],
                     fps=float(data["fps"]), sampled=bool(data["sampled"]),
                     features=data["features"] if "features" in data else None,
-                    loudness=data["loudness"] if "loudness" in data else None)
+                    loudness=data["loudness"] if "loudness" in data else None,
+                    voice=data["voice"] if "voice" in data else None)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError) as exc:
@@ -137,9 +155,11 @@ class FootageCache:
         """Write atomically: a crash leaves the old file or none."""
         offsets = np.concatenate([[0], np.cumsum([len(p) for p in study.patches])]).astype(np.int64)
         speech = {} if study.features is None else {"features": study.features, "loudness": study.loudness}
+        if study.voice is not None:
+            speech["voice"] = study.voice
         save_npz(self.path, ".footage-", frames=study.frames, points=study.points, openings=study.openings,
                  widths=study.widths, patch_bytes=np.frombuffer(b"".join(study.patches), np.uint8),
-                 patch_offsets=offsets, fps=study.fps, sampled=study.sampled, **speech)
+                 patch_offsets=offsets, tones=study.tones, fps=study.fps, sampled=study.sampled, **speech)
 
 
 def studied_frames(frame_count: int, limit: int = MAX_FRAMES) -> np.ndarray:
@@ -172,7 +192,7 @@ def study_footage(video: MediaInfo, detection: DetectionOptions, cache_dir: Path
     if study is None:
         log.warning("footage study: no face with landmarks in %s", video.path.name)
         return None
-    study.features, study.loudness = _own_speech(video, fps, study.frames)
+    study.features, study.loudness, study.voice = _own_speech(video, fps, study.frames)
     stats["footage"] = "made"
     log.info("footage study of %s made in %.2f s: %s", video.path.name, time.perf_counter() - started,
              study.describe())
@@ -192,6 +212,7 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, tick: Callable
     openings: list[float] = []
     widths: list[float] = []
     patches: list[bytes] = []
+    tones: list[np.ndarray] = []
     reference: np.ndarray | None = None
     previous: np.ndarray | None = None
     previous_face: Face | None = None
@@ -223,6 +244,7 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, tick: Callable
                 openings.append(np.nan)
                 widths.append(np.nan)
                 patches.append(b"")
+                tones.append(np.full(3, np.nan, np.float32))
                 continue
             if reference is None:
                 reference = _reference(points)
@@ -235,6 +257,7 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, tick: Callable
             openings.append(mouth_opening(points))
             widths.append(mouth_width(points))
             patches.append(jpeg.tobytes() if ok else b"")
+            tones.append(lower.reshape(-1, 3).mean(0).astype(np.float32))
     finally:
         source.close()
     tick(1.0)
@@ -242,30 +265,33 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, tick: Callable
         return None
     return FootageStudy(frames=np.array(frames, np.int64), points=np.stack(points_out),
                         openings=np.array(openings, np.float32), widths=np.array(widths, np.float32),
-                        patches=patches, fps=float(fps), sampled=wanted_set is not None)
+                        patches=patches, tones=np.array(tones, np.float32).reshape(-1, 3), fps=float(fps), sampled=wanted_set is not None)
 
 
-def _own_speech(video: MediaInfo, fps: Fraction, frames: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The features and loudness of the footage's own speech at ``frames``; (None, None) without enough voice."""
+def _own_speech(video: MediaInfo, fps: Fraction,
+                frames: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """The features, loudness and voice print of the footage's own speech at ``frames``; (None, None, None)
+    without enough voice."""
     if not video.has_audio or len(frames) == 0:
-        return None, None
+        return None, None, None
     from heygem.media.audio import load_audio
-    from heygem.speech.frames import frame_loudness, speech_features
+    from heygem.speech.frames import frame_loudness, speech_features, voice_print
     from heygem.speech.loudness import SILENCE_DB, voice_envelope
 
     try:
         samples = load_audio(video.path, 16000)
     except HeyGemError as exc:
         log.info("footage study: the soundtrack of %s cannot be read (%s)", video.path.name, exc)
-        return None, None
+        return None, None, None
     count = int(frames[-1]) + 1
     voiced = voice_envelope(samples, fps, count)[frames] > SILENCE_DB
     if voiced.mean() < VOICED_SHARE:
         log.info("footage study: %s carries too little voice (%.0f%% of frames) to choose its mouths by",
                  video.path.name, 100 * voiced.mean())
-        return None, None
+        return None, None, None
     features = speech_features(samples, fps, count)[frames]
-    return features.astype(np.float32), frame_loudness(samples, fps, count)[frames].astype(np.float32)
+    return (features.astype(np.float32), frame_loudness(samples, fps, count)[frames].astype(np.float32),
+            voice_print(samples))
 
 
 def _plausible(points: np.ndarray, image: np.ndarray) -> bool:

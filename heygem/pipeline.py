@@ -743,11 +743,16 @@ def iter_synced_frames(
             crops = np.stack([cv2.resize(f.image[b[1]:b[3], b[0]:b[2]], (size, size)) for f, b in with_box])
             mels = np.stack([chunks[f.index] for f, _ in with_box]).astype(np.float32)
             indices = np.array([f.index for f, _ in with_box])
-            with stopwatch("synthesis"):
-                mouths = engine.synthesize(crops, mels, indices)
-            with stopwatch("blend"):
-                for (frame, box), mouth in zip(with_box, mouths):
-                    blend.paste(frame.image, mouth, box, settings.blend.mode, settings.blend.feather, engine.blend_top)
+            if engine.paints_frames:
+                with stopwatch("synthesis"):  # its own blend included: it draws into the frames
+                    engine.paint([f.image for f, _ in with_box], [b for _, b in with_box], crops, mels, indices)
+            else:
+                with stopwatch("synthesis"):
+                    mouths = engine.synthesize(crops, mels, indices)
+                with stopwatch("blend"):
+                    for (frame, box), mouth in zip(with_box, mouths):
+                        blend.paste(frame.image, mouth, box, settings.blend.mode, settings.blend.feather,
+                                    engine.blend_top)
         for frame, box in pending:
             if back:  # the source's own way up again
                 yield (frame.index, turn_image(frame.image, back),

@@ -10,10 +10,13 @@ distance, ``mouth_measures``) and whether it is a rest mouth (closed, in a pause
 
 - target cost: how far the footage frame's sounds are from the new speech's (weighted squared distance of the
   standardised features, each feature group weighted equally), and/or how far its real mouth is from the mouth
-  a ridge regression fitted on this person's footage predicts for the new speech (``SelectionOptions.target``),
-  plus a loudness prior: the footage frame's opening against the person's opening at the quantile the speech
-  frame's loudness has in its speech (another voice or language than the footage's lands far from all of the
-  footage's sounds, and then loudness still moves the mouth; bench/RESULTS.md, "Choosing footage frames");
+  predicted for the new speech from this person's footage (``SelectionOptions.target``): half a ridge
+  regression fitted on the footage, half the mean mouth of the footage frames whose sounds are nearest
+  (``neighbours``); plus a loudness prior: the footage frame's opening against the person's opening at the
+  quantile the speech frame's loudness has in its speech. Another voice or language than the footage's lands
+  far from the footage's sounds, and then loudness must lead: the prior's weight grows with the distance
+  between the footage's voice and the speech's (``heygem.speech.frames.voice_distance``; bench/RESULTS.md,
+  "Whose voice");
 - join cost: 0 for the footage's own next frame (real motion), otherwise a jump penalty plus the squared mouth
   shape jump (standardised measures), so runs of consecutive real frames are preferred;
 - candidates: the ``k`` frames of least target cost, plus the next frames of the ``beam`` best paths so far
@@ -40,16 +43,19 @@ import numpy as np
 
 from heygem.speech.frames import LOUDNESS_RANGE, FeatureOptions, feature_groups, lip_closure
 
-__all__ = ["MAX_LOOKAHEAD", "MOUTH_MEASURES", "FootageIndex", "SelectionOptions", "build_index", "choose_frames",
-           "fit_ridge", "mouth_measures", "predict_mouth", "run_lengths"]
+__all__ = ["FADE_FRAMES", "MAX_LOOKAHEAD", "MOUTH_MEASURES", "FootageIndex", "SelectionOptions", "build_index",
+           "choose_frames", "fit_ridge", "join_fades", "mouth_measures", "predict_mouth", "run_lengths"]
 
 log = logging.getLogger(__name__)
 
 MOUTH_MEASURES = ("opening", "width", "upper_lip", "lower_lip")
 MAX_LOOKAHEAD = 0.3  # seconds
+FADE_FRAMES = 2  # output frames over which a join cross-fades from the run it leaves into the new one
 MIN_PAUSE_SECONDS = 0.15  # silence at least this long is a pause (shorter: a stop closure inside a word)
 SILENT_LEVEL = LOUDNESS_RANGE[0] + 0.05  # normalised loudness at or below which a frame is silent
 MIN_REST_FRAMES = 5
+NEIGHBOUR_GAP_SECONDS = 0.5  # a footage frame's own neighbours in time are not its neighbours in sound
+NEIGHBOUR_QUERIES = 1500  # footage frames the neighbour prediction's spread is measured on (evenly spaced)
 REST_SHARE = 0.1  # without enough quiet closed frames, the most closed tenth of the footage is its rest
 RIDGE_ALPHAS = (1.0, 10.0, 100.0, 1000.0)
 
@@ -85,9 +91,13 @@ class SelectionOptions:
     target: "features" (speech features), "ridge" (predicted mouth against the real one) or "both" (their sum,
         the ridge part weighted by ``ridge_weight``; the feature part is divided by the sum of the group weights,
         so both are mean squared z-scores). ridge_measures: which MOUTH_MEASURES the ridge part compares.
+        neighbours, neighbour_share: the predicted mouth is (1 - share) x the ridge's + share x the mean real
+        mouth of the ``neighbours`` footage frames nearest in sound (each stretched to unit spread).
         loudness_weight: weight of a loudness prior added to either target: the squared distance between the
         footage frame's opening and the opening at the same quantile of the person's openings as the new
         speech frame's loudness is among the speech's (standardised); any language, any voice.
+        other_voice_loudness_weight, voice_ramp: the prior's weight for a voice unlike the footage's: it rises
+        smoothly from ``loudness_weight`` at voice distance voice_ramp[0] to this at voice_ramp[1].
         closure_weight: weight of a lip-closure prior: in frames the speech's phones mark as m, b or p (by the
         share of the frame), the squared excess of the footage frame's opening over the person's closed
         opening (their 10th percentile), standardised.
@@ -104,7 +114,11 @@ class SelectionOptions:
     join_weight: float = 0.5
     ridge_weight: float = 2.0
     ridge_measures: tuple[int, ...] = (0, 1)
+    neighbours: int = 7
+    neighbour_share: float = 0.5
     loudness_weight: float = 1.0
+    other_voice_loudness_weight: float = 3.0
+    voice_ramp: tuple[float, float] = (0.35, 0.55)
     closure_weight: float = 3.0
     group_weights: tuple[tuple[str, float], ...] = ()
 
@@ -113,6 +127,18 @@ class SelectionOptions:
             raise ValueError(f"target must be features, ridge or both, got {self.target!r}")
         if self.k < 1 or self.beam < 0:
             raise ValueError(f"k must be >= 1 and beam >= 0, got {self.k} and {self.beam}")
+        if self.neighbours < 1 or not 0 <= self.neighbour_share <= 1:
+            raise ValueError(f"neighbours must be >= 1 and neighbour_share in [0, 1], got {self.neighbours} and "
+                             f"{self.neighbour_share}")
+
+    def loudness_weight_for(self, voice_distance: float | None) -> float:
+        """The loudness prior's weight for a speech whose voice is ``voice_distance`` from the footage's (None:
+        the footage's own voice)."""
+        if voice_distance is None:
+            return self.loudness_weight
+        low, high = self.voice_ramp
+        x = min(max((voice_distance - low) / max(high - low, 1e-9), 0.0), 1.0)
+        return self.loudness_weight + (self.other_voice_loudness_weight - self.loudness_weight) * x * x * (3 - 2 * x)
 
 
 @dataclass
@@ -159,6 +185,8 @@ class FootageIndex:
     mouth: (N, 4) real mouth measures (MOUTH_MEASURES), NaN without a face; mouth_z: standardised, 0 where NaN.
     face: (N,) whether the frame has a face (only those are chosen). rest: (N,) rest mouths (closed, quiet).
     follows: (N,) frame c + 1 continues frame c (both have faces). ridge: the footage's features -> mouth fit.
+    neighbour_spread: (4,) the spread of the neighbour prediction (``neighbour_mouths``) over the footage's own
+        frames, each left out with its neighbours in time.
     fps: the footage's frame rate (the output's); options: the feature options of the features.
     """
 
@@ -174,6 +202,7 @@ class FootageIndex:
     mouth_mean: np.ndarray
     mouth_scale: np.ndarray
     ridge: Ridge
+    neighbour_spread: np.ndarray
     fps: Fraction
     feature_options: FeatureOptions = field(default_factory=FeatureOptions)
 
@@ -245,10 +274,37 @@ def build_index(features: np.ndarray, mouth: np.ndarray, loudness: np.ndarray, f
     ridge = fit_ridge(standard[face], mouth_z[face])
     follows = np.zeros(n, bool)
     follows[:-1] = face[:-1] & face[1:]
+    weighted = (standard * weights).astype(np.float32)
+    queries = np.flatnonzero(face)
+    queries = queries[np.unique(np.linspace(0, len(queries) - 1, min(len(queries), NEIGHBOUR_QUERIES)).astype(int))]
+    gap = max(1, round(NEIGHBOUR_GAP_SECONDS * float(fps)))
+    own = _neighbour_mouths(weighted, face, mouth_z, weighted[queries], options.neighbours, queries, gap)
     log.debug("footage index: %d frames, %d with a face, %d rest, ridge alpha %g", n, int(face.sum()),
               int(rest.sum()), ridge.alpha)
-    return FootageIndex((standard * weights).astype(np.float32), mouth, mouth_z, face, rest, follows, mean, scale,
-                        weights, mouth_mean, mouth_scale, ridge, Fraction(fps), feature_options)
+    return FootageIndex(features=weighted, mouth=mouth, mouth_z=mouth_z, face=face, rest=rest, follows=follows,
+                        mean=mean, scale=scale, weights=weights, mouth_mean=mouth_mean, mouth_scale=mouth_scale,
+                        ridge=ridge, neighbour_spread=np.maximum(own.std(0), 1e-3), fps=Fraction(fps),
+                        feature_options=feature_options)
+
+
+def _neighbour_mouths(footage: np.ndarray, face: np.ndarray, mouth_z: np.ndarray, queries: np.ndarray, k: int,
+                      query_frames: np.ndarray | None = None, gap: int = 0, block: int = 256) -> np.ndarray:
+    """(Q, 4) the mean standardised mouth of the ``k`` footage frames (with a face) nearest to each query in
+    the weighted feature space; ``query_frames``: the footage frame each query is, whose frames within ``gap``
+    are left out (ties: the earlier frame)."""
+    candidates = np.flatnonzero(face)
+    x = footage[candidates].astype(np.float64)
+    x_sq = (x ** 2).sum(1)
+    k = min(k, len(candidates))
+    out = np.zeros((len(queries), mouth_z.shape[1]))
+    for first in range(0, len(queries), block):
+        q = np.asarray(queries[first:first + block], np.float64)
+        d = x_sq[None, :] - 2.0 * q @ x.T
+        if query_frames is not None:
+            d[np.abs(query_frames[first:first + block, None] - candidates[None, :]) <= gap] = np.inf
+        near = np.argsort(d, axis=1, kind="stable")[:, :k]
+        out[first:first + block] = mouth_z[candidates[near]].mean(1)
+    return out
 
 
 def predict_mouth(index: FootageIndex, speech_features: np.ndarray) -> np.ndarray:
@@ -262,8 +318,9 @@ class _Targets:
     """Target costs of output frames against footage frames (module notes), computed by row blocks."""
 
     def __init__(self, index: FootageIndex, speech_features: np.ndarray, loudness: np.ndarray, pause: np.ndarray,
-                 options: SelectionOptions) -> None:
+                 options: SelectionOptions, voice_distance: float | None = None) -> None:
         self.index, self.options, self.pause = index, options, pause
+        self.loudness_weight = options.loudness_weight_for(voice_distance)
         self.use_features = options.target in ("features", "both")
         self.use_ridge = options.target in ("ridge", "both")
         self.speech = index.standardise(speech_features).astype(np.float64)
@@ -275,11 +332,15 @@ class _Targets:
         if self.use_ridge:
             standard = (np.asarray(speech_features, np.float64) - index.mean) / index.scale
             predicted = np.hstack([standard, np.ones((len(standard), 1))]) @ index.ridge.weights
-            # The penalty shrinks the predictions towards the mean; matched against real mouths they are
-            # stretched back to unit spread, so a predicted wide-open mouth finds the person's wide-open frames.
-            self.predicted = (predicted / index.ridge.spread)[:, measures]
+            # The penalty (and the neighbours' mean) shrink the predictions towards the mean; matched against
+            # real mouths they are stretched back to unit spread, so a predicted wide-open mouth finds the
+            # person's wide-open frames.
+            near = _neighbour_mouths(index.features, index.face, index.mouth_z, self.speech, options.neighbours)
+            share = options.neighbour_share
+            self.predicted = ((1 - share) * predicted / index.ridge.spread +
+                              share * near / index.neighbour_spread)[:, measures]
         self.real = index.mouth_z[:, measures]
-        if options.loudness_weight > 0:
+        if self.loudness_weight > 0:
             self.loud_open = _loudness_openings(index, np.asarray(loudness, np.float64))
         if options.closure_weight > 0:
             self.closure = lip_closure(speech_features, index.feature_options).astype(np.float64) * \
@@ -297,9 +358,8 @@ class _Targets:
         if self.use_ridge:
             p = self.predicted[first:last]
             cost += ((p[:, None, :] - self.real[None, :, :]) ** 2).mean(2) * self.ridge_factor
-        if self.options.loudness_weight > 0:
-            cost += (self.loud_open[first:last, None] - self.index.mouth_z[None, :, 0]) ** 2 * \
-                self.options.loudness_weight
+        if self.loudness_weight > 0:
+            cost += (self.loud_open[first:last, None] - self.index.mouth_z[None, :, 0]) ** 2 * self.loudness_weight
         if self.options.closure_weight > 0:
             cost += self.closure[first:last, None] * self.excess[None, :]
         allowed = np.where(self.pause[first:last, None], self.index.rest[None, :], self.index.face[None, :])
@@ -313,8 +373,8 @@ class _Targets:
             cost += ((self.footage[frames] - self.speech[t]) ** 2).sum(1) * self.feature_norm
         if self.use_ridge:
             cost += ((self.predicted[t][None, :] - self.real[frames]) ** 2).mean(1) * self.ridge_factor
-        if self.options.loudness_weight > 0:
-            cost += (self.loud_open[t] - self.index.mouth_z[frames, 0]) ** 2 * self.options.loudness_weight
+        if self.loudness_weight > 0:
+            cost += (self.loud_open[t] - self.index.mouth_z[frames, 0]) ** 2 * self.loudness_weight
         if self.options.closure_weight > 0:
             cost += self.closure[t] * self.excess[frames]
         allowed = self.index.rest[frames] if self.pause[t] else self.index.face[frames]
@@ -397,12 +457,14 @@ def _viterbi(targets: _Targets, top: tuple[np.ndarray, np.ndarray], first: int, 
 
 
 def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np.ndarray,
-                  lookahead: float | None = None, options: SelectionOptions = SelectionOptions()) -> np.ndarray:
+                  lookahead: float | None = None, options: SelectionOptions = SelectionOptions(),
+                  voice_distance: float | None = None) -> np.ndarray:
     """(T,) int64: the footage frame to show for each of the speech's T output frames (module notes).
 
     ``speech_features``: the new speech's ``speech_features`` with the index's feature options; ``loudness``:
     its ``frame_loudness``. ``lookahead``: None chooses for the whole speech at once; seconds (0 ..
-    MAX_LOOKAHEAD) choose frame by frame with only that much speech past each frame.
+    MAX_LOOKAHEAD) choose frame by frame with only that much speech past each frame. ``voice_distance``: how
+    far the speech's voice is from the footage's (``heygem.speech.frames.voice_distance``; None: the same voice).
     """
     speech_features = np.asarray(speech_features)
     n_out = len(speech_features)
@@ -411,7 +473,7 @@ def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np
     if n_out == 0:
         return np.zeros(0, np.int64)
     pause = _pauses(loudness, index.fps)
-    targets = _Targets(index, speech_features, loudness, pause, options)
+    targets = _Targets(index, speech_features, loudness, pause, options, voice_distance)
     top = _top_candidates(targets, options.k)
     if lookahead is None:
         return _viterbi(targets, top, 0, n_out, None, options)
@@ -435,3 +497,25 @@ def run_lengths(frames: np.ndarray) -> np.ndarray:
         return np.zeros(0, np.int64)
     breaks = np.flatnonzero(np.diff(frames) != 1) + 1
     return np.diff(np.concatenate(([0], breaks, [frames.size])))
+
+
+def join_fades(frames: np.ndarray, usable: np.ndarray, length: int = FADE_FRAMES) -> tuple[np.ndarray, np.ndarray]:
+    """Where the chosen ``frames`` jump (a join), the run they leave goes on under the new one for ``length``
+    more output frames, fading out: per output frame the footage frame it fades from (-1: none) and that
+    frame's weight (length / (length + 1) at the join, falling by 1 / (length + 1) each frame). A run that
+    cannot go on (the footage ends, or its next frame is not ``usable``) stops fading there."""
+    frames = np.asarray(frames, np.int64)
+    usable = np.asarray(usable, bool)
+    source = np.full(len(frames), -1, np.int64)
+    weight = np.zeros(len(frames))
+    for t in range(1, len(frames)):
+        if frames[t] == frames[t - 1] + 1:
+            continue
+        for k in range(length):
+            old = frames[t - 1] + 1 + k
+            if t + k >= len(frames) or old >= len(usable) or not usable[old]:
+                break
+            if t + k > t and frames[t + k] != frames[t + k - 1] + 1:
+                break  # the new run already jumped again: its own join fades from here
+            source[t + k], weight[t + k] = old, (length - k) / (length + 1)
+    return source, weight

@@ -11,6 +11,7 @@ import pytest
 
 from heygem.engines import EngineDescription
 from heygem.engines.builtin import BuiltinEngine
+from heygem.faces.landmarks import LandmarkTracker
 from heygem.eval import frame_mouth_measures, frame_openings, lag_correlations, lower_face_ssim, mouth_openings, sync_envelope
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
@@ -143,6 +144,17 @@ def test_photo_uses_the_simpler_path(media, settings, tmp_path):
     assert ok.mean() > 0.9
     assert np.corrcoef(opening[ok], drive[ok])[0, 1] > 0.6
     _save_tiles("people_0", frames, boxes, engine.drive)
+    # The mouth is drawn at the photo's own resolution and nothing else is touched: every pixel above the
+    # nose and outside the face is exactly the photo's (the crop used to be resized down and up again and
+    # pasted over the whole lower half of the box, softening it all).
+    photo = cv2.imread(str(media / "sadtalker/people_0.png"))
+    points = LandmarkTracker()(photo)
+    nose_tip, chin = points[1, 1], points[152, 1]
+    for frame in frames[:: max(1, len(frames) // 10)]:
+        changed = np.abs(frame.astype(np.int16) - photo.astype(np.int16)).max(axis=2) > 0
+        rows, cols = np.nonzero(changed)
+        assert rows.min() > nose_tip - 0.15 * (chin - nose_tip) and rows.max() < chin + 0.6 * (chin - nose_tip)
+        assert points[:, 0].min() - 2 < cols.min() and cols.max() < points[:, 0].max() + 2
 
 
 # ------------------------------------------------------------------------------------- speech sounds (phones)

@@ -44,7 +44,7 @@ def test_silence_shows_the_persons_rest_mouth(media: Path, footage_settings, tmp
 
     chosen = []
     choose = builtin.choose_frames
-    monkeypatch.setattr(builtin, "choose_frames", lambda *args: chosen.append(choose(*args)) or chosen[-1])
+    monkeypatch.setattr(builtin, "choose_frames", lambda *args, **kwargs: chosen.append(choose(*args, **kwargs)) or chosen[-1])
     silent = make_clip(tmp_path / "silence.wav", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "3")
     result = generate(silent, media / PRESENTER, tmp_path / "silent.mp4", footage_settings)
     assert result.engine_info.mode == "footage"

@@ -10,9 +10,10 @@ import pytest
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
 from heygem.media.video import iter_frames
-from heygem.selection import (MAX_LOOKAHEAD, SelectionOptions, build_index, choose_frames, mouth_measures,
-                              run_lengths)
-from heygem.speech.frames import feature_groups, frame_loudness, lip_closure, speech_features
+from heygem.selection import (MAX_LOOKAHEAD, SelectionOptions, build_index, choose_frames, join_fades,
+                              mouth_measures, run_lengths)
+from heygem.speech.frames import (feature_groups, frame_loudness, lip_closure, speech_features, voice_distance,
+                                  voice_print)
 
 RATE = 16000
 # Measured by bench/selection.py on the six shared clips with their own speech, both ways round (bench/RESULTS.md,
@@ -170,6 +171,44 @@ def test_lookahead_is_within_the_margin_of_the_whole_speech_choice(katie: Footag
     assert r_whole > 0.1  # it follows the real mouth at all
     assert r_live > r_whole - LOOKAHEAD_MARGIN
     assert run_lengths(live).mean() > 1.2
+
+
+def test_another_voice_is_told_from_the_persons_own(katie: Footage, radio) -> None:
+    split = katie.n // 2
+    first, second = voice_print(katie.audio(0, split)), voice_print(katie.audio(split, katie.n))
+    other = voice_print(radio)
+    own_distance, other_distance = voice_distance(first, second), voice_distance(first, other)
+    low, high = SelectionOptions().voice_ramp
+    assert own_distance < low < other_distance
+    assert voice_print(np.zeros(RATE, np.float32)) is None  # no voice, no print
+
+
+def test_with_another_voice_loudness_leads(katie: Footage, radio) -> None:
+    """The person's own speech habits are trusted for their own voice; with another voice the speech's loudness
+    moves the chosen mouth more (the loudness proxy: opening against the speech's loudness)."""
+    index = katie.index(0, katie.n)
+    n = round(len(radio) / RATE * float(katie.fps))
+    features, loudness = speech_features(radio, katie.fps, n), frame_loudness(radio, katie.fps, n)
+    as_own = index.mouth[choose_frames(index, features, loudness, voice_distance=None), 0]
+    as_other = index.mouth[choose_frames(index, features, loudness, voice_distance=1.0), 0]
+    voiced = loudness > loudness.min()
+    assert pearson(as_other, loudness) > pearson(as_own, loudness) + 0.05
+    assert as_other[voiced].mean() > as_other[~voiced].mean()
+
+
+def test_joins_fade_from_the_run_they_leave() -> None:
+    usable = np.ones(20, bool)
+    frames = np.array([0, 1, 2, 10, 11, 12, 13, 5, 6])
+    source, weight = join_fades(frames, usable, length=2)
+    assert source.tolist() == [-1, -1, -1, 3, 4, -1, -1, 14, 15]
+    assert np.allclose(weight, [0, 0, 0, 2 / 3, 1 / 3, 0, 0, 2 / 3, 1 / 3])
+    # The run left cannot go on past the footage's end, nor into a frame that may not be shown.
+    usable[4] = False
+    source, _ = join_fades(frames, usable, length=2)
+    assert source[3] == 3 and source[4] == -1
+    # A new run that jumps again at once fades from its own join.
+    source, _ = join_fades(np.array([0, 1, 8, 15, 16]), np.ones(20, bool), length=2)
+    assert source.tolist() == [-1, -1, 2, 9, 10]
 
 
 def test_lookahead_is_bounded(katie: Footage) -> None:

@@ -84,7 +84,9 @@ class Engine(ABC):
 
     The pipeline hands it batches of face crops (the face box plus ``crop_margin`` of its size on every
     side, resized to ``crop_size``) with the mel chunk and output frame number of each, and pastes back
-    whatever it returns over the lower face (from ``blend_top`` of the crop's height down).
+    whatever it returns over the lower face (from ``blend_top`` of the crop's height down). An engine that
+    ``paints_frames`` draws into the full frames itself instead (``paint``), at their own resolution: the
+    crop's down- and up-scaling then never touches the picture.
     """
 
     name: ClassVar[str]
@@ -92,6 +94,7 @@ class Engine(ABC):
     crop_margin: ClassVar[float] = 0.0
     blend_top: ClassVar[float] = 0.55  # where the pipeline's lower-face mask starts, as a fraction of the crop
     wants_study: ClassVar[bool] = False  # the pipeline studies the presenter (heygem.study) and hands it over
+    paints_frames: ClassVar[bool] = False  # the pipeline calls ``paint`` with the full frames, not ``synthesize``
 
     def start(self, job: EngineJob) -> None:
         """Get ready for one video (e.g. study the source's own mouths). Default: nothing to do."""
@@ -100,6 +103,12 @@ class Engine(ABC):
     def synthesize(self, crops: np.ndarray, mel_chunks: np.ndarray, frame_indices: np.ndarray | None = None) -> np.ndarray:
         """crops: (B, S, S, 3) uint8 BGR; mel_chunks: (B, 80, 16) float32; frame_indices: (B,) output frame
         numbers -> (B, S, S, 3) uint8 BGR."""
+
+    def paint(self, images: list[np.ndarray], boxes: list[tuple[int, int, int, int]], crops: np.ndarray,
+              mel_chunks: np.ndarray, frame_indices: np.ndarray) -> None:
+        """Draw the mouths into the full BGR frames ``images`` in place (only for ``paints_frames`` engines).
+        ``boxes``: each frame's crop box (x1, y1, x2, y2); ``crops``: those boxes resized to ``crop_size``."""
+        raise NotImplementedError(f"{self.name} does not paint frames; the pipeline blends what synthesize returns")
 
     def description(self) -> EngineDescription:
         """Which engine, on what, how (for the job that ran last): data for the front ends to word."""

@@ -44,8 +44,8 @@ from heygem.faces.landmarks import (
     get_face_mesh,
 )
 from heygem.footage import FootageStudy
-from heygem.selection import build_index, choose_frames, mouth_measures
-from heygem.speech.frames import frame_loudness, speech_features
+from heygem.selection import build_index, choose_frames, join_fades, mouth_measures
+from heygem.speech.frames import frame_loudness, speech_features, voice_distance, voice_print
 from heygem.speech.loudness import mouth_drive
 from heygem.speech.phones import VISEMES, MouthShapes
 from heygem.study import STABLE, crop_landmarks, similarity
@@ -98,7 +98,7 @@ def footage_problem(footage: FootageStudy | None, photo: bool) -> str | None:
     """Why the presenter's footage cannot give the mouths (a fallback code), or None when it can."""
     if footage is None or photo:
         return "footage_photo" if photo else "footage_none"
-    found = footage.found
+    found = footage.usable
     if found.sum() < MIN_FOOTAGE_SECONDS * footage.fps:
         return "footage_short"
     low, high = np.percentile(footage.openings[found], [5, 95])
@@ -115,10 +115,15 @@ def _choose_from_footage(job: EngineJob) -> np.ndarray:
     mouths in pauses)."""
     footage = job.footage
     assert footage is not None and footage.features is not None and footage.loudness is not None
-    index = build_index(footage.features, mouth_measures(footage.points.astype(np.float32)), footage.loudness,
-                        Fraction(footage.fps).limit_denominator(1001))
+    mouth = mouth_measures(footage.points.astype(np.float32))
+    mouth[~footage.usable] = np.nan  # never chosen: no face, or a fade or flash
+    index = build_index(footage.features, mouth, footage.loudness, Fraction(footage.fps).limit_denominator(1001))
     features = speech_features(job.samples, job.fps, job.frames, phones=job.phones)
-    return choose_frames(index, features, frame_loudness(job.samples, job.fps, job.frames))
+    voice = voice_print(job.samples)
+    distance = None if footage.voice is None or voice is None else voice_distance(footage.voice, voice)
+    log.info("builtin engine: the speech's voice is %s from the footage's", "unknown" if distance is None else
+             f"{distance:.2f}")
+    return choose_frames(index, features, frame_loudness(job.samples, job.fps, job.frames), voice_distance=distance)
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -168,6 +173,7 @@ class BuiltinEngine(Engine):
     blend_top: ClassVar[float] = 0.45
     batch_size: ClassVar[int] = 16
     wants_study: ClassVar[bool] = True
+    paints_frames: ClassVar[bool] = True  # the mouth at the frame's own resolution, the rest of it untouched
 
     def __init__(self) -> None:
         self.mesh = get_face_mesh()
@@ -199,6 +205,7 @@ class BuiltinEngine(Engine):
         self._counter = 0
         # The footage drive: a studied footage frame per output frame, placed by ``placer``; or why not.
         self.chosen: np.ndarray | None = None
+        self.fades: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))  # join_fades of chosen
         self.placer: MouthPlacer | None = None
         self.footage_frames = 0
         self.footage_fallback: str | None = None
@@ -257,8 +264,9 @@ class BuiltinEngine(Engine):
                 self.footage_fallback = footage_problem(job.footage, self.photo)
                 if self.footage_fallback is None:
                     self.chosen = _choose_from_footage(job)
+                    self.fades = join_fades(self.chosen, job.footage.usable)
                     self.placer = MouthPlacer(job.footage)
-                    self.footage_frames = int(job.footage.found.sum())
+                    self.footage_frames = int(job.footage.usable.sum())
                 else:
                     log.info("builtin engine: footage drive not used (%s); the key mouths instead", self.footage_fallback)
             if self.chosen is None:  # the footage's own mouths need no key space
@@ -549,22 +557,36 @@ class BuiltinEngine(Engine):
         if not isinstance(crops, np.ndarray) or crops.ndim != 4 or crops.shape[1:] != (size, size, 3):
             raise EngineError(f"builtin needs face crops shaped (B, {size}, {size}, 3), got {getattr(crops, 'shape', crops)}")
         out = crops.copy()
+        whole = (0, 0, size, size)
+        self.paint(list(out), [whole] * len(out), crops, mel_chunks, frame_indices)
+        return out
+
+    def paint(self, images: list[np.ndarray], boxes: list[tuple[int, int, int, int]], crops: np.ndarray,
+              mel_chunks: np.ndarray, frame_indices: np.ndarray | None = None) -> None:
+        """The mouths drawn straight into the frames at their own resolution: the face mesh is found on the
+        crop (its size is what the mesh tracks best at) and carried back to the frame's pixels."""
+        size = self.crop_size
         if frame_indices is None:
             frame_indices = np.arange(self._counter, self._counter + len(crops))
         self._counter = int(frame_indices[-1]) + 1 if len(frame_indices) else self._counter
         if self.levels is None and not self.key_images and self.chosen is None:
-            return out
-        for i, (crop, index) in enumerate(zip(crops, frame_indices)):
+            return
+        for image, (x1, y1, x2, y2), crop, index in zip(images, boxes, crops, frame_indices):
             points = self._landmarks(crop, self._previous)
             self._previous = points
             if points is None:
                 continue
+            # The crop is the box resized to a square: a scale per axis back to the frame.
+            to_frame = np.array([[(x2 - x1) / size, 0.0, x1], [0.0, (y2 - y1) / size, y1]])
             if self.chosen is not None and self.placer is not None:
-                chosen = int(self.chosen[min(max(int(index), 0), len(self.chosen) - 1)])
-                out[i] = self.placer.place(crop, points, chosen)
+                # The footage study's canonical frame was made from whole frames: place by the frame's points.
+                in_frame = points @ to_frame[:, :2].T + to_frame[:, 2]
+                at = min(max(int(index), 0), len(self.chosen) - 1)
+                fade_from, fade_weight = self.fades[0][at], self.fades[1][at]
+                self.placer.place(image, in_frame.astype(np.float32), int(self.chosen[at]), int(fade_from),
+                                  float(fade_weight))
             else:
-                out[i] = self._render(crop, points, self._morph(int(index)))
-        return out
+                self._render(image, points, self._morph(int(index)), to_frame)
 
     def _morph(self, index: int) -> np.ndarray:
         """The canonical ROI of output frame ``index``: the key space at the speech's mouth shape, or the
@@ -585,24 +607,29 @@ class BuiltinEngine(Engine):
         frac = position - low
         return self.levels[low] if frac < 1e-3 else (1 - frac) * self.levels[low] + frac * self.levels[high]
 
-    def _render(self, crop: np.ndarray, points: np.ndarray, morph: np.ndarray) -> np.ndarray:
+    def _render(self, picture: np.ndarray, points: np.ndarray, morph: np.ndarray, to_frame: np.ndarray) -> None:
+        """Draws the canonical ``morph`` into ``picture`` (in place) in the pose of the face at ``points`` (crop
+        pixels); ``to_frame``: the 2x3 affine from crop to picture pixels. The keys were taken from crops, so
+        the canonical frame is a crop's: similarity to the crop, then the crop's own scale per axis."""
         x0, y0, _, _ = self.roi
-        affine = similarity(self.canon_stable, points[list(STABLE)])
+        to_crop = similarity(self.canon_stable, points[list(STABLE)])
+        affine = np.hstack([to_frame[:, :2] @ to_crop[:, :2], (to_frame[:, :2] @ to_crop[:, 2] + to_frame[:, 2])[:, None]])
         # The ROI sits at (x0, y0) in canonical space: fold that offset into the transform.
         affine[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float64)
         # Only the crop's rectangle that the ROI lands on is computed: every pixel outside it is the crop's own.
         h, w = morph.shape[:2]
         corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ affine.T
         bx0, by0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
-        bx1, by1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 2, self.crop_size)
+        bx1 = min(int(np.ceil(corners[:, 0].max())) + 2, picture.shape[1])
+        by1 = min(int(np.ceil(corners[:, 1].max())) + 2, picture.shape[0])
         if bx1 <= bx0 or by1 <= by0:
-            return crop.copy()
+            return
         affine[:, 2] -= (bx0, by0)
         stack = np.dstack([morph, self.mask * 255.0, self.ring * 255.0]).astype(np.float32)
         warped = cv2.warpAffine(stack, affine, (int(bx1 - bx0), int(by1 - by0)), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT)
         patch, mask, ring = warped[..., :3], warped[..., 3:4] / 255.0, warped[..., 4] > 127
-        base = crop[by0:by1, bx0:bx1].astype(np.float32)
+        base = picture[by0:by1, bx0:bx1].astype(np.float32)
         if ring.any():
             offset = base[ring].mean(0) - patch[ring].mean(0)
             offset = np.clip(offset, -40.0, 40.0)
@@ -612,6 +639,4 @@ class BuiltinEngine(Engine):
                 self._offset = self._offset + COLOUR_SMOOTHING * (offset - self._offset)
         if self._offset is not None:
             patch = patch + self._offset
-        out = crop.copy()
-        out[by0:by1, bx0:bx1] = np.clip(base + mask * (patch - base) + 0.5, 0, 255).astype(np.uint8)
-        return out
+        picture[by0:by1, bx0:bx1] = np.clip(base + mask * (patch - base) + 0.5, 0, 255).astype(np.uint8)

@@ -9,7 +9,9 @@ feathered mask from below the nose to below the lowest chin the footage shows, c
 both faces' jaw lines (the footage frame's own, so no background or hair of that moment comes along; the
 picture's, each lowered to the lower of the two chins, so neither an opening nor a closing jaw is cut off
 and the picture's own chin never shows under the chosen one). Pixels
-outside the mask are the picture's own.
+outside the mask are the picture's own. Where the chosen frames jump from one run of the footage to another,
+the run left goes on for a frame or two under the new one, cross-fading (``heygem.selection.join_fades``), so
+a join never pops.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ class MouthPlacer:
         if not study.found.any():
             raise ValueError("the footage study has no frame with a face")
         self.study = study
-        faces = study.points[study.found].astype(np.float32)
+        faces = study.points[study.usable].astype(np.float32)
         self.reference = np.median(faces[:, list(STABLE)], axis=0)
         self.ellipse, self.ring = _masks(faces)
         self._offset: np.ndarray | None = None
@@ -49,12 +51,18 @@ class MouthPlacer:
         """Forget the colour of earlier frames (a new video, or a cut)."""
         self._offset = None
 
-    def place(self, picture: np.ndarray, points: np.ndarray, index: int) -> np.ndarray:
-        """``picture`` (BGR) with the lower face of studied frame ``index``, in the pose of the face whose
-        468 mesh ``points`` (picture pixels) are given; the picture unchanged when that frame has no face."""
+    def place(self, picture: np.ndarray, points: np.ndarray, index: int, fade_from: int = -1,
+              fade_weight: float = 0.0) -> None:
+        """Draws the lower face of studied frame ``index`` into ``picture`` (BGR, in place), in the pose of the
+        face whose 468 mesh ``points`` (picture pixels) are given; nothing when that frame has no face.
+        ``fade_from``, ``fade_weight``: a studied frame cross-faded over it with that weight (a join's fade,
+        ``heygem.selection.join_fades``)."""
         patch = self.study.patch(index)
         if patch is None:
-            return picture.copy()
+            return
+        under = self.study.patch(fade_from) if fade_from >= 0 and fade_weight > 0 else None
+        if under is not None:
+            patch = (1.0 - fade_weight) * patch.astype(np.float32) + fade_weight * under.astype(np.float32)
         x1, y1, _, _ = PATCH_BOX
         affine = similarity(self.reference, np.asarray(points, np.float32)[list(STABLE)])
         affine[:, 2] += affine[:, :2] @ np.array([x1, y1], np.float64)  # the patch starts at (x1, y1)
@@ -64,9 +72,12 @@ class MouthPlacer:
         bx1 = min(int(np.ceil(corners[:, 0].max())) + 2, picture.shape[1])
         by1 = min(int(np.ceil(corners[:, 1].max())) + 2, picture.shape[0])
         if bx1 <= bx0 or by1 <= by0:
-            return picture.copy()
+            return
         affine[:, 2] -= (bx0, by0)
-        mask = self._mask(index, cv2.invertAffineTransform(affine), np.asarray(points, np.float32) - (bx0, by0))
+        to_patch, local = cv2.invertAffineTransform(affine), np.asarray(points, np.float32) - (bx0, by0)
+        mask = self._mask(index, to_patch, local)
+        if under is not None:
+            mask = np.maximum(mask, self._mask(fade_from, to_patch, local))
         stack = np.dstack([patch.astype(np.float32), mask * 255.0, self.ring * 255.0])
         warped = cv2.warpAffine(stack, affine, (int(bx1 - bx0), int(by1 - by0)), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT)
@@ -77,10 +88,7 @@ class MouthPlacer:
             self._offset = offset if self._offset is None else self._offset + COLOUR_SMOOTHING * (offset - self._offset)
         if self._offset is not None:
             moved = moved + self._offset
-        out = picture.copy()
-        out[by0:by1, bx0:bx1] = np.clip(base + mask * (moved - base) + 0.5, 0, 255).astype(np.uint8)
-        return out
-
+        picture[by0:by1, bx0:bx1] = np.clip(base + mask * (moved - base) + 0.5, 0, 255).astype(np.uint8)
 
     def _mask(self, index: int, to_patch: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The blend mask of studied frame ``index`` over a picture whose points ``to_patch`` maps into the
