@@ -4,6 +4,10 @@
 zero at the crop's edges and above the mouth, so no box seam shows; every pixel outside the crop box, and
 every pixel where the mask is zero, keeps exactly its decoded value. ``hard`` is the original Wav2Lip
 paste of the whole box.
+
+An engine that draws into the frame itself (the built-in one: ``Engine.paints_frames``) uses ``warp_into``: its
+patch warped onto the face by an affine, matched in colour to the skin around it (``ColourMatch``) and blended
+through its own mask at the frame's resolution.
 """
 from __future__ import annotations
 
@@ -62,3 +66,49 @@ def _first_blended_row(height: int, width: int, feather: float, top: float) -> i
     """The first row where ``lower_face_mask`` is not zero."""
     nonzero = np.flatnonzero(lower_face_mask(height, width, feather, top)[:, :, 0].any(axis=1))
     return int(nonzero[0]) if nonzero.size else height
+
+
+class ColourMatch:
+    """The colour offset that makes a placed patch match the skin around it, smoothed over frames so it does
+    not flicker; an offset beyond ``limit`` grey levels is a wrong match, not lighting, and is clipped."""
+
+    def __init__(self, smoothing: float, limit: float = 40.0) -> None:
+        self.smoothing, self.limit = smoothing, limit
+        self.offset: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.offset = None
+
+    def update(self, measured: np.ndarray) -> np.ndarray:
+        measured = np.clip(measured, -self.limit, self.limit)
+        self.offset = measured if self.offset is None else self.offset + self.smoothing * (measured - self.offset)
+        return self.offset
+
+
+def warp_into(picture: np.ndarray, patch: np.ndarray, mask: np.ndarray, ring: np.ndarray, affine: np.ndarray,
+              colour: ColourMatch) -> None:
+    """Warp ``patch`` (uint8 BGR, in its own pixels) into ``picture`` (in place) by the 2x3 ``affine`` and blend
+    it through ``mask`` (float32 in [0, 1], the patch's size), its colour matched on ``ring`` (the patch's
+    size, non-zero on the skin to match against). Only the rectangle the patch lands on is touched, and in it
+    only where the mask is not zero: every other pixel stays exactly as it was."""
+    h, w = patch.shape[:2]
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ np.asarray(affine).T
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
+    x1 = min(int(np.ceil(corners[:, 0].max())) + 2, picture.shape[1])
+    y1 = min(int(np.ceil(corners[:, 1].max())) + 2, picture.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return
+    local = np.array(affine, np.float64)
+    local[:, 2] -= (x0, y0)
+    size = (int(x1 - x0), int(y1 - y0))
+    moved = cv2.warpAffine(patch, local, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    weight = cv2.warpAffine(mask.astype(np.float32), local, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT)
+    around = cv2.warpAffine((ring > 0).astype(np.uint8), local, size, flags=cv2.INTER_NEAREST,
+                            borderMode=cv2.BORDER_CONSTANT)
+    region = picture[y0:y1, x0:x1]
+    if around.any():
+        colour.update(np.array(cv2.mean(region, around)[:3]) - np.array(cv2.mean(moved, around)[:3]))
+    if colour.offset is not None:
+        moved = cv2.add(moved, (*map(float, colour.offset), 0.0))  # saturating, as the clip to 0..255 was
+    region[:] = cv2.blendLinear(moved, np.ascontiguousarray(region), weight, 1.0 - weight)

@@ -33,6 +33,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from heygem import blend
 from heygem.engines.base import Engine, EngineDescription, EngineJob
 from heygem.engines.footage_mouths import MouthPlacer
 from heygem.errors import EngineError
@@ -201,7 +202,7 @@ class BuiltinEngine(Engine):
         self.ring: np.ndarray | None = None  # (h, w) float32: skin around the mouth, for colour matching
         self.canon_stable: np.ndarray | None = None
         self._previous: np.ndarray | None = None
-        self._offset: np.ndarray | None = None
+        self.colour = blend.ColourMatch(COLOUR_SMOOTHING)  # the placed mouth matched to the skin around it
         self._counter = 0
         # The footage drive: a studied footage frame per output frame, placed by ``placer``; or why not.
         self.chosen: np.ndarray | None = None
@@ -616,27 +617,5 @@ class BuiltinEngine(Engine):
         affine = np.hstack([to_frame[:, :2] @ to_crop[:, :2], (to_frame[:, :2] @ to_crop[:, 2] + to_frame[:, 2])[:, None]])
         # The ROI sits at (x0, y0) in canonical space: fold that offset into the transform.
         affine[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float64)
-        # Only the crop's rectangle that the ROI lands on is computed: every pixel outside it is the crop's own.
-        h, w = morph.shape[:2]
-        corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ affine.T
-        bx0, by0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
-        bx1 = min(int(np.ceil(corners[:, 0].max())) + 2, picture.shape[1])
-        by1 = min(int(np.ceil(corners[:, 1].max())) + 2, picture.shape[0])
-        if bx1 <= bx0 or by1 <= by0:
-            return
-        affine[:, 2] -= (bx0, by0)
-        stack = np.dstack([morph, self.mask * 255.0, self.ring * 255.0]).astype(np.float32)
-        warped = cv2.warpAffine(stack, affine, (int(bx1 - bx0), int(by1 - by0)), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT)
-        patch, mask, ring = warped[..., :3], warped[..., 3:4] / 255.0, warped[..., 4] > 127
-        base = picture[by0:by1, bx0:bx1].astype(np.float32)
-        if ring.any():
-            offset = base[ring].mean(0) - patch[ring].mean(0)
-            offset = np.clip(offset, -40.0, 40.0)
-            if self._offset is None:
-                self._offset = offset
-            else:
-                self._offset = self._offset + COLOUR_SMOOTHING * (offset - self._offset)
-        if self._offset is not None:
-            patch = patch + self._offset
-        picture[by0:by1, bx0:bx1] = np.clip(base + mask * (patch - base) + 0.5, 0, 255).astype(np.uint8)
+        blend.warp_into(picture, np.clip(morph + 0.5, 0, 255).astype(np.uint8), self.mask, self.ring, affine,
+                        self.colour)

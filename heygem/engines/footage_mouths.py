@@ -20,6 +20,7 @@ import logging
 import cv2
 import numpy as np
 
+from heygem import blend
 from heygem.faces.landmarks import CHIN, JAW, MOUTH_CORNERS
 from heygem.footage import PATCH_BOX, FootageStudy
 from heygem.study import STABLE, similarity
@@ -45,11 +46,11 @@ class MouthPlacer:
         faces = study.points[study.usable].astype(np.float32)
         self.reference = np.median(faces[:, list(STABLE)], axis=0)
         self.ellipse, self.ring = _masks(faces)
-        self._offset: np.ndarray | None = None
+        self.colour = blend.ColourMatch(COLOUR_SMOOTHING, MAX_OFFSET)
 
     def reset(self) -> None:
         """Forget the colour of earlier frames (a new video, or a cut)."""
-        self._offset = None
+        self.colour.reset()
 
     def place(self, picture: np.ndarray, points: np.ndarray, index: int, fade_from: int = -1,
               fade_weight: float = 0.0) -> None:
@@ -61,34 +62,16 @@ class MouthPlacer:
         if patch is None:
             return
         under = self.study.patch(fade_from) if fade_from >= 0 and fade_weight > 0 else None
-        if under is not None:
-            patch = (1.0 - fade_weight) * patch.astype(np.float32) + fade_weight * under.astype(np.float32)
         x1, y1, _, _ = PATCH_BOX
         affine = similarity(self.reference, np.asarray(points, np.float32)[list(STABLE)])
         affine[:, 2] += affine[:, :2] @ np.array([x1, y1], np.float64)  # the patch starts at (x1, y1)
-        h, w = patch.shape[:2]
-        corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ affine.T
-        bx0, by0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
-        bx1 = min(int(np.ceil(corners[:, 0].max())) + 2, picture.shape[1])
-        by1 = min(int(np.ceil(corners[:, 1].max())) + 2, picture.shape[0])
-        if bx1 <= bx0 or by1 <= by0:
-            return
-        affine[:, 2] -= (bx0, by0)
-        to_patch, local = cv2.invertAffineTransform(affine), np.asarray(points, np.float32) - (bx0, by0)
-        mask = self._mask(index, to_patch, local)
+        # The mask follows both jaw lines, so it is made in the patch's pixels for this picture's face.
+        to_patch, jaw_points = cv2.invertAffineTransform(affine), np.asarray(points, np.float32)
+        mask = self._mask(index, to_patch, jaw_points)
         if under is not None:
-            mask = np.maximum(mask, self._mask(fade_from, to_patch, local))
-        stack = np.dstack([patch.astype(np.float32), mask * 255.0, self.ring * 255.0])
-        warped = cv2.warpAffine(stack, affine, (int(bx1 - bx0), int(by1 - by0)), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT)
-        moved, mask, ring = warped[..., :3], warped[..., 3:4] / 255.0, warped[..., 4] > 127
-        base = picture[by0:by1, bx0:bx1].astype(np.float32)
-        if ring.any():
-            offset = np.clip(base[ring].mean(0) - moved[ring].mean(0), -MAX_OFFSET, MAX_OFFSET)
-            self._offset = offset if self._offset is None else self._offset + COLOUR_SMOOTHING * (offset - self._offset)
-        if self._offset is not None:
-            moved = moved + self._offset
-        picture[by0:by1, bx0:bx1] = np.clip(base + mask * (moved - base) + 0.5, 0, 255).astype(np.uint8)
+            mask = np.maximum(mask, self._mask(fade_from, to_patch, jaw_points))
+            patch = cv2.addWeighted(patch, 1.0 - fade_weight, under, fade_weight, 0.0)
+        blend.warp_into(picture, patch, mask, self.ring, affine, self.colour)
 
     def _mask(self, index: int, to_patch: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The blend mask of studied frame ``index`` over a picture whose points ``to_patch`` maps into the
