@@ -41,7 +41,8 @@ from heygem.media.audio import load_audio  # noqa: E402
 from heygem.speech.phones import Phone, mouth_shapes, recognise_phones  # noqa: E402
 from heygem.selection import (SelectionOptions, build_index, choose_frames, mouth_measures,  # noqa: E402
                               predict_mouth, run_lengths)
-from heygem.speech.frames import FeatureOptions, frame_loudness, speech_features  # noqa: E402
+from heygem.speech.frames import (FeatureOptions, frame_loudness, speech_features, voice_distance,  # noqa: E402
+                                  voice_print)
 from selection_cache import clip_points, clip_speech  # noqa: E402
 
 log = logging.getLogger("bench.selection")
@@ -145,6 +146,8 @@ CONFIGS: dict[str, SelectionOptions] = {
     "both + loudness prior": SelectionOptions(closure_weight=0.0),
     "default (both + loudness + closure priors)": SelectionOptions(),
     "default, loudness prior x2": SelectionOptions(loudness_weight=2.0),
+    # The first round's default: the ridge alone predicts the mouth, one loudness weight whatever the voice.
+    "first round's default": SelectionOptions(neighbour_share=0.0, other_voice_loudness_weight=1.0),
 }
 
 
@@ -170,6 +173,7 @@ def split_time(clips: list[Clip], phones_cache: dict, configs: list[str], both_w
                 parts.append((speech_features(audio, clip.fps, last - first, phones=phones_cache[key],
                                               options=options), frame_loudness(audio, clip.fps, last - first)))
             (ff, fl), (sf, sl) = parts
+            voice = voice_distance(voice_print(clip.audio(fa, fb)), voice_print(clip.audio(sa, sb)))
             truth = clip.mouth[sa:sb]
             row: dict = {"clip": clip.name, "reversed": reverse, "footage_frames": fb - fa, "speech_frames": sb - sa,
                          "fps": str(clip.fps)}
@@ -181,7 +185,7 @@ def split_time(clips: list[Clip], phones_cache: dict, configs: list[str], both_w
                     row["ridge"] = (pearson(ridge[:, 0], truth[:, 0]), pearson(ridge[:, 1], truth[:, 1]))
                 for label, lookahead in (("whole", None), ("lookahead", LOOKAHEAD)):
                     t0 = time.perf_counter()
-                    frames = choose_frames(index, sf, sl, lookahead=lookahead, options=sel)
+                    frames = choose_frames(index, sf, sl, lookahead=lookahead, options=sel, voice_distance=voice)
                     seconds = time.perf_counter() - t0
                     chosen = index.mouth[frames]
                     row[f"{name} {label}"] = (pearson(chosen[:, 0], truth[:, 0]), pearson(chosen[:, 1], truth[:, 1]))
@@ -219,7 +223,7 @@ def closed_level(opening: np.ndarray) -> float:
 def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phones_cache: dict,
                  configs: tuple[str, ...] = ("both", "both + loudness prior",
                                              "default (both + loudness + closure priors)",
-                                             "default, loudness prior x2")) -> list[dict]:
+                                             "default, loudness prior x2", "first round's default")) -> list[dict]:
     """Each clip's whole footage with each speech: loudness proxy of the chosen mouths and of today's phone
     drive (heygem.phones.mouth_shapes, not rendered); m/b/p closures."""
     rows = []
@@ -231,6 +235,7 @@ def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phon
         audio = clip.audio(0, clip.n)
         own = (speech_features(audio, clip.fps, clip.n, phones=phones_cache[key], options=options),
                frame_loudness(audio, clip.fps, clip.n))
+        own_voice = voice_print(audio)
         closed = closed_level(clip.mouth[:, 0])
         own_share, _ = closure_share(phones_cache[key], clip.mouth[:, 0], clip.fps, closed)
         for speech_name, samples in speeches:
@@ -250,7 +255,8 @@ def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phon
                    "own_closures": own_share}
             for name in configs:
                 index = build_index(*own[:1], clip.mouth, own[1], clip.fps, options=CONFIGS[name])
-                frames = choose_frames(index, sf, sl, options=CONFIGS[name])
+                frames = choose_frames(index, sf, sl, options=CONFIGS[name],
+                                       voice_distance=voice_distance(own_voice, voice_print(samples)))
                 opening = index.mouth[frames, 0]
                 share, row["mbp"] = closure_share(phones, opening, clip.fps, closed)
                 row[name] = {"proxy": pearson(opening[:len(envelope)], envelope), "closures": share,
