@@ -343,8 +343,10 @@ class _Targets:
         if self.loudness_weight > 0:
             self.loud_open = _loudness_openings(index, np.asarray(loudness, np.float64))
         if options.closure_weight > 0:
+            # The closures keep their say against a loudness prior raised for another voice.
+            raised = self.loudness_weight / options.loudness_weight if options.loudness_weight > 0 else 1.0
             self.closure = lip_closure(speech_features, index.feature_options).astype(np.float64) * \
-                options.closure_weight
+                options.closure_weight * max(1.0, raised)
             closed = np.percentile(index.mouth_z[index.face, 0], 10)
             self.excess = np.maximum(index.mouth_z[:, 0] - closed, 0.0) ** 2
 
