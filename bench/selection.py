@@ -9,6 +9,9 @@ lookahead choice (0.3 s). The mesh is run once over each whole clip (cached unde
 halves are its frame ranges, not re-encoded cuts; each half's speech is the clip's 16 kHz audio over the
 half's time span, and its phones are recognised on that half alone.
 
+Each choice is given how far the speech's voice is from the footage's (``voice_distance``: the split-time halves
+are one voice, the other speeches other voices), as the engine does.
+
 Also: ``neighbours`` (how well nearest neighbours in feature space share mouths, per feature variant), another
 voice (every clip's footage, whole, with every other clip's speech: no true mouth, so the loudness proxy and
 m/b/p closures) and Mandarin speech over each footage (loudness proxy).

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     faces.add_argument("--face-cache", type=Path, default=DetectionOptions.cache_dir, metavar="DIR", help="where faces found in each video are kept for the next run with the same video (default outputs/.cache/faces)")
     faces.add_argument("--no-face-cache", action="store_true", help="neither read nor write the face cache")
     out = gen.add_argument_group("output")
-    out.add_argument("--blend", choices=["feather", "hard"], default="feather", help="feathered lower-face blend (default) or the original hard box paste")
+    out.add_argument("--blend", choices=["feather", "hard"], default="feather", help="wav2lip: feathered lower-face blend (default) or the original hard box paste; the built-in engine blends its own mouth")
     out.add_argument("--length", choices=["pingpong", "loop"], default="pingpong", help="when the speech is longer than the video (default pingpong)")
     out.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     out.add_argument("--preset", default="medium", help="x264 speed preset (default medium)")
