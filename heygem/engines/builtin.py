@@ -11,10 +11,12 @@ multidimensional morphable model), chosen after measuring three methods (../shar
 * Dense optical flow (OpenCV DIS) links the closed key to every other key. Each frame's (opening, spread)
   becomes weights over the keys; the flows are mixed by those weights into one shape, every key is warped
   to it, and their pixels are mixed by the same weights (teeth and lips stay the person's own).
-* ``synthesize``: per crop, the face mesh (tracked from the previous crop) gives the similarity transform
-  canonical -> crop; the morph is warped in, matched in colour to the skin around this crop's mouth, and
-  blended through a soft mask over lips, mouth interior and chin (never the nose). Every pixel outside that
-  mask is the input crop unchanged; a crop without landmarks comes back unchanged.
+* ``paint`` (the pipeline's call; ``synthesize`` does the same on crops alone): per frame, the face mesh
+  (tracked from the previous crop) gives the similarity transform canonical -> crop, and the crop's own
+  scale carries it on to the frame; the morph is warped into the frame at its own resolution, matched in
+  colour to the skin around the mouth, and blended through a soft mask over lips, mouth interior and chin
+  (never the nose). Every pixel outside that mask is the frame's own, unchanged; a frame without landmarks
+  is left as it was.
 
 A photo (or footage whose mouth never opens) has no open mouth to borrow: the opening is made by pushing the
 lower lip and jaw down with a smooth displacement field and painting a dark mouth interior between the lips,
@@ -165,13 +167,12 @@ class _Key:
 
 
 class BuiltinEngine(Engine):
-    """Own-footage mouth morph on 256x256 crops with a quarter-box margin (room for the face mesh)."""
+    """Own-footage mouth morph, drawn into the frames; the face mesh is found on 256x256 crops with a
+    quarter-box margin (room for the mesh)."""
 
     name: ClassVar[str] = "builtin"
     crop_size: ClassVar[int] = 256
     crop_margin: ClassVar[float] = 0.25
-    # Its own mask already stops below the nose; the pipeline's mask must not cut the upper lip, which sits at ~60%.
-    blend_top: ClassVar[float] = 0.45
     batch_size: ClassVar[int] = 16
     wants_study: ClassVar[bool] = True
     paints_frames: ClassVar[bool] = True  # the mouth at the frame's own resolution, the rest of it untouched
