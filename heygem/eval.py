@@ -312,8 +312,11 @@ def scaled_size(width: int, height: int, max_side: int | None = None) -> tuple[i
 
 def cut_argv(exe: str, clip: str | Path, out: str | Path, *, fps: Fraction, start_frame: int, end_frame: int,
              size: tuple[int, int], preset: str, crf: int = 18) -> list[str]:
-    """ffmpeg argv: frames [start_frame, end_frame) of ``clip``'s first video stream, counted at the constant
-    rate ``fps`` exactly as ``iter_frames`` decodes them, re-encoded at ``size`` (H.264, no audio)."""
+    """ffmpeg argv: frames [start_frame, end_frame) of ``clip``'s first video stream at the constant rate
+    ``fps``, re-encoded at ``size`` (H.264, no audio). Not frame-exact against ``iter_frames``: on a clip whose
+    video starts after its audio, the trim counts from the video's own first frame and the cut runs a frame or
+    two early, so ``split_clip`` writes its halves from the decoded frames instead; this stays for quick
+    scaled copies (bench/selection_today.py)."""
     rate = format_fps(fps)
     width, height = size
     chain = (f"fps={rate},trim=start_frame={start_frame}:end_frame={end_frame},setpts=PTS-STARTPTS,"

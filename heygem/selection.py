@@ -16,7 +16,7 @@ distance, ``mouth_measures``) and whether it is a rest mouth (closed, in a pause
   quantile the speech frame's loudness has in its speech. Another voice or language than the footage's lands
   far from the footage's sounds, and then loudness must lead: the prior's weight grows with the distance
   between the footage's voice and the speech's (``heygem.speech.frames.voice_distance``; bench/RESULTS.md,
-  "Whose voice");
+  "The footage drive, second round");
 - join cost: 0 for the footage's own next frame (real motion), otherwise a jump penalty plus the squared mouth
   shape jump (standardised measures), so runs of consecutive real frames are preferred;
 - candidates: the ``k`` frames of least target cost, plus the next frames of the ``beam`` best paths so far
@@ -517,7 +517,7 @@ def join_fades(frames: np.ndarray, usable: np.ndarray, length: int = FADE_FRAMES
             old = frames[t - 1] + 1 + k
             if t + k >= len(frames) or old >= len(usable) or not usable[old]:
                 break
-            if t + k > t and frames[t + k] != frames[t + k - 1] + 1:
+            if k > 0 and frames[t + k] != frames[t + k - 1] + 1:
                 break  # the new run already jumped again: its own join fades from here
             source[t + k], weight[t + k] = old, (length - k) / (length + 1)
     return source, weight

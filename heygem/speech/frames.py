@@ -170,9 +170,9 @@ def voice_print(samples: np.ndarray) -> np.ndarray | None:
 
 def voice_distance(own: np.ndarray, other: np.ndarray) -> float:
     """How far the voice of ``other`` (a ``voice_print``) is from ``own``: the RMS over the cepstral
-    coefficients of their mean difference in units of ``own``'s spread. Two parts of one recording of one
-    person measure about 0.1-0.4 here; another person, or the same text from a TTS, 0.45 and more
-    (bench/RESULTS.md, "Whose voice")."""
+    coefficients of their mean difference in units of ``own``'s spread. On the shared clips, two halves of one
+    person's recording measure 0.13-0.38 and another person's speech 0.42 and more (bench/RESULTS.md, "The
+    footage drive, second round"; no TTS voice was measured)."""
     own, other = np.asarray(own, np.float64), np.asarray(other, np.float64)
     return float(np.sqrt((((other[0] - own[0]) / own[1]) ** 2).mean()))
 
