@@ -16,6 +16,7 @@ import importlib.util
 import logging
 import os
 import secrets
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ TOKEN_ENV = "HEYGEM_RAY_TOKEN"  # where ours is kept, when not at the default pl
 # A machine or worker silent this long is taken for lost and its job runs elsewhere (--ray-lost-after). Ray's
 # own health check, left as it is, gives a frozen machine or a cut link about a minute (5 checks of 10 s + 3 s).
 LOST_AFTER_SECONDS = 15.0
+REAPER_READY_SECONDS = 30.0  # for the watcher of Ray's processes to start (a Python of its own)
 _HEALTH_CHECK_PERIOD_MS = 1000
 _HEALTH_CHECK_FAILURES = 3
 
@@ -168,8 +170,13 @@ def _start_reaper() -> None:
     global _reaper
     _stop_reaper()
     _reaper = subprocess.Popen([sys.executable, "-m", "heygem.cluster.reaper", str(os.getpid())],
-                               stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2],
                                start_new_session=True)
+    # Until it has taken its first look at Ray's processes (a studio killed before that left them all running).
+    if _reaper.stdout is not None and select.select([_reaper.stdout], [], [], REAPER_READY_SECONDS)[0]:
+        _reaper.stdout.readline()
+    else:
+        log.warning("the watcher of Ray's processes did not answer within %.0f s", REAPER_READY_SECONDS)
 
 
 def _stop_reaper() -> None:
