@@ -1,0 +1,73 @@
+"""The Wav2Lip engine on a CUDA GPU: the same mouths as the original, in fp32 and fp16, and a whole job.
+
+Skipped on a machine without CUDA (this workplace's CPU machine and CI); run on a lent GPU machine, with the
+results recorded in bench/RESULTS.md ("On a GPU").
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def golden(reference: Path) -> dict[str, np.ndarray]:
+    with np.load(reference / "golden_generator_io.npz") as data:
+        face = data["face"]
+        return {"crops": np.ascontiguousarray(np.round(face[:, 3:] * 255).astype(np.uint8).transpose(0, 2, 3, 1)),
+                "mels": data["mel"][:, 0], "out": data["out"]}
+
+
+def _expected(golden: dict[str, np.ndarray]) -> np.ndarray:
+    return golden["out"].transpose(0, 2, 3, 1) * 255
+
+
+def test_fp32_on_cuda_gives_the_original_mouths(test_checkpoint: Path, golden: dict[str, np.ndarray]) -> None:
+    from heygem.engines.wav2lip import Wav2LipEngine
+
+    engine = Wav2LipEngine(test_checkpoint, device="cuda", fp16=False)
+    assert engine.describe().startswith(f"wav2lip ({test_checkpoint.name} on cuda") and "fp32" in engine.describe()
+    out = engine.synthesize(golden["crops"], golden["mels"])
+    assert out.shape == (4, 96, 96, 3) and out.dtype == np.uint8
+    # As on the CPU: rounding to uint8, plus TF32 convolutions (cuDNN's default) being a little less exact.
+    assert np.abs(out.astype(np.float32) - _expected(golden)).max() <= 2.0
+
+
+def test_fp16_on_cuda_stays_within_a_few_grey_levels(test_checkpoint: Path, golden: dict[str, np.ndarray]) -> None:
+    from heygem.engines.wav2lip import Wav2LipEngine
+
+    engine = Wav2LipEngine(test_checkpoint, device="cuda", fp16=True)
+    assert "fp16" in engine.describe()
+    error = np.abs(engine.synthesize(golden["crops"], golden["mels"]).astype(np.float32) - _expected(golden))
+    # fp16 keeps about 3 significant digits through ~60 layers: a few grey levels at worst, under one on average.
+    assert error.max() <= 6.0 and error.mean() <= 1.0, (error.max(), error.mean())
+
+
+def test_the_batch_follows_the_gpu_s_free_memory(test_checkpoint: Path) -> None:
+    from heygem.engines.wav2lip import Wav2LipEngine, cuda_batch_size
+
+    free, _ = torch.cuda.mem_get_info()
+    engine = Wav2LipEngine(test_checkpoint, device="cuda")
+    assert engine.fp16 and engine.batch_size == cuda_batch_size(free, fp16=True)
+
+
+def test_a_whole_job_on_cuda(settings, media: Path, tmp_path: Path) -> None:
+    """A user's job on the GPU: the speech's length, every frame with its face, the engine named as on CUDA."""
+    import dataclasses
+
+    from conftest import make_clip
+    from heygem.media.probe import probe
+    from heygem.pipeline import generate
+
+    speech = media / "speechrecognition/english.wav"  # 2.7 s
+    video = make_clip(tmp_path / "d0.mp4", "-i", str(media / "liveportrait/d0.mp4"), "-t", "2", "-an",
+                      "-c:v", "libx264", "-preset", "ultrafast")
+    on_gpu = dataclasses.replace(settings, engine=dataclasses.replace(settings.engine, device="cuda"))
+    result = generate(speech, video, tmp_path / "out.mp4", on_gpu)
+    assert "cuda" in result.engine and result.frames_without_face == 0
+    out = probe(result.output)
+    assert out.has_audio and abs(out.duration - probe(speech).duration) <= 1 / 25
