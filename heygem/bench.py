@@ -48,9 +48,11 @@ DEFAULT_INPUTS = REPO / "bench" / "out" / "inputs"
 DEFAULT_VIDEO = "videoretalking/2.mp4"
 # The first of these that exists is the speech (the second is the fallback the tests also use).
 DEFAULT_AUDIOS = ("sadtalker/RD_Radio31_000.wav", "speechrecognition/english.wav")
-ENGINES = ("wav2lip", "builtin")
+# "builtin-footage": the built-in engine with the footage drive (the presenter's own mouths, heygem.footage).
+ENGINES = ("wav2lip", "builtin", "builtin-footage")
+DEFAULT_ENGINES = ("wav2lip", "builtin")
 # Stages in the order the data flows; stages the timings hold that are not listed here follow, as they come.
-STAGE_ORDER = ("features", "orientation", "study", "phones", "engine start", "decode", "detect", "synthesis", "blend",
+STAGE_ORDER = ("features", "orientation", "study", "footage", "phones", "engine start", "decode", "detect", "synthesis", "blend",
                "encode", "mux")
 WARMUP_SECONDS = 1.0
 # Bump when the way inputs are built changes, so cached inputs are rebuilt.
@@ -71,7 +73,7 @@ class BenchOptions:
     seconds: float = 60.0
     sizes: list[tuple[int, int]] = field(default_factory=lambda: [(1280, 720)])
     fps: int = 25
-    engines: list[str] = field(default_factory=lambda: list(ENGINES))
+    engines: list[str] = field(default_factory=lambda: list(DEFAULT_ENGINES))
     batch: int = 0  # videos in the batch run; 0 = no batch run
     device: str = "auto"
     checkpoint: Path | None = None  # None: the first real one in checkpoints/, else test weights
@@ -488,11 +490,15 @@ def _settings(engine: str, checkpoint: Path | None, device: str, out_dir: Path, 
 
     detection = DetectionOptions()
     # A fresh face cache per run, so a first run is a first run (nothing kept from an earlier bench); the
-    # option only exists once the face cache is in.
+    # option only exists once the face cache is in. Presenter studies are kept beside the face cache (its
+    # parent's studies/), so each run gets a folder of its own: no run finds another's study.
     if "cache_dir" in {f.name for f in fields(DetectionOptions)}:
-        detection.cache_dir = face_cache
-    return Settings(detection=detection, engine=EngineOptions(engine=engine, checkpoint=checkpoint, device=device),
-                    out_dir=out_dir)
+        detection.cache_dir = face_cache / "faces"
+    name, _, drive = engine.partition("-")  # builtin-footage: the built-in engine with the footage drive
+    options = EngineOptions(engine=name, checkpoint=checkpoint, device=device)
+    if drive:
+        options.mouth_drive = drive
+    return Settings(detection=detection, engine=options, out_dir=out_dir)
 
 
 def _run_row(result: Any, features_s: float | None, generate_s: float, figures: dict[str, Any]) -> dict[str, Any]:
@@ -828,7 +834,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchOptions, bool]:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the input video (default 60)")
     parser.add_argument("--size", nargs="+", default=["1280x720"], metavar="WxH", help="one or more sizes (default 1280x720)")
     parser.add_argument("--fps", type=int, default=25, help="frame rate of the input video (default 25)")
-    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES), help="engines to time (default both)")
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(DEFAULT_ENGINES),
+                        help="engines to time (default wav2lip and builtin; builtin-footage: the built-in engine "
+                             "with --mouth-drive footage)")
     parser.add_argument("--batch", type=int, default=0, metavar="N", help="also run a batch of N videos on one prepared speech (default 0: none)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps")
     parser.add_argument("--checkpoint", type=Path, help="Wav2Lip checkpoint (default: the first in checkpoints/, else test weights)")

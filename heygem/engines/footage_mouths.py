@@ -2,13 +2,13 @@
 
 The footage study keeps every frame's lower face in one canonical face frame. To show studied frame ``j``'s
 mouth in an output picture, the canonical frame is mapped onto that picture's head pose by a similarity
-transform on the skull's points (``heygem.study.STABLE``: eyes and nose, which the jaw does not move), the
-lower face is warped there, its colour matched to the picture on a ring around it (the light of the output
-frame, not of the footage's moment; smoothed over frames so it does not flicker), and blended through a
-feathered mask from below the nose to below the lowest chin the footage shows, cheek to cheek, and within
-both faces' jaw lines (the footage frame's own, so no background or hair of that moment comes along; the
-picture's, each lowered to the lower of the two chins, so neither an opening nor a closing jaw is cut off
-and the picture's own chin never shows under the chosen one). Pixels
+transform from frame ``j``'s own skull points to the picture's (``heygem.study.STABLE``: eyes and nose, which
+the jaw does not move), the lower face is warped there, its colour matched to the picture on a ring around it
+(the light of the output frame, not of the footage's moment; smoothed over frames so it does not flicker), and
+blended through a feathered mask from below the nose to below the lowest chin the footage shows, cheek to
+cheek, and within both faces' jaw lines (the footage frame's own, so no background or hair of that moment
+comes along; the picture's, each lowered to the lower of the two chins, so neither an opening nor a closing jaw
+is cut off and the picture's own chin never shows under the chosen one). Pixels
 outside the mask are the picture's own. Where the chosen frames jump from one run of the footage to another,
 the run left goes on for a frame or two under the new one, cross-fading (``heygem.selection.join_fades``), so
 a join never pops.
@@ -44,7 +44,6 @@ class MouthPlacer:
             raise ValueError("the footage study has no frame with a face")
         self.study = study
         faces = study.points[study.usable].astype(np.float32)
-        self.reference = np.median(faces[:, list(STABLE)], axis=0)
         self.ellipse, self.ring = _masks(faces)
         self.colour = blend.ColourMatch(COLOUR_SMOOTHING, MAX_OFFSET)
 
@@ -63,7 +62,10 @@ class MouthPlacer:
             return
         under = self.study.patch(fade_from) if fade_from >= 0 and fade_weight > 0 else None
         x1, y1, _, _ = PATCH_BOX
-        affine = similarity(self.reference, np.asarray(points, np.float32)[list(STABLE)])
+        # From the chosen frame's own skull points (in the canonical frame, where a head turned or tilted in
+        # that frame still differs from the footage's median): its lower face sits under its own eyes and nose.
+        own = self.study.points[index].astype(np.float32)[list(STABLE)]
+        affine = similarity(own, np.asarray(points, np.float32)[list(STABLE)])
         affine[:, 2] += affine[:, :2] @ np.array([x1, y1], np.float64)  # the patch starts at (x1, y1)
         # The mask follows both jaw lines, so it is made in the patch's pixels for this picture's face.
         to_patch, jaw_points = cv2.invertAffineTransform(affine), np.asarray(points, np.float32)
