@@ -19,6 +19,7 @@ from heygem.settings import (
     MOUTH_DRIVES,
     Limits,
     Settings,
+    X264_PRESETS,
 )
 
 log = logging.getLogger("heygem.cli")
@@ -90,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--blend", choices=["feather", "hard"], default="feather", help="wav2lip: feathered lower-face blend (default) or the original hard box paste; the built-in engine blends its own mouth")
     out.add_argument("--length", choices=["pingpong", "loop"], default="pingpong", help="when the speech is longer than the video (default pingpong)")
     out.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
-    out.add_argument("--preset", default="medium", help="x264 speed preset (default medium)")
+    out.add_argument("--preset", choices=X264_PRESETS, default=EncodeOptions().preset,
+                     help="x264 speed preset (default veryfast; medium: 1.7-2.6x slower, files no smaller)")
     add_limit_options(gen, ("speech_minutes", "video_minutes", "picture_side"))
     gen.add_argument("--log-dir", type=Path, default=LOGS_DIR, help="where heygem.log goes (default logs/)")
     gen.add_argument("-v", "--verbose", action="store_true", help="show the full log on the terminal")

@@ -61,6 +61,17 @@ def test_a_speech_over_the_length_limit_is_refused_before_any_work(media: Path, 
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
+def test_an_unknown_preset_is_refused_naming_the_choices(media: Path, tmp_path: Path) -> None:
+    """A misspelt x264 preset is refused at once (before any decoding), with the presets that exist; the
+    default is the measured one."""
+    done = run_cli("--audio", str(media / "speechrecognition/english.wav"), "--video",
+                   str(media / "skimage/astronaut.png"), "--out", str(tmp_path / "out"), "--preset", "veryfats")
+    assert done.returncode == 2
+    assert "argument --preset: invalid choice: 'veryfats'" in done.stderr and "'veryfast'" in done.stderr
+    assert not (tmp_path / "out").exists()
+    assert "(default veryfast" in run_cli("--help").stdout
+
+
 def test_missing_checkpoint_says_where_to_put_one(media: Path, tmp_path: Path) -> None:
     done = run_cli("--audio", str(media / "speechrecognition/english.wav"), "--video", str(media / "skimage/astronaut.png"),
                    "--engine", "wav2lip", "--checkpoint", str(tmp_path / "nowhere.pth"), "--out", str(tmp_path), "--log-dir", str(tmp_path))

@@ -133,7 +133,7 @@ def test_encode_argv_pads_odd_size() -> None:
         "-f", "rawvideo", "-pix_fmt", "bgr24", "-video_size", "481x359", "-framerate", "25/1",
         "-i", "pipe:0", "-i", "file:a.wav", "-map", "0:v:0", "-map", "1:a:0", "-t", "1.000000",
         "-vf", "pad=482:360:0:0",
-        "-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p", "-r", "25/1",
+        "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-r", "25/1",
         "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart", "-f", "mp4", "file:o.mp4"]
     assert even_size(481, 359) == (482, 360) and even_size(480, 360) == (480, 360)
 
