@@ -563,6 +563,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         "runs": [],
         "batches": [],
         "engine_loads": [],
+        "floors": [],
     }
     results["options"]["sizes"] = [f"{w}x{h}" for w, h in options.sizes]
     results["options"]["audio"] = audio_name
@@ -583,6 +584,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         for size in options.sizes:
             size_text = f"{size[0]}x{size[1]}"
             video, audio = build_inputs(options.seconds, size, media, options.inputs, options.fps, options.video, audio_name)
+            results["floors"].append({"size": size_text, **time_floor(video, audio, fresh("floor.mp4"))})
             warmup_inputs = None
             if options.warmup:
                 warmup_inputs = build_inputs(min(WARMUP_SECONDS, options.seconds), size, media, options.inputs,
@@ -618,6 +620,26 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             torch.cuda.empty_cache()
     unload_engines()
     return results
+
+
+def floor_argv(exe: str, video: Path, audio: Path, output: Path) -> list[str]:
+    """The floor of any lip-sync job: ffmpeg alone decoding the presenter and encoding it again with the speech,
+    at the product's CRF and x264 ``veryfast`` (issue 19's yardstick), nothing in between."""
+    return [exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(video), "-i", str(audio),
+            "-map", "0:v:0", "-map", "1:a:0", "-shortest", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+            "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "192k", str(output)]
+
+
+def time_floor(video: Path, audio: Path, output: Path) -> dict[str, float]:
+    """Seconds the floor (``floor_argv``) takes here, in the same run as the engines it is set against."""
+    from heygem.media.ffmpeg import ffmpeg_exe
+
+    started = time.perf_counter()
+    subprocess.run(floor_argv(ffmpeg_exe(), video, audio, output), check=True)
+    seconds = time.perf_counter() - started
+    output.unlink()
+    log.info("floor (ffmpeg re-encode, veryfast, CRF 18): %.1f s", seconds)
+    return {"floor_s": round(seconds, 3)}
 
 
 def _run_batch(
@@ -809,6 +831,11 @@ def markdown_table(results: dict[str, Any]) -> str:
         else:
             text += "; no warm-up run: the first row includes first-call costs"
         notes.append(text + ".")
+    for floor in results.get("floors", []):
+        singles = [row for row in runs if row["size"] == floor["size"] and row["run"] == "single"]
+        against = "; ".join(f"{row['engine_name']} {row['wall_s'] / floor['floor_s']:.1f}x" for row in singles)
+        notes.append(f"floor at {floor['size']}: ffmpeg alone re-encoding the input with the speech (x264 veryfast, "
+                     f"CRF 18) {floor['floor_s']:.1f} s" + (f"; single runs against it: {against}" if against else "") + ".")
     for batch in results["batches"]:
         repeat = "" if batch["repeat_mean_s"] is None else f", repeats {batch['repeat_mean_s']:.2f} s on average"
         notes.append(f"{batch['engine_name']} at {batch['size']}, batch of {batch['videos']}: "

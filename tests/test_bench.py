@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from heygem.bench import STAGE_ORDER, build_inputs, main, parse_size, stage_figures
+from heygem.bench import STAGE_ORDER, build_inputs, floor_argv, main, parse_size, stage_figures
 
 
 def test_bench_main_writes_every_figure(tmp_path: Path, media: Path, test_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,9 +53,13 @@ def test_bench_main_writes_every_figure(tmp_path: Path, media: Path, test_checkp
     assert batch["videos"] == 2 and len(batch["seconds_per_video"]) == 2 and batch["features_s"] > 0
     assert batch["first_s"] > 0 and batch["repeat_mean_s"] > 0 and batch["mean_s_per_video"] > 0
 
+    # The floor (ffmpeg alone re-encoding the same input with the speech) is timed in the same run.
+    assert [floor["size"] for floor in data["floors"]] == ["320x180"] and data["floors"][0]["floor_s"] > 0
+
     printed = capsys.readouterr().out
     assert printed.startswith("| engine | size | run |") and data["table"] in printed
     assert "wav2lip weights: the checkpoint given" in printed
+    assert "floor at 320x180: ffmpeg alone re-encoding the input with the speech (x264 veryfast, CRF 18)" in printed
 
 
 def test_bench_inputs_are_cached_and_sized(tmp_path: Path, media: Path) -> None:
@@ -104,3 +108,12 @@ def test_gpu_busy_share_from_nvidia_smi_or_none(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     sampler = GpuBusySampler("0").start()
     assert sampler.stop() is None
+
+
+def test_the_floor_is_ffmpeg_alone_at_veryfast_crf18_with_the_speech() -> None:
+    argv = floor_argv("ffmpeg", Path("v.mp4"), Path("a.wav"), Path("o.mp4"))
+    assert argv[argv.index("-preset") + 1] == "veryfast" and argv[argv.index("-crf") + 1] == "18"
+    assert argv[argv.index("-i") + 1] == "v.mp4" and "a.wav" in argv and "-shortest" in argv
+    assert argv[argv.index("-map") + 1: argv.index("-map") + 4] == ["0:v:0", "-map", "1:a:0"]
+    assert "-vf" not in argv and argv[-1] == "o.mp4"  # nothing in between: decode, encode
+
