@@ -52,8 +52,8 @@ DEFAULT_AUDIOS = ("sadtalker/RD_Radio31_000.wav", "speechrecognition/english.wav
 ENGINES = ("wav2lip", "builtin", "builtin-footage")
 DEFAULT_ENGINES = ("wav2lip", "builtin")
 # Stages in the order the data flows; stages the timings hold that are not listed here follow, as they come.
-STAGE_ORDER = ("features", "orientation", "study", "footage", "phones", "engine start", "decode", "detect", "synthesis", "blend",
-               "encode", "mux")
+STAGE_ORDER = ("features", "orientation", "study", "footage", "phones", "engine start", "decode", "detect",
+               "synthesis", "blend", "encode", "mux")
 WARMUP_SECONDS = 1.0
 # Bump when the way inputs are built changes, so cached inputs are rebuilt.
 INPUT_RECIPE = "loop-fit-pad-x264-veryfast-crf20-v1"

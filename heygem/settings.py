@@ -75,8 +75,8 @@ class EngineOptions:
     mouth_drive: str = "phones"
 
 
-MOUTH_DRIVES = ("phones", "footage", "loudness")
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")  # EngineOptions.mouth_drive of the built-in engine
+MOUTH_DRIVES = ("phones", "footage", "loudness")  # EngineOptions.mouth_drive of the built-in engine
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 @dataclass
