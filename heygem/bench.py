@@ -85,6 +85,7 @@ class BenchOptions:
     warmup: bool = True
     ray: str | None = None  # auto or a cluster's address: compare the queue in one process with Ray workers
     workers: int | None = None  # with ray: how many workers (None: one per GPU, or per machine)
+    timeline: bool = False  # also draw each single run's stage timeline (a PNG beside ``out``)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -516,6 +517,7 @@ def _run_row(result: Any, features_s: float | None, generate_s: float, figures: 
         "fps": round(result.frames / wall, 2),
         "stages": stage_figures(result.timings, result.frames, features_s),
         "timings": result.timings,
+        "timeline": getattr(result, "timeline", {}),
         "engine": result.engine,
         "frames_without_face": result.frames_without_face,
         "faces_detected": getattr(result, "faces_detected", None),
@@ -877,6 +879,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchOptions, bool]:
                         "in one process and on Ray workers, and compare (auto: Ray on this machine)")
     parser.add_argument("--workers", type=int, metavar="N", help="with --ray: this many workers (default: one per GPU, "
                                                                    "or per machine)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="also draw when each stage was busy in each single run (PNG files beside --out)")
     parser.add_argument("-v", "--verbose", action="store_true", help="the full HeyGem log on the terminal")
     args = parser.parse_args(argv)
     try:
@@ -895,6 +899,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchOptions, bool]:
         seconds=args.seconds, sizes=sizes, fps=args.fps, engines=list(dict.fromkeys(args.engines)), batch=args.batch,
         device=args.device, checkpoint=args.checkpoint, out=args.out, shared=args.shared, inputs=args.inputs,
         video=args.video, audio=args.audio, warmup=not args.no_warmup, ray=args.ray, workers=args.workers,
+        timeline=args.timeline,
     )
     return options, args.verbose
 
@@ -942,7 +947,53 @@ def main(argv: list[str] | None = None) -> int:
     options.out.write_text(json.dumps(results, indent=2) + "\n")
     print(results["table"])
     print(f"\nAll figures: {options.out}")
+    if options.timeline and not options.ray:
+        import cv2
+
+        for row in results["runs"]:
+            if row["run"] == "single" and row.get("timeline"):
+                picture = options.out.with_name(f"{options.out.stem}-timeline-{row['engine_name']}-{row['size']}.png")
+                cv2.imwrite(str(picture), draw_timeline(
+                    row["timeline"], f"{row['engine_name']} {row['size']}: {row['video_seconds']:g} s of video "
+                    f"in {row['wall_s']:.1f} s"))
+                print(f"Timeline: {picture}")
     return 0
+
+
+def draw_timeline(timeline: dict[str, list[float]], title: str) -> Any:
+    """A picture of when each stage was busy: one row per stage in the data's order, one column per
+    ``TIMELINE_SECONDS`` step, darker the busier (blue: up to one thread at it the whole step; red: more than
+    one), a tick every 10 s. BGR uint8."""
+    import cv2
+    import numpy as np
+
+    from heygem.pipeline import TIMELINE_SECONDS
+
+    stages = [s for s in STAGE_ORDER if s in timeline] + [s for s in timeline if s not in STAGE_ORDER]
+    steps = max((len(busy) for busy in timeline.values()), default=0)
+    label, row, cell, top = 130, 22, max(2, min(8, 1200 // max(steps, 1))), 30
+    picture = np.full((top + row * len(stages) + 24, max(520, label + cell * steps + 10), 3), 255, np.uint8)
+    cv2.putText(picture, title, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    for number, stage in enumerate(stages):
+        y = top + number * row
+        cv2.putText(picture, stage, (6, y + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        for step, busy in enumerate(timeline[stage]):
+            share = busy / TIMELINE_SECONDS
+            if share <= 0:
+                continue
+            if share <= 1.0:
+                colour = tuple(int(255 - share * (255 - c)) for c in (160, 60, 20))  # white to dark blue (BGR)
+            else:
+                colour = (40, 40, int(min(255, 150 + 50 * (share - 1.0))))  # several threads: red
+            x = label + step * cell
+            cv2.rectangle(picture, (x, y + 2), (x + cell - 1, y + row - 3), colour, -1)
+    bottom = top + row * len(stages)
+    for second in range(0, int(steps * TIMELINE_SECONDS) + 1, 10):
+        x = label + int(second / TIMELINE_SECONDS) * cell
+        cv2.line(picture, (x, top - 4), (x, bottom), (200, 200, 200), 1)
+        cv2.putText(picture, f"{second}s", (x - 8, bottom + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return picture
 
 
 if __name__ == "__main__":

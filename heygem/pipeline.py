@@ -186,6 +186,9 @@ class GenerateResult:
     height: int
     duration: float
     timings: dict[str, float] = field(default_factory=dict)
+    # Seconds each stage was busy in each TIMELINE_SECONDS of the run, from its start (more than the step where
+    # several threads ran the stage at once).
+    timeline: dict[str, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     faces_detected: int = 0  # detector calls (0 when the face cache knew the video)
     face_cache: str = "off"  # off, miss, hit, or partial (the video was cached, but for fewer frames)
@@ -252,11 +255,19 @@ def default_output(video: Path, audio: Path, out_dir: Path) -> Path:
     return candidate
 
 
+TIMELINE_SECONDS = 0.5  # the width of one step of GenerateResult.timeline
+
+
 class _Stopwatch:
-    """Seconds spent per stage, summed over the whole stream."""
+    """Seconds spent per stage, summed over the whole stream, and per ``TIMELINE_SECONDS`` of the run (when
+    each stage was busy: the timeline `python -m heygem.bench --timeline` draws). Stages are timed in several
+    threads at once."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.timeline: dict[str, list[float]] = {}
+        self._started = time.perf_counter()
+        self._lock = threading.Lock()
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -264,7 +275,20 @@ class _Stopwatch:
         try:
             yield
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            self._add(stage, start, time.perf_counter())
+
+    def _add(self, stage: str, start: float, end: float) -> None:
+        with self._lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + end - start
+            steps = self.timeline.setdefault(stage, [])
+            begin, finish = start - self._started, end - self._started
+            step = int(begin // TIMELINE_SECONDS)
+            while begin < finish:  # the interval's share of each step it spans
+                upto = min(finish, (step + 1) * TIMELINE_SECONDS)
+                if len(steps) <= step:
+                    steps.extend([0.0] * (step + 1 - len(steps)))
+                steps[step] += upto - begin
+                begin, step = upto, step + 1
 
 
 _ITEM, _END, _ERROR = range(3)
@@ -901,6 +925,7 @@ def generate(
         output=out, audio=prepared.path, video=video_path, engine=engine.describe(), frames=stats["frames"],
         frames_without_face=stats["frames_without_face"], fps=float(fps), width=width, height=height,
         duration=stats["frames"] / float(fps), timings=timings, notes=notes,
+        timeline={stage: [round(busy, 3) for busy in steps] for stage, steps in stopwatch.timeline.items()},
         faces_detected=stats["faces_detected"], face_cache=stats["face_cache"], study=stats["study"],
         engine_info=engine.description(),
     )

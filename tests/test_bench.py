@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import pytest
 
 from heygem.bench import STAGE_ORDER, build_inputs, floor_argv, main, parse_size, stage_figures
@@ -16,7 +17,7 @@ def test_bench_main_writes_every_figure(tmp_path: Path, media: Path, test_checkp
     out = tmp_path / "bench.json"
     code = main(["--seconds", "1", "--size", "320x180", "--engines", "wav2lip", "--checkpoint", str(test_checkpoint),
                  "--device", "cpu", "--batch", "2", "--no-warmup", "--out", str(out), "--shared", str(media.parent),
-                 "--inputs", str(tmp_path / "inputs")])
+                 "--inputs", str(tmp_path / "inputs"), "--timeline"])
     assert code == 0
     data = json.loads(out.read_text())
 
@@ -43,6 +44,11 @@ def test_bench_main_writes_every_figure(tmp_path: Path, media: Path, test_checkp
             assert (figures["fps"] is None) == (figures["seconds"] == 0), stage
         for stage in ("decode", "synthesis", "blend", "encode"):
             assert run["stages"][stage]["fps"] > 0, stage
+        # The timeline holds each stage's seconds, spread over the run's steps.
+        assert set(run["timeline"]) == set(run["timings"]) - {"total"}
+        for stage, steps in run["timeline"].items():
+            assert sum(steps) == pytest.approx(run["timings"][stage], abs=0.001 + 0.0005 * len(steps)), stage
+            assert all(busy >= 0 for busy in steps)
         # No GPU here: its figures are absent, not made up.
         assert run["gpu_peak_memory_mb"] is None and run["gpu_busy_pct"] is None
     single = runs[0]
@@ -60,6 +66,10 @@ def test_bench_main_writes_every_figure(tmp_path: Path, media: Path, test_checkp
     assert printed.startswith("| engine | size | run |") and data["table"] in printed
     assert "wav2lip weights: the checkpoint given" in printed
     assert "floor at 320x180: ffmpeg alone re-encoding the input with the speech (x264 veryfast, CRF 18)" in printed
+    # --timeline: one picture of the single run, a row per stage that ran.
+    picture = cv2.imread(str(tmp_path / "bench-timeline-wav2lip-320x180.png"))
+    assert picture is not None and picture.shape[0] >= 22 * len(single["timeline"])
+    assert f"Timeline: {tmp_path / 'bench-timeline-wav2lip-320x180.png'}" in printed
 
 
 def test_bench_inputs_are_cached_and_sized(tmp_path: Path, media: Path) -> None:
