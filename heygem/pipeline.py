@@ -264,10 +264,20 @@ class _Stopwatch:
     threads at once."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
         self.timeline: dict[str, list[float]] = {}
         self._started = time.perf_counter()
         self._lock = threading.Lock()
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Each stage's seconds, summed over the stream."""
+        with self._lock:
+            return {stage: sum(steps) for stage, steps in self.timeline.items()}
+
+    def forget(self, stage: str) -> None:
+        """Drop ``stage`` from the seconds and the timeline (its work was read back, not done)."""
+        with self._lock:
+            self.timeline.pop(stage, None)
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -279,7 +289,6 @@ class _Stopwatch:
 
     def _add(self, stage: str, start: float, end: float) -> None:
         with self._lock:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + end - start
             steps = self.timeline.setdefault(stage, [])
             begin, finish = start - self._started, end - self._started
             step = int(begin // TIMELINE_SECONDS)
@@ -671,7 +680,7 @@ def iter_synced_frames(
             study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, _study_dir(det), stats,
                                     tick=lambda done: report("study", done, str(video.path)))
         if stats["study"] == "cached":  # read back, not made: no study stage, as kept faces make no detection stage
-            stopwatch.seconds.pop("study", None)
+            stopwatch.forget("study")
         else:
             reading = "study"
         if drive == "footage" and study is not None and video.kind == "video":
@@ -679,7 +688,7 @@ def iter_synced_frames(
                 footage = study_footage(video, det, _study_dir(det), stats=stats,
                                         tick=lambda done: report("study", done, str(video.path)))
             if stats.get("footage") == "cached":
-                stopwatch.seconds.pop("footage", None)
+                stopwatch.forget("footage")
             else:
                 reading = "study"
         if phones_wanted:

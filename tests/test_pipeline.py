@@ -184,6 +184,25 @@ def test_the_speech_and_a_presenter_report_while_they_are_read_so_a_cancel_stops
         prepare_presenter(media / "liveportrait/d0.mp4", settings, cancel_inside("starting"))
 
 
+def test_the_timeline_adds_up_to_the_stage_seconds_and_drops_a_study_read_back(media: Path, speech, settings,
+                                                                               tmp_path: Path) -> None:
+    """Each stage's half-second steps add up to its seconds; a study read from the cache is neither (no work
+    was done), in the timings a user sees nor in the timeline."""
+    import dataclasses
+
+    clip = make_clip(tmp_path / "d0.mp4", "-i", str(media / "liveportrait/d0.mp4"), "-t", "2", "-vf", "scale=-2:240",
+                     "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    builtin = dataclasses.replace(settings, engine=dataclasses.replace(settings.engine, engine="builtin"))
+    first = generate(speech, clip, tmp_path / "first.mp4", builtin)
+    again = generate(speech, clip, tmp_path / "again.mp4", builtin)
+    assert (first.study, again.study) == ("made", "cached")
+    assert "study" in first.timeline and "study" not in again.timeline and "study" not in again.timings
+    for result in (first, again):
+        assert set(result.timeline) == set(result.timings) - {"total"}
+        for stage, steps in result.timeline.items():
+            assert sum(steps) == pytest.approx(result.timings[stage], abs=0.001 + 0.0005 * len(steps)), stage
+
+
 def test_overlapped_stages_give_the_same_frames_as_one_thread(media: Path, speech, settings) -> None:
     from dataclasses import replace
 

@@ -9,9 +9,9 @@ blended through a feathered mask from below the nose to below the lowest chin th
 cheek, and within both faces' jaw lines (the footage frame's own, so no background of that moment comes
 along, though hair fallen over the cheek inside it can: bench/RESULTS.md; the picture's, each lowered to the
 lower of the two chins, so neither an opening nor a closing jaw is cut off and the picture's own chin never
-shows under the chosen one). Pixels outside the mask are the
-picture's own. Where the chosen frames jump from one run of the footage to another, the run left goes on for a
-frame or two under the new one, cross-fading (``heygem.selection.join_fades``), so a join never pops.
+shows under the chosen one). Pixels outside the mask are the picture's own. Where the chosen frames jump from
+one run of the footage to another, the run left goes on for a frame or two under the new one, cross-fading
+(``heygem.selection.join_fades``), so a join never pops.
 """
 from __future__ import annotations
 
