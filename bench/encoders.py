@@ -12,7 +12,6 @@ and SSIM against the ``medium`` result. One markdown table.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -21,10 +20,12 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from heygem.bench import DEFAULT_INPUTS, build_video, default_shared  # noqa: E402
+from heygem.bench import DEFAULT_INPUTS, build_video, default_shared, machine_facts  # noqa: E402
 from heygem.media.encode import VideoWriter  # noqa: E402
 from heygem.media.ffmpeg import ffmpeg_exe  # noqa: E402
 from heygem.media.probe import probe  # noqa: E402
@@ -60,10 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs", type=Path, default=DEFAULT_INPUTS)
     args = parser.parse_args(argv)
     crf = EncodeOptions().crf
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "?") if Path("/proc/cpuinfo").is_file() else "?"
-    print(f"Machine: {cpu}, {os.cpu_count()} CPUs; load average at start "
-          f"{list(os.getloadavg())}; CRF {crf}; {args.seconds:g} s per clip at {FPS} fps.\n")
+    facts = machine_facts(torch.device("cpu"))  # the encoder runs on the CPU
+    print(f"Machine: {facts['cpu']}, {facts['cpus_usable']} CPUs; load average at start {facts['load_average']}; "
+          f"{facts['ffmpeg']}; commit {facts['commit']}; CRF {crf}; {args.seconds:g} s per clip at {FPS} fps.\n")
     print("| clip | size | preset | encode s | fps | MB | SSIM vs input | PSNR vs input dB | SSIM vs medium |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory(prefix="heygem-encoders-") as tmp:
