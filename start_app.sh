@@ -5,6 +5,8 @@
 #   ./start_app.sh generate --audio speech.wav --video talk.mp4  the command line
 #   ./start_app.sh --ray auto|ADDRESS [--workers N]             the studio, its jobs run by Ray workers (README:
 #                                                                "Many GPUs, many machines"; installs Ray the first time)
+#   ./start_app.sh --live [...]                                 the studio with live presenters (README: "Live
+#                                                                presenter"; installs aiortc the first time)
 #   ./start_app.sh --install-only [REQUIREMENTS...]              only sets up (the test runner uses this)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -44,8 +46,15 @@ install requirements.txt
 for arg in "$@"; do
     case "$arg" in
         --ray|--ray=*) install requirements-ray.txt ;;
+        --live) install requirements-live.txt ;;
     esac
 done
+# --live is this script's own word (the studio serves live sessions whenever aiortc is installed).
+args=()
+for arg in "$@"; do
+    [ "$arg" = "--live" ] || args+=("$arg")
+done
+set -- "${args[@]+"${args[@]}"}"
 mkdir -p outputs logs checkpoints
 if [ "${1:-}" = "generate" ]; then
     exec "$VENV/bin/python" -m heygem "$@"

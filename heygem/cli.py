@@ -43,6 +43,7 @@ _LIMIT_HELP = {
     "video_minutes": "longest presenter video, minutes",
     "picture_side": "longest picture side, pixels (larger photos are scaled down, larger videos refused)",
     "queued_jobs": "unfinished jobs the queue holds at once",
+    "live_sessions": "live presenters streaming at once",
 }
 
 

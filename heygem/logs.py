@@ -27,7 +27,8 @@ def limits_words(limits: Limits) -> str:
 
     return (f"uploads {up_to(limits.upload_mb, 'MB')}, speech {up_to(limits.speech_minutes, 'min')}, presenter videos "
             f"{up_to(limits.video_minutes, 'min')}, pictures {up_to(limits.picture_side, 'px on the longer side')}, "
-            f"jobs waiting or running {up_to(limits.queued_jobs, 'at once')}")
+            f"jobs waiting or running {up_to(limits.queued_jobs, 'at once')}, live sessions "
+            f"{up_to(limits.live_sessions, 'at once')}")
 
 
 def setup_logging(log_dir: Path | None = Path("logs"), verbose: bool = False, console: bool = True) -> Path | None:

@@ -1046,3 +1046,44 @@ def _face_picture(image: np.ndarray, face: Face, side: int = 256) -> np.ndarray:
     crop = image[y1:y2, x1:x2] if x2 > x1 and y2 > y1 else image
     scale = min(1.0, side / max(crop.shape[:2]))
     return cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))))
+
+
+@dataclass
+class PreparedFootage:
+    """A prepared presenter's first frames with their faces and study, as a live session draws on them (the
+    same caches a job reads: nothing is detected or studied again)."""
+
+    video: MediaInfo  # upright, as the faces and the study see it
+    fps: Fraction  # the rate the faces were found at (the video's own)
+    frames: list[np.ndarray]  # decoded upright BGR frames from the first
+    boxes: list[tuple[int, int, int, int] | None]  # each frame's crop box (``crop_margin`` around its face)
+    study: Any  # heygem.study.PresenterStudy, or None when no face with landmarks was found
+
+
+def load_prepared(video: str | Path, settings: Settings, crop_size: int, crop_margin: float,
+                  max_frames: int) -> PreparedFootage:
+    """Up to ``max_frames`` first frames of a prepared presenter's ``video`` with their face boxes and study,
+    from the caches ``prepare_presenter`` filled (a photo: its one frame, detected again, as a job does).
+    InputError for a file that cannot be read, NoFaceError when no face is kept for it."""
+    det = settings.detection
+    info = fit_picture(probe(video), settings.limits.picture_side)
+    _require_picture(info)
+    fps = output_fps(info, settings)
+    face_cache = _face_cache(info, det, fps)
+    cached = face_cache.load_entry() if face_cache is not None else CachedFaces()
+    upright = turned(info, cached.turn) if cached.turn else info
+    study = study_presenter(upright, fps, det, crop_size, crop_margin, _study_dir(det), {})
+    frames = list(itertools.islice(iter_frames(upright, fps), max(1, max_frames)))
+    if info.kind == "video":
+        faces = cached.faces[:len(frames)]
+    else:
+        detector = get_detector(det.detector, det.detect_size, det.detector_weights)
+        faces = [select_face(detector.detect(frames[0]), det.face, None)]
+    faces += [None] * (len(frames) - len(faces))
+    smoothed = [face for _, face in smooth_faces(enumerate(faces), det.smooth_window)]
+    boxes = [None if face is None else crop_box(face, image.shape[1], image.shape[0], det.pads, crop_margin)
+             for image, face in zip(frames, smoothed)]
+    if not any(box is not None for box in boxes):
+        raise NoFaceError(info.path, "no face is kept for its first frames; prepare it again, or give a video where "
+                                     "the face is clearly visible", "no_face", frames=len(frames))
+    return PreparedFootage(upright, fps, frames, boxes, study)

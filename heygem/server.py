@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import secrets
 from collections.abc import Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from heygem.api import api_router, error_response
 from heygem.jobs import JobQueue
+from heygem.live.routes import live_router
+from heygem.live.sessions import LiveSessions
 from heygem.security import AllowedHosts, LoginThrottle, OriginCheck, UploadLimit
 
 log = logging.getLogger(__name__)
@@ -113,7 +116,14 @@ def create_app(
     Serve it with ``serve``: uvicorn's own default would trust ``X-Forwarded-For`` from 127.0.0.1."""
     # No Swagger page: it loads its scripts from a CDN, which an offline machine cannot reach. The schema is
     # served; README.md has curl examples.
-    app = FastAPI(title="HeyGem", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    live = LiveSessions(queue)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await live.close()  # the peers' connections are closed, not dropped, when the studio stops
+
+    app = FastAPI(title="HeyGem", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan)
     # The last added runs first: the Host and the page a request comes from are checked first, then
     # credentials, all before any of a body is read.
     app.add_middleware(UploadLimit, limits=lambda: queue.defaults.limits)
@@ -141,6 +151,9 @@ def create_app(
             for err in exc.errors())
         return error_response(400, f"bad request ({problems})")
 
+    # Before the API's own routes: its last route answers every /api/... path no route above it takes.
+    app.state.live = live
+    app.include_router(live_router(live))
     app.include_router(api_router(queue))
     if ui:
         from heygem.ui import mount_studio

@@ -117,6 +117,8 @@ class Limits:
     picture_side: the longest side of a picture, in pixels (``HEYGEM_MAX_PICTURE_SIDE``): a larger photo is
         scaled down to it (and the result says so), a larger video is refused.
     queued_jobs: jobs waiting or running at once in the studio's queue (``HEYGEM_MAX_QUEUED_JOBS``).
+    live_sessions: live presenters streaming at once (``HEYGEM_MAX_LIVE_SESSIONS``): each keeps about a core
+        busy on a CPU, so one on a 2-core machine.
     """
 
     upload_mb: int = 1024
@@ -124,16 +126,17 @@ class Limits:
     video_minutes: float = 30.0
     picture_side: int = 4096
     queued_jobs: int = 500
+    live_sessions: int = 1
 
     ENV: ClassVar[dict[str, str]] = {
         "upload_mb": "HEYGEM_MAX_UPLOAD_MB", "speech_minutes": "HEYGEM_MAX_SPEECH_MINUTES",
         "video_minutes": "HEYGEM_MAX_VIDEO_MINUTES", "picture_side": "HEYGEM_MAX_PICTURE_SIDE",
-        "queued_jobs": "HEYGEM_MAX_QUEUED_JOBS",
+        "queued_jobs": "HEYGEM_MAX_QUEUED_JOBS", "live_sessions": "HEYGEM_MAX_LIVE_SESSIONS",
     }
     OPTION: ClassVar[dict[str, str]] = {
         "upload_mb": "--max-upload-mb", "speech_minutes": "--max-speech-minutes",
         "video_minutes": "--max-video-minutes", "picture_side": "--max-picture-side",
-        "queued_jobs": "--max-queued-jobs",
+        "queued_jobs": "--max-queued-jobs", "live_sessions": "--max-live-sessions",
     }
 
     @classmethod

@@ -3,8 +3,9 @@
 # Extra arguments go to pytest (e.g. `bash tests/run.sh -k mel`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# requirements-ray.txt: the Ray backend's tests (tests/test_ray.py) run here too.
-./start_app.sh --install-only tests/requirements.txt requirements-ray.txt
+# requirements-ray.txt and requirements-live.txt: the Ray backend's tests (tests/test_ray.py) and the live
+# presenter's (tests/test_live.py) run here too.
+./start_app.sh --install-only tests/requirements.txt requirements-ray.txt requirements-live.txt
 # The browser test needs Debian's Chromium (Playwright's own browser download needs the internet) and a CJK font
 # for the Chinese screenshots.
 if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk"; then

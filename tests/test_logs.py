@@ -20,9 +20,10 @@ def test_the_project_outputs_log_to_the_project_logs_and_any_other_outputs_to_it
 
 
 def test_the_limits_are_worded_not_dumped() -> None:
-    assert limits_words(Limits(upload_mb=0, speech_minutes=30, video_minutes=10, picture_side=1920, queued_jobs=100)) == (
+    assert limits_words(Limits(upload_mb=0, speech_minutes=30, video_minutes=10, picture_side=1920, queued_jobs=100,
+                               live_sessions=2)) == (
         "uploads unlimited, speech up to 30 min, presenter videos up to 10 min, pictures up to 1920 px on the longer "
-        "side, jobs waiting or running up to 100 at once")
+        "side, jobs waiting or running up to 100 at once, live sessions up to 2 at once")
 
 
 def test_a_studio_on_another_outputs_folder_logs_there_in_words(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ from heygem.selection import build_index, choose_frames, join_fades, mouth_measu
 from heygem.speech.frames import frame_loudness, speech_features, voice_distance, voice_print
 from heygem.speech.loudness import mouth_drive
 from heygem.speech.phones import VISEMES, MouthShapes
-from heygem.study import STABLE, crop_landmarks, similarity
+from heygem.study import STABLE, PresenterStudy, crop_landmarks, similarity
 
 log = logging.getLogger(__name__)
 
@@ -243,12 +243,7 @@ class BuiltinEngine(Engine):
             log.warning("builtin engine: no face with landmarks in %s; frames will pass through unchanged",
                         job.video.path.name)
             return
-        self.keys = [_Key(image, points, float(opening), int(frame)) for image, points, opening, frame
-                     in zip(study.images, study.points, study.openings, study.frames)]
-        self.names = list(study.names)
-        self.study_names = list(study.names)  # the keys taken from the footage, in the order of ``keys``
-        self.canon_stable = self.keys[0].points[list(STABLE)].copy()
-        self.photo = study.photo
+        self._take_study(study)
         if job.shapes is None:  # the engine before phones: one line of openings driven by loudness
             self.drive = mouth_drive(job.samples, job.fps, job.frames)
             line = [i for i, name in enumerate(self.names) if name in ("closed", "half", "open")]
@@ -274,6 +269,45 @@ class BuiltinEngine(Engine):
             if self.chosen is None:  # the footage's own mouths need no key space
                 self._build_key_space()
         log.info("builtin engine ready in %.2f s: %s", time.perf_counter() - started, self.describe())
+
+    def _take_study(self, study: PresenterStudy) -> None:
+        self.keys = [_Key(image, points, float(opening), int(frame)) for image, points, opening, frame
+                     in zip(study.images, study.points, study.openings, study.frames)]
+        self.names = list(study.names)
+        self.study_names = list(study.names)  # the keys taken from the footage, in the order of ``keys``
+        self.canon_stable = self.keys[0].points[list(STABLE)].copy()
+        self.photo = study.photo
+
+    # ----------------------------------------------------------------------------------------------- live
+    def start_live(self, study: PresenterStudy) -> None:
+        """Ready to draw mouths one frame at a time from shapes the caller works out as the speech arrives (a
+        live session, heygem.live): the same key space as a job driven by phones, with no speech known yet."""
+        started = time.perf_counter()
+        self._reset()
+        self._take_study(study)
+        self.shapes = MouthShapes(np.zeros(0, np.int8), np.zeros(0, np.float32), np.zeros(0, np.float32))
+        self._build_key_space()
+        log.info("builtin engine ready for live frames in %.2f s: %s", time.perf_counter() - started, self.describe())
+
+    @staticmethod
+    def key_range(shapes: MouthShapes, loudness: np.ndarray) -> MouthShapes:
+        """A speech's mouth shapes scaled to the key mouths as a job scales them (heygem.speech.stream's
+        ``shape_map``)."""
+        return _to_key_range(shapes, loudness)
+
+    def face_points(self, crop: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray | None:
+        """The face mesh of one ``crop_size`` crop (tracked from ``previous``), as ``paint`` finds it."""
+        return self._landmarks(crop, previous)
+
+    def draw_shape(self, image: np.ndarray, box: tuple[int, int, int, int], points: np.ndarray, opening: float,
+                   spread: float) -> None:
+        """Draws the mouth of (``opening``, ``spread``), in the key range, into ``image`` in place: the face at
+        ``points`` (``face_points`` of the crop ``box`` of this image)."""
+        x1, y1, x2, y2 = box
+        size = self.crop_size
+        to_frame = np.array([[(x2 - x1) / size, 0.0, x1], [0.0, (y2 - y1) / size, y1]])
+        morph = self._key_space_morph(opening, spread) if self.key_images else self._photo_morph(opening, spread)
+        self._render(image, points, morph, to_frame)
 
     def _build_region(self, lip_sets: list[np.ndarray], chin_sets: list[np.ndarray], points: np.ndarray) -> None:
         """The ROI, the soft mouth mask and the colour ring, in canonical pixels."""

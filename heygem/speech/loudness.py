@@ -68,11 +68,15 @@ MIN_RANGE_DB = 6.0  # a flat recording still maps over at least this range
 RELEASE = 0.55  # per frame, the share of the way the mouth closes towards a quieter target
 
 
-def mouth_drive(samples: np.ndarray, fps: float | Fraction, n_frames: int) -> np.ndarray:
-    """(n_frames,) float32 in [0, 1]: 0 closed (silence), 1 as open as the speech gets."""
+def mouth_drive(samples: np.ndarray, fps: float | Fraction, n_frames: int,
+                envelope: np.ndarray | None = None) -> np.ndarray:
+    """(n_frames,) float32 in [0, 1]: 0 closed (silence), 1 as open as the speech gets. ``envelope``: the
+    speech's ``voice_envelope`` when the caller has it already (a live stream works it out once per piece)."""
     if n_frames <= 0:
         return np.zeros(0, dtype=np.float32)
-    db = np.asarray(voice_envelope(samples, Fraction(fps), n_frames), dtype=np.float64)
+    if envelope is None:
+        envelope = voice_envelope(samples, Fraction(fps), n_frames)
+    db = np.asarray(envelope, dtype=np.float64)
     voiced = db > SILENCE_DB
     if not voiced.any():
         return np.zeros(n_frames, dtype=np.float32)

@@ -42,8 +42,8 @@ import numpy as np
 from heygem.children import Child
 from heygem.speech.loudness import SILENCE_DB, mouth_drive, voice_envelope
 
-__all__ = ["VISEMES", "BackgroundPhones", "MouthShapes", "Phone", "frame_visemes", "mouth_shapes", "recognise_phones",
-           "unload_decoder"]
+__all__ = ["VISEMES", "BackgroundPhones", "MouthShapes", "Phone", "frame_visemes", "label_of", "mouth_shapes",
+           "new_decoder", "recognise_phones", "unload_decoder"]
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +82,25 @@ class Phone:
     end: float
 
 
+def new_decoder():
+    """A new all-phone decoder (about 20 MB): one per process for jobs (``recognise_phones``), one per live
+    speech stream (heygem.speech.stream), which keeps an utterance open across calls."""
+    from pocketsphinx import Decoder, get_model_path
+
+    models = get_model_path()
+    started = time.perf_counter()
+    decoder = Decoder(hmm=os.path.join(models, "en-us", "en-us"),
+                      allphone=os.path.join(models, "en-us", "en-us-phone.lm.bin"),
+                      loglevel="FATAL", **DECODER_OPTIONS)
+    log.debug("phone decoder loaded in %.2f s", time.perf_counter() - started)
+    return decoder
+
+
 def _get_decoder():
     """The all-phone decoder, made on first use and kept for the process (caller holds ``_decoder_lock``)."""
     global _decoder
     if _decoder is None:
-        from pocketsphinx import Decoder, get_model_path
-
-        models = get_model_path()
-        started = time.perf_counter()
-        _decoder = Decoder(hmm=os.path.join(models, "en-us", "en-us"),
-                           allphone=os.path.join(models, "en-us", "en-us-phone.lm.bin"),
-                           loglevel="FATAL", **DECODER_OPTIONS)
-        log.debug("phone decoder loaded in %.2f s", time.perf_counter() - started)
+        _decoder = new_decoder()
     return _decoder
 
 
@@ -104,7 +111,7 @@ def unload_decoder() -> None:
         _decoder = None
 
 
-def _label(word: str) -> str:
+def label_of(word: str) -> str:
     """Decoder output -> table label: stress digits dropped; fillers (+NSN+, +SPN+, <sil>, ...) are silence."""
     label = word.strip().upper().rstrip("012")
     if label in TABLE:
@@ -160,7 +167,7 @@ def _decode(decoder, pcm: np.ndarray, offset: float, sample_rate: int) -> list[P
     for segment in decoder.seg():
         start = offset + segment.start_frame / FRAME_RATE + FRAME_OFFSET
         end = offset + (segment.end_frame + 1) / FRAME_RATE + FRAME_OFFSET  # end_frame is inclusive
-        phones.append(Phone(_label(segment.word), start, end))
+        phones.append(Phone(label_of(segment.word), start, end))
     if phones:  # the decoder's frames stop short of the piece's edges: stretch the outer phones to them
         phones[0] = Phone(phones[0].label, offset, phones[0].end)
         phones[-1] = Phone(phones[-1].label, phones[-1].start, offset + len(pcm) / sample_rate)
@@ -500,7 +507,7 @@ def _segments(phones: list[Phone]) -> list[_Segment]:
     for phone in phones:
         if phone.end <= phone.start:
             continue
-        label = phone.label if phone.label in TABLE else _label(phone.label)
+        label = phone.label if phone.label in TABLE else label_of(phone.label)
         target = TABLE[label]
         glide = GLIDES.get(label)
         if glide is None:
@@ -607,7 +614,7 @@ def _classify(opening: np.ndarray, spread: np.ndarray) -> np.ndarray:
 
 
 def mouth_shapes(phones: list[Phone], samples: np.ndarray, fps: float | Fraction, n_frames: int,
-                 sample_rate: int = SAMPLE_RATE) -> MouthShapes:
+                 sample_rate: int = SAMPLE_RATE, envelope: np.ndarray | None = None) -> MouthShapes:
     """Per-frame mouth shapes for a speech from its phones (``recognise_phones``) and its loudness.
 
     Frame i covers [i / fps, (i + 1) / fps). Phones are blended by dominance (see the module notes); m, b, p
@@ -629,7 +636,9 @@ def mouth_shapes(phones: list[Phone], samples: np.ndarray, fps: float | Fraction
     target_spread = target_spread.reshape(n_frames, SUBSAMPLES).mean(axis=1)
     presence = presence.reshape(n_frames, SUBSAMPLES).mean(axis=1)
 
-    drive = mouth_drive(samples, fps, n_frames).astype(np.float64)
+    if envelope is None:  # (a live stream hands over the one it works out anyway)
+        envelope = voice_envelope(samples, fps, n_frames)
+    drive = mouth_drive(samples, fps, n_frames, envelope).astype(np.float64)
     opening = presence * target_open * (LOUDNESS_FLOOR + (1.0 - LOUDNESS_FLOOR) * drive)
     spread = presence * target_spread
     viseme = _classify(target_open, target_spread)
@@ -637,7 +646,7 @@ def mouth_shapes(phones: list[Phone], samples: np.ndarray, fps: float | Fraction
 
     # Pauses the recogniser missed (silent by the loudness drive's own absolute gate) are at rest whatever
     # was recognised; shorter silent runs are the closures of t, k, p inside words and stay as they are.
-    silent = _long_runs(voice_envelope(samples, fps, n_frames) <= SILENCE_DB, max(1, round(MIN_PAUSE * fps)))
+    silent = _long_runs(envelope <= SILENCE_DB, max(1, round(MIN_PAUSE * fps)))
     opening[silent] = 0.0
     spread[silent] = 0.0
     viseme[silent] = REST

@@ -1,0 +1,142 @@
+"""The live routes under ``/api/live`` (README, "Live presenter"): create a session, exchange the WebRTC offer and
+answer, give it speech (a file, or PCM streamed as it is produced), read its figures, end it.
+
+Every error is ``{"error": "<reason>"}`` as in the rest of the API; a session keeps running whatever a bad
+request to it was. aiortc is imported only when a peer connects (heygem.live.webrtc).
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from heygem.errors import HeyGemError
+from heygem.live.session import SAMPLE_RATE
+from heygem.live.sessions import LiveError, LiveSessions, pcm_samples
+
+log = logging.getLogger(__name__)
+
+__all__ = ["live_router"]
+
+STREAM_READ = 3200  # bytes of pushed PCM handed on at a time (100 ms at 16 kHz)
+
+
+def live_router(sessions: LiveSessions) -> APIRouter:
+    from heygem.api import error_response, _name, _save_upload
+
+    router = APIRouter(prefix="/api/live")
+
+    def failed(exc: HeyGemError):
+        return error_response(exc.status if isinstance(exc, LiveError) else 400, str(exc))
+
+    @router.get("")
+    def list_sessions():
+        """The running sessions with their figures."""
+        return {"sessions": [session.figures() for session in sessions.list()], "limit": sessions.limit}
+
+    @router.post("", status_code=201)
+    async def create_session(request: Request):
+        """JSON ``{"presenter": id}`` -> the new session (``id``, state, figures)."""
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("presenter"), str):
+            return error_response(400, 'give JSON {"presenter": "<id>"} (ids: GET /api/presenters)')
+        try:
+            session = await sessions.create(body["presenter"])
+        except HeyGemError as exc:
+            return failed(exc)
+        return session.figures()
+
+    @router.get("/{session_id}")
+    def get_session(session_id: str):
+        try:
+            return sessions.get(session_id).figures()
+        except LiveError as exc:
+            return failed(exc)
+
+    @router.delete("/{session_id}")
+    async def end_session(session_id: str):
+        try:
+            sessions.get(session_id)
+        except LiveError as exc:
+            return failed(exc)
+        await sessions.end(session_id)
+        return {"ended": session_id}
+
+    @router.post("/{session_id}/offer")
+    async def offer(session_id: str, request: Request):
+        """The peer's SDP offer (JSON ``{"sdp", "type"}``) -> the SDP answer."""
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return error_response(400, 'give the peer\'s offer as JSON {"sdp": "v=0...", "type": "offer"}')
+        try:
+            return await sessions.offer(session_id, body.get("sdp"), body.get("type"))
+        except HeyGemError as exc:
+            return failed(exc)
+
+    @router.post("/{session_id}/say", status_code=202)
+    async def say(session_id: str,
+                  audio: UploadFile = File(..., description="the speech: any audio file, or a video whose sound to use"),
+                  interrupt: bool = Form(False, description="replace what is being said from the next frame")):
+        """A speech file, spoken after what is queued (or instead of it, with ``interrupt``)."""
+        try:
+            sessions.get(session_id)
+        except LiveError as exc:
+            return failed(exc)
+        name = _name(audio, "audio")
+        limits = sessions.queue.defaults.limits
+
+        def decode():
+            from heygem.media.audio import TooLongError, load_audio
+
+            with tempfile.TemporaryDirectory(dir=sessions.queue.root, prefix=".upload-") as folder:
+                saved = _save_upload(audio, Path(folder), 0)
+                try:
+                    return load_audio(saved, SAMPLE_RATE,
+                                      max_seconds=limits.speech_minutes * 60 if limits.speech_minutes else None)
+                except TooLongError:
+                    raise LiveError(413, f"{name}: longer than {limits.speech_minutes:g} minutes, the longest speech "
+                                         f"({limits.how_to_raise('speech_minutes')})", "speech_too_long") from None
+                except HeyGemError as exc:
+                    raise LiveError(400, f"{name}: {getattr(exc, 'problem', exc)}", "live_bad_audio") from exc
+
+        try:
+            samples = await run_in_threadpool(decode)
+            return sessions.say(session_id, samples, interrupt, name)
+        except HeyGemError as exc:
+            return failed(exc)
+
+    @router.post("/{session_id}/stream", status_code=202)
+    async def stream(session_id: str, request: Request, rate: int = SAMPLE_RATE):
+        """Speech pushed as it is produced: the body is raw signed 16-bit little-endian mono PCM at ``rate`` Hz,
+        sent as it comes (chunked); it is spoken while it arrives, and ends with the body."""
+        try:
+            session = sessions.get(session_id)
+        except LiveError as exc:
+            return failed(exc)
+        if not 8000 <= rate <= 48000:
+            return error_response(400, f"rate must be 8000 to 48000 (Hz), got {rate}")
+        received = 0
+        left = b""
+        async for chunk in request.stream():
+            data = left + chunk
+            whole = len(data) // STREAM_READ * STREAM_READ
+            if whole:
+                session.push(pcm_samples(data[:whole], rate))
+                received += whole
+            left = data[whole:]
+        if len(left) >= 2:
+            session.push(pcm_samples(left, rate))
+            received += len(left)
+        session.end_push()
+        return {"id": session_id, "seconds": round(received / 2 / rate, 3)}
+
+    return router
