@@ -114,6 +114,15 @@ def live_router(sessions: LiveSessions) -> APIRouter:
         except HeyGemError as exc:
             return failed(exc)
 
+    @router.post("/{session_id}/interrupt")
+    def interrupt(session_id: str):
+        """Stops what is being said (and drops what waits) from the next frame; the presenter rests."""
+        try:
+            sessions.get(session_id).interrupt()
+        except LiveError as exc:
+            return failed(exc)
+        return {"id": session_id, "interrupted": True}
+
     @router.post("/{session_id}/stream", status_code=202)
     async def stream(session_id: str, request: Request, rate: int = SAMPLE_RATE):
         """Speech pushed as it is produced: the body is raw signed 16-bit little-endian mono PCM at ``rate`` Hz,
