@@ -59,7 +59,7 @@ class LiveOptions:
     """
 
     side: int = 512
-    lookahead: float = 0.16
+    lookahead: float = 0.12
     phones: bool = True
     loop_seconds: float = 8.0
     idle_seconds: float = 60.0
@@ -68,8 +68,8 @@ class LiveOptions:
     @property
     def lead_frames(self) -> int:
         """Frames between a speech's arrival and its first frame: the lookahead, the pieces the features are fed
-        in, and one frame to draw it."""
-        return math.ceil((self.lookahead + FEED_SECONDS) * FPS) + 1
+        in, and two frames for the features' work and the pieces' uneven arrival (a microphone's come in bursts)."""
+        return math.ceil((self.lookahead + FEED_SECONDS) * FPS) + 2
 
 
 class _Utterance:
@@ -241,7 +241,11 @@ class LiveSession:
 
     def _speech_worker(self) -> None:
         while True:
-            kind, samples, arrived = self._commands.get()
+            try:
+                kind, samples, arrived = self._commands.get(timeout=FEED_SECONDS / 2)
+            except queue.Empty:
+                self._check_stalled()
+                continue
             if kind == "close":
                 return
             try:
@@ -267,6 +271,17 @@ class LiveSession:
                     self._finish_push()
             except Exception:  # a session keeps running whatever one speech did
                 log.exception("live %s: speech could not be followed", self.id)
+
+    def _check_stalled(self) -> None:
+        """Pushed speech that stopped coming without an end (a peer's microphone going quiet on the wire): its
+        last frames are made final before they are due, as if it had ended; more of it starts a new one."""
+        utterance = self._pushing
+        if utterance is None:
+            return
+        with self._lock:
+            stalled = utterance.end - self.now_sample() < (self.options.lookahead + 2 / FPS) * SAMPLE_RATE
+        if stalled:
+            self._finish_push()
 
     def _finish_push(self) -> None:
         if self._pushing is not None:

@@ -1,0 +1,345 @@
+"""A presenter that speaks live (issue 20): a real WebRTC client (aiortc, over loopback) against the studio's
+/api/live routes. What a viewer checks: picture and sound arrive, the sound is the speech sent, the mouth opens
+while it is spoken and rests in the pauses, an interrupt switches speech at once, limits and bad requests are
+answered clearly and leave the session running, a peer that goes away frees its session."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+pytest.importorskip("aiortc", reason="live sessions need requirements-live.txt (the test command installs it)")
+
+from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
+from aiortc.contrib.media import MediaPlayer  # noqa: E402
+
+from heygem.live.session import FPS, SAMPLE_RATE  # noqa: E402
+from heygem.media.audio import load_audio  # noqa: E402
+
+ENGLISH = "speechrecognition/english.wav"
+
+
+@dataclass
+class LiveStudio:
+    url: str
+    app: object
+    presenter: str
+
+
+@pytest.fixture(scope="module")
+def live_studio(tmp_path_factory: pytest.TempPathFactory, short_clips):
+    """A studio (API only) whose one presenter, a 2 s clip, is prepared for the built-in engine."""
+    import uvicorn
+
+    from heygem.jobs import JobQueue
+    from heygem.server import create_app
+    from heygem.settings import DetectionOptions, EncodeOptions, EngineOptions, Settings
+
+    root = tmp_path_factory.mktemp("live") / "outputs"
+    defaults = Settings(detection=DetectionOptions(cache_dir=root / ".cache" / "faces"),
+                        engine=EngineOptions(engine="builtin"), encode=EncodeOptions(preset="ultrafast"))
+    queue = JobQueue(root, defaults)
+    app = create_app(queue, ui=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive()
+        time.sleep(0.1)
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, timeout=120) as client:
+        clip = short_clips["d0"]
+        added = client.post("/api/presenters", files={"video": (clip.name, clip.read_bytes(), "video/mp4")},
+                            data={"name": "Dee"}).json()
+        deadline = time.monotonic() + 240
+        while (state := client.get(f"/api/presenters/{added['id']}").json()["state"]) == "preparing":
+            assert time.monotonic() < deadline, "the presenter was not prepared"
+            time.sleep(0.5)
+        assert state == "ready"
+    yield LiveStudio(url, app, added["id"])
+    server.should_exit = True
+    thread.join(10)
+    queue.close()
+
+
+@pytest.fixture
+def session(live_studio):
+    """A live session of the presenter, ended after the test whatever happened."""
+    with httpx.Client(base_url=live_studio.url, timeout=120) as client:
+        created = client.post("/api/live", json={"presenter": live_studio.presenter})
+        assert created.status_code == 201, created.text
+        session_id = created.json()["id"]
+        yield session_id
+        client.delete(f"/api/live/{session_id}")
+
+
+@dataclass
+class Received:
+    """What a client received: (arrival time, picture) and (arrival time, 16 kHz mono samples)."""
+
+    frames: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    sound: list[tuple[float, np.ndarray]] = field(default_factory=list)
+
+    def audio(self) -> tuple[np.ndarray, np.ndarray]:
+        """All the sound at 16 kHz, and the arrival time of each sample (a packet's time for its samples)."""
+        pieces = [samples for _, samples in self.sound]
+        times = [np.full(len(samples), at) for at, samples in self.sound]
+        return np.concatenate(pieces), np.concatenate(times)
+
+
+async def _connect(url: str, session_id: str, mic: Path | None = None) -> tuple[RTCPeerConnection, Received]:
+    """A peer connected to a session (sending ``mic``'s sound as its microphone when given)."""
+    pc = RTCPeerConnection()
+    received = Received()
+    if mic is not None:
+        pc.addTrack(MediaPlayer(str(mic)).audio)
+    else:
+        pc.addTransceiver("audio", direction="recvonly")
+    pc.addTransceiver("video", direction="recvonly")
+
+    @pc.on("track")
+    def _track(track) -> None:
+        async def read() -> None:
+            while True:
+                try:
+                    frame = await track.recv()
+                except Exception:
+                    return
+                now = time.monotonic()
+                if track.kind == "video":
+                    received.frames.append((now, frame.to_ndarray(format="bgr24")))
+                else:  # 48 kHz stereo from Opus: averaged to mono, every third sample
+                    data = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(axis=1)
+                    received.sound.append((now, (data[::frame.sample_rate // SAMPLE_RATE] / 32768).astype(np.float32)))
+
+        asyncio.ensure_future(read())
+
+    await pc.setLocalDescription(await pc.createOffer())
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        answer = await client.post(f"/api/live/{session_id}/offer",
+                                   json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+        assert answer.status_code == 200, answer.text
+        await pc.setRemoteDescription(RTCSessionDescription(**answer.json()))
+    return pc, received
+
+
+def _find(speech: np.ndarray, heard: np.ndarray) -> tuple[int, float]:
+    """Where ``speech`` starts in ``heard`` (samples) and how alike they are there (normalised correlation)."""
+    n = len(heard) + len(speech)
+    size = 1 << (n - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(heard, size) * np.conj(np.fft.rfft(speech, size)), size)[:len(heard)]
+    at = int(np.argmax(corr))
+    part = heard[at:at + len(speech)]
+    alike = float(np.dot(part, speech[:len(part)]) / (np.linalg.norm(part) * np.linalg.norm(speech[:len(part)]) + 1e-9))
+    return at, alike
+
+
+def _contour_r(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation of two sounds' loudness over 20 ms steps."""
+    n = min(len(a), len(b)) // 320
+    level = [np.sqrt((x[:n * 320].reshape(n, 320) ** 2).mean(axis=1)) for x in (a, b)]
+    return float(np.corrcoef(*level)[0, 1])
+
+
+def _openings(received: Received, first: float, last: float, every: int = 2) -> np.ndarray:
+    from heygem.eval import frame_openings
+
+    frames = [image for at, image in received.frames if first <= at <= last][::every]
+    return frame_openings(frames)
+
+
+def test_a_session_sends_picture_and_sound_and_speaks_the_file_it_is_given(live_studio, session, media: Path) -> None:
+    speech = load_audio(media / ENGLISH, SAMPLE_RATE)
+
+    async def run() -> Received:
+        pc, received = await _connect(live_studio.url, session)
+        await asyncio.sleep(2.0)  # at rest on the loop
+        async with httpx.AsyncClient(base_url=live_studio.url, timeout=60) as client:
+            said = await client.post(f"/api/live/{session}/say",
+                                     files={"audio": ("english.wav", (media / ENGLISH).read_bytes())})
+            assert said.status_code == 202, said.text
+            assert said.json()["seconds"] == pytest.approx(len(speech) / SAMPLE_RATE, abs=0.01)
+            await asyncio.sleep(0.5)
+            assert (await client.get(f"/api/live/{session}")).json()["state"] == "speaking"
+            await asyncio.sleep(len(speech) / SAMPLE_RATE + 1.5)
+            figures = (await client.get(f"/api/live/{session}")).json()
+        await pc.close()
+        received.figures = figures
+        return received
+
+    received = asyncio.run(run())
+    figures = received.figures
+    assert figures["state"] == "idle" and figures["utterances"] == 1
+    # Picture: the stream's size, about 25 frames a second.
+    seconds = received.frames[-1][0] - received.frames[0][0]
+    assert received.frames[0][1].shape[:2] == (figures["height"], figures["width"])
+    assert len(received.frames) / seconds == pytest.approx(FPS, rel=0.1)
+    # Sound: the very speech, once.
+    heard, heard_at = received.audio()
+    at, alike = _find(speech, heard)
+    assert alike > 0.8, f"the speech sent is not in the sound received (correlation {alike:.2f})"
+    # The mouth: at rest before the speech, open while it is heard.
+    start, end = heard_at[at], heard_at[min(at + len(speech), len(heard) - 1)]
+    before = _openings(received, received.frames[0][0] + 0.3, start - 0.3)
+    during = _openings(received, start, end)
+    assert np.nanmax(during) > np.nanmax(before) + 0.03, (np.nanmax(before), np.nanmax(during))
+    assert np.nanmean(during) > np.nanmean(before) + 0.01
+    # Figures a person reads: no lost frames to speak of, the mouth answering well within 400 ms.
+    assert figures["frames_sent"] >= len(received.frames) - 2
+    assert figures["frames_dropped"] + figures["frames_late"] <= 0.05 * figures["frames_sent"]
+    assert figures["frames_unanswered"] == 0
+    assert 0 < figures["latency_ms"] <= 400
+
+
+def test_the_microphone_of_the_peer_is_spoken(live_studio, session, media: Path, tmp_path: Path) -> None:
+    """The browser's microphone in the same connection: what the operator says, the presenter says."""
+    speech = load_audio(media / ENGLISH, SAMPLE_RATE)
+
+    async def run() -> Received:
+        pc, received = await _connect(live_studio.url, session, mic=media / ENGLISH)
+        await asyncio.sleep(len(speech) / SAMPLE_RATE + 2.0)
+        async with httpx.AsyncClient(base_url=live_studio.url, timeout=60) as client:
+            received.figures = (await client.get(f"/api/live/{session}")).json()
+        await pc.close()
+        return received
+
+    received = asyncio.run(run())
+    heard, _ = received.audio()
+    at, alike = _find(speech, heard)
+    # Through Opus twice (to the server and back), waveforms differ more; the loudness contour does not.
+    assert alike > 0.4, f"the microphone's speech is not in the sound received (correlation {alike:.2f})"
+    assert _contour_r(speech, heard[at:at + len(speech)]) > 0.9
+    assert received.figures["utterances"] == 1 and received.figures["frames_unanswered"] == 0
+
+
+def test_an_interrupt_switches_speech_at_once(live_studio, session, media: Path) -> None:
+    long_speech = load_audio(media / "long/french.mp4", SAMPLE_RATE, max_seconds=60)
+    speech = load_audio(media / ENGLISH, SAMPLE_RATE)
+    live = live_studio.app.state.live.get(session)
+
+    async def run() -> Received:
+        pc, received = await _connect(live_studio.url, session)
+        async with httpx.AsyncClient(base_url=live_studio.url, timeout=60) as client:
+            await asyncio.sleep(1.0)
+            await client.post(f"/api/live/{session}/say", files={"audio": ("french.mp4", (media / "long/french.mp4").read_bytes())})
+            await asyncio.sleep(2.0)
+            asked = time.monotonic()
+            cut_at = live.now_sample()
+            said = await client.post(f"/api/live/{session}/say", data={"interrupt": "true"},
+                                     files={"audio": ("english.wav", (media / ENGLISH).read_bytes())})
+            assert said.status_code == 202
+            # On the session's clock: nothing of the French later than one frame after the interrupt was asked.
+            after = live.audio(cut_at + (int((time.monotonic() - asked) * SAMPLE_RATE) // 640 + 2) * 640, 640 * 5)
+            assert not after.any(), "the old speech went on after the interrupt"
+            await asyncio.sleep(len(speech) / SAMPLE_RATE + 1.5)
+            figures = (await client.get(f"/api/live/{session}")).json()
+        await pc.close()
+        received.figures = figures
+        return received
+
+    received = asyncio.run(run())
+    assert received.figures["interrupts"] == 1 and received.figures["state"] == "idle"
+    heard, _ = received.audio()
+    at, alike = _find(speech, heard)
+    assert alike > 0.8, "the new speech was not spoken whole"
+    _, french_after = _find(long_speech[16000 * 8: 16000 * 12], heard)
+    assert french_after < 0.3, "speech from later in the interrupted file was heard"
+
+
+def test_limits_and_bad_requests_are_answered_clearly_and_leave_the_session_running(live_studio, session,
+                                                                                      tmp_path: Path) -> None:
+    with httpx.Client(base_url=live_studio.url, timeout=60) as client:
+        beyond = client.post("/api/live", json={"presenter": live_studio.presenter})
+        assert beyond.status_code == 503
+        assert beyond.json()["error"].startswith("1 live session already running") and \
+            "--max-live-sessions" in beyond.json()["error"]
+        unknown = client.post("/api/live", json={"presenter": "nosuchid"})
+        assert unknown.status_code == 404 and "no presenter nosuchid" in unknown.json()["error"]
+        assert client.post("/api/live", json={"who": 1}).status_code == 400
+        bad = tmp_path / "notes.wav"
+        bad.write_text("these are not sounds")
+        refused = client.post(f"/api/live/{session}/say", files={"audio": ("notes.wav", bad.read_bytes())})
+        assert refused.status_code == 400 and refused.json()["error"].startswith("notes.wav: ")
+        limits = live_studio.app.state.live.queue.defaults.limits
+        kept, limits.upload_mb = limits.upload_mb, 1
+        try:
+            big = client.post(f"/api/live/{session}/say", files={"audio": ("big.wav", b"\0" * (2 * 2**20))})
+        finally:
+            limits.upload_mb = kept
+        assert big.status_code == 413 and "1 MB" in big.json()["error"]
+        assert client.post(f"/api/live/{session}/offer", json={"sdp": "nonsense", "type": "offer"}).status_code == 400
+        assert client.get("/api/live/nosuchsession").status_code == 404
+        assert client.get(f"/api/live/{session}").json()["state"] == "waiting"  # still there, no peer yet
+
+
+def test_speech_streamed_as_it_is_produced_is_spoken_while_it_arrives(live_studio, session, media: Path) -> None:
+    """A TTS pushing PCM: raw 16-bit 16 kHz mono in a chunked body, spoken before the body ends."""
+    speech = load_audio(media / ENGLISH, SAMPLE_RATE)
+    pcm = (np.clip(speech, -1, 1) * 32767).astype("<i2").tobytes()
+
+    async def run() -> Received:
+        pc, received = await _connect(live_studio.url, session)
+        await asyncio.sleep(1.0)
+        states = []
+
+        async def produce():
+            for first in range(0, len(pcm), 6400):  # 200 ms a piece, in real time
+                yield pcm[first:first + 6400]
+                await asyncio.sleep(0.2)
+                if first == 6400 * 5:
+                    async with httpx.AsyncClient(base_url=live_studio.url) as other:
+                        states.append((await other.get(f"/api/live/{session}")).json()["state"])
+
+        async with httpx.AsyncClient(base_url=live_studio.url, timeout=60) as client:
+            pushed = await client.post(f"/api/live/{session}/stream", content=produce(),
+                                       headers={"Content-Type": "application/octet-stream"})
+            assert pushed.status_code == 202 and pushed.json()["seconds"] == pytest.approx(len(speech) / SAMPLE_RATE, abs=0.01)
+        await asyncio.sleep(1.5)
+        await pc.close()
+        received.states = states
+        return received
+
+    received = asyncio.run(run())
+    assert received.states == ["speaking"], "the presenter did not speak while the speech was still arriving"
+    heard, _ = received.audio()
+    _, alike = _find(speech, heard)
+    assert alike > 0.8
+
+
+def test_a_peer_that_goes_away_frees_its_session_and_an_idle_one_ends(live_studio) -> None:
+    live = live_studio.app.state.live
+    with httpx.Client(base_url=live_studio.url, timeout=60) as client:
+        session_id = client.post("/api/live", json={"presenter": live_studio.presenter}).json()["id"]
+
+        async def run() -> None:
+            pc, received = await _connect(live_studio.url, session_id)
+            await asyncio.sleep(1.0)
+            assert received.frames
+            await pc.close()
+
+        asyncio.run(run())
+        deadline = time.monotonic() + 10
+        while client.get(f"/api/live/{session_id}").status_code != 404:
+            assert time.monotonic() < deadline, "the session outlived its peer"
+            time.sleep(0.2)
+        # A session nobody connects to ends after the idle time.
+        kept, live.options.idle_seconds = live.options.idle_seconds, 1.0
+        try:
+            lonely = client.post("/api/live", json={"presenter": live_studio.presenter}).json()["id"]
+            deadline = time.monotonic() + 10
+            while client.get(f"/api/live/{lonely}").status_code != 404:
+                assert time.monotonic() < deadline, "an idle session was not ended"
+                time.sleep(0.2)
+        finally:
+            live.options.idle_seconds = kept
+        assert client.get("/api/live").json()["sessions"] == []
