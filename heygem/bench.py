@@ -935,6 +935,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON; 0 on success."""
     from heygem.errors import HeyGemError
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["live"]:  # a live session measured with a WebRTC client (heygem.bench_live)
+        from heygem.bench_live import main as live_main
+
+        return live_main(argv[1:])
     options, verbose = parse_args(argv)
     with _console_logging(verbose):
         try:

@@ -343,3 +343,61 @@ def test_a_peer_that_goes_away_frees_its_session_and_an_idle_one_ends(live_studi
         finally:
             live.options.idle_seconds = kept
         assert client.get("/api/live").json()["sessions"] == []
+
+
+_VANISHING_PEER = """
+import asyncio, sys, httpx
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+async def main(url, session_id):
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    got = asyncio.Event()
+
+    @pc.on("track")
+    def _track(track):
+        async def read():
+            await track.recv()
+            got.set()
+            while True:
+                await track.recv()
+        asyncio.ensure_future(read())
+
+    await pc.setLocalDescription(await pc.createOffer())
+    async with httpx.AsyncClient(base_url=url) as client:
+        answer = await client.post(f"/api/live/{session_id}/offer",
+                                   json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
+    await pc.setRemoteDescription(RTCSessionDescription(**answer.json()))
+    await asyncio.wait_for(got.wait(), 60)
+    print("receiving", flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_a_peer_that_vanishes_without_a_word_frees_its_session(live_studio, monkeypatch) -> None:
+    """A browser killed, a laptop closed: nothing says goodbye. ICE consent checks (RFC 7675) stop being answered
+    and the session ends. aioice checks every 5 s and gives up after 6 misses (about 30 s); here every 0.5 s and
+    after 3, to keep the test short."""
+    import subprocess
+    import sys
+
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.5)
+    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", 3)
+    with httpx.Client(base_url=live_studio.url, timeout=60) as client:
+        session_id = client.post("/api/live", json={"presenter": live_studio.presenter}).json()["id"]
+        peer = subprocess.Popen([sys.executable, "-c", _VANISHING_PEER, live_studio.url, session_id],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert peer.stdout.readline().strip() == "receiving"
+            assert client.get(f"/api/live/{session_id}").json()["state"] in ("idle", "speaking")
+        finally:
+            peer.kill()
+            peer.wait()
+        deadline = time.monotonic() + 30
+        while client.get(f"/api/live/{session_id}").status_code != 404:
+            assert time.monotonic() < deadline, "the session outlived a peer that vanished"
+            time.sleep(0.3)

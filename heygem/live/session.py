@@ -39,10 +39,12 @@ SAMPLE_RATE = 16000
 FPS = 25
 FRAME_SAMPLES = SAMPLE_RATE // FPS  # 640: speech samples per frame
 FEED_SECONDS = 0.08  # pushed speech is handed to the features in pieces of at least this (cost per piece)
+FEED_AHEAD_SECONDS = 1.5  # a speech given whole is worked out this far ahead of its playing, no further
 ANSWER_OPENING = 0.15  # a frame whose mouth opens this much answers a sound (for the latency figure)
 RATE_WINDOW = 5.0  # seconds over which the delivered rate is counted
 SHRINK = 0.75  # a machine that cannot keep up: the picture's side is cut by this much at a time
 MIN_SIDE = 256
+DRAW_WINDOW = 50  # frames over which drawing is judged too slow
 
 
 @dataclass
@@ -149,6 +151,7 @@ class LiveSession:
         self._commands: queue.Queue = queue.Queue()
         self._sent_times: deque[float] = deque()
         self._render_seconds = 0.0
+        self._draws: deque[float] = deque(maxlen=DRAW_WINDOW)
         self._figures = {"frames_sent": 0, "frames_late": 0, "frames_dropped": 0, "frames_unanswered": 0,
                          "utterances": 0, "interrupts": 0, "video_delay_ms": 0.0, "audio_delay_ms": 0.0,
                          "latency_ms": None, "latency_max_ms": None, "degraded": False}
@@ -295,10 +298,16 @@ class LiveSession:
         with self._lock:
             unfed = np.concatenate(utterance.unfed) if utterance.unfed else np.zeros(0, np.float32)
             utterance.unfed = []
-        # Small pieces first (its first frames are soon due), then larger ones (each piece costs the same).
+        # Small pieces, kept FEED_AHEAD_SECONDS ahead of what is being played, not as fast as they can go: the
+        # recogniser holds Python's lock while it works, and a whole file at once held it long enough to make
+        # the picture miss its time.
         first = 0
-        while first < len(unfed) and utterance.cut is None:
-            step = int((FEED_SECONDS if utterance.stream.received_seconds < 0.5 else 0.5) * SAMPLE_RATE)
+        while first < len(unfed) and utterance.cut is None and not self.ended:
+            played = (self.now_sample() - utterance.start) / SAMPLE_RATE
+            if self.started is not None and utterance.stream.received_seconds - played > FEED_AHEAD_SECONDS:
+                time.sleep(FEED_SECONDS / 2)
+                continue
+            step = int(FEED_SECONDS * SAMPLE_RATE * (1 if utterance.stream.received_seconds < 0.5 else 2.5))
             utterance.stream.feed(unfed[first:first + step])
             self._keep(utterance)
             first += step
@@ -343,13 +352,17 @@ class LiveSession:
         if picture.box is not None and picture.points is not None:
             self.engine.draw_shape(image, picture.box, picture.points, opening, spread)
         spent = time.perf_counter() - started
-        self._render_seconds = spent if self._render_seconds == 0 else 0.9 * self._render_seconds + 0.1 * spent
-        if self.options.degrade and self._render_seconds > 0.7 / FPS and self.footage.side * SHRINK >= MIN_SIDE:
+        self._draws.append(spent)
+        self._render_seconds = float(np.median(self._draws))
+        # Degraded on purpose only when drawing is slow for a while (a median over DRAW_WINDOW frames), not for
+        # one frame held up by something else.
+        if self.options.degrade and len(self._draws) == DRAW_WINDOW and self._render_seconds > 0.6 / FPS \
+                and self.footage.side * SHRINK >= MIN_SIDE:
             self.footage.scale(int(self.footage.side * SHRINK))
-            self._render_seconds = 0.0
+            self._draws.clear()
             self._figures["degraded"] = True
             log.warning("live %s: frames took %.0f ms to draw; the picture is now %dx%d to keep %d fps", self.id,
-                        spent * 1000, self.footage.width, self.footage.height, FPS)
+                        self._render_seconds * 1000, self.footage.width, self.footage.height, FPS)
         if utterance is not None and opening >= ANSWER_OPENING and not utterance.answered:
             utterance.answered = True
             sample = frame * FRAME_SAMPLES

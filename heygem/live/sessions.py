@@ -4,6 +4,7 @@ the server's event loop."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import uuid
@@ -99,6 +100,9 @@ class LiveSessions:
         finally:
             self._starting -= 1
         self._sessions[session.id] = session
+        # Everything the studio has made so far moves out of the garbage collector's way: a full collection over
+        # it stopped every thread for up to a third of a second, and a live picture cannot wait that long.
+        gc.freeze()
         self._start_watch()
         return session
 

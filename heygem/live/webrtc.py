@@ -30,6 +30,9 @@ __all__ = ["LivePeer"]
 VIDEO_CLOCK = 90000  # RTP's video clock
 AUDIO_PACKET = SAMPLE_RATE // 50  # 20 ms, as Opus sends it
 MIC_RATE = SAMPLE_RATE
+# A frame is drawn this long before its time: a busy moment of the server's event loop (a request being read)
+# then delays the drawing, not the frame.
+DRAW_AHEAD = 0.025
 
 
 class _VideoTrack(MediaStreamTrack):
@@ -48,15 +51,19 @@ class _VideoTrack(MediaStreamTrack):
         start = session.start_clock()
         frame = self.next_frame
         due = start + frame / FPS
-        wait = due - time.monotonic()
+        wait = due - DRAW_AHEAD - time.monotonic()
         dropped = 0
         if wait > 0:
             await asyncio.sleep(wait)
-        elif -wait > 1.0 / FPS:  # a whole frame behind: skip to the frame of now
+        elif time.monotonic() - due > 1.0 / FPS:  # a whole frame behind: skip to the frame of now
             now_frame = math.floor((time.monotonic() - start) * FPS)
+            log.debug("live %s: %.0f ms behind at frame %d; %d skipped", session.id,
+                      (time.monotonic() - due) * 1000, frame, now_frame - frame)
             dropped, frame = now_frame - frame, now_frame
             due = start + frame / FPS
         image = await asyncio.get_running_loop().run_in_executor(self.draw, session.render, frame)
+        if (early := due - time.monotonic()) > 0:  # drawn ahead: it leaves on time, not before
+            await asyncio.sleep(early)
         session.sent_video(frame, due, dropped)
         self.next_frame = frame + 1
         picture = av.VideoFrame.from_ndarray(image, format="bgr24")
@@ -124,8 +131,11 @@ class LivePeer:
     async def answer(self, sdp: str, kind: str) -> RTCSessionDescription:
         """The SDP answer to the peer's offer; the session's picture and sound are added to it."""
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-        self.pc.addTrack(_VideoTrack(self.session, self._draw))
-        self.pc.addTrack(_AudioTrack(self.session))
+        offered = {transceiver.kind for transceiver in self.pc.getTransceivers()}
+        if "video" in offered:  # (a peer may ask for the picture alone, or the sound alone)
+            self.pc.addTrack(_VideoTrack(self.session, self._draw))
+        if "audio" in offered:
+            self.pc.addTrack(_AudioTrack(self.session))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription
 
