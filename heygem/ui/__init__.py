@@ -31,7 +31,7 @@ def mount_studio(app: FastAPI, queue: JobQueue, path: str = "/", log_file: Path 
     import gradio as gr
 
     from heygem.media.ffmpeg import ffmpeg_exe
-    from heygem.ui.studio import CSS, I18N, THEME, build_studio
+    from heygem.ui.studio import CSS, I18N, LIVE_HEAD, THEME, build_studio
 
     # Gradio converts previews of videos browsers cannot play with the ffmpeg it finds on PATH; lend it ours
     # (after any system one, which keeps precedence).
@@ -39,9 +39,11 @@ def mount_studio(app: FastAPI, queue: JobQueue, path: str = "/", log_file: Path 
     studio = build_studio(queue, log_file)
     upload_mb = queue.defaults.limits.upload_mb
     # The footer keeps only Gradio's settings (language, theme): its API page describes the page's internal
-    # events, not HeyGem's API (/api, README.md), and "Built with Gradio" is not ours to say in the page.
+    # events, not HeyGem's API (/api, README.md), and "Built with Gradio" is not ours to say in the page. The
+    # head carries the Live tab's script (heygem/ui/live.js).
     gr.mount_gradio_app(app, studio, path=path, i18n=I18N, theme=THEME, css=CSS, allowed_paths=[], show_error=True,
-                        max_file_size=upload_mb * 1024 * 1024 if upload_mb else None, footer_links=["settings"])
+                        max_file_size=upload_mb * 1024 * 1024 if upload_mb else None, footer_links=["settings"],
+                        head=LIVE_HEAD)
     _check_request_files(studio, queue.root)
 
 

@@ -1,11 +1,15 @@
-"""The Gradio studio: Single, Batch, Presenters, History and Logs tabs over the one job queue.
+"""The Gradio studio: Single, Batch, Presenters, Live, History and Logs tabs over the one job queue.
 
 The page only submits jobs and reads their state: all work happens in the queue's worker, so closing the
 browser loses nothing and a reload shows the same jobs. One timer per open page refreshes what it shows.
+The Live tab is the exception: its stream is WebRTC between the browser and the studio's /api/live routes
+(heygem.live), driven by the page's script (live.js, LIVE_HEAD); the Python side only lays it out, words it
+and keeps its presenter picker current.
 """
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
 import re
@@ -31,7 +35,7 @@ from heygem.ui.texts import EN, GRADIO_EN, GRADIO_ZH, ZH, language, text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CSS", "I18N", "THEME", "build_studio"]
+__all__ = ["CSS", "I18N", "LIVE_HEAD", "THEME", "build_studio"]
 
 PHOTO_TYPES = [".jpg", ".jpeg", ".png", ".webp", ".bmp"]
 VIDEO_TYPES = [".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".wmv", ".mpg", ".mpeg", ".ts"]
@@ -73,11 +77,17 @@ CSS = """
    the page's language (fixed in its code, not in its translations); the page's own lines say what is going on. */
 .progress-text { display: none !important; }
 /* An upload field's label wraps before the field's icons (upload more, clear) instead of running under them. */
-:is(#single-audio, #single-picture, #batch-audio, #batch-videos, #presenter-file) label[data-testid="block-label"] {
+:is(#single-audio, #single-picture, #batch-audio, #batch-videos, #presenter-file, #live-speech) label[data-testid="block-label"] {
     max-width: calc(100% - 72px); white-space: normal; }
 /* The footer keeps one link (Gradio's settings): no divider in front of it. */
 footer .divider { display: none !important; }
+/* The Live tab's stream: black until the picture comes, never wider than the column. */
+#live-video { display: block; width: 100%; max-height: 560px; min-height: 240px; background: #000; border-radius: 8px;
+    object-fit: contain; }
+#live-state { margin-top: 8px; font-weight: 600; }
 """
+# The Live tab's script (heygem/ui/live.js), put in the page's head: Gradio runs no script inside an HTML field.
+LIVE_HEAD = f"<script>\n{(Path(__file__).with_name('live.js')).read_text(encoding='utf-8')}</script>"
 
 
 def _lang(request: gr.Request | None) -> str:
@@ -467,6 +477,31 @@ def _choices_look(presenters: list[Presenter]) -> tuple:
     """Everything the pickers show: their choices are sent again only when this changes (not at each tick, so an
     open dropdown is left alone)."""
     return tuple((p.id, p.name, p.state) for p in presenters)
+
+
+# ---- the Live tab ------------------------------------------------------------------------------------------
+
+
+def live_choices(presenters: list[Presenter]) -> list[tuple[str, str]]:
+    """The Live tab's picker (label, id): only ready presenters can go live (heygem.live.sessions)."""
+    return [(p.name, p.id) for p in presenters if p.state == READY]
+
+
+def live_stage_html(lang: str, queue: JobQueue) -> str:
+    """The Live tab's stage: the stream's <video>, the session's state and figures and a line for notes, with
+    the words its script (live.js) shows, in the page's language (``data-live``: the templates and the values
+    the studio knows for them, such as its live-session limit)."""
+    from heygem.live.sessions import REQUIREMENTS
+
+    limits = queue.defaults.limits
+    texts = {key: text(lang, key) for key in EN
+             if key.startswith(("live_", "reason_live_", "presenter_state_"))}
+    params = {"requirements": REQUIREMENTS, "limit": limits.live_sessions, **limits.raise_params("live_sessions")}
+    data = html.escape(json.dumps({"texts": texts, "params": params}, ensure_ascii=False), quote=True)
+    return (f'<div id="live-stage" data-state="" data-live="{data}">'
+            '<video id="live-video" autoplay playsinline></video>'
+            f'<div id="live-state">{html.escape(text(lang, "live_idle"))}</div>'
+            '<div id="live-figures" class="hg-note"></div><div id="live-message"></div></div>')
 
 
 def _history_look(queue: JobQueue) -> tuple:
@@ -920,10 +955,24 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         table, dropdown, look = history(None, request)
         return table, dropdown, look, gr.update(value=None), gr.update(value=None), note
 
+    # ---- Live ----------------------------------------------------------------------------------------------
+
+    def live_picker(picked: str | None, presenters: list[Presenter] | None = None) -> list:
+        """The Live picker's ready presenters (keeping the one picked while it is still there), and what it shows."""
+        ready = live_choices(presenters if presenters is not None else queue.presenters.list())
+        return [gr.update(choices=ready, value=picked if picked in {value for _, value in ready} else None),
+                tuple(ready)]
+
+    def show_live(picked):
+        return live_picker(picked)
+
+    def live_stage(request: gr.Request) -> str:
+        return live_stage_html(_lang(request), queue)
+
     # ---- the timer: everything that changes while jobs run -----------------------------------------------
 
     def tick(job_id, shown, batch_id, zipped, seen_finished, picked, seen_library, seen_choices, single_pick,
-             batch_picks, managed_pick, request: gr.Request):
+             batch_picks, managed_pick, live_pick, seen_live, request: gr.Request):
         lang = _lang(request)
         header = engine_line(queue, lang)
         jobs, estimates = unfinished()
@@ -977,8 +1026,12 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
             library_out = library(lang, (single_pick, batch_picks, managed_pick))
         elif _library_look(presenters) != seen_library:
             library_out[0], library_out[4] = presenters_table_html(presenters, lang), _library_look(presenters)
+        # Live: its picker only when a presenter became ready, went, or was renamed.
+        live_out = [gr.skip()] * 2
+        if tuple(live_choices(presenters)) != seen_live:
+            live_out = live_picker(live_pick, presenters)
         logs = relative_paths(log_tail(log_file), [PROJECT_ROOT, queue.root.parent]) or text(lang, "no_log")
-        return [header, *single, *batch_out, *history_out, *library_out, logs]
+        return [header, *single, *batch_out, *history_out, *library_out, logs, *live_out]
 
     with gr.Blocks(title="HeyGem", delete_cache=(3600, 24 * 3600), analytics_enabled=False) as studio:
         gr.Markdown(i18n("title"))
@@ -1077,6 +1130,26 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                     with gr.Column(scale=2):
                         p_table = gr.HTML(elem_id="presenters-list")
 
+            with gr.Tab(i18n("tab_live"), id="live", elem_id="tab-live") as live_tab:
+                seen_live = gr.State(None)
+                gr.Markdown(i18n("live_help"))
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        l_presenter = gr.Dropdown(label=i18n("live_presenter"), info=i18n("live_presenter_info"),
+                                                  choices=[], value=None, elem_id="live-presenter")
+                        with gr.Row():
+                            l_start = gr.Button(i18n("live_start"), variant="primary", elem_id="live-start")
+                            l_stop = gr.Button(i18n("live_stop"), variant="stop", elem_id="live-stop")
+                        l_mic = gr.Checkbox(label=i18n("live_mic"), value=False, elem_id="live-mic")
+                        l_speech = gr.File(label=i18n("live_speech"), file_types=AUDIO_TYPES + VIDEO_TYPES,
+                                           type="filepath", elem_id="live-speech")
+                        l_interrupt = gr.Checkbox(label=i18n("live_interrupt"), value=False, elem_id="live-interrupt")
+                        with gr.Row():
+                            l_speak = gr.Button(i18n("live_speak"), elem_id="live-speak")
+                            l_hush = gr.Button(i18n("live_hush"), elem_id="live-hush")
+                    with gr.Column(scale=2):
+                        l_stage = gr.HTML(elem_id="live-panel")
+
             with gr.Tab(i18n("tab_history"), id="history", elem_id="tab-history") as history_tab:
                 seen_finished = gr.State(None)
                 with gr.Row():
@@ -1129,12 +1202,22 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         history_tab.select(history, h_pick, [h_table, h_pick, seen_finished], show_progress="hidden")
         h_delete.click(delete, h_pick, [h_table, h_pick, seen_finished, h_player, h_download, h_note])
 
+        # The Live tab's buttons run only the page's script (live.js), which speaks to /api/live itself.
+        live_tab.select(show_live, l_presenter, [l_presenter, seen_live], show_progress="hidden")
+        l_start.click(None, [l_presenter, l_mic], None,
+                      js="(presenter, mic) => { window.heygemLive.start(presenter, mic); return []; }")
+        l_stop.click(None, None, None, js="() => { window.heygemLive.stop(); return []; }")
+        l_mic.input(None, l_mic, None, js="(on) => { window.heygemLive.useMicrophone(on); return []; }")
+        l_speak.click(None, [l_speech, l_interrupt], None,
+                      js="(file, interrupt) => { window.heygemLive.speak(file, interrupt); return []; }")
+        l_hush.click(None, None, None, js="() => { window.heygemLive.hush(); return []; }")
+
         timer = gr.Timer(TICK_SECONDS)
         timer.tick(
             tick, [job_id, shown, batch_id, zipped, seen_finished, h_pick, seen_library, seen_choices, s_presenter,
-                   b_presenters, p_pick],
+                   b_presenters, p_pick, l_presenter, seen_live],
             [header, s_status, s_result, s_download, shown, b_summary, b_table, b_zip, zipped, b_results, h_table, h_pick,
-             seen_finished, *library_outputs, logs],
+             seen_finished, *library_outputs, logs, l_presenter, seen_live],
             show_progress="hidden",
         )
 
@@ -1150,6 +1233,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
             return single, None, many, 0, "batch" if many and not single else ""
 
         studio.load(show_engine, None, header)
+        studio.load(live_stage, None, l_stage, show_progress="hidden")
         open_tab = gr.Textbox(visible="hidden", elem_id="open-tab")
         studio.load(restore, [s_job_address, b_batch_address], [job_id, shown, batch_id, zipped, open_tab],
                     js=_RECALL_JS, show_progress="hidden").then(None, open_tab, None, js=_OPEN_TAB_JS)
