@@ -401,3 +401,38 @@ def test_a_peer_that_vanishes_without_a_word_frees_its_session(live_studio, monk
         while client.get(f"/api/live/{session_id}").status_code != 404:
             assert time.monotonic() < deadline, "the session outlived a peer that vanished"
             time.sleep(0.3)
+
+
+def test_a_machine_that_cannot_keep_up_gets_a_smaller_picture_and_says_so() -> None:
+    """Frames drawn slower than 25 a second for a while: the picture shrinks (by a quarter at a time) instead of
+    frames or sound being lost, and the figures say so. (A stand-in engine that takes 30 ms a frame.)"""
+    from fractions import Fraction
+
+    from heygem.live.footage import LoopFootage
+    from heygem.live.session import DRAW_WINDOW, LiveOptions, LiveSession
+    from heygem.pipeline import PreparedFootage
+
+    class SlowEngine:
+        crop_size = 256
+
+        def face_points(self, crop, previous):
+            return np.zeros((478, 2), np.float32)
+
+        def draw_shape(self, image, box, points, opening, spread) -> None:
+            time.sleep(0.03)
+
+    frames = [np.full((720, 1280, 3), 90, np.uint8) for _ in range(5)]
+    footage = PreparedFootage(None, Fraction(25), frames, [(500, 200, 800, 500)] * 5, None)
+    engine = SlowEngine()
+    loop = LoopFootage(footage, engine, 512)
+    assert (loop.width, loop.height) == (512, 288)
+    session = LiveSession("slow", {}, loop, engine, LiveOptions(phones=False))
+    try:
+        for frame in range(DRAW_WINDOW - 1):
+            session.render(frame)
+        assert loop.width == 512, "one slow frame is no reason to shrink"
+        session.render(DRAW_WINDOW)
+        assert (loop.width, loop.height) == (384, 216)
+        assert session.figures()["degraded"] and session.render(DRAW_WINDOW + 1).shape == (216, 384, 3)
+    finally:
+        session.close()

@@ -48,6 +48,10 @@ def test_with_credentials_every_route_asks_for_them(tmp_path: Path) -> None:
         assert client.get("/", headers=_basic("admin", "wrong")).status_code == 401
         allowed = client.get("/api/status", headers=_basic("admin", "pw"))
         assert allowed.status_code == 200 and allowed.json()["pending"] == 0
+        # The live routes too: the speech pushed as it is produced as much as a session's creation.
+        assert client.post("/api/live", json={"presenter": "x"}).status_code == 401
+        assert client.post("/api/live/abc/stream", content=b"\0" * 3200).status_code == 401
+        assert client.post("/api/live", json={"presenter": "x"}, headers=_basic("admin", "pw")).status_code == 404
     finally:
         queue.close()
 
