@@ -39,3 +39,18 @@ def test_the_sounds_of_a_speech_live_in_one_package() -> None:
     for path in users:
         for name in _imported_modules(path):
             assert name != "heygem.phones", path
+
+
+def test_the_batch_studio_loads_no_webrtc_until_a_peer_connects() -> None:
+    """Live presenters are an optional install (requirements-live.txt): the studio, its API and its page start
+    without aiortc or PyAV loaded, and so does a live session until a peer connects to it."""
+    import subprocess
+    import sys
+
+    program = ("import sys; import app; from heygem.server import create_app; from heygem.jobs import JobQueue; "
+               "import tempfile, pathlib; queue = JobQueue(pathlib.Path(tempfile.mkdtemp()) / 'outputs', start=False); "
+               "create_app(queue); import heygem.live.sessions, heygem.live.routes; queue.close(); "
+               "print(sorted(name for name in ('aiortc', 'av', 'aioice') if name in sys.modules))")
+    shown = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.stdout.strip().splitlines()[-1] == "[]"
