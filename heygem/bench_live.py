@@ -318,15 +318,13 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from heygem.bench import default_shared
-
     parser = argparse.ArgumentParser(prog="python -m heygem.bench live", description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="how long the session runs (default 10)")
     parser.add_argument("--presenter", default="sadtalker/WDA_KatieHill_000.mp4",
                         help="the presenter's video, under ../shared/media or a path (default a 512x512 talking head)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "live.json")
     args = parser.parse_args(argv)
-    shared = default_shared()
+    shared = Path(os.environ.get("HEYGEM_SHARED", REPO.parent / "shared"))  # as heygem.bench finds it
     presenter = Path(args.presenter)
     if not presenter.is_file():
         presenter = shared / "media" / args.presenter
