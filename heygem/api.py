@@ -28,8 +28,13 @@ log = logging.getLogger(__name__)
 __all__ = ["api_router", "error_response"]
 
 
-def error_response(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
+def error_response(status: int, reason: str, code: str | None = None, params: dict[str, Any] | None = None) -> JSONResponse:
+    """``{"error": reason}``; with ``code`` also ``"code"`` and ``"params"`` (heygem.errors), for a page that
+    words the reason in its own language."""
+    body: dict[str, Any] = {"error": reason}
+    if code:
+        body.update(code=code, params=params or {})
+    return JSONResponse(body, status_code=status)
 
 
 def api_router(queue: JobQueue) -> APIRouter:

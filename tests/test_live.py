@@ -263,6 +263,7 @@ def test_limits_and_bad_requests_are_answered_clearly_and_leave_the_session_runn
         assert beyond.status_code == 503
         assert beyond.json()["error"].startswith("1 live session already running") and \
             "--max-live-sessions" in beyond.json()["error"]
+        assert beyond.json()["code"] == "live_full" and beyond.json()["params"]["limit"] == 1  # (for the page's words)
         unknown = client.post("/api/live", json={"presenter": "nosuchid"})
         assert unknown.status_code == 404 and "no presenter nosuchid" in unknown.json()["error"]
         assert client.post("/api/live", json={"who": 1}).status_code == 400
@@ -322,9 +323,14 @@ def test_a_peer_that_goes_away_frees_its_session_and_an_idle_one_ends(live_studi
         session_id = client.post("/api/live", json={"presenter": live_studio.presenter}).json()["id"]
 
         async def run() -> None:
+            first, _ = await _connect(live_studio.url, session_id)
+            await asyncio.sleep(0.5)
+            # A page reloaded, a second offer: the new peer takes the session over, the old one's end is not its end.
             pc, received = await _connect(live_studio.url, session_id)
+            await first.close()
             await asyncio.sleep(1.0)
             assert received.frames
+            assert client.get(f"/api/live/{session_id}").json()["state"] in ("idle", "speaking")
             await pc.close()
 
         asyncio.run(run())

@@ -30,7 +30,7 @@ def live_router(sessions: LiveSessions) -> APIRouter:
     router = APIRouter(prefix="/api/live")
 
     def failed(exc: HeyGemError):
-        return error_response(exc.status if isinstance(exc, LiveError) else 400, str(exc))
+        return error_response(exc.status if isinstance(exc, LiveError) else 400, str(exc), exc.code, exc.params)
 
     @router.get("")
     def list_sessions():
@@ -104,9 +104,11 @@ def live_router(sessions: LiveSessions) -> APIRouter:
                                       max_seconds=limits.speech_minutes * 60 if limits.speech_minutes else None)
                 except TooLongError:
                     raise LiveError(413, f"{name}: longer than {limits.speech_minutes:g} minutes, the longest speech "
-                                         f"({limits.how_to_raise('speech_minutes')})", "speech_too_long") from None
+                                         f"({limits.how_to_raise('speech_minutes')})", "live_speech_too_long",
+                                    file=name, limit=f"{limits.speech_minutes:g}",
+                                    **limits.raise_params("speech_minutes")) from None
                 except HeyGemError as exc:
-                    raise LiveError(400, f"{name}: {getattr(exc, 'problem', exc)}", "live_bad_audio") from exc
+                    raise LiveError(400, f"{name}: {getattr(exc, 'problem', exc)}", "live_bad_audio", file=name) from exc
 
         try:
             samples = await run_in_threadpool(decode)

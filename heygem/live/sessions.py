@@ -135,6 +135,7 @@ class LiveSessions:
             raise LiveError(400, 'give the peer\'s offer as JSON {"sdp": "v=0...", "type": "offer"}', "live_bad_offer")
         old = self._peers.pop(session_id, None)
         if old is not None:
+            old.replaced = True
             await old.close()
         peer = LivePeer(session, self._peer_gone)
         self._peers[session_id] = peer

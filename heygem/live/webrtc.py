@@ -109,6 +109,7 @@ class LivePeer:
         self._draw = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"heygem-live-draw-{session.id}")
         self._on_gone = on_gone
         self._mic_task: asyncio.Task | None = None
+        self.replaced = False  # a newer offer took over the session: this peer's end is not the session's
 
         @self.pc.on("connectionstatechange")
         async def _changed() -> None:
@@ -118,9 +119,10 @@ class LivePeer:
                 session.peer_connected = True
                 session.last_peer = time.monotonic()
             elif state in ("failed", "closed", "disconnected"):
-                session.peer_connected = False
-                session.last_peer = time.monotonic()
-                if state != "disconnected":  # (disconnected may come back; failed and closed do not)
+                if not self.replaced:
+                    session.peer_connected = False
+                    session.last_peer = time.monotonic()
+                if state != "disconnected" and not self.replaced:  # (disconnected may come back; failed, closed not)
                     await on_gone(session.id)
 
         @self.pc.on("track")

@@ -325,6 +325,7 @@ EN: dict[str, str] = {
     ),
     "reason_live_bad_audio": "{file}: no speech could be read from it (give a sound file, or a video with sound).",
     "reason_live_empty_speech": "{file} holds no sound.",
+    "reason_live_speech_too_long": "{file} is longer than {limit} min, the longest speech (raise it with {option} or {env}).",
 }
 
 ZH: dict[str, str] = {
@@ -597,6 +598,7 @@ ZH: dict[str, str] = {
     "reason_live_unknown": "直播已在工作室一端结束（视频流已断开，或太久没有人观看）。",
     "reason_live_bad_audio": "{file}：无法从中读取语音（请提供音频文件，或带声音的视频）。",
     "reason_live_empty_speech": "{file} 没有声音。",
+    "reason_live_speech_too_long": "{file} 长于 {limit} 分钟，即语音的上限（可用 {option} 或 {env} 调高）。",
 }
 
 TEXTS = {"en": EN, "zh": ZH}
