@@ -40,6 +40,7 @@ FPS = 25
 FRAME_SAMPLES = SAMPLE_RATE // FPS  # 640: speech samples per frame
 FEED_SECONDS = 0.08  # pushed speech is handed to the features in pieces of at least this (cost per piece)
 FEED_AHEAD_SECONDS = 1.5  # a speech given whole is worked out this far ahead of its playing, no further
+FEED_BREATH = 0.004  # seconds between two pieces fed back to back
 ANSWER_OPENING = 0.15  # a frame whose mouth opens this much answers a sound (for the latency figure)
 RATE_WINDOW = 5.0  # seconds over which the delivered rate is counted
 SHRINK = 0.75  # a machine that cannot keep up: the picture's side is cut by this much at a time
@@ -311,6 +312,7 @@ class LiveSession:
             utterance.stream.feed(unfed[first:first + step])
             self._keep(utterance)
             first += step
+            time.sleep(FEED_BREATH)  # the other threads' turn (each piece keeps Python's lock for ~10 ms)
         if final and utterance.cut is None:
             utterance.stream.finish()
             self._keep(utterance)
@@ -402,6 +404,7 @@ class LiveSession:
             figures["frames_dropped"] += dropped
             if now - due > 1.0 / FPS:
                 figures["frames_late"] += 1
+                log.debug("live %s: frame %d left %.0f ms after its time", self.id, frame, (now - due) * 1000)
             figures["video_delay_ms"] = 0.9 * figures["video_delay_ms"] + 0.1 * (now - due) * 1000
             self._sent_times.append(now)
             while self._sent_times and self._sent_times[0] < now - RATE_WINDOW:
