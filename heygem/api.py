@@ -25,7 +25,7 @@ from heygem.settings import with_choices
 
 log = logging.getLogger(__name__)
 
-__all__ = ["api_router", "error_response"]
+__all__ = ["api_router", "error_response", "save_upload", "upload_name"]
 
 
 def error_response(status: int, reason: str, code: str | None = None, params: dict[str, Any] | None = None) -> JSONResponse:
@@ -56,10 +56,10 @@ def api_router(queue: JobQueue) -> APIRouter:
                 return error_response(400, f"the {what} field holds no file")
         # Uploads land next to the queue's own folders (same disk), are copied in by submit, then removed.
         with tempfile.TemporaryDirectory(dir=queue.root, prefix=".upload-") as folder:
-            saved = [_save_upload(upload, Path(folder), number) for number, upload in enumerate([audio, *videos])]
+            saved = [save_upload(upload, Path(folder), number) for number, upload in enumerate([audio, *videos])]
             try:
-                return queue.submit(saved[0], saved[1:], settings, audio_name=_name(audio, "audio"),
-                                    video_names=[_name(v, "video") for v in videos], presenters=presenters)
+                return queue.submit(saved[0], saved[1:], settings, audio_name=upload_name(audio, "audio"),
+                                    video_names=[upload_name(v, "video") for v in videos], presenters=presenters)
             except PresenterNotReadyError as exc:
                 return error_response(409, str(exc))
             except HeyGemError as exc:
@@ -153,9 +153,9 @@ def api_router(queue: JobQueue) -> APIRouter:
         if not video.filename:
             return error_response(400, "the video field holds no file")
         with tempfile.TemporaryDirectory(dir=queue.root, prefix=".upload-") as folder:
-            saved = _save_upload(video, Path(folder), 0)
+            saved = save_upload(video, Path(folder), 0)
             try:
-                return presenters.add(saved, name, file_name=_name(video, "video")).to_json()
+                return presenters.add(saved, name, file_name=upload_name(video, "video")).to_json()
             except HeyGemError as exc:
                 return error_response(400, str(exc))
 
@@ -224,12 +224,12 @@ def _answer(call: Callable[[], Any], missing: str):
         return error_response(409, str(exc))
 
 
-def _name(upload: UploadFile, fallback: str) -> str:
+def upload_name(upload: UploadFile, fallback: str) -> str:
     """The upload's file name as its owner wrote it (a form sends a quote as %22)."""
     return form_file_name(upload.filename or fallback)
 
 
-def _save_upload(upload: UploadFile, folder: Path, number: int) -> Path:
+def save_upload(upload: UploadFile, folder: Path, number: int) -> Path:
     """Write an upload into ``folder`` under a safe numbered name."""
     path = folder / f"{number:03d}_{safe_name(upload.filename or '', 'upload')}"
     with path.open("wb") as out:

@@ -117,8 +117,8 @@ class Limits:
     picture_side: the longest side of a picture, in pixels (``HEYGEM_MAX_PICTURE_SIDE``): a larger photo is
         scaled down to it (and the result says so), a larger video is refused.
     queued_jobs: jobs waiting or running at once in the studio's queue (``HEYGEM_MAX_QUEUED_JOBS``).
-    live_sessions: live presenters streaming at once (``HEYGEM_MAX_LIVE_SESSIONS``): each keeps about a core
-        busy on a CPU, so one on a 2-core machine.
+    live_sessions: live presenters streaming at once (``HEYGEM_MAX_LIVE_SESSIONS``): each keeps about half a
+        core busy at 512 px, and must never miss a frame while jobs run beside it, so one on a 2-core machine.
     """
 
     upload_mb: int = 1024

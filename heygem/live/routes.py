@@ -13,6 +13,7 @@ from pathlib import Path
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
+from heygem.api import error_response, save_upload, upload_name
 from heygem.errors import HeyGemError
 from heygem.live.session import SAMPLE_RATE
 from heygem.live.sessions import LiveError, LiveSessions, pcm_samples
@@ -25,8 +26,7 @@ STREAM_READ = 3200  # bytes of pushed PCM handed on at a time (100 ms at 16 kHz)
 
 
 def live_router(sessions: LiveSessions) -> APIRouter:
-    from heygem.api import error_response, _name, _save_upload
-
+    """The live routes, bound to the studio's sessions."""
     router = APIRouter(prefix="/api/live")
 
     def failed(exc: HeyGemError):
@@ -91,14 +91,14 @@ def live_router(sessions: LiveSessions) -> APIRouter:
             sessions.get(session_id)
         except LiveError as exc:
             return failed(exc)
-        name = _name(audio, "audio")
+        name = upload_name(audio, "audio")
         limits = sessions.queue.defaults.limits
 
         def decode():
             from heygem.media.audio import TooLongError, load_audio
 
             with tempfile.TemporaryDirectory(dir=sessions.queue.root, prefix=".upload-") as folder:
-                saved = _save_upload(audio, Path(folder), 0)
+                saved = save_upload(audio, Path(folder), 0)
                 try:
                     return load_audio(saved, SAMPLE_RATE,
                                       max_seconds=limits.speech_minutes * 60 if limits.speech_minutes else None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -194,7 +195,6 @@ def pcm_samples(data: bytes, rate: int) -> np.ndarray:
     if rate == SAMPLE_RATE or len(pcm) == 0:
         return pcm
     from scipy.signal import resample_poly
-    from math import gcd
 
-    g = gcd(rate, SAMPLE_RATE)
+    g = math.gcd(rate, SAMPLE_RATE)
     return resample_poly(pcm, SAMPLE_RATE // g, rate // g).astype(np.float32)

@@ -257,7 +257,7 @@ EN: dict[str, str] = {
     "live_help": (
         "Pick a ready presenter of the library and press **Start**: the presenter plays below and says what you give "
         "it, a speech file or your microphone, its mouth following the sound. **Stop** ends the session; closing the "
-        "page ends it too. Each session keeps about one CPU core busy."
+        "page ends it too. Each session keeps about half a CPU core busy."
     ),
     "live_presenter": "Presenter (the ready ones of the library)",
     "live_presenter_info": "Add presenters in the Presenters tab; each is offered here once it is ready",
@@ -540,7 +540,7 @@ ZH: dict[str, str] = {
     "tab_live": "直播",
     "live_help": (
         "选择主播库中一个已就绪的主播，点击 **开始直播**：主播会在下方播放，并说出你给它的内容（语音文件或麦克风），"
-        "嘴型跟随声音。**结束直播** 即结束；关闭页面也会结束。每个直播大约占用一个 CPU 核心。"
+        "嘴型跟随声音。**结束直播** 即结束；关闭页面也会结束。每个直播大约占用半个 CPU 核心。"
     ),
     "live_presenter": "主播（主播库中已就绪的）",
     "live_presenter_info": "在“主播库”中添加主播，准备好后即可在此选择",
