@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 __all__ = ["BuiltinEngine"]
 
 SUBNASALE = 2
+CHEEKBONES = (50, 280)  # face mesh points on either cheekbone
 UPPER_LIP_TOP = 0
 LOWER_LIP_BOTTOM = 17
 CHIN_POINTS = (176, 148, 152, 377, 400)
@@ -134,6 +135,59 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3 - 2 * x)
 
 
+# A photo's mouth interior, over the inner upper lip's width (u) and the gap's height (v), in eye distances.
+UPPER_TEETH = 0.07  # how far the upper incisors show below the upper lip
+LOWER_TEETH = 0.035  # the lower ones, on wide openings only
+TEETH_REACH = 0.82  # of the opening's half width: teeth stop short of the corners (they curve back into shadow)
+TEETH_GAPS = (0.0, 0.3, 0.52)  # where two teeth meet, on either side of the middle (incisors wider)
+
+
+def mouth_interior(geometry: tuple, t: float, lip_colour: np.ndarray, skin_colour: np.ndarray,
+                   teeth: bool = True) -> np.ndarray:
+    """The inside of an open mouth painted for a photo (no open mouth of the person's own): a dark throat,
+    darkest at the back and in the corners, a tongue low in it, upper teeth under the upper lip (and lower teeth
+    on wide openings), lit and tinted like the person's own skin. ``geometry``: the pixel grid (gx, gy), the inner
+    upper lip's and moved inner lower lip's rows per column, the mouth's centre column, the inner half width and
+    the eye distance; ``t``: how far open (0..1). (h, w, 3) float32 BGR."""
+    gx, gy, top, bottom, centre_x, half, iod = geometry
+    gap = np.maximum(bottom - top, 1e-3)
+    u = (gx - centre_x) / half  # -1 .. 1 between the inner corners
+    v = np.clip((gy - top) / gap, 0.0, 1.5)  # 0 at the upper lip, 1 at the lower
+    ends = np.clip(1.0 - u * u, 0.0, 1.0)
+    # Throat: the lips' colour, very dark; darker towards the back (middle of the gap) and the corners.
+    throat = lip_colour * (0.42 - 0.18 * ends * np.sin(np.pi * np.clip(v, 0, 1)))[..., None] * (0.55 + 0.45 * ends)[..., None]
+    out = throat.astype(np.float32)
+    # Tongue: low in the mouth, the lips' hue a little paler, its top edge soft, shaded where it goes back.
+    tongue_top = 1.0 - 0.45 * _smoothstep(np.asarray((t - 0.25) / 0.5)) * np.sqrt(np.clip(1 - (u / 0.8) ** 2, 0, 1))
+    tongue = _smoothstep((v - tongue_top) / 0.18) * (t > 0.2)
+    tongue_colour = (0.72 * lip_colour + 0.08 * skin_colour) * (0.6 + 0.4 * _smoothstep((v - tongue_top) / 0.5))[..., None]
+    out = out * (1 - tongue[..., None]) + tongue_colour * tongue[..., None]
+    if not teeth:
+        return out
+    # Teeth: off-white in the skin's own light and tint (a grey-world guess of the light's colour from the skin).
+    light = float(skin_colour.mean())
+    tint = skin_colour / max(light, 1.0)
+    ivory = np.array([0.9, 0.97, 1.0], np.float32)  # BGR: enamel is warmer than paper
+    white = np.clip(min(1.05 * light + 35.0, 238.0) * (0.85 + 0.15 * tint) * ivory, 0, 255).astype(np.float32)
+    depth = np.clip(1.0 - (np.abs(u) / TEETH_REACH) ** 4, 0.0, 1.0)  # fall away towards the corners
+    seams = np.ones_like(u)
+    for at in TEETH_GAPS:
+        for side in ((1, -1) if at else (1,)):
+            seams -= 0.1 * np.exp(-0.5 * ((u - side * at) / 0.012) ** 2)
+    upper_edge = UPPER_TEETH * iod * (1.0 - 0.35 * u * u)  # the incisors' edge curves up towards the canines
+    upper = _smoothstep((upper_edge - (gy - top)) / max(0.012 * iod, 0.5)) * (depth > 0)
+    shade = (0.62 + 0.38 * depth) * (0.86 + 0.14 * _smoothstep((gy - top) / max(0.03 * iod, 0.5))) * seams
+    out = out * (1 - upper[..., None] * depth[..., None]) + \
+        white * (shade * 0.97)[..., None] * (upper * depth)[..., None]
+    if t > 0.55:  # wide open: the lower incisors' tips above the lower lip
+        show = _smoothstep(np.asarray((t - 0.55) / 0.3)) * LOWER_TEETH * iod * (1.0 - 0.5 * u * u)
+        lower = _smoothstep((show - (bottom - gy)) / max(0.01 * iod, 0.5)) * (np.abs(u) < 0.62)
+        lower_depth = np.clip(1.0 - (np.abs(u) / 0.62) ** 4, 0.0, 1.0)
+        out = out * (1 - (lower * lower_depth)[..., None]) + \
+            white * (0.78 * (0.6 + 0.4 * lower_depth) * seams)[..., None] * (lower * lower_depth)[..., None]
+    return out
+
+
 def _to_key_range(shapes: MouthShapes, loudness: np.ndarray) -> MouthShapes:
     """A copy of ``shapes`` (heygem.speech.MouthShapes) with opening and spread scaled to the keys' range, the
     opening mixed with the ``loudness`` drive (0..1 per frame)."""
@@ -198,6 +252,7 @@ class BuiltinEngine(Engine):
         self.width_fields: dict[str, np.ndarray] = {}  # photo path: spread/rounded displacement over the ROI
         self.photo = False
         self.levels: np.ndarray | None = None  # (LEVELS, h, w, 3) float32 morphs of the canonical ROI
+        self.round_levels: np.ndarray | None = None  # photo path: the same with the teeth hidden (rounded lips)
         self.roi = (0, 0, 0, 0)  # x0, y0, x1, y1 in canonical pixels
         self.mask: np.ndarray | None = None  # (h, w) float32 over the ROI
         self.ring: np.ndarray | None = None  # (h, w) float32: skin around the mouth, for colour matching
@@ -529,6 +584,8 @@ class BuiltinEngine(Engine):
     def _photo_morph(self, opening: float, spread: float) -> np.ndarray:
         """A photo: the synthetic opening level, widened or narrowed by the width warp."""
         morph = self._level(opening)
+        if spread < 0 and self.round_levels is not None:  # rounded: teeth hidden behind the pushed lips
+            morph = (1 + spread) * morph + (-spread) * self._level(opening, self.round_levels)
         if abs(spread) < 1e-3 or not self.width_fields:
             return morph
         field = abs(spread) * self.width_fields["spread" if spread > 0 else "rounded"]
@@ -559,25 +616,44 @@ class BuiltinEngine(Engine):
         wx = np.exp(-0.5 * ((gx - centre[0]) / (0.6 * half_width)) ** 2)
         below_chin = 1.0 - _smoothstep((gy - chin_y) / (0.35 * iod))
         image = key.image.astype(np.float32)
-        lip_colour = cv2.mean(key.image, self._poly_mask(p[list(OUTER_LIP)]))[:3]
-        dark = np.array(lip_colour, np.float32) * 0.4
+        lip_colour = np.array(cv2.mean(key.image, self._poly_mask(p[list(OUTER_LIP)]))[:3], np.float32)
+        skin_colour = self._skin_light(key.image, p)
         inner_lower = p[list(INNER_LOWER)]
         lower_wx = np.exp(-0.5 * ((inner_lower[:, 0] - centre[0]) / (0.6 * half_width)) ** 2)
+        lower_order = np.argsort(inner_lower[:, 0])
+        inner_half = max(np.linalg.norm(p[78] - p[308]) / 2, 1.0)  # the inner lip corners: the opening's width
         levels = np.empty((LEVELS, h, w, 3), np.float32)
+        rounded = np.empty((LEVELS, h, w, 3), np.float32)
         for li, t in enumerate(np.linspace(0.0, 1.0, LEVELS)):
             gap = t * drop * wx
             dy = (gap * _smoothstep((gy - lip_line[None, :]) / np.maximum(gap, 1.0)) * below_chin).astype(np.float32)
             warped = cv2.remap(image, gx, gy - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            levels[li] = rounded[li] = warped
             if t > 0:
                 # The mouth interior: between the inner upper lip and the moved inner lower lip.
                 moved_lower = inner_lower + np.stack([np.zeros_like(lower_wx), t * drop * lower_wx], 1)
                 poly = np.concatenate([upper, moved_lower])
                 alpha = self._poly_mask(poly - [x0, y0], (h, w)).astype(np.float32) / 255.0
                 alpha = cv2.GaussianBlur(alpha, (0, 0), max(0.8, 0.012 * iod))[..., None]
-                shade = dark * (0.7 + 0.6 * _smoothstep((gy - lip_line[None, :]) / max(drop, 1.0)))[..., None]
-                warped = warped * (1 - alpha) + shade * alpha
-            levels[li] = warped
+                lower_line = np.interp(gx[0], moved_lower[lower_order, 0], moved_lower[lower_order, 1]).astype(np.float32)
+                geometry = (gx, gy, lip_line[None, :], lower_line[None, :], float(centre[0]), inner_half, iod)
+                for out, teeth in ((levels, True), (rounded, False)):
+                    inside = mouth_interior(geometry, t, lip_colour, skin_colour, teeth=teeth)
+                    out[li] = warped * (1 - alpha) + inside * alpha
         self.levels = levels
+        self.round_levels = rounded  # "oo": the lips pushed forward cover the teeth
+
+    def _skin_light(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """The light on the face: the cheekbones' brighter pixels (BGR), as the mouth's inside is lit by it."""
+        iod = eye_distance(points)
+        mask = np.zeros(image.shape[:2], np.uint8)
+        for cheek in CHEEKBONES:
+            cv2.circle(mask, tuple(int(v) for v in np.round(points[cheek])), max(2, int(0.1 * iod)), 255, -1)
+        pixels = image[mask > 0].astype(np.float32)
+        if len(pixels) < 10:
+            return np.array(cv2.mean(image)[:3], np.float32)
+        brightness = pixels.mean(axis=1)
+        return pixels[brightness >= np.percentile(brightness, 60)].mean(axis=0)
 
     def _poly_mask(self, polygon: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
         mask = np.zeros(shape or (self.crop_size, self.crop_size), np.uint8)
@@ -636,12 +712,13 @@ class BuiltinEngine(Engine):
         level = float(self.drive[min(max(index, 0), len(self.drive) - 1)]) if len(self.drive) else 0.0
         return self._level(level)
 
-    def _level(self, level: float) -> np.ndarray:
+    def _level(self, level: float, levels: np.ndarray | None = None) -> np.ndarray:
+        levels = self.levels if levels is None else levels
         position = float(np.clip(level, 0.0, 1.0)) * (LEVELS - 1)
         low = int(np.floor(position))
         high = min(low + 1, LEVELS - 1)
         frac = position - low
-        return self.levels[low] if frac < 1e-3 else (1 - frac) * self.levels[low] + frac * self.levels[high]
+        return levels[low] if frac < 1e-3 else (1 - frac) * levels[low] + frac * levels[high]
 
     def _render(self, picture: np.ndarray, points: np.ndarray, morph: np.ndarray, to_frame: np.ndarray) -> None:
         """Draws the canonical ``morph`` into ``picture`` (in place) in the pose of the face at ``points`` (crop
