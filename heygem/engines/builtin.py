@@ -167,8 +167,10 @@ def mouth_interior(geometry: tuple, t: float, lip_colour: np.ndarray, skin_colou
     # Teeth: off-white in the skin's own light and tint (a grey-world guess of the light's colour from the skin).
     light = float(skin_colour.mean())
     tint = skin_colour / max(light, 1.0)
-    ivory = np.array([0.9, 0.97, 1.0], np.float32)  # BGR: enamel is warmer than paper
-    white = np.clip(min(1.05 * light + 35.0, 238.0) * (0.85 + 0.15 * tint) * ivory, 0, 255).astype(np.float32)
+    # BGR: enamel is warmer than paper, as much as the picture has colour at all (none in a grey photo).
+    saturation = float(skin_colour.max() - skin_colour.min()) / max(float(skin_colour.max()), 1.0)
+    ivory = 1.0 - np.array([0.1, 0.03, 0.0], np.float32) * min(1.0, saturation / 0.15)
+    white = np.clip(min(light + 15.0, 236.0) * (0.85 + 0.15 * tint) * ivory, 0, 255).astype(np.float32)
     depth = np.clip(1.0 - (np.abs(u) / TEETH_REACH) ** 4, 0.0, 1.0)  # fall away towards the corners
     seams = np.ones_like(u)
     for at in TEETH_GAPS:
