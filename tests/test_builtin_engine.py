@@ -11,7 +11,7 @@ import pytest
 
 from heygem.engines import EngineDescription
 from heygem.engines.builtin import BuiltinEngine
-from heygem.faces.landmarks import LandmarkTracker
+from heygem.faces.landmarks import INNER_LIP, LandmarkTracker
 from heygem.eval import frame_mouth_measures, frame_openings, lag_correlations, lower_face_ssim, mouth_openings, sync_envelope
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
@@ -319,3 +319,58 @@ def test_the_main_pass_takes_the_faces_the_study_found(media, settings, tmp_path
     info = probe(first.output)
     same = [np.array_equal(a, b) for a, b in zip(iter_frames(info, info.fps), iter_frames(probe(second.output), info.fps))]
     assert len(same) == first.frames and all(same)
+
+
+@pytest.mark.parametrize("photo", ["sadtalker/people_0.png", "insightface/Tom_Hanks_54745.png"])
+def test_a_photo_mouth_opens_onto_teeth_and_a_throat_and_its_sounds_differ(media, settings, tmp_path, photo):
+    """A photo has no open mouth of its own: the one painted in must read as a mouth (teeth in the face's own
+    light, a dark throat, not a flat dark hole), and the sounds must look different. A frontal photo and a
+    three-quarter one (in grey)."""
+    settings.engine.engine = "builtin"
+    speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "6",
+                       "-ac", "1", "-ar", "16000")
+    engine, frames, boxes = _run(media / photo, speech, settings)
+    assert engine.photo
+    n = len(frames)
+    opened = np.flatnonzero(engine.shapes.opening[:n] > 0.6)
+    closed, rounded, spread, teeth_on_lip, rest = (_class_frames(engine, n, c)
+                                                   for c in ("closed", "rounded", "spread", "lip-teeth", "rest"))
+    assert len(opened) >= 5 and len(closed) and len(rounded) and len(spread)
+    tracker = LandmarkTracker()
+    bright, dark = [], []
+    for k in opened[:: max(1, len(opened) // 8)]:
+        points = tracker(frames[k])
+        gray = cv2.cvtColor(frames[k], cv2.COLOR_BGR2GRAY).astype(np.float32)
+        inside = np.zeros(gray.shape, np.uint8)
+        cv2.fillPoly(inside, [np.round(points[list(INNER_LIP)]).astype(np.int32)], 255)
+        cheeks = np.zeros(gray.shape, np.uint8)
+        iod = float(np.linalg.norm(points[33] - points[263]))
+        for cheek in (50, 280):
+            cv2.circle(cheeks, tuple(int(v) for v in points[cheek]), max(2, int(0.1 * iod)), 255, -1)
+        light = float(np.percentile(gray[cheeks > 0], 70))
+        mouth = gray[inside > 0]
+        bright.append(float((mouth > 0.75 * light).mean()))
+        dark.append(float((mouth < 0.4 * light).mean()))
+    print(f"{photo}: open mouth, share of teeth-bright pixels {np.median(bright):.2f}, of throat-dark {np.median(dark):.2f}")
+    assert np.median(bright) > 0.1, "no teeth in the open mouth"
+    assert np.median(dark) > 0.1, "no dark throat behind the teeth"
+    opening, width = frame_mouth_measures(frames)
+    print(f"opening: closures {np.nanmean(opening[closed]):.3f}, open {np.nanmean(opening[opened]):.3f}; "
+          f"width: rounded {np.nanmean(width[rounded]):.3f}, spread {np.nanmean(width[spread]):.3f}")
+    assert np.nanmean(opening[opened]) > np.nanmean(opening[closed]) + 0.03
+    assert np.nanmean(width[rounded]) + 0.01 < np.nanmean(width[spread])
+    ARTIFACTS.mkdir(exist_ok=True)
+    picks = {"ah": int(opened[np.argmax(engine.shapes.opening[opened])]), "m/b/p": int(closed[len(closed) // 2]),
+             "oo": int(rounded[np.argmin(engine.shapes.spread[rounded])]),
+             "ee": int(spread[np.argmax(engine.shapes.spread[spread])])}
+    if len(teeth_on_lip):
+        picks["f/v"] = int(teeth_on_lip[len(teeth_on_lip) // 2])
+    if len(rest):
+        picks["pause"] = int(rest[len(rest) // 2])
+    tiles = []
+    for label, k in picks.items():
+        x1, y1, x2, y2 = boxes[k]
+        tile = cv2.resize(frames[k][y1 + (y2 - y1) // 2:y2, x1:x2], (256, 128))
+        cv2.putText(tile, f"{label} #{k}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 2)
+        tiles.append(tile)
+    cv2.imwrite(str(ARTIFACTS / f"builtin_photo_{Path(photo).stem}_sounds.png"), np.hstack(tiles))
