@@ -78,6 +78,7 @@ SYNTHETIC_ROUND_OPENING = 0.1
 LEVELS = 33
 COLOUR_SMOOTHING = 0.35  # share of the new colour offset taken per frame
 SYNTHETIC_OPEN = 0.13  # photo path: how far the lower lip moves at full drive, over eye distance
+UPPER_LIFT = 0.2  # photo path: how far the upper lip rises, as a share of the lower lip's drop
 
 # The speech's mouth shapes are scaled so that its widest openings reach the open key and its spread and
 # rounding (about their typical value in this speech) reach the spread and rounded keys, as the loudness drive
@@ -610,6 +611,7 @@ class BuiltinEngine(Engine):
         centre = p[list(INNER_LIP)].mean(0)
         half_width = max(np.linalg.norm(p[61] - p[291]) / 2, 1.0)
         chin_y = p[CHIN, 1]
+        nose_y = p[SUBNASALE, 1]
         order = np.argsort(upper[:, 0])
         lip_line = np.interp(gx[0], upper[order, 0], upper[order, 1]).astype(np.float32)
         # Displacement in destination pixels: 0 above the inner upper lip; below the opened gap the lower lip
@@ -629,16 +631,22 @@ class BuiltinEngine(Engine):
         for li, t in enumerate(np.linspace(0.0, 1.0, LEVELS)):
             gap = t * drop * wx
             dy = (gap * _smoothstep((gy - lip_line[None, :]) / np.maximum(gap, 1.0)) * below_chin).astype(np.float32)
+            # The upper lip lifts a little as the mouth opens, the skin up to the nose with it.
+            lift = UPPER_LIFT * gap
+            dy -= np.where(gy < lip_line[None, :], lift * _smoothstep((gy - nose_y) / np.maximum(lip_line[None, :] - nose_y, 1.0)),
+                           0.0).astype(np.float32)
             warped = cv2.remap(image, gx, gy - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             levels[li] = rounded[li] = warped
             if t > 0:
-                # The mouth interior: between the inner upper lip and the moved inner lower lip.
+                # The mouth interior: between the lifted inner upper lip and the moved inner lower lip.
+                upper_wx = np.exp(-0.5 * ((upper[:, 0] - centre[0]) / (0.6 * half_width)) ** 2)
+                lifted = upper - np.stack([np.zeros_like(upper_wx), UPPER_LIFT * t * drop * upper_wx], 1)
                 moved_lower = inner_lower + np.stack([np.zeros_like(lower_wx), t * drop * lower_wx], 1)
-                poly = np.concatenate([upper, moved_lower])
+                poly = np.concatenate([lifted, moved_lower])
                 alpha = self._poly_mask(poly - [x0, y0], (h, w)).astype(np.float32) / 255.0
                 alpha = cv2.GaussianBlur(alpha, (0, 0), max(0.8, 0.012 * iod))[..., None]
                 lower_line = np.interp(gx[0], moved_lower[lower_order, 0], moved_lower[lower_order, 1]).astype(np.float32)
-                geometry = (gx, gy, lip_line[None, :], lower_line[None, :], float(centre[0]), inner_half, iod)
+                geometry = (gx, gy, (lip_line - lift[0])[None, :], lower_line[None, :], float(centre[0]), inner_half, iod)
                 for out, teeth in ((levels, True), (rounded, False)):
                     inside = mouth_interior(geometry, t, lip_colour, skin_colour, teeth=teeth)
                     out[li] = warped * (1 - alpha) + inside * alpha
