@@ -340,9 +340,10 @@ class LiveSession:
             if utterance is None:
                 return 0.0, 0.0, None
             shape = self._shapes.get(frame)
-            if shape is None:  # its features are not there yet: the mouth rests (counted, never waited for)
+            if shape is None:  # its features are not there yet (counted, never waited for): the mouth holds
                 self._figures["frames_unanswered"] += 1
-                return 0.0, 0.0, utterance
+                before = self._shapes.get(frame - 1, (0.0, 0.0))
+                shape = self._shapes[frame] = (0.8 * before[0], 0.8 * before[1])  # easing towards rest
             return shape[0], shape[1], utterance
 
     def render(self, frame: int) -> np.ndarray:
