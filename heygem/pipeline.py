@@ -700,7 +700,7 @@ def iter_synced_frames(
     report(reading, 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
     with stopwatch("engine start"):
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes, drive, footage,
-                               phones))
+                               phones, settings.engine.still))
     report.again()
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)

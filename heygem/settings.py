@@ -64,6 +64,9 @@ class EngineOptions:
         own real mouths, frame by frame, from their whole footage: heygem.footage; a photo or footage too short
         or too still falls back to ``phones``) or ``loudness`` (the voice band's loudness alone, the engine
         before phones; kept to compare against).
+    still: a photo presenter of the built-in engine is kept still but for its mouth; by default it blinks every
+        few seconds and its head moves a little, slowly (a couple of degrees of tilt, nod and turn), the
+        background staying where it is (heygem.engines.alive). A video presenter moves as filmed either way.
     """
 
     engine: str = "auto"
@@ -73,6 +76,7 @@ class EngineOptions:
     fp16: bool = True
     runtime: str = "auto"
     mouth_drive: str = "phones"
+    still: bool = False
 
 
 MOUTH_DRIVES = ("phones", "footage", "loudness")  # EngineOptions.mouth_drive of the built-in engine
@@ -250,8 +254,10 @@ def with_choices(
     face: str | int | None = None,
     length_policy: str | None = None,
     crf: int | str | None = None,
+    still: bool | str | None = None,
 ) -> Settings:
-    """A copy of ``base`` with the few choices the web UI and the HTTP API offer; ValueError names a bad one."""
+    """A copy of ``base`` with the few choices the web UI and the HTTP API offer; ValueError names a bad one.
+    ``still``: EngineOptions.still, as a bool or a form's text (true/false, 1/0, yes/no, on/off)."""
     chosen = copy.deepcopy(base)
     if engine not in (None, ""):
         if engine not in ENGINE_CHOICES:
@@ -278,4 +284,13 @@ def with_choices(
         if not 0 <= crf <= 51:
             raise ValueError(f"quality (crf) must be from 0 to 51, not {crf}")
         chosen.encode.crf = crf
+    if still not in (None, ""):
+        if isinstance(still, str):
+            if still.strip().lower() not in _TRUTHS:
+                raise ValueError(f"still must be true or false, not {still!r}")
+            still = _TRUTHS[still.strip().lower()]
+        chosen.engine.still = bool(still)
     return chosen
+
+
+_TRUTHS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}

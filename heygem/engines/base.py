@@ -32,6 +32,7 @@ class EngineJob:
     drive: str = "phones"  # EngineOptions.mouth_drive: what the person asked to move the mouth
     footage: FootageStudy | None = None  # every frame of the presenter's footage, when the drive is ``footage``
     phones: list[Phone] | None = None  # the speech's recognised phones, when they were asked for
+    still: bool = False  # EngineOptions.still: no blinks or head motion on a photo
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class EngineDescription:
         and why the footage drive was not used: ``footage_photo`` (a photo), ``footage_short`` (too little
         footage with a face), ``footage_still`` (a mouth that hardly opens in it), ``footage_no_speech`` (no
         speech of the person's own in it to choose by), ``footage_none`` (no study).
+    motion: builtin ``photo`` of a still picture: ``alive`` (blinks and a slow head motion added,
+        heygem.engines.alive) or ``still`` (none: EngineOptions.still); None for a video.
     """
 
     engine: str
@@ -66,6 +69,7 @@ class EngineDescription:
     batch: int | None = None
     runtime: str | None = None
     fallbacks: tuple[str, ...] = ()
+    motion: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (lists for the tuples)."""

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from heygem import blend
+from heygem.engines.alive import Alive
 from heygem.engines.base import Engine, EngineDescription, EngineJob
 from heygem.engines.footage_mouths import MouthPlacer
 from heygem.errors import EngineError
@@ -269,6 +270,10 @@ class BuiltinEngine(Engine):
         self.placer: MouthPlacer | None = None
         self.footage_frames = 0
         self.footage_fallback: str | None = None
+        # A photo: "alive" (blinks and a slow head motion drawn over the mouth, heygem.engines.alive) or "still".
+        self.motion: str | None = None
+        self.alive: Alive | None = None
+        self.job_timing: tuple[Fraction, int] = (Fraction(25), 0)  # the job's frame rate and frame count
 
     def description(self) -> EngineDescription:
         if not self.keys:  # not started yet, or no face with landmarks was studied: frames pass unchanged
@@ -279,7 +284,7 @@ class BuiltinEngine(Engine):
         made = [name for name in self.names if name not in self.study_names]
         fallbacks = tuple(f"made_{name}" for name in made) + ((self.footage_fallback,) if self.footage_fallback else ())
         return EngineDescription(self.name, mode="photo" if self.photo else "morph", keys=tuple(self.names),
-                                 drive=drive, fallbacks=fallbacks)
+                                 drive=drive, fallbacks=fallbacks, motion=self.motion)
 
     def describe(self) -> str:
         about = self.description()
@@ -289,7 +294,9 @@ class BuiltinEngine(Engine):
         if about.mode == "footage":
             return f"{self.name} (the presenter's own mouths, chosen from {about.units} frames of their footage by {drive})"
         if about.mode == "photo":
-            return f"{self.name} (photo: synthetic mouth opening, simpler than the own-footage morph; {drive})"
+            motion = {"alive": "; blinks and a slow head motion added", "still": "; kept still but for the mouth"}
+            return (f"{self.name} (photo: synthetic mouth opening, simpler than the own-footage morph; {drive}"
+                    f"{motion.get(about.motion or '', '')})")
         return f"{self.name} (own-footage mouth morph, {len(about.keys)} keys: {', '.join(about.keys)}; {drive})"
 
     # ---------------------------------------------------------------------------------------------- start
@@ -302,6 +309,9 @@ class BuiltinEngine(Engine):
                         job.video.path.name)
             return
         self._take_study(study)
+        if job.video.kind == "image":  # a video moves as filmed, even one whose mouth never opens
+            self.motion = "still" if job.still else "alive"
+            self.job_timing = (job.fps, job.frames)
         if job.shapes is None:  # the engine before phones: one line of openings driven by loudness
             self.drive = mouth_drive(job.samples, job.fps, job.frames)
             line = [i for i, name in enumerate(self.names) if name in ("closed", "half", "open")]
@@ -709,6 +719,15 @@ class BuiltinEngine(Engine):
                                   float(fade_weight))
             else:
                 self._render(image, points, self._morph(int(index)), to_frame)
+            if self.motion == "alive":  # after the mouth: it moves with the head
+                self._move(image, points @ to_frame[:, :2].T + to_frame[:, 2], int(index))
+
+    def _move(self, image: np.ndarray, points: np.ndarray, index: int) -> None:
+        """Blinks and head motion of frame ``index``, drawn into ``image``; built once per job from the photo's
+        first face (``points`` in frame pixels)."""
+        if self.alive is None:
+            self.alive = Alive(points, image.shape[:2], *self.job_timing)
+        self.alive.apply(image, index)
 
     def _morph(self, index: int) -> np.ndarray:
         """The canonical ROI of output frame ``index``: the key space at the speech's mouth shape, or the
