@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 __all__ = ["api_router", "error_response", "save_upload", "upload_name"]
 
 
+_STILL_FIELD = ("true: a photo keeps still but for its mouth (no blinks, no head motion); default false: it blinks "
+               "and its head moves a little")
+
+
 def error_response(status: int, reason: str, code: str | None = None, params: dict[str, Any] | None = None) -> JSONResponse:
     """``{"error": reason}``; with ``code`` also ``"code"`` and ``"params"`` (heygem.errors), for a page that
     words the reason in its own language."""
@@ -42,9 +46,10 @@ def api_router(queue: JobQueue) -> APIRouter:
     router = APIRouter(prefix="/api")
 
     def submit(audio: UploadFile, videos: list[UploadFile], presenters: list[str], engine: str | None,
-               face: str | None, length: str | None, crf: str | None) -> Batch | JSONResponse:
+               face: str | None, length: str | None, crf: str | None, still: str | None) -> Batch | JSONResponse:
         try:
-            settings = with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf)
+            settings = with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf,
+                                    still=still)
             check_engine_available(settings.engine)
         except (ValueError, HeyGemError) as exc:
             return error_response(400, str(exc))
@@ -79,6 +84,7 @@ def api_router(queue: JobQueue) -> APIRouter:
         presenter: str | None = Form(None, description="a presenter's id, instead of a video"),
         engine: str | None = Form(None), face: str | None = Form(None),
         length: str | None = Form(None), crf: str | None = Form(None),
+        still: str | None = Form(None, description=_STILL_FIELD),
     ):
         # FastAPI keeps only the last of repeated fields; a second video would be dropped without a word.
         form = await request.form()  # already parsed for the parameters above: no second read
@@ -87,7 +93,7 @@ def api_router(queue: JobQueue) -> APIRouter:
         if len(form.getlist("audio")) > 1:
             return error_response(400, "give one audio field (the speech)")
         batch = await run_in_threadpool(submit, audio, [video] if video else [], [presenter] if presenter else [],
-                                        engine, face, length, crf)
+                                        engine, face, length, crf, still)
         return batch if isinstance(batch, JSONResponse) else batch.jobs[0].to_json()
 
     @router.post("/batches", status_code=201)
@@ -98,10 +104,12 @@ def api_router(queue: JobQueue) -> APIRouter:
         presenter: list[str] | None = Form(None, description="presenter ids; repeat the field for each"),
         engine: str | None = Form(None), face: str | None = Form(None),
         length: str | None = Form(None), crf: str | None = Form(None),
+        still: str | None = Form(None, description=_STILL_FIELD),
     ):
         if len((await request.form()).getlist("audio")) > 1:
             return error_response(400, "give one audio field (the speech), used for every video")
-        batch = await run_in_threadpool(submit, audio, video or [], presenter or [], engine, face, length, crf)
+        batch = await run_in_threadpool(submit, audio, video or [], presenter or [], engine, face, length, crf,
+                                        still)
         return batch if isinstance(batch, JSONResponse) else batch.to_json()
 
     @router.get("/jobs")

@@ -200,6 +200,8 @@ def engine_words(lang: str, engine: str | None, info: dict[str, Any] | None = No
         line = text(lang, "engine_run_builtin_footage", frames=about.units, drive=drive)
     elif about.engine == "builtin" and about.mode == "photo":
         line = text(lang, "engine_run_builtin_photo", drive=drive)
+        if about.motion:  # blinks and head motion, or kept still
+            line = text(lang, f"engine_run_motion_{about.motion}", line=line)
     elif about.engine == "builtin":
         line = text(lang, "engine_run_builtin_plain")
     else:
@@ -741,8 +743,8 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
     def ahead_of(job: Job, jobs: list[Job]) -> int:
         return sum(1 for other in jobs if other.seq < job.seq)
 
-    def settings_from(engine, face, length, crf):
-        return with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf)
+    def settings_from(engine, face, length, crf, still):
+        return with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf, still=still)
 
     def speech_and_pictures(audio: str | None, pictures: list[str | None], lang: str) -> list[str]:
         """The problems of a speech upload and of presenter uploads ("" for each that is fine): what blocks the
@@ -786,7 +788,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         speech, *pictures = speech_and_pictures(audio, paths or [], lang)
         return [_problems_field(pictures), *_blocking(lang, [speech, *pictures])]
 
-    def submit_single(audio, picture, presenter_id, engine, face, length, crf, request: gr.Request):
+    def submit_single(audio, picture, presenter_id, engine, face, length, crf, still, request: gr.Request):
         lang = _lang(request)
         if not audio:
             return None, message_html(text(lang, "need_speech")), None, None, None
@@ -798,7 +800,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         if picture and presenter_id:  # either could be meant: ask rather than guess
             return None, message_html(text(lang, "picture_and_presenter")), None, None, None
         try:
-            settings = settings_from(engine, face, length, crf)
+            settings = settings_from(engine, face, length, crf, still)
             videos = [picture] if picture else []
             batch = queue.submit(audio, videos, settings, audio_name=upload_name(audio),
                                  video_names=[upload_name(v) for v in videos], presenters=[presenter_id] if presenter_id else [])
@@ -818,7 +820,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
 
     # ---- Batch ---------------------------------------------------------------------------------------------
 
-    def submit_batch(audio, videos, presenter_ids, engine, face, length, crf, request: gr.Request):
+    def submit_batch(audio, videos, presenter_ids, engine, face, length, crf, still, request: gr.Request):
         lang = _lang(request)
         videos, presenter_ids = videos or [], presenter_ids or []
         if not audio:
@@ -828,7 +830,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         if blocked := blocked_html(lang, speech_and_pictures(audio, videos, lang)):
             return None, blocked, "", None, 0, None
         try:
-            settings = settings_from(engine, face, length, crf)
+            settings = settings_from(engine, face, length, crf, still)
             batch = queue.submit(audio, videos, settings, audio_name=upload_name(audio),
                                  video_names=[upload_name(v) for v in videos], presenters=presenter_ids)
         except ValueError as exc:
@@ -1047,7 +1049,9 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                 length = gr.Radio([(i18n(f"choice_length_{choice}"), choice) for choice in LENGTH_CHOICES],
                                   value=queue.defaults.length_policy, label=i18n("length"))
                 crf = gr.Slider(10, 35, value=queue.defaults.encode.crf, step=1, label=i18n("quality"))
-        options = [engine, face, length, crf]
+                still = gr.Checkbox(value=queue.defaults.engine.still, label=i18n("still"), info=i18n("still_info"),
+                                    elem_id="still-choice")
+        options = [engine, face, length, crf, still]
 
         with gr.Tabs() as tabs:
             with gr.Tab(i18n("tab_single"), id="single", elem_id="tab-single"):
