@@ -131,6 +131,132 @@ def frame_openings(frames: Iterable[np.ndarray]) -> np.ndarray:
     return frame_mouth_measures(frames)[0]
 
 
+@dataclass
+class FaceMotion:
+    """How a face moves and blinks over a video that shows one face which hardly moves (a talking photo),
+    measured by the face mesh on one crop for every frame (the first frame's, so that the mesh sees the same
+    window each time and its own tracking adds no wobble).
+
+    eyes_showing: (n, 2) for the subject's right and left eye (image left, right): the share of the first
+        frame's darkest eye pixels (iris, pupil: the darkest quarter within the lids) still dark at the same
+        place around the eye. The mesh's own lid points hardly follow a blink (a real one on
+        WDA_KatieHill_000.mp4 moves them 10%), so how much of the eye shows is read from the pixels within its
+        outline: about 1 open, 0.2 shut.
+    eye_widths: (2,) each eye's corner distance in the first frame (the far eye of a turned face is narrower).
+    roll: (n,) degrees the skull turned in the picture's plane since the first frame (a similarity on points
+        that move with the skull).
+    turn, nod: (n,) the nose tip's offset from the eyes' midpoint, along the eye line and across it, over the
+        eye distance: they change as the head turns and nods.
+    eye_distance: (n,) pixels between the outer eye corners.
+    """
+
+    eyes_showing: np.ndarray
+    eye_widths: np.ndarray
+    roll: np.ndarray
+    turn: np.ndarray
+    nod: np.ndarray
+    eye_distance: np.ndarray
+    fps: Fraction
+
+
+def face_motion(video: str | Path, frames: int | None = None) -> FaceMotion:
+    """``FaceMotion`` of ``video`` (its first ``frames`` frames, or all); InputError when the first frame has
+    no face."""
+    from heygem.faces.landmarks import (EYE_OUTER_CORNERS, LEFT_EYE, LEFT_EYE_SURROUND, NOSE_TIP, RIGHT_EYE,
+                                        RIGHT_EYE_SURROUND, LandmarkTracker, get_face_mesh, roi_from_points)
+    from heygem.study import STABLE, similarity
+
+    info = probe(video)
+    mesh = get_face_mesh()
+    first = roi = None
+    eyes: list[tuple[np.ndarray, float, list[int]]] = []
+    rows = []
+    for number, frame in enumerate(iter_frames(info, info.fps)):
+        if frames is not None and number >= frames:
+            break
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        if first is None:
+            first = LandmarkTracker()(frame)
+            if first is None:
+                raise InputError(info.path, "has no face in its first frame; the face's motion is measured from it")
+            roi = roi_from_points(first)
+            first = mesh.run(frame, roi)[0]  # the reference as every frame is read: on the same crop
+            for loop, surround in ((RIGHT_EYE, RIGHT_EYE_SURROUND), (LEFT_EYE, LEFT_EYE_SURROUND)):
+                inside = np.zeros(gray.shape, np.uint8)
+                cv2.fillPoly(inside, [np.round(first[list(loop)]).astype(np.int32)], 255)
+                dark = float(np.percentile(gray[inside > 0], 25))
+                eyes.append(((inside > 0) & (gray <= dark), dark, list(loop + surround)))
+        points, _ = mesh.run(frame, roi)
+        showing = []
+        for where, dark, around in eyes:
+            # This frame moved back onto the first by the points around the eye, to read it where it was.
+            back = similarity(points[around], first[around])
+            aligned = cv2.warpAffine(gray, back, (gray.shape[1], gray.shape[0]), flags=cv2.INTER_LINEAR)
+            showing.append(float(np.mean(aligned[where] <= dark + 15)))
+        onward = similarity(first[list(STABLE)], points[list(STABLE)])
+        a, b = points[EYE_OUTER_CORNERS[0]], points[EYE_OUTER_CORNERS[1]]
+        distance = float(np.linalg.norm(b - a))
+        along = (b - a) / max(distance, 1e-6)
+        nose = points[NOSE_TIP] - (a + b) / 2
+        rows.append([*showing, np.degrees(np.arctan2(onward[1, 0], onward[0, 0])), nose @ along / distance,
+                     nose @ np.array([-along[1], along[0]]) / distance, distance])
+    if first is None:
+        raise InputError(info.path, "has no frames to measure")
+    table = np.asarray(rows, np.float64)
+    widths = np.array([np.linalg.norm(first[loop[0]] - first[loop[8]]) for loop in (RIGHT_EYE, LEFT_EYE)])
+    return FaceMotion(table[:, :2], widths, table[:, 2], table[:, 3], table[:, 4], table[:, 5], info.fps)
+
+
+def head_motion_against(video: str | Path, still: str | Path, frames: int | None = None) -> np.ndarray:
+    """(n, 3) per frame of ``video``: how its face turned in the picture's plane (degrees) and how far its
+    middle moved (x, y pixels) against the same frame of ``still``, the same job made with the head kept still
+    (so the same mouth): a Euclidean registration (OpenCV's ECC) over the face the mesh finds in the first
+    frame of ``still``, a few pixels inside its outline. Finer than the mesh's own points, which wobble by
+    tenths of a degree from frame to frame on a photo that does not move at all."""
+    from heygem.faces.landmarks import LandmarkTracker
+
+    moving_info, still_info = probe(video), probe(still)
+    mask = middle = None
+    crop = (slice(0), slice(0))
+
+    def gray(picture: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(cv2.cvtColor(picture[crop], cv2.COLOR_BGR2GRAY), (0, 0), 1.0).astype(np.float32)
+
+    rows = []
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5)
+    for number, (frame, reference) in enumerate(zip(iter_frames(moving_info, moving_info.fps),
+                                                    iter_frames(still_info, still_info.fps))):
+        if frames is not None and number >= frames:
+            break
+        if mask is None:
+            points = LandmarkTracker()(reference)
+            if points is None:
+                raise InputError(still_info.path, "has no face in its first frame; the head is found there")
+            face = np.zeros(reference.shape[:2], np.uint8)
+            cv2.fillConvexPoly(face, cv2.convexHull(np.round(points).astype(np.int32)), 255)
+            face = cv2.erode(face, np.ones((9, 9), np.uint8))
+            ys, xs = np.nonzero(face)
+            crop = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+            mask = face[crop]
+            middle = np.array([xs.mean() - xs.min(), ys.mean() - ys.min(), 1.0])
+        warp = np.eye(2, 3, dtype=np.float32)
+        _, warp = cv2.findTransformECC(gray(reference), gray(frame), warp, cv2.MOTION_EUCLIDEAN, criteria, mask, 1)
+        rows.append([np.degrees(np.arctan2(warp[1, 0], warp[0, 0])), *(warp @ middle - middle[:2])])
+    return np.asarray(rows, np.float64).reshape(-1, 3)
+
+
+def blinks_in(showing: np.ndarray, fps: float | Fraction, dip: float = 0.6) -> list[tuple[float, float]]:
+    """(start, length) in seconds of each run of frames where ``showing`` (an eye's ``eyes_showing``, or the
+    larger of both eyes' over their medians) is below ``dip`` of its median: a blink. Its length runs from the
+    last frame before the run to the first after it (the eye was open at both): the time the eye was seen
+    closing and opening. An open eye on a photo whose head moves reads down to about 0.7 of its median, a
+    blink's shut frames about 0.2."""
+    low = np.r_[False, showing < dip * np.median(showing), False].astype(np.int8)
+    starts, ends = np.flatnonzero(np.diff(low) == 1), np.flatnonzero(np.diff(low) == -1)
+    step = 1.0 / float(fps)
+    return [(start * step, (end - start + 1) * step) for start, end in zip(starts, ends)]
+
+
 def lag_correlations(opening: np.ndarray, envelope: np.ndarray, max_lag: int) -> dict[int, float]:
     """Pearson r of opening[t + k] against envelope[t] for k in [-max_lag, max_lag], frames with NaN left out."""
     n = min(len(opening), len(envelope))

@@ -43,6 +43,12 @@ INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 31
 MOUTH_CORNERS = (61, 291)  # outer corners: left, right in the image
 INNER_MOUTH_CORNERS = (78, 308)
 EYE_OUTER_CORNERS = (33, 263)  # the subject's right eye (image left), left eye (image right)
+# Closed loops along each eye's lid margins, from its outer corner over the upper lid and back under it.
+RIGHT_EYE = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7)
+LEFT_EYE = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249)
+# Rings around each eye, under the brow and over the cheek: skin that stays put when the eye blinks.
+RIGHT_EYE_SURROUND = (113, 225, 224, 223, 222, 221, 189, 226, 31, 228, 229, 230, 231, 232, 233, 244)
+LEFT_EYE_SURROUND = (342, 445, 444, 443, 442, 441, 413, 446, 261, 448, 449, 450, 451, 452, 453, 464)
 NOSE_TIP = 1
 CHIN = 152
 # Face outline (jaw line) from one temple over the chin to the other.
