@@ -134,10 +134,12 @@ def test_silence_keeps_the_mouth_closed(media, settings, tmp_path):
 
 def test_photo_uses_the_simpler_path(media, settings, tmp_path):
     settings.engine.engine = "builtin"
+    settings.engine.still = True  # the mouth alone: blinks and head motion are tests/test_alive.py's
     speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "videoretalking/2.wav"), "-t", "3", "-ac", "1", "-ar", "16000")
     engine, frames, boxes = _run(media / "sadtalker/people_0.png", speech, settings)
     assert engine.photo and "photo" in engine.describe()
-    assert engine.description() == EngineDescription("builtin", mode="photo", keys=("closed",), drive="phones")
+    assert engine.description() == EngineDescription("builtin", mode="photo", keys=("closed",), drive="phones",
+                                                     motion="still")
     opening = frame_openings(frames)
     drive = engine.drive[: len(frames)]
     ok = np.isfinite(opening)
@@ -327,6 +329,7 @@ def test_a_photo_mouth_opens_onto_teeth_and_a_throat_and_its_sounds_differ(media
     light, a dark throat, not a flat dark hole), and the sounds must look different. A frontal photo and a
     three-quarter one (in grey)."""
     settings.engine.engine = "builtin"
+    settings.engine.still = True  # the mouth alone: blinks and head motion are tests/test_alive.py's
     speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "6",
                        "-ac", "1", "-ar", "16000")
     engine, frames, boxes = _run(media / photo, speech, settings)
