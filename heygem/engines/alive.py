@@ -374,7 +374,7 @@ class Alive:
         pivot = (points[NOSE_TIP] + points[CHIN]) / 2  # roll turns about the mouth's height, near the neck's axis
         self.offset = (np.dstack([gx, gy]) - pivot).astype(np.float32)
         self.axis, self.normal, self.face_height = axis.astype(np.float32), normal.astype(np.float32), face_height
-        self.grid = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+        self.grid = np.meshgrid(np.arange(x1 - x0, dtype=np.float32), np.arange(y1 - y0, dtype=np.float32))
 
     def head_field(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(dx, dy) on the coarse grid: where each point of the head moves in frame ``index``."""
@@ -407,7 +407,7 @@ class Alive:
         fine_x = cv2.resize(dx, (span[0] + 1, span[1] + 1), interpolation=cv2.INTER_LINEAR)[: size[1], : size[0]]
         fine_y = cv2.resize(dy, (span[0] + 1, span[1] + 1), interpolation=cv2.INTER_LINEAR)[: size[1], : size[0]]
         # Each pixel shows what was at itself minus the (small, smooth) motion there.
-        map_x = self.grid[0] - fine_x - x0
-        map_y = self.grid[1] - fine_y - y0
+        map_x = self.grid[0] - fine_x
+        map_y = self.grid[1] - fine_y
         region = image[y0:y1, x0:x1]
         region[:] = cv2.remap(region.copy(), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
