@@ -704,7 +704,10 @@ class BuiltinEngine(Engine):
         if self.levels is None and not self.key_images and self.chosen is None:
             return
         for image, (x1, y1, x2, y2), crop, index in zip(images, boxes, crops, frame_indices):
-            points = self._landmarks(crop, self._previous)
+            if self.motion is None or self._previous is None:
+                points = self._landmarks(crop, self._previous)
+            else:  # a photo: the same face in every frame, found once (tracking it again only made it wobble)
+                points = self._previous
             self._previous = points
             if points is None:
                 continue
