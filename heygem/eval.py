@@ -142,7 +142,7 @@ class FaceMotion:
         place around the eye. The mesh's own lid points hardly follow a blink (a real one on
         WDA_KatieHill_000.mp4 moves them 10%), so how much of the eye shows is read from the pixels within its
         outline: about 1 open, 0.2 shut.
-    eye_widths: (2,) each eye's corner distance in the first frame (the far eye of a turned face is narrower).
+    eye_widths: (n, 2) each eye's corner distance, pixels (the far eye of a turned face is the narrower).
     roll: (n,) degrees the skull turned in the picture's plane since the first frame (a similarity on points
         that move with the skull).
     turn, nod: (n,) the nose tip's offset from the eyes' midpoint, along the eye line and across it, over the
@@ -198,13 +198,13 @@ def face_motion(video: str | Path, frames: int | None = None) -> FaceMotion:
         distance = float(np.linalg.norm(b - a))
         along = (b - a) / max(distance, 1e-6)
         nose = points[NOSE_TIP] - (a + b) / 2
+        widths = [float(np.linalg.norm(points[loop[0]] - points[loop[8]])) for loop in (RIGHT_EYE, LEFT_EYE)]
         rows.append([*showing, np.degrees(np.arctan2(onward[1, 0], onward[0, 0])), nose @ along / distance,
-                     nose @ np.array([-along[1], along[0]]) / distance, distance])
+                     nose @ np.array([-along[1], along[0]]) / distance, distance, *widths])
     if first is None:
         raise InputError(info.path, "has no frames to measure")
     table = np.asarray(rows, np.float64)
-    widths = np.array([np.linalg.norm(first[loop[0]] - first[loop[8]]) for loop in (RIGHT_EYE, LEFT_EYE)])
-    return FaceMotion(table[:, :2], widths, table[:, 2], table[:, 3], table[:, 4], table[:, 5], info.fps)
+    return FaceMotion(table[:, :2], table[:, 6:8], table[:, 2], table[:, 3], table[:, 4], table[:, 5], info.fps)
 
 
 def head_motion_against(video: str | Path, still: str | Path, frames: int | None = None) -> np.ndarray:

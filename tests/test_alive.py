@@ -161,7 +161,8 @@ def _frames(video: Path) -> list[np.ndarray]:
 def _seen(motion: FaceMotion) -> np.ndarray:
     """How much of the eyes shows, over each eye's median: the larger of the eyes that face the camera (a blink
     shuts both; the far eye of a turned face is left as it is)."""
-    facing = motion.eye_widths >= 0.6 * motion.eye_widths.max()
+    widths = np.median(motion.eye_widths, axis=0)
+    facing = widths >= 0.6 * widths.max()
     relative = motion.eyes_showing[:, facing] / np.median(motion.eyes_showing[:, facing], axis=0)
     return relative.max(axis=1)
 
@@ -185,6 +186,14 @@ def test_a_talking_photo_blinks_every_few_seconds_for_a_fifth_of_a_second(runs: 
     _save_blink_strip(name, run, planned[0])
 
 
+def _spread(motion: FaceMotion) -> float:
+    """How much the eyes' distance varies (5th to 95th percentile, % of its median): between the outer corners,
+    or of a turned face (whose far corner the mesh guesses) the near eye's width."""
+    widths = np.median(motion.eye_widths, axis=0)
+    distance = motion.eye_distance if widths.min() >= 0.6 * widths.max() else motion.eye_widths[:, np.argmax(widths)]
+    return float(100 * np.ptp(np.percentile(distance, [5, 95])) / np.median(distance))
+
+
 @pytest.mark.parametrize("name", ["frontal", "three_quarter"])
 def test_the_head_tilts_and_sways_a_little_smoothly_and_the_eyes_keep_their_distance(
         runs: dict[str, Run], name: str) -> None:
@@ -198,19 +207,19 @@ def test_the_head_tilts_and_sways_a_little_smoothly_and_the_eyes_keep_their_dist
     step = np.abs(np.diff(roll))[calm].max()
     moved = np.linalg.norm(shift - shift.mean(0), axis=1)
     shift_step = np.linalg.norm(np.diff(shift, axis=0), axis=1)[calm].max()
-    spread = {label: 100 * np.ptp(np.percentile(m.eye_distance, [5, 95])) / np.median(m.eye_distance)
-              for label, m in (("alive", run.moving), ("still", run.kept))}
+    spread = {label: _spread(m) for label, m in (("alive", run.moving), ("still", run.kept))}
     print(f"{name}: tilt {roll.min():+.2f}..{roll.max():+.2f} deg (planned {np.degrees(motion[:, 0]).min():+.2f}.."
           f"{np.degrees(motion[:, 0]).max():+.2f}, r {follows:.2f}), largest step {step:.3f} deg; the face moved "
           f"up to {moved.max():.1f} px from its mean, {shift_step:.2f} px at most from frame to frame; eye distance "
           f"spread (mesh, 5-95%) {spread['alive']:.1f}% (still photo {spread['still']:.1f}%); mesh reads the nose "
           f"{np.ptp(run.moving.turn):.3f} / {np.ptp(run.moving.nod):.3f} eye distances across / along "
           f"(still {np.ptp(run.kept.turn):.3f} / {np.ptp(run.kept.nod):.3f})")
-    # A couple of degrees of tilt, as planned, never jumping; the face drifts a few pixels, smoothly.
+    # A couple of degrees of tilt, as planned, never jumping (it turns by at most 0.05 degree a frame; the
+    # registration reads a blurred, turned face to about 0.25); the face drifts a few pixels, smoothly.
     assert np.abs(roll).max() < 3.0 and np.ptp(roll) > 0.5
     assert follows > 0.8
-    assert step < 0.2
-    assert 0.5 < moved.max() < 0.05 * run.moving.eye_distance.mean() / 0.4  # a few px: < 5% of the face's width
+    assert step < 0.3
+    assert 0.5 < moved.max() < 0.08 * np.median(run.moving.eye_distance)  # a few pixels
     assert shift_step < 0.4
     # The eyes stay put on the face: their distance as stable as the face mesh reads it on the still photo,
     # give or take a few percent.
@@ -245,7 +254,7 @@ def test_the_notes_say_what_was_made_and_still_keeps_the_photo_still(runs: dict[
     assert engine_words("en", run.alive.engine, alive).endswith("; blinks and a slow head motion added")
     assert engine_words("zh", run.alive.engine, alive).endswith("；加上了眨眼和缓慢的头部动作")
     assert engine_words("zh", run.still.engine, still).endswith("；除嘴以外保持静止")
-    # Still: frames differ only at the mouth (the head did not move); alive: around the eyes as well.
+    # Still: no tilt beyond the face mesh's own wobble, and the eyes never close.
     kept = run.kept
     assert np.ptp(kept.roll) < 1.0 and (_seen(kept) > 0.8).all()
 
