@@ -122,7 +122,7 @@ class Limits:
         scaled down to it (and the result says so), a larger video is refused.
     queued_jobs: jobs waiting or running at once in the studio's queue (``HEYGEM_MAX_QUEUED_JOBS``).
     live_sessions: live presenters streaming at once (``HEYGEM_MAX_LIVE_SESSIONS``): each keeps about half a
-        core busy at 512 px, and must never miss a frame while jobs run beside it, so one on a 2-core machine.
+        core busy at 512 px (bench/RESULTS.md), so one on a 2-core machine, the rest left to the jobs.
     """
 
     upload_mb: int = 1024
