@@ -1,7 +1,9 @@
 """Shared fixtures. Test media and reference figures are used in place from ../shared (never copied)."""
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,12 +85,6 @@ class Studio:
 def studio(tmp_path_factory: pytest.TempPathFactory, test_checkpoint: Path):
     """The studio as ``./start_app.sh`` serves it, in this process: uvicorn on 127.0.0.1, one job queue whose
     default engine is Wav2Lip with the deterministic test weights (on the CPU, fast x264)."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     from heygem.jobs import JobQueue
     from heygem.logs import setup_logging
     from heygem.server import create_app
@@ -100,7 +96,21 @@ def studio(tmp_path_factory: pytest.TempPathFactory, test_checkpoint: Path):
                         engine=EngineOptions(engine="wav2lip", checkpoint=test_checkpoint, device="cpu"),
                         encode=EncodeOptions(preset="ultrafast"))
     queue = JobQueue(root, defaults)
-    app = create_app(queue, log_file=log_file)
+    with serving(create_app(queue, log_file=log_file)) as url:
+        yield Studio(url, queue, root, log_file)
+    queue.close()
+
+
+@contextlib.contextmanager
+def serving(app) -> Iterator[str]:
+    """``app`` served by uvicorn on a free port of 127.0.0.1 in a thread of this process, as ./start_app.sh
+    serves the studio; gives its URL, and stops it on leaving."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -111,10 +121,11 @@ def studio(tmp_path_factory: pytest.TempPathFactory, test_checkpoint: Path):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the studio did not start"
         time.sleep(0.1)
-    yield Studio(f"http://127.0.0.1:{port}", queue, root, log_file)
-    server.should_exit = True
-    thread.join(10)
-    queue.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 class HeldJobs:

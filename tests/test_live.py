@@ -5,8 +5,6 @@ answered clearly and leave the session running, a peer that goes away frees its 
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ pytest.importorskip("aiortc", reason="live sessions need requirements-live.txt (
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from aiortc.contrib.media import MediaPlayer  # noqa: E402
 
+from conftest import serving  # noqa: E402
 from heygem.live.session import FPS, SAMPLE_RATE  # noqa: E402
 from heygem.media.audio import load_audio  # noqa: E402
 
@@ -36,8 +35,6 @@ class LiveStudio:
 @pytest.fixture(scope="module")
 def live_studio(tmp_path_factory: pytest.TempPathFactory, short_clips):
     """A studio (API only) whose one presenter, a 2 s clip, is prepared for the built-in engine."""
-    import uvicorn
-
     from heygem.jobs import JobQueue
     from heygem.server import create_app
     from heygem.settings import DetectionOptions, EncodeOptions, EngineOptions, Settings
@@ -47,28 +44,17 @@ def live_studio(tmp_path_factory: pytest.TempPathFactory, short_clips):
                         engine=EngineOptions(engine="builtin"), encode=EncodeOptions(preset="ultrafast"))
     queue = JobQueue(root, defaults)
     app = create_app(queue, ui=False)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive()
-        time.sleep(0.1)
-    url = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=url, timeout=120) as client:
-        clip = short_clips["d0"]
-        added = client.post("/api/presenters", files={"video": (clip.name, clip.read_bytes(), "video/mp4")},
-                            data={"name": "Dee"}).json()
-        deadline = time.monotonic() + 240
-        while (state := client.get(f"/api/presenters/{added['id']}").json()["state"]) == "preparing":
-            assert time.monotonic() < deadline, "the presenter was not prepared"
-            time.sleep(0.5)
-        assert state == "ready"
-    yield LiveStudio(url, app, added["id"])
-    server.should_exit = True
-    thread.join(10)
+    with serving(app) as url:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            clip = short_clips["d0"]
+            added = client.post("/api/presenters", files={"video": (clip.name, clip.read_bytes(), "video/mp4")},
+                                data={"name": "Dee"}).json()
+            deadline = time.monotonic() + 240
+            while (state := client.get(f"/api/presenters/{added['id']}").json()["state"]) == "preparing":
+                assert time.monotonic() < deadline, "the presenter was not prepared"
+                time.sleep(0.5)
+            assert state == "ready"
+        yield LiveStudio(url, app, added["id"])
     queue.close()
 
 
