@@ -35,35 +35,51 @@ MIC_RATE = SAMPLE_RATE
 DRAW_AHEAD = 0.025
 
 
-class _VideoTrack(MediaStreamTrack):
+class _SessionTrack(MediaStreamTrack):
+    """A track of a session, paced by its clock."""
+
+    def __init__(self, session: LiveSession) -> None:
+        super().__init__()
+        self.session = session
+
+    def _clock(self) -> float:
+        """The session clock's zero (started by the first track asked); the track ends with its session."""
+        if self.readyState != "live" or self.session.ended:
+            raise MediaStreamError
+        return self.session.start_clock()
+
+    @staticmethod
+    async def _until(when: float) -> bool:
+        """Waits until monotonic time ``when``; False when it has passed already."""
+        wait = when - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return wait > 0
+
+
+class _VideoTrack(_SessionTrack):
     kind = "video"
 
     def __init__(self, session: LiveSession, draw: concurrent.futures.Executor) -> None:
-        super().__init__()
-        self.session = session
+        super().__init__(session)
         self.draw = draw
         self.next_frame = 0
 
     async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live" or self.session.ended:
-            raise MediaStreamError
+        start = self._clock()
         session = self.session
-        start = session.start_clock()
         frame = self.next_frame
         due = start + frame / FPS
-        wait = due - DRAW_AHEAD - time.monotonic()
         dropped = 0
-        if wait > 0:
-            await asyncio.sleep(wait)
-        elif time.monotonic() - due > 1.0 / FPS:  # a whole frame behind: skip to the frame of now
+        if not await self._until(due - DRAW_AHEAD) and time.monotonic() - due > 1.0 / FPS:
+            # A whole frame behind: skip to the frame of now.
             now_frame = math.floor((time.monotonic() - start) * FPS)
             log.debug("live %s: %.0f ms behind at frame %d; %d skipped", session.id,
                       (time.monotonic() - due) * 1000, frame, now_frame - frame)
             dropped, frame = now_frame - frame, now_frame
             due = start + frame / FPS
         image = await asyncio.get_running_loop().run_in_executor(self.draw, session.render, frame)
-        if (early := due - time.monotonic()) > 0:  # drawn ahead: it leaves on time, not before
-            await asyncio.sleep(early)
+        await self._until(due)  # drawn ahead: it leaves on time, not before
         session.sent_video(frame, due, dropped)
         self.next_frame = frame + 1
         picture = av.VideoFrame.from_ndarray(image, format="bgr24")
@@ -72,24 +88,19 @@ class _VideoTrack(MediaStreamTrack):
         return picture
 
 
-class _AudioTrack(MediaStreamTrack):
+class _AudioTrack(_SessionTrack):
     kind = "audio"
 
     def __init__(self, session: LiveSession) -> None:
-        super().__init__()
-        self.session = session
+        super().__init__(session)
         self.next_sample = 0
 
     async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live" or self.session.ended:
-            raise MediaStreamError
+        start = self._clock()
         session = self.session
-        start = session.start_clock()
         first = self.next_sample
         due = start + first / SAMPLE_RATE
-        wait = due - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await self._until(due)
         pcm = session.audio(first, AUDIO_PACKET)
         session.sent_audio(due)
         self.next_sample = first + AUDIO_PACKET
