@@ -16,6 +16,7 @@ from heygem.settings import (
     DetectionOptions,
     EncodeOptions,
     EngineOptions,
+    H264_ENCODERS,
     MOUTH_DRIVES,
     Limits,
     Settings,
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     out.add_argument("--preset", choices=X264_PRESETS, default=EncodeOptions().preset,
                      help="x264 speed preset (default veryfast; medium: 1.7-2.6x slower, files no smaller)")
+    out.add_argument("--encoder", choices=H264_ENCODERS, default=EncodeOptions().encoder,
+                     help="H.264 encoder: auto (default: NVIDIA's h264_nvenc when ffmpeg has it and it works here, "
+                          "else libx264), libx264, h264_nvenc (falls back to libx264 with a warning)")
     add_limit_options(gen, ("speech_minutes", "video_minutes", "picture_side"))
     gen.add_argument("--log-dir", type=Path, default=LOGS_DIR, help="where heygem.log goes (default logs/)")
     gen.add_argument("-v", "--verbose", action="store_true", help="show the full log on the terminal")
@@ -112,7 +116,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         ),
         engine=EngineOptions(engine=args.engine, checkpoint=args.checkpoint, device=args.device, batch_size=args.batch_size, fp16=not args.no_fp16, runtime=args.runtime, mouth_drive=args.mouth_drive, still=args.still),
         blend=BlendOptions(mode=args.blend),
-        encode=EncodeOptions(crf=args.crf, preset=args.preset),
+        encode=EncodeOptions(crf=args.crf, preset=args.preset, encoder=args.encoder),
         length_policy=args.length,
         out_dir=out_dir,
         limits=limits_from_args(args),

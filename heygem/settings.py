@@ -80,6 +80,8 @@ class EngineOptions:
 
 
 MOUTH_DRIVES = ("phones", "footage", "loudness")  # EngineOptions.mouth_drive of the built-in engine
+# H.264 encoders: auto picks NVIDIA's where it works (heygem.media.encode.usable_encoder).
+H264_ENCODERS = ("auto", "libx264", "h264_nvenc")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -101,11 +103,14 @@ class EncodeOptions:
 
     preset: x264's speed preset. ``veryfast`` by measurement (bench/encoders.py, bench/RESULTS.md "Encoder
     presets"): 1.7 to 2.6 times faster than ``medium`` at 720p and 1080p, smaller files, SSIM within 0.0006.
+    encoder: ``auto`` takes NVIDIA's ``h264_nvenc`` where ffmpeg has it and a test encode works (probed once
+    per process; heygem.media.encode.usable_encoder), else ``libx264``; either can be named.
     """
 
     crf: int = 18
     preset: str = "veryfast"
     audio_bitrate: str = "192k"
+    encoder: str = "auto"
 
 
 @dataclass

@@ -71,3 +71,31 @@ def test_a_whole_job_on_cuda(settings, media: Path, tmp_path: Path) -> None:
     assert "cuda" in result.engine and result.frames_without_face == 0
     out = probe(result.output)
     assert out.has_audio and abs(out.duration - probe(speech).duration) <= 1 / 25
+
+
+def test_the_gpu_encoder_writes_the_result(media: Path, tmp_path: Path) -> None:
+    """Where this ffmpeg has a working NVENC, a job's writer uses it: an H.264 file of every frame, close to
+    what was given, with no x264 settings in it."""
+    from fractions import Fraction
+
+    from heygem.media.encode import VideoWriter, usable_encoder
+    from heygem.media.ffmpeg import ffmpeg_exe
+    from heygem.media.probe import probe
+    from heygem.media.video import iter_frames
+    from heygem.settings import EncodeOptions
+
+    if usable_encoder(ffmpeg_exe(), "auto") != "h264_nvenc":
+        pytest.skip(f"{ffmpeg_exe()} has no working h264_nvenc (set HEYGEM_FFMPEG to an ffmpeg built with NVENC)")
+    frames = [np.full((360, 640, 3), 40 + 4 * i, np.uint8) for i in range(50)]
+    for i, frame in enumerate(frames):
+        frame[100:260, 200 + 4 * i:360 + 4 * i] = (30, 160, 220)  # a moving patch
+    out = tmp_path / "nvenc.mp4"
+    with VideoWriter(out, 640, 360, Fraction(25), media / "speechrecognition/english.wav", 2.0,
+                     EncodeOptions(encoder="auto")) as writer:
+        for frame in frames:
+            writer.write(frame)
+    assert writer.encoder == "h264_nvenc" and b"x264 - core" not in out.read_bytes()
+    info = probe(out)
+    decoded = list(iter_frames(info, Fraction(25)))
+    assert (info.video_codec, info.has_audio, len(decoded)) == ("h264", True, 50)
+    assert np.abs(decoded[25].astype(int) - frames[25].astype(int)).mean() < 4.0

@@ -5,6 +5,7 @@ Real media from ../shared/media, used in place; short derived clips are made in 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import struct
@@ -22,7 +23,7 @@ from heygem.errors import FFmpegError, InputError
 from heygem.media import ffmpeg as ff
 from heygem.media import video as video_mod
 from heygem.media.audio import load_audio
-from heygem.media.encode import VideoWriter
+from heygem.media.encode import VideoWriter, usable_encoder
 from heygem.media.ffmpeg import (audio_decode_argv, encode_argv, even_size, ffmpeg_exe, ffprobe_exe,
                                  format_fps, probe_argv, video_decode_argv)
 from heygem.media.probe import (MediaInfo, fit_picture, probe, read_image, require_audio_source,
@@ -142,6 +143,69 @@ def test_encode_argv_without_audio() -> None:
     argv = encode_argv("ffmpeg", Path("o.mp4"), 64, 64, Fraction(25), None, 1.0, EncodeOptions())
     assert argv[argv.index("pipe:0") + 1:argv.index("-t")] == ["-map", "0:v:0", "-an"]
     assert "-c:a" not in argv
+
+
+def test_encode_argv_with_the_gpu_encoder() -> None:
+    argv = encode_argv("ffmpeg", Path("o.mp4"), 64, 64, Fraction(25), Path("a.wav"), 1.0, EncodeOptions(crf=20),
+                       "h264_nvenc")
+    at = argv.index("-c:v")
+    assert argv[at:at + 10] == ["-c:v", "h264_nvenc", "-preset", "p4", "-rc", "vbr", "-cq", "20", "-b:v", "0"]
+    assert "libx264" not in argv and argv[argv.index("-pix_fmt", at):][:2] == ["-pix_fmt", "yuv420p"]
+    with pytest.raises(ValueError, match="h264_vaapi"):
+        encode_argv("ffmpeg", Path("o.mp4"), 64, 64, Fraction(25), None, 1.0, EncodeOptions(), "h264_vaapi")
+
+
+# --------------------------------------------------------------------------- the GPU encoder: probe, fallback
+
+def _fake_ffmpeg(folder: Path, lists_nvenc: bool, nvenc_works: bool) -> Path:
+    """An ffmpeg that lists its encoders (with or without NVENC) and whose test encode works or fails as a
+    build without a driver fails; every call is written to ``calls.txt`` beside it."""
+    folder.mkdir()
+    listed = "V....D h264_nvenc           NVIDIA NVENC H.264 encoder" if lists_nvenc else ""
+    tool = folder / "ffmpeg"
+    tool.write_text(f"""#!/bin/sh
+echo "$@" >> "{folder}/calls.txt"
+case "$*" in
+  *-encoders*) printf 'Encoders:\n V....D libx264              libx264 H.264\n {listed}\n'; exit 0;;
+  *h264_nvenc*) {'exit 0' if nvenc_works else 'echo "Cannot load libcuda.so.1" >&2; exit 1'};;
+esac
+exit 2
+""")
+    tool.chmod(0o755)
+    return tool
+
+
+def test_the_gpu_encoder_is_used_only_where_it_works(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="heygem.media.encode")
+    unlisted = _fake_ffmpeg(tmp_path / "unlisted", lists_nvenc=False, nvenc_works=False)
+    assert usable_encoder(str(unlisted)) == "libx264"
+    assert "h264_nvenc" not in (tmp_path / "unlisted/calls.txt").read_text()  # not listed: nothing tried
+    broken = _fake_ffmpeg(tmp_path / "broken", lists_nvenc=True, nvenc_works=False)
+    assert usable_encoder(str(broken)) == "libx264"
+    assert "libcuda" in caplog.text and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert usable_encoder(str(broken), "h264_nvenc") == "libx264"  # asked for by name: a warning says why
+    assert [r for r in caplog.records if r.levelno == logging.WARNING and "libcuda" in r.getMessage()]
+    working = _fake_ffmpeg(tmp_path / "working", lists_nvenc=True, nvenc_works=True)
+    assert usable_encoder(str(working)) == "h264_nvenc"
+    calls = (tmp_path / "working/calls.txt").read_text().splitlines()
+    assert usable_encoder(str(working)) == "h264_nvenc" and len(calls) == 2  # probed once per process
+    assert usable_encoder(str(working), "libx264") == "libx264"
+    assert len((tmp_path / "working/calls.txt").read_text().splitlines()) == 2  # x264 by name: no probe
+    with pytest.raises(ValueError, match="auto, libx264, h264_nvenc"):
+        usable_encoder(str(working), "nvenc")
+
+
+def test_the_writer_encodes_with_what_the_probe_found(media: Path, tmp_path: Path) -> None:
+    # Here (ffmpeg without NVENC, no GPU) that is x264, whose settings are written into the stream; on a GPU
+    # machine whose ffmpeg has a working NVENC it is NVENC, and no x264 settings are there.
+    out = tmp_path / "auto.mp4"
+    with VideoWriter(out, 160, 120, Fraction(25), None, 0.4, EncodeOptions(encoder="auto")) as writer:
+        for i in range(10):
+            writer.write(_gradient(160, 120, i))
+    assert writer.encoder == usable_encoder(ffmpeg_exe(), "auto")
+    made_by_x264 = b"x264 - core" in out.read_bytes()
+    assert made_by_x264 == (writer.encoder == "libx264")
+    assert probe(out).video_codec == "h264" and len(list(iter_frames(probe(out), Fraction(25)))) == 10
 
 
 # ------------------------------------------------------------------------------------------ finding ffmpeg

@@ -2,6 +2,7 @@
 when ffmpeg succeeded, so a failed or cancelled run never leaves a half-written file at the output path."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -16,10 +17,46 @@ import numpy as np
 
 from heygem.errors import FFmpegError
 from heygem.children import Child
-from heygem.media.ffmpeg import INSTALL_HINT, encode_argv, failure, ffmpeg_exe, stderr_tail
-from heygem.settings import EncodeOptions
+from heygem.media.ffmpeg import (GPU_ENCODER, INSTALL_HINT, encode_argv, encoder_check_argv, encoders_argv, failure,
+                                 ffmpeg_exe, stderr_tail)
+from heygem.settings import H264_ENCODERS, EncodeOptions
 
 log = logging.getLogger(__name__)
+
+PROBE_SECONDS = 30.0  # a first CUDA context can take seconds; a hung driver must not hang the job
+
+
+@functools.cache
+def usable_encoder(exe: str, wanted: str = "auto") -> str:
+    """The H.264 encoder ``exe`` is run with for ``wanted`` (``EncodeOptions.encoder``): ``libx264`` as asked;
+    ``auto`` or ``h264_nvenc``: NVIDIA's encoder when this ffmpeg lists it and a test encode works, else
+    ``libx264`` (for ``auto`` silently but for the log: most machines have no such GPU). Probed once per
+    process and answer."""
+    if wanted not in H264_ENCODERS:
+        raise ValueError(f"unknown H.264 encoder {wanted!r}; use one of {', '.join(H264_ENCODERS)}")
+    if wanted == "libx264":
+        return wanted
+    reason = _gpu_encoder_problem(exe)
+    if reason is None:
+        log.info("encoding with %s (NVIDIA's GPU encoder), found working in %s", GPU_ENCODER, exe)
+        return GPU_ENCODER
+    (log.warning if wanted == GPU_ENCODER else log.info)("encoding with libx264: %s %s", GPU_ENCODER, reason)
+    return "libx264"
+
+
+def _gpu_encoder_problem(exe: str) -> str | None:
+    """Why ``exe`` cannot encode with the GPU here, or None when it can."""
+    try:
+        listed = subprocess.run(encoders_argv(exe), capture_output=True, timeout=PROBE_SECONDS, check=False)
+        if GPU_ENCODER not in listed.stdout.decode(errors="replace"):
+            return f"is not in this ffmpeg ({exe})"
+        tried = subprocess.run(encoder_check_argv(exe, GPU_ENCODER), capture_output=True, timeout=PROBE_SECONDS,
+                               check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"could not be probed ({exc})"
+    if tried.returncode != 0:
+        return f"does not work here ({stderr_tail(tried.stderr, 300) or f'exit code {tried.returncode}'})"
+    return None
 
 
 class VideoWriter:
@@ -52,10 +89,12 @@ class VideoWriter:
                                     dir=self.out_path.parent)
         os.close(fd)
         self.temp_path = Path(temp)
-        self._argv = encode_argv(ffmpeg_exe(), self.temp_path, self.width, self.height, self.fps,
-                                 self.audio_path, self.duration, self.options)
-        log.debug("encoding %s: %dx%d at %s fps, %.3f s, crf %d, preset %s, audio %s at %s",
-                  self.out_path, self.width, self.height, self.fps, self.duration, self.options.crf,
+        exe = ffmpeg_exe()
+        self.encoder = usable_encoder(exe, self.options.encoder)
+        self._argv = encode_argv(exe, self.temp_path, self.width, self.height, self.fps,
+                                 self.audio_path, self.duration, self.options, self.encoder)
+        log.debug("encoding %s: %dx%d at %s fps, %.3f s, %s, crf %d, preset %s, audio %s at %s",
+                  self.out_path, self.width, self.height, self.fps, self.duration, self.encoder, self.options.crf,
                   self.options.preset, self.audio_path, self.options.audio_bitrate)
         log.debug("running %s", subprocess.list2cmdline(self._argv))
         # stderr goes to a file: a pipe nobody reads while we write frames could fill up and deadlock.

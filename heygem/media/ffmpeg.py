@@ -156,10 +156,39 @@ def even_size(width: int, height: int) -> tuple[int, int]:
     return width + width % 2, height + height % 2
 
 
+# NVIDIA's H.264 encoder, used instead of x264 where ffmpeg has it and it works (``EncodeOptions.encoder``).
+GPU_ENCODER = "h264_nvenc"
+
+
+def video_codec_argv(encoder: str, options: EncodeOptions) -> list[str]:
+    """The H.264 encoder and its quality options: x264 at ``options.preset`` and ``options.crf``, or NVENC at
+    its middle preset (p4) with constant quality ``-cq`` at the CRF's number (the two scales are alike, not
+    the same; not yet measured against x264 on a GPU here)."""
+    if encoder == GPU_ENCODER:
+        return ["-c:v", GPU_ENCODER, "-preset", "p4", "-rc", "vbr", "-cq", str(options.crf), "-b:v", "0"]
+    if encoder != "libx264":
+        raise ValueError(f"unknown H.264 encoder {encoder!r}; use libx264 or {GPU_ENCODER}")
+    return ["-c:v", "libx264", "-preset", options.preset, "-crf", str(options.crf)]
+
+
+def encoders_argv(exe: str) -> list[str]:
+    """ffmpeg listing the encoders it was built with."""
+    return [*base_argv(exe), "-encoders"]
+
+
+def encoder_check_argv(exe: str, encoder: str) -> list[str]:
+    """A fifth of a second of a generated 256x256 picture through ``encoder`` into nothing: whether it works on
+    this machine (builds list NVENC whether or not a GPU and its driver are there)."""
+    return [*base_argv(exe), "-f", "lavfi", "-i", "color=c=black:s=256x256:r=25:d=0.2", "-pix_fmt", "yuv420p",
+            "-c:v", encoder, "-f", "null", "-"]
+
+
 def encode_argv(exe: str, out_path: str | Path, width: int, height: int, fps: Fraction,
-                audio_path: str | Path | None, duration: float, options: EncodeOptions) -> list[str]:
+                audio_path: str | Path | None, duration: float, options: EncodeOptions,
+                encoder: str = "libx264") -> list[str]:
     """BGR24 frames of ``width`` x ``height`` from stdin plus the first audio stream of the ORIGINAL audio
-    file (no re-decoded copy, so no extra generation loss) -> H.264/AAC MP4 of ``duration`` seconds.
+    file (no re-decoded copy, so no extra generation loss) -> H.264/AAC MP4 of ``duration`` seconds, made by
+    ``encoder`` (``video_codec_argv``).
 
     ``audio_path`` None writes a silent video (``-an``).
     """
@@ -176,8 +205,7 @@ def encode_argv(exe: str, out_path: str | Path, width: int, height: int, fps: Fr
     if padded != (width, height):
         # Odd sizes are padded (black, right/bottom) rather than scaled, so no pixel of the result moves.
         argv += ["-vf", f"pad={padded[0]}:{padded[1]}:0:0"]
-    argv += ["-c:v", "libx264", "-preset", options.preset, "-crf", str(options.crf), "-pix_fmt", "yuv420p",
-             "-r", rate]
+    argv += [*video_codec_argv(encoder, options), "-pix_fmt", "yuv420p", "-r", rate]
     if audio_path is not None:
         argv += ["-c:a", "aac", "-b:a", options.audio_bitrate]
     # -f mp4: the temporary name need not end in .mp4.
