@@ -40,7 +40,7 @@ from heygem.media.probe import MediaInfo, fit_picture, probe, turned
 from heygem.media.video import iter_frames, sample_frames, turn_image
 from heygem.settings import DetectionOptions, Limits, Settings
 from heygem.speech.phones import mouth_shapes
-from heygem.study import sampling, study_presenter
+from heygem.study import sampling, study_kept, study_presenter
 
 log = logging.getLogger(__name__)
 
@@ -130,16 +130,16 @@ class PreparedAudio:
     def duration(self) -> float:
         return len(self.samples) / SAMPLE_RATE
 
-    def start_phones(self) -> None:
+    def start_phones(self, alone: bool = False) -> None:
         """Start recognising the speech's sounds in child processes (heygem.speech.phones), to run
-        beside other work; ``phones`` collects them. Nothing happens when they are known or already being
-        recognised."""
+        beside other work (``alone``: nothing else runs until they are collected, so they take every core);
+        ``phones`` collects them. Nothing happens when they are known or already being recognised."""
         if self._phones is not None or self._background is not None:
             return
         from heygem.speech.phones import BackgroundPhones
 
         try:
-            self._background = BackgroundPhones(self.samples, SAMPLE_RATE)
+            self._background = BackgroundPhones(self.samples, SAMPLE_RATE, alone)
         except OSError as exc:  # no process to be had: ``phones`` recognises them here instead
             log.warning("could not start the phone recognition beside the study (%s); it runs after it", exc)
 
@@ -649,13 +649,16 @@ def iter_synced_frames(
     cached = face_cache.load_entry() if face_cache is not None else CachedFaces()
     orientation: Orientation | None = None
     turn = cached.turn if cached.faces else 0
+    face_height = cached.face_height if cached.faces else None
     if detector is not None and not cached.faces:
         with stopwatch("orientation"):
             # Over the video's first seconds, however long the speech: the turn is the video's, kept with its faces.
             samples = sample_frames(video, ORIENTATION_SAMPLES, ORIENTATION_SECONDS)
             orientation = find_orientation(samples, _checking(detector.detect, report))
         counter["detected"] += orientation.detector_calls
-        turn = orientation.turn
+        turn, face_height = orientation.turn, orientation.face_height
+    if det.face != "largest":
+        face_height = None  # the n-th face from the left must be found however small
     stats.update(turn=turn, faces_detected=counter["detected"])
     source_video = video
     if turn:
@@ -670,7 +673,10 @@ def iter_synced_frames(
     drive = settings.engine.mouth_drive
     phones_wanted = engine.wants_study and drive in ("phones", "footage")
     if phones_wanted:
-        audio.start_phones()  # in a process of its own, beside the study (or collected at once when known)
+        # In processes of their own, beside the study; on every core when the study is kept (nothing else runs
+        # until they are known: the main pass needs them from its first frame).
+        audio.start_phones(alone=drive == "phones" and study_kept(video, fps, det, engine.crop_size,
+                                                                   engine.crop_margin, _study_dir(det)))
     # The stages a person sees: "study" while the presenter is studied (the slow part of a fresh video), then
     # "phones" while the speech's sounds are still being recognised (they cost with the speech's length, the
     # study with the video's); the page words each, and the queue times each for its estimates.
@@ -678,7 +684,7 @@ def iter_synced_frames(
     if engine.wants_study:
         with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
             study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, _study_dir(det), stats,
-                                    tick=lambda done: report("study", done, str(video.path)))
+                                    tick=lambda done: report("study", done, str(video.path)), face_height=face_height)
         if stats["study"] == "cached":  # read back, not made: no study stage, as kept faces make no detection stage
             stopwatch.forget("study")
         else:
@@ -720,7 +726,7 @@ def iter_synced_frames(
             report.again()  # a detection takes a while on a CPU: a cancel is seen between two
             counter["detected"] += 1
             with stopwatch("detect"):
-                found = detector.detect(frame.image)
+                found = detector.detect(frame.image, face_height)
         return select_face(found, det.face, previous)
 
     def detected(frames: Iterator[_Frame]) -> Iterator[tuple[_Frame, Face | None]]:
@@ -746,7 +752,7 @@ def iter_synced_frames(
         if cached.faces:
             stats["face_cache"] = "hit" if len(seen) <= len(known) else "partial"
         if face_cache is not None and (len(seen) > len(cached.faces) or (source.ended and not cached.complete)):
-            face_cache.save(seen, turn, complete=source.ended)
+            face_cache.save(seen, turn, complete=source.ended, face_height=face_height)
 
     def with_faces() -> Iterator[tuple[_Frame, Face | None]]:
         frames = source.forward(anchors if searching else None)
@@ -971,11 +977,14 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     anchors = _anchors(det, fps)
     cached = face_cache.load_entry() if face_cache is not None else CachedFaces()
     if cached.complete:
-        turn = cached.turn
+        turn, face_height = cached.turn, cached.face_height
     else:
         samples = sample_frames(info, ORIENTATION_SAMPLES, ORIENTATION_SECONDS)
         report("faces", 0.0, str(info.path))
-        turn = find_orientation(samples, _checking(detector.detect, report)).turn
+        orientation = find_orientation(samples, _checking(detector.detect, report))
+        turn, face_height = orientation.turn, orientation.face_height
+    if det.face != "largest":
+        face_height = None  # as a job detects
     upright = turned(info, turn) if turn else info  # as the job does: the study's key holds the turn
     # The study first: the faces it detects in its frames are anchors of the face search below, as in a job.
     stats: dict[str, str] = {"study": "off"}
@@ -985,7 +994,8 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
 
         report("study", 0.0, str(info.path))
         study = study_presenter(upright, fps, det, BuiltinEngine.crop_size, BuiltinEngine.crop_margin, _study_dir(det),
-                                stats, tick=lambda done: report("study", 0.3 * done, str(info.path)))
+                                stats, tick=lambda done: report("study", 0.3 * done, str(info.path)),
+                                face_height=face_height)
     studied = study.detections if study is not None else {}
     expected = max(1, info.frame_count)
     faces: list[Face | None] = []
@@ -1003,7 +1013,7 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
                 found = studied.get(item[0])
                 if found is None:
                     report.again()  # between two detections: a delete stops the preparation here
-                    found = detector.detect(item[1])
+                    found = detector.detect(item[1], face_height)
                 return select_face(found, det.face, previous)
 
             known = _known_faces(cached, anchors)
@@ -1030,7 +1040,7 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
         raise NoFaceError(info.path, f"no face found in any of its {len(faces)} frames; give a video or photo where "
                                      "the face is clearly visible", "no_face", frames=len(faces))
     if face_cache is not None and not cached.complete:
-        face_cache.save(faces, turn, complete=True)
+        face_cache.save(faces, turn, complete=True, face_height=face_height)
     report("ready", 1.0, str(info.path))
     return PresenterPrep(frames=len(faces), frames_with_face=found, turn=turn,
                          face_cache="off" if face_cache is None else "hit" if cached.complete else "made",

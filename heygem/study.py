@@ -34,9 +34,9 @@ from heygem.settings import DetectionOptions
 log = logging.getLogger(__name__)
 
 __all__ = ["KEY_CLASSES", "STABLE", "PresenterStudy", "StudyCache", "apply_affine", "crop_landmarks", "sampling",
-           "similarity", "study_presenter"]
+           "similarity", "study_kept", "study_presenter"]
 
-STUDY_VERSION = 2  # 2: the detector's faces in the sampled frames are kept too
+STUDY_VERSION = 3  # 2: the detector's faces in the sampled frames are kept too; 3: found at the face's scale
 SCAN_SECONDS = 20.0
 SCAN_STEP_SECONDS = 0.08  # every other frame at 25 fps
 # Points that move with the skull, not the jaw: eye corners, nose bridge and tip, nose wings.
@@ -162,18 +162,17 @@ class _Sample:
 def study_presenter(
     video: MediaInfo, fps: Fraction, detection: DetectionOptions, crop_size: int, crop_margin: float,
     cache_dir: Path | None = None, stats: dict | None = None, tick: Callable[[float], None] | None = None,
+    face_height: float | None = None,
 ) -> PresenterStudy | None:
     """The study of ``video`` (from the cache when it is there); None when no face with landmarks is found.
+    ``face_height``: the video's face size, for the detector's scale (the job's main pass detects with it too).
 
     ``stats["study"]`` is set to "cached" or "made". ``tick(share done)`` is called for every frame studied
     (a job's progress callback, through which a cancel stops the study too).
     """
     stats = stats if stats is not None else {}
-    cache = None
-    if cache_dir is not None:
-        cache = StudyCache(cache_dir, video.path, (fps, video.turn, video.width, video.height, detection.detector,
-                                                   detection.detect_size, detection.face, detection.box,
-                                                   detection.pads, crop_size, crop_margin))
+    cache = _study_cache(video, fps, detection, crop_size, crop_margin, cache_dir)
+    if cache is not None:
         cached = cache.load()
         if cached is not None:
             stats["study"] = "cached"
@@ -181,7 +180,8 @@ def study_presenter(
             return cached
     started = time.perf_counter()
     detections: dict[int, list[Face]] = {}
-    samples = _scan(video, fps, detection, crop_size, crop_margin, tick or (lambda done: None), detections)
+    samples = _scan(video, fps, detection, crop_size, crop_margin, tick or (lambda done: None), detections,
+                    face_height)
     if not samples:
         log.warning("presenter study: no face with landmarks in %s", video.path.name)
         return None
@@ -196,8 +196,25 @@ def study_presenter(
     return study
 
 
+def study_kept(video: MediaInfo, fps: Fraction, detection: DetectionOptions, crop_size: int, crop_margin: float,
+               cache_dir: Path | None) -> bool:
+    """Whether ``study_presenter`` would read the study of ``video`` back rather than make it."""
+    cache = _study_cache(video, fps, detection, crop_size, crop_margin, cache_dir)
+    return cache is not None and cache.path.is_file()
+
+
+def _study_cache(video: MediaInfo, fps: Fraction, detection: DetectionOptions, crop_size: int, crop_margin: float,
+                 cache_dir: Path | None) -> StudyCache | None:
+    if cache_dir is None:
+        return None
+    return StudyCache(cache_dir, video.path, (fps, video.turn, video.width, video.height, detection.detector,
+                                              detection.detect_size, detection.face, detection.box, detection.pads,
+                                              crop_size, crop_margin))
+
+
 def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int, margin: float,
-          tick: Callable[[float], None], detections: dict[int, list[Face]]) -> list[_Sample]:
+          tick: Callable[[float], None], detections: dict[int, list[Face]],
+          face_height: float | None) -> list[_Sample]:
     """Crops, landmarks and mouth measures of sampled source frames; the detector's faces in each go into
     ``detections`` by frame number."""
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
@@ -217,7 +234,7 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int
             if det.box:
                 face = Face(*map(float, det.box))
             else:
-                detections[number] = detector.detect(frame)
+                detections[number] = detector.detect(frame, face_height)
                 face = select_face(detections[number], det.face, previous_face)
             if face is None:
                 continue

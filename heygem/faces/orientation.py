@@ -34,6 +34,9 @@ class Orientation:
     turn: int
     scores: dict[int, float]  # per turn tried: the best face's score, averaged over the samples (0: no face)
     detector_calls: int
+    # The median height of the best face in the samples turned so (None: none found); the later detections of
+    # the video are made at the scale it suggests (``FaceDetector.detect``).
+    face_height: float | None = None
 
     @property
     def tried_turns(self) -> bool:
@@ -48,24 +51,29 @@ def find_orientation(samples: Sequence[np.ndarray], detect: Callable[[np.ndarray
     samples counts most) is taken, if it beats the upright picture by ``TURN_MARGIN``; else 0.
     """
     calls = 0
+    heights: dict[int, float | None] = {}
 
     def best_scores(turn: int) -> list[float]:
         nonlocal calls
-        scores = []
+        scores, found = [], []
         for image in samples:
             calls += 1
-            scores.append(max((face.score for face in detect(turn_image(image, turn))), default=0.0))
+            best = max(detect(turn_image(image, turn)), key=lambda face: face.score, default=None)
+            scores.append(best.score if best is not None else 0.0)
+            if best is not None:
+                found.append(best.height)
+        heights[turn] = float(np.median(found)) if found else None
         return scores
 
     upright = best_scores(0)
     if not upright or min(upright) >= CONFIDENT_SCORE:
-        return Orientation(0, {0: float(np.mean(upright)) if upright else 0.0}, calls)
+        return Orientation(0, {0: float(np.mean(upright)) if upright else 0.0}, calls, heights[0])
     means = {turn: float(np.mean(upright if turn == 0 else best_scores(turn))) for turn in TURNS}
     best = max(means, key=lambda turn: means[turn])  # the first of equals: upright wins a tie
     chosen = best if means[best] >= means[0] + TURN_MARGIN else 0
     log.debug("face scores by clockwise turn: %s; turning %d degrees",
               ", ".join(f"{t}: {s:.2f}" for t, s in means.items()), chosen)
-    return Orientation(chosen, means, calls)
+    return Orientation(chosen, means, calls, heights[chosen])
 
 
 def turn_box(box: Box, turn: int, width: int, height: int) -> Box:

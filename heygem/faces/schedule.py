@@ -35,8 +35,9 @@ T = TypeVar("T")
 # Two detections this similar (intersection over union) are the same face, steady enough to interpolate.
 SAME_FACE_IOU = 0.6
 # 2: the turn is stored beside the faces (.npz); 3: boxes in float64 (the very values a job computes), whether
-# the video's end was reached, and fixed anchor frames (``Anchors``).
-CACHE_VERSION = 3
+# the video's end was reached, and fixed anchor frames (``Anchors``); 4: faces detected at the scale of the
+# video's face size, which is kept with them.
+CACHE_VERSION = 4
 
 DetectOne = Callable[[np.ndarray, "Face | None"], "Face | None"]
 """``detect_one(image, previous_face) -> face or None``: detect and choose the face in one frame."""
@@ -187,6 +188,7 @@ class CachedFaces:
     faces: list[Face | None] = field(default_factory=list)
     turn: int = 0
     complete: bool = False  # the faces run to the video's last frame
+    face_height: float | None = None  # the scale the faces were detected at (``Orientation.face_height``)
 
 
 class FaceCache:
@@ -218,18 +220,23 @@ class FaceCache:
         with data:
             try:
                 rows, turn, complete = data["faces"], int(data["turn"]), bool(data["complete"])
+                face_height = float(data["face_height"])
             except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
                 log.warning("ignoring an unreadable face cache %s (%s)", self.path, exc)
                 return CachedFaces()
         if rows.ndim != 2 or rows.shape[1] != 5 or turn not in (0, 90, 180, 270):
             return CachedFaces()
-        return CachedFaces([None if np.isnan(row[0]) else Face(*map(float, row)) for row in rows], turn, complete)
+        return CachedFaces([None if np.isnan(row[0]) else Face(*map(float, row)) for row in rows], turn, complete,
+                           None if np.isnan(face_height) else face_height)
 
-    def save(self, faces: list[Face | None], turn: int = 0, complete: bool = False) -> None:
+    def save(self, faces: list[Face | None], turn: int = 0, complete: bool = False,
+             face_height: float | None = None) -> None:
         """Write atomically (a crash leaves the old file or none, never half of one). ``complete``: ``faces``
-        run to the video's last frame."""
+        run to the video's last frame; ``face_height``: the scale they were detected at, for the frames a later
+        job detects beyond them."""
         rows = np.full((len(faces), 5), np.nan, dtype=np.float64)
         for i, face in enumerate(faces):
             if face is not None:
                 rows[i] = (face.x1, face.y1, face.x2, face.y2, face.score)
-        save_npz(self.path, ".faces-", faces=rows, turn=np.int16(turn), complete=np.bool_(complete))
+        save_npz(self.path, ".faces-", faces=rows, turn=np.int16(turn), complete=np.bool_(complete),
+                 face_height=np.float64(np.nan if face_height is None else face_height))

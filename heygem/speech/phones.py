@@ -258,13 +258,14 @@ class BackgroundPhones:
     PocketSphinx keeps Python's lock while it decodes, so a thread cannot run it beside other work (the
     presenter study, reading the video); a process can, on another core. Speech long enough to be cut in
     pieces is shared out, in runs of whole pieces, between up to MAX_PHONE_PROCESSES children (one for every
-    two cores); each piece is decoded afresh, so the phones are the same as in one process. The children are
-    killed when this process dies (heygem.children), when ``close`` is called, or when the wait is cancelled.
+    two cores, or for every core when nothing else is to run meanwhile: ``alone``); each piece is decoded
+    afresh, so the phones are the same as in one process. The children are killed when this process dies
+    (heygem.children), when ``close`` is called, or when the wait is cancelled.
     """
 
     POLL_SECONDS = 0.1
 
-    def __init__(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    def __init__(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE, alone: bool = False) -> None:
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"phones are recognised in 16 kHz speech, got {sample_rate} Hz")
         self.started = time.perf_counter()
@@ -283,7 +284,9 @@ class BackgroundPhones:
         env = dict(os.environ)
         project = Path(__file__).resolve().parents[2]  # the folder holding the heygem package
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project), env.get("PYTHONPATH")]))
-        for number, share in enumerate(_share_out(bounds, min(MAX_PHONE_PROCESSES, (os.cpu_count() or 1) // 2))):
+        cores = os.cpu_count() or 1
+        processes = max(1, min(MAX_PHONE_PROCESSES, cores if alone else cores // 2))
+        for number, share in enumerate(_share_out(bounds, processes)):
             result, errors = self._folder / f"phones-{number}.json", self._folder / f"errors-{number}.txt"
             with open(errors, "wb") as handle:
                 argv = [sys.executable, "-m", "heygem.speech.phones", str(speech), str(result), *map(str, share)]
