@@ -28,7 +28,10 @@ one line, driven by the voice band's loudness), to compare against.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import ClassVar
 
@@ -684,6 +687,32 @@ class BuiltinEngine(Engine):
     def _landmarks(self, crop: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
         return crop_landmarks(self.mesh, crop, previous, self.crop_margin)
 
+    def _tracked(self, crops: np.ndarray) -> Iterator[np.ndarray | None]:
+        """The face mesh points of each crop in order, each tracked from the one before (as ``_previous``
+        carries them from frame to frame), found in a thread of their own while the caller draws the frames
+        already known: the mesh and the drawing both leave Python's lock while they work, so on two cores
+        they overlap (a frame's points never depend on its drawing)."""
+        found: queue.Queue = queue.Queue()
+
+        def track(previous: np.ndarray | None) -> None:
+            try:
+                for crop in crops:
+                    previous = self._landmarks(crop, previous)
+                    found.put((previous, None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
+                found.put((None, exc))
+
+        thread = threading.Thread(target=track, args=(self._previous,), name="heygem-mesh", daemon=True)
+        thread.start()
+        try:
+            for _ in range(len(crops)):
+                points, error = found.get()
+                if error is not None:
+                    raise error
+                yield points
+        finally:
+            thread.join()
+
     def synthesize(self, crops: np.ndarray, mel_chunks: np.ndarray, frame_indices: np.ndarray | None = None) -> np.ndarray:
         size = self.crop_size
         if not isinstance(crops, np.ndarray) or crops.ndim != 4 or crops.shape[1:] != (size, size, 3):
@@ -697,33 +726,45 @@ class BuiltinEngine(Engine):
               mel_chunks: np.ndarray, frame_indices: np.ndarray | None = None) -> None:
         """The mouths drawn straight into the frames at their own resolution: the face mesh is found on the
         crop (its size is what the mesh tracks best at) and carried back to the frame's pixels."""
-        size = self.crop_size
         if frame_indices is None:
             frame_indices = np.arange(self._counter, self._counter + len(crops))
         self._counter = int(frame_indices[-1]) + 1 if len(frame_indices) else self._counter
         if self.levels is None and not self.key_images and self.chosen is None:
             return
-        for image, (x1, y1, x2, y2), crop, index in zip(images, boxes, crops, frame_indices):
-            if self.motion is None or self._previous is None:
-                points = self._landmarks(crop, self._previous)
-            else:  # a photo: the same face in every frame, found once (tracking it again only made it wobble)
-                points = self._previous
-            self._previous = points
-            if points is None:
-                continue
-            # The crop is the box resized to a square: a scale per axis back to the frame.
-            to_frame = np.array([[(x2 - x1) / size, 0.0, x1], [0.0, (y2 - y1) / size, y1]])
-            if self.chosen is not None and self.placer is not None:
-                # The footage study's canonical frame was made from whole frames: place by the frame's points.
-                in_frame = points @ to_frame[:, :2].T + to_frame[:, 2]
-                at = min(max(int(index), 0), len(self.chosen) - 1)
-                fade_from, fade_weight = self.fades[0][at], self.fades[1][at]
-                self.placer.place(image, in_frame.astype(np.float32), int(self.chosen[at]), int(fade_from),
-                                  float(fade_weight))
-            else:
-                self._render(image, points, self._morph(int(index)), to_frame)
-            if self.motion == "alive":  # after the mouth: it moves with the head
-                self._move(image, points @ to_frame[:, :2].T + to_frame[:, 2], int(index))
+        tracked = self._tracked(crops) if self.motion is None else None
+        try:
+            for image, box, crop, index in zip(images, boxes, crops, frame_indices):
+                if tracked is not None:
+                    points = next(tracked)
+                elif self._previous is None:
+                    points = self._landmarks(crop, None)
+                else:  # a photo: the same face in every frame, found once (tracking it again only made it wobble)
+                    points = self._previous
+                self._previous = points
+                if points is not None:
+                    self._paint_one(image, box, points, int(index))
+        finally:
+            if tracked is not None:
+                tracked.close()
+
+    def _paint_one(self, image: np.ndarray, box: tuple[int, int, int, int], points: np.ndarray, index: int) -> None:
+        """The mouth of output frame ``index`` drawn into ``image``, whose face crop ``box`` has the mesh ``points``
+        (crop pixels)."""
+        size = self.crop_size
+        x1, y1, x2, y2 = box
+        # The crop is the box resized to a square: a scale per axis back to the frame.
+        to_frame = np.array([[(x2 - x1) / size, 0.0, x1], [0.0, (y2 - y1) / size, y1]])
+        if self.chosen is not None and self.placer is not None:
+            # The footage study's canonical frame was made from whole frames: place by the frame's points.
+            in_frame = points @ to_frame[:, :2].T + to_frame[:, 2]
+            at = min(max(index, 0), len(self.chosen) - 1)
+            fade_from, fade_weight = self.fades[0][at], self.fades[1][at]
+            self.placer.place(image, in_frame.astype(np.float32), int(self.chosen[at]), int(fade_from),
+                              float(fade_weight))
+        else:
+            self._render(image, points, self._morph(index), to_frame)
+        if self.motion == "alive":  # after the mouth: it moves with the head
+            self._move(image, points @ to_frame[:, :2].T + to_frame[:, 2], index)
 
     def _move(self, image: np.ndarray, points: np.ndarray, index: int) -> None:
         """Blinks and head motion of frame ``index``, drawn into ``image``; built once per job from the photo's
