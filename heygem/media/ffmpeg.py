@@ -186,26 +186,23 @@ def encoder_check_argv(exe: str, encoder: str) -> list[str]:
 def encode_argv(exe: str, out_path: str | Path, width: int, height: int, fps: Fraction,
                 audio_path: str | Path | None, duration: float, options: EncodeOptions,
                 encoder: str = "libx264") -> list[str]:
-    """BGR24 frames of ``width`` x ``height`` from stdin plus the first audio stream of the ORIGINAL audio
-    file (no re-decoded copy, so no extra generation loss) -> H.264/AAC MP4 of ``duration`` seconds, made by
-    ``encoder`` (``video_codec_argv``).
+    """Raw yuv420p frames of ``width`` x ``height`` (even: ``even_size``) from stdin plus the first audio stream
+    of the ORIGINAL audio file (no re-decoded copy, so no extra generation loss) -> H.264/AAC MP4 of
+    ``duration`` seconds, made by ``encoder`` (``video_codec_argv``).
 
     ``audio_path`` None writes a silent video (``-an``).
     """
+    if even_size(width, height) != (width, height):
+        raise ValueError(f"yuv420p frames have an even size, got {width}x{height}: pad them first")
     rate = format_fps(fps)
     argv = [*base_argv(exe), "-y",
-            "-f", "rawvideo", "-pix_fmt", "bgr24", "-video_size", f"{width}x{height}", "-framerate", rate,
+            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", f"{width}x{height}", "-framerate", rate,
             "-i", "pipe:0"]
     if audio_path is not None:
         argv += ["-i", file_url(audio_path), "-map", "0:v:0", "-map", "1:a:0"]
     else:
         argv += ["-map", "0:v:0", "-an"]
-    argv += ["-t", f"{duration:.6f}"]
-    padded = even_size(width, height)
-    if padded != (width, height):
-        # Odd sizes are padded (black, right/bottom) rather than scaled, so no pixel of the result moves.
-        argv += ["-vf", f"pad={padded[0]}:{padded[1]}:0:0"]
-    argv += [*video_codec_argv(encoder, options), "-pix_fmt", "yuv420p", "-r", rate]
+    argv += ["-t", f"{duration:.6f}", *video_codec_argv(encoder, options), "-pix_fmt", "yuv420p", "-r", rate]
     if audio_path is not None:
         argv += ["-c:a", "aac", "-b:a", options.audio_bitrate]
     # -f mp4: the temporary name need not end in .mp4.
