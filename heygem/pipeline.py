@@ -657,8 +657,8 @@ def iter_synced_frames(
             orientation = find_orientation(samples, _checking(detector.detect, report))
         counter["detected"] += orientation.detector_calls
         turn, face_height = orientation.turn, orientation.face_height
-    if det.face != "largest":
-        face_height = None  # the n-th face from the left must be found however small
+    if det.face != "largest" or video.kind != "video":
+        face_height = None  # the n-th face from the left must be found however small; a photo is found once
     stats.update(turn=turn, faces_detected=counter["detected"])
     source_video = video
     if turn:
@@ -983,7 +983,7 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
         report("faces", 0.0, str(info.path))
         orientation = find_orientation(samples, _checking(detector.detect, report))
         turn, face_height = orientation.turn, orientation.face_height
-    if det.face != "largest":
+    if det.face != "largest" or info.kind != "video":
         face_height = None  # as a job detects
     upright = turned(info, turn) if turn else info  # as the job does: the study's key holds the turn
     # The study first: the faces it detects in its frames are anchors of the face search below, as in a job.
