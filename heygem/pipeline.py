@@ -1082,7 +1082,8 @@ def load_prepared(video: str | Path, settings: Settings, crop_size: int, crop_ma
     face_cache = _face_cache(info, det, fps)
     cached = face_cache.load_entry() if face_cache is not None else CachedFaces()
     upright = turned(info, cached.turn) if cached.turn else info
-    study = study_presenter(upright, fps, det, crop_size, crop_margin, _study_dir(det), {})
+    face_height = cached.face_height if det.face == "largest" and info.kind == "video" else None  # as a job's
+    study = study_presenter(upright, fps, det, crop_size, crop_margin, _study_dir(det), {}, face_height=face_height)
     frames = list(itertools.islice(iter_frames(upright, fps), max(1, max_frames)))
     if info.kind == "video":
         faces = cached.faces[:len(frames)]

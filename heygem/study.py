@@ -14,8 +14,10 @@ detects and measures nothing, and its main pass takes those faces as a first job
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -48,6 +50,7 @@ MIN_OPEN_RANGE = 0.04  # opening (over eye distance) the footage must span to bo
 MIN_WIDTH_RANGE = 0.03  # width change (over eye distance) that makes a spread or rounded key worth its own image
 MIN_LABELLED = 3  # frames of a class the person's own speech must mark before its keys are chosen among them
 VOICED_SHARE = 0.2  # share of the scanned frames that must carry voice for the footage's speech to be used
+AHEAD = 4  # sampled frames read and detected ahead of the mesh (each 1080p frame is 6 MB)
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -223,19 +226,16 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int
     scanned = max(1, min(limit, video.frame_count))  # frames the scan passes, for the share done
     out: list[_Sample] = []
     previous_face: Face | None = None
-    frames = iter_frames(video, fps)
+    detect = None if detector is None else lambda frame: detector.detect(frame, face_height)
+    frames = _detected_ahead(iter_frames(video, fps), step, limit, detect)
     try:
-        for number, frame in enumerate(frames):
-            if number >= limit:
-                break
-            if number % step:
-                continue
+        for number, frame, found in frames:
             tick(min(1.0, (number + step) / scanned))
-            if det.box:
+            if found is None:
                 face = Face(*map(float, det.box))
             else:
-                detections[number] = detector.detect(frame, face_height)
-                face = select_face(detections[number], det.face, previous_face)
+                detections[number] = found
+                face = select_face(found, det.face, previous_face)
             if face is None:
                 continue
             previous_face = face
@@ -252,6 +252,46 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int
     finally:
         frames.close()
     return out
+
+
+def _detected_ahead(frames: Iterator[np.ndarray], step: int, limit: int, detect: Callable[[np.ndarray], list[Face]] | None,
+                    ) -> Iterator[tuple[int, np.ndarray, list[Face] | None]]:
+    """``(frame number, frame, faces)`` of every ``step``-th of ``frames`` below ``limit``, read and detected a
+    few frames ahead in a thread of their own while the caller runs the mesh (both leave Python's lock while
+    they work, so on two cores they overlap); faces None without a detector. Closing this generator stops the
+    reading."""
+    ready: queue.Queue = queue.Queue(maxsize=AHEAD)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for number, frame in enumerate(frames):
+                if number >= limit or stop.is_set():
+                    break
+                if number % step == 0:
+                    ready.put((number, frame, None if detect is None else detect(frame), None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            ready.put((0, None, None, exc))
+        finally:
+            frames.close()
+            ready.put(None)
+
+    thread = threading.Thread(target=read, name="heygem-study-read", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not None:
+            number, frame, found, error = item
+            if error is not None:
+                raise error
+            yield number, frame, found
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a reader blocked on a full queue see the stop
+            try:
+                ready.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 def crop_landmarks(mesh, crop: np.ndarray, previous: np.ndarray | None, margin: float) -> np.ndarray | None:

@@ -379,3 +379,26 @@ def test_a_photo_mouth_opens_onto_teeth_and_a_throat_and_its_sounds_differ(media
         cv2.putText(tile, f"{label} #{k}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 2)
         tiles.append(tile)
     cv2.imwrite(str(ARTIFACTS / f"builtin_photo_{Path(photo).stem}_sounds.png"), np.hstack(tiles))
+
+
+def test_a_study_stopped_midway_leaves_no_reader_behind(media: Path, settings) -> None:
+    # The study reads and detects ahead in a thread of its own; a cancel (raised from its progress call)
+    # must stop that thread and the ffmpeg decoding for it at once.
+    import threading
+
+    from heygem.study import study_presenter
+
+    class Cancelled(Exception):
+        pass
+
+    def tick(done: float) -> None:
+        if done > 0.2:
+            raise Cancelled
+
+    before = threading.active_count()
+    video = probe(media / "videoretalking/2.mp4")
+    with pytest.raises(Cancelled):
+        study_presenter(video, Fraction(25), settings.detection, BuiltinEngine.crop_size, BuiltinEngine.crop_margin,
+                        None, {}, tick)
+    assert threading.active_count() == before
+    assert not [name for name in (t.name for t in threading.enumerate()) if name == "heygem-study-read"]

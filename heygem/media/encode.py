@@ -3,7 +3,7 @@ when ffmpeg succeeded, so a failed or cancelled run never leaves a half-written 
 
 Frames go down the pipe as yuv420p, converted here by OpenCV (BT.601, limited range, as ffmpeg converts):
 half the bytes of BGR, and the encoder skips its own conversion, which costs more (20 s of 720p: 0.9 s less
-CPU in all) and is less exact (a pure blue came back 5 levels off, 1 through OpenCV). Odd sizes are padded
+CPU in all) and is less exact (a pure blue came back 5 levels off, within 3 through OpenCV). Odd sizes are padded
 black on the right and bottom rather than scaled, so no pixel of the result moves."""
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def usable_encoder(exe: str, wanted: str = "auto") -> str:
     """The H.264 encoder ``exe`` is run with for ``wanted`` (``EncodeOptions.encoder``): ``libx264`` as asked;
     ``auto`` or ``h264_nvenc``: NVIDIA's encoder when this ffmpeg lists it and a test encode works, else
     ``libx264`` (for ``auto`` silently but for the log: most machines have no such GPU). Probed once per
-    process and answer."""
+    process for each ffmpeg and wish."""
     if wanted not in H264_ENCODERS:
         raise ValueError(f"unknown H.264 encoder {wanted!r}; use one of {', '.join(H264_ENCODERS)}")
     if wanted == "libx264":
