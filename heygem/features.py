@@ -1,5 +1,9 @@
 """Audio features in exactly the form the Wav2Lip checkpoints were trained on (FACTS.md, "Audio features"),
-and the per-video-frame mel windows of the original's inference ("Inference conventions")."""
+and the per-video-frame mel windows of the original's inference ("Inference conventions").
+
+The short-time Fourier transform and the mel filters are librosa's recipe written out in NumPy (tested equal
+to librosa's): librosa loads SciPy's signal package and more on its first call, 2 s of every new process (a
+command-line job, a worker), for arithmetic this small."""
 from __future__ import annotations
 
 import functools
@@ -8,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from typing import overload
 
-import librosa
 import numpy as np
 
 SAMPLE_RATE = 16000
@@ -25,10 +28,43 @@ MEL_PER_SECOND = SAMPLE_RATE // HOP  # 80 mel columns per second of audio
 MEL_STEP = 16  # columns per chunk: 0.2 s of audio around each video frame
 
 
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, np.float64)
+    linear = hz / (200.0 / 3)
+    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (mel - 15.0)), mel * (200.0 / 3))
+
+
 @functools.cache
 def _mel_basis() -> np.ndarray:
-    # librosa's defaults: Slaney mel scale and Slaney area normalisation, as the checkpoints were trained.
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX).astype(np.float64)
+    """(80, 401) triangular filters on Slaney's mel scale with Slaney's area normalisation, as the checkpoints
+    were trained (librosa.filters.mel's defaults, and its float32 weights)."""
+    bins = np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(FMIN), _hz_to_mel(FMAX), N_MELS + 2))
+    widths = np.diff(edges)
+    ramps = np.subtract.outer(edges, bins)
+    rising = -ramps[:N_MELS] / widths[:N_MELS, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+    area = 2.0 / (edges[2:] - edges[:N_MELS])
+    return (weights * area[:, None]).astype(np.float32).astype(np.float64)
+
+
+@functools.cache
+def _window() -> np.ndarray:
+    """The periodic Hann window of N_FFT samples (scipy's get_window("hann", fftbins=True), as librosa)."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)
+
+
+def _stft_magnitude(signal: np.ndarray) -> np.ndarray:
+    """|STFT| (401, frames) of frames of N_FFT samples every HOP from the signal's first sample, Hann-windowed."""
+    frames = np.lib.stride_tricks.sliding_window_view(signal, N_FFT)[::HOP]
+    return np.abs(np.fft.rfft(frames * _window(), n=N_FFT, axis=1)).T
 
 
 # Mel columns computed at a time: 100 s of audio, so a long speech needs a few tens of MB of working memory,
@@ -48,8 +84,7 @@ def mel_spectrogram(wav: np.ndarray) -> np.ndarray:
     n = len(wav)
     pad = N_FFT // 2
     if n <= pad:  # too short to reflect once: the one-pass recipe, on a few hundred samples
-        return _normalised_mel(np.abs(librosa.stft(y=_preemphasis_at(wav, np.arange(n)), n_fft=N_FFT, hop_length=HOP,
-                                                   win_length=WIN, window="hann", center=True, pad_mode="reflect")))
+        return _normalised_mel(_stft_magnitude(np.pad(_preemphasis_at(wav, np.arange(n)), pad, mode="reflect")))
     columns = 1 + n // HOP
     out = np.empty((N_MELS, columns), dtype=np.float32)
     for first in range(0, columns, MEL_BLOCK):
@@ -59,9 +94,7 @@ def mel_spectrogram(wav: np.ndarray) -> np.ndarray:
         index = np.where(index < 0, -index, index)
         index = np.where(index >= n, 2 * (n - 1) - index, index)
         emphasised = _preemphasis_at(wav, index)
-        spectrum = np.abs(librosa.stft(y=emphasised, n_fft=N_FFT, hop_length=HOP, win_length=WIN, window="hann",
-                                       center=False))
-        out[:, first:last] = _normalised_mel(spectrum)
+        out[:, first:last] = _normalised_mel(_stft_magnitude(emphasised))
     return out
 
 

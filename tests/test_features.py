@@ -93,3 +93,24 @@ def test_short_audio_padded_with_silence() -> None:
     assert first.shape == (80, 16)
     np.testing.assert_array_equal(first[:, :mel.shape[1]], mel)
     assert np.all(first[:, mel.shape[1]:] == -4.0)
+
+
+@pytest.mark.parametrize("samples", [100, 400, 16000 * 3 + 37])
+def test_the_spectrum_and_mel_filters_are_librosa_s(samples: int) -> None:
+    # Written out in NumPy so a new process does not load librosa (and SciPy's signal package) for them.
+    import librosa
+
+    from heygem import features
+
+    assert np.array_equal(features._mel_basis(), librosa.filters.mel(
+        sr=16000, n_fft=800, n_mels=80, fmin=55.0, fmax=7600.0).astype(np.float64))
+    wave = np.random.default_rng(samples).normal(0, 0.1, samples)
+    if samples > 400:
+        theirs = librosa.stft(y=wave, n_fft=800, hop_length=200, win_length=800, window="hann", center=False)
+        ours = features._stft_magnitude(wave)
+    else:  # the one-pass recipe for a few hundred samples, centred with reflected edges
+        with pytest.warns(UserWarning):  # librosa: n_fft is too large for the input
+            theirs = librosa.stft(y=wave, n_fft=800, hop_length=200, win_length=800, window="hann", center=True,
+                                  pad_mode="reflect")
+        ours = features._stft_magnitude(np.pad(wave, 400, mode="reflect"))
+    assert ours.shape == theirs.shape and np.abs(ours - np.abs(theirs)).max() < 1e-9
