@@ -177,10 +177,11 @@ def encoders_argv(exe: str) -> list[str]:
 
 
 def encoder_check_argv(exe: str, encoder: str) -> list[str]:
-    """A fifth of a second of a generated 256x256 picture through ``encoder`` into nothing: whether it works on
-    this machine (builds list NVENC whether or not a GPU and its driver are there)."""
+    """A fifth of a second of a generated 256x256 picture through ``encoder``, with the options a job gives it,
+    into nothing: whether it works on this machine (builds list NVENC whether or not a GPU and its driver are
+    there, and older ones know no ``p4`` preset)."""
     return [*base_argv(exe), "-f", "lavfi", "-i", "color=c=black:s=256x256:r=25:d=0.2", "-pix_fmt", "yuv420p",
-            "-c:v", encoder, "-f", "null", "-"]
+            *video_codec_argv(encoder, EncodeOptions()), "-f", "null", "-"]
 
 
 def encode_argv(exe: str, out_path: str | Path, width: int, height: int, fps: Fraction,
