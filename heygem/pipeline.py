@@ -40,6 +40,7 @@ from heygem.media.probe import MediaInfo, fit_picture, probe, turned
 from heygem.media.video import iter_frames, sample_frames, turn_image
 from heygem.settings import DetectionOptions, Limits, Settings
 from heygem.speech.phones import mouth_shapes
+from heygem.prefetch import Prefetch
 from heygem.study import sampling, study_kept, study_presenter
 
 log = logging.getLogger(__name__)
@@ -298,60 +299,6 @@ class _Stopwatch:
                     steps.extend([0.0] * (step + 1 - len(steps)))
                 steps[step] += upto - begin
                 begin, step = upto, step + 1
-
-
-_ITEM, _END, _ERROR = range(3)
-
-
-class _Prefetch(Iterator):
-    """Runs an iterator in a thread of its own, up to ``depth`` items ahead of its consumer, so that decoding
-    and detection (in C code and ffmpeg, which release the GIL) overlap the engine's work. An exception in the
-    thread is raised to the consumer; ``close`` stops the thread and closes the iterator there."""
-
-    def __init__(self, source: Iterator, depth: int, name: str) -> None:
-        self._items: queue.Queue = queue.Queue(maxsize=max(1, depth))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(source,), name=name, daemon=True)
-        self._thread.start()
-
-    def _put(self, entry: tuple) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._items.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, source: Iterator) -> None:
-        try:
-            for item in source:
-                if not self._put((_ITEM, item)):
-                    return
-            self._put((_END, None))
-        except BaseException as exc:  # handed to the consumer, which decides
-            self._put((_ERROR, exc))
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()  # in this thread, where the generator runs: stops its ffmpeg decoder
-
-    def __next__(self):
-        kind, value = self._items.get()
-        if kind == _END:
-            self._items.put((_END, None))  # stay exhausted
-            raise StopIteration
-        if kind == _ERROR:
-            raise value
-        return value
-
-    def close(self) -> None:
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._items.get(timeout=0.05)
-            except queue.Empty:
-                pass
 
 
 class _BackgroundWriter:
@@ -802,7 +749,7 @@ def iter_synced_frames(
             progress("lip-sync", (pending[-1][0].index + 1) / total, str(video.path))
         pending.clear()
 
-    faces = _Prefetch(with_faces(), max_pending, "heygem-decode") if settings.overlap else with_faces()
+    faces = Prefetch(with_faces(), max_pending, "heygem-decode") if settings.overlap else with_faces()
     try:
         for frame, face in faces:
             box = None
@@ -815,7 +762,7 @@ def iter_synced_frames(
                 yield from flush()
         yield from flush()
     finally:
-        if isinstance(faces, _Prefetch):
+        if isinstance(faces, Prefetch):
             faces.close()  # before the source's spill file is closed under it
         source.close()
     note = _missing_faces_note(stats, orientation)

@@ -14,8 +14,6 @@ detects and measures nothing, and its main pass takes those faces as a first job
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from heygem.faces.schedule import cache_name, save_npz
 from heygem.faces.track import crop_box, select_face
 from heygem.media.probe import MediaInfo
 from heygem.media.video import iter_frames
+from heygem.prefetch import Prefetch
 from heygem.settings import DetectionOptions
 
 log = logging.getLogger(__name__)
@@ -227,7 +226,8 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int
     out: list[_Sample] = []
     previous_face: Face | None = None
     detect = None if detector is None else lambda frame: detector.detect(frame, face_height)
-    frames = _detected_ahead(iter_frames(video, fps), step, limit, detect)
+    # Read and detected a few frames ahead, in a thread of its own, while the mesh runs on the one before.
+    frames = Prefetch(_detected(iter_frames(video, fps), step, limit, detect), AHEAD, "heygem-study-read")
     try:
         for number, frame, found in frames:
             tick(min(1.0, (number + step) / scanned))
@@ -254,44 +254,18 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int
     return out
 
 
-def _detected_ahead(frames: Iterator[np.ndarray], step: int, limit: int, detect: Callable[[np.ndarray], list[Face]] | None,
-                    ) -> Iterator[tuple[int, np.ndarray, list[Face] | None]]:
-    """``(frame number, frame, faces)`` of every ``step``-th of ``frames`` below ``limit``, read and detected a
-    few frames ahead in a thread of their own while the caller runs the mesh (both leave Python's lock while
-    they work, so on two cores they overlap); faces None without a detector. Closing this generator stops the
-    reading."""
-    ready: queue.Queue = queue.Queue(maxsize=AHEAD)
-    stop = threading.Event()
-
-    def read() -> None:
-        try:
-            for number, frame in enumerate(frames):
-                if number >= limit or stop.is_set():
-                    break
-                if number % step == 0:
-                    ready.put((number, frame, None if detect is None else detect(frame), None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
-            ready.put((0, None, None, exc))
-        finally:
-            frames.close()
-            ready.put(None)
-
-    thread = threading.Thread(target=read, name="heygem-study-read", daemon=True)
-    thread.start()
+def _detected(frames: Iterator[np.ndarray], step: int, limit: int, detect: Callable[[np.ndarray], list[Face]] | None,
+              ) -> Iterator[tuple[int, np.ndarray, list[Face] | None]]:
+    """``(frame number, frame, faces)`` of every ``step``-th of ``frames`` below ``limit``; faces None without a
+    detector."""
     try:
-        while (item := ready.get()) is not None:
-            number, frame, found, error = item
-            if error is not None:
-                raise error
-            yield number, frame, found
+        for number, frame in enumerate(frames):
+            if number >= limit:
+                break
+            if number % step == 0:
+                yield number, frame, None if detect is None else detect(frame)
     finally:
-        stop.set()
-        while thread.is_alive():  # let a reader blocked on a full queue see the stop
-            try:
-                ready.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        thread.join()
+        frames.close()
 
 
 def crop_landmarks(mesh, crop: np.ndarray, previous: np.ndarray | None, margin: float) -> np.ndarray | None:

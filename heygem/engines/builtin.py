@@ -28,8 +28,6 @@ one line, driven by the voice band's loudness), to compare against.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -51,6 +49,7 @@ from heygem.faces.landmarks import (
     get_face_mesh,
 )
 from heygem.footage import FootageStudy
+from heygem.prefetch import Prefetch
 from heygem.selection import build_index, choose_frames, join_fades, mouth_measures
 from heygem.speech.frames import frame_loudness, speech_features, voice_distance, voice_print
 from heygem.speech.loudness import mouth_drive
@@ -687,31 +686,18 @@ class BuiltinEngine(Engine):
     def _landmarks(self, crop: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
         return crop_landmarks(self.mesh, crop, previous, self.crop_margin)
 
-    def _tracked(self, crops: np.ndarray) -> Iterator[np.ndarray | None]:
+    def _tracked(self, crops: np.ndarray) -> Prefetch:
         """The face mesh points of each crop in order, each tracked from the one before (as ``_previous``
         carries them from frame to frame), found in a thread of their own while the caller draws the frames
         already known: the mesh and the drawing both leave Python's lock while they work, so on two cores
         they overlap (a frame's points never depend on its drawing)."""
-        found: queue.Queue = queue.Queue()
 
-        def track(previous: np.ndarray | None) -> None:
-            try:
-                for crop in crops:
-                    previous = self._landmarks(crop, previous)
-                    found.put((previous, None))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
-                found.put((None, exc))
+        def track(previous: np.ndarray | None) -> Iterator[np.ndarray | None]:
+            for crop in crops:
+                previous = self._landmarks(crop, previous)
+                yield previous
 
-        thread = threading.Thread(target=track, args=(self._previous,), name="heygem-mesh", daemon=True)
-        thread.start()
-        try:
-            for _ in range(len(crops)):
-                points, error = found.get()
-                if error is not None:
-                    raise error
-                yield points
-        finally:
-            thread.join()
+        return Prefetch(track(self._previous), len(crops), "heygem-mesh")
 
     def synthesize(self, crops: np.ndarray, mel_chunks: np.ndarray, frame_indices: np.ndarray | None = None) -> np.ndarray:
         size = self.crop_size
