@@ -627,6 +627,21 @@ def test_video_writer_keeps_colours(tmp_path: Path, size: tuple[int, int]) -> No
         assert np.abs(middle.reshape(-1, 3).mean(0) - colour).max() < 3, (colour, middle.reshape(-1, 3).mean(0))
 
 
+def test_video_writer_keeps_the_colour_of_fine_detail(tmp_path: Path) -> None:
+    # Red and blue one pixel apart (as a lip's edge against skin, finer): each 2x2 block's colour is their mix,
+    # not the colour of one of its four pixels.
+    frame = np.zeros((120, 160, 3), np.uint8)
+    frame[:, 0::2], frame[:, 1::2] = (0, 0, 255), (255, 0, 0)
+    out = tmp_path / "stripes.mp4"
+    with VideoWriter(out, 160, 120, Fraction(25), None, 0.2, FAST) as writer:
+        for _ in range(5):
+            writer.write(frame)
+    decoded = next(iter(iter_frames(probe(out), Fraction(25))))
+    seen = decoded[20:100, 20:140].reshape(-1, 3).mean(0)
+    # A purple (the mean, 127 blue and red) within a few levels; a block's chroma from one pixel read red (0, 0, 230).
+    assert np.abs(seen - frame.reshape(-1, 3).mean(0)).max() < 15, seen
+
+
 def test_video_writer_pads_odd_size(media: Path, tmp_path: Path) -> None:
     out = tmp_path / "odd.mp4"
     with VideoWriter(out, 161, 121, Fraction(25), media / "speechrecognition/english.wav", 0.4, FAST) as writer:

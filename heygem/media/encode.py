@@ -65,6 +65,24 @@ def _gpu_encoder_problem(exe: str) -> str | None:
     return None
 
 
+# Full-range chroma (OpenCV's YCrCb, as JPEG) to the limited range of video (16..240 around 128).
+_LIMITED_CHROMA = np.clip(np.round(128 + (np.arange(256) - 128) * 224 / 255), 0, 255).astype(np.uint8)
+
+
+def yuv420p(frame: np.ndarray) -> np.ndarray:
+    """A BGR frame of even size as one yuv420p picture (BT.601, limited range): its luma, then each 2x2
+    block's mean chroma (U, then V), as ffmpeg reads ``-pix_fmt yuv420p`` from a pipe."""
+    height, width = frame.shape[:2]
+    out = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)  # luma right; chroma of one pixel in four, replaced
+    block_means = cv2.resize(frame, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+    _, cr, cb = cv2.split(cv2.cvtColor(block_means, cv2.COLOR_BGR2YCrCb))
+    quarter = (height // 2) * (width // 2)
+    flat = out.reshape(-1)
+    flat[height * width:height * width + quarter] = cv2.LUT(cb, _LIMITED_CHROMA).reshape(-1)  # U
+    flat[height * width + quarter:] = cv2.LUT(cr, _LIMITED_CHROMA).reshape(-1)  # V
+    return out
+
+
 class VideoWriter:
     """H.264/AAC MP4 writer fed one BGR frame at a time.
 
@@ -140,7 +158,7 @@ class VideoWriter:
         if any(self._padding):
             frame = cv2.copyMakeBorder(frame, 0, self._padding[0], 0, self._padding[1], cv2.BORDER_CONSTANT, value=0)
         try:
-            self._proc.stdin.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).data)
+            self._proc.stdin.write(yuv420p(frame).data)
         except (BrokenPipeError, OSError) as exc:
             # ffmpeg has exited early: its stderr says why.
             returncode = self._proc.wait()
