@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 MOUTH_MEASURES = ("opening", "width", "upper_lip", "lower_lip")
 MAX_LOOKAHEAD = 0.3  # seconds
-FADE_FRAMES = 2  # output frames over which a join cross-fades from the run it leaves into the new one
+FADE_FRAMES = 1  # output frames on each side of a join over which the two runs cross-fade
 MIN_PAUSE_SECONDS = 0.15  # silence at least this long is a pause (shorter: a stop closure inside a word)
 SILENT_LEVEL = LOUDNESS_RANGE[0] + 0.05  # normalised loudness at or below which a frame is silent
 MIN_REST_FRAMES = 5
@@ -502,22 +502,37 @@ def run_lengths(frames: np.ndarray) -> np.ndarray:
 
 
 def join_fades(frames: np.ndarray, usable: np.ndarray, length: int = FADE_FRAMES) -> tuple[np.ndarray, np.ndarray]:
-    """Where the chosen ``frames`` jump (a join), the run they leave goes on under the new one for ``length``
-    more output frames, fading out: per output frame the footage frame it fades from (-1: none) and that
-    frame's weight (length / (length + 1) at the join, falling by 1 / (length + 1) each frame). A run that
-    cannot go on (the footage ends, or its next frame is not ``usable``) stops fading there."""
+    """Cross-fades centred on each join of the chosen ``frames`` (where they jump to another run): for
+    ``length`` output frames after the join the run left goes on under the new one, and for ``length`` frames
+    before it the new run's own earlier frames show under the old one, each weighted by its distance from the
+    join (1 / (2 length + 1) .. length / (2 length + 1)). Per output frame: the footage frame faded in (-1:
+    none) and its weight. Centred, the new mouth arrives on time: a fade after the join alone showed it a
+    frame late (bench/RESULTS.md, "Joins centred"). A run cannot go on past the footage's ends or through a
+    frame that is not ``usable``; a frame between two close joins keeps the stronger fade."""
     frames = np.asarray(frames, np.int64)
     usable = np.asarray(usable, bool)
-    source = np.full(len(frames), -1, np.int64)
-    weight = np.zeros(len(frames))
-    for t in range(1, len(frames)):
+    n = len(frames)
+    source = np.full(n, -1, np.int64)
+    weight = np.zeros(n)
+
+    def fade(t: int, footage_frame: int, w: float) -> bool:
+        if not 0 <= footage_frame < len(usable) or not usable[footage_frame]:
+            return False
+        if w > weight[t]:
+            source[t], weight[t] = footage_frame, w
+        return True
+
+    for t in range(1, n):
         if frames[t] == frames[t - 1] + 1:
             continue
-        for k in range(length):
-            old = frames[t - 1] + 1 + k
-            if t + k >= len(frames) or old >= len(usable) or not usable[old]:
+        for k in range(length):  # after the join: the run left goes on under the new one
+            if t + k >= n or (k > 0 and frames[t + k] != frames[t + k - 1] + 1):
+                break  # the new run already jumped again: its own join fades from there
+            if not fade(t + k, int(frames[t - 1]) + 1 + k, (length - k) / (2 * length + 1)):
                 break
-            if k > 0 and frames[t + k] != frames[t + k - 1] + 1:
-                break  # the new run already jumped again: its own join fades from here
-            source[t + k], weight[t + k] = old, (length - k) / (length + 1)
+        for k in range(1, length + 1):  # before it: the new run's own earlier frames under the old one
+            if t - k < 0 or (k > 1 and frames[t - k + 1] != frames[t - k] + 1):
+                break
+            if not fade(t - k, int(frames[t]) - k, (length - k + 1) / (2 * length + 1)):
+                break
     return source, weight

@@ -196,19 +196,24 @@ def test_with_another_voice_loudness_leads(katie: Footage, radio) -> None:
     assert as_other[voiced].mean() > as_other[~voiced].mean()
 
 
-def test_joins_fade_from_the_run_they_leave() -> None:
+def test_joins_fade_centred_on_the_join() -> None:
     usable = np.ones(20, bool)
     frames = np.array([0, 1, 2, 10, 11, 12, 13, 5, 6])
     source, weight = join_fades(frames, usable, length=2)
-    assert source.tolist() == [-1, -1, -1, 3, 4, -1, -1, 14, 15]
-    assert np.allclose(weight, [0, 0, 0, 2 / 3, 1 / 3, 0, 0, 2 / 3, 1 / 3])
-    # The run left cannot go on past the footage's end, nor into a frame that may not be shown.
+    # Before each join the new run's own earlier frames, after it the old run's next ones: the new mouth on time.
+    assert source.tolist() == [-1, 8, 9, 3, 4, 3, 4, 14, 15]
+    assert np.allclose(weight, [0, 1 / 5, 2 / 5, 2 / 5, 1 / 5, 1 / 5, 2 / 5, 2 / 5, 1 / 5])
+    # Neither run goes on past the footage's ends, nor through a frame that may not be shown.
     usable[4] = False
     source, _ = join_fades(frames, usable, length=2)
     assert source[3] == 3 and source[4] == -1
-    # A new run that jumps again at once fades from its own join.
-    source, _ = join_fades(np.array([0, 1, 8, 15, 16]), np.ones(20, bool), length=2)
-    assert source.tolist() == [-1, -1, 2, 9, 10]
+    source, _ = join_fades(np.array([5, 6, 0, 1]), np.ones(20, bool), length=1)
+    assert source.tolist() == [-1, -1, 7, -1]  # the run at 0 has no earlier frame
+    # A one-frame run between two joins is given two fades as strong: it keeps the first (its old run's).
+    source, weight = join_fades(np.array([0, 1, 8, 15, 16]), np.ones(20, bool), length=1)
+    assert source.tolist() == [-1, 7, 2, 9, -1] and np.allclose(weight, [0, 1 / 3, 1 / 3, 1 / 3, 0])
+    source, _ = join_fades(np.array([0, 1, 2, 8, 9, 15, 16]), np.ones(20, bool), length=2)
+    assert source.tolist() == [-1, 6, 7, 3, 14, 10, 11]  # frame 4: the next join's 2/5 over this one's 1/5
 
 
 def test_lookahead_is_bounded(katie: Footage) -> None:

@@ -10,8 +10,9 @@ cheek, and within both faces' jaw lines (the footage frame's own, so no backgrou
 along, though hair fallen over the cheek inside it can: bench/RESULTS.md; the picture's, each lowered to the
 lower of the two chins, so neither an opening nor a closing jaw is cut off and the picture's own chin never
 shows under the chosen one). Pixels outside the mask are the picture's own. Where the chosen frames jump from
-one run of the footage to another, the run left goes on for a frame or two under the new one, cross-fading
-(``heygem.selection.join_fades``), so a join never pops.
+one run of the footage to another, the two runs cross-fade over a frame on each side of the join, the new
+run's own earlier frame under the old and the old run's next frame under the new
+(``heygem.selection.join_fades``), so a join never pops and the new mouth is not late.
 """
 from __future__ import annotations
 
