@@ -1,9 +1,9 @@
 """Strips to look at: the footage drive's output frames beside the footage frames they came from.
 
 For each presenter (its whole footage) and each speech, ``heygem.generate`` runs with ``--mouth-drive footage``
-and every output frame's chosen footage frame is recorded. One tile per sound class of the speech (m/b/p,
-f/v, "ah", "ee", "oo", a pause), each the output's lower face (left) beside the same region of the footage
-frame that was chosen for it (right), is written to tests/artifacts/footage_<presenter>_<speech>_sounds.png,
+and every output frame's footage frame is recorded as the engine chose it. One tile per sound class of the speech (m/b/p,
+f/v, "ah", "ee", "oo", a pause), each the output's lower face (above) over the same region of the footage
+frame that was chosen for it (below), is written to tests/artifacts/footage_<presenter>_<speech>_sounds.png,
 and 12 consecutive output frames across the join with the largest jump in opening to ..._join.png. The class
 of a frame is the speech's viseme there (``heygem.speech.phones.mouth_shapes``, the English phone set, for any
 language); the frame shown is the one in the middle of the longest stretch of that class.
@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-import heygem.engines.footage_mouths as footage_mouths  # noqa: E402
+import heygem.engines.builtin as builtin  # noqa: E402
 from heygem.bench import default_shared  # noqa: E402
 from heygem.faces.landmarks import LandmarkTracker, mouth_opening  # noqa: E402
 from heygem.media.audio import load_audio  # noqa: E402
@@ -79,20 +79,21 @@ def _middle_of_longest(mask: np.ndarray) -> int | None:
 
 def strips(media: Path, presenter: str, language: str, speech: str, out_dir: Path, work: Path) -> list[Path]:
     chosen: list[int] = []
-    place = footage_mouths.MouthPlacer.place
+    choose = builtin._choose_from_footage
 
-    def recording(self, picture, points, index, *rest):  # the footage frame each output frame shows
-        chosen.append(index)
-        return place(self, picture, points, index, *rest)
+    def recording(job):  # the footage frame of each output frame, as the engine chose them
+        frames = choose(job)
+        chosen.extend(int(f) for f in frames)
+        return frames
 
-    footage_mouths.MouthPlacer.place = recording
+    builtin._choose_from_footage = recording
     try:
         settings = Settings(engine=EngineOptions(engine="builtin", mouth_drive="footage"),
                             encode=EncodeOptions(preset="veryfast", crf=14),
                             detection=DetectionOptions(cache_dir=work / "cache"), out_dir=work)
         result = generate(media / speech, media / presenter, work / "out.mp4", settings)
     finally:
-        footage_mouths.MouthPlacer.place = place
+        builtin._choose_from_footage = choose
     if result.engine_info.mode != "footage":
         raise SystemExit(f"{presenter}: the footage drive fell back ({result.engine_info.fallbacks})")
     output, footage = _frames(result.output), _frames(media / presenter)
