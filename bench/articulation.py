@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402 - after the environment and the path above
 
 from heygem.bench import default_shared, machine_facts  # noqa: E402
 from heygem.eval import articulation_on_split, compare_articulation, cut_speech_argv, split_clip  # noqa: E402
-from heygem.media.ffmpeg import ffmpeg_exe, run_ffmpeg  # noqa: E402
+from heygem.media.ffmpeg import base_argv, ffmpeg_exe, file_url, run_ffmpeg  # noqa: E402
 from heygem.media.probe import probe  # noqa: E402
 from heygem.pipeline import generate  # noqa: E402
 from heygem.settings import MOUTH_DRIVES, DetectionOptions, EncodeOptions, EngineOptions, Settings  # noqa: E402
@@ -108,14 +108,22 @@ def drive_means(rows: list[dict]) -> dict[str, dict[str, float | None]]:
     return means
 
 
-def reversed_run(split, clip: Path, drive: str, preset: str, folder: Path, max_lag: int):
-    """The clip the other way round: the second half as the presenter, the first half's own speech as the
-    audio, the real first half as the truth."""
+def reversed_run(split, clip: Path, drive: str, preset: str, folder: Path, max_lag: int, footage_speech: bool):
+    """The clip the other way round: the second half as the presenter (with ``footage_speech``, with its own
+    speech, as the first half has it forwards), the first half's own speech as the audio, the real first half
+    as the truth."""
     first_speech = folder / "first_speech.wav"
     if not first_speech.exists():
         run_ffmpeg(cut_speech_argv(ffmpeg_exe(), clip, first_speech, start=Fraction(0),
                                    end=probe(split.first_half).frame_count / split.fps), subject=clip)
-    result = generate(first_speech, split.second_half, folder / f"{drive}-reversed.mp4", settings_for(drive, preset))
+    presenter = split.second_half
+    if footage_speech:
+        presenter = folder / "second_half_speaking.mp4"
+        if not presenter.exists():  # the second half's picture as cut, its own speech (split.speech) beside it
+            run_ffmpeg([*base_argv(ffmpeg_exe()), "-y", "-i", file_url(split.second_half), "-i", file_url(split.speech),
+                        "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-f", "mp4",
+                        str(presenter)], subject=clip)
+    result = generate(first_speech, presenter, folder / f"{drive}-reversed.mp4", settings_for(drive, preset))
     return compare_articulation(result.output, split.first_half, speech=first_speech, max_lag=max_lag)
 
 
@@ -169,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr, flush=True)
                 if args.both_ways:
                     t0 = time.perf_counter()
-                    report = reversed_run(split, media / clip, drive, args.preset, folder, args.max_lag)
+                    report = reversed_run(split, media / clip, drive, args.preset, folder, args.max_lag,
+                                          args.footage_speech)
                     rows.append({"clip": clip, "cut": cut, "drive": drive, "reversed": True, "size": list(split.size),
                                  "run_s": round(time.perf_counter() - t0, 2), "report": report.to_dict()})
                     print(f"{clip} {drive} reversed: {report.summary()}", file=sys.stderr, flush=True)
