@@ -38,9 +38,9 @@ from heygem.media.audio import TooLongError, load_audio
 from heygem.media.encode import VideoWriter
 from heygem.media.probe import MediaInfo, fit_picture, probe, turned
 from heygem.media.video import iter_frames, sample_frames, turn_image
+from heygem.prefetch import Prefetch
 from heygem.settings import DetectionOptions, Limits, Settings
 from heygem.speech.phones import mouth_shapes
-from heygem.prefetch import Prefetch
 from heygem.study import sampling, study_kept, study_presenter
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,10 @@ when ffmpeg succeeded, so a failed or cancelled run never leaves a half-written 
 
 Frames go down the pipe as yuv420p, converted here by OpenCV (BT.601, limited range, as ffmpeg converts):
 half the bytes of BGR, and the encoder skips its own conversion, which costs more (20 s of 720p: 0.9 s less
-CPU in all) and is less exact (a pure blue came back 5 levels off, within 3 through OpenCV). Odd sizes are padded
-black on the right and bottom rather than scaled, so no pixel of the result moves."""
+CPU in all) and is less exact (a pure blue came back 5 levels off, within 3 through OpenCV). The chroma is each
+2x2 block's mean (``yuv420p``): OpenCV's own I420 takes it from one pixel of the four, which frayed lips against
+skin (bench/RESULTS.md, "Issue 21, a chroma fault and joins on time"). Odd sizes are padded black on the right
+and bottom rather than scaled, so no pixel of the result moves."""
 from __future__ import annotations
 
 import functools
