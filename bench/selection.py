@@ -146,11 +146,13 @@ CONFIGS: dict[str, SelectionOptions] = {
     "features": SelectionOptions(target="features", loudness_weight=0.0, closure_weight=0.0),
     "ridge target": SelectionOptions(target="ridge", loudness_weight=0.0, closure_weight=0.0),
     "both": SelectionOptions(target="both", loudness_weight=0.0, closure_weight=0.0),
-    "both + loudness prior": SelectionOptions(closure_weight=0.0),
+    "both + loudness prior": SelectionOptions(loudness_weight=1.0, closure_weight=0.0),
+    # The default: no loudness prior for the footage's own voice, one rising to 10 for another; closure prior.
     "default (both + loudness + closure priors)": SelectionOptions(),
-    "default, loudness prior x2": SelectionOptions(loudness_weight=2.0),
+    # The second round's default: the loudness prior at 1 for the footage's own voice too.
+    "default, own voice's loudness prior 1": SelectionOptions(loudness_weight=1.0),
     # The first round's default: the ridge alone predicts the mouth, one loudness weight whatever the voice.
-    "first round's default": SelectionOptions(neighbour_share=0.0, other_voice_loudness_weight=1.0),
+    "first round's default": SelectionOptions(neighbour_share=0.0, loudness_weight=1.0, other_voice_loudness_weight=1.0),
 }
 
 
@@ -226,7 +228,8 @@ def closed_level(opening: np.ndarray) -> float:
 def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phones_cache: dict,
                  configs: tuple[str, ...] = ("both", "both + loudness prior",
                                              "default (both + loudness + closure priors)",
-                                             "default, loudness prior x2", "first round's default")) -> list[dict]:
+                                             "default, own voice's loudness prior 1",
+                                             "first round's default")) -> list[dict]:
     """Each clip's whole footage with each speech: loudness proxy of the chosen mouths and of today's phone
     drive (heygem.phones.mouth_shapes, not rendered); m/b/p closures."""
     rows = []

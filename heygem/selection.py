@@ -16,7 +16,9 @@ distance, ``mouth_measures``) and whether it is a rest mouth (closed, in a pause
   quantile the speech frame's loudness has in its speech. Another voice or language than the footage's lands
   far from the footage's sounds, and then loudness must lead: the prior's weight grows with the distance
   between the footage's voice and the speech's (``heygem.speech.frames.voice_distance``; bench/RESULTS.md,
-  "The footage drive, second round");
+  "The footage drive, second round"). The person's own voice needs no prior: what their own sounds predict
+  already carries their loudness, and the prior only pulls towards a cruder guess (bench/RESULTS.md, "The
+  person's own voice without the loudness prior");
 - join cost: 0 for the footage's own next frame (real motion), otherwise a jump penalty plus the squared mouth
   shape jump (standardised measures), so runs of consecutive real frames are preferred;
 - candidates: the ``k`` frames of least target cost, plus the next frames of the ``beam`` best paths so far
@@ -95,7 +97,8 @@ class SelectionOptions:
         mouth of the ``neighbours`` footage frames nearest in sound (each stretched to unit spread).
         loudness_weight: weight of a loudness prior added to either target: the squared distance between the
         footage frame's opening and the opening at the same quantile of the person's openings as the new
-        speech frame's loudness is among the speech's (standardised); any language, any voice.
+        speech frame's loudness is among the speech's (standardised); any language, any voice. This weight is
+        for the footage's own voice (or a voice unknown); 0: none.
         other_voice_loudness_weight, voice_ramp: the prior's weight for a voice unlike the footage's: it rises
         smoothly from ``loudness_weight`` at voice distance voice_ramp[0] to this at voice_ramp[1].
         closure_weight: weight of a lip-closure prior: in frames the speech's phones mark as m, b or p (by the
@@ -116,7 +119,7 @@ class SelectionOptions:
     ridge_measures: tuple[int, ...] = (0, 1)
     neighbours: int = 7
     neighbour_share: float = 0.5
-    loudness_weight: float = 1.0
+    loudness_weight: float = 0.0  # 1 -> 0: own voice, long clips' chosen mouths 0.44 / 0.47 -> 0.50 / 0.48 (RESULTS)
     other_voice_loudness_weight: float = 10.0  # 3 -> 10: another voice's loudness proxy 0.57 -> 0.68 rendered (RESULTS)
     voice_ramp: tuple[float, float] = (0.35, 0.55)
     closure_weight: float = 3.0
@@ -343,8 +346,9 @@ class _Targets:
         if self.loudness_weight > 0:
             self.loud_open = _loudness_openings(index, np.asarray(loudness, np.float64))
         if options.closure_weight > 0:
-            # The closures keep their say against a loudness prior raised for another voice.
-            raised = self.loudness_weight / options.loudness_weight if options.loudness_weight > 0 else 1.0
+            # The closures keep their say against a loudness prior raised for another voice (against the own
+            # voice's weight, or 1 where that is less).
+            raised = self.loudness_weight / max(options.loudness_weight, 1.0)
             self.closure = lip_closure(speech_features, index.feature_options).astype(np.float64) * \
                 options.closure_weight * max(1.0, raised)
             closed = np.percentile(index.mouth_z[index.face, 0], 10)
