@@ -23,10 +23,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
+
 from heygem.bench import default_shared  # noqa: E402
-from heygem.eval import measure_sync  # noqa: E402
+from heygem.eval import measure_sync, mouth_measures  # noqa: E402
+from heygem.media.audio import load_audio  # noqa: E402
 from heygem.pipeline import generate  # noqa: E402
 from heygem.settings import MOUTH_DRIVES, DetectionOptions, EncodeOptions, EngineOptions, Settings  # noqa: E402
+from heygem.speech.frames import lip_closure, speech_features  # noqa: E402
+from heygem.speech.phones import recognise_phones  # noqa: E402
+
+RATE = 16000
 
 PRESENTERS = ("videoretalking/1.mp4", "videoretalking/2.mp4", "sadtalker/WDA_KatieHill_000.mp4",
               "latentsync/demo1_video.mp4", "long/french.mp4", "long/Chantel-Home-Intro.mp4")
@@ -40,11 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drives", nargs="+", default=["phones", "footage"], choices=MOUTH_DRIVES)
     args = parser.parse_args(argv)
     media = args.shared / "media"
-    print("| presenter | speech | " + " | ".join(f"{drive}: proxy r (made as)" for drive in args.drives) + " |")
+    print("| presenter | speech | " + " | ".join(f"{drive}: proxy r, m/b/p closed (made as)" for drive in args.drives)
+          + " |")
     print("| --- | --- | " + " | ".join("---" for _ in args.drives) + " |")
     with tempfile.TemporaryDirectory(prefix="heygem-proxy-") as work:
         out = Path(work)
+        speeches = {language: np.asarray(load_audio(media / speech, RATE), np.float32)
+                    for language, speech in SPEECHES.items()}
+        phones = {language: recognise_phones(samples) for language, samples in speeches.items()}
         for presenter in args.presenters:
+            closed = float(np.nanpercentile(mouth_measures(media / presenter)[0], 30))
             for language, speech in SPEECHES.items():
                 cells = []
                 for drive in args.drives:
@@ -53,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
                                         detection=DetectionOptions(cache_dir=out / "cache"), out_dir=out)
                     result = generate(media / speech, media / presenter, out / f"{language}_{drive}.mp4", settings)
                     sync = measure_sync(result.output, media / speech, max_lag=0)
+                    features = speech_features(speeches[language], sync.fps, sync.frames, phones=phones[language])
+                    bilabial = (lip_closure(features) > 0.5) & np.isfinite(sync.opening)
+                    shut = float((sync.opening[bilabial] <= closed).mean()) if bilabial.any() else float("nan")
                     about = result.engine_info
                     made = about.mode + ("/" + ",".join(about.fallbacks) if about.fallbacks else "")
-                    cells.append(f"{sync.peak_r:.2f} ({made})")
+                    cells.append(f"{sync.peak_r:.2f}, {shut:.2f} of {int(bilabial.sum())} ({made})")
                 print(f"| {presenter} | {language} | " + " | ".join(cells) + " |", flush=True)
     return 0
 

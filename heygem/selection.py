@@ -103,7 +103,8 @@ class SelectionOptions:
         smoothly from ``loudness_weight`` at voice distance voice_ramp[0] to this at voice_ramp[1].
         closure_weight: weight of a lip-closure prior: in frames the speech's phones mark as m, b or p (by the
         share of the frame), the squared excess of the footage frame's opening over the person's closed
-        opening (their 10th percentile), standardised.
+        opening (their 10th percentile), standardised. other_voice_closure_weight: its weight for a voice
+        unlike the footage's, ramped as the loudness prior's (closures must hold against that prior).
     k: candidates per frame by target cost. beam: paths whose next footage frame is also a candidate.
     jump_penalty, join_weight: the join cost of any frame but the footage's own next one is jump_penalty +
         join_weight x the mean squared standardised mouth jump.
@@ -123,6 +124,7 @@ class SelectionOptions:
     other_voice_loudness_weight: float = 10.0  # 3 -> 10: another voice's loudness proxy 0.57 -> 0.68 rendered (RESULTS)
     voice_ramp: tuple[float, float] = (0.35, 0.55)
     closure_weight: float = 3.0
+    other_voice_closure_weight: float = 80.0  # 30 -> 80: another voice's m/b/p closed 0.72 -> 0.99 (RESULTS)
     group_weights: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
@@ -137,11 +139,18 @@ class SelectionOptions:
     def loudness_weight_for(self, voice_distance: float | None) -> float:
         """The loudness prior's weight for a speech whose voice is ``voice_distance`` from the footage's (None:
         the footage's own voice)."""
+        return self._ramped(self.loudness_weight, self.other_voice_loudness_weight, voice_distance)
+
+    def closure_weight_for(self, voice_distance: float | None) -> float:
+        """The lip-closure prior's weight for a speech whose voice is ``voice_distance`` from the footage's."""
+        return self._ramped(self.closure_weight, self.other_voice_closure_weight, voice_distance)
+
+    def _ramped(self, own: float, other: float, voice_distance: float | None) -> float:
         if voice_distance is None:
-            return self.loudness_weight
+            return own
         low, high = self.voice_ramp
         x = min(max((voice_distance - low) / max(high - low, 1e-9), 0.0), 1.0)
-        return self.loudness_weight + (self.other_voice_loudness_weight - self.loudness_weight) * x * x * (3 - 2 * x)
+        return own + (other - own) * x * x * (3 - 2 * x)
 
 
 @dataclass
@@ -345,12 +354,9 @@ class _Targets:
         self.real = index.mouth_z[:, measures]
         if self.loudness_weight > 0:
             self.loud_open = _loudness_openings(index, np.asarray(loudness, np.float64))
-        if options.closure_weight > 0:
-            # The closures keep their say against a loudness prior raised for another voice (against the own
-            # voice's weight, or 1 where that is less).
-            raised = self.loudness_weight / max(options.loudness_weight, 1.0)
-            self.closure = lip_closure(speech_features, index.feature_options).astype(np.float64) * \
-                options.closure_weight * max(1.0, raised)
+        self.closure_weight = options.closure_weight_for(voice_distance)
+        if self.closure_weight > 0:
+            self.closure = lip_closure(speech_features, index.feature_options).astype(np.float64) * self.closure_weight
             closed = np.percentile(index.mouth_z[index.face, 0], 10)
             self.excess = np.maximum(index.mouth_z[:, 0] - closed, 0.0) ** 2
 
@@ -366,7 +372,7 @@ class _Targets:
             cost += ((p[:, None, :] - self.real[None, :, :]) ** 2).mean(2) * self.ridge_factor
         if self.loudness_weight > 0:
             cost += (self.loud_open[first:last, None] - self.index.mouth_z[None, :, 0]) ** 2 * self.loudness_weight
-        if self.options.closure_weight > 0:
+        if self.closure_weight > 0:
             cost += self.closure[first:last, None] * self.excess[None, :]
         allowed = np.where(self.pause[first:last, None], self.index.rest[None, :], self.index.face[None, :])
         cost[~allowed] = np.inf
@@ -381,7 +387,7 @@ class _Targets:
             cost += ((self.predicted[t][None, :] - self.real[frames]) ** 2).mean(1) * self.ridge_factor
         if self.loudness_weight > 0:
             cost += (self.loud_open[t] - self.index.mouth_z[frames, 0]) ** 2 * self.loudness_weight
-        if self.options.closure_weight > 0:
+        if self.closure_weight > 0:
             cost += self.closure[t] * self.excess[frames]
         allowed = self.index.rest[frames] if self.pause[t] else self.index.face[frames]
         cost[~allowed] = np.inf

@@ -196,6 +196,21 @@ def test_with_another_voice_loudness_leads(katie: Footage, radio) -> None:
     assert as_other[voiced].mean() > as_other[~voiced].mean()
 
 
+def test_with_another_voice_the_lips_still_close_on_m_b_p(katie: Footage, radio) -> None:
+    """Loudness leads with another voice, and the closures hold against it: on the speech's m/b/p the chosen
+    mouths are the person's closed ones."""
+    index = katie.index(0, katie.n)
+    n = round(len(radio) / RATE * float(katie.fps))
+    features, loudness = speech_features(radio, katie.fps, n), frame_loudness(radio, katie.fps, n)
+    bilabial = lip_closure(features) > 0.5
+    closed = np.percentile(index.mouth[index.face, 0], 30)
+    chosen = index.mouth[choose_frames(index, features, loudness, voice_distance=1.0), 0]
+    unraised = SelectionOptions(other_voice_closure_weight=SelectionOptions().closure_weight)
+    weaker = index.mouth[choose_frames(index, features, loudness, voice_distance=1.0, options=unraised), 0]
+    assert (chosen[bilabial] <= closed).mean() >= 0.8
+    assert (chosen[bilabial] <= closed).mean() > (weaker[bilabial] <= closed).mean()
+
+
 def test_joins_fade_centred_on_the_join() -> None:
     usable = np.ones(20, bool)
     frames = np.array([0, 1, 2, 10, 11, 12, 13, 5, 6])
