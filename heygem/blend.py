@@ -6,8 +6,9 @@ every pixel where the mask is zero, keeps exactly its decoded value. ``hard`` is
 paste of the whole box.
 
 An engine that draws into the frame itself (the built-in one: ``Engine.paints_frames``) uses ``warp_into``: its
-patch warped onto the face by an affine, matched in colour to the skin around it (``ColourMatch``) and blended
-through its own mask at the frame's resolution.
+patch warped onto the face by an affine, matched in colour to the skin around it (``ColourMatch``; where the
+picture is far brighter or darker than light explains, a fade or a flash, faded with it: ``fade_like``) and
+blended through its own mask at the frame's resolution.
 """
 from __future__ import annotations
 
@@ -107,8 +108,31 @@ def warp_into(picture: np.ndarray, patch: np.ndarray, mask: np.ndarray, ring: np
     around = cv2.warpAffine((ring > 0).astype(np.uint8), local, size, flags=cv2.INTER_NEAREST,
                             borderMode=cv2.BORDER_CONSTANT)
     region = picture[y0:y1, x0:x1]
+    fade = None
+    fading = 0.0  # how far the picture's difference from the patch is a fade rather than light (0..1)
     if around.any():
-        colour.update(np.array(cv2.mean(region, around)[:3]) - np.array(cv2.mean(moved, around)[:3]))
-    if colour.offset is not None:
+        skin, own = np.array(cv2.mean(region, around)[:3]), np.array(cv2.mean(moved, around)[:3])
+        # From the offset's limit to twice that, the offset hands over to the fade, so neither pops in. (Light
+        # alone moves the skin by up to about 55 levels between moments of one shared video; a fade from white
+        # by over 100.)
+        fading = float(np.clip(np.abs(skin - own).max() / colour.limit - 1.0, 0.0, 1.0))
+        if fading > 0:
+            fade = fade_like(moved, own, skin)
+        if fading < 1:
+            colour.update(skin - own)
+    if fading < 1 and colour.offset is not None:
         moved = cv2.add(moved, (*map(float, colour.offset), 0.0))  # saturating, as the clip to 0..255 was
+    if fade is not None:
+        moved = fade if fading >= 1 else cv2.addWeighted(fade, fading, moved, 1.0 - fading, 0.0)
     region[:] = cv2.blendLinear(moved, np.ascontiguousarray(region), weight, 1.0 - weight)
+
+
+def fade_like(patch: np.ndarray, own: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """``patch`` faded as the picture is: a picture far brighter or darker than any light explains (a fade from
+    or to white or black, a flash) is its face blended towards white or black, so the patch, whose skin has the
+    mean colour ``own``, is blended towards the same by the share that brings that mean to the picture's
+    ``skin`` (per channel). A mouth of full colour on a faded face would float on it."""
+    target = np.where(skin > own, 255.0, 0.0)
+    kept = np.clip((skin - target) / np.where(np.abs(own - target) < 1.0, 1.0, own - target), 0.0, 1.0)
+    faded = patch.astype(np.float32) * kept.astype(np.float32) + (target * (1.0 - kept)).astype(np.float32)
+    return np.clip(faded + 0.5, 0, 255).astype(np.uint8)

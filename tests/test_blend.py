@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heygem.blend import lower_face_mask, paste
+from heygem.blend import ColourMatch, lower_face_mask, paste, warp_into
 
 
 def scene() -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
@@ -40,3 +40,38 @@ def test_hard_paste_replaces_the_whole_box_only() -> None:
     assert np.all(frame[y1:y2, x1:x2] == 200)
     frame[y1:y2, x1:x2] = before[y1:y2, x1:x2]
     assert np.array_equal(frame, before)
+
+
+def face_and_mouth() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A 60x60 patch of skin with a dark mouth, its mask (the middle) and colour ring (a band above the mask)."""
+    patch = np.full((60, 60, 3), (140, 150, 190), np.uint8)
+    patch[26:34, 18:42] = (60, 40, 120)  # the lips and the mouth's inside
+    mask = np.zeros((60, 60), np.float32)
+    mask[14:46, 10:50] = 1.0
+    ring = np.zeros((60, 60), np.float32)
+    ring[4:12, 10:50] = 1.0
+    return patch, mask, ring, np.float64([[1, 0, 20], [0, 1, 20]])
+
+
+def test_a_mouth_drawn_into_a_faded_picture_fades_with_it() -> None:
+    """A presenter video that fades in from white: the face is mostly white, and the mouth must be too, not a
+    mouth of full colour floating on it."""
+    patch, mask, ring, affine = face_and_mouth()
+    face = np.full((100, 100, 3), (140, 150, 190), np.uint8)
+    picture = (0.2 * face + 0.8 * 255).astype(np.uint8)  # 80% of the way to white: 90 levels and more
+    warp_into(picture, patch, mask, ring, affine, ColourMatch(0.25, 40.0))
+    skin, mouth = picture[20 + 40, 20 + 12].astype(float), picture[20 + 30, 20 + 30].astype(float)
+    assert np.abs(skin - (0.2 * face[0, 0] + 0.8 * 255)).max() <= 3  # the skin as faded as the picture's
+    patch_contrast = np.abs(patch[0, 0].astype(float) - patch[30, 30]).max()
+    assert np.abs(skin - mouth).max() <= 0.3 * patch_contrast  # the mouth faded as much (0.2 of it, and some)
+    assert np.abs(skin - mouth).max() >= 0.1 * patch_contrast  # but still drawn
+
+
+def test_a_mouth_drawn_under_other_light_keeps_its_contrast() -> None:
+    """A picture a little brighter than the patch (light, not a fade): the offset matches the skin and the mouth
+    keeps its full contrast."""
+    patch, mask, ring, affine = face_and_mouth()
+    picture = np.full((100, 100, 3), (155, 165, 205), np.uint8)  # 15 levels brighter
+    warp_into(picture, patch, mask, ring, affine, ColourMatch(0.25, 40.0))
+    assert np.array_equal(picture[20 + 40, 20 + 12], [155, 165, 205])
+    assert np.array_equal(picture[20 + 30, 20 + 30], [75, 55, 135])
