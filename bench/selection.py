@@ -149,10 +149,11 @@ CONFIGS: dict[str, SelectionOptions] = {
     "both + loudness prior": SelectionOptions(loudness_weight=1.0, closure_weight=0.0),
     # The default: no loudness prior for the footage's own voice, one rising to 10 for another; closure prior.
     "default (both + loudness + closure priors)": SelectionOptions(),
-    # The second round's default: the loudness prior at 1 for the footage's own voice too.
-    "default, own voice's loudness prior 1": SelectionOptions(loudness_weight=1.0),
+    # The second round's default: the loudness prior at 1 for the footage's own voice too, closures 3 -> 30.
+    "default, own voice's loudness prior 1": SelectionOptions(loudness_weight=1.0, other_voice_closure_weight=30.0),
     # The first round's default: the ridge alone predicts the mouth, one loudness weight whatever the voice.
-    "first round's default": SelectionOptions(neighbour_share=0.0, loudness_weight=1.0, other_voice_loudness_weight=1.0),
+    "first round's default": SelectionOptions(neighbour_share=0.0, loudness_weight=1.0, other_voice_loudness_weight=1.0,
+                                              other_voice_closure_weight=3.0),
 }
 
 
