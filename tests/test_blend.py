@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from heygem.blend import ColourMatch, lower_face_mask, paste, warp_into
 
@@ -53,15 +54,16 @@ def face_and_mouth() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return patch, mask, ring, np.float64([[1, 0, 20], [0, 1, 20]])
 
 
-def test_a_mouth_drawn_into_a_faded_picture_fades_with_it() -> None:
-    """A presenter video that fades in from white: the face is mostly white, and the mouth must be too, not a
-    mouth of full colour floating on it."""
+@pytest.mark.parametrize("towards", [255, 0], ids=["from white", "to black"])
+def test_a_mouth_drawn_into_a_faded_picture_fades_with_it(towards: int) -> None:
+    """A presenter video that fades in from white (or out to black): the face is mostly white, and the mouth
+    must be too, not a mouth of full colour floating on it."""
     patch, mask, ring, affine = face_and_mouth()
     face = np.full((100, 100, 3), (140, 150, 190), np.uint8)
-    picture = (0.2 * face + 0.8 * 255).astype(np.uint8)  # 80% of the way to white: 90 levels and more
+    picture = (0.2 * face + 0.8 * towards).astype(np.uint8)  # 80% of the way: 90 levels and more
     warp_into(picture, patch, mask, ring, affine, ColourMatch(0.25, 40.0))
     skin, mouth = picture[20 + 40, 20 + 12].astype(float), picture[20 + 30, 20 + 30].astype(float)
-    assert np.abs(skin - (0.2 * face[0, 0] + 0.8 * 255)).max() <= 3  # the skin as faded as the picture's
+    assert np.abs(skin - (0.2 * face[0, 0] + 0.8 * towards)).max() <= 3  # the skin as faded as the picture's
     patch_contrast = np.abs(patch[0, 0].astype(float) - patch[30, 30]).max()
     assert np.abs(skin - mouth).max() <= 0.3 * patch_contrast  # the mouth faded as much (0.2 of it, and some)
     assert np.abs(skin - mouth).max() >= 0.1 * patch_contrast  # but still drawn
