@@ -60,7 +60,9 @@ class Cluster:
                  "PYTHONPATH": str(code)},
             cwd=self.folder / name, stdout=open(self.folder / f"{name}.log", "w"), stderr=subprocess.STDOUT,
             start_new_session=True)
-        deadline = time.monotonic() + 60
+        # A node's start is a service coming up, not what is tested: on a loaded 2-core machine it once took
+        # over a minute (a full run, 2026-12-04).
+        deadline = time.monotonic() + 180
         while sum(n["Alive"] for n in ray.nodes()) <= alive:
             assert node.poll() is None, (self.folder / f"{name}.log").read_text()
             assert time.monotonic() < deadline, f"{name} did not join"
