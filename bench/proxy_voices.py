@@ -31,9 +31,7 @@ from heygem.media.audio import load_audio  # noqa: E402
 from heygem.pipeline import generate  # noqa: E402
 from heygem.settings import MOUTH_DRIVES, DetectionOptions, EncodeOptions, EngineOptions, Settings  # noqa: E402
 from heygem.speech.frames import lip_closure, speech_features  # noqa: E402
-from heygem.speech.phones import recognise_phones  # noqa: E402
-
-RATE = 16000
+from heygem.speech.phones import SAMPLE_RATE, recognise_phones  # noqa: E402
 
 PRESENTERS = ("videoretalking/1.mp4", "videoretalking/2.mp4", "sadtalker/WDA_KatieHill_000.mp4",
               "latentsync/demo1_video.mp4", "long/french.mp4", "long/Chantel-Home-Intro.mp4")
@@ -52,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | " + " | ".join("---" for _ in args.drives) + " |")
     with tempfile.TemporaryDirectory(prefix="heygem-proxy-") as work:
         out = Path(work)
-        speeches = {language: np.asarray(load_audio(media / speech, RATE), np.float32)
+        speeches = {language: np.asarray(load_audio(media / speech, SAMPLE_RATE), np.float32)
                     for language, speech in SPEECHES.items()}
         phones = {language: recognise_phones(samples) for language, samples in speeches.items()}
         for presenter in args.presenters:
