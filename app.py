@@ -16,6 +16,7 @@ from pathlib import Path
 
 from heygem.cli import add_limit_options, limits_from_args
 from heygem.cluster import LOST_AFTER_SECONDS  # only names: heygem.cluster loads Ray in connect, not on import
+from heygem.ending import run_to_the_end
 from heygem.settings import OUTPUTS_DIR, EngineOptions, Settings
 
 log = logging.getLogger("heygem.app")
@@ -164,4 +165,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_to_the_end(main)

@@ -1,5 +1,4 @@
-import sys
-
 from heygem.cli import main
+from heygem.ending import run_to_the_end
 
-sys.exit(main())
+run_to_the_end(main)

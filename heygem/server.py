@@ -11,6 +11,7 @@ connection's, or ``X-Forwarded-For`` only from proxies the operator names. Only 
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import ipaddress
@@ -162,9 +163,33 @@ def create_app(
     return app
 
 
+# Ctrl+C gives requests under way this long to finish; then uvicorn cuts them (and prints a traceback for each).
+# It would otherwise wait for every connection to close.
+STOP_GRACE_SECONDS = 3
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which ends the open pages' heartbeats as it stops. Each open page keeps one stream open
+    for as long as it is open, and uvicorn waited for them all: with a page open, Ctrl+C did not stop the
+    studio, which had said "Ctrl+C stops"."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list | None = None) -> None:
+        for route in self._app.routes:  # the Gradio studio, mounted: its streams end when its stop_event is set
+            stop_event = getattr(getattr(route, "app", None), "stop_event", None)
+            if isinstance(stop_event, asyncio.Event):
+                stop_event.set()
+        await super().shutdown(sockets)
+
+
 def serve(app: FastAPI, host: str, port: int) -> None:
     """Run ``app`` (from ``create_app``) on ``host``:``port`` until interrupted."""
     # proxy_headers=False: uvicorn would otherwise take the client's address from X-Forwarded-For whenever the
     # connection comes from 127.0.0.1, so any local client could name any address to the password throttle.
     # create_app trusts only the proxies the operator names.
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
+                            timeout_graceful_shutdown=STOP_GRACE_SECONDS)
+    _Server(config, app).run()
