@@ -379,6 +379,12 @@ class JobQueue:
             self._changed.notify_all()
         if self._worker is not None:
             self._worker.join(timeout)
+            if self._worker.is_alive():  # the process is ending anyway: say what is left, and that nothing is lost
+                with self._lock:
+                    left = self._db.execute("SELECT id, video_name FROM jobs WHERE state = ?", (RUNNING,)).fetchall()
+                for row in left:
+                    log.warning("stopped while job %s (%s) was running: it is queued again at the next start",
+                                row["id"], row["video_name"])
         if self.backend is not None:
             self.backend.close(timeout)
         with self._lock:

@@ -262,7 +262,8 @@ def test_studio_answers_hundreds_of_submissions_while_jobs_run(short_clips: dict
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_studio_with_a_page_open_and_a_job_running(short_clips: dict[str, Path], tmp_path: Path) -> None:
+def test_ctrl_c_stops_the_studio_with_a_page_open_and_a_job_running(short_clips: dict[str, Path], media: Path,
+                                                                     tmp_path: Path) -> None:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     studio = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--outputs", str(tmp_path / "outputs"),
@@ -290,11 +291,15 @@ def test_ctrl_c_stops_the_studio_with_a_page_open_and_a_job_running(short_clips:
 
         threading.Thread(target=page, daemon=True).start()
         video = short_clips["d0"]
-        answer = client.post("/api/jobs", files={"audio": ("speech.wav", short_clips["speech"].read_bytes()),
+        # 50 s of speech (a video's sound track): the job is still drawing mouths long past the 2 s the worker is
+        # given to finish it.
+        speech = media / "long/french.mp4"
+        answer = client.post("/api/jobs", files={"audio": (speech.name, speech.read_bytes()),
                                                  "video": (video.name, video.read_bytes())})
         assert answer.status_code == 201, answer.text
-        job = f"/api/jobs/{answer.json()['id']}"
-        while client.get(job).json()["state"] != "running":
+        job_id = answer.json()["id"]
+        job = f"/api/jobs/{job_id}"
+        while client.get(job).json()["stage"] != "lip-sync":
             assert time.monotonic() < deadline, client.get(job).json()
             time.sleep(0.1)
         studio.send_signal(signal.SIGINT)
@@ -305,6 +310,8 @@ def test_ctrl_c_stops_the_studio_with_a_page_open_and_a_job_running(short_clips:
         output = studio.communicate()[0]
         assert studio.returncode in (0, 130), output[-3000:]  # 130: Ctrl+C's own code (uvicorn raises it again)
         assert "Traceback" not in output, output[-3000:]
+        # Told, on the terminal, which job was left and that it is not lost.
+        assert f"job {job_id} (d0.mp4) was running: it is queued again at the next start" in output, output[-3000:]
     finally:
         client.close()
         if studio.poll() is None:
