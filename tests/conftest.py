@@ -1,8 +1,10 @@
 """Shared fixtures. Test media and reference figures are used in place from ../shared (never copied)."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,23 @@ REFERENCE = SHARED / "reference" / "wav2lip"
 def pytest_configure(config: pytest.Config) -> None:
     if not MEDIA.is_dir() or not REFERENCE.is_dir():
         raise pytest.UsageError(f"test media not found at {SHARED} (set HEYGEM_SHARED to the shared/ folder)")
+
+
+_SESSION_END: dict[str, int] = {}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _SESSION_END["status"] = int(exitstatus)
+
+
+@atexit.register
+def _end_without_the_c_libraries_exit_handlers() -> None:
+    """The test process ends as the studio does (heygem.ending): a thread of a test's queue or live session still
+    inside a BLAS call at exit would freeze OpenBLAS's exit handler, and the run with it."""
+    if "status" in _SESSION_END:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(_SESSION_END["status"])
 
 
 @pytest.fixture(scope="session")
