@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     where = f"Ray workers, cluster {ray_address}" if backend is not None else f"device: {status['device']}"
     print(f"HeyGem studio: http://{shown_host}:{args.port}/  (engine: {status['engine']}, {where}; "
           f"HTTP API: http://{shown_host}:{args.port}/api/ (README.md); log: {log_file}; Ctrl+C stops)", flush=True)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         serve(app, args.host, args.port)
     finally:
@@ -162,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         if backend is not None:
             disconnect()
     return 0
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, systemd, ``docker stop``) stops the studio as Ctrl+C does. uvicorn stops serving on
+    it, then sends it again; Python's default would end the process there, before the queue is closed."""
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":
