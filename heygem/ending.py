@@ -1,10 +1,11 @@
 """How a program of ours ends: at once, even while a thread of it is still inside a computation.
 
 Python ends a process by calling the C libraries' exit handlers after its own. OpenBLAS's joins its worker
-threads, and waits for ever when a thread of ours is still inside a BLAS call at that moment: the studio stopped
-with Ctrl+C while its worker computed a job's speech features (the worker is given 2 s, then left) froze in
-about one exit in five, and only ``kill -9`` ended it. So the studio ends as Python would, logs and output
-flushed, but without the C libraries' exit handlers. Nothing is lost by skipping them: the job queue's database
+threads, and waits for ever when a thread of ours is still inside a BLAS call at that moment (a process ending
+beside a thread multiplying matrices froze in 25 of 30 ends, and only ``kill -9`` ended it). The studio ends
+so when Ctrl+C stops it while its worker computes a job's speech features: the worker is given 2 s, then left.
+So the studio and the command line end as Python would, logs and output flushed, but without the C libraries'
+exit handlers. Nothing is lost by skipping them: the job queue's database
 is closed and a job left running is run again at the next start; the guard of child processes
 (``heygem.children``) sees this process go and ends its ffmpeg children.
 """

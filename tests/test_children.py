@@ -262,10 +262,10 @@ def test_studio_answers_hundreds_of_submissions_while_jobs_run(short_clips: dict
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how, codes", [(signal.SIGINT, (0, 130)), (signal.SIGTERM, (143,))], ids=["ctrl-c", "kill"])
-def test_ctrl_c_or_kill_stops_the_studio_with_a_page_open_and_a_job_running(how: signal.Signals, codes: tuple[int, ...],
-                                                                     short_clips: dict[str, Path], media: Path,
-                                                                     tmp_path: Path) -> None:
+@pytest.mark.parametrize("how, codes", [(signal.SIGINT, (0, 130)), (signal.SIGTERM, (143,))],
+                         ids=["ctrl-c", "kill"])
+def test_ctrl_c_or_kill_stops_the_studio_with_a_page_open_and_a_job_running(
+        how: signal.Signals, codes: tuple[int, ...], short_clips: dict[str, Path], media: Path, tmp_path: Path) -> None:
     # SIGINT is Ctrl+C; SIGTERM is `kill`, systemd's and docker's stop: the same stop.
     port = _free_port()
     url = f"http://127.0.0.1:{port}"

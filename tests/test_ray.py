@@ -50,8 +50,8 @@ class Cluster:
     def start_node(self, name: str, cpus: int = 1, code: Path = REPO) -> subprocess.Popen:
         """Another machine: `ray start --address` in a process group of its own, with its own working folder
         (``<name>-work``), its own current folder and ``cpus`` CPU cores, running the HeyGem in ``code``; returns
-        once Ray counts it."""
-        alive = sum(n["Alive"] for n in ray.nodes())
+        once Ray counts it alive (known by its resource ``name``: a count of live nodes stayed the same when a node
+        killed by the test before was declared dead meanwhile, and this one "did not join")."""
         (self.folder / name).mkdir()
         node = subprocess.Popen(
             [str(Path(sys.executable).parent / "ray"), "start", "--address", self.address, f"--num-cpus={cpus}",
@@ -63,7 +63,7 @@ class Cluster:
         # A node's start is a service coming up, not what is tested: on a loaded 2-core machine it once took
         # over a minute (a full run, 2026-12-04).
         deadline = time.monotonic() + 180
-        while sum(n["Alive"] for n in ray.nodes()) <= alive:
+        while not any(n["Alive"] and n["Resources"].get(name) for n in ray.nodes()):
             assert node.poll() is None, (self.folder / f"{name}.log").read_text()
             assert time.monotonic() < deadline, f"{name} did not join"
             time.sleep(0.2)
