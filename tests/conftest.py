@@ -4,8 +4,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -69,6 +71,22 @@ def settings(test_checkpoint: Path, tmp_path: Path):
         encode=EncodeOptions(preset="ultrafast"),
         out_dir=tmp_path,
     )
+
+
+def wait_until_answering(process: subprocess.Popen, url: str, seconds: float, output: Callable[[], str]) -> None:
+    """Return once the studio that ``process`` runs answers ``url``/api/status; fail, with ``output()`` (what it
+    printed), if it ends first, or if ``seconds`` pass."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, f"the studio stopped before it answered: {output()}"
+        try:
+            httpx.get(f"{url}/api/status", timeout=5)
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"the studio did not answer within {seconds:g} s"
+            time.sleep(0.2)
 
 
 def make_clip(out: Path, *ffmpeg_args: str) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import wait_until_answering
 from heygem.children import Child, guarded_groups
 
 REPO = Path(__file__).resolve().parents[1]
@@ -220,15 +221,7 @@ def test_studio_answers_hundreds_of_submissions_while_jobs_run(short_clips: dict
         return f"{what} took over {STALL_SECONDS} s: the studio froze. Its threads:\n{stacks.read_text()[-6000:]}"
 
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert studio.poll() is None, f"the studio did not start: {stacks.read_text()[-3000:]}"
-            try:
-                client.get("/api/status")
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the studio did not start"
-                time.sleep(0.2)
+        wait_until_answering(studio, url, 120, lambda: stacks.read_text()[-3000:])
         presenters = [short_clips[name] for name in ("d0", "d13", "d19")]
         speech = short_clips["speech"].read_bytes()
 
@@ -274,15 +267,8 @@ def test_ctrl_c_or_kill_stops_the_studio_with_a_page_open_and_a_job_running(
                               stderr=subprocess.STDOUT, text=True)
     client = httpx.Client(base_url=url, timeout=30)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert studio.poll() is None, f"the studio did not start: {studio.communicate()[0][-3000:]}"
-            assert time.monotonic() < deadline, "the studio did not start"
-            try:
-                client.get("/api/status")
-                break
-            except httpx.TransportError:
-                time.sleep(0.5)
+        deadline = time.monotonic() + 180  # for the start and for the job's lip-sync stage
+        wait_until_answering(studio, url, 180, lambda: studio.communicate()[0][-3000:])
 
         def page() -> None:  # an open page keeps its heartbeat stream open for as long as it is open
             try:

@@ -27,7 +27,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import REPO
+from conftest import REPO, wait_until_answering
 from heygem.jobs import JobQueue
 from heygem.security import LoginThrottle
 from heygem.server import Credentials, create_app
@@ -485,15 +485,7 @@ def _app_process(tmp_path: Path, *options: str) -> Iterator[str]:
                                stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, f"app.py stopped: {process.communicate()[1][-2000:]}"
-            assert time.monotonic() < deadline, "app.py did not start"
-            try:
-                httpx.get(url + "/api/status", timeout=5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.5)
+        wait_until_answering(process, url, 180, lambda: process.communicate()[1][-2000:])
         yield url
     finally:
         process.terminate()
