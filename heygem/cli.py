@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps")
     engine.add_argument("--batch-size", type=int, help="faces per generator call (default: 128 on CUDA, 16 on CPU)")
     engine.add_argument("--no-fp16", action="store_true", help="full precision on CUDA")
+    engine.add_argument("--no-int8", action="store_true",
+                        help="CPU (ncnn): fp32 throughout instead of 8-bit integers (about 45%% slower, exact)")
     engine.add_argument("--runtime", default="auto", choices=["auto", "torch", "ncnn"], help="CPU only: auto (default: ncnn when installed, about 2x faster), torch, ncnn")
     engine.add_argument("--mouth-drive", default="phones", choices=MOUTH_DRIVES, help="built-in engine: what moves the mouth: phones (default: the sounds of the speech, with loudness), footage (those sounds choose the presenter's own real mouths from their whole footage) or loudness (the engine before phones)")
     engine.add_argument("--still", action="store_true", help="built-in engine, a photo: no blinks and no head motion, only the mouth moves (default: the photo blinks every few seconds and its head moves a little)")
@@ -114,7 +116,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             box=tuple(args.box) if args.box else None, smooth_window=args.smooth, pads=tuple(args.pads),
             every=max(1, args.detect_every), cache_dir=None if args.no_face_cache else args.face_cache,
         ),
-        engine=EngineOptions(engine=args.engine, checkpoint=args.checkpoint, device=args.device, batch_size=args.batch_size, fp16=not args.no_fp16, runtime=args.runtime, mouth_drive=args.mouth_drive, still=args.still),
+        engine=EngineOptions(engine=args.engine, checkpoint=args.checkpoint, device=args.device, batch_size=args.batch_size, fp16=not args.no_fp16, int8=not args.no_int8, runtime=args.runtime, mouth_drive=args.mouth_drive, still=args.still),
         blend=BlendOptions(mode=args.blend),
         encode=EncodeOptions(crf=args.crf, preset=args.preset, encoder=args.encoder),
         length_policy=args.length,

@@ -27,7 +27,8 @@ def weights(reference: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def engine(checkpoint: Path) -> Wav2LipEngine:
-    return Wav2LipEngine(checkpoint, device="cpu")
+    """fp32 throughout: the original's pixels (int8 is tested in test_wav2lip_fastpath.py)."""
+    return Wav2LipEngine(checkpoint, device="cpu", int8=False)
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +153,9 @@ def test_pick_device() -> None:
 def test_engine_defaults(engine: Wav2LipEngine, checkpoint: Path) -> None:
     assert engine.batch_size == 16 and not engine.fp16
     assert engine.describe() == f"wav2lip ({checkpoint.name} on cpu, fp32, batch 16)"
+    default = Wav2LipEngine(checkpoint, device="cpu")  # on ncnn the coming job runs in int8 where it can
+    precision = "int8" if default.runtime == "ncnn" else "fp32"
+    assert default.describe() == f"wav2lip ({checkpoint.name} on cpu, {precision}, batch 16)"
     assert (Wav2LipEngine.name, Wav2LipEngine.crop_size) == ("wav2lip", 96)
 
 
@@ -172,7 +176,7 @@ def test_synthesize_matches_the_original(engine: Wav2LipEngine, golden: dict[str
 def test_sub_batches_give_the_same_result(
     checkpoint: Path, engine: Wav2LipEngine, golden: dict[str, np.ndarray]
 ) -> None:
-    small = Wav2LipEngine(checkpoint, device="cpu", batch_size=3)
+    small = Wav2LipEngine(checkpoint, device="cpu", batch_size=3, int8=False)
     split = small.synthesize(golden["crops"], golden["mels"]).astype(np.int16)
     whole = engine.synthesize(golden["crops"], golden["mels"]).astype(np.int16)
     # Conv kernels sum in a batch-size-dependent order, so a value sitting on a .5 boundary may round the

@@ -1,12 +1,15 @@
-"""The Wav2Lip engine's CPU fast path (the generator on ncnn, fp32): the same pixels as eager PyTorch on real
-faces, within 2/255, and a clean fall back to PyTorch when ncnn is missing, fails to build, disagrees with
-PyTorch at load, or fails in the middle of a run. Speed is measured by bench/fastpath.py, never here."""
+"""The Wav2Lip engine's CPU fast path (the generator on ncnn): in fp32 the same pixels as eager PyTorch on real
+faces, within 2/255; in int8 (each job's network made from its first faces) within its stated tolerance, the
+same pixels whatever ran before, and fp32 where a job's first faces show int8 off; a clean fall back to PyTorch
+when ncnn is missing, fails to build, disagrees with PyTorch at load, or fails in the middle of a run. Speed is
+measured by bench/fastpath.py and bench/cli_speed.sh, never here."""
 from __future__ import annotations
 
 import logging
 import sys
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -23,11 +26,18 @@ from heygem.media.video import iter_frames
 from heygem.pipeline import prepare_audio
 
 RUNTIME_LOG = "heygem.engines.wav2lip_runtime"
-MAX_PIXEL_DIFFERENCE = 2  # out of 255: the fast path's promise
+MAX_PIXEL_DIFFERENCE = 2  # out of 255: the fast path's promise in fp32
+INT8_MEAN, INT8_P99 = (round(limit * 255) for limit in wav2lip_runtime.INT8_TOLERANCE)  # grey levels: 2 and 8
 
 
 @pytest.fixture(scope="module")
-def real_batch(media: Path) -> tuple[np.ndarray, np.ndarray]:
+def radio_mel(media: Path) -> np.ndarray:
+    """The mel spectrogram (80, T) of 12 s of real English speech."""
+    return prepare_audio(media / "sadtalker/RD_Radio31_000.wav").mel
+
+
+@pytest.fixture(scope="module")
+def real_batch(media: Path, radio_mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """24 crops of real faces cut as the pipeline cuts them (YuNet box, original padding, 96x96), eight from each
     of three videos, with mel chunks of real speech: (24, 96, 96, 3) uint8 BGR and (24, 80, 16) float32."""
     detector = get_detector("yunet")
@@ -46,8 +56,7 @@ def real_batch(media: Path) -> tuple[np.ndarray, np.ndarray]:
                     break
         finally:
             frames.close()
-    mel = prepare_audio(media / "sadtalker/RD_Radio31_000.wav").mel
-    chunks = MelChunks(mel, Fraction(25), 200)
+    chunks = MelChunks(radio_mel, Fraction(25), 200)
     return np.stack(crops), chunks.batch(range(0, 192, 8))
 
 
@@ -64,7 +73,7 @@ def eager_out(eager: Wav2LipEngine, real_batch: tuple[np.ndarray, np.ndarray]) -
 @pytest.fixture(scope="module")
 def fast(test_checkpoint: Path) -> Wav2LipEngine:
     pytest.importorskip("ncnn")
-    return Wav2LipEngine(test_checkpoint, device="cpu")
+    return Wav2LipEngine(test_checkpoint, device="cpu", int8=False)
 
 
 def _records(caplog: pytest.LogCaptureFixture, level: int = logging.INFO) -> list[str]:
@@ -126,10 +135,10 @@ def test_build_failure_falls_back_to_eager(
 ) -> None:
     pytest.importorskip("ncnn")
 
-    def broken(model: object) -> tuple[str, bytes]:
+    def broken(model: object, input_ranges: object = None) -> object:
         raise ValueError("no such layer")
 
-    monkeypatch.setattr(wav2lip_runtime, "ncnn_network", broken)
+    monkeypatch.setattr(wav2lip_runtime, "_write_network", broken)
     with caplog.at_level(logging.INFO, logger="heygem"):
         engine = Wav2LipEngine(test_checkpoint, device="cpu")
     assert engine.runtime == "torch"
@@ -178,3 +187,108 @@ def test_asking_for_ncnn_without_it_is_an_error(test_checkpoint: Path, monkeypat
 def test_unknown_runtime_is_refused(test_checkpoint: Path) -> None:
     with pytest.raises(EngineError, match="unknown wav2lip runtime 'onnx'"):
         Wav2LipEngine(test_checkpoint, device="cpu", runtime="onnx")
+
+
+# --- int8 --------------------------------------------------------------------------------------------------------
+
+
+def _job(mel: np.ndarray | None) -> SimpleNamespace:
+    return SimpleNamespace(mel=mel)  # what Wav2LipEngine.start reads of an EngineJob
+
+
+def _grey_levels(out: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    difference = np.abs(out.astype(np.int16) - reference.astype(np.int16))
+    return float(difference.mean()), float(np.percentile(difference, 99))
+
+
+@pytest.fixture(scope="module")
+def int8_out(test_checkpoint: Path, real_batch: tuple[np.ndarray, np.ndarray], radio_mel: np.ndarray
+             ) -> tuple[Wav2LipEngine, np.ndarray, list[str]]:
+    pytest.importorskip("ncnn")
+    engine = Wav2LipEngine(test_checkpoint, device="cpu")  # int8 is the default
+    engine.start(_job(radio_mel))
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger(RUNTIME_LOG)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        out = engine.synthesize(*real_batch)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return engine, out, records
+
+
+def test_int8_job_stays_within_its_tolerance_also_on_faces_it_was_not_made_from(
+    int8_out: tuple[Wav2LipEngine, np.ndarray, list[str]], eager_out: np.ndarray
+) -> None:
+    engine, out, records = int8_out
+    assert engine.description().precision == "int8" and ", int8, " in engine.describe()
+    assert any("runs this job in int8" in line and "first 16 faces" in line for line in records)
+    # The first batch (16 faces of two videos) made the network; the last 8 faces, of a third person, did not.
+    for part in (slice(0, 16), slice(16, 24)):
+        mean, p99 = _grey_levels(out[part], eager_out[part])
+        assert mean <= INT8_MEAN and p99 <= INT8_P99, (part, mean, p99)
+    assert np.count_nonzero(out != eager_out) > out.size // 4  # really int8, not fp32 under another name
+
+
+def test_int8_job_gives_the_same_pixels_whatever_ran_before(
+    test_checkpoint: Path, int8_out: tuple[Wav2LipEngine, np.ndarray, list[str]],
+    real_batch: tuple[np.ndarray, np.ndarray], radio_mel: np.ndarray,
+) -> None:
+    engine, first_run, _ = int8_out
+    crops, mels = real_batch
+    engine.start(_job(radio_mel[:, ::-1].copy()))  # another job: other first faces, other speech
+    other = engine.synthesize(crops[16:], mels[16:])
+    engine.start(_job(radio_mel))
+    assert np.array_equal(engine.synthesize(crops, mels), first_run)
+    assert not np.array_equal(other, first_run[16:])  # that other job had its own network
+
+
+def test_int8_on_the_golden_inputs_stays_within_its_tolerance(
+    test_checkpoint: Path, reference: Path
+) -> None:
+    pytest.importorskip("ncnn")
+    golden = np.load(reference / "golden_generator_io.npz")
+    engine = Wav2LipEngine(test_checkpoint, device="cpu")
+    engine.start(_job(None))  # no speech known: the ranges come from the faces' own mel chunks
+    crops = np.ascontiguousarray(np.round(golden["face"][:, 3:] * 255).astype(np.uint8).transpose(0, 2, 3, 1))
+    out = engine.synthesize(crops, np.ascontiguousarray(golden["mel"][:, 0]))
+    assert engine.description().precision == "int8"
+    mean, p99 = _grey_levels(out, np.rint(golden["out"].transpose(0, 2, 3, 1) * 255))
+    assert mean <= INT8_MEAN and p99 <= INT8_P99, (mean, p99)
+
+
+def test_int8_past_its_tolerance_leaves_the_job_in_fp32_with_one_line(
+    test_checkpoint: Path, real_batch: tuple[np.ndarray, np.ndarray], radio_mel: np.ndarray, eager_out: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    pytest.importorskip("ncnn")
+    monkeypatch.setattr(wav2lip_runtime, "INT8_TOLERANCE", (-1.0, -1.0))  # no int8 network can pass
+    engine = Wav2LipEngine(test_checkpoint, device="cpu")
+    engine.start(_job(radio_mel))
+    with caplog.at_level(logging.INFO, logger="heygem"):
+        out = engine.synthesize(*real_batch)
+    assert engine.description().precision == "fp32" and engine.runtime == "ncnn"
+    assert np.abs(out.astype(np.int16) - eager_out).max() <= MAX_PIXEL_DIFFERENCE  # every batch in fp32
+    warnings = _records(caplog, logging.WARNING)
+    assert len(warnings) == 1 and "stays fp32 for this job" in warnings[0] and "first 16 faces" in warnings[0]
+    engine.start(_job(radio_mel))  # the next job tries int8 again
+    assert engine.description().precision == "int8"
+
+
+def test_int8_network_keeps_the_skips_as_additions_and_splits_upsampling_into_phases(eager: Wav2LipEngine) -> None:
+    model = eager.model
+    ranges = {name: 1.0 for name in wav2lip_runtime._int8_blocks(model)}
+    param, _ = wav2lip_runtime.ncnn_network(model, ranges)
+    layers = [line.split() for line in param.splitlines()[2:]]
+    count = {kind: sum(layer[0] == kind for layer in layers) for kind in {layer[0] for layer in layers}}
+    # the first decoder block (1x1 -> 3x3) stays fp32; the five stride-2 ones become four phases and a shuffle
+    assert count["Deconvolution"] == 1 and count["PixelShuffle"] == 5
+    residual = sum(1 for _, block in wav2lip_runtime._blocks(model) if getattr(block, "residual", False))
+    assert count["BinaryOp"] == residual == count["ReLU"]
+    fp32 = [layer[1] for layer in layers if layer[0] == "Convolution" and "8=1" not in layer]
+    assert fp32 == ["output_1"]  # the 1x1 layer before the sigmoid

@@ -67,17 +67,19 @@ def create_engine(options: EngineOptions) -> Engine:
         checkpoint = find_checkpoint(options.checkpoint)
         if checkpoint is None:
             raise CheckpointError(NO_CHECKPOINT)
-        return _load_wav2lip(checkpoint.resolve(), options.device, options.batch_size, options.fp16, options.runtime)
+        return _load_wav2lip(checkpoint.resolve(), options.device, options.batch_size, options.fp16, options.runtime,
+                             options.int8)
     if name == "builtin":
         return _load_builtin()
     raise EngineError(f"unknown engine {name!r}: choose one of auto, {', '.join(ENGINES)}")
 
 
 @lru_cache(maxsize=2)
-def _load_wav2lip(checkpoint: Path, device: str, batch_size: int | None, fp16: bool, runtime: str = "auto") -> Engine:
+def _load_wav2lip(checkpoint: Path, device: str, batch_size: int | None, fp16: bool, runtime: str = "auto",
+                  int8: bool = True) -> Engine:
     from heygem.engines.wav2lip import Wav2LipEngine
 
-    return Wav2LipEngine(checkpoint, device=device, batch_size=batch_size, fp16=fp16, runtime=runtime)
+    return Wav2LipEngine(checkpoint, device=device, batch_size=batch_size, fp16=fp16, runtime=runtime, int8=int8)
 
 
 @lru_cache(maxsize=1)

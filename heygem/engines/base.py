@@ -48,7 +48,7 @@ class EngineDescription:
     keys: builtin: the key mouths it morphs between (``closed``, ``half``, ``open``, ``spread``, ``rounded``).
     drive: builtin: what moves the mouth, ``phones`` (the speech's sounds) or ``loudness``.
     device, checkpoint, precision, batch, runtime: wav2lip: where it ran (``cpu``, ``cuda:0``), the checkpoint
-        file's name, ``fp16`` or ``fp32``, faces per generator call, and ``ncnn`` or ``torch``.
+        file's name, ``fp16``, ``fp32`` or ``int8``, faces per generator call, and ``ncnn`` or ``torch``.
     fallbacks: what it made do with, as codes: ``made_spread`` and ``made_rounded`` (a key mouth the footage
         lacks, made from the person's other keys), ``torch_runtime`` (on the CPU without its faster ncnn path),
         and why the footage drive was not used: ``footage_photo`` (a photo), ``footage_short`` (too little

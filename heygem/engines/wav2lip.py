@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from heygem.device import pick_device
-from heygem.engines.base import Engine, EngineDescription
+from heygem.engines.base import Engine, EngineDescription, EngineJob
 from heygem.engines.wav2lip_runtime import RUNTIMES, NcnnWav2Lip, build_cpu_fastpath
 from heygem.errors import CheckpointError, EngineError
 from models.wav2lip import Wav2Lip
@@ -159,9 +159,12 @@ class Wav2LipEngine(Engine):
         batch_size: int | None = None,
         fp16: bool = True,
         runtime: str = "auto",
+        int8: bool = True,
     ) -> None:
         """``runtime`` (CPU only): ``auto`` runs the generator on ncnn when it is installed and checks out, else
-        on PyTorch; ``torch`` always PyTorch; ``ncnn`` insists on ncnn. On CUDA and MPS it is always PyTorch."""
+        on PyTorch; ``torch`` always PyTorch; ``ncnn`` insists on ncnn. On CUDA and MPS it is always PyTorch.
+        ``int8`` (ncnn only): each job in 8-bit integers where its first faces show it matches fp32
+        (heygem.engines.wav2lip_runtime)."""
         if batch_size is not None and batch_size < 1:
             raise EngineError(f"batch size must be at least 1, not {batch_size}")
         if runtime not in RUNTIMES:
@@ -202,14 +205,24 @@ class Wav2LipEngine(Engine):
         self._fast: NcnnWav2Lip | None = None
         self._pins: dict[str, torch.Tensor] = {}  # page-locked host buffers for CUDA copies, by input
         if self.device.type == "cpu":
-            self._fast = build_cpu_fastpath(self.model, runtime, threads=torch.get_num_threads())
+            self._fast = build_cpu_fastpath(self.model, runtime, threads=torch.get_num_threads(), int8=int8)
         self.runtime = self._fast.name if self._fast is not None else "torch"
+
+    def start(self, job: EngineJob) -> None:
+        """A new video: on ncnn in int8, its network is made from this job's own first faces and speech."""
+        if self._fast is not None:
+            self._fast.start(job.mel)
+
+    def _precision(self) -> str:
+        if self._fast is not None:
+            return self._fast.precision
+        return "fp16" if self.fp16 else "fp32"
 
     def description(self) -> EngineDescription:
         # On the CPU without ncnn where it was wanted (not installed, not built, not agreeing, or failed mid-job).
         slower = self.device.type == "cpu" and self.requested_runtime != "torch" and self.runtime == "torch"
         return EngineDescription(self.name, device=str(self.device), checkpoint=self.checkpoint.name,
-                                 precision="fp16" if self.fp16 else "fp32", batch=self.batch_size, runtime=self.runtime,
+                                 precision=self._precision(), batch=self.batch_size, runtime=self.runtime,
                                  fallbacks=("torch_runtime",) if slower else ())
 
     def describe(self) -> str:
