@@ -28,6 +28,7 @@ from heygem.engines import Engine, create_engine
 from heygem.engines.base import EngineDescription, EngineJob
 from heygem.errors import CancelledError, CodedText, InputError, NoFaceError
 from heygem.faces import Face, get_detector
+from heygem.faces.mesh_memo import mesh_memo
 from heygem.faces.orientation import Orientation, describe_turn, find_orientation, turn_box
 from heygem.faces.schedule import Anchors, CachedFaces, FaceCache, sparse_detect
 from heygem.faces.track import crop_box, select_face, smooth_faces
@@ -651,9 +652,13 @@ def iter_synced_frames(
                 phones = audio.phones(lambda done: report("phones", done, str(video.path)))
                 shapes = mouth_shapes(phones, audio.samples, fps, total)
     report(reading, 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
+    # The face mesh points of this video's crops found by earlier jobs, kept beside its faces (the engines that
+    # study presenters find them on every frame).
+    mesh = (mesh_memo(det.cache_dir.parent / "mesh", video.path, (engine.name, engine.crop_size, engine.crop_margin))
+            if engine.wants_study and det.cache_dir is not None and video.kind == "video" else None)
     with stopwatch("engine start"):
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes, drive, footage,
-                               phones, settings.engine.still))
+                               phones, settings.engine.still, mesh))
     report.again()
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)
@@ -761,6 +766,9 @@ def iter_synced_frames(
             if len(pending) >= max_pending:
                 yield from flush()
         yield from flush()
+        if mesh is not None:
+            log.debug("face mesh points: %d of %d crops found by earlier jobs", mesh.hits, total)
+            mesh.save()
     finally:
         if isinstance(faces, Prefetch):
             faces.close()  # before the source's spill file is closed under it

@@ -238,6 +238,32 @@ def test_a_second_job_with_the_same_presenter_studies_nothing(media, settings, t
     assert len(same) == first.frames and all(same)
 
 
+def test_a_second_job_with_the_same_presenter_finds_its_face_mesh_points_kept(media, settings, tmp_path, monkeypatch):
+    # The mesh points of every crop are kept beside the faces: a second job with another speech runs no face
+    # mesh at all, and makes the very frames a job that runs it makes.
+    from heygem.faces.landmarks import FaceMesh
+
+    settings.engine.engine = "builtin"
+    first_speech = make_clip(tmp_path / "first.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "2")
+    other_speech = make_clip(tmp_path / "other.wav", "-i", str(media / "latentsync/demo1_audio.wav"), "-t", "2")
+    video = media / "videoretalking/2.mp4"
+    generate(first_speech, video, tmp_path / "first.mp4", settings)
+    assert len(list((settings.detection.cache_dir.parent / "mesh").glob("*.npz"))) == 1
+
+    def mesh_again(*args, **kwargs):
+        raise AssertionError("the face mesh ran again on a crop it had seen")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(FaceMesh, "run", mesh_again)
+        kept = generate(other_speech, video, tmp_path / "kept.mp4", settings)
+    settings.detection.cache_dir = tmp_path / "elsewhere" / "faces"  # nothing kept: faces, study and mesh anew
+    found = generate(other_speech, video, tmp_path / "found.mp4", settings)
+    assert (kept.study, found.study) == ("cached", "made")
+    info = probe(kept.output)
+    same = [np.array_equal(a, b) for a, b in zip(iter_frames(info, info.fps), iter_frames(probe(found.output), info.fps))]
+    assert len(same) == kept.frames and all(same)
+
+
 def test_a_sideways_video_gets_the_upright_frames_it_studies(media, settings, tmp_path):
     # The engine reads the source itself: it must see the same upright frames the pipeline syncs.
     settings.engine.engine = "builtin"

@@ -90,3 +90,35 @@ def test_mouth_opening_follows_talking(media: Path, tmp_path: Path) -> None:
     # Measured: 0.008 (frame 28, lips shut) to 0.185 (frame 24, open on a vowel) in these 2 s of speech.
     assert openings.max() > 0.12 and openings.min() < 0.03
     assert openings.max() / max(openings.min(), 1e-3) > 5
+
+
+def test_mesh_memo_gives_back_what_was_found_from_the_same_crop_and_previous_points(tmp_path: Path, caplog) -> None:
+    from heygem.faces.mesh_memo import MeshMemo
+
+    rng = np.random.default_rng(1)
+    crops = [rng.integers(0, 255, (256, 256, 3), dtype=np.uint8) for _ in range(3)]
+    points = rng.random((468, 2), dtype=np.float32) * 256
+    calls = []
+
+    def found(value):
+        def find():
+            calls.append(value)
+            return value
+        return find
+
+    memo = MeshMemo(tmp_path / "mesh.npz")
+    assert memo.points(crops[0], None, found(points)) is points
+    assert memo.points(crops[1], points, found(None)) is None  # no face: kept as such
+    assert memo.points(crops[0], points, found(points + 1)) is not None  # other previous points: another entry
+    memo.save()
+    again = MeshMemo(tmp_path / "mesh.npz")
+    assert len(again) == 3 and len(calls) == 3
+    assert np.array_equal(again.points(crops[0], None, found("never")), points)
+    assert again.points(crops[1], points, found("never")) is None
+    assert np.array_equal(again.points(crops[0], points, found("never")), points + 1)
+    assert again.points(crops[2], None, found(None)) is None and calls[-1] is None and again.hits == 3
+
+    (tmp_path / "broken.npz").write_bytes(b"not an npz")
+    with caplog.at_level("WARNING"):
+        broken = MeshMemo(tmp_path / "broken.npz")
+    assert len(broken) == 0 and "ignoring unreadable face mesh points" in caplog.text

@@ -12,6 +12,7 @@ from heygem.media.probe import MediaInfo
 from heygem.settings import DetectionOptions
 
 if TYPE_CHECKING:
+    from heygem.faces.mesh_memo import MeshMemo
     from heygem.footage import FootageStudy
     from heygem.speech.phones import MouthShapes, Phone
     from heygem.study import PresenterStudy
@@ -33,6 +34,7 @@ class EngineJob:
     footage: FootageStudy | None = None  # every frame of the presenter's footage, when the drive is ``footage``
     phones: list[Phone] | None = None  # the speech's recognised phones, when they were asked for
     still: bool = False  # EngineOptions.still: no blinks or head motion on a photo
+    mesh: MeshMemo | None = None  # face mesh points found on this video's crops before, for engines that find them
 
 
 @dataclass(frozen=True)

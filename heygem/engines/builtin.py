@@ -48,6 +48,7 @@ from heygem.faces.landmarks import (
     eye_distance,
     get_face_mesh,
 )
+from heygem.faces.mesh_memo import MeshMemo
 from heygem.footage import FootageStudy
 from heygem.prefetch import Prefetch
 from heygem.selection import build_index, choose_frames, join_fades, mouth_measures
@@ -264,6 +265,7 @@ class BuiltinEngine(Engine):
         self.ring: np.ndarray | None = None  # (h, w) float32: skin around the mouth, for colour matching
         self.canon_stable: np.ndarray | None = None
         self._previous: np.ndarray | None = None
+        self.mesh_memo: MeshMemo | None = None  # the job's points found before (heygem.faces.mesh_memo)
         self.colour = blend.ColourMatch(COLOUR_SMOOTHING)  # the placed mouth matched to the skin around it
         self._counter = 0
         # The footage drive: a studied footage frame per output frame, placed by ``placer``; or why not.
@@ -305,6 +307,7 @@ class BuiltinEngine(Engine):
     def start(self, job: EngineJob) -> None:
         started = time.perf_counter()
         self._reset()
+        self.mesh_memo = job.mesh
         study = job.study
         if study is None:
             log.warning("builtin engine: no face with landmarks in %s; frames will pass through unchanged",
@@ -684,7 +687,9 @@ class BuiltinEngine(Engine):
 
     # ------------------------------------------------------------------------------------------ synthesize
     def _landmarks(self, crop: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
-        return crop_landmarks(self.mesh, crop, previous, self.crop_margin)
+        if self.mesh_memo is None:
+            return crop_landmarks(self.mesh, crop, previous, self.crop_margin)
+        return self.mesh_memo.points(crop, previous, lambda: crop_landmarks(self.mesh, crop, previous, self.crop_margin))
 
     def _tracked(self, crops: np.ndarray) -> Prefetch:
         """The face mesh points of each crop in order, each tracked from the one before (as ``_previous``

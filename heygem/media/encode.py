@@ -26,7 +26,7 @@ import numpy as np
 from heygem.errors import FFmpegError
 from heygem.children import Child
 from heygem.media.ffmpeg import (GPU_ENCODER, INSTALL_HINT, encode_argv, encoder_check_argv, encoders_argv,
-                                 even_size, failure, ffmpeg_exe, stderr_tail)
+                                 even_size, failure, ffmpeg_exe, stderr_tail, widen_pipe)
 from heygem.settings import H264_ENCODERS, EncodeOptions
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ class VideoWriter:
             self._errors.close()
             self._remove_temp()
             raise FFmpegError(f"{self._argv[0]} could not be started: {exc}; {INSTALL_HINT}") from exc
+        widen_pipe(self._proc.stdin)
 
     def __enter__(self) -> VideoWriter:
         return self
