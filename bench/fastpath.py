@@ -173,13 +173,15 @@ def openvino_builder(precision: str | None) -> Callable[[Wav2Lip, Path], Run]:
     return build
 
 
-def ncnn_builder(winograd: bool = True, one_frame_two_threads: bool = False) -> Callable[[Wav2Lip, Path], Run]:
+def ncnn_builder(winograd: bool = True, one_frame_two_threads: bool = False, int8: bool = False
+                 ) -> Callable[[Wav2Lip, Path], Run]:
     def build(model: Wav2Lip, work: Path) -> Run:
         threads = torch.get_num_threads()
         if one_frame_two_threads:  # one frame at a time, ncnn's own threads inside each layer
             fast = NcnnWav2Lip(model, 1, winograd=winograd, frame_threads=threads)
         else:
-            fast = NcnnWav2Lip(model, threads, winograd=winograd)
+            # int8: one job, whose first batch (the warm-up's) makes its int8 network, as a job's first faces do
+            fast = NcnnWav2Lip(model, threads, winograd=winograd, int8=int8)
 
         def run(crops: np.ndarray, mels: np.ndarray) -> np.ndarray:
             masked = crops.copy()
@@ -217,7 +219,8 @@ def main() -> int:
         "OpenVINO default precision (bf16 here)": openvino_builder(None),
         "ncnn fp32, Winograd off": ncnn_builder(winograd=False),
         "ncnn fp32, 1 frame at a time on all threads": ncnn_builder(one_frame_two_threads=True),
-        "ncnn fp32 (HeyGem's fast path)": ncnn_builder(),
+        "ncnn fp32 (HeyGem's fast path, --no-int8)": ncnn_builder(),
+        "ncnn int8 (HeyGem's fast path)": ncnn_builder(int8=True),
     }
     if args.compile:
         builders["torch.compile (inductor, frozen)"] = build_torch_compile
@@ -252,7 +255,8 @@ def main() -> int:
         reference = whole(runs[baseline]).astype(np.int16)
         for name, run in runs.items():
             difference = np.abs(whole(run).astype(np.int16) - reference)
-            results[name].update(max_abs_diff=int(difference.max()), pixels_differing=int(np.count_nonzero(difference)))
+            results[name].update(max_abs_diff=int(difference.max()), mean_abs_diff=round(float(difference.mean()), 3),
+                                 pixels_differing=int(np.count_nonzero(difference)))
 
         names = list(runs)
         samples: dict[str, list[float]] = {name: [] for name in names}
@@ -265,7 +269,7 @@ def main() -> int:
             print(f"  round {round_index + 1}/{args.rounds}: load average {os.getloadavg()[0]:.2f}", flush=True)
 
     base = statistics.median(samples[baseline])
-    header = f"{'ms/frame':>9s} {'speed-up':>9s} {'per-round':>10s} {'max|diff|':>10s} {'build s':>8s}"
+    header = f"{'ms/frame':>9s} {'speed-up':>9s} {'per-round':>10s} {'max|diff|':>10s} {'mean|diff|':>10s} {'build s':>8s}"
     print(f"\n{'candidate':44s} {header}")
     for name in builders:
         result = results[name]
@@ -277,7 +281,7 @@ def main() -> int:
         result.update(ms_per_frame=round(median, 2), speedup=round(base / median, 2),
                       speedup_per_round=round(paired, 2), ms_per_frame_samples=[round(s, 2) for s in samples[name]])
         print(f"{name:44s} {median:9.2f} {base / median:8.2f}x {paired:9.2f}x {result['max_abs_diff']:10d} "
-              f"{result['build_s']:8.2f}")
+              f"{result['mean_abs_diff']:10.2f} {result['build_s']:8.2f}")
     report = {
         "crops": len(crops), "batch": args.batch, "rounds": args.rounds, "checkpoint": str(checkpoint),
         "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),

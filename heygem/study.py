@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -50,6 +52,7 @@ MIN_WIDTH_RANGE = 0.03  # width change (over eye distance) that makes a spread o
 MIN_LABELLED = 3  # frames of a class the person's own speech must mark before its keys are chosen among them
 VOICED_SHARE = 0.2  # share of the scanned frames that must carry voice for the footage's speech to be used
 AHEAD = 4  # sampled frames read and detected ahead of the mesh (each 1080p frame is 6 MB)
+DETECT_THREADS = 2  # detections of the study's frames at a time (the detector keeps a buffer per thread)
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -256,15 +259,27 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int
 
 def _detected(frames: Iterator[np.ndarray], step: int, limit: int, detect: Callable[[np.ndarray], list[Face]] | None,
               ) -> Iterator[tuple[int, np.ndarray, list[Face] | None]]:
-    """``(frame number, frame, faces)`` of every ``step``-th of ``frames`` below ``limit``; faces None without a
-    detector."""
+    """``(frame number, frame, faces)`` of every ``step``-th of ``frames`` below ``limit``, in order; faces None
+    without a detector. The detections run on ``DETECT_THREADS`` threads: a new presenter's study otherwise
+    waits on one detection at a time while the speech's phones hold the other core only in part."""
+    pool = ThreadPoolExecutor(DETECT_THREADS, thread_name_prefix="heygem-study-detect") if detect else None
+    waiting: deque[tuple[int, np.ndarray, Future[list[Face]] | None]] = deque()
     try:
         for number, frame in enumerate(frames):
             if number >= limit:
                 break
-            if number % step == 0:
-                yield number, frame, None if detect is None else detect(frame)
+            if number % step:
+                continue
+            waiting.append((number, frame, None if pool is None else pool.submit(detect, frame)))
+            if len(waiting) > DETECT_THREADS:
+                number, frame, found = waiting.popleft()
+                yield number, frame, None if found is None else found.result()
+        while waiting:
+            number, frame, found = waiting.popleft()
+            yield number, frame, None if found is None else found.result()
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # no detection left running on a closed reader's frames
         frames.close()
 
 
