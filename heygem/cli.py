@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--batch-size", type=int, help="faces per generator call (default: 128 on CUDA, 16 on CPU)")
     engine.add_argument("--no-fp16", action="store_true", help="full precision on CUDA")
     engine.add_argument("--no-int8", action="store_true",
-                        help="CPU (ncnn): fp32 throughout instead of 8-bit integers (about 45%% slower, exact)")
+                        help="CPU (ncnn): fp32 throughout instead of 8-bit integers (a job about a third slower)")
     engine.add_argument("--runtime", default="auto", choices=["auto", "torch", "ncnn"], help="CPU only: auto (default: ncnn when installed, about 2x faster), torch, ncnn")
     engine.add_argument("--mouth-drive", default="phones", choices=MOUTH_DRIVES, help="built-in engine: what moves the mouth: phones (default: the sounds of the speech, with loudness), footage (those sounds choose the presenter's own real mouths from their whole footage) or loudness (the engine before phones)")
     engine.add_argument("--still", action="store_true", help="built-in engine, a photo: no blinks and no head motion, only the mouth moves (default: the photo blinks every few seconds and its head moves a little)")

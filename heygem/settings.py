@@ -57,7 +57,7 @@ class EngineOptions:
     device: ``auto`` (CUDA, then Apple MPS, then CPU), or a torch device string.
     batch_size: faces per generator call; ``None`` picks one for the device.
     fp16: half precision on CUDA.
-    int8: on the CPU with ncnn, each job's Wav2Lip generator runs in 8-bit integers, about 45% less time, where
+    int8: on the CPU with ncnn, each job's Wav2Lip generator runs in 8-bit integers, about 40% less time, where
         its first faces show it within 2 grey levels of fp32 on average (else that job stays fp32); False: fp32.
     runtime: on the CPU, ``auto`` runs the Wav2Lip generator on ncnn (about twice as fast, within 1/255)
         when it is installed and agrees with PyTorch at load, else on PyTorch; ``torch`` always PyTorch.

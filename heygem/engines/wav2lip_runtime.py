@@ -18,7 +18,7 @@ channel), and it must match fp32 on the same faces with their own speech within 
 job uses it; otherwise the job stays fp32, with one log line. The scales come from that job's own input only, so
 the same job gives the same pixels whatever ran before it. The stride-2 transposed convolutions become four
 small convolutions (one per output pixel phase) and a pixel shuffle, which ncnn runs in int8 as well: about 3x
-faster than its fp32 Deconvolution. The generator takes about 45% less time (bench/RESULTS.md).
+faster than its fp32 Deconvolution. The generator takes about 40% less time (bench/RESULTS.md).
 """
 from __future__ import annotations
 
