@@ -443,13 +443,14 @@ class NcnnWav2Lip:
         mean, p99 = float(difference.mean()), float(np.percentile(difference, 99))
         if not (mean <= INT8_TOLERANCE[0] and p99 <= INT8_TOLERANCE[1]):  # also catches NaN
             self._job_net, self.precision = False, "fp32"
-            log.warning("wav2lip on ncnn stays fp32 for this job: its int8 network differs from fp32 by %.1f grey levels "
-                        "on average (99th percentile %.1f) on the first %d faces, more than the %.0f (%.0f) allowed",
+            log.warning("wav2lip on ncnn stays fp32 for this job: its int8 network differs from fp32 by %.1f grey "
+                        "levels on average (99th percentile %.1f) on the first %d faces, more than the %.0f (%.0f) "
+                        "allowed",
                         mean * 255, p99 * 255, len(faces), INT8_TOLERANCE[0] * 255, INT8_TOLERANCE[1] * 255)
             return exact
         self._job_net, self.precision = network, "int8"
-        log.info("wav2lip on ncnn runs this job in int8: made from its first %d faces in %.2f s, %.2f grey levels from "
-                 "fp32 on average (99th percentile %.1f)", len(faces), time.perf_counter() - started,
+        log.info("wav2lip on ncnn runs this job in int8: made from its first %d faces in %.2f s, %.2f grey levels "
+                 "from fp32 on average (99th percentile %.1f)", len(faces), time.perf_counter() - started,
                  mean * 255, p99 * 255)
         return fast
 
