@@ -563,6 +563,11 @@ def _study_dir(det: DetectionOptions) -> Path | None:
     return det.cache_dir.parent / "studies" if det.cache_dir is not None else None
 
 
+def _mesh_dir(det: DetectionOptions) -> Path | None:
+    """Where face mesh points are kept (heygem.faces.mesh_memo): beside the face cache, None without one."""
+    return det.cache_dir.parent / "mesh" if det.cache_dir is not None else None
+
+
 def iter_synced_frames(
     audio: PreparedAudio,
     video: MediaInfo,
@@ -654,7 +659,7 @@ def iter_synced_frames(
     report(reading, 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
     # The face mesh points of this video's crops found by earlier jobs, kept beside its faces (the engines that
     # study presenters find them on every frame).
-    mesh = (mesh_memo(det.cache_dir.parent / "mesh", video.path, (engine.name, engine.crop_size, engine.crop_margin))
+    mesh = (mesh_memo(_mesh_dir(det), video.path, (engine.name, engine.crop_size, engine.crop_margin))
             if engine.wants_study and det.cache_dir is not None and video.kind == "video" else None)
     with stopwatch("engine start"):
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes, drive, footage,
@@ -767,6 +772,7 @@ def iter_synced_frames(
                 yield from flush()
         yield from flush()
         if mesh is not None:
+            stats["mesh_kept"] = mesh.hits  # crops whose face mesh points earlier jobs or the preparation kept
             log.debug("face mesh points: %d of %d crops found by earlier jobs", mesh.hits, total)
             mesh.save()
     finally:
@@ -996,10 +1002,44 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
                                      "the face is clearly visible", "no_face", frames=len(faces))
     if face_cache is not None and not cached.complete:
         face_cache.save(faces, turn, complete=True, face_height=face_height)
+    if study is not None and upright.kind == "video" and not det.box:
+        _keep_mesh_points(upright, fps, faces, det, report)
     report("ready", 1.0, str(info.path))
     return PresenterPrep(frames=len(faces), frames_with_face=found, turn=turn,
                          face_cache="off" if face_cache is None else "hit" if cached.complete else "made",
                          study=stats["study"], thumbnail=thumbnail, notes=notes)
+
+
+def _keep_mesh_points(video: MediaInfo, fps: Fraction, faces: list[Face | None], det: DetectionOptions,
+                      report: _Reporter) -> None:
+    """The built-in engine's face mesh points of every frame's crop, cut as a job cuts them (the faces smoothed,
+    the crop box, the crop's size), kept where its jobs look for them: the presenter's first job runs no mesh.
+    Once per video; what a job's crops do not match costs that job the mesh, nothing else."""
+    from heygem.engines.builtin import BuiltinEngine, keep_mesh_points
+
+    size, margin = BuiltinEngine.crop_size, BuiltinEngine.crop_margin
+    memo = mesh_memo(_mesh_dir(det), video.path, (BuiltinEngine.name, size, margin))
+    if len(memo):
+        return
+    decoder = iter_frames(video, fps)
+
+    def crops() -> Iterator[np.ndarray]:
+        for image, face in smooth_faces(zip(decoder, faces), det.smooth_window):
+            report.again()  # a delete stops the preparation here too
+            if face is not None:
+                x1, y1, x2, y2 = crop_box(face, image.shape[1], image.shape[0], det.pads, margin)
+                yield cv2.resize(image[y1:y2, x1:x2], (size, size))
+
+    started = time.perf_counter()
+    cut = Prefetch(crops(), 8, "heygem-prepare-crops")  # decoded and cut beside the mesh
+    try:
+        keep_mesh_points(cut, memo)
+    finally:
+        cut.close()
+        decoder.close()
+    memo.save()
+    log.info("presenter %s: face mesh points of %d crops kept in %.1f s", video.path.name, len(memo),
+             time.perf_counter() - started)
 
 
 def _face_picture(image: np.ndarray, face: Face, side: int = 256) -> np.ndarray:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from typing import ClassVar
 
@@ -45,6 +45,7 @@ from heygem.faces.landmarks import (
     CHIN,
     INNER_LIP,
     OUTER_LIP,
+    FaceMesh,
     eye_distance,
     get_face_mesh,
 )
@@ -133,6 +134,24 @@ def _choose_from_footage(job: EngineJob) -> np.ndarray:
     log.info("builtin engine: the speech's voice is %s from the footage's", "unknown" if distance is None else
              f"{distance:.2f}")
     return choose_frames(index, features, frame_loudness(job.samples, job.fps, job.frames), voice_distance=distance)
+
+
+def _crop_points(mesh: FaceMesh, memo: MeshMemo | None, crop: np.ndarray, previous: np.ndarray | None
+                 ) -> np.ndarray | None:
+    """The face mesh points of one crop, tracked from ``previous``: kept in ``memo`` or found (and kept)."""
+    if memo is None:
+        return crop_landmarks(mesh, crop, previous, BuiltinEngine.crop_margin)
+    return memo.points(crop, previous, lambda: crop_landmarks(mesh, crop, previous, BuiltinEngine.crop_margin))
+
+
+def keep_mesh_points(crops: Iterable[np.ndarray], memo: MeshMemo) -> None:
+    """The points of a presenter's face crops in a job's order (every frame with a face, from the first), each
+    tracked from the one before as ``paint`` tracks them, into ``memo``: the presenter's first job then finds
+    them there instead of running the mesh."""
+    mesh = get_face_mesh()
+    previous = None
+    for crop in crops:
+        previous = _crop_points(mesh, memo, crop, previous)
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -687,9 +706,7 @@ class BuiltinEngine(Engine):
 
     # ------------------------------------------------------------------------------------------ synthesize
     def _landmarks(self, crop: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
-        if self.mesh_memo is None:
-            return crop_landmarks(self.mesh, crop, previous, self.crop_margin)
-        return self.mesh_memo.points(crop, previous, lambda: crop_landmarks(self.mesh, crop, previous, self.crop_margin))
+        return _crop_points(self.mesh, self.mesh_memo, crop, previous)
 
     def _tracked(self, crops: np.ndarray) -> Prefetch:
         """The face mesh points of each crop in order, each tracked from the one before (as ``_previous``
