@@ -93,9 +93,11 @@ def test_options_reach_the_settings() -> None:
     args = build_parser().parse_args(
         ["generate", "--audio", "a.wav", "--video", "v.mp4", "--face", "2", "--box", "1", "2", "3", "4", "--blend", "hard",
          "--length", "loop", "--crf", "23", "--device", "cpu", "--batch-size", "8", "--detector", "s3fd", "--smooth", "1",
-         "--out", "result.mp4"]
+         "--out", "result.mp4", "--no-int8"]
     )
     settings = settings_from_args(args)
+    assert not settings.engine.int8  # fp32 throughout on the CPU
+    assert settings_from_args(build_parser().parse_args(["generate", "--audio", "a.wav", "--video", "v.mp4"])).engine.int8
     assert settings.detection.face == 2 and settings.detection.box == (1, 2, 3, 4) and settings.detection.detector == "s3fd"
     assert settings.detection.smooth_window == 1
     assert settings.blend.mode == "hard" and settings.length_policy == "loop" and settings.encode.crf == 23

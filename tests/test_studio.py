@@ -343,6 +343,12 @@ def test_engine_lines_are_worded_from_what_the_engine_said_as_data() -> None:
                                runtime="torch").to_dict()
     assert engine_words("en", "wav2lip (wav2lip_gan.pth on cuda:0, fp16, batch 64)", on_gpu) == (
         "Wav2Lip (wav2lip_gan.pth on GPU, half precision, batches of 64)")
+    in_int8 = EngineDescription("wav2lip", device="cpu", checkpoint="wav2lip_gan.pth", precision="int8", batch=16,
+                                runtime="ncnn").to_dict()  # the CPU's default: a job whose first faces allowed int8
+    assert engine_words("en", "wav2lip (wav2lip_gan.pth on cpu, int8, batch 16)", in_int8) == (
+        "Wav2Lip (wav2lip_gan.pth on CPU, 8-bit integers, batches of 16)")
+    assert engine_words("zh", "wav2lip (wav2lip_gan.pth on cpu, int8, batch 16)", in_int8) == (
+        "Wav2Lip（wav2lip_gan.pth，CPU，8 位整数，每批 16 帧）")
     # A job stored before engines described themselves as data keeps its stored line; so does an engine the page
     # has no words for. Data from a newer version (a field this one does not know) is still worded.
     assert engine_words("zh", "wav2lip (wav2lip_gan.pth on cpu, fp32, batch 16)", None) == (
