@@ -959,6 +959,8 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
                                 face_height=face_height)
     studied = study.detections if study is not None else {}
     expected = max(1, info.frame_count)
+    keep_mesh = study is not None and upright.kind == "video" and not det.box  # the engine's mesh points, below
+    faces_share = 0.5 if keep_mesh else 0.7  # of the bar: the rest of it is the mesh points' pass
     faces: list[Face | None] = []
     thumbnail: np.ndarray | None = None
     report("faces", 0.3, str(info.path))
@@ -988,7 +990,7 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
                 faces.append(face)
                 if face is not None and thumbnail is None:
                     thumbnail = _face_picture(image, face)
-                report("faces", 0.3 + 0.7 * min(1.0, (number + 1) / expected), str(info.path))  # at most every 0.3 s
+                report("faces", 0.3 + faces_share * min(1.0, (number + 1) / expected), str(info.path))  # throttled
     finally:
         decoder.close()
     notes = []
@@ -1002,8 +1004,8 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
                                      "the face is clearly visible", "no_face", frames=len(faces))
     if face_cache is not None and not cached.complete:
         face_cache.save(faces, turn, complete=True, face_height=face_height)
-    if study is not None and upright.kind == "video" and not det.box:
-        _keep_mesh_points(upright, fps, faces, det, report)
+    if keep_mesh:
+        _keep_mesh_points(upright, fps, faces, det, lambda done: report("faces", 0.8 + 0.2 * done, str(info.path)))
     report("ready", 1.0, str(info.path))
     return PresenterPrep(frames=len(faces), frames_with_face=found, turn=turn,
                          face_cache="off" if face_cache is None else "hit" if cached.complete else "made",
@@ -1011,10 +1013,11 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
 
 
 def _keep_mesh_points(video: MediaInfo, fps: Fraction, faces: list[Face | None], det: DetectionOptions,
-                      report: _Reporter) -> None:
+                      tick: Callable[[float], None]) -> None:
     """The built-in engine's face mesh points of every frame's crop, cut as a job cuts them (the faces smoothed,
     the crop box, the crop's size), kept where its jobs look for them: the presenter's first job runs no mesh.
-    Once per video; what a job's crops do not match costs that job the mesh, nothing else."""
+    Once per video; what a job's crops do not match costs that job the mesh, nothing else. ``tick(share done)``
+    for every frame (a preparation's progress, through which a delete stops it)."""
     from heygem.engines.builtin import BuiltinEngine, keep_mesh_points
 
     size, margin = BuiltinEngine.crop_size, BuiltinEngine.crop_margin
@@ -1024,8 +1027,8 @@ def _keep_mesh_points(video: MediaInfo, fps: Fraction, faces: list[Face | None],
     decoder = iter_frames(video, fps)
 
     def crops() -> Iterator[np.ndarray]:
-        for image, face in smooth_faces(zip(decoder, faces), det.smooth_window):
-            report.again()  # a delete stops the preparation here too
+        for number, (image, face) in enumerate(smooth_faces(zip(decoder, faces), det.smooth_window)):
+            tick(min(1.0, (number + 1) / len(faces)))
             if face is not None:
                 x1, y1, x2, y2 = crop_box(face, image.shape[1], image.shape[0], det.pads, margin)
                 yield cv2.resize(image[y1:y2, x1:x2], (size, size))

@@ -184,6 +184,35 @@ def test_the_speech_and_a_presenter_report_while_they_are_read_so_a_cancel_stops
         prepare_presenter(media / "liveportrait/d0.mp4", settings, cancel_inside("starting"))
 
 
+def test_a_presenter_preparation_reports_through_its_mesh_pass_and_a_delete_stops_it(media: Path, settings,
+                                                                                      tmp_path: Path) -> None:
+    # After the faces, the preparation keeps the built-in engine's face mesh points of every crop: the bar goes
+    # on moving through that pass (not stuck at its end), and a delete (a cancel from the progress) stops it
+    # there, keeping nothing half made.
+    from heygem.errors import CancelledError
+    from heygem.pipeline import prepare_presenter
+
+    clip = make_clip(tmp_path / "d0.mp4", "-i", str(media / "liveportrait/d0.mp4"), "-t", "2", "-vf", "scale=-2:240",
+                     "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    mesh_dir = settings.detection.cache_dir.parent / "mesh"
+    seen: list[tuple[str, float]] = []
+
+    def delete_in_mesh_pass(stage: str, fraction: float, file: str) -> None:
+        seen.append((stage, fraction))
+        if stage == "faces" and 0.9 < fraction < 1.0:
+            raise CancelledError(f"{Path(file).name}: deleted")
+
+    with pytest.raises(CancelledError, match="deleted"):
+        prepare_presenter(clip, settings, delete_in_mesh_pass)
+    assert list(settings.detection.cache_dir.iterdir())  # the faces were done and kept: it stopped in the mesh pass
+    assert not list(mesh_dir.glob("*.npz"))
+    seen.clear()
+    prepare_presenter(clip, settings, lambda stage, fraction, file: seen.append((stage, fraction)))
+    assert len(list(mesh_dir.glob("*.npz"))) == 1
+    faces = [fraction for stage, fraction in seen if stage == "faces"]
+    assert faces == sorted(faces) and len([f for f in faces if 0.8 < f < 1.0]) >= 10 and seen[-1] == ("ready", 1.0)
+
+
 def test_the_timeline_adds_up_to_the_stage_seconds_and_drops_a_study_read_back(media: Path, speech, settings,
                                                                                tmp_path: Path) -> None:
     """Each stage's half-second steps add up to its seconds; a study read from the cache is neither (no work
