@@ -292,3 +292,28 @@ def test_int8_network_keeps_the_skips_as_additions_and_splits_upsampling_into_ph
     assert count["BinaryOp"] == residual == count["ReLU"]
     fp32 = [layer[1] for layer in layers if layer[0] == "Convolution" and "8=1" not in layer]
     assert fp32 == ["output_1"]  # the 1x1 layer before the sigmoid
+
+
+def test_int8_ranges_widen_when_later_faces_are_brighter_than_the_first(
+    test_checkpoint: Path, real_batch: tuple[np.ndarray, np.ndarray], radio_mel: np.ndarray, eager: Wav2LipEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A job that fades in: its first faces (which make the int8 network) are dark, the later ones are not, and
+    # their larger values would be clipped. The spot check on every 4th batch sees it and widens the ranges.
+    pytest.importorskip("ncnn")
+    crops, mels = real_batch
+    person, windows = crops[16:24], mels[16:24]  # one person's eight faces: batches of 8
+    expected = eager.synthesize(person, windows)
+    engine = Wav2LipEngine(test_checkpoint, device="cpu")
+    engine.start(_job(radio_mel))
+    engine.synthesize((person * 0.3).astype(np.uint8), windows)  # batch 1: the dark first faces
+    with caplog.at_level(logging.INFO, logger="heygem"):
+        before = [engine.synthesize(person, windows) for _ in range(3)]  # batches 2-4: not checked
+        after = [engine.synthesize(person, windows) for _ in range(2)]  # batch 5 is checked, and widens
+    mean, p99 = _grey_levels(before[-1], expected)
+    assert mean > INT8_MEAN or p99 > INT8_P99  # the clipping the check is for
+    for out in after:
+        mean, p99 = _grey_levels(out, expected)
+        assert mean <= INT8_MEAN and p99 <= INT8_P99, (mean, p99)
+    assert engine.description().precision == "int8"
+    assert len([line for line in _records(caplog) if "ranges widened at batch 5" in line]) == 1
