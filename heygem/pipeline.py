@@ -31,7 +31,7 @@ from heygem.faces import Face, get_detector
 from heygem.faces.mesh_memo import mesh_memo
 from heygem.faces.orientation import Orientation, describe_turn, find_orientation, turn_box
 from heygem.faces.schedule import Anchors, CachedFaces, FaceCache, sparse_detect
-from heygem.faces.track import crop_box, select_face, smooth_faces
+from heygem.faces.track import crop_box, cut_crop, select_face, smooth_faces
 from heygem.features import MelChunks, frame_count, mel_spectrogram
 from heygem.footage import study_footage
 from heygem.limits import check_speech, speech_too_long
@@ -735,8 +735,7 @@ def iter_synced_frames(
         with_box = [(frame, box) for frame, box in pending if box is not None]
         if with_box:
             size = engine.crop_size
-            # Plain bilinear resize of the crop, as the checkpoints saw in training and in the original.
-            crops = np.stack([cv2.resize(f.image[b[1]:b[3], b[0]:b[2]], (size, size)) for f, b in with_box])
+            crops = np.stack([cut_crop(f.image, b, size) for f, b in with_box])
             mels = np.stack([chunks[f.index] for f, _ in with_box]).astype(np.float32)
             indices = np.array([f.index for f, _ in with_box])
             if engine.paints_frames:
@@ -1030,8 +1029,7 @@ def _keep_mesh_points(video: MediaInfo, fps: Fraction, faces: list[Face | None],
         for number, (image, face) in enumerate(smooth_faces(zip(decoder, faces), det.smooth_window)):
             tick(min(1.0, (number + 1) / len(faces)))
             if face is not None:
-                x1, y1, x2, y2 = crop_box(face, image.shape[1], image.shape[0], det.pads, margin)
-                yield cv2.resize(image[y1:y2, x1:x2], (size, size))
+                yield cut_crop(image, crop_box(face, image.shape[1], image.shape[0], det.pads, margin), size)
 
     started = time.perf_counter()
     cut = Prefetch(crops(), 8, "heygem-prepare-crops")  # decoded and cut beside the mesh

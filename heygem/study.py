@@ -28,7 +28,7 @@ import numpy as np
 from heygem.faces import Face, get_detector
 from heygem.faces.landmarks import EYE_OUTER_CORNERS, eye_distance, get_face_mesh, mouth_opening, mouth_width
 from heygem.faces.schedule import cache_name, save_npz
-from heygem.faces.track import crop_box, select_face
+from heygem.faces.track import crop_box, cut_crop, select_face
 from heygem.media.probe import MediaInfo
 from heygem.media.video import iter_frames
 from heygem.prefetch import Prefetch
@@ -242,10 +242,10 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int
             if face is None:
                 continue
             previous_face = face
-            x1, y1, x2, y2 = crop_box(face, frame.shape[1], frame.shape[0], det.pads, margin)
+            box = x1, y1, x2, y2 = crop_box(face, frame.shape[1], frame.shape[0], det.pads, margin)
             if x2 - x1 < 8 or y2 - y1 < 8:
                 continue
-            crop = cv2.resize(frame[y1:y2, x1:x2], (crop_size, crop_size))
+            crop = cut_crop(frame, box, crop_size)
             # From the crop's box each time, not tracked: sampled frames are apart, and the keys stay the
             # ones the engine has always found.
             points = crop_landmarks(mesh, crop, None, margin)

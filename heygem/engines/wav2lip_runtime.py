@@ -354,7 +354,11 @@ class NcnnWav2Lip:
         self._job_net: object | None = None  # this job's int8 network, once made; False: this job stays fp32
         self._ranges: dict[str, float] = {}  # the input ranges it was made with
         self._batches = 0  # batches of this job so far
-        self.precision = "int8" if int8 else "fp32"  # what the current (or coming) job runs
+
+    @property
+    def precision(self) -> str:
+        """What the current (or coming) job runs: ``int8`` unless it was asked for fp32 or had to stay there."""
+        return "int8" if self.int8 and self._job_net is not False else "fp32"
 
     def _load(self, param: str, weights: bytes, int8: bool) -> object:
         ncnn = self._ncnn
@@ -385,7 +389,6 @@ class NcnnWav2Lip:
         """A new job: its int8 network is made from its first faces, with windows of this speech (80, T)."""
         self._speech = None if mel is None else np.asarray(mel, dtype=np.float32)
         self._job_net, self._ranges, self._batches = None, {}, 0
-        self.precision = "int8" if self.int8 else "fp32"
 
     def _frame(self, net: object, face: np.ndarray, mel: np.ndarray, out: np.ndarray,
                ranges: dict[str, float] | None = None) -> None:
@@ -449,13 +452,13 @@ class NcnnWav2Lip:
         fast = self._predict(network, faces, mels)
         mean, p99 = _difference(fast, exact)
         if not _within(mean, p99):
-            self._job_net, self.precision = False, "fp32"
+            self._job_net = False
             log.warning("wav2lip on ncnn stays fp32 for this job: its int8 network differs from fp32 by %.1f grey "
                         "levels on average (99th percentile %.1f) on the first %d faces, more than the %.0f (%.0f) "
                         "allowed", mean * 255, p99 * 255, len(faces), INT8_TOLERANCE[0] * 255,
                         INT8_TOLERANCE[1] * 255)
             return exact
-        self._job_net, self._ranges, self.precision = network, ranges, "int8"
+        self._job_net, self._ranges = network, ranges
         log.info("wav2lip on ncnn runs this job in int8: made from its first %d faces in %.2f s, %.2f grey levels "
                  "from fp32 on average (99th percentile %.1f)", len(faces), time.perf_counter() - started,
                  mean * 255, p99 * 255)
@@ -481,7 +484,7 @@ class NcnnWav2Lip:
             log.info("wav2lip on ncnn: int8 ranges widened at batch %d (%.1f grey levels from fp32 on average, %.1f "
                      "after)", self._batches, mean * 255, after[0] * 255)
             return widened
-        self._job_net, self.precision = False, "fp32"
+        self._job_net = False
         log.warning("wav2lip on ncnn goes on in fp32 from batch %d of this job: its int8 network differs from fp32 "
                     "by %.1f grey levels on average (99th percentile %.1f) there, even with its ranges widened",
                     self._batches, after[0] * 255, after[1] * 255)

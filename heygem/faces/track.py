@@ -6,6 +6,9 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Literal, TypeVar
 
+import cv2
+import numpy as np
+
 from heygem.faces.base import Face
 
 T = TypeVar("T")
@@ -98,3 +101,11 @@ def crop_box(
     x2 = min(frame_width, int(round(face.x2)) + right)
     y2 = min(frame_height, int(round(face.y2)) + bottom)
     return x1, y1, x2, y2
+
+
+def cut_crop(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """The ``box`` (x1, y1, x2, y2) of ``image`` resized to ``size`` x ``size``: plain bilinear, as the Wav2Lip
+    checkpoints saw in training. Every pass that cuts a presenter's crops cuts them here, so the same face gives
+    the same crop (the kept face mesh points are keyed by the crop's pixels)."""
+    x1, y1, x2, y2 = box
+    return cv2.resize(image[y1:y2, x1:x2], (size, size))

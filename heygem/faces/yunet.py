@@ -24,6 +24,12 @@ _FIELDS = 16
 _SYMBOL = "_Z14facedetect_cnnPhS_iii"  # int *facedetect_cnn(unsigned char *buffer, unsigned char *bgr, int w, int h, int step)
 
 
+def _package_folder() -> Path:
+    import yuface  # the wheel that ships the library
+
+    return Path(yuface.__file__).parent
+
+
 def _openmp_threads_setter(folder: Path) -> ctypes._CFuncPtr | None:
     """``omp_set_num_threads`` of the OpenMP runtime the wheel bundles with the library (None without one)."""
     for candidate in sorted((folder.parent / "yuface.libs").glob("libgomp*.so*")):
@@ -37,10 +43,7 @@ def _openmp_threads_setter(folder: Path) -> ctypes._CFuncPtr | None:
     return None
 
 
-def _load_library() -> ctypes._CFuncPtr:
-    import yuface  # the wheel that ships the library
-
-    folder = Path(yuface.__file__).parent
+def _load_library(folder: Path) -> ctypes._CFuncPtr:
     candidates = sorted(folder.glob("libfacedetection.so*")) + sorted(folder.glob("*facedetection*.dylib")) + \
         sorted(folder.glob("*facedetection*.dll"))
     for candidate in candidates:
@@ -61,14 +64,13 @@ class YuNetDetector(FaceDetector):
     def __init__(self, detect_size: int = 640) -> None:
         # YuNet degrades above ~960 px (the library's own warning); detect on a frame no larger than that.
         super().__init__(min(detect_size, 960))
-        self._detect_cnn = _load_library()
-        import yuface
-
+        folder = _package_folder()
+        self._detect_cnn = _load_library(folder)
         # One OpenMP thread per detecting thread. With two, a detection took 5.1 ms against 5.7 but 10.2 ms of
         # CPU against 5.7 (the second thread spins while it waits), taken from the decoding and drawing beside
         # it; the faces found are the same. The setting holds for the thread that makes it, so each detecting
         # thread makes it once.
-        self._openmp_threads = _openmp_threads_setter(Path(yuface.__file__).parent)
+        self._openmp_threads = _openmp_threads_setter(folder)
         self._buffers = threading.local()  # one result buffer per thread that detects
 
     def _buffer(self) -> ctypes.Array:
