@@ -28,7 +28,7 @@ from heygem.engines import Engine, create_engine
 from heygem.engines.base import EngineDescription, EngineJob
 from heygem.errors import CancelledError, CodedText, InputError, NoFaceError
 from heygem.faces import Face, get_detector
-from heygem.faces.mesh_memo import mesh_memo
+from heygem.faces.mesh_memo import MeshMemo, mesh_memo
 from heygem.faces.orientation import Orientation, describe_turn, find_orientation, turn_box
 from heygem.faces.schedule import Anchors, CachedFaces, FaceCache, sparse_detect
 from heygem.faces.track import crop_box, cut_crop, select_face, smooth_faces
@@ -41,8 +41,10 @@ from heygem.media.probe import MediaInfo, fit_picture, probe, turned
 from heygem.media.video import iter_frames, sample_frames, turn_image
 from heygem.prefetch import Prefetch
 from heygem.settings import DetectionOptions, Limits, Settings
+from heygem.speech.loudness import voice_envelope
 from heygem.speech.phones import mouth_shapes
-from heygem.study import sampling, study_kept, study_presenter
+from heygem.study import anchors as study_anchors
+from heygem.study import study_kept, study_presenter
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +126,22 @@ class PreparedAudio:
     path: Path
     info: MediaInfo
     samples: np.ndarray  # float32 mono at 16 kHz
-    mel: np.ndarray  # (80, T)
+    _mel: np.ndarray | None = field(default=None, repr=False)
     _phones: list | None = field(default=None, repr=False)
     _background: Any = field(default=None, repr=False)  # heygem.speech BackgroundPhones while one runs
+    _mel_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def duration(self) -> float:
         return len(self.samples) / SAMPLE_RATE
+
+    @property
+    def mel(self) -> np.ndarray:
+        """The mel spectrogram (80, T), on first use: a job can start the phones' recognition before it."""
+        with self._mel_lock:
+            if self._mel is None:
+                self._mel = mel_spectrogram(self.samples)
+            return self._mel
 
     def start_phones(self, alone: bool = False) -> None:
         """Start recognising the speech's sounds in child processes (heygem.speech.phones), to run
@@ -199,7 +210,7 @@ class GenerateResult:
 
 
 def prepare_audio(path: str | Path, limits: Limits | None = None, progress: ProgressCallback | None = None) -> PreparedAudio:
-    """Decode any file with an audio stream to 16 kHz mono and compute its mel spectrogram.
+    """Decode any file with an audio stream to 16 kHz mono (its mel spectrogram and phones follow on first use).
 
     With ``limits``, a speech longer than ``limits.speech_minutes`` is refused (LimitError), by its probed
     length and again while decoding, so no more than the limit is ever held. ``progress`` hears the stage
@@ -217,17 +228,15 @@ def prepare_audio(path: str | Path, limits: Limits | None = None, progress: Prog
         check_speech(info, limits)
     length = info.audio_duration or info.duration or 0.0
 
-    def decoded(seconds: float) -> None:  # decoding is most of the stage; the mel features the rest
-        report("audio", 0.8 * min(1.0, seconds / length) if length else 0.0, str(path))
+    def decoded(seconds: float) -> None:
+        report("audio", min(1.0, seconds / length) if length else 0.0, str(path))
 
     try:
         samples = load_audio(path, SAMPLE_RATE, max_seconds, tick=decoded)
     except TooLongError:
         raise speech_too_long(path, None, limits) from None
-    report("audio", 0.8, str(path))
-    mel = mel_spectrogram(samples)
     report("audio", 1.0, str(path))
-    return PreparedAudio(path, info, samples, mel)
+    return PreparedAudio(path, info, samples)
 
 
 def source_index(out_index: int, source_frames: int, policy: str) -> int:
@@ -452,8 +461,10 @@ class _SourceFrames:
                 if self._spill is None:
                     self._spill = _SpillFile(self.spill_dir, image.shape)
                 self._spill.append(image)
-            else:
+            elif self._held is None or self._held.shape != image.shape:
                 self._held = image.copy()  # the last frame, should the replay need one not kept; blending writes to ``image``
+            else:
+                np.copyto(self._held, image)  # into the same array: a fresh 2.7 MB (at 720p) each frame costs more
             yield _Frame(self.decoded, self.decoded, image)
             self.decoded += 1
             if self.decoded >= self.total:
@@ -534,21 +545,13 @@ def output_fps(video: MediaInfo, settings: Settings) -> Fraction:
     return video.fps if video.kind == "video" and video.fps else Fraction(settings.still_fps)
 
 
-def _anchors(det: DetectionOptions, fps: Fraction) -> Anchors:
-    """The frames the detector runs on: every ``det.every``-th, moved within the studied seconds onto the frames
-    the presenter study detects (heygem.study), whichever the engine: the faces of a video are the same for
-    every job, and a job with a study detects none of those anchors again."""
-    step, limit = sampling(fps)
-    return Anchors(det.every, step, limit)
-
-
 def _face_cache(video: MediaInfo, det: DetectionOptions, fps: Fraction) -> FaceCache | None:
     """Where the faces of ``video`` are kept, under everything that changes which face a frame gets; None for
     a photo (one frame) or without a cache folder. Jobs and presenter preparation share it."""
     if det.cache_dir is None or video.kind != "video":
         return None
     return FaceCache(det.cache_dir, video.path, (det.detector, det.detect_size, det.detector_weights, det.face,
-                                                 _anchors(det, fps), fps))
+                                                 study_anchors(det, fps), fps))
 
 
 def _known_faces(cached: CachedFaces, anchors: Anchors) -> list[Face | None]:
@@ -593,13 +596,22 @@ def iter_synced_frames(
     det = settings.detection
     fps = output_fps(video, settings)
     total = frame_count(len(audio.samples), fps, SAMPLE_RATE)
-    chunks = MelChunks(audio.mel, fps, total)
     stats.update(frames=total, frames_without_face=0, turn=0)
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
     face_cache = _face_cache(video, det, fps) if detector is not None else None
     stats.update(faces_detected=0, face_cache="off" if face_cache is None else "miss", study="off")
     counter = {"detected": 0}  # detector calls, the orientation's included
     cached = face_cache.load_entry() if face_cache is not None else CachedFaces()
+    drive = settings.engine.mouth_drive
+    phones_wanted = engine.wants_study and drive in ("phones", "footage")
+    if phones_wanted:
+        # First, in processes of their own, beside all that comes before the main pass here (the mel features,
+        # the orientation, the study); on every core when the study is kept (nothing else runs until they are
+        # known: the main pass needs them from its first frame).
+        kept = study_kept(turned(video, cached.turn) if cached.faces and cached.turn else video, fps, det,
+                          engine.crop_size, engine.crop_margin, _study_dir(det))
+        audio.start_phones(alone=drive == "phones" and kept)
+    chunks = MelChunks(audio.mel, fps, total)
     orientation: Orientation | None = None
     turn = cached.turn if cached.faces else 0
     face_height = cached.face_height if cached.faces else None
@@ -623,21 +635,19 @@ def iter_synced_frames(
         log.warning("%s: %s", video.path.name, notes[-1])
     back = (360 - turn) % 360
     study = shapes = footage = phones = None
-    drive = settings.engine.mouth_drive
-    phones_wanted = engine.wants_study and drive in ("phones", "footage")
-    if phones_wanted:
-        # In processes of their own, beside the study; on every core when the study is kept (nothing else runs
-        # until they are known: the main pass needs them from its first frame).
-        audio.start_phones(alone=drive == "phones" and study_kept(video, fps, det, engine.crop_size,
-                                                                   engine.crop_margin, _study_dir(det)))
     # The stages a person sees: "study" while the presenter is studied (the slow part of a fresh video), then
     # "phones" while the speech's sounds are still being recognised (they cost with the speech's length, the
     # study with the video's); the page words each, and the queue times each for its estimates.
     reading = "probe"
+    # The face mesh points of this video's crops found by earlier jobs (or the study below), kept beside its
+    # faces (the engines that study presenters find them on every frame).
+    mesh = (mesh_memo(_mesh_dir(det), video.path, (engine.name, engine.crop_size, engine.crop_margin))
+            if engine.wants_study and det.cache_dir is not None and video.kind == "video" else None)
     if engine.wants_study:
         with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
             study = study_presenter(video, fps, det, engine.crop_size, engine.crop_margin, _study_dir(det), stats,
-                                    tick=lambda done: report("study", done, str(video.path)), face_height=face_height)
+                                    tick=lambda done: report("study", done, str(video.path)), face_height=face_height,
+                                    memo=mesh)
         if stats["study"] == "cached":  # read back, not made: no study stage, as kept faces make no detection stage
             stopwatch.forget("study")
         else:
@@ -654,13 +664,11 @@ def iter_synced_frames(
             reading = "phones"
             report("phones", 0.0, str(video.path))  # a cancel is seen here, and while they are awaited
             with stopwatch("phones"):  # the wait for them beyond the study; once per speech for a batch
+                # The loudness first, while their processes work on (its first use imports scipy.signal: 0.6 s).
+                envelope = voice_envelope(audio.samples, fps, total)
                 phones = audio.phones(lambda done: report("phones", done, str(video.path)))
-                shapes = mouth_shapes(phones, audio.samples, fps, total)
+                shapes = mouth_shapes(phones, audio.samples, fps, total, envelope=envelope)
     report(reading, 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
-    # The face mesh points of this video's crops found by earlier jobs, kept beside its faces (the engines that
-    # study presenters find them on every frame).
-    mesh = (mesh_memo(_mesh_dir(det), video.path, (engine.name, engine.crop_size, engine.crop_margin))
-            if engine.wants_study and det.cache_dir is not None and video.kind == "video" else None)
     with stopwatch("engine start"):
         engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes, drive, footage,
                                phones, settings.engine.still, mesh))
@@ -668,13 +676,13 @@ def iter_synced_frames(
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)
     faces_by_source: dict[int, Face | None] = {}
-    anchors = _anchors(det, fps)
+    anchors = study_anchors(det, fps)
     known = _known_faces(cached, anchors)
     # Faces to find beyond the kept ones: then the video is read on past the speech to the next anchor.
     searching = detector is not None and not cached.complete and len(known) < total
 
-    # The study detected faces in every other frame of the first seconds already (the anchors there are among
-    # those frames): the same decoded frames give the same faces, so they are taken, not detected again.
+    # The study searched the faces of its seconds as this pass does, on the same anchors: the same decoded
+    # frames give the same faces, so they are taken, not detected again.
     studied = study.detections if study is not None else {}
 
     def detect_one(frame: _Frame, previous: Face | None) -> Face | None:
@@ -771,8 +779,9 @@ def iter_synced_frames(
                 yield from flush()
         yield from flush()
         if mesh is not None:
-            stats["mesh_kept"] = mesh.hits  # crops whose face mesh points earlier jobs or the preparation kept
-            log.debug("face mesh points: %d of %d crops found by earlier jobs", mesh.hits, total)
+            stats["mesh_kept"] = mesh.kept_hits  # crops whose face mesh points earlier jobs or the preparation kept
+            log.debug("face mesh points: %d of %d crops found by earlier jobs, %d by the study", mesh.kept_hits,
+                      total, mesh.hits - mesh.kept_hits)
             mesh.save()
     finally:
         if isinstance(faces, Prefetch):
@@ -934,7 +943,7 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     fps = output_fps(info, settings)
     detector = get_detector(det.detector, det.detect_size, det.detector_weights)
     face_cache = _face_cache(info, det, fps)
-    anchors = _anchors(det, fps)
+    anchors = study_anchors(det, fps)
     cached = face_cache.load_entry() if face_cache is not None else CachedFaces()
     if cached.complete:
         turn, face_height = cached.turn, cached.face_height
@@ -948,17 +957,23 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     upright = turned(info, turn) if turn else info  # as the job does: the study's key holds the turn
     # The study first: the faces it detects in its frames are anchors of the face search below, as in a job.
     stats: dict[str, str] = {"study": "off"}
-    study = None
+    study = memo = None
+    memo_whole = False
     if det.cache_dir is not None:
         from heygem.engines.builtin import BuiltinEngine  # the one engine that studies presenters
 
+        size, margin = BuiltinEngine.crop_size, BuiltinEngine.crop_margin
+        if upright.kind == "video" and not det.box:  # the engine's mesh points of the crops, as a job keeps them
+            memo = mesh_memo(_mesh_dir(det), upright.path, (BuiltinEngine.name, size, margin))
+        # Points kept by an earlier preparation, or a job that went through the whole video, are all there.
+        memo_whole = memo is not None and len(memo) > 0 and cached.complete
         report("study", 0.0, str(info.path))
-        study = study_presenter(upright, fps, det, BuiltinEngine.crop_size, BuiltinEngine.crop_margin, _study_dir(det),
-                                stats, tick=lambda done: report("study", 0.3 * done, str(info.path)),
-                                face_height=face_height)
+        study = study_presenter(upright, fps, det, size, margin, _study_dir(det), stats,
+                                tick=lambda done: report("study", 0.3 * done, str(info.path)),
+                                face_height=face_height, memo=memo)
     studied = study.detections if study is not None else {}
     expected = max(1, info.frame_count)
-    keep_mesh = study is not None and upright.kind == "video" and not det.box  # the engine's mesh points, below
+    keep_mesh = study is not None and memo is not None and not memo_whole  # the mesh points' pass, below
     faces_share = 0.5 if keep_mesh else 0.7  # of the bar: the rest of it is the mesh points' pass
     faces: list[Face | None] = []
     thumbnail: np.ndarray | None = None
@@ -1004,7 +1019,8 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     if face_cache is not None and not cached.complete:
         face_cache.save(faces, turn, complete=True, face_height=face_height)
     if keep_mesh:
-        _keep_mesh_points(upright, fps, faces, det, lambda done: report("faces", 0.8 + 0.2 * done, str(info.path)))
+        _keep_mesh_points(upright, fps, faces, det, memo,
+                          lambda done: report("faces", 0.8 + 0.2 * done, str(info.path)))
     report("ready", 1.0, str(info.path))
     return PresenterPrep(frames=len(faces), frames_with_face=found, turn=turn,
                          face_cache="off" if face_cache is None else "hit" if cached.complete else "made",
@@ -1012,17 +1028,15 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
 
 
 def _keep_mesh_points(video: MediaInfo, fps: Fraction, faces: list[Face | None], det: DetectionOptions,
-                      tick: Callable[[float], None]) -> None:
+                      memo: MeshMemo, tick: Callable[[float], None]) -> None:
     """The built-in engine's face mesh points of every frame's crop, cut as a job cuts them (the faces smoothed,
-    the crop box, the crop's size), kept where its jobs look for them: the presenter's first job runs no mesh.
-    Once per video; what a job's crops do not match costs that job the mesh, nothing else. ``tick(share done)``
-    for every frame (a preparation's progress, through which a delete stops it)."""
+    the crop box, the crop's size), kept in ``memo``, where its jobs look for them: the presenter's first job
+    runs no mesh. The crops the study passed are found there already. What a job's crops do not match costs
+    that job the mesh, nothing else. ``tick(share done)`` for every frame (a preparation's progress, through
+    which a delete stops it)."""
     from heygem.engines.builtin import BuiltinEngine, keep_mesh_points
 
     size, margin = BuiltinEngine.crop_size, BuiltinEngine.crop_margin
-    memo = mesh_memo(_mesh_dir(det), video.path, (BuiltinEngine.name, size, margin))
-    if len(memo):
-        return
     decoder = iter_frames(video, fps)
 
     def crops() -> Iterator[np.ndarray]:

@@ -7,17 +7,18 @@ open, spread, rounded) are taken where the person actually made them. Footage wi
 music) falls back to the mouths' shapes alone. The keys are moved into one canonical face frame (a similarity
 transform on points that move with the skull) and stored with their landmarks.
 
-The study is kept by the video's content hash (``outputs/.cache/studies``, beside the face cache), with the
-faces the detector found in the sampled frames: a second job with the same presenter reads it and decodes,
-detects and measures nothing, and its main pass takes those faces as a first job's does.
+The study passes those seconds as a job's main pass does (the faces searched on the job's anchors and
+smoothed, the crops cut, the face mesh tracked from frame to frame), so the job takes what it found: the faces
+the detector found, and the points of the crops (``heygem.faces.mesh_memo``). It is kept by the video's content
+hash (``outputs/.cache/studies``, beside the face cache), with those faces: a second job with the same presenter
+reads it and decodes, detects and measures nothing, and its main pass takes those faces as a first job's does.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -27,8 +28,9 @@ import numpy as np
 
 from heygem.faces import Face, get_detector
 from heygem.faces.landmarks import EYE_OUTER_CORNERS, eye_distance, get_face_mesh, mouth_opening, mouth_width
-from heygem.faces.schedule import cache_name, save_npz
-from heygem.faces.track import crop_box, cut_crop, select_face
+from heygem.faces.mesh_memo import MeshMemo
+from heygem.faces.schedule import Anchors, cache_name, save_npz, sparse_detect
+from heygem.faces.track import crop_box, cut_crop, select_face, smooth_faces
 from heygem.media.probe import MediaInfo
 from heygem.media.video import iter_frames
 from heygem.prefetch import Prefetch
@@ -36,10 +38,12 @@ from heygem.settings import DetectionOptions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KEY_CLASSES", "STABLE", "PresenterStudy", "StudyCache", "apply_affine", "crop_landmarks", "sampling",
-           "similarity", "study_kept", "study_presenter"]
+__all__ = ["KEY_CLASSES", "STABLE", "PresenterStudy", "StudyCache", "anchors", "apply_affine", "crop_landmarks",
+           "sampling", "similarity", "study_kept", "study_presenter"]
 
-STUDY_VERSION = 3  # 2: the detector's faces in the sampled frames are kept too; 3: found at the face's scale
+# 2: the detector's faces in the sampled frames are kept too; 3: found at the face's scale; 4: every frame of
+# the studied seconds passed as a job passes it (faces on the job's anchors, smoothed; points tracked)
+STUDY_VERSION = 4
 SCAN_SECONDS = 20.0
 SCAN_STEP_SECONDS = 0.08  # every other frame at 25 fps
 # Points that move with the skull, not the jaw: eye corners, nose bridge and tip, nose wings.
@@ -51,8 +55,7 @@ MIN_OPEN_RANGE = 0.04  # opening (over eye distance) the footage must span to bo
 MIN_WIDTH_RANGE = 0.03  # width change (over eye distance) that makes a spread or rounded key worth its own image
 MIN_LABELLED = 3  # frames of a class the person's own speech must mark before its keys are chosen among them
 VOICED_SHARE = 0.2  # share of the scanned frames that must carry voice for the footage's speech to be used
-AHEAD = 4  # sampled frames read and detected ahead of the mesh (each 1080p frame is 6 MB)
-DETECT_THREADS = 2  # detections of the study's frames at a time (the detector keeps a buffer per thread)
+AHEAD = 8  # crops read, searched and cut ahead of the mesh
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -84,8 +87,9 @@ class PresenterStudy:
     frames: (K,) the source frame each key came from (-1: synthesised from another key).
     samples: face samples measured; labelled: whether the person's own speech chose the keys.
     photo: a still (or footage whose mouth never opens): the open mouth must be synthesised.
-    detections: the detector's faces in each sampled source frame (none with a fixed face box): the job's
-        main pass takes them instead of detecting those frames again.
+    detections: the detector's faces in each source frame it ran on (the anchors of the studied seconds, and
+        the frames between two where the face was lost or jumped; none with a fixed face box): the job's main
+        pass takes them instead of detecting those frames again.
     """
 
     names: list[str]
@@ -167,10 +171,13 @@ class _Sample:
 def study_presenter(
     video: MediaInfo, fps: Fraction, detection: DetectionOptions, crop_size: int, crop_margin: float,
     cache_dir: Path | None = None, stats: dict | None = None, tick: Callable[[float], None] | None = None,
-    face_height: float | None = None,
+    face_height: float | None = None, memo: MeshMemo | None = None,
 ) -> PresenterStudy | None:
     """The study of ``video`` (from the cache when it is there); None when no face with landmarks is found.
     ``face_height``: the video's face size, for the detector's scale (the job's main pass detects with it too).
+    ``memo``: where the face mesh points of the job's crops are kept (``heygem.faces.mesh_memo``, under the
+    engine's crop size and margin, which ``crop_size`` and ``crop_margin`` must be): the study fills it for the
+    frames it passes, so the job's main pass finds them there.
 
     ``stats["study"]`` is set to "cached" or "made". ``tick(share done)`` is called for every frame studied
     (a job's progress callback, through which a cancel stops the study too).
@@ -186,7 +193,7 @@ def study_presenter(
     started = time.perf_counter()
     detections: dict[int, list[Face]] = {}
     samples = _scan(video, fps, detection, crop_size, crop_margin, tick or (lambda done: None), detections,
-                    face_height)
+                    face_height, memo)
     if not samples:
         log.warning("presenter study: no face with landmarks in %s", video.path.name)
         return None
@@ -217,70 +224,75 @@ def _study_cache(video: MediaInfo, fps: Fraction, detection: DetectionOptions, c
                                               crop_size, crop_margin))
 
 
+def anchors(det: DetectionOptions, fps: Fraction | float | None) -> Anchors:
+    """The frames a video's faces are detected on (``heygem.faces.schedule``): every ``det.every``-th, moved
+    within the studied seconds onto the frames this study samples. The study and every job's main pass search
+    the faces on these anchors alike, so the faces the study finds are the job's own."""
+    step, limit = sampling(fps)
+    return Anchors(det.every, step, limit)
+
+
 def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int, margin: float,
           tick: Callable[[float], None], detections: dict[int, list[Face]],
-          face_height: float | None) -> list[_Sample]:
-    """Crops, landmarks and mouth measures of sampled source frames; the detector's faces in each go into
-    ``detections`` by frame number."""
+          face_height: float | None, memo: MeshMemo | None) -> list[_Sample]:
+    """Crops, landmarks and mouth measures of sampled source frames; the detector's faces in each frame it ran
+    on go into ``detections`` by frame number.
+
+    Every frame of the studied seconds is taken as a job's main pass takes it: its face searched on the job's
+    anchors and smoothed as the job smooths it, its crop cut from that, its face mesh points tracked from the
+    frame before. The samples are every ``step``-th of those; the points of every crop go into ``memo``, where
+    the job's own pass over these frames then finds them (the mesh runs once per frame either way: tracked,
+    against twice from a box on every other frame)."""
     detector = None if det.box else get_detector(det.detector, det.detect_size, det.detector_weights)
     mesh = get_face_mesh()
     step, limit = sampling(fps)
     scanned = max(1, min(limit, video.frame_count))  # frames the scan passes, for the share done
     out: list[_Sample] = []
-    previous_face: Face | None = None
-    detect = None if detector is None else lambda frame: detector.detect(frame, face_height)
-    # Read and detected a few frames ahead, in a thread of its own, while the mesh runs on the one before.
-    frames = Prefetch(_detected(iter_frames(video, fps), step, limit, detect), AHEAD, "heygem-study-read")
+
+    def detect_one(item: tuple[int, np.ndarray], previous: Face | None) -> Face | None:
+        number, frame = item
+        found = detections[number] = detector.detect(frame, face_height)
+        return select_face(found, det.face, previous)
+
+    def crops() -> Iterator[tuple[int, tuple[int, int, int, int] | None, np.ndarray | None]]:
+        # On to the first anchor at or past the last sampled frame, whose face ends the last gap as in the job.
+        search = anchors(det, fps)
+        decoder = iter_frames(video, fps)
+        numbered = enumerate(itertools.islice(decoder, search.next(limit - 1) + 1))
+        if detector is None:
+            faced = ((item, Face(*map(float, det.box))) for item in numbered)
+        else:
+            faced = sparse_detect(((item, item) for item in numbered), detect_one, search)
+        try:
+            for (number, frame), face in smooth_faces(faced, det.smooth_window):
+                if face is None:
+                    yield number, None, None
+                else:
+                    box = crop_box(face, frame.shape[1], frame.shape[0], det.pads, margin)
+                    yield number, box, cut_crop(frame, box, crop_size)
+        finally:
+            decoder.close()
+
+    # Read, searched and cut a few frames ahead, in a thread of its own, while the mesh runs on the one before.
+    cut = Prefetch(crops(), AHEAD, "heygem-study-read")
+    previous: np.ndarray | None = None
     try:
-        for number, frame, found in frames:
-            tick(min(1.0, (number + step) / scanned))
-            if found is None:
-                face = Face(*map(float, det.box))
+        for number, box, crop in cut:
+            tick(min(1.0, (number + 1) / scanned))
+            if box is None:
+                continue  # no face: the job tracks on from the last face's points, as here
+            if memo is None:
+                points = crop_landmarks(mesh, crop, previous, margin)
             else:
-                detections[number] = found
-                face = select_face(found, det.face, previous_face)
-            if face is None:
-                continue
-            previous_face = face
-            box = x1, y1, x2, y2 = crop_box(face, frame.shape[1], frame.shape[0], det.pads, margin)
-            if x2 - x1 < 8 or y2 - y1 < 8:
-                continue
-            crop = cut_crop(frame, box, crop_size)
-            # From the crop's box each time, not tracked: sampled frames are apart, and the keys stay the
-            # ones the engine has always found.
-            points = crop_landmarks(mesh, crop, None, margin)
-            if points is None:
+                points = memo.points(crop, previous, lambda: crop_landmarks(mesh, crop, previous, margin))
+            previous = points
+            x1, y1, x2, y2 = box
+            if points is None or number >= limit or number % step or x2 - x1 < 8 or y2 - y1 < 8:
                 continue
             out.append(_Sample(crop, points, mouth_opening(points), mouth_width(points), number))
     finally:
-        frames.close()
+        cut.close()
     return out
-
-
-def _detected(frames: Iterator[np.ndarray], step: int, limit: int, detect: Callable[[np.ndarray], list[Face]] | None,
-              ) -> Iterator[tuple[int, np.ndarray, list[Face] | None]]:
-    """``(frame number, frame, faces)`` of every ``step``-th of ``frames`` below ``limit``, in order; faces None
-    without a detector. The detections run on ``DETECT_THREADS`` threads: a new presenter's study otherwise
-    waits on one detection at a time while the speech's phones hold the other core only in part."""
-    pool = ThreadPoolExecutor(DETECT_THREADS, thread_name_prefix="heygem-study-detect") if detect else None
-    waiting: deque[tuple[int, np.ndarray, Future[list[Face]] | None]] = deque()
-    try:
-        for number, frame in enumerate(frames):
-            if number >= limit:
-                break
-            if number % step:
-                continue
-            waiting.append((number, frame, None if pool is None else pool.submit(detect, frame)))
-            if len(waiting) > DETECT_THREADS:
-                number, frame, found = waiting.popleft()
-                yield number, frame, None if found is None else found.result()
-        while waiting:
-            number, frame, found = waiting.popleft()
-            yield number, frame, None if found is None else found.result()
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)  # no detection left running on a closed reader's frames
-        frames.close()
 
 
 def crop_landmarks(mesh, crop: np.ndarray, previous: np.ndarray | None, margin: float) -> np.ndarray | None:

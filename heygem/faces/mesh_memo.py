@@ -37,7 +37,9 @@ class MeshMemo:
         self.path = path
         self._found: dict[bytes, Points | None] = {}
         self._added = 0
-        self.hits = 0
+        self._from_file: frozenset[bytes] = frozenset()
+        self.hits = 0  # crops whose points were found here
+        self.kept_hits = 0  # of them, found by earlier jobs (read from the file), not earlier in this one
         if path is not None:
             self._load(path)
 
@@ -51,6 +53,7 @@ class MeshMemo:
         key = digest.digest()
         if key in self._found:
             self.hits += 1
+            self.kept_hits += key in self._from_file
             return self._found[key]
         found = find()
         if len(self._found) < MAX_ENTRIES:
@@ -88,6 +91,7 @@ class MeshMemo:
             log.warning("ignoring face mesh points %s: its arrays disagree in length", path)
             return
         self._found = {bytes(key): (p if ok else None) for key, p, ok in zip(keys, points, found)}
+        self._from_file = frozenset(self._found)
 
 
 def mesh_memo(folder: Path | None, video: Path, key_parts: tuple = ()) -> MeshMemo:
