@@ -264,6 +264,36 @@ def test_a_second_job_with_the_same_presenter_finds_its_face_mesh_points_kept(me
     assert len(same) == kept.frames and all(same)
 
 
+def test_a_new_presenter_runs_the_face_mesh_once_per_frame(media, settings, tmp_path, monkeypatch):
+    # The study passes its seconds as the main pass does and keeps its crops' points: the main pass finds them
+    # there, so a first job runs the mesh once per frame of those seconds (twice only where tracking lost the
+    # face), not once for the study and again for the job. Without a cache folder nothing is kept: each runs it.
+    from heygem.faces.landmarks import FaceMesh
+
+    settings.engine.engine = "builtin"
+    speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "3")
+    video = media / "videoretalking/2.mp4"  # 125 frames, all of them studied; the job needs 75
+    runs = []
+    real_run = FaceMesh.run
+
+    def counted(self, *args, **kwargs):
+        runs.append(1)
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(FaceMesh, "run", counted)
+    kept = generate(speech, video, tmp_path / "kept.mp4", settings)
+    with_memo = len(runs)
+    runs.clear()
+    settings.detection.cache_dir = None
+    alone = generate(speech, video, tmp_path / "alone.mp4", settings)
+    assert (kept.study, kept.frames, alone.frames) == ("made", 75, 75)
+    assert 125 <= with_memo <= 125 + 5, f"{with_memo} face mesh runs for 125 studied frames"
+    assert len(runs) - with_memo >= 70  # the job's own pass ran it on (about) each of its 75 frames again
+    info = probe(kept.output)
+    same = [np.array_equal(a, b) for a, b in zip(iter_frames(info, info.fps), iter_frames(probe(alone.output), info.fps))]
+    assert len(same) == 75 and all(same)
+
+
 def test_a_sideways_video_gets_the_upright_frames_it_studies(media, settings, tmp_path):
     # The engine reads the source itself: it must see the same upright frames the pipeline syncs.
     settings.engine.engine = "builtin"
