@@ -279,10 +279,11 @@ def test_the_study_ticks_move_the_reading_stage_from_0_to_1(short_clips) -> None
     from heygem.study import study_presenter
 
     seen: list[float] = []
-    video = probe(short_clips["d0"])  # 50 frames at 25 fps: every other one is studied
+    video = probe(short_clips["d0"])  # 50 frames at 25 fps: each is passed (as the job will), every other sampled
     study_presenter(video, video.fps, DetectionOptions(), 256, 0.25, None, tick=seen.append)
-    assert len(seen) == 25
-    assert seen[0] == pytest.approx(0.04) and seen[12] == pytest.approx(0.52) and seen[-1] == 1.0
+    assert len(seen) == 50
+    assert seen[0] == pytest.approx(0.02) and seen[24] == pytest.approx(0.5) and seen[-1] == 1.0
+    assert seen == sorted(seen)
 
 def test_a_failure_is_worded_from_its_code_in_the_page_language() -> None:
     from heygem.ui.studio import job_notes, job_reason
