@@ -611,7 +611,7 @@ def iter_synced_frames(
         kept = study_kept(turned(video, cached.turn) if cached.faces and cached.turn else video, fps, det,
                           engine.crop_size, engine.crop_margin, _study_dir(det))
         audio.start_phones(alone=drive == "phones" and kept)
-    chunks = MelChunks(audio.mel, fps, total)
+    chunks = MelChunks(audio.mel, fps, total) if engine.wants_mel else None  # 0.15-0.5 s of CPU a minute
     orientation: Orientation | None = None
     turn = cached.turn if cached.faces else 0
     face_height = cached.face_height if cached.faces else None
@@ -670,8 +670,8 @@ def iter_synced_frames(
                 shapes = mouth_shapes(phones, audio.samples, fps, total, envelope=envelope)
     report(reading, 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
     with stopwatch("engine start"):
-        engine.start(EngineJob(video, audio.samples, audio.mel, fps, total, det, study, shapes, drive, footage,
-                               phones, settings.engine.still, mesh))
+        engine.start(EngineJob(video, audio.samples, audio.mel if chunks is not None else None, fps, total, det,
+                               study, shapes, drive, footage, phones, settings.engine.still, mesh))
     report.again()
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)
@@ -744,7 +744,8 @@ def iter_synced_frames(
         if with_box:
             size = engine.crop_size
             crops = np.stack([cut_crop(f.image, b, size) for f, b in with_box])
-            mels = np.stack([chunks[f.index] for f, _ in with_box]).astype(np.float32)
+            mels = (np.stack([chunks[f.index] for f, _ in with_box]).astype(np.float32) if chunks is not None
+                    else np.zeros((len(with_box), 0, 0), np.float32))
             indices = np.array([f.index for f, _ in with_box])
             if engine.paints_frames:
                 with stopwatch("synthesis"):  # its own blend included: it draws into the frames

@@ -24,7 +24,7 @@ class EngineJob:
 
     video: MediaInfo  # the source video or photo
     samples: np.ndarray  # the speech, float32 mono at 16 kHz
-    mel: np.ndarray  # its mel spectrogram (80, T)
+    mel: np.ndarray | None  # its mel spectrogram (80, T); None for an engine without ``wants_mel``
     fps: Fraction  # output frame rate
     frames: int  # output frame count
     detection: DetectionOptions  # how the pipeline finds and picks the face
@@ -100,6 +100,7 @@ class Engine(ABC):
     crop_margin: ClassVar[float] = 0.0
     blend_top: ClassVar[float] = 0.55  # where the pipeline's lower-face mask starts, as a fraction of the crop
     wants_study: ClassVar[bool] = False  # the pipeline studies the presenter (heygem.study) and hands it over
+    wants_mel: ClassVar[bool] = True  # the speech's mel features (the job's, and each frame's chunk) are its input
     paints_frames: ClassVar[bool] = False  # the pipeline calls ``paint`` with the full frames, not ``synthesize``
 
     def start(self, job: EngineJob) -> None:
@@ -107,8 +108,8 @@ class Engine(ABC):
 
     @abstractmethod
     def synthesize(self, crops: np.ndarray, mel_chunks: np.ndarray, frame_indices: np.ndarray | None = None) -> np.ndarray:
-        """crops: (B, S, S, 3) uint8 BGR; mel_chunks: (B, 80, 16) float32; frame_indices: (B,) output frame
-        numbers -> (B, S, S, 3) uint8 BGR."""
+        """crops: (B, S, S, 3) uint8 BGR; mel_chunks: (B, 80, 16) float32 ((B, 0, 0) for an engine without
+        ``wants_mel``); frame_indices: (B,) output frame numbers -> (B, S, S, 3) uint8 BGR."""
 
     def paint(self, images: list[np.ndarray], boxes: list[tuple[int, int, int, int]], crops: np.ndarray,
               mel_chunks: np.ndarray, frame_indices: np.ndarray) -> None:

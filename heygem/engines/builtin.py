@@ -255,6 +255,7 @@ class BuiltinEngine(Engine):
     crop_margin: ClassVar[float] = 0.25
     batch_size: ClassVar[int] = 16
     wants_study: ClassVar[bool] = True
+    wants_mel: ClassVar[bool] = False  # its mouths come from the study and the speech's sounds
     paints_frames: ClassVar[bool] = True  # the mouth at the frame's own resolution, the rest of it untouched
 
     def __init__(self) -> None:
