@@ -18,7 +18,7 @@ from heygem.media.probe import MediaInfo, read_image
 log = logging.getLogger(__name__)
 
 
-def _read_exact(stream: IO[bytes], buffer: bytearray) -> int:
+def _read_exact(stream: IO[bytes], buffer: np.ndarray) -> int:
     """Fill ``buffer`` from ``stream``; fewer bytes only at end of stream. A pipe may return short reads."""
     view = memoryview(buffer)
     filled = 0
@@ -87,12 +87,12 @@ def _stream_video(info: MediaInfo, fps: Fraction) -> Iterator[np.ndarray]:
     count = got = 0
     with reading_output(argv, subject=info.path, bufsize=frame_bytes) as pipe:
         while True:
-            buffer = bytearray(frame_bytes)
+            buffer = np.empty(frame_bytes, np.uint8)  # not zeroed first (a bytearray is): ffmpeg fills it
             got = _read_exact(pipe, buffer)
             if got < frame_bytes:
                 break
             count += 1
-            yield np.frombuffer(buffer, dtype=np.uint8).reshape(shape)
+            yield buffer.reshape(shape)
     if got:
         raise FFmpegError(f"{info.path}: ffmpeg ended inside frame {count + 1} ({got} of {frame_bytes} "
                           f"bytes); the decoded size is not the probed {info.width}x{info.height}")
