@@ -717,11 +717,13 @@ def test_a_fresh_video_shows_its_study_and_estimate_the_queue_its_wait_and_stopp
     measured = studio.queue.wait([measured.id], timeout=JOB_TIMEOUT_MS / 1000)[0]
     assert (measured.state, measured.study) == ("succeeded", "made"), measured
 
-    # A video never seen: its study is named as such, with the time left from the rates measured here. Seven
-    # seconds at 540x960, so that the study (two seconds or so) outlasts the page's refresh: a 4 s 480-line clip
-    # was studied in well under a second once faces were found at the face's scale, and the page saw no study.
-    fresh = make_clip(tmp_path / "fresh.mp4", "-ss", offset, "-i", str(media / "liveportrait" / "d13.mp4"), "-t", "7",
-                      "-vf", "scale=-2:960", "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    # A video never seen: its study is named as such, with the time left from the rates measured here. Fourteen
+    # seconds at 540x960 (the clip played twice), so that the study (two seconds or so) outlasts the page's
+    # refresh: a 4 s 480-line clip was studied in well under a second once faces were found at the face's scale,
+    # and 7 s once the study detected only the job's anchors; the page saw no study.
+    fresh = make_clip(tmp_path / "fresh.mp4", "-stream_loop", "1", "-ss", offset, "-i",
+                      str(media / "liveportrait" / "d13.mp4"), "-t", "14", "-vf", "scale=-2:960", "-an", "-c:v", "libx264",
+                      "-preset", "ultrafast")
     page = _page(browser, studio, locale=locale)
     page.get_by_text(words["options"]).first.click()
     page.get_by_label(words["builtin"]).check()
