@@ -39,7 +39,7 @@ from heygem.settings import DetectionOptions
 log = logging.getLogger(__name__)
 
 __all__ = ["KEY_CLASSES", "STABLE", "PresenterStudy", "StudyCache", "anchors", "apply_affine", "crop_landmarks",
-           "sampling", "similarity", "study_kept", "study_presenter"]
+           "sampling", "similarity", "study_kept", "study_presenter", "tracked_points"]
 
 # 2: the detector's faces in the sampled frames are kept too; 3: found at the face's scale; 4: every frame of
 # the studied seconds passed as a job passes it (faces on the job's anchors, smoothed; points tracked)
@@ -281,11 +281,7 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int
             tick(min(1.0, (number + 1) / scanned))
             if box is None:
                 continue  # no face: the job tracks on from the last face's points, as here
-            if memo is None:
-                points = crop_landmarks(mesh, crop, previous, margin)
-            else:
-                points = memo.points(crop, previous, lambda: crop_landmarks(mesh, crop, previous, margin))
-            previous = points
+            points = previous = tracked_points(mesh, crop, previous, margin, memo)
             x1, y1, x2, y2 = box
             if points is None or number >= limit or number % step or x2 - x1 < 8 or y2 - y1 < 8:
                 continue
@@ -293,6 +289,16 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, crop_size: int
     finally:
         cut.close()
     return out
+
+
+def tracked_points(mesh, crop: np.ndarray, previous: np.ndarray | None, margin: float,
+                   memo: MeshMemo | None) -> np.ndarray | None:
+    """The face mesh points of one crop tracked from ``previous`` (``crop_landmarks``): kept in ``memo``, or found
+    and kept there. The study and the built-in engine track with this one function, so the points one keeps are
+    the points the other would find."""
+    if memo is None:
+        return crop_landmarks(mesh, crop, previous, margin)
+    return memo.points(crop, previous, lambda: crop_landmarks(mesh, crop, previous, margin))
 
 
 def crop_landmarks(mesh, crop: np.ndarray, previous: np.ndarray | None, margin: float) -> np.ndarray | None:

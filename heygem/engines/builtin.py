@@ -45,7 +45,6 @@ from heygem.faces.landmarks import (
     CHIN,
     INNER_LIP,
     OUTER_LIP,
-    FaceMesh,
     eye_distance,
     get_face_mesh,
 )
@@ -56,7 +55,7 @@ from heygem.selection import build_index, choose_frames, join_fades, mouth_measu
 from heygem.speech.frames import frame_loudness, speech_features, voice_distance, voice_print
 from heygem.speech.loudness import mouth_drive
 from heygem.speech.phones import VISEMES, MouthShapes
-from heygem.study import STABLE, PresenterStudy, crop_landmarks, similarity
+from heygem.study import STABLE, PresenterStudy, similarity, tracked_points
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +135,6 @@ def _choose_from_footage(job: EngineJob) -> np.ndarray:
     return choose_frames(index, features, frame_loudness(job.samples, job.fps, job.frames), voice_distance=distance)
 
 
-def _crop_points(mesh: FaceMesh, memo: MeshMemo | None, crop: np.ndarray, previous: np.ndarray | None
-                 ) -> np.ndarray | None:
-    """The face mesh points of one crop, tracked from ``previous``: kept in ``memo`` or found (and kept)."""
-    if memo is None:
-        return crop_landmarks(mesh, crop, previous, BuiltinEngine.crop_margin)
-    return memo.points(crop, previous, lambda: crop_landmarks(mesh, crop, previous, BuiltinEngine.crop_margin))
-
-
 def keep_mesh_points(crops: Iterable[np.ndarray], memo: MeshMemo) -> None:
     """The points of a presenter's face crops in a job's order (every frame with a face, from the first), each
     tracked from the one before as ``paint`` tracks them, into ``memo``: the presenter's first job then finds
@@ -151,7 +142,7 @@ def keep_mesh_points(crops: Iterable[np.ndarray], memo: MeshMemo) -> None:
     mesh = get_face_mesh()
     previous = None
     for crop in crops:
-        previous = _crop_points(mesh, memo, crop, previous)
+        previous = tracked_points(mesh, crop, previous, BuiltinEngine.crop_margin, memo)
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -707,7 +698,7 @@ class BuiltinEngine(Engine):
 
     # ------------------------------------------------------------------------------------------ synthesize
     def _landmarks(self, crop: np.ndarray, previous: np.ndarray | None) -> np.ndarray | None:
-        return _crop_points(self.mesh, self.mesh_memo, crop, previous)
+        return tracked_points(self.mesh, crop, previous, self.crop_margin, self.mesh_memo)
 
     def _tracked(self, crops: np.ndarray) -> Prefetch:
         """The face mesh points of each crop in order, each tracked from the one before (as ``_previous``
