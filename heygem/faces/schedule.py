@@ -13,6 +13,7 @@ exactly as a job that detected from the first frame.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -149,9 +150,17 @@ def _lerp(a: Face, b: Face, t: float) -> Face:
 
 
 def content_hash(path: Path) -> str:
-    """BLAKE2b of the file's bytes: the same video under any name or folder gives the same key."""
+    """BLAKE2b of the file's bytes: the same video under any name or folder gives the same key. Read once per
+    file as it stands (a job keys its faces, its study and its mesh points by it: four reads of the whole video
+    otherwise); a file written again has another size, time or inode and is read again."""
+    stat = Path(path).stat()
+    return _content_hash(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
+@functools.lru_cache(maxsize=256)
+def _content_hash(path: str, size: int, mtime_ns: int, inode: int) -> str:
     digest = hashlib.blake2b(digest_size=20)
-    with Path(path).open("rb") as handle:
+    with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
