@@ -602,19 +602,19 @@ def iter_synced_frames(
     stats.update(faces_detected=0, face_cache="off" if face_cache is None else "miss", study="off")
     counter = {"detected": 0}  # detector calls, the orientation's included
     cached = face_cache.load_entry() if face_cache is not None else CachedFaces()
+    turn = cached.turn if cached.faces else 0
+    face_height = cached.face_height if cached.faces else None
     drive = settings.engine.mouth_drive
     phones_wanted = engine.wants_study and drive in ("phones", "footage")
     if phones_wanted:
         # First, in processes of their own, beside all that comes before the main pass here (the mel features,
         # the orientation, the study); on every core when the study is kept (nothing else runs until they are
         # known: the main pass needs them from its first frame).
-        kept = study_kept(turned(video, cached.turn) if cached.faces and cached.turn else video, fps, det,
-                          engine.crop_size, engine.crop_margin, _study_dir(det))
+        kept = study_kept(turned(video, turn) if turn else video, fps, det, engine.crop_size, engine.crop_margin,
+                          _study_dir(det))
         audio.start_phones(alone=drive == "phones" and kept)
     chunks = MelChunks(audio.mel, fps, total) if engine.wants_mel else None  # 0.15-0.5 s of CPU a minute
     orientation: Orientation | None = None
-    turn = cached.turn if cached.faces else 0
-    face_height = cached.face_height if cached.faces else None
     if detector is not None and not cached.faces:
         with stopwatch("orientation"):
             # Over the video's first seconds, however long the speech: the turn is the video's, kept with its faces.

@@ -3,9 +3,10 @@
 The built-in engine runs the face mesh on every frame's crop (about 1.5 ms of CPU a frame, 2.2 s of a prepared
 presenter's 60 s job). A presenter's crops are the same in every job (the faces of a video are a function of
 the video and the detection options: heygem.faces.schedule), so a second job with any speech, or the first
-after the presenter was prepared (heygem.pipeline.prepare_presenter), finds each crop's points here instead. An entry is keyed by the crop's bytes and the points it was tracked from: what
-comes back is exactly what the mesh would find, whatever the options, the turn or the path through the video
-(a loop, a ping-pong) that led to the crop.
+after the presenter was prepared (heygem.pipeline.prepare_presenter), finds each crop's points here instead;
+a first job finds those of the seconds its presenter study passed (heygem.study). An entry is keyed by the
+crop's bytes and the points it was tracked from: what comes back is exactly what the mesh would find,
+whatever the options, the turn or the path through the video (a loop, a ping-pong) that led to the crop.
 """
 from __future__ import annotations
 
