@@ -38,7 +38,8 @@ from heygem.limits import check_speech, speech_too_long
 from heygem.media.audio import TooLongError, load_audio
 from heygem.media.encode import VideoWriter
 from heygem.media.probe import MediaInfo, fit_picture, probe, turned
-from heygem.media.video import iter_frames, sample_frames, turn_image
+from heygem.media.video import iter_frames, iter_yuv_frames, sample_frames, turn_image, yuv_conversion
+from heygem.media.yuv import Conversion, YuvFrame
 from heygem.prefetch import Prefetch
 from heygem.settings import DetectionOptions, Limits, Settings
 from heygem.speech.loudness import voice_envelope
@@ -364,27 +365,51 @@ class _BackgroundWriter:
 class _Frame:
     index: int  # output frame number; -1 for a frame read past the speech's end only to find the faces
     source: int  # source frame number
-    image: np.ndarray
+    image: np.ndarray | YuvFrame  # BGR, or as decoded (``_SourceFrames`` with a conversion)
+
+
+def _bgr(image: np.ndarray | YuvFrame) -> np.ndarray:
+    """The whole frame in BGR."""
+    return image.bgr() if isinstance(image, YuvFrame) else image
+
+
+# Of a frame kept as decoded, the part turned into BGR around its face's crop box (heygem.media.yuv): the box,
+# and this share of its size on either side and below, where a mouth drawn low in a turned face may reach.
+# (The drawn mouths of the shared videos stay at least 1.6% of the box inside its bottom edge, 6% of its sides.)
+FACE_PART_SIDES = 0.15
+FACE_PART_BELOW = 0.15
+
+
+def _face_part(image: YuvFrame, box: tuple[int, int, int, int]) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The rectangle of ``image`` around the crop ``box`` that is drawn on, and its BGR."""
+    x1, y1, x2, y2 = box
+    side, below = round(FACE_PART_SIDES * (x2 - x1)), round(FACE_PART_BELOW * (y2 - y1))
+    rect = image.even(x1 - side, y1, x2 + side, y2 + below)
+    return rect, image.bgr(rect)
 
 
 class _SpillFile:
-    """Decoded source frames on disk, read back by index for ping-pong or looping (RAM stays flat)."""
+    """Decoded source frames on disk, read back by index for ping-pong or looping (RAM stays flat); frames of
+    the kind and size of ``like``."""
 
-    def __init__(self, directory: Path, shape: tuple[int, ...]) -> None:
-        self.shape = shape
-        self.frame_bytes = int(np.prod(shape))
+    def __init__(self, directory: Path, like: np.ndarray | YuvFrame) -> None:
+        self.like = like.copy() if isinstance(like, YuvFrame) else None  # how a frame read back is made
+        self.shape = like.shape if isinstance(like, np.ndarray) else (like.data.size,)
+        self.frame_bytes = int(np.prod(self.shape))
         handle, name = tempfile.mkstemp(prefix=".heygem-frames-", suffix=".raw", dir=directory)
         self.fd = handle
         os.unlink(name)  # the data lives as long as the descriptor; nothing is left behind on a crash
         self.count = 0
 
-    def append(self, frame: np.ndarray) -> None:
-        os.pwrite(self.fd, np.ascontiguousarray(frame).data, self.count * self.frame_bytes)
+    def append(self, frame: np.ndarray | YuvFrame) -> None:
+        data = frame.data if isinstance(frame, YuvFrame) else np.ascontiguousarray(frame)
+        os.pwrite(self.fd, data.data, self.count * self.frame_bytes)
         self.count += 1
 
-    def read(self, index: int) -> np.ndarray:
+    def read(self, index: int) -> np.ndarray | YuvFrame:
         data = os.pread(self.fd, self.frame_bytes, index * self.frame_bytes)
-        return np.frombuffer(bytearray(data), dtype=np.uint8).reshape(self.shape)
+        frame = np.frombuffer(bytearray(data), dtype=np.uint8).reshape(self.shape)
+        return frame if self.like is None else self.like.like(frame)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -415,8 +440,9 @@ class _SourceFrames:
     before its header says is judged by ``cut_short_note`` (a note appended to ``notes``, or an error)."""
 
     def __init__(self, info: MediaInfo, fps: Fraction, total: int, policy: str, spill_dir: Path,
-                 notes: list[str] | None = None) -> None:
+                 notes: list[str] | None = None, convert: Conversion | None = None) -> None:
         self.info, self.fps, self.total, self.policy = info, fps, total, policy
+        self.convert = convert  # frames kept as decoded (YuvFrame) with this conversion to BGR, or BGR
         self.spill_dir = spill_dir
         self.notes = notes if notes is not None else []
         self.decoded = 0  # source frames seen in the forward pass
@@ -448,23 +474,25 @@ class _SourceFrames:
         face search alone (so a frame's face never depends on where the speech ends)."""
         first, stop = self.keep
         number = end = 0  # past the speech: this frame's number, and the last one to read
-        for image in iter_frames(self.info, self.fps):
+        for image in self._decoded():
             if self.decoded >= self.total:
                 yield _Frame(-1, number, image)
                 if number >= end:
                     return
                 number += 1
                 continue
-            if not image.flags.writeable:
+            if isinstance(image, np.ndarray) and not image.flags.writeable:
                 image = image.copy()
             if first <= self.decoded < stop:
                 if self._spill is None:
-                    self._spill = _SpillFile(self.spill_dir, image.shape)
+                    self._spill = _SpillFile(self.spill_dir, image)
                 self._spill.append(image)
             elif self._held is None or self._held.shape != image.shape:
                 self._held = image.copy()  # the last frame, should the replay need one not kept; blending writes to ``image``
+            elif isinstance(image, YuvFrame):  # into the same array: a fresh one each frame costs more
+                np.copyto(self._held.data, image.data)
             else:
-                np.copyto(self._held, image)  # into the same array: a fresh 2.7 MB (at 720p) each frame costs more
+                np.copyto(self._held, image)
             yield _Frame(self.decoded, self.decoded, image)
             self.decoded += 1
             if self.decoded >= self.total:
@@ -508,19 +536,24 @@ class _SourceFrames:
         log.warning("%s ended at frame %d, not the %d its header promises; decoding it again for the frames "
                     "%d-%d the replay shows", self.info.path.name, self.decoded, self.info.frame_count, lo, hi)
         self.close()
-        frames = iter_frames(self.info, self.fps)
+        frames = self._decoded()
         try:
             for number, image in enumerate(frames):
                 if number > hi:
                     break
                 if number >= lo:
                     if self._spill is None:
-                        self._spill = _SpillFile(self.spill_dir, image.shape)
+                        self._spill = _SpillFile(self.spill_dir, image)
                     self._spill.append(image)
         finally:
             frames.close()
         self.keep = (lo, hi + 1)
         return lo, self._spill.count if self._spill is not None else 0
+
+    def _decoded(self) -> Iterator[np.ndarray | YuvFrame]:
+        if self.convert is not None:
+            return iter_yuv_frames(self.info, self.fps, self.convert)
+        return iter_frames(self.info, self.fps)
 
     def close(self) -> None:
         if self._spill is not None:
@@ -580,8 +613,13 @@ def iter_synced_frames(
     stopwatch: _Stopwatch | None = None,
     progress: ProgressCallback | None = None,
     notes: list[str] | None = None,
-) -> Iterator[tuple[int, np.ndarray, tuple[int, int, int, int] | None]]:
+    pictures: bool = False,
+) -> Iterator[tuple[int, np.ndarray | YuvFrame, tuple[int, int, int, int] | None]]:
     """The output frames in order, before encoding: ``(output index, frame, crop box or None)``.
+
+    The frames are BGR arrays; with ``pictures``, those of a video an engine draws into may come as decoded
+    (``heygem.media.yuv.YuvFrame``, for ``VideoWriter``): only the part around the face was turned into BGR and
+    back, the rest is the decoder's own picture.
 
     Frames where no face was found come back exactly as decoded and are counted in ``stats``. A picture whose
     face is only found turned is lip-synced turned upright; its frames and boxes come back turned back, as
@@ -674,7 +712,9 @@ def iter_synced_frames(
                                study, shapes, drive, footage, phones, settings.engine.still, mesh))
     report.again()
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
-    source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes)
+    # Frames kept as decoded where the engine draws into them: only the face's part is turned into BGR and back.
+    convert = yuv_conversion(video) if pictures and engine.paints_frames and not turn else None
+    source = _SourceFrames(video, fps, total, settings.length_policy, spill_dir, notes, convert)
     faces_by_source: dict[int, Face | None] = {}
     anchors = study_anchors(det, fps)
     known = _known_faces(cached, anchors)
@@ -691,7 +731,7 @@ def iter_synced_frames(
             report.again()  # a detection takes a while on a CPU: a cancel is seen between two
             counter["detected"] += 1
             with stopwatch("detect"):
-                found = detector.detect(frame.image, face_height)
+                found = detector.detect(_bgr(frame.image), face_height)
         return select_face(found, det.face, previous)
 
     def detected(frames: Iterator[_Frame]) -> Iterator[tuple[_Frame, Face | None]]:
@@ -739,17 +779,26 @@ def iter_synced_frames(
     max_pending = max(1, min(getattr(engine, "batch_size", 16), PENDING_FRAMES_BYTES // frame_bytes))
     pending: list[tuple[_Frame, tuple[int, int, int, int] | None]] = []
 
-    def flush() -> Iterator[tuple[int, np.ndarray, tuple[int, int, int, int] | None]]:
+    def flush() -> Iterator[tuple[int, np.ndarray | YuvFrame, tuple[int, int, int, int] | None]]:
         with_box = [(frame, box) for frame, box in pending if box is not None]
         if with_box:
             size = engine.crop_size
-            crops = np.stack([cut_crop(f.image, b, size) for f, b in with_box])
+            if convert is not None:  # the face's part of each frame in BGR, its box there, written back below
+                parts = [_face_part(f.image, b) for f, b in with_box]
+                images = [picture for _, picture in parts]
+                boxes = [(b[0] - r[0], b[1] - r[1], b[2] - r[0], b[3] - r[1]) for (_, b), (r, _) in zip(with_box, parts)]
+            else:
+                images, boxes = [f.image for f, _ in with_box], [b for _, b in with_box]
+            crops = np.stack([cut_crop(image, b, size) for image, b in zip(images, boxes)])
             mels = (np.stack([chunks[f.index] for f, _ in with_box]).astype(np.float32) if chunks is not None
                     else np.zeros((len(with_box), 0, 0), np.float32))
             indices = np.array([f.index for f, _ in with_box])
             if engine.paints_frames:
                 with stopwatch("synthesis"):  # its own blend included: it draws into the frames
-                    engine.paint([f.image for f, _ in with_box], [b for _, b in with_box], crops, mels, indices)
+                    engine.paint(images, boxes, crops, mels, indices)
+                    if convert is not None:
+                        for (frame, _), (rect, picture) in zip(with_box, parts):
+                            frame.image.put(rect, picture)
             else:
                 with stopwatch("synthesis"):
                     mouths = engine.synthesize(crops, mels, indices)
@@ -880,7 +929,8 @@ def generate(
     writer: VideoWriter | _BackgroundWriter | None = None
     width = height = 0
     try:
-        for _, frame, _ in iter_synced_frames(prepared, info, engine, settings, stats, stopwatch, report, notes):
+        for _, frame, _ in iter_synced_frames(prepared, info, engine, settings, stats, stopwatch, report, notes,
+                                              pictures=True):
             if writer is None:  # sized by the first frame: a photo's EXIF rotation may swap its sides
                 height, width = frame.shape[:2]
                 writer = VideoWriter(out, width, height, fps, prepared.path, prepared.duration, settings.encode)

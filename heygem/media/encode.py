@@ -4,9 +4,10 @@ when ffmpeg succeeded, so a failed or cancelled run never leaves a half-written 
 Frames go down the pipe as yuv420p, converted here by OpenCV (BT.601, limited range, as ffmpeg converts):
 half the bytes of BGR, and the encoder skips its own conversion, which costs more (20 s of 720p: 0.9 s less
 CPU in all) and is less exact (a pure blue came back 5 levels off, within 3 through OpenCV). The chroma is each
-2x2 block's mean (``yuv420p``): OpenCV's own I420 takes it from one pixel of the four, which frayed lips against
-skin (bench/RESULTS.md, "Issue 21, a chroma fault and joins on time"). Odd sizes are padded black on the right
-and bottom rather than scaled, so no pixel of the result moves."""
+2x2 block's mean (``heygem.media.yuv.i420_from_bgr``): OpenCV's own I420 takes it from one pixel of the four,
+which frayed lips against skin (bench/RESULTS.md, "Issue 21, a chroma fault and joins on time"). A frame kept
+as the decoder gave it (``heygem.media.yuv.YuvFrame``) goes down as it is. Odd sizes are padded black on the
+right and bottom rather than scaled, so no pixel of the result moves."""
 from __future__ import annotations
 
 import functools
@@ -27,6 +28,7 @@ from heygem.errors import FFmpegError
 from heygem.children import Child
 from heygem.media.ffmpeg import (GPU_ENCODER, INSTALL_HINT, encode_argv, encoder_check_argv, encoders_argv,
                                  even_size, failure, ffmpeg_exe, stderr_tail, widen_pipe)
+from heygem.media.yuv import YuvFrame, i420_from_bgr
 from heygem.settings import H264_ENCODERS, EncodeOptions
 
 log = logging.getLogger(__name__)
@@ -65,24 +67,6 @@ def _gpu_encoder_problem(exe: str) -> str | None:
     if tried.returncode != 0:
         return f"does not work here ({stderr_tail(tried.stderr, 300) or f'exit code {tried.returncode}'})"
     return None
-
-
-# Full-range chroma (OpenCV's YCrCb, as JPEG) to the limited range of video (16..240 around 128).
-_LIMITED_CHROMA = np.clip(np.round(128 + (np.arange(256) - 128) * 224 / 255), 0, 255).astype(np.uint8)
-
-
-def yuv420p(frame: np.ndarray) -> np.ndarray:
-    """A BGR frame of even size as one yuv420p picture (BT.601, limited range): its luma, then each 2x2
-    block's mean chroma (U, then V), as ffmpeg reads ``-pix_fmt yuv420p`` from a pipe."""
-    height, width = frame.shape[:2]
-    out = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)  # luma right; chroma of one pixel in four, replaced
-    block_means = cv2.resize(frame, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
-    _, cr, cb = cv2.split(cv2.cvtColor(block_means, cv2.COLOR_BGR2YCrCb))
-    quarter = (height // 2) * (width // 2)
-    flat = out.reshape(-1)
-    flat[height * width:height * width + quarter] = cv2.LUT(cb, _LIMITED_CHROMA).reshape(-1)  # U
-    flat[height * width + quarter:] = cv2.LUT(cr, _LIMITED_CHROMA).reshape(-1)  # V
-    return out
 
 
 class VideoWriter:
@@ -150,18 +134,28 @@ class VideoWriter:
         """Frames needed to fill ``duration`` at ``fps``."""
         return max(1, round(self.duration * self.fps))
 
-    def write(self, frame: np.ndarray) -> None:
-        """Pipe one BGR uint8 frame of (height, width, 3) to ffmpeg."""
+    def write(self, frame: np.ndarray | YuvFrame) -> None:
+        """Pipe one BGR uint8 frame of (height, width, 3) to ffmpeg, or a decoded frame kept as it was
+        (``YuvFrame``, of even size: its bytes as they are)."""
         if self._done:
             raise RuntimeError(f"{self.out_path}: write() after close() or abort()")
+        if isinstance(frame, YuvFrame):
+            if frame.shape != (self.height, self.width, 3):
+                raise ValueError(f"{self.out_path}: frame must be {self.width}x{self.height}, got "
+                                 f"{frame.width}x{frame.height}")
+            self._send(frame.data.data)
+            return
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"{self.out_path}: frame must be uint8 of shape {(self.height, self.width, 3)}, "
                              f"got {frame.dtype} {frame.shape}")
-        assert self._proc.stdin is not None
         if any(self._padding):
             frame = cv2.copyMakeBorder(frame, 0, self._padding[0], 0, self._padding[1], cv2.BORDER_CONSTANT, value=0)
+        self._send(i420_from_bgr(frame).data)
+
+    def _send(self, data: memoryview) -> None:
+        assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write(yuv420p(frame).data)
+            self._proc.stdin.write(data)
         except (BrokenPipeError, OSError) as exc:
             # ffmpeg has exited early: its stderr says why.
             returncode = self._proc.wait()

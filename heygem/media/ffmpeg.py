@@ -136,9 +136,9 @@ def audio_decode_argv(exe: str, path: str | Path, sample_rate: int = 16000) -> l
 TURN_FILTERS = {90: "transpose=clock", 180: "hflip,vflip", 270: "transpose=cclock"}
 
 
-def video_decode_argv(exe: str, path: str | Path, fps: Fraction, turn: int = 0) -> list[str]:
-    """The first real video stream (``V`` skips cover art) as raw BGR24 frames at the CONSTANT rate ``fps``,
-    turned ``turn`` degrees clockwise (0, 90, 180, 270).
+def video_decode_argv(exe: str, path: str | Path, fps: Fraction, turn: int = 0, pixel_format: str = "bgr24") -> list[str]:
+    """The first real video stream (``V`` skips cover art) as raw frames (BGR24, or ``pixel_format``) at the
+    CONSTANT rate ``fps``, turned ``turn`` degrees clockwise (0, 90, 180, 270).
 
     The fps filter resamples on timestamps, so variable-frame-rate input cannot drift against the audio.
     ffmpeg's default autorotation stays on: frames come out at the display size, then turned (after the fps
@@ -148,7 +148,7 @@ def video_decode_argv(exe: str, path: str | Path, fps: Fraction, turn: int = 0) 
     if turn:
         filters += f",{TURN_FILTERS[turn]}"
     return [*base_argv(exe), "-i", file_url(path), "-map", "0:V:0", "-an", "-sn", "-dn",
-            "-vf", filters, "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
+            "-vf", filters, "-f", "rawvideo", "-pix_fmt", pixel_format, "pipe:1"]
 
 
 def even_size(width: int, height: int) -> tuple[int, int]:

@@ -60,6 +60,11 @@ class MediaInfo:
     video_codec: str | None
     audio_codec: str | None
     turn: int = 0
+    # The video stream's pixel format, colour space and range as ffprobe names them (None for photos and
+    # audio, or where ffprobe does not say): whether its frames can be kept as decoded (heygem.media.yuv).
+    pixel_format: str | None = None
+    colour_space: str | None = None
+    colour_range: str | None = None
 
 
 def _float(value: Any) -> float | None:
@@ -188,7 +193,9 @@ def probe(path: str | Path) -> MediaInfo:
     if rotation in (90, 270):
         width, height = height, width
     info = MediaInfo(path, "video", width, height, fps, duration, max(1, round(duration * fps)),
-                     audio is not None, audio_duration, rotation, codec, audio_codec)
+                     audio is not None, audio_duration, rotation, codec, audio_codec,
+                     pixel_format=video.get("pix_fmt"), colour_space=video.get("color_space"),
+                     colour_range=video.get("color_range"))
     log.debug("probed %s", info)
     return info
 

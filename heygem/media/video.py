@@ -14,6 +14,7 @@ import numpy as np
 from heygem.errors import FFmpegError, InputError
 from heygem.media.ffmpeg import ffmpeg_exe, reading_output, video_decode_argv
 from heygem.media.probe import MediaInfo, read_image
+from heygem.media.yuv import Conversion, YuvFrame, conversion
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,26 @@ def _photo(info: MediaInfo) -> np.ndarray:
     return turn_image(image, info.turn)
 
 
-def _stream_video(info: MediaInfo, fps: Fraction) -> Iterator[np.ndarray]:
-    argv = video_decode_argv(ffmpeg_exe(), info.path, fps, info.turn)
-    shape = (info.height, info.width, 3)
-    frame_bytes = info.height * info.width * 3
+def yuv_conversion(info: MediaInfo) -> Conversion | None:
+    """How ``info``'s frames, kept as decoded (``iter_yuv_frames``), turn into the BGR ``iter_frames`` gives;
+    None where they cannot be kept so: not a yuv420p video of even size, or this ffmpeg's conversion is not
+    known to the bit (heygem.media.yuv)."""
+    if info.kind != "video" or info.pixel_format != "yuv420p" or info.width % 2 or info.height % 2:
+        return None
+    return conversion(ffmpeg_exe(), info.colour_space, info.colour_range)
+
+
+def iter_yuv_frames(info: MediaInfo, fps: Fraction, convert: Conversion) -> Iterator[YuvFrame]:
+    """``iter_frames``' frames as the decoder gives them (yuv420p, ``yuv_conversion(info)`` says how they turn
+    into BGR): the BGR of any part is the very BGR ``iter_frames`` gives there."""
+    for data in _stream_video(info, Fraction(fps), "yuv420p"):
+        yield YuvFrame(data, info.width, info.height, convert)
+
+
+def _stream_video(info: MediaInfo, fps: Fraction, pixel_format: str = "bgr24") -> Iterator[np.ndarray]:
+    argv = video_decode_argv(ffmpeg_exe(), info.path, fps, info.turn, pixel_format)
+    shape = (info.height, info.width, 3) if pixel_format == "bgr24" else (info.height * info.width * 3 // 2,)
+    frame_bytes = int(np.prod(shape))
     log.debug("decoding %s at %s fps, %dx%d: %s", info.path, fps, info.width, info.height,
               subprocess.list2cmdline(argv))
     count = got = 0
