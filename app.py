@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     log_file = setup_logging(log_dir_for(args.outputs), args.verbose)
 
     from heygem.engines import engine_status
+    from heygem.pipeline import one_opencv_thread
+
+    if not args.ray:  # the jobs run in this process (Ray workers set their own threads)
+        one_opencv_thread()
     from heygem.jobs import FolderInUseError, JobQueue
     from heygem.server import create_app, serve
 

@@ -3,13 +3,14 @@
 # x264 veryfast, CRF 18), then `python -m heygem generate` as a user runs it: the built-in engine with a new
 # presenter (empty caches), again with that presenter prepared (its faces and study kept; the speech's phones
 # are recognised again, as for any new speech), and Wav2Lip (deterministic test weights, same cost as a
-# real checkpoint). Inputs: the benchmark's 60 s of 1280x720 (run `python -m heygem.bench` once to build them).
+# real checkpoint). Inputs: the benchmark's 60 s of 1280x720.
 # Usage: bench/cli_speed.sh [ROUNDS]   (each round runs all four, one after another)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-VIDEO=bench/out/inputs/2_60s_1280x720_25fps_7c19c81ece.mp4
-SPEECH=bench/out/inputs/RD_Radio31_000_60s_53f0bfd2ee.wav
+# The benchmark's own inputs, built (once, cached under bench/out/inputs) as `python -m heygem.bench` builds them.
+read -r VIDEO SPEECH < <($PY -c "from heygem.bench import build_inputs, default_shared
+print(*build_inputs(60, (1280, 720), default_shared() / 'media'))")
 WORK=$(mktemp -d /tmp/heygem-cli-speed.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 FFMPEG=$($PY -c "from heygem.media.ffmpeg import ffmpeg_exe; print(ffmpeg_exe())")

@@ -941,6 +941,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return live_main(argv[1:])
     options, verbose = parse_args(argv)
+    if not options.ray:  # the jobs run here, as on the command line (the Ray workers set their own threads)
+        from heygem.pipeline import one_opencv_thread
+
+        one_opencv_thread()
     with _console_logging(verbose):
         try:
             results = run_cluster_bench(options) if options.ray else run_bench(options)

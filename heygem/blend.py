@@ -87,18 +87,19 @@ class ColourMatch:
 
 
 def warp_into(picture: np.ndarray, patch: np.ndarray, mask: np.ndarray, ring: np.ndarray, affine: np.ndarray,
-              colour: ColourMatch) -> None:
+              colour: ColourMatch) -> tuple[int, int, int, int]:
     """Warp ``patch`` (uint8 BGR, in its own pixels) into ``picture`` (in place) by the 2x3 ``affine`` and blend
     it through ``mask`` (float32 in [0, 1], the patch's size), its colour matched on ``ring`` (the patch's
     size, non-zero on the skin to match against). Only the rectangle the patch lands on is touched, and in it
-    only where the mask is not zero: every other pixel stays exactly as it was."""
+    only where the mask is not zero: every other pixel stays exactly as it was. Returns that rectangle (x0,
+    y0, x1, y1; empty when the patch falls outside the picture)."""
     h, w = patch.shape[:2]
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64) @ np.asarray(affine).T
     x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
     x1 = min(int(np.ceil(corners[:, 0].max())) + 2, picture.shape[1])
     y1 = min(int(np.ceil(corners[:, 1].max())) + 2, picture.shape[0])
     if x1 <= x0 or y1 <= y0:
-        return
+        return 0, 0, 0, 0
     local = np.array(affine, np.float64)
     local[:, 2] -= (x0, y0)
     size = (int(x1 - x0), int(y1 - y0))
@@ -125,6 +126,7 @@ def warp_into(picture: np.ndarray, patch: np.ndarray, mask: np.ndarray, ring: np
     if fade is not None:
         moved = fade if fading >= 1 else cv2.addWeighted(fade, fading, moved, 1.0 - fading, 0.0)
     region[:] = cv2.blendLinear(moved, np.ascontiguousarray(region), weight, 1.0 - weight)
+    return int(x0), int(y0), int(x1), int(y1)
 
 
 def fade_like(patch: np.ndarray, own: np.ndarray, skin: np.ndarray) -> np.ndarray:

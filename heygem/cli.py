@@ -8,7 +8,7 @@ from pathlib import Path
 
 from heygem.errors import HeyGemError
 from heygem.limits import check_inputs
-from heygem.pipeline import generate, prepare_audio
+from heygem.pipeline import generate, one_opencv_thread, prepare_audio
 from heygem.settings import (
     LOGS_DIR,
     OUTPUTS_DIR,
@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     log_file = setup_logging(args.log_dir, args.verbose)
+    one_opencv_thread()
     try:
         settings = settings_from_args(args)
     except ValueError as e:

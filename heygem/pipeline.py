@@ -368,6 +368,15 @@ class _Frame:
     image: np.ndarray | YuvFrame  # BGR, or as decoded (``_SourceFrames`` with a conversion)
 
 
+def one_opencv_thread() -> None:
+    """For a process that runs jobs on this machine (the command line, the studio, the benchmark): OpenCV does
+    each call on one thread. A job already runs its stages side by side on threads of their own, with ffmpeg's
+    decoder and encoder beside them, and OpenCV splitting a call over the cores as well only adds waiting (a new
+    presenter's job, 60 s of 720p on two cores: 1.2 s less CPU, the same frames). Ray workers set theirs
+    (heygem.cluster.worker.use_threads)."""
+    cv2.setNumThreads(1)
+
+
 def _bgr(image: np.ndarray | YuvFrame) -> np.ndarray:
     """The whole frame in BGR."""
     return image.bgr() if isinstance(image, YuvFrame) else image
@@ -376,8 +385,8 @@ def _bgr(image: np.ndarray | YuvFrame) -> np.ndarray:
 # Of a frame kept as decoded, the part turned into BGR around its face's crop box (heygem.media.yuv): the box,
 # and this share of its size on either side and below, where a mouth drawn low in a turned face may reach.
 # (The drawn mouths of the shared videos stay at least 1.6% of the box inside its bottom edge, 6% of its sides.)
-FACE_PART_SIDES = 0.15
-FACE_PART_BELOW = 0.15
+FACE_PART_SIDES = 0.1
+FACE_PART_BELOW = 0.1
 
 
 def _face_part(image: YuvFrame, box: tuple[int, int, int, int]) -> tuple[tuple[int, int, int, int], np.ndarray]:
@@ -386,6 +395,22 @@ def _face_part(image: YuvFrame, box: tuple[int, int, int, int]) -> tuple[tuple[i
     side, below = round(FACE_PART_SIDES * (x2 - x1)), round(FACE_PART_BELOW * (y2 - y1))
     rect = image.even(x1 - side, y1, x2 + side, y2 + below)
     return rect, image.bgr(rect)
+
+
+def _put_drawn(image: YuvFrame, rect: tuple[int, int, int, int], picture: np.ndarray,
+               drawn: tuple[int, int, int, int] | None) -> None:
+    """What an engine drew on ``picture`` (the face part at ``rect``) written back into ``image``: the rectangle it
+    says it drew into (``Engine.paint``, grown to whole chroma blocks), or all of it where it cannot say. The
+    rest of the part stays as decoded."""
+    if drawn is not None:
+        x0, y0, x1, y1 = drawn
+        if x1 <= x0 or y1 <= y0:
+            return
+        x0, y0 = x0 - x0 % 2, y0 - y0 % 2  # the part's own edges are even, so these are even in the frame too
+        x1, y1 = min(x1 + x1 % 2, picture.shape[1]), min(y1 + y1 % 2, picture.shape[0])
+        picture = picture[y0:y1, x0:x1]
+        rect = (rect[0] + x0, rect[1] + y0, rect[0] + x1, rect[1] + y1)
+    image.put(rect, picture)
 
 
 class _SpillFile:
@@ -795,10 +820,10 @@ def iter_synced_frames(
             indices = np.array([f.index for f, _ in with_box])
             if engine.paints_frames:
                 with stopwatch("synthesis"):  # its own blend included: it draws into the frames
-                    engine.paint(images, boxes, crops, mels, indices)
+                    drawn = engine.paint(images, boxes, crops, mels, indices)
                     if convert is not None:
-                        for (frame, _), (rect, picture) in zip(with_box, parts):
-                            frame.image.put(rect, picture)
+                        for (frame, _), (rect, picture), where in zip(with_box, parts, drawn):
+                            _put_drawn(frame.image, rect, picture, where)
             else:
                 with stopwatch("synthesis"):
                     mouths = engine.synthesize(crops, mels, indices)

@@ -112,9 +112,11 @@ class Engine(ABC):
         ``wants_mel``); frame_indices: (B,) output frame numbers -> (B, S, S, 3) uint8 BGR."""
 
     def paint(self, images: list[np.ndarray], boxes: list[tuple[int, int, int, int]], crops: np.ndarray,
-              mel_chunks: np.ndarray, frame_indices: np.ndarray) -> None:
-        """Draw the mouths into the full BGR frames ``images`` in place (only for ``paints_frames`` engines).
-        ``boxes``: each frame's crop box (x1, y1, x2, y2); ``crops``: those boxes resized to ``crop_size``."""
+              mel_chunks: np.ndarray, frame_indices: np.ndarray) -> list[tuple[int, int, int, int] | None]:
+        """Draw the mouths into the BGR frames ``images`` in place (only for ``paints_frames`` engines); each
+        may be the part of a frame around its face, for which ``boxes`` are given. ``boxes``: each image's crop
+        box (x1, y1, x2, y2); ``crops``: those boxes resized to ``crop_size``. Returns, per image, the rectangle
+        drawn into ((0, 0, 0, 0): nothing; None: anywhere), so that only that is converted for the encoder."""
         raise NotImplementedError(f"{self.name} does not paint frames; the pipeline blends what synthesize returns")
 
     def description(self) -> EngineDescription:

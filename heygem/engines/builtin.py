@@ -723,17 +723,18 @@ class BuiltinEngine(Engine):
         return out
 
     def paint(self, images: list[np.ndarray], boxes: list[tuple[int, int, int, int]], crops: np.ndarray,
-              mel_chunks: np.ndarray, frame_indices: np.ndarray | None = None) -> None:
+              mel_chunks: np.ndarray, frame_indices: np.ndarray | None = None) -> list[tuple[int, int, int, int] | None]:
         """The mouths drawn straight into the frames at their own resolution: the face mesh is found on the
         crop (its size is what the mesh tracks best at) and carried back to the frame's pixels."""
         if frame_indices is None:
             frame_indices = np.arange(self._counter, self._counter + len(crops))
         self._counter = int(frame_indices[-1]) + 1 if len(frame_indices) else self._counter
+        drawn: list[tuple[int, int, int, int] | None] = [(0, 0, 0, 0)] * len(images)
         if self.levels is None and not self.key_images and self.chosen is None:
-            return
+            return drawn
         tracked = self._tracked(crops) if self.motion is None else None
         try:
-            for image, box, crop, index in zip(images, boxes, crops, frame_indices):
+            for number, (image, box, crop, index) in enumerate(zip(images, boxes, crops, frame_indices)):
                 if tracked is not None:
                     points = next(tracked)
                 elif self._previous is None:
@@ -742,14 +743,16 @@ class BuiltinEngine(Engine):
                     points = self._previous
                 self._previous = points
                 if points is not None:
-                    self._paint_one(image, box, points, int(index))
+                    drawn[number] = self._paint_one(image, box, points, int(index))
         finally:
             if tracked is not None:
                 tracked.close()
+        return drawn
 
-    def _paint_one(self, image: np.ndarray, box: tuple[int, int, int, int], points: np.ndarray, index: int) -> None:
+    def _paint_one(self, image: np.ndarray, box: tuple[int, int, int, int], points: np.ndarray,
+                   index: int) -> tuple[int, int, int, int] | None:
         """The mouth of output frame ``index`` drawn into ``image``, whose face crop ``box`` has the mesh ``points``
-        (crop pixels)."""
+        (crop pixels); the rectangle drawn into (None: anywhere, a photo's head moved)."""
         size = self.crop_size
         x1, y1, x2, y2 = box
         # The crop is the box resized to a square: a scale per axis back to the frame.
@@ -759,12 +762,14 @@ class BuiltinEngine(Engine):
             in_frame = points @ to_frame[:, :2].T + to_frame[:, 2]
             at = min(max(index, 0), len(self.chosen) - 1)
             fade_from, fade_weight = self.fades[0][at], self.fades[1][at]
-            self.placer.place(image, in_frame.astype(np.float32), int(self.chosen[at]), int(fade_from),
-                              float(fade_weight))
+            drawn = self.placer.place(image, in_frame.astype(np.float32), int(self.chosen[at]), int(fade_from),
+                                      float(fade_weight))
         else:
-            self._render(image, points, self._morph(index), to_frame)
+            drawn = self._render(image, points, self._morph(index), to_frame)
         if self.motion == "alive":  # after the mouth: it moves with the head
             self._move(image, points @ to_frame[:, :2].T + to_frame[:, 2], index)
+            return None
+        return drawn
 
     def _move(self, image: np.ndarray, points: np.ndarray, index: int) -> None:
         """Blinks and head motion of frame ``index``, drawn into ``image``; built once per job from the photo's
@@ -793,7 +798,8 @@ class BuiltinEngine(Engine):
         frac = position - low
         return levels[low] if frac < 1e-3 else (1 - frac) * levels[low] + frac * levels[high]
 
-    def _render(self, picture: np.ndarray, points: np.ndarray, morph: np.ndarray, to_frame: np.ndarray) -> None:
+    def _render(self, picture: np.ndarray, points: np.ndarray, morph: np.ndarray,
+                to_frame: np.ndarray) -> tuple[int, int, int, int]:
         """Draws the canonical ``morph`` into ``picture`` (in place) in the pose of the face at ``points`` (crop
         pixels); ``to_frame``: the 2x3 affine from crop to picture pixels. The keys were taken from crops, so
         the canonical frame is a crop's: similarity to the crop, then the crop's own scale per axis."""
@@ -802,5 +808,5 @@ class BuiltinEngine(Engine):
         affine = np.hstack([to_frame[:, :2] @ to_crop[:, :2], (to_frame[:, :2] @ to_crop[:, 2] + to_frame[:, 2])[:, None]])
         # The ROI sits at (x0, y0) in canonical space: fold that offset into the transform.
         affine[:, 2] += affine[:, :2] @ np.array([x0, y0], np.float64)
-        blend.warp_into(picture, np.clip(morph + 0.5, 0, 255).astype(np.uint8), self.mask, self.ring, affine,
-                        self.colour)
+        return blend.warp_into(picture, np.clip(morph + 0.5, 0, 255).astype(np.uint8), self.mask, self.ring, affine,
+                               self.colour)

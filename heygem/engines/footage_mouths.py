@@ -53,14 +53,14 @@ class MouthPlacer:
         self.colour.reset()
 
     def place(self, picture: np.ndarray, points: np.ndarray, index: int, fade_from: int = -1,
-              fade_weight: float = 0.0) -> None:
+              fade_weight: float = 0.0) -> tuple[int, int, int, int]:
         """Draws the lower face of studied frame ``index`` into ``picture`` (BGR, in place), in the pose of the
         face whose 468 mesh ``points`` (picture pixels) are given; nothing when that frame has no face.
         ``fade_from``, ``fade_weight``: a studied frame cross-faded over it with that weight (a join's fade,
-        ``heygem.selection.join_fades``)."""
+        ``heygem.selection.join_fades``). Returns the rectangle drawn into (``blend.warp_into``)."""
         patch = self.study.patch(index)
         if patch is None:
-            return
+            return 0, 0, 0, 0
         under = self.study.patch(fade_from) if fade_from >= 0 and fade_weight > 0 else None
         x1, y1, _, _ = PATCH_BOX
         # From the chosen frame's own skull points (in the canonical frame, where a head turned or tilted in
@@ -74,7 +74,7 @@ class MouthPlacer:
         if under is not None:
             mask = np.maximum(mask, self._mask(fade_from, to_patch, jaw_points))
             patch = cv2.addWeighted(patch, 1.0 - fade_weight, under, fade_weight, 0.0)
-        blend.warp_into(picture, patch, mask, self.ring, affine, self.colour)
+        return blend.warp_into(picture, patch, mask, self.ring, affine, self.colour)
 
     def _mask(self, index: int, to_patch: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The blend mask of studied frame ``index`` over a picture whose points ``to_patch`` maps into the
