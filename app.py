@@ -118,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     log_file = setup_logging(log_dir_for(args.outputs), args.verbose)
 
     from heygem.engines import engine_status
+    from heygem.jobs import FolderInUseError, JobQueue
     from heygem.pipeline import one_opencv_thread
+    from heygem.server import create_app, serve
 
     if not args.ray:  # the jobs run in this process (Ray workers set their own threads)
         one_opencv_thread()
-    from heygem.jobs import FolderInUseError, JobQueue
-    from heygem.server import create_app, serve
 
     defaults = Settings(engine=EngineOptions(engine=args.engine, device=args.device), limits=limits)
     defaults.detection.cache_dir = args.outputs / ".cache" / "faces"
