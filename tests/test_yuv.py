@@ -3,7 +3,6 @@ reaches the encoder as it was decoded."""
 from __future__ import annotations
 
 import itertools
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
