@@ -406,10 +406,9 @@ def _put_drawn(image: YuvFrame, rect: tuple[int, int, int, int], picture: np.nda
         x0, y0, x1, y1 = drawn
         if x1 <= x0 or y1 <= y0:
             return
-        x0, y0 = x0 - x0 % 2, y0 - y0 % 2  # the part's own edges are even, so these are even in the frame too
-        x1, y1 = min(x1 + x1 % 2, picture.shape[1]), min(y1 + y1 % 2, picture.shape[0])
-        picture = picture[y0:y1, x0:x1]
-        rect = (rect[0] + x0, rect[1] + y0, rect[0] + x1, rect[1] + y1)
+        left, top = rect[:2]
+        rect = image.even(left + x0, top + y0, left + x1, top + y1)  # still inside the part: its edges are even
+        picture = picture[rect[1] - top:rect[3] - top, rect[0] - left:rect[2] - left]
     image.put(rect, picture)
 
 
