@@ -27,7 +27,6 @@ built yet.
 """
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
@@ -35,7 +34,7 @@ from fractions import Fraction
 import numpy as np
 
 from heygem.features import SAMPLE_RATE
-from heygem.speech.loudness import SILENCE_DB, VOICE_BAND_HZ
+from heygem.speech.loudness import SILENCE_DB, voice_band
 from heygem.speech.phones import GLIDE_SHARE, GLIDES, TABLE, VISEMES, Phone, recognise_phones
 
 __all__ = ["GROUPS", "FeatureOptions", "feature_groups", "frame_loudness", "lip_closure", "speech_features",
@@ -90,24 +89,13 @@ def feature_groups(options: FeatureOptions = FeatureOptions()) -> list[tuple[str
     return result
 
 
-@functools.cache
-def _band() -> np.ndarray:
-    from scipy.signal import butter
-
-    return butter(4, list(VOICE_BAND_HZ), btype="band", fs=SAMPLE_RATE, output="sos")
-
-
 def _columns(n_samples: int) -> int:
     return 1 + n_samples // HOP
 
 
 def _loudness_db(samples: np.ndarray) -> np.ndarray:
     """Voice-band RMS in dB of each base column (25 ms windows centred at j / 100 s)."""
-    from scipy.signal import sosfiltfilt
-
-    wav = np.asarray(samples, np.float64)
-    if wav.size > 1:
-        wav = sosfiltfilt(_band(), wav, padlen=min(wav.size - 1, 3 * (2 * len(_band()) + 1)))
+    wav = voice_band(samples, SAMPLE_RATE)
     padded = np.pad(wav, WINDOW // 2)
     energy = np.concatenate(([0.0], np.cumsum(padded * padded)))
     starts = np.arange(_columns(wav.size)) * HOP

@@ -9,7 +9,6 @@ release-only follower (the mouth opens at once, closes over a couple of frames),
 """
 from __future__ import annotations
 
-import functools
 from fractions import Fraction
 
 import numpy as np
@@ -20,12 +19,52 @@ VOICE_BAND_HZ = (300.0, 3000.0)  # where voiced speech carries its energy; hum, 
 VOICE_FLOOR_DB = -120.0  # 20 * log10(1e-6): the value of silence (and of frames past the end of the audio)
 
 
-@functools.cache
-def _voice_band(sample_rate: int) -> np.ndarray:
-    from scipy.signal import butter
+BAND_ORDER = 4  # the Butterworth's order, run forwards and backwards (zero phase)
+EDGE_PAD = 4096  # samples mirrored (odd) beyond each end before filtering, so the ends carry no wrap-around
 
-    high = min(VOICE_BAND_HZ[1], 0.45 * sample_rate)  # stay below Nyquist for low sample rates
-    return butter(4, [VOICE_BAND_HZ[0], high], btype="band", fs=sample_rate, output="sos")
+
+def _fast_length(n: int) -> int:
+    """The smallest 2^a * 3^b * 5^c at least ``n``: numpy's FFT is fast at such lengths, slow at large primes."""
+    best, two = None, 1
+    while best is None or two < best:
+        three = two
+        while best is None or three < best:
+            five = three
+            while five < n:
+                five *= 5
+            best = five if best is None else min(best, five)
+            three *= 3
+        two *= 2
+    return best
+
+
+def voice_band(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """``samples`` band-passed to ``VOICE_BAND_HZ``, zero phase: float64, the same length.
+
+    The magnitude is exactly that of a 4th-order digital Butterworth band-pass run forwards and backwards
+    (scipy's ``butter`` + ``sosfiltfilt``), |H|^2 from the bilinear transform's formula, applied at once in the
+    frequency domain. Not through scipy: importing ``scipy.signal`` cost 0.7 s of wall and 0.9 s of CPU in
+    every job, more than the filtering itself. Against ``sosfiltfilt`` (its edges padded otherwise) the
+    loudness of a 40 ms frame differs by at most 0.035 dB on the shared speeches.
+    """
+    wav = np.asarray(samples, dtype=np.float64)
+    if wav.size < 2:
+        return wav.copy()
+    pad = min(wav.size - 1, EDGE_PAD)
+    padded = np.concatenate([2 * wav[0] - wav[pad:0:-1], wav, 2 * wav[-1] - wav[-2:-pad - 2:-1]])
+    length = _fast_length(padded.size)
+    nyquist = 0.5 * sample_rate
+    low, high = VOICE_BAND_HZ[0], min(VOICE_BAND_HZ[1], 0.45 * sample_rate)  # below Nyquist at low rates
+
+    def warped(hz: np.ndarray | float) -> np.ndarray | float:  # the bilinear transform's analog frequency
+        return 2.0 * sample_rate * np.tan(np.pi * np.minimum(hz, 0.999999 * nyquist) / sample_rate)
+
+    analog = warped(np.fft.rfftfreq(length, 1.0 / sample_rate))
+    centre, width = warped(low) * warped(high), warped(high) - warped(low)
+    with np.errstate(divide="ignore"):
+        lowpass = np.where(analog > 0, (analog * analog - centre) / (analog * width), np.inf)  # band -> low pass
+    gain = 1.0 / (1.0 + lowpass ** (2 * BAND_ORDER))  # |H|^2: the Butterworth's magnitude, twice over
+    return np.fft.irfft(np.fft.rfft(padded, length) * gain, length)[pad:pad + wav.size]
 
 
 def voice_envelope(samples: np.ndarray, fps: Fraction, n_frames: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -36,8 +75,6 @@ def voice_envelope(samples: np.ndarray, fps: Fraction, n_frames: int, sample_rat
     window [i/fps, (i+1)/fps) as 20*log10(max(rms, 1e-6)). Silence, and frames past the end of the audio, give
     the floor of -120 dB; full-scale speech is around -10 to -30 dB.
     """
-    from scipy.signal import sosfiltfilt
-
     fps = Fraction(fps)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
@@ -46,10 +83,7 @@ def voice_envelope(samples: np.ndarray, fps: Fraction, n_frames: int, sample_rat
     wav = np.asarray(samples, dtype=np.float64)
     if wav.ndim != 1:
         raise ValueError(f"expected a mono waveform (1-D), got shape {wav.shape}")
-    sos = _voice_band(int(sample_rate))
-    if wav.size > 1:
-        # sosfiltfilt pads by up to ~3 filter lengths; shorter inputs get a shorter pad instead of an error.
-        wav = sosfiltfilt(sos, wav, padlen=min(wav.size - 1, 3 * (2 * len(sos) + 1)))
+    wav = voice_band(wav, int(sample_rate))
     # Window bounds in samples with exact rational arithmetic: fps like 1350/61 must not drift.
     bounds = np.array([min(wav.size, (i * int(sample_rate) * fps.denominator) // fps.numerator)
                        for i in range(n_frames + 1)], dtype=np.int64)
