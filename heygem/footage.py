@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CANONICAL_SIZE", "FootageCache", "FootageStudy", "PATCH_BOX", "study_footage"]
 
-FOOTAGE_VERSION = 4  # 2: the footage's own speech features; 3: the lower face's colour; 4: faces as base.py finds them
+FOOTAGE_VERSION = 5  # 2: the footage's own speech features; 3: the lower face's colour; 4, 5: faces as base.py finds them
 MAX_FRAMES = 7500  # five minutes at 25 fps; longer footage is studied at evenly spaced frames
 CANONICAL_SIZE = 256
 CANONICAL_EYES = ((78.0, 96.0), (178.0, 96.0))  # outer eye corners (image left, image right) in the frame
