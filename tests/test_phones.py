@@ -145,11 +145,16 @@ def test_pieces_shared_out_between_child_processes_give_the_same_phones(radio, m
     background = BackgroundPhones(samples)
     assert len(background._children) == 3
     assert background.result() == recognise_phones(samples)
-    # On two cores: one child beside the study, both cores when nothing else runs meanwhile; the same phones.
-    monkeypatch.setattr(phones_module.os, "cpu_count", lambda: 2)
+    # On four cores: one child for every two beside the study, one for every core (as many as there are
+    # pieces) when nothing else runs meanwhile; on two cores, two either way (niced beside the study, they
+    # take both cores once it is done). The same phones each way.
+    monkeypatch.setattr(phones_module.os, "cpu_count", lambda: 4)
     beside, alone = BackgroundPhones(samples), BackgroundPhones(samples, alone=True)
-    assert (len(beside._children), len(alone._children)) == (1, 2)
+    assert (len(beside._children), len(alone._children)) == (2, 3)
     assert beside.result() == alone.result() == recognise_phones(samples)
+    monkeypatch.setattr(phones_module.os, "cpu_count", lambda: 2)
+    beside = BackgroundPhones(samples)
+    assert len(beside._children) == 2 and beside.result() == recognise_phones(samples)
     assert phones_module._share_out([0, 10, 30, 60, 70, 100], 2) == [[0, 10, 30, 60], [60, 70, 100]]
     assert phones_module._share_out([0, 100], 4) == [[0, 100]]
 

@@ -247,8 +247,9 @@ PHONES_NICENESS = 10
 
 
 # Long speech is cut in pieces anyway (CHUNK_SECONDS): up to this many children decode them side by side, one
-# for every two cores, so that the study and the job's own work keep at least half of them. (On 2 cores two
-# children finished the phones sooner but slowed the study as much: a first job was no faster; RESULTS.)
+# for every two cores, so that the study and the job's own work keep at least half of them; on two cores, two
+# (niced, they take what the study leaves, and then both cores once it is done: a new presenter's 60 s job
+# 18.05-18.47 s against 18.53-19.21 with one, the wait for them after the study 0.8-1.0 s against 1.4-1.6).
 MAX_PHONE_PROCESSES = 4
 
 
@@ -258,8 +259,8 @@ class BackgroundPhones:
     PocketSphinx keeps Python's lock while it decodes, so a thread cannot run it beside other work (the
     presenter study, reading the video); a process can, on another core. Speech long enough to be cut in
     pieces is shared out, in runs of whole pieces, between up to MAX_PHONE_PROCESSES children (one for every
-    two cores, or for every core when nothing else is to run meanwhile: ``alone``); each piece is decoded
-    afresh, so the phones are the same as in one process. The children are killed when this process dies
+    two cores, two on two; one for every core when nothing else is to run meanwhile: ``alone``); each piece is
+    decoded afresh, so the phones are the same as in one process. The children are killed when this process dies
     (heygem.children), when ``close`` is called, or when the wait is cancelled.
     """
 
@@ -285,7 +286,7 @@ class BackgroundPhones:
         project = Path(__file__).resolve().parents[2]  # the folder holding the heygem package
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project), env.get("PYTHONPATH")]))
         cores = os.cpu_count() or 1
-        processes = max(1, min(MAX_PHONE_PROCESSES, cores if alone else cores // 2))
+        processes = max(1, min(MAX_PHONE_PROCESSES, cores if alone or cores <= 2 else cores // 2))
         for number, share in enumerate(_share_out(bounds, processes)):
             result, errors = self._folder / f"phones-{number}.json", self._folder / f"errors-{number}.txt"
             with open(errors, "wb") as handle:
