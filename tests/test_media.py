@@ -24,7 +24,7 @@ from heygem.media import ffmpeg as ff
 from heygem.media import video as video_mod
 from heygem.media.audio import load_audio
 from heygem.media.encode import VideoWriter, usable_encoder
-from heygem.media.ffmpeg import (audio_decode_argv, encode_argv, even_size, ffmpeg_exe, ffprobe_exe,
+from heygem.media.ffmpeg import (audio_decode_argv, decoding_threads, encode_argv, even_size, ffmpeg_exe, ffprobe_exe,
                                  format_fps, probe_argv, video_decode_argv)
 from heygem.media.probe import (MediaInfo, fit_picture, probe, read_image, require_audio_source,
                                 require_video_source, turned)
@@ -105,6 +105,14 @@ def test_video_decode_argv_constant_rate() -> None:
         "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-i", "file:/v/face.mp4",
         "-map", "0:V:0", "-an", "-sn", "-dn", "-vf", "fps=1350/61",
         "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
+
+
+def test_video_decode_argv_threads_for_few_cores() -> None:
+    # On two cores the decoder runs on one thread (its frame threads cost CPU the job's other stages need).
+    argv = video_decode_argv("ffmpeg", Path("/v/face.mp4"), Fraction(25), 0, "yuv420p", decoding_threads(2))
+    assert argv[:8] == ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-threads", "1", "-i"]
+    assert argv[-3:] == ["-pix_fmt", "yuv420p", "pipe:1"]
+    assert decoding_threads(1) == 1 and decoding_threads(8) == 0
 
 
 @pytest.mark.parametrize(("turn", "filters"), [(90, "fps=25/1,transpose=clock"), (180, "fps=25/1,hflip,vflip"),
@@ -513,7 +521,7 @@ def test_iter_frames_ffmpeg_failing_midway(media: Path, monkeypatch: pytest.Monk
     info = probe(media / "liveportrait/d0.mp4")
     two_frames = 2 * info.width * info.height * 3
     # Stand-in for an ffmpeg that dies after two frames.
-    monkeypatch.setattr(video_mod, "video_decode_argv", lambda exe, path, fps, turn=0, pixel_format="bgr24": [
+    monkeypatch.setattr(video_mod, "video_decode_argv", lambda *args: [
         "sh", "-c", f"head -c {two_frames} /dev/zero; echo 'decoder exploded' >&2; exit 1"])
     got = []
     with pytest.raises(FFmpegError, match=r"d0\.mp4.*decoder exploded"):

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from heygem.errors import FFmpegError, InputError
-from heygem.media.ffmpeg import ffmpeg_exe, reading_output, video_decode_argv
+from heygem.media.ffmpeg import decoding_threads, ffmpeg_exe, reading_output, video_decode_argv
 from heygem.media.probe import MediaInfo, read_image
 from heygem.media.yuv import Conversion, YuvFrame, conversion
 
@@ -96,7 +96,7 @@ def iter_yuv_frames(info: MediaInfo, fps: Fraction, convert: Conversion) -> Iter
 
 
 def _stream_video(info: MediaInfo, fps: Fraction, pixel_format: str = "bgr24") -> Iterator[np.ndarray]:
-    argv = video_decode_argv(ffmpeg_exe(), info.path, fps, info.turn, pixel_format)
+    argv = video_decode_argv(ffmpeg_exe(), info.path, fps, info.turn, pixel_format, decoding_threads())
     shape = (info.height, info.width, 3) if pixel_format == "bgr24" else (info.height * info.width * 3 // 2,)
     frame_bytes = int(np.prod(shape))
     log.debug("decoding %s at %s fps, %dx%d: %s", info.path, fps, info.width, info.height,
