@@ -132,7 +132,8 @@ def test_encode_argv_even_size() -> None:
         "-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", "640x360", "-framerate", "30000/1001",
         "-i", "pipe:0", "-i", "file:speech.wav", "-map", "0:v:0", "-map", "1:a:0", "-t", "2.500000",
         "-c:v", "libx264", "-preset", "fast", "-crf", "20", "-pix_fmt", "yuv420p", "-r", "30000/1001",
-        "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", "-f", "mp4", "file:out/.r.partial"]
+        "-c:a", "aac", "-aac_coder", "fast", "-b:a", "128k", "-movflags", "+faststart", "-f", "mp4",
+        "file:out/.r.partial"]
 
 
 def test_encode_argv_wants_an_even_size() -> None:
