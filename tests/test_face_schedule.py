@@ -186,7 +186,9 @@ def test_the_same_presenter_and_speech_give_the_same_frames_whatever_the_caches_
     if engine == "builtin":  # the kept study hands its faces over: nothing is detected past the kept faces either
         assert runs["shorter"][1]["study"] == "cached" and runs["shorter"][1]["faces_detected"] == 0
         # and the face mesh points of its crops are kept, by a job that went further or by the preparation: all
-        # but the last few, whose boxes a job ending there smooths over fewer neighbours (other crops)
+        # but at most the last few, whose boxes a job ending there smooths over fewer neighbours (other crops,
+        # unless the smoothed box rounds to the same pixels)
         assert first["mesh_kept"] == 0
         ending = settings.detection.smooth_window // 2
-        assert runs["longer"][1]["mesh_kept"] == runs["presenter"][1]["mesh_kept"] == len(fresh) - ending
+        kept = runs["longer"][1]["mesh_kept"]
+        assert kept == runs["presenter"][1]["mesh_kept"] and len(fresh) - ending <= kept <= len(fresh)

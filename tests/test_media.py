@@ -24,8 +24,8 @@ from heygem.media import ffmpeg as ff
 from heygem.media import video as video_mod
 from heygem.media.audio import load_audio
 from heygem.media.encode import VideoWriter, usable_encoder
-from heygem.media.ffmpeg import (audio_decode_argv, decoding_threads, encode_argv, even_size, ffmpeg_exe, ffprobe_exe,
-                                 format_fps, probe_argv, video_decode_argv)
+from heygem.media.ffmpeg import (audio_decode_argv, decoding_threads, encode_argv, even_size, ffmpeg_exe,
+                                 ffprobe_exe, format_fps, probe_argv, video_decode_argv)
 from heygem.media.probe import (MediaInfo, fit_picture, probe, read_image, require_audio_source,
                                 require_video_source, turned)
 from heygem.media.video import iter_frames, turn_image

@@ -9,11 +9,10 @@ import cv2
 import numpy as np
 
 # How high a face the detector is given when the video's face size is known: YuNet finds a talking head of
-# this size as surely and as steadily as at 640 px (measured on six shared clips: boxes within 2-4% of the
-# face height of those at 640 px, frame-to-frame jitter no larger), at a quarter to a tenth of the cost.
-# 72 rather than 96: 3.6-4.5 ms a detection at 72 against 6.0-7.4 at 96 (the first 100 frames of five shared
-# clips), boxes 1.5-2.1% of the face height off those at 640 px against 1.3-1.8%, jitter within the same
-# 0.4-1.2%; nothing missed. Below 72 it is no cheaper.
+# this size as surely and as steadily as at 640 px, at a sixth of the cost on 720p. Measured on the first
+# 100 frames of five shared clips: nothing missed; boxes 1.5-2.1% of the face height from those at 640 px (at
+# 96 px: 1.3-1.8%); frame-to-frame jitter 0.4-1.2% of it at every size; 3.6-4.5 ms a detection (at 96 px:
+# 6.0-7.4 ms; smaller is no cheaper).
 FACE_PIXELS = 72
 
 

@@ -37,7 +37,8 @@ T = TypeVar("T")
 SAME_FACE_IOU = 0.6
 # 2: the turn is stored beside the faces (.npz); 3: boxes in float64 (the very values a job computes), whether
 # the video's end was reached, and fixed anchor frames (``Anchors``); 4: faces detected at the scale of the
-# video's face size, which is kept with them; 5: frames shrunk for the detector in two steps (FaceDetector); 6: faces 72 px high, not 96 (FACE_PIXELS).
+# video's face size, which is kept with them; 5: frames shrunk for the detector in two steps (FaceDetector);
+# 6: faces found 72 px high, not 96 (FACE_PIXELS).
 CACHE_VERSION = 6
 
 DetectOne = Callable[[np.ndarray, "Face | None"], "Face | None"]
