@@ -675,9 +675,6 @@ def iter_synced_frames(
         kept = study_kept(turned(video, turn) if turn else video, fps, det, engine.crop_size, engine.crop_margin,
                           _study_dir(det))
         audio.start_phones(alone=drive == "phones" and kept)
-        # The speech's loudness (its first use imports scipy.signal) in a thread beside the study: worked out
-        # after it, it kept one core busy for about a second while the other waited (the phones were done).
-        loudness = Prefetch((voice_envelope(audio.samples, fps, total) for _ in range(1)), 1, "heygem-loudness")
     chunks = MelChunks(audio.mel, fps, total) if engine.wants_mel else None  # 0.15-0.5 s of CPU a minute
     orientation: Orientation | None = None
     if detector is not None and not cached.faces:
@@ -729,9 +726,10 @@ def iter_synced_frames(
             reading = "phones"
             report("phones", 0.0, str(video.path))  # a cancel is seen here, and while they are awaited
             with stopwatch("phones"):  # the wait for them beyond the study; once per speech for a batch
+                # The loudness first, while their processes work on (65-90 ms a minute of speech, since it no
+                # longer imports scipy: no thread of its own beside the study is worth it).
+                envelope = voice_envelope(audio.samples, fps, total)
                 phones = audio.phones(lambda done: report("phones", done, str(video.path)))
-                envelope = next(loudness)
-                loudness.close()
                 shapes = mouth_shapes(phones, audio.samples, fps, total, envelope=envelope)
     report(reading, 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
     with stopwatch("engine start"):
