@@ -26,10 +26,12 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from heygem.bench import default_shared  # noqa: E402
-from heygem.eval import measure_sync, mouth_measures  # noqa: E402
+from heygem.engines import builtin  # noqa: E402
+from heygem.eval import jaw_steps, measure_sync, mouth_measures  # noqa: E402
 from heygem.media.audio import load_audio  # noqa: E402
 from heygem.pipeline import generate  # noqa: E402
 from heygem.settings import MOUTH_DRIVES, DetectionOptions, EncodeOptions, EngineOptions, Settings  # noqa: E402
+from heygem.selection import jaw_outline  # noqa: E402
 from heygem.speech.frames import lip_closure, speech_features  # noqa: E402
 from heygem.speech.phones import SAMPLE_RATE, recognise_phones  # noqa: E402
 
@@ -45,9 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drives", nargs="+", default=["phones", "footage"], choices=MOUTH_DRIVES)
     args = parser.parse_args(argv)
     media = args.shared / "media"
-    print("| presenter | speech | " + " | ".join(f"{drive}: proxy r, m/b/p closed (made as)" for drive in args.drives)
-          + " |")
-    print("| --- | --- | " + " | ".join("---" for _ in args.drives) + " |")
+    print("| presenter | speech | " + " | ".join(f"{drive}: proxy r, m/b/p closed, jaw at joins, jaw steps (made as)"
+                                                for drive in args.drives) + " | own video's jaw steps |")
+    chosen: list[tuple[np.ndarray, np.ndarray]] = []
+    choose = builtin._choose_from_footage
+
+    def recording(job):  # the engine's own choice, with the studied jaw lines it was made from
+        frames = choose(job)
+        chosen.append((np.asarray(frames), jaw_outline(job.footage.points.astype(np.float32))))
+        return frames
+
+    builtin._choose_from_footage = recording
+    print("| --- | --- | " + " | ".join("---" for _ in args.drives) + " | --- |")
     with tempfile.TemporaryDirectory(prefix="heygem-proxy-") as work:
         out = Path(work)
         speeches = {language: np.asarray(load_audio(media / speech, SAMPLE_RATE), np.float32)
@@ -68,8 +79,16 @@ def main(argv: list[str] | None = None) -> int:
                     shut = float((sync.opening[bilabial] <= closed).mean()) if bilabial.any() else float("nan")
                     about = result.engine_info
                     made = about.mode + ("/" + ",".join(about.fallbacks) if about.fallbacks else "")
-                    cells.append(f"{sync.peak_r:.2f}, {shut:.2f} of {int(bilabial.sum())} ({made})")
-                print(f"| {presenter} | {language} | " + " | ".join(cells) + " |", flush=True)
+                    steps = 100 * np.nanpercentile(jaw_steps(result.output), 95)
+                    joins = "-"
+                    if about.mode == "footage":
+                        frames, jaw = chosen[-1]
+                        moved = 100 * np.sqrt(((jaw[frames[1:]] - jaw[frames[:-1]]) ** 2).sum(2).mean(1))
+                        moved = moved[np.diff(frames) != 1]
+                        joins = f"{np.median(moved):.1f} / {np.percentile(moved, 90):.1f}" if len(moved) else "none"
+                    cells.append(f"{sync.peak_r:.2f}, {shut:.2f} of {int(bilabial.sum())}, {joins}, {steps:.1f} ({made})")
+                own = 100 * np.nanpercentile(jaw_steps(media / presenter, sync.frames), 95)
+                print(f"| {presenter} | {language} | " + " | ".join(cells) + f" | {own:.1f} |", flush=True)
     return 0
 
 

@@ -126,6 +126,31 @@ def frame_mouth_measures(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, np.n
     return np.asarray(openings, dtype=np.float64), np.asarray(widths, dtype=np.float64)
 
 
+def jaw_steps(video: str | Path, frames: int | None = None) -> np.ndarray:
+    """How far the jaw line moves from each of the first ``frames`` frames of ``video`` (all: None) to the
+    next: the root mean square over its points of the move, with each frame's skull fitted onto the video's
+    median skull (``heygem.selection.jaw_outline``), in eye-corner distances; one face-mesh pass, NaN where
+    either frame has no face. A real head's jaw line moves a little from frame to frame; mouths taken from
+    moments whose heads were turned otherwise make it jump where they meet."""
+    from heygem.faces.landmarks import LandmarkTracker
+    from heygem.selection import jaw_outline
+
+    info = probe(video)
+    if info.kind != "video" or info.fps is None:
+        raise InputError(info.path, "is not a video; the jaw is measured on a video (mp4, mov, mkv, webm, avi)")
+    tracker = LandmarkTracker()
+    points = []
+    for i, frame in enumerate(iter_frames(info, info.fps)):
+        if frames is not None and i >= frames:
+            break
+        found = tracker(frame)
+        points.append(np.full((468, 2), np.nan) if found is None else np.asarray(found, np.float64))
+    if len(points) < 2:
+        return np.zeros(0)
+    jaw = jaw_outline(np.stack(points))
+    return np.sqrt(((jaw[1:] - jaw[:-1]) ** 2).sum(2).mean(1))
+
+
 def frame_openings(frames: Iterable[np.ndarray]) -> np.ndarray:
     """Inner-lip opening of each BGR frame, tracked from frame to frame (NaN where no face is found)."""
     return frame_mouth_measures(frames)[0]

@@ -733,8 +733,12 @@ def iter_synced_frames(
                 shapes = mouth_shapes(phones, audio.samples, fps, total, envelope=envelope)
     report(reading, 1.0 if study is not None else 0.5, str(video.path))  # the faces and the study are known
     with stopwatch("engine start"):
+        shown = None
+        if footage is not None and video.kind == "video":  # which picture each chosen mouth is drawn on
+            shown = np.array([source_index(t, max(1, video.frame_count), settings.length_policy)
+                              for t in range(total)], np.int64)
         engine.start(EngineJob(video, audio.samples, audio.mel if chunks is not None else None, fps, total, det,
-                               study, shapes, drive, footage, phones, settings.engine.still, mesh))
+                               study, shapes, drive, footage, phones, settings.engine.still, mesh, shown))
     report.again()
     spill_dir = settings.out_dir if settings.out_dir.is_dir() else Path(tempfile.gettempdir())
     # Frames kept as decoded where the engine draws into them: only the face's part is turned into BGR and back.

@@ -46,7 +46,8 @@ import numpy as np
 from heygem.speech.frames import LOUDNESS_RANGE, FeatureOptions, feature_groups, lip_closure
 
 __all__ = ["FADE_FRAMES", "MAX_LOOKAHEAD", "MOUTH_MEASURES", "FootageIndex", "SelectionOptions", "build_index",
-           "choose_frames", "fit_ridge", "join_fades", "mouth_measures", "predict_mouth", "run_lengths"]
+           "choose_frames", "fit_ridge", "jaw_outline", "join_fades", "mouth_measures", "predict_mouth",
+           "run_lengths"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ SILENT_LEVEL = LOUDNESS_RANGE[0] + 0.05  # normalised loudness at or below which
 MIN_REST_FRAMES = 5
 NEIGHBOUR_GAP_SECONDS = 0.5  # a footage frame's own neighbours in time are not its neighbours in sound
 NEIGHBOUR_QUERIES = 1500  # footage frames the neighbour prediction's spread is measured on (evenly spaced)
+JAW_FREE_PERCENTILE = 95  # of the footage's own frame-to-frame jaw steps: a join may move the jaw that far free
 REST_SHARE = 0.1  # without enough quiet closed frames, the most closed tenth of the footage is its rest
 RIDGE_ALPHAS = (1.0, 10.0, 100.0, 1000.0)
 
@@ -66,6 +68,9 @@ _INNER_PAIRS = ((13, 14), (82, 87), (312, 317))
 _OUTER_TOP, _INNER_TOP, _INNER_BOTTOM, _OUTER_BOTTOM = 0, 13, 14, 17
 _CORNERS = (61, 291)
 _EYES = (33, 263)
+# The jaw line from ear to ear (heygem.faces.landmarks.JAW); the skull points the mouth is placed by (heygem.study.STABLE).
+_SKULL = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 98, 327)
+_JAW = (234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 454)
 
 
 def mouth_measures(points: np.ndarray) -> np.ndarray:
@@ -84,6 +89,29 @@ def mouth_measures(points: np.ndarray) -> np.ndarray:
     opening = np.mean([dist(a, b) for a, b in _INNER_PAIRS], axis=0)
     return np.stack([opening, dist(*_CORNERS), dist(_OUTER_TOP, _INNER_TOP), dist(_INNER_BOTTOM, _OUTER_BOTTOM)],
                     axis=1) / eyes[:, None]
+
+
+def jaw_outline(points: np.ndarray) -> np.ndarray:
+    """(n, 21, 2) float64 jaw line of each frame's 468 face-mesh points (n, 468, 2), ear to ear, where the
+    mouth placement puts it (``heygem.engines.footage_mouths``): each frame's skull points (``_SKULL``: eyes
+    and nose) fitted by a similarity onto the frames' median skull, in units of the eye-corner distance. Two
+    frames' jaw lines differ as their jaws dropped and as their heads were turned or nodded otherwise (which a
+    similarity does not take out). NaN rows where the points are NaN."""
+    p = np.asarray(points, np.float64)
+    if p.ndim != 3 or p.shape[1:] != (468, 2):
+        raise ValueError(f"expected face-mesh points of shape (n, 468, 2), got {p.shape}")
+    z = p[..., 0] + 1j * p[..., 1]
+    eyes = np.abs(z[:, _EYES[1]] - z[:, _EYES[0]])
+    z = (z - z[:, list(_SKULL)].mean(1, keepdims=True)) / np.maximum(eyes, 1e-6)[:, None]
+    skull = z[:, list(_SKULL)]
+    found = np.isfinite(skull).all(1)
+    if not found.any():
+        return np.full((len(p), len(_JAW), 2), np.nan)
+    reference = np.median(skull[found].real, 0) + 1j * np.median(skull[found].imag, 0)
+    # The least-squares similarity onto the reference of centred points is one complex factor.
+    factor = (np.conj(skull) * reference).sum(1) / np.maximum((np.abs(skull) ** 2).sum(1), 1e-12)
+    jaw = z[:, list(_JAW)] * factor[:, None]
+    return np.stack([jaw.real, jaw.imag], axis=2)
 
 
 @dataclass(frozen=True)
@@ -108,7 +136,18 @@ class SelectionOptions:
     k: candidates per frame by target cost. beam: paths whose next footage frame is also a candidate.
     jump_penalty, join_weight: the join cost of any frame but the footage's own next one is jump_penalty +
         join_weight x the mean squared standardised mouth jump.
+    jaw_weight: where the index has the footage's jaw lines (``jaw_outline``), a join also costs jaw_weight x
+        the square of how much further the jaw line moves between the two frames (root mean square over its
+        points, in eye distances, less what the opening explains) than the footage's own frame-to-frame steps
+        mostly do (``FootageIndex.jaw_free``): a join of frames whose heads were turned otherwise shows as a
+        jaw that jumps, and its cross-fade as a doubled jaw line.
     group_weights: weight of each feature group in the target distance (default 1 each).
+    pose_weight, pose_free: where the index has the jaw lines and the choice is told which footage frame each
+        output frame is drawn on (``shown``), a footage frame whose jaw line lies more than ``pose_free`` (eye
+        distances, root mean square over its points) from that picture's costs pose_weight x the square of the
+        excess: a mouth from a head turned otherwise, moved into the picture by a similarity that cannot turn it,
+        shows as a lower face too wide or too narrow for the head. Within pose_free nothing is added, so the
+        picture's own moment (its old mouth) gains nothing over other frames of that pose.
     """
 
     target: str = "both"
@@ -116,6 +155,7 @@ class SelectionOptions:
     beam: int = 20
     jump_penalty: float = 1.0
     join_weight: float = 0.5
+    jaw_weight: float = 1000.0  # 0 -> 1000: joins' jaw-line jumps (p90) 13-16 -> 3-7 hundredths of the eye distance (RESULTS)
     ridge_weight: float = 2.0
     ridge_measures: tuple[int, ...] = (0, 1)
     neighbours: int = 7
@@ -126,6 +166,8 @@ class SelectionOptions:
     closure_weight: float = 3.0
     other_voice_closure_weight: float = 80.0  # 30 -> 80: another voice's m/b/p closed 0.72 -> 0.99 (RESULTS)
     group_weights: tuple[tuple[str, float], ...] = ()
+    pose_weight: float = 1000.0  # 0 -> 1000: a turning head's chosen jaw lines 0.20 -> 0.085 from the picture's (RESULTS)
+    pose_free: float = 0.11
 
     def __post_init__(self) -> None:
         if self.target not in ("features", "ridge", "both"):
@@ -200,6 +242,10 @@ class FootageIndex:
     neighbour_spread: (4,) the spread of the neighbour prediction (``neighbour_mouths``) over the footage's own
         frames, each left out with its neighbours in time.
     fps: the footage's frame rate (the output's); options: the feature options of the features.
+    jaw: (N, 42) the jaw lines (``jaw_outline``, flattened; 0 without a face) less what the mouth's opening
+        explains (a line fitted on the footage: the chin drops as the mouth opens), so what is left is mostly
+        the head's turn and nod; or None: no jaw line in the joins or the pose cost. jaw_free: the 95th
+        percentile of the footage's own frame-to-frame steps of it (a join may move it that far free).
     """
 
     features: np.ndarray
@@ -217,6 +263,8 @@ class FootageIndex:
     neighbour_spread: np.ndarray
     fps: Fraction
     feature_options: FeatureOptions = field(default_factory=FeatureOptions)
+    jaw: np.ndarray | None = None
+    jaw_free: float = 0.0
 
     def __len__(self) -> int:
         return len(self.features)
@@ -256,9 +304,10 @@ def _weights(options: SelectionOptions, feature_options: FeatureOptions, dims: i
 
 def build_index(features: np.ndarray, mouth: np.ndarray, loudness: np.ndarray, fps: float | Fraction, *,
                 feature_options: FeatureOptions = FeatureOptions(),
-                options: SelectionOptions = SelectionOptions()) -> FootageIndex:
+                options: SelectionOptions = SelectionOptions(), jaw: np.ndarray | None = None) -> FootageIndex:
     """The index of a footage: its own speech's ``features`` (``speech_features``), its real ``mouth``
-    (``mouth_measures``) and its speech's normalised ``loudness`` (``frame_loudness``), frame by frame."""
+    (``mouth_measures``) and its speech's normalised ``loudness`` (``frame_loudness``), frame by frame; and,
+    where given, its ``jaw`` lines (``jaw_outline``), for the joins."""
     features = np.asarray(features, np.float64)
     mouth = np.asarray(mouth, np.float64)
     n = len(features)
@@ -266,6 +315,21 @@ def build_index(features: np.ndarray, mouth: np.ndarray, loudness: np.ndarray, f
         raise ValueError(f"features, mouth and loudness must have one row per frame: {n}, {len(mouth)}, "
                          f"{len(loudness)}")
     face = np.isfinite(mouth).all(axis=1)
+    jaw_free = 0.0
+    if jaw is not None:
+        jaw = np.asarray(jaw, np.float64).reshape(len(jaw), -1)
+        if len(jaw) != n:
+            raise ValueError(f"jaw must have one row per frame: {n} frames, {len(jaw)} jaw lines")
+        face &= np.isfinite(jaw).all(axis=1)
+        if face.any():
+            # What the mouth's own opening explains (the chin drops as it opens) is the mouth jump's to price.
+            design = np.column_stack([np.ones(int(face.sum())), mouth[face, 0]])
+            fit = np.linalg.lstsq(design, jaw[face], rcond=None)[0]
+            jaw = jaw - np.column_stack([np.ones(n), np.nan_to_num(mouth[:, 0])]) @ fit
+        jaw = np.where(face[:, None], jaw, 0.0)
+        # A join may move the jaw line as far as the footage's own frame-to-frame steps mostly do.
+        steps = np.sqrt(((jaw[1:] - jaw[:-1]) ** 2).mean(1) * 2)[face[1:] & face[:-1]]  # per point, RMS
+        jaw_free = float(np.percentile(steps, JAW_FREE_PERCENTILE)) if len(steps) else 0.0
     if face.sum() < MIN_REST_FRAMES:
         raise ValueError(f"the footage has {int(face.sum())} frames with a face; at least {MIN_REST_FRAMES} needed")
     mean = features[face].mean(0)
@@ -296,7 +360,7 @@ def build_index(features: np.ndarray, mouth: np.ndarray, loudness: np.ndarray, f
     return FootageIndex(features=weighted, mouth=mouth, mouth_z=mouth_z, face=face, rest=rest, follows=follows,
                         mean=mean, scale=scale, weights=weights, mouth_mean=mouth_mean, mouth_scale=mouth_scale,
                         ridge=ridge, neighbour_spread=np.maximum(own.std(0), 1e-3), fps=Fraction(fps),
-                        feature_options=feature_options)
+                        feature_options=feature_options, jaw=jaw, jaw_free=jaw_free)
 
 
 def _neighbour_mouths(footage: np.ndarray, face: np.ndarray, mouth_z: np.ndarray, queries: np.ndarray, k: int,
@@ -330,8 +394,17 @@ class _Targets:
     """Target costs of output frames against footage frames (module notes), computed by row blocks."""
 
     def __init__(self, index: FootageIndex, speech_features: np.ndarray, loudness: np.ndarray, pause: np.ndarray,
-                 options: SelectionOptions, voice_distance: float | None = None) -> None:
+                 options: SelectionOptions, voice_distance: float | None = None,
+                 shown: np.ndarray | None = None) -> None:
         self.index, self.options, self.pause = index, options, pause
+        self.shown_jaw = None  # (T, 42): the jaw line of the picture each output frame is drawn on
+        if shown is not None and index.jaw is not None and options.pose_weight > 0:
+            shown = np.clip(np.asarray(shown, np.int64), 0, len(index) - 1)
+            if len(shown) != len(pause):
+                raise ValueError(f"shown has {len(shown)} frames, the speech {len(pause)}")
+            self.shown_jaw = index.jaw[shown]
+            self.shown_face = index.face[shown]  # a picture whose frame has no studied face: no pose to keep
+            self.jaw_sq = (index.jaw ** 2).sum(1)
         self.loudness_weight = options.loudness_weight_for(voice_distance)
         self.use_features = options.target in ("features", "both")
         self.use_ridge = options.target in ("ridge", "both")
@@ -374,6 +447,10 @@ class _Targets:
             cost += (self.loud_open[first:last, None] - self.index.mouth_z[None, :, 0]) ** 2 * self.loudness_weight
         if self.closure_weight > 0:
             cost += self.closure[first:last, None] * self.excess[None, :]
+        if self.shown_jaw is not None:
+            j = self.shown_jaw[first:last]
+            apart = np.maximum((j ** 2).sum(1)[:, None] + self.jaw_sq[None, :] - 2.0 * j @ self.index.jaw.T, 0.0)
+            cost += self._pose(np.sqrt(apart * 2 / self.index.jaw.shape[1]), self.shown_face[first:last, None])
         allowed = np.where(self.pause[first:last, None], self.index.rest[None, :], self.index.face[None, :])
         cost[~allowed] = np.inf
         return cost
@@ -389,9 +466,18 @@ class _Targets:
             cost += (self.loud_open[t] - self.index.mouth_z[frames, 0]) ** 2 * self.loudness_weight
         if self.closure_weight > 0:
             cost += self.closure[t] * self.excess[frames]
+        if self.shown_jaw is not None:
+            apart = np.sqrt(((self.index.jaw[frames] - self.shown_jaw[t]) ** 2).mean(1) * 2)
+            cost += self._pose(apart, self.shown_face[t])
         allowed = self.index.rest[frames] if self.pause[t] else self.index.face[frames]
         cost[~allowed] = np.inf
         return cost
+
+
+    def _pose(self, apart: np.ndarray, face: np.ndarray | bool) -> np.ndarray:
+        """The pose cost of jaw lines ``apart`` from the pictures' (module notes); 0 for a picture without a face."""
+        excess = np.maximum(apart - self.options.pose_free, 0.0)
+        return np.where(face, self.options.pose_weight * excess ** 2, 0.0)
 
 
 def _loudness_openings(index: FootageIndex, loudness: np.ndarray) -> np.ndarray:
@@ -425,6 +511,9 @@ def _joins(index: FootageIndex, prev: np.ndarray, cur: np.ndarray, options: Sele
     """(len(prev), len(cur)) join costs."""
     jump = ((index.mouth_z[prev][:, None, :] - index.mouth_z[cur][None, :, :]) ** 2).mean(2)
     cost = options.jump_penalty + options.join_weight * jump
+    if index.jaw is not None and options.jaw_weight > 0:
+        moved = np.sqrt(((index.jaw[prev][:, None, :] - index.jaw[cur][None, :, :]) ** 2).mean(2) * 2)
+        cost += options.jaw_weight * np.maximum(moved - index.jaw_free, 0.0) ** 2
     natural = (prev[:, None] + 1 == cur[None, :]) & index.follows[prev][:, None]
     cost[natural] = 0.0
     return cost
@@ -470,13 +559,15 @@ def _viterbi(targets: _Targets, top: tuple[np.ndarray, np.ndarray], first: int, 
 
 def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np.ndarray,
                   lookahead: float | None = None, options: SelectionOptions = SelectionOptions(),
-                  voice_distance: float | None = None) -> np.ndarray:
+                  voice_distance: float | None = None, shown: np.ndarray | None = None) -> np.ndarray:
     """(T,) int64: the footage frame to show for each of the speech's T output frames (module notes).
 
     ``speech_features``: the new speech's ``speech_features`` with the index's feature options; ``loudness``:
     its ``frame_loudness``. ``lookahead``: None chooses for the whole speech at once; seconds (0 ..
     MAX_LOOKAHEAD) choose frame by frame with only that much speech past each frame. ``voice_distance``: how
     far the speech's voice is from the footage's (``heygem.speech.frames.voice_distance``; None: the same voice).
+    ``shown``: (T,) the footage frame each output frame's picture is (the presenter's video and its footage
+    are one), for the pose cost (``SelectionOptions.pose_weight``); None: no picture known.
     """
     speech_features = np.asarray(speech_features)
     n_out = len(speech_features)
@@ -485,7 +576,7 @@ def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np
     if n_out == 0:
         return np.zeros(0, np.int64)
     pause = _pauses(loudness, index.fps)
-    targets = _Targets(index, speech_features, loudness, pause, options, voice_distance)
+    targets = _Targets(index, speech_features, loudness, pause, options, voice_distance, shown)
     top = _top_candidates(targets, options.k)
     if lookahead is None:
         return _viterbi(targets, top, 0, n_out, None, options)

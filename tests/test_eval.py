@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from heygem.errors import InputError
-from heygem.eval import SyncReport, lag_correlations, lower_face_ssim, measure_sync
+from heygem.eval import SyncReport, jaw_steps, lag_correlations, lower_face_ssim, measure_sync
 from heygem.speech.loudness import voice_envelope
 from heygem.media.probe import probe
 from heygem.media.video import iter_frames
@@ -176,3 +176,33 @@ def test_lower_face_ssim(frame: np.ndarray) -> None:
     assert lower_face_ssim(frame, blob, (box.x1, box.y1, box.x2, box.y2)) == lower_face_ssim(frame, blob, box)
     with pytest.raises(ValueError):
         lower_face_ssim(frame, frame, (0, 0, 5, 5))
+
+
+# ---- jaw_steps ----------------------------------------------------------------------------------------------
+
+def test_jaw_steps_see_two_jaw_lines_meet(media: Path, tmp_path: Path) -> None:
+    """A video that shows one moment for three frames, then another: the jaw line holds still within the
+    moments and moves at each cut as far as the two moments' jaw lines lie apart."""
+    from heygem.faces.landmarks import LandmarkTracker
+    from heygem.media.encode import VideoWriter
+    from heygem.selection import jaw_outline
+    from heygem.settings import EncodeOptions
+
+    info = probe(media / "sadtalker/WDA_KatieHill_000.mp4")
+    frames = [frame for _, frame in zip(range(100), iter_frames(info, info.fps))]
+    tracker = LandmarkTracker()
+    jaw = jaw_outline(np.stack([tracker(frame) for frame in frames]))
+    apart = np.sqrt(((jaw - jaw[0]) ** 2).sum(2).mean(1))
+    other = int(np.nanargmax(apart))
+    assert apart[other] > 0.2  # her head turns (measured 0.35 eye distances): two jaw lines, not one
+    out = tmp_path / "cuts.mp4"
+    shown = [0, 0, 0, other, other, other] * 2
+    with VideoWriter(out, info.width, info.height, info.fps, None, len(shown) / info.fps,
+                     EncodeOptions(crf=12, preset="ultrafast")) as writer:
+        for i in shown:
+            writer.write(frames[i])
+    steps = jaw_steps(out)
+    cuts = np.diff(shown) != 0
+    assert steps.shape == (len(shown) - 1,)
+    assert steps[~cuts].max() < 0.2 * apart[other]  # the mesh tracked from another crop: measured 0.14
+    assert np.allclose(steps[cuts], apart[other], rtol=0.25)

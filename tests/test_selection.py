@@ -10,8 +10,8 @@ import pytest
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
 from heygem.media.video import iter_frames
-from heygem.selection import (MAX_LOOKAHEAD, SelectionOptions, build_index, choose_frames, join_fades,
-                              mouth_measures, run_lengths)
+from heygem.selection import (MAX_LOOKAHEAD, SelectionOptions, build_index, choose_frames, jaw_outline,
+                              join_fades, mouth_measures, run_lengths)
 from heygem.speech.frames import (feature_groups, frame_loudness, lip_closure, speech_features, voice_distance,
                                   voice_print)
 
@@ -36,6 +36,7 @@ class Footage:
             found = tracker(frame)
             points.append(np.full((468, 2), np.nan) if found is None else np.asarray(found, np.float64))
         self.mouth = mouth_measures(np.stack(points))
+        self.jaw = jaw_outline(np.stack(points))
         self.n = len(self.mouth)
         samples = np.asarray(load_audio(path, RATE), np.float32)
         self.samples = np.pad(samples, (0, max(0, self.samples_at(self.n) - len(samples))))
@@ -50,9 +51,10 @@ class Footage:
         audio = self.audio(first, last)
         return speech_features(audio, self.fps, last - first), frame_loudness(audio, self.fps, last - first)
 
-    def index(self, first: int, last: int, options: SelectionOptions = SelectionOptions()):
+    def index(self, first: int, last: int, options: SelectionOptions = SelectionOptions(), jaw: bool = False):
         features, loudness = self.inputs(first, last)
-        return build_index(features, self.mouth[first:last], loudness, self.fps, options=options)
+        return build_index(features, self.mouth[first:last], loudness, self.fps, options=options,
+                           jaw=self.jaw[first:last] if jaw else None)
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +211,50 @@ def test_with_another_voice_the_lips_still_close_on_m_b_p(katie: Footage, radio)
     weaker = index.mouth[choose_frames(index, features, loudness, voice_distance=1.0, options=unraised), 0]
     assert (chosen[bilabial] <= closed).mean() >= 0.8
     assert (chosen[bilabial] <= closed).mean() > (weaker[bilabial] <= closed).mean()
+
+
+def test_joins_keep_the_jaw_line_where_the_footage_moves_it(katie: Footage, radio) -> None:
+    """Where the chosen frames jump from one run to another, the jaw line (whose head turn the placement does
+    not take out) moves about as far as the footage's own head moves it from frame to frame, not the many times
+    that an open mouth from a turned head would show as a jaw that jumps (bench/RESULTS.md, "Jaw lines")."""
+    index = katie.index(0, katie.n, jaw=True)
+    n = round(len(radio) / RATE * float(katie.fps))
+    features, loudness = speech_features(radio, katie.fps, n), frame_loudness(radio, katie.fps, n)
+
+    def jumps(options: SelectionOptions) -> np.ndarray:
+        frames = choose_frames(index, features, loudness, voice_distance=1.0, options=options)
+        moved = np.sqrt(((katie.jaw[frames[1:]] - katie.jaw[frames[:-1]]) ** 2).sum(2).mean(1))
+        return moved[np.diff(frames) != 1]
+
+    found = np.isfinite(katie.jaw).all((1, 2))
+    own = np.sqrt(((katie.jaw[1:] - katie.jaw[:-1]) ** 2).sum(2).mean(1))[found[1:] & found[:-1]]
+    kept, free = jumps(SelectionOptions()), jumps(SelectionOptions(jaw_weight=0.0))
+    assert len(kept) >= 20  # another voice: many joins
+    assert np.percentile(kept, 90) < 2.5 * np.percentile(own, 95)
+    assert np.percentile(kept, 90) < 0.6 * np.percentile(free, 90)
+
+
+def test_mouths_come_from_moments_whose_head_is_turned_as_the_pictures(katie: Footage, radio) -> None:
+    """Her head turns as she speaks; each output frame is drawn on her own video's frame of that time. Told
+    which picture each frame is drawn on, the choice takes mouths from moments whose jaw line lies near that
+    picture's (a mouth from a head turned otherwise shows as a lower face too wide for it), and only rarely
+    the picture's own moment (its old mouth)."""
+    index = katie.index(0, katie.n, jaw=True)
+    n = min(katie.n, round(len(radio) / RATE * float(katie.fps)))
+    speech = radio[:round(n / float(katie.fps) * RATE)]
+    features, loudness = speech_features(speech, katie.fps, n), frame_loudness(speech, katie.fps, n)
+    shown = np.arange(n)
+
+    def apart(frames: np.ndarray) -> np.ndarray:
+        return np.sqrt(((katie.jaw[frames] - katie.jaw[shown]) ** 2).sum(2).mean(1))
+
+    told = choose_frames(index, features, loudness, voice_distance=1.0, shown=shown)
+    blind = choose_frames(index, features, loudness, voice_distance=1.0)
+    assert np.median(apart(blind)) > 0.15  # measured 0.20: mouths from heads turned otherwise
+    assert np.median(apart(told)) < 0.6 * np.median(apart(blind))  # measured 0.09
+    assert np.median(apart(told)) < SelectionOptions().pose_free
+    near = (np.abs(told - shown) <= 2).mean()  # measured 0.07 (blind: 0.01)
+    assert near < 0.2  # the picture's own moment (its old mouth) is not the rule
 
 
 def test_joins_fade_centred_on_the_join() -> None:

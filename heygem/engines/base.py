@@ -35,6 +35,7 @@ class EngineJob:
     phones: list[Phone] | None = None  # the speech's recognised phones, when they were asked for
     still: bool = False  # EngineOptions.still: no blinks or head motion on a photo
     mesh: MeshMemo | None = None  # face mesh points found on this video's crops before, for engines that find them
+    shown: np.ndarray | None = None  # the source frame each output frame shows, by the probed length (footage drive)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from heygem.faces.landmarks import (
 from heygem.faces.mesh_memo import MeshMemo
 from heygem.footage import FootageStudy
 from heygem.prefetch import Prefetch
-from heygem.selection import build_index, choose_frames, join_fades, mouth_measures
+from heygem.selection import build_index, choose_frames, jaw_outline, join_fades, mouth_measures
 from heygem.speech.frames import frame_loudness, speech_features, voice_distance, voice_print
 from heygem.speech.loudness import mouth_drive
 from heygem.speech.phones import VISEMES, MouthShapes
@@ -124,15 +124,21 @@ def _choose_from_footage(job: EngineJob) -> np.ndarray:
     mouths in pauses)."""
     footage = job.footage
     assert footage is not None and footage.features is not None and footage.loudness is not None
-    mouth = mouth_measures(footage.points.astype(np.float32))
+    points = footage.points.astype(np.float32)
+    mouth = mouth_measures(points)
     mouth[~footage.usable] = np.nan  # never chosen: no face, or a fade or flash
-    index = build_index(footage.features, mouth, footage.loudness, Fraction(footage.fps).limit_denominator(1001))
+    index = build_index(footage.features, mouth, footage.loudness, Fraction(footage.fps).limit_denominator(1001),
+                        jaw=jaw_outline(points))
     features = speech_features(job.samples, job.fps, job.frames, phones=job.phones)
     voice = voice_print(job.samples)
     distance = None if footage.voice is None or voice is None else voice_distance(footage.voice, voice)
     log.info("builtin engine: the speech's voice is %s from the footage's", "unknown" if distance is None else
              f"{distance:.2f}")
-    return choose_frames(index, features, frame_loudness(job.samples, job.fps, job.frames), voice_distance=distance)
+    shown = None
+    if job.shown is not None:  # the studied frame nearest each picture (the study may have skipped frames)
+        shown = np.clip(np.searchsorted(footage.frames, job.shown), 0, len(footage.frames) - 1)
+    return choose_frames(index, features, frame_loudness(job.samples, job.fps, job.frames), voice_distance=distance,
+                         shown=shown)
 
 
 def keep_mesh_points(crops: Iterable[np.ndarray], memo: MeshMemo) -> None:
