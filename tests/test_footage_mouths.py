@@ -64,3 +64,47 @@ def test_the_placed_mouth_is_the_chosen_one_in_the_pictures_pose(footage) -> Non
     closed = _placed(placer, open_picture, most_closed)
     assert mouth_opening(_points(closed)) < study.openings[most_closed] + 0.3 * (study.openings[most_open] -
                                                                                  study.openings[most_closed])
+
+
+@pytest.fixture(scope="module")
+def turning(tmp_path_factory: pytest.TempPathFactory):
+    """Katie Hill's first two seconds: she faces the camera, then turns her head."""
+    clip = make_clip(tmp_path_factory.mktemp("turning") / "turning.mp4", "-i",
+                     str(MEDIA / "sadtalker/WDA_KatieHill_000.mp4"), "-t", "2", "-c:v", "libx264", "-preset",
+                     "ultrafast", "-crf", "12", "-an")
+    info = probe(clip)
+    return study_footage(info, DetectionOptions()), list(iter_frames(info, info.fps))
+
+
+def test_a_mouth_from_a_turned_head_brings_no_second_jaw_line(turning, monkeypatch) -> None:
+    """A lower face from a moment whose head was turned is narrower than the frontal picture's: the shading
+    along its own jaw line lies inside the picture's face (in the output, a second jaw line). It stays out:
+    along it the picture keeps its own pixels, which the chosen face drawn up to its jaw line changed."""
+    from heygem.engines import footage_mouths
+    from heygem.faces.landmarks import JAW
+    from heygem.selection import jaw_outline
+    from heygem.study import STABLE, similarity
+
+    study, frames = turning
+    jaw = jaw_outline(study.points.astype(np.float32))
+    apart = np.sqrt(((jaw - jaw[0]) ** 2).sum(2).mean(1))
+    turned = int(np.nanargmax(apart))
+    assert apart[turned] > 0.2  # measured 0.33
+    picture = frames[0]
+    points = _points(picture)
+
+    def along_own_jaw(inset: int) -> float:
+        monkeypatch.setattr(footage_mouths, "JAW_INSET", inset)
+        out = picture.copy()
+        drawn = MouthPlacer(study).place(out, points, turned)
+        assert drawn != (0, 0, 0, 0)
+        # The chosen frame's jaw line where the placement puts it in the picture, its sides only.
+        to_picture = similarity(study.points[turned].astype(np.float32)[list(STABLE)], points[list(STABLE)])
+        own = study.points[turned].astype(np.float32)[list(JAW)] @ to_picture[:, :2].T + to_picture[:, 2]
+        front = footage_mouths._CHIN_FRONT
+        sides = [i for i in range(len(JAW)) if not front[0] <= i <= front[1]]
+        diff = np.abs(out.astype(np.float32) - picture.astype(np.float32)).max(axis=2)
+        return float(np.mean([diff[int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3].mean() for x, y in own[sides]]))
+
+    inset, whole = along_own_jaw(footage_mouths.JAW_INSET), along_own_jaw(0)
+    assert inset < 0.5 and inset < 0.25 * whole  # measured 0.09 and 1.8 grey levels

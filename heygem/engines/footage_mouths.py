@@ -6,10 +6,10 @@ transform from frame ``j``'s own skull points to the picture's (``heygem.study.S
 the jaw does not move), the lower face is warped there, its colour matched to the picture on a ring around it
 (the light of the output frame, not of the footage's moment; smoothed over frames so it does not flicker), and
 blended through a feathered mask from below the nose to below the lowest chin the footage shows, cheek to
-cheek, and within both faces' jaw lines (the footage frame's own, so no background of that moment comes
-along, though hair fallen over the cheek inside it can: bench/RESULTS.md; the picture's, each lowered to the
-lower of the two chins, so neither an opening nor a closing jaw is cut off and the picture's own chin never
-shows under the chosen one). Pixels outside the mask are the picture's own. Where the chosen frames jump from
+cheek, and within both faces' jaw lines (the footage frame's own drawn in from its sides, so neither the
+background of that moment nor the shading along its jaw comes along, though hair fallen over the cheek inside
+it can: bench/RESULTS.md; the picture's; each lowered to the lower of the two chins, so neither an opening nor
+a closing jaw is cut off and the picture's own chin never shows under the chosen one). Pixels outside the mask are the picture's own. Where the chosen frames jump from
 one run of the footage to another, the two runs cross-fade over a frame on each side of the join, the new
 run's own earlier frame under the old and the old run's next frame under the new
 (``heygem.selection.join_fades``), so a join never pops and the new mouth is not late.
@@ -35,6 +35,8 @@ RING = 8  # px: the band outside the mask whose colour the placed mouth is match
 COLOUR_SMOOTHING = 0.25  # per frame, the share of the way the colour offset moves towards this frame's
 MAX_OFFSET = 40.0  # grey levels: a larger difference is a wrong match, not lighting
 NOSE_BASE = 2  # face-mesh point under the nose
+JAW_INSET = 8  # px in the canonical frame: the chosen face's jaw line is left out this far from its sides
+_CHIN_FRONT = (JAW.index(149), JAW.index(378))  # jaw-line points under the mouth's corners, left and right
 
 
 class MouthPlacer:
@@ -88,11 +90,25 @@ class MouthPlacer:
             allowed = np.zeros((h, w), np.float32)
             lowered = np.vstack([jaw, jaw + (0.0, lower_by)])
             cv2.fillConvexPoly(allowed, cv2.convexHull(np.round(lowered).astype(np.int32)), 1.0)
+            if jaw is own:
+                allowed = _inset_sides(allowed, own)
             hard *= allowed
         hard = cv2.erode(hard, np.ones((3, 3), np.uint8), iterations=int(FEATHER // 2))
         mask = cv2.GaussianBlur(hard, (0, 0), FEATHER / 2)
         mask[:2], mask[-2:], mask[:, :2], mask[:, -2:] = 0, 0, 0, 0
         return mask
+
+
+def _inset_sides(inside: np.ndarray, jaw: np.ndarray) -> np.ndarray:
+    """The chosen frame's face (``inside``, its jaw line ``jaw`` in the patch's pixels) drawn in from the sides of
+    its jaw by JAW_INSET px: the shading along its own jaw line stays out, which on a head turned otherwise than
+    the picture's lay inside the picture's face as a second jaw line. The chin's front (between the jaw line's
+    points under the mouth corners) keeps its whole height, so an opening jaw is not cut off."""
+    inset = cv2.erode(inside, np.ones((3, 3), np.uint8), iterations=JAW_INSET)
+    left, right = sorted((float(jaw[_CHIN_FRONT[0], 0]), float(jaw[_CHIN_FRONT[1], 0])))
+    front = slice(max(0, int(round(left))), max(0, int(round(right)) + 1))
+    inset[:, front] = inside[:, front]
+    return inset
 
 
 def _masks(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
