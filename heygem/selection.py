@@ -20,7 +20,12 @@ distance, ``mouth_measures``) and whether it is a rest mouth (closed, in a pause
   already carries their loudness, and the prior only pulls towards a cruder guess (bench/RESULTS.md, "The
   person's own voice without the loudness prior");
 - join cost: 0 for the footage's own next frame (real motion), otherwise a jump penalty plus the squared mouth
-  shape jump (standardised measures), so runs of consecutive real frames are preferred;
+  shape jump (standardised measures), so runs of consecutive real frames are preferred; and, given the
+  footage's jaw lines (``jaw_outline``), the squared excess of the jaw line's move over the footage's own
+  frame-to-frame steps (a head turned otherwise: the chin jumps, a cross-fade shows two jaw lines);
+- pose cost: given which footage frame each output frame is drawn on, the squared excess of the chosen frame's
+  jaw line's distance from that picture's over a tolerance (a mouth from a head turned otherwise looks too
+  wide or too narrow for the head); nothing within it, so the picture's old mouth gains nothing;
 - candidates: the ``k`` frames of least target cost, plus the next frames of the ``beam`` best paths so far
   (so a run can continue even where its next frame is not among the k best);
 - silence: output frames in a pause of the new speech (``MIN_PAUSE_SECONDS`` of silence by its normalised
@@ -68,7 +73,7 @@ _INNER_PAIRS = ((13, 14), (82, 87), (312, 317))
 _OUTER_TOP, _INNER_TOP, _INNER_BOTTOM, _OUTER_BOTTOM = 0, 13, 14, 17
 _CORNERS = (61, 291)
 _EYES = (33, 263)
-# The jaw line from ear to ear (heygem.faces.landmarks.JAW); the skull points the mouth is placed by (heygem.study.STABLE).
+# The skull points the mouth is placed by (heygem.study.STABLE); the jaw line from ear to ear (landmarks.JAW).
 _SKULL = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 98, 327)
 _JAW = (234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 454)
 
@@ -155,7 +160,7 @@ class SelectionOptions:
     beam: int = 20
     jump_penalty: float = 1.0
     join_weight: float = 0.5
-    jaw_weight: float = 1000.0  # 0 -> 1000: joins' jaw-line jumps (p90) 13-16 -> 3-7 hundredths of the eye distance (RESULTS)
+    jaw_weight: float = 1000.0  # 0 -> 1000: joins' jaw lines move (p90) 13-16 -> 5-7 hundredths of the eyes' (RESULTS)
     ridge_weight: float = 2.0
     ridge_measures: tuple[int, ...] = (0, 1)
     neighbours: int = 7
@@ -166,7 +171,7 @@ class SelectionOptions:
     closure_weight: float = 3.0
     other_voice_closure_weight: float = 80.0  # 30 -> 80: another voice's m/b/p closed 0.72 -> 0.99 (RESULTS)
     group_weights: tuple[tuple[str, float], ...] = ()
-    pose_weight: float = 1000.0  # 0 -> 1000: a turning head's chosen jaw lines 0.20 -> 0.085 from the picture's (RESULTS)
+    pose_weight: float = 1000.0  # 0 -> 1000: a turning head's chosen jaw lines 0.21 -> 0.085 from the picture's (RESULTS)
     pose_free: float = 0.11
 
     def __post_init__(self) -> None:
@@ -473,7 +478,6 @@ class _Targets:
         cost[~allowed] = np.inf
         return cost
 
-
     def _pose(self, apart: np.ndarray, face: np.ndarray | bool) -> np.ndarray:
         """The pose cost of jaw lines ``apart`` from the pictures' (module notes); 0 for a picture without a face."""
         excess = np.maximum(apart - self.options.pose_free, 0.0)
@@ -512,7 +516,9 @@ def _joins(index: FootageIndex, prev: np.ndarray, cur: np.ndarray, options: Sele
     jump = ((index.mouth_z[prev][:, None, :] - index.mouth_z[cur][None, :, :]) ** 2).mean(2)
     cost = options.jump_penalty + options.join_weight * jump
     if index.jaw is not None and options.jaw_weight > 0:
-        moved = np.sqrt(((index.jaw[prev][:, None, :] - index.jaw[cur][None, :, :]) ** 2).mean(2) * 2)
+        a, b = index.jaw[prev], index.jaw[cur]
+        apart = np.maximum((a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
+        moved = np.sqrt(apart * 2 / a.shape[1])  # root mean square over the points
         cost += options.jaw_weight * np.maximum(moved - index.jaw_free, 0.0) ** 2
     natural = (prev[:, None] + 1 == cur[None, :]) & index.follows[prev][:, None]
     cost[natural] = 0.0

@@ -9,10 +9,11 @@ blended through a feathered mask from below the nose to below the lowest chin th
 cheek, and within both faces' jaw lines (the footage frame's own drawn in from its sides, so neither the
 background of that moment nor the shading along its jaw comes along, though hair fallen over the cheek inside
 it can: bench/RESULTS.md; the picture's; each lowered to the lower of the two chins, so neither an opening nor
-a closing jaw is cut off and the picture's own chin never shows under the chosen one). Pixels outside the mask are the picture's own. Where the chosen frames jump from
-one run of the footage to another, the two runs cross-fade over a frame on each side of the join, the new
-run's own earlier frame under the old and the old run's next frame under the new
-(``heygem.selection.join_fades``), so a join never pops and the new mouth is not late.
+a closing jaw is cut off and the picture's own chin never shows under the chosen one). Pixels outside the mask
+are the picture's own. Where the chosen frames jump from one run of the footage to another, the two runs
+cross-fade over a frame on each side of the join, the new run's own earlier frame under the old and the old
+run's next frame under the new (``heygem.selection.join_fades``), so a join never pops and the new mouth is not
+late.
 """
 from __future__ import annotations
 
