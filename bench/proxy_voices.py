@@ -5,7 +5,13 @@ Each shared presenter video (its whole footage) is given a speech that is not it
 ``heygem.generate`` as a user runs it; the loudness proxy (``heygem.eval.measure_sync``, lag 0: the
 output's face-mesh opening against the speech's loudness) is printed as one markdown row per presenter and
 speech. There is no true mouth for another voice, so this is the measure the issue asks for beside the
-split-time one (bench/RESULTS.md, "Another voice").
+split-time one (bench/RESULTS.md, "Another voice"). Beside it: the share of the speech's m/b/p frames where the
+lips are closed, and the jaw line (in hundredths of the eye distance; bench/RESULTS.md, "Jaw lines"): for the
+footage drive, how far it moves where the chosen frames jump from one run to another (their studied jaw lines,
+``heygem.selection.jaw_outline``: median and 90th percentile over the joins) and how far each chosen frame's
+lies from that of the picture it is drawn on (the head's turn: median and 90th percentile over the frames);
+for every drive, the output's frame-to-frame jaw steps as the face mesh reads them (``heygem.eval.jaw_steps``,
+95th percentile) beside the presenter's own video's over as many frames.
 
     .venv/bin/python bench/proxy_voices.py                    # 6 presenters x 2 speeches x phones, footage
     .venv/bin/python bench/proxy_voices.py --drives phones --presenters long/french.mp4
@@ -47,14 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drives", nargs="+", default=["phones", "footage"], choices=MOUTH_DRIVES)
     args = parser.parse_args(argv)
     media = args.shared / "media"
-    print("| presenter | speech | " + " | ".join(f"{drive}: proxy r, m/b/p closed, jaw at joins, jaw steps (made as)"
+    print("| presenter | speech | " + " | ".join(f"{drive}: proxy r, m/b/p closed, jaw at joins, from the picture's, "
+                                                f"jaw steps (made as)"
                                                 for drive in args.drives) + " | own video's jaw steps |")
-    chosen: list[tuple[np.ndarray, np.ndarray]] = []
+    chosen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     choose = builtin._choose_from_footage
 
-    def recording(job):  # the engine's own choice, with the studied jaw lines it was made from
+    def recording(job):  # the engine's own choice, the studied jaw lines and the pictures it is drawn on
         frames = choose(job)
-        chosen.append((np.asarray(frames), jaw_outline(job.footage.points.astype(np.float32))))
+        shown = np.clip(np.searchsorted(job.footage.frames, job.shown), 0, len(job.footage.frames) - 1)
+        chosen.append((np.asarray(frames), jaw_outline(job.footage.points.astype(np.float32)), shown))
         return frames
 
     builtin._choose_from_footage = recording
@@ -80,13 +88,16 @@ def main(argv: list[str] | None = None) -> int:
                     about = result.engine_info
                     made = about.mode + ("/" + ",".join(about.fallbacks) if about.fallbacks else "")
                     steps = 100 * np.nanpercentile(jaw_steps(result.output), 95)
-                    joins = "-"
+                    joins = pose = "-"
                     if about.mode == "footage":
-                        frames, jaw = chosen[-1]
+                        frames, jaw, shown = chosen[-1]
                         moved = 100 * np.sqrt(((jaw[frames[1:]] - jaw[frames[:-1]]) ** 2).sum(2).mean(1))
                         moved = moved[np.diff(frames) != 1]
                         joins = f"{np.median(moved):.1f} / {np.percentile(moved, 90):.1f}" if len(moved) else "none"
-                    cells.append(f"{sync.peak_r:.2f}, {shut:.2f} of {int(bilabial.sum())}, {joins}, {steps:.1f} ({made})")
+                        apart = 100 * np.sqrt(((jaw[frames] - jaw[shown]) ** 2).sum(2).mean(1))
+                        pose = f"{np.nanmedian(apart):.1f} / {np.nanpercentile(apart, 90):.1f}"
+                    cells.append(f"{sync.peak_r:.2f}, {shut:.2f} of {int(bilabial.sum())}, {joins}, {pose}, {steps:.1f} "
+                                 f"({made})")
                 own = 100 * np.nanpercentile(jaw_steps(media / presenter, sync.frames), 95)
                 print(f"| {presenter} | {language} | " + " | ".join(cells) + f" | {own:.1f} |", flush=True)
     return 0
