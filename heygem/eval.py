@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -103,24 +104,37 @@ def mouth_openings(video: str | Path) -> tuple[np.ndarray, Fraction]:
 def mouth_measures(video: str | Path) -> tuple[np.ndarray, np.ndarray, Fraction]:
     """Inner-lip opening and mouth-corner width of every frame of ``video`` at its own frame rate (both over
     the eye-corner distance, NaN without a face), and that rate: one landmark pass."""
-    info = probe(video)
-    if info.kind != "video" or info.fps is None:
-        raise InputError(info.path, f"is {'a photo' if info.kind == 'image' else 'audio only'}; "
-                                    "the mouth is measured on a video (mp4, mov, mkv, webm, avi)")
+    info = _measured_video(video, "mouth")
     opening, width = frame_mouth_measures(iter_frames(info, info.fps))
     log.debug("%s: %d frames", info.path, len(opening))
     return opening, width, info.fps
 
 
+def _measured_video(video: str | Path, what: str) -> MediaInfo:
+    """``video`` probed, or a clear error naming it where it is not a video (``what`` is measured on one)."""
+    info = probe(video)
+    if info.kind != "video" or info.fps is None:
+        raise InputError(info.path, f"is {'a photo' if info.kind == 'image' else 'audio only'}; "
+                                    f"the {what} is measured on a video (mp4, mov, mkv, webm, avi)")
+    return info
+
+
+def _mesh_points(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray | None]:
+    """The 468 face-mesh points of each BGR frame, tracked from frame to frame; None where no face is found."""
+    from heygem.faces.landmarks import LandmarkTracker
+
+    tracker = LandmarkTracker()
+    for frame in frames:
+        yield tracker(frame)
+
+
 def frame_mouth_measures(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Inner-lip opening (``mouth_opening``) and mouth-corner width (``mouth_width``) of each BGR frame, from
     one face-mesh pass tracked from frame to frame; NaN in both where no face is found."""
-    from heygem.faces.landmarks import LandmarkTracker, mouth_opening, mouth_width
+    from heygem.faces.landmarks import mouth_opening, mouth_width
 
-    tracker = LandmarkTracker()
     openings, widths = [], []
-    for frame in frames:
-        points = tracker(frame)
+    for points in _mesh_points(frames):
         openings.append(mouth_opening(points) if points is not None else np.nan)
         widths.append(mouth_width(points) if points is not None else np.nan)
     return np.asarray(openings, dtype=np.float64), np.asarray(widths, dtype=np.float64)
@@ -132,19 +146,11 @@ def jaw_steps(video: str | Path, frames: int | None = None) -> np.ndarray:
     median skull (``heygem.selection.jaw_outline``), in eye-corner distances; one face-mesh pass, NaN where
     either frame has no face. A real head's jaw line moves a little from frame to frame; mouths taken from
     moments whose heads were turned otherwise make it jump where they meet."""
-    from heygem.faces.landmarks import LandmarkTracker
     from heygem.selection import jaw_outline
 
-    info = probe(video)
-    if info.kind != "video" or info.fps is None:
-        raise InputError(info.path, "is not a video; the jaw is measured on a video (mp4, mov, mkv, webm, avi)")
-    tracker = LandmarkTracker()
-    points = []
-    for i, frame in enumerate(iter_frames(info, info.fps)):
-        if frames is not None and i >= frames:
-            break
-        found = tracker(frame)
-        points.append(np.full((468, 2), np.nan) if found is None else np.asarray(found, np.float64))
+    info = _measured_video(video, "jaw")
+    points = [np.full((468, 2), np.nan) if found is None else np.asarray(found, np.float64)
+              for found in _mesh_points(itertools.islice(iter_frames(info, info.fps), frames))]
     if len(points) < 2:
         return np.zeros(0)
     jaw = jaw_outline(np.stack(points))

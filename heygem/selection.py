@@ -409,7 +409,6 @@ class _Targets:
                 raise ValueError(f"shown has {len(shown)} frames, the speech {len(pause)}")
             self.shown_jaw = index.jaw[shown]
             self.shown_face = index.face[shown]  # a picture whose frame has no studied face: no pose to keep
-            self.jaw_sq = (index.jaw ** 2).sum(1)
         self.loudness_weight = options.loudness_weight_for(voice_distance)
         self.use_features = options.target in ("features", "both")
         self.use_ridge = options.target in ("ridge", "both")
@@ -453,9 +452,8 @@ class _Targets:
         if self.closure_weight > 0:
             cost += self.closure[first:last, None] * self.excess[None, :]
         if self.shown_jaw is not None:
-            j = self.shown_jaw[first:last]
-            apart = np.maximum((j ** 2).sum(1)[:, None] + self.jaw_sq[None, :] - 2.0 * j @ self.index.jaw.T, 0.0)
-            cost += self._pose(np.sqrt(apart * 2 / self.index.jaw.shape[1]), self.shown_face[first:last, None])
+            cost += self._pose(_jaw_apart(self.shown_jaw[first:last], self.index.jaw),
+                               self.shown_face[first:last, None])
         allowed = np.where(self.pause[first:last, None], self.index.rest[None, :], self.index.face[None, :])
         cost[~allowed] = np.inf
         return cost
@@ -511,14 +509,19 @@ def _top_candidates(targets: _Targets, k: int, block: int = 256) -> tuple[np.nda
     return frames, costs
 
 
+def _jaw_apart(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) how far each flattened jaw line of ``a`` lies from each of ``b``: the root mean square
+    over the points of their distances (by dot products: a join's or a block's pairs at once)."""
+    squared = np.maximum((a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
+    return np.sqrt(squared * 2 / a.shape[1])
+
+
 def _joins(index: FootageIndex, prev: np.ndarray, cur: np.ndarray, options: SelectionOptions) -> np.ndarray:
     """(len(prev), len(cur)) join costs."""
     jump = ((index.mouth_z[prev][:, None, :] - index.mouth_z[cur][None, :, :]) ** 2).mean(2)
     cost = options.jump_penalty + options.join_weight * jump
     if index.jaw is not None and options.jaw_weight > 0:
-        a, b = index.jaw[prev], index.jaw[cur]
-        apart = np.maximum((a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
-        moved = np.sqrt(apart * 2 / a.shape[1])  # root mean square over the points
+        moved = _jaw_apart(index.jaw[prev], index.jaw[cur])
         cost += options.jaw_weight * np.maximum(moved - index.jaw_free, 0.0) ** 2
     natural = (prev[:, None] + 1 == cur[None, :]) & index.follows[prev][:, None]
     cost[natural] = 0.0

@@ -87,13 +87,11 @@ class MouthPlacer:
         theirs = (points[list(JAW)] @ to_patch[:, :2].T + to_patch[:, 2]).astype(np.float32)
         drop = float(own[:, 1].max() - theirs[:, 1].max())  # > 0: the chosen chin is the lower one
         hard = self.ellipse.copy()
-        for jaw, lower_by in ((own, max(0.0, -drop)), (theirs, max(0.0, drop))):
+        for jaw, lower_by, chosen in ((own, max(0.0, -drop), True), (theirs, max(0.0, drop), False)):
             allowed = np.zeros((h, w), np.float32)
             lowered = np.vstack([jaw, jaw + (0.0, lower_by)])
             cv2.fillConvexPoly(allowed, cv2.convexHull(np.round(lowered).astype(np.int32)), 1.0)
-            if jaw is own:
-                allowed = _inset_sides(allowed, own)
-            hard *= allowed
+            hard *= _inset_sides(allowed, jaw) if chosen else allowed
         hard = cv2.erode(hard, np.ones((3, 3), np.uint8), iterations=int(FEATHER // 2))
         mask = cv2.GaussianBlur(hard, (0, 0), FEATHER / 2)
         mask[:2], mask[-2:], mask[:, :2], mask[:, -2:] = 0, 0, 0, 0
