@@ -10,7 +10,8 @@ multidimensional morphable model), chosen after measuring three methods (../shar
   mouth, or any open one in a photo) is made from its neighbours on the line of openings by a smooth warp.
 * Dense optical flow (OpenCV DIS) links the closed key to every other key. Each frame's (opening, spread)
   becomes weights over the keys; the flows are mixed by those weights into one shape, every key is warped
-  to it, and their pixels are mixed by the same weights (teeth and lips stay the person's own).
+  to it, and their pixels are mixed by the same weights (teeth and lips stay the person's own); the mix is
+  then widened or narrowed to the width the frame's spread asks for, not the one its keys happen to have.
 * ``paint`` (the pipeline's call; ``synthesize`` does the same on crops alone): per frame, the face mesh
   (tracked from the previous crop) gives the similarity transform canonical -> crop, and the crop's own
   scale carries it on to the frame; the morph is warped into the frame at its own resolution, matched in
@@ -44,6 +45,7 @@ from heygem.errors import EngineError
 from heygem.faces.landmarks import (
     CHIN,
     INNER_LIP,
+    MOUTH_CORNERS,
     OUTER_LIP,
     eye_distance,
     get_face_mesh,
@@ -96,6 +98,15 @@ LOUDNESS_SHARE = 0.5
 CLOSURE_MAX_LOUDNESS = 0.6  # loudness drive (0..1) above which a recognised closure is not trusted
 # Where a spread or rounded key cannot also give the opening asked for: the share of the opening kept.
 OPENING_KEPT = 0.5
+# The mouth's width is the sounds' to say. The keys' own widths tie it to the opening (a person's open key is
+# often their widest mouth: Katie Hill's 26% wider than her closed one, Chantel's 29%), so the rendered width
+# followed the opening and barely the spreading and rounding (the face mesh's width against the speech's spread
+# r 0.26 to 0.52 on the shared clips). Each morph is now widened or narrowed about its centre to the person's
+# neutral width (the mean of the closed, half-open and open keys') plus the spread times the way to their
+# spread key or from their rounded key, at least WIDTH_MIN_GAIN of the neutral width: split-time width r over
+# 36 halves 0.09 -> 0.15, better on 26 of them (bench/RESULTS.md, "The key mouths' width").
+WIDTH_MIN_GAIN = 0.08
+_CORNER_SHARE = float(np.exp(-0.5 / 1.1 ** 2))  # ``_width_field``'s bump at the mouth's corners
 
 
 # The footage drive needs this much footage with a face, and a mouth that opens in it, to choose from.
@@ -274,6 +285,11 @@ class BuiltinEngine(Engine):
         self._grid: tuple[np.ndarray, np.ndarray] | None = None  # pixel grid of the region the morphs cover
         self.pad_box = (0, 0, 0, 0)  # x0, y0, x1, y1 of the padded region the key space covers
         self.width_fields: dict[str, np.ndarray] = {}  # photo path: spread/rounded displacement over the ROI
+        # The key space's widths: per key its corner width (canonical px); the person's neutral width and the
+        # way to full spread and full rounding; the sideways displacement that widens the mouth by one unit.
+        self.key_widths = np.zeros(0)
+        self.width_target = (0.0, 0.0, 0.0)
+        self.width_unit: np.ndarray | None = None
         self.photo = False
         self.levels: np.ndarray | None = None  # (LEVELS, h, w, 3) float32 morphs of the canonical ROI
         self.round_levels: np.ndarray | None = None  # photo path: the same with the teeth hidden (rounded lips)
@@ -547,6 +563,29 @@ class BuiltinEngine(Engine):
         self.key_flows = [flows[n] for n in order]
         self.names = order
         self.key_opening = np.array([np.clip((opens[n] - closed_open) / full, 0.0, 1.0) for n in order])
+        self._build_widths(dict(zip(names, keys)), line, closed.points - origin, gx, gy)
+
+    def _build_widths(self, keys: dict[str, _Key], line: list[str], closed: np.ndarray, gx: np.ndarray,
+                      gy: np.ndarray) -> None:
+        """Each key's corner width (a made key's from the line's points at its opening, warped as its image
+        was), the width each spread asks for (WIDTH_MIN_GAIN), and the unit sideways displacement."""
+        line_points = np.stack([keys[n].points for n in line])
+        widths = []
+        for name, opening in zip(self.names, self.key_opening):
+            if name in keys:
+                points = keys[name].points
+            else:
+                weights = self._line_weights(float(opening))[:len(line)]
+                mixed = np.tensordot(weights, line_points, axes=1)
+                points = self._warped_points(mixed, SYNTHETIC_SPREAD if name == "spread" else SYNTHETIC_ROUND)
+            widths.append(float(np.linalg.norm(points[MOUTH_CORNERS[1]] - points[MOUTH_CORNERS[0]])))
+        self.key_widths = np.array(widths)
+        neutral = float(np.mean([widths[self.names.index(n)] for n in line]))
+        least = WIDTH_MIN_GAIN * neutral
+        self.width_target = (neutral, max(widths[self.names.index("spread")] - neutral, least),
+                             max(neutral - widths[self.names.index("rounded")], least))
+        # The corners lie where the displacement's bump has fallen to _CORNER_SHARE of its peak.
+        self.width_unit = self._width_field(closed, 1.0, gx, gy)[..., 0] / _CORNER_SHARE
 
     def _flow(self, grays: dict[str, np.ndarray], a: str, b: str) -> np.ndarray:
         """Dense flow such that key ``a`` at p looks like key ``b`` at p + flow(p)."""
@@ -598,8 +637,19 @@ class BuiltinEngine(Engine):
 
     def _key_space_morph(self, opening: float, spread: float) -> np.ndarray:
         """The multidimensional morph: the keys' flows mixed into one shape, each key warped to it, their
-        pixels mixed by the same weights."""
-        morph, _ = self._mix(self._key_weights(opening, spread))
+        pixels mixed by the same weights; then widened or narrowed to the width ``spread`` asks for
+        (WIDTH_MIN_GAIN)."""
+        weights = self._key_weights(opening, spread)
+        morph, _ = self._mix(weights)
+        if self.width_unit is not None:
+            mixed = float(weights @ self.key_widths) / max(float(weights.sum()), 1e-6)
+            neutral, to_spread, to_round = self.width_target
+            wanted = neutral + spread * (to_spread if spread > 0 else to_round)
+            amount = np.float32(wanted / max(mixed, 1e-6) - 1.0)
+            if abs(amount) > 1e-3:
+                gx, gy = self._grid
+                morph = cv2.remap(morph, gx - amount * self.width_unit, gy, cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
         x0, y0, x1, y1 = self.roi
         px0, py0, _, _ = self.pad_box
         return morph[y0 - py0:y1 - py0, x0 - px0:x1 - px0]
