@@ -44,12 +44,15 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CANONICAL_SIZE", "FootageCache", "FootageStudy", "PATCH_BOX", "study_footage"]
 
-FOOTAGE_VERSION = 5  # 2: the footage's own speech features; 3: the lower face's colour; 4, 5: faces as base.py finds them
+# 2: the footage's own speech features; 3: the lower face's colour; 4, 5: faces as base.py finds them; 6: a deeper patch
+FOOTAGE_VERSION = 6
 MAX_FRAMES = 7500  # five minutes at 25 fps; longer footage is studied at evenly spaced frames
 CANONICAL_SIZE = 256
 CANONICAL_EYES = ((78.0, 96.0), (178.0, 96.0))  # outer eye corners (image left, image right) in the frame
-# The lower face in the canonical frame, (x1, y1, x2, y2): nose base to below the chin, cheek to cheek.
-PATCH_BOX = (48, 128, 208, 248)
+# The lower face in the canonical frame, (x1, y1, x2, y2): nose base to below the chin, cheek to cheek. It reaches
+# 8 px below the 256 px frame: a long face or a raised chin (Katie Hill's 95th percentile chin at 245) still
+# leaves the blend room to fade out under the chin before the patch ends, where it drew a straight edge.
+PATCH_BOX = (48, 128, 208, 264)
 JPEG_QUALITY = 94
 VOICED_SHARE = 0.2  # share of the footage's frames that must carry voice for its speech to be used
 # Grey levels (any channel) a frame's lower face may differ from the footage's median and still be chosen: more
@@ -250,7 +253,7 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, tick: Callable
                 reference = _reference(points)
             affine = to_canonical(points, reference)
             canonical = apply_affine(affine, points)
-            lower = cv2.warpAffine(image, affine, (CANONICAL_SIZE, CANONICAL_SIZE), flags=cv2.INTER_LINEAR,
+            lower = cv2.warpAffine(image, affine, (CANONICAL_SIZE, max(CANONICAL_SIZE, y2)), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_REPLICATE)[y1:y2, x1:x2]
             ok, jpeg = cv2.imencode(".jpg", lower, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             points_out.append(canonical.astype(np.float16))

@@ -108,3 +108,50 @@ def test_a_mouth_from_a_turned_head_brings_no_second_jaw_line(turning, monkeypat
 
     inset, whole = along_own_jaw(footage_mouths.JAW_INSET), along_own_jaw(0)
     assert inset < 0.5 and inset < 0.25 * whole  # measured 0.09 and 1.8 grey levels
+
+
+def test_a_join_shows_one_mouth_between_the_two_not_both(turning) -> None:
+    """Halfway through a join from Katie Hill's widest-open mouth (teeth showing) to her most closed one, the
+    in-between frame is one mouth: its lips' edges as strong as the weaker of the two mouths'. A cross-fade
+    shows both at half strength (the teeth through the closed lips, each lip's outline twice): its edges read
+    0.88 of the weaker mouth's here."""
+    import cv2
+
+    from heygem.engines.footage_mouths import between
+    from heygem.faces.landmarks import OUTER_LIP
+    from heygem.footage import PATCH_BOX
+
+    study, _ = turning
+    openings = np.where(study.usable, study.openings, np.nan)
+    wide, shut = int(np.nanargmax(openings)), int(np.nanargmin(openings))
+    a, b = study.patch(wide), study.patch(shut)
+    lips = np.vstack([study.points[i].astype(np.float32)[list(OUTER_LIP)] for i in (wide, shut)]) - PATCH_BOX[:2]
+    (x0, y0), (x1, y1) = lips.min(0).astype(int) - 4, lips.max(0).astype(int) + 4
+
+    def edges(image: np.ndarray) -> float:
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        strength = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+        return float(np.percentile(strength[y0:y1, x0:x1], 98))
+
+    weaker = min(edges(a), edges(b))
+    morphed = between(a, b, 0.5, cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM))
+    faded = cv2.addWeighted(a, 0.5, b, 0.5, 0.0)
+    print(f"edges: the two {edges(a):.0f}, {edges(b):.0f}; morphed {edges(morphed):.0f}, "
+          f"cross-faded {edges(faded):.0f}")
+    assert edges(morphed) > 0.95 * weaker  # measured 1.01
+    assert edges(faded) < 0.92 * weaker  # what the morph is for: the plain fade does show two mouths here
+    # Drawn into a picture (as a join's frame is), the face mesh reads it between the two: more open than the
+    # shut mouth, less than the wide one.
+    study_frames = turning[1]
+    picture = study_frames[shut]
+    points = _points(picture)
+
+    def opening(index: int, fade_from: int = -1, weight: float = 0.0) -> float:
+        out = picture.copy()
+        MouthPlacer(study).place(out, points, index, fade_from, weight)
+        return mouth_opening(_points(out))
+
+    shut_opening, wide_opening, halfway = opening(shut), opening(wide), opening(wide, shut, 0.5)
+    print(f"openings: shut {shut_opening:.3f}, halfway {halfway:.3f}, wide {wide_opening:.3f}")
+    span = wide_opening - shut_opening
+    assert shut_opening + 0.2 * span < halfway < wide_opening - 0.2 * span
