@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import numpy as np
@@ -140,7 +140,10 @@ class SelectionOptions:
         unlike the footage's, ramped as the loudness prior's (closures must hold against that prior).
     k: candidates per frame by target cost. beam: paths whose next footage frame is also a candidate.
     jump_penalty, join_weight: the join cost of any frame but the footage's own next one is jump_penalty +
-        join_weight x the mean squared standardised mouth jump.
+        join_weight x the mean squared standardised mouth jump. other_voice_jump_penalty: the jump penalty for a
+        voice unlike the footage's, ramped as the loudness prior's: there the target is little more than an
+        opening to meet, which some footage frame meets at every frame, so a small penalty let the path jump
+        to another stretch every 1.8 frames (14 joins a second) and nearly every frame was a join's blend.
     jaw_weight: where the index has the footage's jaw lines (``jaw_outline``), a join also costs jaw_weight x
         the square of how much further the jaw line moves between the two frames (root mean square over its
         points, in eye distances, less what the opening explains) than the footage's own frame-to-frame steps
@@ -159,6 +162,7 @@ class SelectionOptions:
     k: int = 30
     beam: int = 20
     jump_penalty: float = 1.0
+    other_voice_jump_penalty: float = 3.0  # 1 -> 3: another voice's runs 1.8 -> 2.4 frames (RESULTS)
     join_weight: float = 0.5
     jaw_weight: float = 1000.0  # 0 -> 1000: joins' jaw lines move (p90) 13-16 -> 5-7 hundredths of the eyes' (RESULTS)
     ridge_weight: float = 2.0
@@ -166,10 +170,10 @@ class SelectionOptions:
     neighbours: int = 7
     neighbour_share: float = 0.5
     loudness_weight: float = 0.0  # 1 -> 0: own voice, long clips' chosen mouths 0.44 / 0.47 -> 0.50 / 0.48 (RESULTS)
-    other_voice_loudness_weight: float = 10.0  # 3 -> 10: another voice's loudness proxy 0.57 -> 0.68 rendered (RESULTS)
+    other_voice_loudness_weight: float = 20.0  # 3 -> 10 -> 20: another voice's proxy 0.57 -> 0.68; 0.63 -> 0.69
     voice_ramp: tuple[float, float] = (0.35, 0.55)
     closure_weight: float = 3.0
-    other_voice_closure_weight: float = 80.0  # 30 -> 80: another voice's m/b/p closed 0.72 -> 0.99 (RESULTS)
+    other_voice_closure_weight: float = 120.0  # 30 -> 80 -> 120: m/b/p closed 0.72 -> 0.99; held at loudness 20
     group_weights: tuple[tuple[str, float], ...] = ()
     pose_weight: float = 1000.0  # 0 -> 1000: a turning head's chosen jaw lines 0.21 -> 0.085 from the picture's (RESULTS)
     pose_free: float = 0.11
@@ -187,6 +191,10 @@ class SelectionOptions:
         """The loudness prior's weight for a speech whose voice is ``voice_distance`` from the footage's (None:
         the footage's own voice)."""
         return self._ramped(self.loudness_weight, self.other_voice_loudness_weight, voice_distance)
+
+    def jump_penalty_for(self, voice_distance: float | None) -> float:
+        """The join cost's jump penalty for a speech whose voice is ``voice_distance`` from the footage's."""
+        return self._ramped(self.jump_penalty, self.other_voice_jump_penalty, voice_distance)
 
     def closure_weight_for(self, voice_distance: float | None) -> float:
         """The lip-closure prior's weight for a speech whose voice is ``voice_distance`` from the footage's."""
@@ -585,6 +593,7 @@ def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np
     if n_out == 0:
         return np.zeros(0, np.int64)
     pause = _pauses(loudness, index.fps)
+    options = replace(options, jump_penalty=options.jump_penalty_for(voice_distance))  # the joins for this voice
     targets = _Targets(index, speech_features, loudness, pause, options, voice_distance, shown)
     top = _top_candidates(targets, options.k)
     if lookahead is None:

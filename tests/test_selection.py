@@ -213,6 +213,26 @@ def test_with_another_voice_the_lips_still_close_on_m_b_p(katie: Footage, radio)
     assert (chosen[bilabial] <= closed).mean() > (weaker[bilabial] <= closed).mean()
 
 
+def test_with_another_voice_the_mouth_stays_on_a_stretch_of_footage(katie: Footage, radio) -> None:
+    """Another voice leaves little more than an opening to meet, which some footage frame meets at every frame:
+    with the own voice's jump penalty the path jumped to another stretch every 1.8 frames, so nearly every frame
+    was a join's blend. Its own penalty keeps the runs longer, and the mouth still follows the loudness."""
+    index = katie.index(0, katie.n)
+    n = round(len(radio) / RATE * float(katie.fps))
+    features, loudness = speech_features(radio, katie.fps, n), frame_loudness(radio, katie.fps, n)
+    kept = choose_frames(index, features, loudness, voice_distance=1.0)
+    loose = choose_frames(index, features, loudness, voice_distance=1.0,
+                          options=SelectionOptions(other_voice_jump_penalty=SelectionOptions().jump_penalty))
+    proxy = [pearson(index.mouth[frames, 0], loudness) for frames in (kept, loose)]
+    print(f"another voice: mean run {run_lengths(kept).mean():.2f} frames against {run_lengths(loose).mean():.2f}; "
+          f"loudness r {proxy[0]:.2f} against {proxy[1]:.2f}")
+    assert run_lengths(kept).mean() > 1.25 * run_lengths(loose).mean()
+    assert proxy[0] > proxy[1] - 0.05
+    own = choose_frames(index, features, loudness, voice_distance=None)
+    assert np.array_equal(own, choose_frames(index, features, loudness, voice_distance=None,
+                                             options=SelectionOptions(other_voice_jump_penalty=1.0)))
+
+
 def test_joins_keep_the_jaw_line_where_the_footage_moves_it(katie: Footage, radio) -> None:
     """Where the chosen frames jump from one run to another, the jaw line (whose head turn the placement does
     not take out) moves about as far as the footage's own head moves it from frame to frame, not the many times
