@@ -11,7 +11,7 @@ import pytest
 
 from heygem.engines import EngineDescription
 from heygem.engines.builtin import BuiltinEngine
-from heygem.faces.landmarks import INNER_LIP, LandmarkTracker
+from heygem.faces.landmarks import INNER_LIP, MOUTH_CORNERS, LandmarkTracker
 from heygem.eval import frame_mouth_measures, frame_openings, lag_correlations, lower_face_ssim, mouth_openings, sync_envelope
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
@@ -230,8 +230,9 @@ def test_the_mouth_is_as_wide_as_its_sounds_not_as_open(media, settings, tmp_pat
                        "-ac", "1", "-ar", "16000")
     engine, frames, _ = _run(media / "sadtalker/WDA_KatieHill_000.mp4", speech, settings)
     keys = dict(zip(engine.study_names, engine.keys))
-    assert keys["open"].points[291, 0] - keys["open"].points[61, 0] > 1.2 * (keys["closed"].points[291, 0] -
-                                                                            keys["closed"].points[61, 0])
+    left, right = MOUTH_CORNERS
+    key_width = {name: keys[name].points[right, 0] - keys[name].points[left, 0] for name in ("closed", "open")}
+    assert key_width["open"] > 1.2 * key_width["closed"]
     _, width = frame_mouth_measures(frames)
     n, seen = len(frames), np.isfinite(width)
     assert seen.mean() > 0.95
@@ -239,7 +240,8 @@ def test_the_mouth_is_as_wide_as_its_sounds_not_as_open(media, settings, tmp_pat
     def r(asked: np.ndarray) -> float:
         return float(np.corrcoef(width[seen], asked[:n][seen])[0, 1])
 
-    print(f"width against the spread asked r {r(engine.shapes.spread):.2f}, against the opening {r(engine.shapes.opening):.2f}")
+    print(f"width against the spread asked r {r(engine.shapes.spread):.2f}, "
+          f"against the opening {r(engine.shapes.opening):.2f}")
     assert r(engine.shapes.spread) > 0.75
     assert r(engine.shapes.opening) < 0.4
 
