@@ -106,6 +106,7 @@ OPENING_KEPT = 0.5
 # spread key or from their rounded key, at least WIDTH_MIN_GAIN of the neutral width: split-time width r over
 # 36 halves 0.09 -> 0.15, better on 26 of them (bench/RESULTS.md, "The key mouths' width").
 WIDTH_MIN_GAIN = 0.08
+WIDTH_MAX_CHANGE = 0.4  # the most a morph is widened or narrowed, as a share of its width
 _CORNER_SHARE = float(np.exp(-0.5 / 1.1 ** 2))  # ``_width_field``'s bump at the mouth's corners
 
 
@@ -645,7 +646,8 @@ class BuiltinEngine(Engine):
             mixed = float(weights @ self.key_widths) / max(float(weights.sum()), 1e-6)
             neutral, to_spread, to_round = self.width_target
             wanted = neutral + spread * (to_spread if spread > 0 else to_round)
-            amount = np.float32(wanted / max(mixed, 1e-6) - 1.0)
+            # (Bounded: a degenerate key must not tear the mouth apart; the shared presenters ask 19% at most.)
+            amount = np.float32(np.clip(wanted / max(mixed, 1e-6) - 1.0, -WIDTH_MAX_CHANGE, WIDTH_MAX_CHANGE))
             if abs(amount) > 1e-3:
                 gx, gy = self._grid
                 morph = cv2.remap(morph, gx - amount * self.width_unit, gy, cv2.INTER_LINEAR,
