@@ -173,7 +173,7 @@ class SelectionOptions:
     other_voice_loudness_weight: float = 20.0  # 3 -> 10 -> 20: another voice's proxy 0.57 -> 0.68; 0.63 -> 0.69
     voice_ramp: tuple[float, float] = (0.35, 0.55)
     closure_weight: float = 3.0
-    other_voice_closure_weight: float = 120.0  # 30 -> 80 -> 120: m/b/p closed 0.72 -> 0.99; held at loudness 20
+    other_voice_closure_weight: float = 160.0  # 30 -> 80: m/b/p closed 0.72 -> 0.99; x2 with the loudness prior
     group_weights: tuple[tuple[str, float], ...] = ()
     pose_weight: float = 1000.0  # 0 -> 1000: a turning head's chosen jaw lines 0.21 -> 0.085 from the picture's (RESULTS)
     pose_free: float = 0.11
