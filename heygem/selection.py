@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -341,7 +341,7 @@ def build_index(features: np.ndarray, mouth: np.ndarray, loudness: np.ndarray, f
             jaw = jaw - np.column_stack([np.ones(n), np.nan_to_num(mouth[:, 0])]) @ fit
         jaw = np.where(face[:, None], jaw, 0.0)
         # A join may move the jaw line as far as the footage's own frame-to-frame steps mostly do.
-        steps = np.sqrt(((jaw[1:] - jaw[:-1]) ** 2).mean(1) * 2)[face[1:] & face[:-1]]  # per point, RMS
+        steps = _jaw_distance(jaw[1:], jaw[:-1])[face[1:] & face[:-1]]
         jaw_free = float(np.percentile(steps, JAW_FREE_PERCENTILE)) if len(steps) else 0.0
     if face.sum() < MIN_REST_FRAMES:
         raise ValueError(f"the footage has {int(face.sum())} frames with a face; at least {MIN_REST_FRAMES} needed")
@@ -418,6 +418,7 @@ class _Targets:
             self.shown_jaw = index.jaw[shown]
             self.shown_face = index.face[shown]  # a picture whose frame has no studied face: no pose to keep
         self.loudness_weight = options.loudness_weight_for(voice_distance)
+        self.jump_penalty = options.jump_penalty_for(voice_distance)
         self.use_features = options.target in ("features", "both")
         self.use_ridge = options.target in ("ridge", "both")
         self.speech = index.standardise(speech_features).astype(np.float64)
@@ -478,8 +479,7 @@ class _Targets:
         if self.closure_weight > 0:
             cost += self.closure[t] * self.excess[frames]
         if self.shown_jaw is not None:
-            apart = np.sqrt(((self.index.jaw[frames] - self.shown_jaw[t]) ** 2).mean(1) * 2)
-            cost += self._pose(apart, self.shown_face[t])
+            cost += self._pose(_jaw_distance(self.index.jaw[frames], self.shown_jaw[t]), self.shown_face[t])
         allowed = self.index.rest[frames] if self.pause[t] else self.index.face[frames]
         cost[~allowed] = np.inf
         return cost
@@ -517,17 +517,24 @@ def _top_candidates(targets: _Targets, k: int, block: int = 256) -> tuple[np.nda
     return frames, costs
 
 
+def _jaw_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How far flattened jaw lines ``a`` lie from ``b``, pair by pair (broadcast over leading axes): the root mean
+    square over the points of their distances."""
+    return np.sqrt(((a - b) ** 2).mean(-1) * 2)
+
+
 def _jaw_apart(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) how far each flattened jaw line of ``a`` lies from each of ``b``: the root mean square
-    over the points of their distances (by dot products: a join's or a block's pairs at once)."""
+    """(len(a), len(b)) ``_jaw_distance`` of each flattened jaw line of ``a`` from each of ``b``, by dot products
+    (a join's or a block's pairs at once)."""
     squared = np.maximum((a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
     return np.sqrt(squared * 2 / a.shape[1])
 
 
-def _joins(index: FootageIndex, prev: np.ndarray, cur: np.ndarray, options: SelectionOptions) -> np.ndarray:
-    """(len(prev), len(cur)) join costs."""
+def _joins(index: FootageIndex, prev: np.ndarray, cur: np.ndarray, options: SelectionOptions,
+           jump_penalty: float) -> np.ndarray:
+    """(len(prev), len(cur)) join costs, ``jump_penalty`` the speech's voice's (``jump_penalty_for``)."""
     jump = ((index.mouth_z[prev][:, None, :] - index.mouth_z[cur][None, :, :]) ** 2).mean(2)
-    cost = options.jump_penalty + options.join_weight * jump
+    cost = jump_penalty + options.join_weight * jump
     if index.jaw is not None and options.jaw_weight > 0:
         moved = _jaw_apart(index.jaw[prev], index.jaw[cur])
         cost += options.jaw_weight * np.maximum(moved - index.jaw_free, 0.0) ** 2
@@ -560,7 +567,7 @@ def _viterbi(targets: _Targets, top: tuple[np.ndarray, np.ndarray], first: int, 
         if prev is None:
             acc, back = cost, np.zeros(len(cand), np.int64)
         else:
-            total = acc[:, None] + _joins(index, prev, cand, options)
+            total = acc[:, None] + _joins(index, prev, cand, options, targets.jump_penalty)
             back = np.argmin(total, axis=0)
             acc = total[back, np.arange(len(cand))] + cost
         history.append((cand, back))
@@ -593,7 +600,6 @@ def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np
     if n_out == 0:
         return np.zeros(0, np.int64)
     pause = _pauses(loudness, index.fps)
-    options = replace(options, jump_penalty=options.jump_penalty_for(voice_distance))  # the joins for this voice
     targets = _Targets(index, speech_features, loudness, pause, options, voice_distance, shown)
     top = _top_candidates(targets, options.k)
     if lookahead is None:

@@ -107,7 +107,8 @@ OPENING_KEPT = 0.5
 # 36 halves 0.09 -> 0.15, better on 26 of them (bench/RESULTS.md, "The key mouths' width").
 WIDTH_MIN_GAIN = 0.08
 WIDTH_MAX_CHANGE = 0.4  # the most a morph is widened or narrowed, as a share of its width
-_CORNER_SHARE = float(np.exp(-0.5 / 1.1 ** 2))  # ``_width_field``'s bump at the mouth's corners
+WIDTH_FIELD_REACH = (1.1, 0.8)  # ``_width_field``'s bump: its spread across and down, in half mouth widths
+_CORNER_SHARE = float(np.exp(-0.5 / WIDTH_FIELD_REACH[0] ** 2))  # the bump at the mouth's corners
 
 
 # The footage drive needs this much footage with a face, and a mouth that opens in it, to choose from.
@@ -493,7 +494,9 @@ class BuiltinEngine(Engine):
         its centre, fading out smoothly away from it; in canonical pixels, at the grid ``gx``, ``gy``."""
         centre = points[list(OUTER_LIP)].mean(0)
         half_width = max(float(np.linalg.norm(points[61] - points[291])) / 2, 1.0)
-        bump = np.exp(-0.5 * (((gx - centre[0]) / (1.1 * half_width)) ** 2 + ((gy - centre[1]) / (0.8 * half_width)) ** 2))
+        across, down = WIDTH_FIELD_REACH
+        bump = np.exp(-0.5 * (((gx - centre[0]) / (across * half_width)) ** 2 +
+                              ((gy - centre[1]) / (down * half_width)) ** 2))
         dx = amount * (gx - centre[0]) * bump
         dy = -0.5 * amount * (gy - centre[1]) * bump if amount < 0 else np.zeros_like(gx)
         return np.dstack([dx, dy]).astype(np.float32)
