@@ -51,8 +51,8 @@ import numpy as np
 from heygem.speech.frames import LOUDNESS_RANGE, FeatureOptions, feature_groups, lip_closure
 
 __all__ = ["FADE_FRAMES", "MAX_LOOKAHEAD", "MOUTH_MEASURES", "FootageIndex", "SelectionOptions", "build_index",
-           "choose_frames", "fit_ridge", "jaw_outline", "join_fades", "mouth_measures", "predict_mouth",
-           "run_lengths"]
+           "choose_frames", "drawn_openings", "fit_ridge", "jaw_outline", "join_fades", "mouth_measures",
+           "predict_mouth", "run_lengths"]
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,11 @@ class SelectionOptions:
         excess: a mouth from a head turned otherwise, moved into the picture by a similarity that cannot turn it,
         shows as a lower face too wide or too narrow for the head. Within pose_free nothing is added, so the
         picture's own moment (its old mouth) gains nothing over other frames of that pose.
+    other_voice_opening_share: for a voice unlike the footage's, the share of the way each chosen mouth is drawn
+        opened or closed towards the loudness prior's opening (``drawn_openings``), ramped as that prior's. The
+        path meets another voice's loudness only as well as the footage's frames in the picture's pose allow
+        (before drawing r 0.66-0.85 over the shared presenters); the own voice's sounds chose the mouth, and it
+        is drawn as filmed.
     """
 
     target: str = "both"
@@ -177,6 +182,7 @@ class SelectionOptions:
     group_weights: tuple[tuple[str, float], ...] = ()
     pose_weight: float = 1000.0  # 0 -> 1000: a turning head's chosen jaw lines 0.21 -> 0.085 from the picture's (RESULTS)
     pose_free: float = 0.11
+    other_voice_opening_share: float = 1.0  # 0 -> 1: another voice's proxy 0.67 / 0.70 -> 0.73 / 0.72 (RESULTS)
 
     def __post_init__(self) -> None:
         if self.target not in ("features", "ridge", "both"):
@@ -615,6 +621,31 @@ def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np
         path = _viterbi(targets, top, t, min(n_out, t + horizon + 1), previous, options)
         chosen[t] = previous = int(path[0])
     return chosen
+
+
+def drawn_openings(index: FootageIndex, chosen: np.ndarray, speech_features: np.ndarray, loudness: np.ndarray,
+                   options: SelectionOptions = SelectionOptions(),
+                   voice_distance: float | None = None) -> np.ndarray:
+    """(T,) the opening (over the eye distance, as ``mouth_measures``) to draw each chosen footage frame's mouth
+    at: for a voice unlike the footage's, ``other_voice_opening_share`` (ramped by ``voice_distance``) of the way
+    from the chosen frame's own opening to the loudness prior's (the person's opening at the quantile the
+    frame's loudness has in the speech), less by the frame's m/b/p share (``lip_closure``: there the closure
+    prior chose closed lips, which the loudness would open). NaN where the mouth is drawn as filmed: the own
+    voice, a pause (its rest mouth), a frame without a face."""
+    chosen = np.asarray(chosen, np.int64)
+    share = options._ramped(0.0, options.other_voice_opening_share, voice_distance)
+    if share <= 0 or len(chosen) == 0:
+        return np.full(len(chosen), np.nan)
+    loudness = np.asarray(loudness, np.float64)
+    if not len(loudness) == len(speech_features) == len(chosen):
+        raise ValueError(f"loudness has {len(loudness)} frames, the features {len(speech_features)}, the choice "
+                         f"{len(chosen)}")
+    asked = _loudness_openings(index, loudness) * index.mouth_scale[0] + index.mouth_mean[0]
+    own = index.mouth[chosen, 0]
+    closing = lip_closure(speech_features, index.feature_options).astype(np.float64)
+    drawn = own + share * (1.0 - np.clip(closing, 0.0, 1.0)) * (asked - own)
+    drawn[_pauses(loudness, index.fps)] = np.nan
+    return drawn
 
 
 def run_lengths(frames: np.ndarray) -> np.ndarray:

@@ -66,6 +66,33 @@ def test_the_placed_mouth_is_the_chosen_one_in_the_pictures_pose(footage) -> Non
                                                                                  study.openings[most_closed])
 
 
+def test_a_mouth_is_drawn_as_open_as_asked_within_its_own_reach(footage) -> None:
+    """``open_to`` draws the filmed mouth more or less open (the face mesh reads the change), the same when
+    asked its own opening; a nearly closed mouth is opened by at most its own gap (no lips torn apart)."""
+    study, frames = footage
+    openings = np.where(study.usable, study.openings, np.nan)
+    middle = int(np.nanargmin(np.abs(openings - np.nanpercentile(openings, 70))))
+    picture, filmed = frames[middle], float(study.openings[middle])
+    points = _points(picture)
+
+    def drawn(index: int, open_to: float) -> tuple[np.ndarray, float]:
+        out = picture.copy()
+        MouthPlacer(study).place(out, points, index, open_to=open_to)
+        return out, mouth_opening(_points(out))
+
+    as_filmed, read = drawn(middle, float("nan"))
+    same, read_same = drawn(middle, filmed)
+    wider, read_wider = drawn(middle, filmed + 0.03)
+    narrower, read_narrower = drawn(middle, filmed - 0.03)
+    print(f"filmed {filmed:.3f}, read {read:.3f}; asked +0.03: {read_wider:.3f}, -0.03: {read_narrower:.3f}")
+    assert np.array_equal(as_filmed, same) and read_same == read
+    assert read_wider > read + 0.015 and read_narrower < read - 0.01  # measured +0.026, -0.015
+    shut = int(np.nanargmin(openings))
+    _, read_shut = drawn(shut, float("nan"))
+    _, read_forced = drawn(shut, float(study.openings[shut]) + 0.1)
+    assert read_forced < read_shut + 1.5 * float(study.openings[shut]) + 0.01
+
+
 @pytest.fixture(scope="module")
 def turning(tmp_path_factory: pytest.TempPathFactory):
     """Katie Hill's first two seconds: she faces the camera, then turns her head."""

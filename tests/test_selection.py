@@ -10,8 +10,8 @@ import pytest
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
 from heygem.media.video import iter_frames
-from heygem.selection import (MAX_LOOKAHEAD, SelectionOptions, build_index, choose_frames, jaw_outline,
-                              join_fades, mouth_measures, run_lengths)
+from heygem.selection import (MAX_LOOKAHEAD, SelectionOptions, build_index, choose_frames, drawn_openings,
+                              jaw_outline, join_fades, mouth_measures, run_lengths)
 from heygem.speech.frames import (feature_groups, frame_loudness, lip_closure, speech_features, voice_distance,
                                   voice_print)
 
@@ -231,6 +231,35 @@ def test_with_another_voice_the_mouth_stays_on_a_stretch_of_footage(katie: Foota
     own = choose_frames(index, features, loudness, voice_distance=None)
     assert np.array_equal(own, choose_frames(index, features, loudness, voice_distance=None,
                                              options=SelectionOptions(other_voice_jump_penalty=1.0)))
+
+
+def test_with_another_voice_the_mouths_are_drawn_at_its_loudness(katie: Footage, radio) -> None:
+    """With another voice the chosen mouths follow its loudness only as well as the footage's frames allow; the
+    openings they are drawn at follow it closer, stay within the person's own openings, and leave the m/b/p
+    closures, the pauses' rest mouths and the own voice's mouths as filmed."""
+    index = katie.index(0, katie.n)
+    n = round(len(radio) / RATE * float(katie.fps))
+    features, loudness = speech_features(radio, katie.fps, n), frame_loudness(radio, katie.fps, n)
+    chosen = choose_frames(index, features, loudness, voice_distance=1.0)
+    drawn = drawn_openings(index, chosen, features, loudness, voice_distance=1.0)
+    shown = np.isfinite(drawn)
+    filmed = index.mouth[chosen, 0]
+    print(f"loudness r: chosen {pearson(filmed[shown], loudness[shown]):.2f}, drawn "
+          f"{pearson(drawn[shown], loudness[shown]):.2f} over {shown.sum()} of {n} frames")
+    assert shown.sum() > 0.8 * n
+    assert pearson(drawn[shown], loudness[shown]) > pearson(filmed[shown], loudness[shown]) + 0.03  # 0.85 -> 0.90
+    person = index.mouth[index.face, 0]
+    assert person.min() <= drawn[shown].min() and drawn[shown].max() <= person.max()
+    bilabial = (lip_closure(features) >= 1.0) & shown  # closed lips chosen there are not opened again
+    assert bilabial.any() and np.allclose(drawn[bilabial], filmed[bilabial])
+    own = choose_frames(index, features, loudness, voice_distance=None)
+    assert np.isnan(drawn_openings(index, own, features, loudness, voice_distance=None)).all()
+    assert np.isnan(drawn_openings(index, own, features, loudness, voice_distance=0.2)).all()  # below the ramp
+    quiet = np.zeros(2 * RATE, np.float32)  # a pause: its rest mouths as filmed
+    m = round(2 * float(katie.fps))
+    quiet_features, quiet_loudness = speech_features(quiet, katie.fps, m), frame_loudness(quiet, katie.fps, m)
+    rest = choose_frames(index, quiet_features, quiet_loudness, voice_distance=1.0)
+    assert np.isnan(drawn_openings(index, rest, quiet_features, quiet_loudness, voice_distance=1.0)).all()
 
 
 def test_joins_keep_the_jaw_line_where_the_footage_moves_it(katie: Footage, radio) -> None:

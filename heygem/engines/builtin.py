@@ -53,7 +53,7 @@ from heygem.faces.landmarks import (
 from heygem.faces.mesh_memo import MeshMemo
 from heygem.footage import FootageStudy
 from heygem.prefetch import Prefetch
-from heygem.selection import build_index, choose_frames, jaw_outline, join_fades, mouth_measures
+from heygem.selection import build_index, choose_frames, drawn_openings, jaw_outline, join_fades, mouth_measures
 from heygem.speech.frames import frame_loudness, speech_features, voice_distance, voice_print
 from heygem.speech.loudness import mouth_drive
 from heygem.speech.phones import VISEMES, MouthShapes
@@ -131,10 +131,11 @@ def footage_problem(footage: FootageStudy | None, photo: bool) -> str | None:
     return None
 
 
-def _choose_from_footage(job: EngineJob) -> np.ndarray:
+def _choose_from_footage(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
     """The studied footage frame to show for each output frame: chosen by the speech's sounds against the
     footage's own speech (heygem.selection: one path for the whole speech, runs of real frames preferred, rest
-    mouths in pauses)."""
+    mouths in pauses); and the opening to draw each at (NaN: as filmed; another voice's loudness,
+    ``heygem.selection.drawn_openings``)."""
     footage = job.footage
     assert footage is not None and footage.features is not None and footage.loudness is not None
     points = footage.points.astype(np.float32)
@@ -150,8 +151,9 @@ def _choose_from_footage(job: EngineJob) -> np.ndarray:
     shown = None
     if job.shown is not None:  # the studied frame nearest each picture (the study may have skipped frames)
         shown = np.clip(np.searchsorted(footage.frames, job.shown), 0, len(footage.frames) - 1)
-    return choose_frames(index, features, frame_loudness(job.samples, job.fps, job.frames), voice_distance=distance,
-                         shown=shown)
+    loudness = frame_loudness(job.samples, job.fps, job.frames)
+    chosen = choose_frames(index, features, loudness, voice_distance=distance, shown=shown)
+    return chosen, drawn_openings(index, chosen, features, loudness, voice_distance=distance)
 
 
 def keep_mesh_points(crops: Iterable[np.ndarray], memo: MeshMemo) -> None:
@@ -306,6 +308,7 @@ class BuiltinEngine(Engine):
         # The footage drive: a studied footage frame per output frame, placed by ``placer``; or why not.
         self.chosen: np.ndarray | None = None
         self.fades: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))  # join_fades of chosen
+        self.open_to = np.zeros(0)  # the opening to draw each chosen mouth at (NaN: as filmed)
         self.placer: MouthPlacer | None = None
         self.footage_frames = 0
         self.footage_fallback: str | None = None
@@ -368,7 +371,7 @@ class BuiltinEngine(Engine):
             if job.drive == "footage":
                 self.footage_fallback = footage_problem(job.footage, self.photo)
                 if self.footage_fallback is None:
-                    self.chosen = _choose_from_footage(job)
+                    self.chosen, self.open_to = _choose_from_footage(job)
                     self.fades = join_fades(self.chosen, job.footage.usable)
                     self.placer = MouthPlacer(job.footage)
                     self.footage_frames = int(job.footage.usable.sum())
@@ -824,7 +827,7 @@ class BuiltinEngine(Engine):
             at = min(max(index, 0), len(self.chosen) - 1)
             fade_from, fade_weight = self.fades[0][at], self.fades[1][at]
             drawn = self.placer.place(image, in_frame.astype(np.float32), int(self.chosen[at]), int(fade_from),
-                                      float(fade_weight))
+                                      float(fade_weight), float(self.open_to[at]))
         else:
             drawn = self._render(image, points, self._morph(index), to_frame)
         if self.motion == "alive":  # after the mouth: it moves with the head

@@ -16,6 +16,10 @@ next frame under the new (``heygem.selection.join_fades``), so a join never pops
 They meet by a flow morph (``between``: both moved part of the way towards each other along their dense
 optical flow, then mixed), not a plain cross-fade, which showed two mouths at once: the teeth of one through the
 closed lips of the other, a lip's outline twice (with another voice nearly every frame is next to a join).
+A mouth may be drawn a little more or less open than it was filmed (``open_to``; ``reopened``): the lower lip
+and the chin above the jaw's edge moved down or up by a smooth field, the upper lip a fifth as far the other
+way, by at most its own opening more (a closed mouth is never torn open) and at most OPENING_STEP, and closed
+by at most CLOSING_SHARE of its opening (with another voice: ``heygem.selection.drawn_openings``).
 """
 from __future__ import annotations
 
@@ -25,13 +29,13 @@ import cv2
 import numpy as np
 
 from heygem import blend
-from heygem.faces.landmarks import CHIN, JAW, MOUTH_CORNERS
-from heygem.footage import PATCH_BOX, FootageStudy
+from heygem.faces.landmarks import CHIN, INNER_LIP_LOWER, INNER_LIP_UPPER, JAW, MOUTH_CORNERS
+from heygem.footage import CANONICAL_EYES, PATCH_BOX, FootageStudy
 from heygem.study import STABLE, similarity
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MouthPlacer", "between"]
+__all__ = ["MouthPlacer", "between", "reopened"]
 
 FEATHER = 9.0  # px in the canonical frame (eye corners 100 px apart): the width of the mask's soft edge
 RING = 8  # px: the band outside the mask whose colour the placed mouth is matched to
@@ -40,6 +44,11 @@ MAX_OFFSET = 40.0  # grey levels: a larger difference is a wrong match, not ligh
 NOSE_BASE = 2  # face-mesh point under the nose
 JAW_INSET = 8  # px in the canonical frame: the chosen face's jaw line is left out this far from its sides
 _CHIN_FRONT = (JAW.index(149), JAW.index(378))  # jaw-line points under the mouth's corners, left and right
+EYE_SPAN = CANONICAL_EYES[1][0] - CANONICAL_EYES[0][0]  # px: the canonical frame's eye distance
+OPENING_STEP = 4.0  # px in the canonical frame (4% of the eye distance): the most a mouth is opened further
+CLOSING_SHARE = 0.7  # the most of its own opening a mouth is closed by
+UPPER_LIP_SHARE = 0.2  # the upper lip's share of a change in opening (the jaw moves the lower lip)
+LOWER_LIP_BOTTOM = 17  # face-mesh point at the middle of the lower lip's lower edge
 
 
 class MouthPlacer:
@@ -59,15 +68,25 @@ class MouthPlacer:
         self.colour.reset()
 
     def place(self, picture: np.ndarray, points: np.ndarray, index: int, fade_from: int = -1,
-              fade_weight: float = 0.0) -> tuple[int, int, int, int]:
+              fade_weight: float = 0.0, open_to: float = float("nan")) -> tuple[int, int, int, int]:
         """Draws the lower face of studied frame ``index`` into ``picture`` (BGR, in place), in the pose of the
         face whose 468 mesh ``points`` (picture pixels) are given; nothing when that frame has no face.
         ``fade_from``, ``fade_weight``: a studied frame morphed in with that weight (a join's fade,
-        ``heygem.selection.join_fades``; ``between``). Returns the rectangle drawn into (``blend.warp_into``)."""
+        ``heygem.selection.join_fades``; ``between``). ``open_to``: the opening (over the eye distance) to draw
+        the mouth at, as far as ``reopened`` may move it (NaN: as filmed). Returns the rectangle drawn into
+        (``blend.warp_into``)."""
         patch = self.study.patch(index)
         if patch is None:
             return 0, 0, 0, 0
         under = self.study.patch(fade_from) if fade_from >= 0 and fade_weight > 0 else None
+        if np.isfinite(open_to):
+            filmed = float(self.study.openings[index])
+            if under is not None and np.isfinite(self.study.openings[fade_from]):
+                filmed += fade_weight * (float(self.study.openings[fade_from]) - filmed)
+            own = self.study.points[index].astype(np.float32)
+            patch = reopened(patch, own, filmed, open_to)
+            if under is not None:
+                under = reopened(under, own, filmed, open_to)
         x1, y1, _, _ = PATCH_BOX
         # From the chosen frame's own skull points (in the canonical frame, where a head turned or tilted in
         # that frame still differs from the footage's median): its lower face sits under its own eyes and nose.
@@ -118,6 +137,50 @@ def between(a: np.ndarray, b: np.ndarray, weight: float, flow: cv2.DISOpticalFlo
     from_b = cv2.remap(b, gx + (1 - share) * moves[..., 0], gy + (1 - share) * moves[..., 1], cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
     return cv2.addWeighted(from_a, 1.0 - weight, from_b, weight, 0.0)
+
+
+def reopened(patch: np.ndarray, points: np.ndarray, filmed: float, open_to: float) -> np.ndarray:
+    """``patch`` (BGR, PATCH_BOX of the canonical frame) with its mouth, filmed ``filmed`` open (over the eye
+    distance) with the canonical face-mesh ``points``, drawn towards ``open_to``: the lower lip moves by the
+    change (and the chin, less towards the jaw's edge), the upper lip a fifth as far the other way, the gap
+    between them stretched or squeezed evenly, nothing beyond the mouth's corners. Opened by at most its own
+    opening more and OPENING_STEP, closed by at most CLOSING_SHARE of its opening; returned as it is when that
+    leaves under a quarter pixel or the opening is unknown."""
+    gap = float(filmed) * EYE_SPAN
+    if not np.isfinite(gap) or not np.isfinite(open_to):
+        return patch
+    move = float(np.clip((open_to - filmed) * EYE_SPAN, -CLOSING_SHARE * gap, min(gap, OPENING_STEP)))
+    if abs(move) < 0.25:
+        return patch
+    p = np.asarray(points, np.float32) - np.asarray(PATCH_BOX[:2], np.float32)
+    top, bottom = p[INNER_LIP_UPPER[0], 1], p[INNER_LIP_LOWER[0], 1]
+    lower_edge, chin, nose = p[LOWER_LIP_BOTTOM, 1], p[CHIN, 1], p[NOSE_BASE, 1]
+    left, right = p[MOUTH_CORNERS[0], 0], p[MOUTH_CORNERS[1], 0]
+    centre, half = 0.5 * (left + right), max(0.5 * abs(right - left), 1.0)
+    h, w = patch.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    lower, upper = move * (1.0 - UPPER_LIP_SHARE), -move * UPPER_LIP_SHARE
+    # Where each filmed pixel goes (down: +): the gap's content evenly between the lips' two moves, so it is
+    # stretched or squeezed without folding (the move is at most the gap).
+    across_gap = np.clip((gy - top) / max(bottom - top, 1.0), 0.0, 1.0)
+    shift = np.where(gy < top, upper * (1.0 - _smooth((top - gy) / max(top - nose, 1.0))),
+                     np.where(gy <= bottom, upper + (lower - upper) * across_gap,
+                              np.where(gy <= lower_edge, lower,
+                                       lower * (1.0 - _smooth((gy - lower_edge) / max(chin - lower_edge, 1.0))))))
+    shift = (shift * (1.0 - _smooth((np.abs(gx - centre) - 0.9 * half) / (0.6 * half)))).astype(np.float32)
+    # Each output pixel samples the filmed one that lands on it: y = s + shift(s), solved for s by fixed-point
+    # steps (the shift changes by less than a pixel a pixel, so they converge).
+    source = gy.copy()
+    for _ in range(4):
+        moved = cv2.remap(shift, gx, source, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        source = gy - moved
+    return cv2.remap(patch, gx, source, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _smooth(x: np.ndarray) -> np.ndarray:
+    """Smoothstep of x clipped to [0, 1]."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
 
 
 def _inset_sides(inside: np.ndarray, jaw: np.ndarray) -> np.ndarray:
