@@ -28,6 +28,9 @@ distance, ``mouth_measures``) and whether it is a rest mouth (closed, in a pause
   wide or too narrow for the head); nothing within it, so the picture's old mouth gains nothing;
 - candidates: the ``k`` frames of least target cost, plus the next frames of the ``beam`` best paths so far
   (so a run can continue even where its next frame is not among the k best);
+- drawing (``drawn_openings``): with another voice each chosen mouth is drawn at the opening the loudness
+  prior asks (``heygem.engines.footage_mouths.reopened`` moves its lips), except on the speech's m/b/p and in
+  pauses, since the path meets that opening only as closely as the footage's frames in the picture's pose allow;
 - silence: output frames in a pause of the new speech (``MIN_PAUSE_SECONDS`` of silence by its normalised
   loudness) may only show rest frames, and a run of rest frames continues only into rest frames: the person's
   old speech never shows in a pause.

@@ -79,14 +79,10 @@ class MouthPlacer:
         if patch is None:
             return 0, 0, 0, 0
         under = self.study.patch(fade_from) if fade_from >= 0 and fade_weight > 0 else None
-        if np.isfinite(open_to):
-            filmed = float(self.study.openings[index])
-            if under is not None and np.isfinite(self.study.openings[fade_from]):
-                filmed += fade_weight * (float(self.study.openings[fade_from]) - filmed)
-            own = self.study.points[index].astype(np.float32)
-            patch = reopened(patch, own, filmed, open_to)
+        if np.isfinite(open_to):  # each of a join's two mouths drawn from its own opening to the one asked
+            patch = reopened(patch, self.study.points[index], float(self.study.openings[index]), open_to)
             if under is not None:
-                under = reopened(under, own, filmed, open_to)
+                under = reopened(under, self.study.points[fade_from], float(self.study.openings[fade_from]), open_to)
         x1, y1, _, _ = PATCH_BOX
         # From the chosen frame's own skull points (in the canonical frame, where a head turned or tilted in
         # that frame still differs from the footage's median): its lower face sits under its own eyes and nose.
