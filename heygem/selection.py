@@ -185,7 +185,7 @@ class SelectionOptions:
     group_weights: tuple[tuple[str, float], ...] = ()
     pose_weight: float = 1000.0  # 0 -> 1000: a turning head's chosen jaw lines 0.21 -> 0.085 from the picture's (RESULTS)
     pose_free: float = 0.11
-    other_voice_opening_share: float = 1.0  # 0 -> 1: another voice's proxy 0.67 / 0.70 -> 0.73 / 0.72 (RESULTS)
+    other_voice_opening_share: float = 1.0  # 0 -> 1: another voice's proxy 0.67 / 0.70 -> 0.74 / 0.725 (RESULTS)
 
     def __post_init__(self) -> None:
         if self.target not in ("features", "ridge", "both"):
