@@ -28,9 +28,9 @@ distance, ``mouth_measures``) and whether it is a rest mouth (closed, in a pause
   wide or too narrow for the head); nothing within it, so the picture's old mouth gains nothing;
 - candidates: the ``k`` frames of least target cost, plus the next frames of the ``beam`` best paths so far
   (so a run can continue even where its next frame is not among the k best);
-- drawing (``drawn_openings``): with another voice each chosen mouth is drawn at the opening the loudness
-  prior asks (``heygem.engines.footage_mouths.reopened`` moves its lips), except on the speech's m/b/p and in
-  pauses, since the path meets that opening only as closely as the footage's frames in the picture's pose allow;
+- drawing (``drawn_openings``): with another voice each chosen mouth is drawn at the opening the speech's
+  loudness asks (``heygem.engines.footage_mouths.reopened`` moves its lips), except on its m/b/p and in pauses,
+  since the path meets that opening only as closely as the footage's frames in the picture's pose allow;
 - silence: output frames in a pause of the new speech (``MIN_PAUSE_SECONDS`` of silence by its normalised
   loudness) may only show rest frames, and a run of rest frames continues only into rest frames: the person's
   old speech never shows in a pause.
@@ -70,6 +70,7 @@ NEIGHBOUR_QUERIES = 1500  # footage frames the neighbour prediction's spread is 
 JAW_FREE_PERCENTILE = 95  # of the footage's own frame-to-frame jaw steps: a join may move the jaw that far free
 REST_SHARE = 0.1  # without enough quiet closed frames, the most closed tenth of the footage is its rest
 RIDGE_ALPHAS = (1.0, 10.0, 100.0, 1000.0)
+LINE_PERCENTILES = (5.0, 95.0)  # the ends of ``_loudness_line``, in the speech's loudness and the person's openings
 
 # Face-mesh points: inner lip pairs (top, bottom), outer top and bottom of the lips, corners, eye corners.
 _INNER_PAIRS = ((13, 14), (82, 87), (312, 317))
@@ -160,10 +161,10 @@ class SelectionOptions:
         shows as a lower face too wide or too narrow for the head. Within pose_free nothing is added, so the
         picture's own moment (its old mouth) gains nothing over other frames of that pose.
     other_voice_opening_share: for a voice unlike the footage's, the share of the way each chosen mouth is drawn
-        opened or closed towards the loudness prior's opening (``drawn_openings``), ramped as that prior's. The
-        path meets another voice's loudness only as well as the footage's frames in the picture's pose allow
-        (before drawing r 0.66-0.85 over the shared presenters); the own voice's sounds chose the mouth, and it
-        is drawn as filmed.
+        opened or closed towards the opening its loudness asks (``drawn_openings``), ramped as the loudness
+        prior's. The path meets another voice's loudness only as well as the footage's frames in the picture's
+        pose allow (before drawing r 0.66-0.85 over the shared presenters); the own voice's sounds chose the
+        mouth, and it is drawn as filmed.
     """
 
     target: str = "both"
@@ -185,7 +186,7 @@ class SelectionOptions:
     group_weights: tuple[tuple[str, float], ...] = ()
     pose_weight: float = 1000.0  # 0 -> 1000: a turning head's chosen jaw lines 0.21 -> 0.085 from the picture's (RESULTS)
     pose_free: float = 0.11
-    other_voice_opening_share: float = 1.0  # 0 -> 1: another voice's proxy 0.67 / 0.70 -> 0.74 / 0.725 (RESULTS)
+    other_voice_opening_share: float = 1.0  # 0 -> 1: another voice's proxy 0.67 / 0.70 -> 0.72 / 0.76 (RESULTS)
 
     def __post_init__(self) -> None:
         if self.target not in ("features", "ridge", "both"):
@@ -631,10 +632,10 @@ def drawn_openings(index: FootageIndex, chosen: np.ndarray, speech_features: np.
                    voice_distance: float | None = None) -> np.ndarray:
     """(T,) the opening (over the eye distance, as ``mouth_measures``) to draw each chosen footage frame's mouth
     at: for a voice unlike the footage's, ``other_voice_opening_share`` (ramped by ``voice_distance``) of the way
-    from the chosen frame's own opening to the loudness prior's (the person's opening at the quantile the
-    frame's loudness has in the speech), less by the frame's m/b/p share (``lip_closure``: there the closure
-    prior chose closed lips, which the loudness would open). NaN where the mouth is drawn as filmed: the own
-    voice, a pause (its rest mouth), a frame without a face."""
+    from the chosen frame's own opening to the one the frame's loudness asks of this person (``_loudness_line``);
+    never more open than chosen where the speech's phones mark m/b/p over half the frame, less where they mark
+    some (``lip_closure``: there the closure prior chose closed lips, which the loudness would open). NaN where
+    the mouth is drawn as filmed: the own voice, a pause (its rest mouth), a frame without a face."""
     chosen = np.asarray(chosen, np.int64)
     share = options._ramped(0.0, options.other_voice_opening_share, voice_distance)
     if share <= 0 or len(chosen) == 0:
@@ -643,12 +644,29 @@ def drawn_openings(index: FootageIndex, chosen: np.ndarray, speech_features: np.
     if not len(loudness) == len(speech_features) == len(chosen):
         raise ValueError(f"loudness has {len(loudness)} frames, the features {len(speech_features)}, the choice "
                          f"{len(chosen)}")
-    asked = _loudness_openings(index, loudness) * index.mouth_scale[0] + index.mouth_mean[0]
+    pause = _pauses(loudness, index.fps)
     own = index.mouth[chosen, 0]
-    closing = lip_closure(speech_features, index.feature_options).astype(np.float64)
-    drawn = own + share * (1.0 - np.clip(closing, 0.0, 1.0)) * (asked - own)
-    drawn[_pauses(loudness, index.fps)] = np.nan
+    change = _loudness_line(index, loudness, pause) - own
+    # On the speech's m/b/p the closure prior chose closed lips: closed further, never opened; next to them
+    # opened by less, as much less as the frame is m/b/p.
+    closure = np.clip(lip_closure(speech_features, index.feature_options).astype(np.float64), 0.0, 1.0)
+    drawn = own + share * np.where(closure >= 0.5, np.minimum(change, 0.0), (1.0 - closure) * change)
+    drawn[pause] = np.nan
     return drawn
+
+
+def _loudness_line(index: FootageIndex, loudness: np.ndarray, pause: np.ndarray) -> np.ndarray:
+    """(T,) the opening (measure units) each speech frame's loudness asks of the person, on a straight line from
+    their LINE_PERCENTILES openings at the speech's (outside its pauses) LINE_PERCENTILES loudness, held at the
+    ends. The choice's prior maps by quantile instead (``_loudness_openings``: as close a frame as the footage
+    has at each rank); drawn, a straight line follows the speech's loudness itself, where the quantile map
+    squeezed the quiet frames and stretched the loud ones by the shape of the person's openings (another voice's
+    proxy, videoretalking/2 with Mandarin: 0.53 by quantile, 0.59 by the line; bench/RESULTS.md)."""
+    spoken = loudness[~pause] if (~pause).any() else loudness
+    quiet, loud = np.percentile(spoken, LINE_PERCENTILES)
+    closed, opened = np.percentile(index.mouth[index.face, 0], LINE_PERCENTILES)
+    along = np.clip((loudness - quiet) / max(loud - quiet, 1e-9), 0.0, 1.0)
+    return closed + along * (opened - closed)
 
 
 def run_lengths(frames: np.ndarray) -> np.ndarray:

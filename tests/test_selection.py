@@ -235,23 +235,23 @@ def test_with_another_voice_the_mouth_stays_on_a_stretch_of_footage(katie: Foota
 
 def test_with_another_voice_the_mouths_are_drawn_at_its_loudness(katie: Footage, radio) -> None:
     """With another voice the chosen mouths follow its loudness only as well as the footage's frames allow; the
-    openings they are drawn at follow it closer, stay within the person's own openings, and leave the m/b/p
-    closures, the pauses' rest mouths and the own voice's mouths as filmed."""
+    openings they are drawn at follow it closer, stay within the person's own openings, are never opened on the
+    speech's m/b/p, and leave the pauses' rest mouths and the own voice's mouths as filmed."""
     index = katie.index(0, katie.n)
     n = round(len(radio) / RATE * float(katie.fps))
     features, loudness = speech_features(radio, katie.fps, n), frame_loudness(radio, katie.fps, n)
     chosen = choose_frames(index, features, loudness, voice_distance=1.0)
     drawn = drawn_openings(index, chosen, features, loudness, voice_distance=1.0)
-    shown = np.isfinite(drawn)
     filmed = index.mouth[chosen, 0]
-    print(f"loudness r: chosen {pearson(filmed[shown], loudness[shown]):.2f}, drawn "
-          f"{pearson(drawn[shown], loudness[shown]):.2f} over {shown.sum()} of {n} frames")
-    assert shown.sum() > 0.8 * n
-    assert pearson(drawn[shown], loudness[shown]) > pearson(filmed[shown], loudness[shown]) + 0.03  # 0.85 -> 0.90
+    assert np.isfinite(drawn).all()  # this speech has no pause
+    bilabial = lip_closure(features) >= 0.5
+    voiced = ~bilabial
+    print(f"loudness r off the m/b/p: chosen {pearson(filmed[voiced], loudness[voiced]):.2f}, drawn "
+          f"{pearson(drawn[voiced], loudness[voiced]):.2f} over {voiced.sum()} of {n} frames")
+    assert pearson(drawn[voiced], loudness[voiced]) > pearson(filmed[voiced], loudness[voiced]) + 0.04  # 0.91 -> 1.00
     person = index.mouth[index.face, 0]
-    assert person.min() <= drawn[shown].min() and drawn[shown].max() <= person.max()
-    bilabial = (lip_closure(features) >= 1.0) & shown  # closed lips chosen there are not opened again
-    assert bilabial.any() and np.allclose(drawn[bilabial], filmed[bilabial])
+    assert person.min() <= drawn.min() and drawn.max() <= person.max()
+    assert bilabial.any() and (drawn[bilabial] <= filmed[bilabial]).all()  # closed lips chosen there stay closed
     own = choose_frames(index, features, loudness, voice_distance=None)
     assert np.isnan(drawn_openings(index, own, features, loudness, voice_distance=None)).all()
     assert np.isnan(drawn_openings(index, own, features, loudness, voice_distance=0.2)).all()  # below the ramp
