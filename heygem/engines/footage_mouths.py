@@ -23,6 +23,7 @@ by at most CLOSING_SHARE of its opening (with another voice: ``heygem.selection.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 import cv2
@@ -154,23 +155,32 @@ def reopened(patch: np.ndarray, points: np.ndarray, filmed: float, open_to: floa
     left, right = p[MOUTH_CORNERS[0], 0], p[MOUTH_CORNERS[1], 0]
     centre, half = 0.5 * (left + right), max(0.5 * abs(right - left), 1.0)
     h, w = patch.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx, gy = _grid(h, w)
     lower, upper = move * (1.0 - UPPER_LIP_SHARE), -move * UPPER_LIP_SHARE
-    # Where each filmed pixel goes (down: +): the gap's content evenly between the lips' two moves, so it is
-    # stretched or squeezed without folding (the move is at most the gap).
-    across_gap = np.clip((gy - top) / max(bottom - top, 1.0), 0.0, 1.0)
-    shift = np.where(gy < top, upper * (1.0 - _smooth((top - gy) / max(top - nose, 1.0))),
-                     np.where(gy <= bottom, upper + (lower - upper) * across_gap,
-                              np.where(gy <= lower_edge, lower,
-                                       lower * (1.0 - _smooth((gy - lower_edge) / max(chin - lower_edge, 1.0))))))
-    shift = (shift * (1.0 - _smooth((np.abs(gx - centre) - 0.9 * half) / (0.6 * half)))).astype(np.float32)
+    # Where each filmed row goes (down: +), times how much of that each column takes: the gap's content evenly
+    # between the lips' two moves, so it is stretched or squeezed without folding (the move is at most the gap).
+    y = gy[:, 0]
+    across_gap = np.clip((y - top) / max(bottom - top, 1.0), 0.0, 1.0)
+    down = np.where(y < top, upper * (1.0 - _smooth((top - y) / max(top - nose, 1.0))),
+                    np.where(y <= bottom, upper + (lower - upper) * across_gap,
+                             np.where(y <= lower_edge, lower,
+                                      lower * (1.0 - _smooth((y - lower_edge) / max(chin - lower_edge, 1.0))))))
+    across = 1.0 - _smooth((np.abs(gx[0] - centre) - 0.9 * half) / (0.6 * half))
+    shift = np.outer(down, across).astype(np.float32)
     # Each output pixel samples the filmed one that lands on it: y = s + shift(s), solved for s by fixed-point
     # steps (the shift changes by less than a pixel a pixel, so they converge).
-    source = gy.copy()
+    source = gy
     for _ in range(4):
-        moved = cv2.remap(shift, gx, source, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        source = gy - moved
+        source = gy - cv2.remap(shift, gx, source, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.remap(patch, gx, source, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pixel coordinates of an h x w image (x, y; float32, read only)."""
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = gy.flags.writeable = False
+    return gx, gy
 
 
 def _smooth(x: np.ndarray) -> np.ndarray:
