@@ -245,10 +245,11 @@ def test_with_another_voice_the_mouths_are_drawn_at_its_loudness(katie: Footage,
     filmed = index.mouth[chosen, 0]
     assert np.isfinite(drawn).all()  # this speech has no pause
     bilabial = lip_closure(features) >= 0.5
-    voiced = ~bilabial
-    print(f"loudness r off the m/b/p: chosen {pearson(filmed[voiced], loudness[voiced]):.2f}, drawn "
-          f"{pearson(drawn[voiced], loudness[voiced]):.2f} over {voiced.sum()} of {n} frames")
-    assert pearson(drawn[voiced], loudness[voiced]) > pearson(filmed[voiced], loudness[voiced]) + 0.04  # 0.91 -> 1.00
+    elsewhere = ~bilabial
+    print(f"loudness r off the m/b/p: chosen {pearson(filmed[elsewhere], loudness[elsewhere]):.2f}, drawn "
+          f"{pearson(drawn[elsewhere], loudness[elsewhere]):.2f} over {elsewhere.sum()} of {n} frames")
+    # Measured 0.91 (chosen) -> 1.00 (drawn).
+    assert pearson(drawn[elsewhere], loudness[elsewhere]) > pearson(filmed[elsewhere], loudness[elsewhere]) + 0.04
     person = index.mouth[index.face, 0]
     assert person.min() <= drawn.min() and drawn.max() <= person.max()
     assert bilabial.any() and (drawn[bilabial] <= filmed[bilabial]).all()  # closed lips chosen there stay closed
