@@ -22,11 +22,16 @@ import numpy as np
 MASK_TOP = 0.55
 
 
+def smoothstep(x: np.ndarray | float) -> np.ndarray:
+    """0 below 0, 1 above 1, and the cubic 3x^2 - 2x^3 between: a ramp with no kink at either end."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
 def _ramp(n: int, start: float, width: float) -> np.ndarray:
     """Smoothstep from 0 at ``start`` to 1 at ``start + width`` over positions 0..n-1 (fractions of n)."""
     t = np.arange(n, dtype=np.float32) / max(n - 1, 1)  # 0 exactly at the first pixel, 1 at the last
-    x = np.clip((t - start) / max(width, 1e-6), 0.0, 1.0)
-    return x * x * (3 - 2 * x)
+    return smoothstep((t - start) / max(width, 1e-6))
 
 
 @lru_cache(maxsize=32)

@@ -206,6 +206,11 @@ class SelectionOptions:
         """The join cost's jump penalty for a speech whose voice is ``voice_distance`` from the footage's."""
         return self._ramped(self.jump_penalty, self.other_voice_jump_penalty, voice_distance)
 
+    def opening_share_for(self, voice_distance: float | None) -> float:
+        """The share of the way a chosen mouth is drawn towards the opening its loudness asks (``drawn_openings``)
+        for a speech whose voice is ``voice_distance`` from the footage's: none for the own voice."""
+        return self._ramped(0.0, self.other_voice_opening_share, voice_distance)
+
     def closure_weight_for(self, voice_distance: float | None) -> float:
         """The lip-closure prior's weight for a speech whose voice is ``voice_distance`` from the footage's."""
         return self._ramped(self.closure_weight, self.other_voice_closure_weight, voice_distance)
@@ -637,7 +642,7 @@ def drawn_openings(index: FootageIndex, chosen: np.ndarray, speech_features: np.
     some (``lip_closure``: there the closure prior chose closed lips, which the loudness would open). NaN where
     the mouth is drawn as filmed: the own voice, a pause (its rest mouth), a frame without a face."""
     chosen = np.asarray(chosen, np.int64)
-    share = options._ramped(0.0, options.other_voice_opening_share, voice_distance)
+    share = options.opening_share_for(voice_distance)
     if share <= 0 or len(chosen) == 0:
         return np.full(len(chosen), np.nan)
     loudness = np.asarray(loudness, np.float64)

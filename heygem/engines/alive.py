@@ -29,6 +29,7 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
+from heygem.blend import smoothstep
 from heygem.faces.landmarks import CHIN, EYE_OUTER_CORNERS, NOSE_TIP
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,6 @@ def blink_schedule(seconds: float, fps: float | Fraction, rng: np.random.Generat
         at = start + length + float(np.clip(gap, *BLINK_GAP_RANGE))
 
 
-def _smoothstep(x: np.ndarray | float) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
-
-
 def blink_closures(blinks: list[Blink], fps: float | Fraction, frames: int) -> np.ndarray:
     """(frames,) how closed the eyes are in each frame, 0 open .. 1 shut: per blink a fast close, a short hold
     and a slower opening, scaled so that its most closed frame is shut."""
@@ -122,8 +118,8 @@ def blink_closures(blinks: list[Blink], fps: float | Fraction, frames: int) -> n
         if first >= frames:
             continue
         t = (np.arange(first, last) / fps - blink.start) / blink.seconds
-        opening = 1.0 - _smoothstep((t - CLOSING - HOLD) / (1.0 - CLOSING - HOLD))
-        amount = np.where(t < CLOSING, _smoothstep(t / CLOSING), opening)
+        opening = 1.0 - smoothstep((t - CLOSING - HOLD) / (1.0 - CLOSING - HOLD))
+        amount = np.where(t < CLOSING, smoothstep(t / CLOSING), opening)
         amount = np.where((t >= CLOSING) & (t < CLOSING + HOLD), 1.0, amount)
         if amount.max() > 0:
             closed[first:last] = np.maximum(closed[first:last], amount / amount.max())
@@ -213,7 +209,7 @@ class _Lid:
         # Where the lid may change at all: along the eye (a little past its corners), and inside the face (the
         # far eye of a turned face lies on its outline, with the background beside it).
         edge = 0.15 * self.width
-        along = _smoothstep((self.u + 0.1 * self.width) / edge) * _smoothstep((1.1 * self.width - self.u) / edge)
+        along = smoothstep((self.u + 0.1 * self.width) / edge) * smoothstep((1.1 * self.width - self.u) / edge)
         self.reach = (along * face[y0:y1, x0:x1]).astype(np.float32)
         self.lash_width = max(0.7, LASH_WIDTH * self.width)
         # The lash line is thickest in the middle of the eye and thins towards its corners.
@@ -288,7 +284,7 @@ class _Lid:
         source = region.astype(np.float32)
         # Barely closing (a blink's first and last frames) the lid is the picture's own; from a third closed
         # on, the skin without the open eye's lashes.
-        skin_share = float(_smoothstep(amount / 0.3))
+        skin_share = float(smoothstep(amount / 0.3))
         lid_source = source + skin_share * (self.skin - source)
 
         def sample(picture: np.ndarray, across: np.ndarray) -> np.ndarray:
@@ -297,7 +293,7 @@ class _Lid:
                              cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
         # The shut lid curves away under the brow's light towards its lashes: a little darker there.
-        shade = 1.0 - LID_SHADE * skin_share * _smoothstep((v - top) / np.maximum(new_margin - top, 1.0) * 2 - 1)
+        shade = 1.0 - LID_SHADE * skin_share * smoothstep((v - top) / np.maximum(new_margin - top, 1.0) * 2 - 1)
         mixed = source * eye_share[..., None]
         mixed += sample(lid_source, lid) * (upper_share * shade)[..., None]
         mixed += sample(source, under) * (1.0 - upper_share - eye_share)[..., None]
@@ -343,7 +339,7 @@ class Alive:
         # turned (the far eye's width against the near one's says how far), and fades out within a few pixels.
         right_eye, left_eye = (float(np.linalg.norm(points[a] - points[b])) for a, b in (RIGHT_EYE["corners"],
                                                                                           LEFT_EYE["corners"]))
-        shown = float(_smoothstep((min(right_eye, left_eye) / max(right_eye, left_eye, 1e-6) - 0.55) / 0.35))
+        shown = float(smoothstep((min(right_eye, left_eye) / max(right_eye, left_eye, 1e-6) - 0.55) / 0.35))
         profile = along[list(PROFILE)]
         far = -1.0 if right_eye < left_eye else 1.0  # the far side: the image's left (-1) or right (+1)
         outline = float(profile.min() if far < 0 else profile.max())
@@ -366,11 +362,11 @@ class Alive:
         outward = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5) * step
         inward = cv2.distanceTransform(inside, cv2.DIST_L2, 5) * step
         # The fading band: narrow beyond a turned face's profile, wider elsewhere.
-        beyond = _smoothstep((far * ((np.dstack([gx, gy]) @ axis) - limit) + 0.05 * mesh_width) / (0.1 * mesh_width))
+        beyond = smoothstep((far * ((np.dstack([gx, gy]) @ axis) - limit) + 0.05 * mesh_width) / (0.1 * mesh_width))
         band = grow + (tight - grow) * beyond
-        self.rigid = (1.0 - _smoothstep(outward / band)).astype(np.float32)
+        self.rigid = (1.0 - smoothstep(outward / band)).astype(np.float32)
         # Depth: 0 on the outline, rising smoothly to the most inside the face (a rounded head).
-        self.depth = (HEAD_DEPTH * mesh_width * _smoothstep(inward / (DEPTH_REACH * mesh_width))).astype(np.float32)
+        self.depth = (HEAD_DEPTH * mesh_width * smoothstep(inward / (DEPTH_REACH * mesh_width))).astype(np.float32)
         pivot = (points[NOSE_TIP] + points[CHIN]) / 2  # roll turns about the mouth's height, near the neck's axis
         self.offset = (np.dstack([gx, gy]) - pivot).astype(np.float32)
         self.axis, self.normal, self.face_height = axis.astype(np.float32), normal.astype(np.float32), face_height

@@ -166,11 +166,6 @@ def keep_mesh_points(crops: Iterable[np.ndarray], memo: MeshMemo) -> None:
         previous = tracked_points(mesh, crop, previous, BuiltinEngine.crop_margin, memo)
 
 
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
-
-
 # A photo's mouth interior, over the inner upper lip's width (u) and the gap's height (v), in eye distances.
 UPPER_TEETH = 0.07  # how far the upper incisors show below the upper lip
 LOWER_TEETH = 0.035  # the lower ones, on wide openings only
@@ -194,9 +189,9 @@ def mouth_interior(geometry: tuple, t: float, lip_colour: np.ndarray, skin_colou
     throat = lip_colour * (0.42 - 0.18 * ends * np.sin(np.pi * np.clip(v, 0, 1)))[..., None] * (0.55 + 0.45 * ends)[..., None]
     out = throat.astype(np.float32)
     # Tongue: low in the mouth, the lips' hue a little paler, its top edge soft, shaded where it goes back.
-    tongue_top = 1.0 - 0.45 * _smoothstep(np.asarray((t - 0.25) / 0.5)) * np.sqrt(np.clip(1 - (u / 0.8) ** 2, 0, 1))
-    tongue = _smoothstep((v - tongue_top) / 0.18) * (t > 0.2)
-    tongue_colour = (0.72 * lip_colour + 0.08 * skin_colour) * (0.6 + 0.4 * _smoothstep((v - tongue_top) / 0.5))[..., None]
+    tongue_top = 1.0 - 0.45 * blend.smoothstep(np.asarray((t - 0.25) / 0.5)) * np.sqrt(np.clip(1 - (u / 0.8) ** 2, 0, 1))
+    tongue = blend.smoothstep((v - tongue_top) / 0.18) * (t > 0.2)
+    tongue_colour = (0.72 * lip_colour + 0.08 * skin_colour) * (0.6 + 0.4 * blend.smoothstep((v - tongue_top) / 0.5))[..., None]
     out = out * (1 - tongue[..., None]) + tongue_colour * tongue[..., None]
     if not teeth:
         return out
@@ -213,13 +208,13 @@ def mouth_interior(geometry: tuple, t: float, lip_colour: np.ndarray, skin_colou
         for side in ((1, -1) if at else (1,)):
             seams -= 0.1 * np.exp(-0.5 * ((u - side * at) / 0.012) ** 2)
     upper_edge = UPPER_TEETH * iod * (1.0 - 0.35 * u * u)  # the incisors' edge curves up towards the canines
-    upper = _smoothstep((upper_edge - (gy - top)) / max(0.012 * iod, 0.5)) * (depth > 0)
-    shade = (0.62 + 0.38 * depth) * (0.86 + 0.14 * _smoothstep((gy - top) / max(0.03 * iod, 0.5))) * seams
+    upper = blend.smoothstep((upper_edge - (gy - top)) / max(0.012 * iod, 0.5)) * (depth > 0)
+    shade = (0.62 + 0.38 * depth) * (0.86 + 0.14 * blend.smoothstep((gy - top) / max(0.03 * iod, 0.5))) * seams
     out = out * (1 - upper[..., None] * depth[..., None]) + \
         white * (shade * 0.97)[..., None] * (upper * depth)[..., None]
     if t > 0.55:  # wide open: the lower incisors' tips above the lower lip
-        show = _smoothstep(np.asarray((t - 0.55) / 0.3)) * LOWER_TEETH * iod * (1.0 - 0.5 * u * u)
-        lower = _smoothstep((show - (bottom - gy)) / max(0.01 * iod, 0.5)) * (np.abs(u) < 0.62)
+        show = blend.smoothstep(np.asarray((t - 0.55) / 0.3)) * LOWER_TEETH * iod * (1.0 - 0.5 * u * u)
+        lower = blend.smoothstep((show - (bottom - gy)) / max(0.01 * iod, 0.5)) * (np.abs(u) < 0.62)
         lower_depth = np.clip(1.0 - (np.abs(u) / 0.62) ** 4, 0.0, 1.0)
         out = out * (1 - (lower * lower_depth)[..., None]) + \
             white * (0.78 * (0.6 + 0.4 * lower_depth) * seams)[..., None] * (lower * lower_depth)[..., None]
@@ -708,7 +703,7 @@ class BuiltinEngine(Engine):
         # and jaw are moved down by the full amount (fading out under the chin). In the gap the source is
         # stretched, and painted over by the mouth interior.
         wx = np.exp(-0.5 * ((gx - centre[0]) / (0.6 * half_width)) ** 2)
-        below_chin = 1.0 - _smoothstep((gy - chin_y) / (0.35 * iod))
+        below_chin = 1.0 - blend.smoothstep((gy - chin_y) / (0.35 * iod))
         image = key.image.astype(np.float32)
         lip_colour = np.array(cv2.mean(key.image, self._poly_mask(p[list(OUTER_LIP)]))[:3], np.float32)
         skin_colour = self._skin_light(key.image, p)
@@ -720,10 +715,10 @@ class BuiltinEngine(Engine):
         rounded = np.empty((LEVELS, h, w, 3), np.float32)
         for li, t in enumerate(np.linspace(0.0, 1.0, LEVELS)):
             gap = t * drop * wx
-            dy = (gap * _smoothstep((gy - lip_line[None, :]) / np.maximum(gap, 1.0)) * below_chin).astype(np.float32)
+            dy = (gap * blend.smoothstep((gy - lip_line[None, :]) / np.maximum(gap, 1.0)) * below_chin).astype(np.float32)
             # The upper lip lifts a little as the mouth opens, the skin up to the nose with it.
             lift = UPPER_LIFT * gap
-            dy -= np.where(gy < lip_line[None, :], lift * _smoothstep((gy - nose_y) / np.maximum(lip_line[None, :] - nose_y, 1.0)),
+            dy -= np.where(gy < lip_line[None, :], lift * blend.smoothstep((gy - nose_y) / np.maximum(lip_line[None, :] - nose_y, 1.0)),
                            0.0).astype(np.float32)
             warped = cv2.remap(image, gx, gy - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             levels[li] = rounded[li] = warped

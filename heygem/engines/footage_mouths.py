@@ -126,7 +126,7 @@ def between(a: np.ndarray, b: np.ndarray, weight: float, flow: cv2.DISOpticalFlo
     small = [cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (w // 2, h // 2), interpolation=cv2.INTER_AREA)
              for image in (a, b)]
     moves = cv2.resize(flow.calc(small[0], small[1], None), (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(2.0)
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx, gy = _grid(h, w)
     share = np.float32(weight)
     # a at p looks like b at p + moves(p): the in-between shape samples a behind and b ahead of p.
     from_a = cv2.remap(a, gx - share * moves[..., 0], gy - share * moves[..., 1], cv2.INTER_LINEAR,
@@ -161,11 +161,12 @@ def reopened(patch: np.ndarray, points: np.ndarray, filmed: float, open_to: floa
     # between the lips' two moves, so it is stretched or squeezed without folding (the move is at most the gap).
     y = gy[:, 0]
     across_gap = np.clip((y - top) / max(bottom - top, 1.0), 0.0, 1.0)
-    down = np.where(y < top, upper * (1.0 - _smooth((top - y) / max(top - nose, 1.0))),
+    towards_nose = 1.0 - blend.smoothstep((top - y) / max(top - nose, 1.0))
+    towards_chin = 1.0 - blend.smoothstep((y - lower_edge) / max(chin - lower_edge, 1.0))
+    down = np.where(y < top, upper * towards_nose,
                     np.where(y <= bottom, upper + (lower - upper) * across_gap,
-                             np.where(y <= lower_edge, lower,
-                                      lower * (1.0 - _smooth((y - lower_edge) / max(chin - lower_edge, 1.0))))))
-    across = 1.0 - _smooth((np.abs(gx[0] - centre) - 0.9 * half) / (0.6 * half))
+                             np.where(y <= lower_edge, lower, lower * towards_chin)))
+    across = 1.0 - blend.smoothstep((np.abs(gx[0] - centre) - 0.9 * half) / (0.6 * half))
     shift = np.outer(down, across).astype(np.float32)
     # Each output pixel samples the filmed one that lands on it: y = s + shift(s), solved for s by fixed-point
     # steps (the shift changes by less than a pixel a pixel, so they converge).
@@ -181,12 +182,6 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     gx.flags.writeable = gy.flags.writeable = False
     return gx, gy
-
-
-def _smooth(x: np.ndarray) -> np.ndarray:
-    """Smoothstep of x clipped to [0, 1]."""
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
 
 
 def _inset_sides(inside: np.ndarray, jaw: np.ndarray) -> np.ndarray:
