@@ -82,8 +82,8 @@ def test_a_mouth_is_drawn_as_open_as_asked_within_its_own_reach(footage) -> None
 
     as_filmed, read = drawn(middle, float("nan"))
     same, read_same = drawn(middle, filmed)
-    wider, read_wider = drawn(middle, filmed + 0.03)
-    narrower, read_narrower = drawn(middle, filmed - 0.03)
+    _, read_wider = drawn(middle, filmed + 0.03)
+    _, read_narrower = drawn(middle, filmed - 0.03)
     print(f"filmed {filmed:.3f}, read {read:.3f}; asked +0.03: {read_wider:.3f}, -0.03: {read_narrower:.3f}")
     assert np.array_equal(as_filmed, same) and read_same == read
     assert read_wider > read + 0.015 and read_narrower < read - 0.01  # measured +0.026, -0.015
