@@ -9,15 +9,18 @@ blended through a feathered mask from below the nose to below the lowest chin th
 cheek, and within both faces' jaw lines (the footage frame's own drawn in from its sides, so neither the
 background of that moment nor the shading along its jaw comes along, though hair fallen over the cheek inside
 it can: bench/RESULTS.md; the picture's; each lowered to the lower of the two chins, so neither an opening nor
-a closing jaw is cut off and the picture's own chin never shows under the chosen one). Pixels outside the mask
-are the picture's own. Where the chosen frames jump from one run of the footage to another, the two runs
+a closing jaw is cut off). Before that the picture's own jaw is moved to where the chosen chin lands
+(``jaw_moved``: the chin, the jaw's sides less towards its corners, the neck under it less and less), so a
+closed mouth on a picture whose jaw had dropped shows no second chin under it, and the jaw's outline moves with
+the chosen mouths, not with the picture's old speech. Pixels outside the mask and the jaw's move are the
+picture's own. Where the chosen frames jump from one run of the footage to another, the two runs
 meet over a frame on each side of the join, the new run's own earlier frame under the old and the old run's
 next frame under the new (``heygem.selection.join_fades``), so a join never pops and the new mouth is not late.
 They meet by a flow morph (``between``: both moved part of the way towards each other along their dense
 optical flow, then mixed), not a plain cross-fade, which showed two mouths at once: the teeth of one through the
 closed lips of the other, a lip's outline twice (with another voice nearly every frame is next to a join).
 A mouth may be drawn a little more or less open than it was filmed (``open_to``; ``reopened``): the lower lip
-and the chin above the jaw's edge moved down or up by a smooth field, the upper lip a fifth as far the other
+and the jaw under it moved down or up by a smooth field, the upper lip a fifth as far the other
 way, by at most its own opening more (a closed mouth is never torn open) and at most OPENING_STEP, and closed
 by at most CLOSING_SHARE of its opening (with another voice: ``heygem.selection.drawn_openings``).
 """
@@ -30,13 +33,14 @@ import cv2
 import numpy as np
 
 from heygem import blend
-from heygem.faces.landmarks import CHIN, INNER_LIP_LOWER, INNER_LIP_UPPER, JAW, MOUTH_CORNERS
+from heygem.faces.landmarks import (CHIN, EYE_OUTER_CORNERS, INNER_LIP_LOWER, INNER_LIP_UPPER, JAW,
+                                    MOUTH_CORNERS)
 from heygem.footage import CANONICAL_EYES, PATCH_BOX, FootageStudy
 from heygem.study import STABLE, similarity
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MouthPlacer", "between", "reopened"]
+__all__ = ["MouthPlacer", "between", "jaw_moved", "reopened"]
 
 FEATHER = 9.0  # px in the canonical frame (eye corners 100 px apart): the width of the mask's soft edge
 RING = 8  # px: the band outside the mask whose colour the placed mouth is matched to
@@ -50,6 +54,9 @@ OPENING_STEP = 4.0  # px in the canonical frame (4% of the eye distance): the mo
 CLOSING_SHARE = 0.7  # the most of its own opening a mouth is closed by
 UPPER_LIP_SHARE = 0.2  # the upper lip's share of a change in opening (the jaw moves the lower lip)
 LOWER_LIP_BOTTOM = 17  # face-mesh point at the middle of the lower lip's lower edge
+JAW_NECK = 0.45  # eye distances under the chin over which the neck follows less and less of the jaw's move
+JAW_SLACK = 0.015  # eye distances of the chin's move left undone: too little to show, and the picture is not resampled
+JAW_FIELD_STEP = 6  # px in the picture: the jaw's move is worked out this far apart and spread between
 
 
 class MouthPlacer:
@@ -74,8 +81,8 @@ class MouthPlacer:
         face whose 468 mesh ``points`` (picture pixels) are given; nothing when that frame has no face.
         ``fade_from``, ``fade_weight``: a studied frame morphed in with that weight (a join's fade,
         ``heygem.selection.join_fades``; ``between``). ``open_to``: the opening (over the eye distance) to draw
-        the mouth at, as far as ``reopened`` may move it (NaN: as filmed). Returns the rectangle drawn into
-        (``blend.warp_into``)."""
+        the mouth at, as far as ``reopened`` may move it (NaN: as filmed). The picture's jaw is moved to the
+        chosen chin first (``jaw_moved``). Returns the rectangle drawn into (``blend.warp_into``'s and the jaw's)."""
         patch = self.study.patch(index)
         if patch is None:
             return 0, 0, 0, 0
@@ -88,7 +95,13 @@ class MouthPlacer:
         # From the chosen frame's own skull points (in the canonical frame, where a head turned or tilted in
         # that frame still differs from the footage's median): its lower face sits under its own eyes and nose.
         own = self.study.points[index].astype(np.float32)[list(STABLE)]
-        affine = similarity(own, np.asarray(points, np.float32)[list(STABLE)])
+        to_picture = similarity(own, np.asarray(points, np.float32)[list(STABLE)])
+        # The picture's own jaw is moved to where the chosen chin lands: its sides and the neck under it follow
+        # the chosen mouth, so neither a second chin nor the jaw of the picture's old speech shows.
+        chin = self._chin(index, open_to) if under is None else (
+            (1.0 - fade_weight) * self._chin(index, open_to) + fade_weight * self._chin(fade_from, open_to))
+        points, jaw_rect = jaw_moved(picture, points, to_picture[:, :2] @ chin + to_picture[:, 2])
+        affine = to_picture.copy()
         affine[:, 2] += affine[:, :2] @ np.array([x1, y1], np.float64)  # the patch starts at (x1, y1)
         # The mask follows both jaw lines, so it is made in the patch's pixels for this picture's face.
         to_patch, jaw_points = cv2.invertAffineTransform(affine), np.asarray(points, np.float32)
@@ -96,7 +109,13 @@ class MouthPlacer:
         if under is not None:
             mask = np.maximum(mask, self._mask(fade_from, to_patch, jaw_points))
             patch = between(patch, under, fade_weight, self.flow)
-        return blend.warp_into(picture, patch, mask, self.ring, affine, self.colour)
+        return _union(blend.warp_into(picture, patch, mask, self.ring, affine, self.colour), jaw_rect)
+
+    def _chin(self, index: int, open_to: float) -> np.ndarray:
+        """Where studied frame ``index``'s chin is drawn (canonical frame): moved with its lower lip when it is
+        drawn more or less open (``reopened``)."""
+        lower = _opening_move(float(self.study.openings[index]), open_to) * (1.0 - UPPER_LIP_SHARE)
+        return self.study.points[index][CHIN].astype(np.float64) + (0.0, lower)
 
     def _mask(self, index: int, to_patch: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The blend mask of studied frame ``index`` over a picture whose points ``to_patch`` maps into the
@@ -115,6 +134,70 @@ class MouthPlacer:
         mask = cv2.GaussianBlur(hard, (0, 0), FEATHER / 2)
         mask[:2], mask[-2:], mask[:, :2], mask[:, -2:] = 0, 0, 0, 0
         return mask
+
+
+def jaw_moved(picture: np.ndarray, points: np.ndarray,
+              chin_to: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Moves the jaw of the face whose mesh ``points`` (picture pixels) are given, in ``picture`` (in place), so
+    its chin lands at ``chin_to`` along the face's up-down axis: the chin and the jaw line near it by the whole
+    move, less towards the jaw's corners, the lower face from nothing at the nose base to all of it at the chin,
+    and the neck under the chin less and less over JAW_NECK eye distances (or what the picture leaves under the
+    chin, by at most half of which the chin moves). Returns the points moved with it and the rectangle moved (x0,
+    y0, x1, y1; empty when nothing moved)."""
+    pts = np.asarray(points, np.float64)
+    eyes = pts[EYE_OUTER_CORNERS[1]] - pts[EYE_OUTER_CORNERS[0]]
+    eye = float(np.hypot(*eyes))
+    if eye < 1.0:
+        return points, (0, 0, 0, 0)
+    right = eyes / eye
+    down = np.array([-right[1], right[0]])
+    chin = pts[CHIN]
+    asked = float((np.asarray(chin_to, np.float64) - chin) @ down)
+    # A chin within JAW_SLACK of the chosen one shows no second chin: that much of any move is left undone.
+    move = float(np.sign(asked)) * max(abs(asked) - JAW_SLACK * eye, 0.0)
+    if move == 0.0:
+        return points, (0, 0, 0, 0)
+    jaw = pts[list(JAW)]
+    half = max(float(np.abs((jaw - chin) @ right).max()), 1.0)
+    above = max(float((chin - pts[NOSE_BASE]) @ down), 1.0)
+    # The picture may be a face's work area cut from the frame: the neck's fade ends inside it, and a move too
+    # large for the room left under the chin is made smaller (the neck stretched by at most half again).
+    room = (picture.shape[0] - 3 - chin[1]) / max(down[1], 0.5)
+    neck = min(JAW_NECK * eye, room)
+    move = float(np.clip(move, -neck / 2, neck / 2))
+    # The rectangle the move reaches: the jaw from corner to corner, nose base to the neck's fade (and the move).
+    corners = np.vstack([jaw, pts[NOSE_BASE], chin + down * (neck + abs(move))])
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
+    x1 = min(int(np.ceil(corners[:, 0].max())) + 3, picture.shape[1])
+    y1 = min(int(np.ceil(corners[:, 1].max())) + 3, picture.shape[0])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return points, (0, 0, 0, 0)
+
+    def shift_at(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # how far down the face's axis each point moves
+        along = (x - chin[0]) * right[0] + (y - chin[1]) * right[1]
+        depth = (x - chin[0]) * down[0] + (y - chin[1]) * down[1]
+        across = 1.0 - blend.smoothstep((np.abs(along) / half - 0.25) / 0.85)
+        vertical = np.where(depth < 0, blend.smoothstep(1.0 + depth / above), 1.0 - blend.smoothstep(depth / neck))
+        return move * across * vertical
+
+    # Each pixel samples the one that lands on it: p = s + shift(s) down, solved for s by fixed-point steps on
+    # every JAW_FIELD_STEP-th pixel (the field is smooth; a tenth of the cost), then spread to every pixel.
+    h, w = y1 - y0, x1 - x0
+    columns, rows = -(-w // JAW_FIELD_STEP), -(-h // JAW_FIELD_STEP)
+    # Where cv2.resize takes its samples from: the small grid's k-th at (k + 0.5) * size / count - 0.5.
+    gx, gy = np.meshgrid(x0 + (np.arange(columns) + 0.5) * w / columns - 0.5,
+                         y0 + (np.arange(rows) + 0.5) * h / rows - 0.5)
+    source = np.zeros_like(gx)
+    for _ in range(4):
+        source = shift_at(gx - source * down[0], gy - source * down[1])
+    amount = cv2.resize(source.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    fx, fy = _grid(h, w)
+    region = picture[y0:y1, x0:x1]
+    region[:] = cv2.remap(picture, fx + np.float32(x0) - amount * np.float32(down[0]),
+                          fy + np.float32(y0) - amount * np.float32(down[1]), cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    moved = pts + shift_at(pts[:, 0], pts[:, 1])[:, None] * down
+    return moved.astype(np.float32), (int(x0), int(y0), int(x1), int(y1))
 
 
 def between(a: np.ndarray, b: np.ndarray, weight: float, flow: cv2.DISOpticalFlow) -> np.ndarray:
@@ -139,19 +222,16 @@ def between(a: np.ndarray, b: np.ndarray, weight: float, flow: cv2.DISOpticalFlo
 def reopened(patch: np.ndarray, points: np.ndarray, filmed: float, open_to: float) -> np.ndarray:
     """``patch`` (BGR, PATCH_BOX of the canonical frame) with its mouth, filmed ``filmed`` open (over the eye
     distance) with the canonical face-mesh ``points``, drawn towards ``open_to``: the lower lip moves by the
-    change (and the chin, less towards the jaw's edge), the upper lip a fifth as far the other way, the gap
+    change (and the jaw under it), the upper lip a fifth as far the other way, the gap
     between them stretched or squeezed evenly, nothing beyond the mouth's corners. Opened by at most its own
     opening more and OPENING_STEP, closed by at most CLOSING_SHARE of its opening; returned as it is when that
     leaves under a quarter pixel or the opening is unknown."""
-    gap = float(filmed) * EYE_SPAN
-    if not np.isfinite(gap) or not np.isfinite(open_to):
-        return patch
-    move = float(np.clip((open_to - filmed) * EYE_SPAN, -CLOSING_SHARE * gap, min(gap, OPENING_STEP)))
-    if abs(move) < 0.25:
+    move = _opening_move(filmed, open_to)
+    if move == 0.0:
         return patch
     p = np.asarray(points, np.float32) - np.asarray(PATCH_BOX[:2], np.float32)
     top, bottom = p[INNER_LIP_UPPER[0], 1], p[INNER_LIP_LOWER[0], 1]
-    lower_edge, chin, nose = p[LOWER_LIP_BOTTOM, 1], p[CHIN, 1], p[NOSE_BASE, 1]
+    nose = p[NOSE_BASE, 1]
     left, right = p[MOUTH_CORNERS[0], 0], p[MOUTH_CORNERS[1], 0]
     centre, half = 0.5 * (left + right), max(0.5 * abs(right - left), 1.0)
     h, w = patch.shape[:2]
@@ -162,10 +242,9 @@ def reopened(patch: np.ndarray, points: np.ndarray, filmed: float, open_to: floa
     y = gy[:, 0]
     across_gap = np.clip((y - top) / max(bottom - top, 1.0), 0.0, 1.0)
     towards_nose = 1.0 - blend.smoothstep((top - y) / max(top - nose, 1.0))
-    towards_chin = 1.0 - blend.smoothstep((y - lower_edge) / max(chin - lower_edge, 1.0))
-    down = np.where(y < top, upper * towards_nose,
-                    np.where(y <= bottom, upper + (lower - upper) * across_gap,
-                             np.where(y <= lower_edge, lower, lower * towards_chin)))
+    # Under the lips the whole jaw moves with the lower one (the picture's jaw is moved to its chin, jaw_moved).
+    down = np.where(y < top, upper * towards_nose, np.where(y <= bottom, upper + (lower - upper) * across_gap, lower))
+    # Beside the mouth the move fades out by the corners; under it, by the jaw's sides.
     across = 1.0 - blend.smoothstep((np.abs(gx[0] - centre) - 0.9 * half) / (0.6 * half))
     shift = np.outer(down, across).astype(np.float32)
     # Each output pixel samples the filmed one that lands on it: y = s + shift(s), solved for s by fixed-point
@@ -174,6 +253,26 @@ def reopened(patch: np.ndarray, points: np.ndarray, filmed: float, open_to: floa
     for _ in range(4):
         source = gy - cv2.remap(shift, gx, source, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.remap(patch, gx, source, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The smallest rectangle (x0, y0, x1, y1) holding both; an empty one (x1 <= x0) holds nothing."""
+    if a[2] <= a[0] or a[3] <= a[1]:
+        return b
+    if b[2] <= b[0] or b[3] <= b[1]:
+        return a
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def _opening_move(filmed: float, open_to: float) -> float:
+    """How far (canonical px, down: opened) ``reopened`` moves the lips apart for a mouth filmed ``filmed`` open
+    and asked ``open_to`` (over the eye distance): at most its own opening more and OPENING_STEP, at most
+    CLOSING_SHARE of its opening less; 0 when that is under a quarter pixel or either is unknown."""
+    gap = float(filmed) * EYE_SPAN
+    if not np.isfinite(gap) or not np.isfinite(open_to):
+        return 0.0
+    move = float(np.clip((open_to - filmed) * EYE_SPAN, -CLOSING_SHARE * gap, min(gap, OPENING_STEP)))
+    return move if abs(move) >= 0.25 else 0.0
 
 
 @functools.lru_cache(maxsize=4)
