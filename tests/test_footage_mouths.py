@@ -30,9 +30,10 @@ def _points(image: np.ndarray) -> np.ndarray:
     return LandmarkTracker()(image)
 
 
-def _placed(placer: MouthPlacer, picture: np.ndarray, index: int) -> np.ndarray:
+def _placed(placer: MouthPlacer, picture: np.ndarray, index: int, shown: int) -> np.ndarray:
+    """Studied frame ``index``'s mouth drawn on ``picture``, which is studied frame ``shown``."""
     out = picture.copy()
-    placer.place(out, _points(picture), index)
+    placer.place(out, _points(picture), index, shown=shown)
     return out
 
 
@@ -40,7 +41,7 @@ def test_a_frame_given_its_own_mouth_is_left_almost_as_it_was(footage) -> None:
     study, frames = footage
     index = int(np.argmax(study.openings))
     picture = frames[index]
-    placed = _placed(MouthPlacer(study), picture, index)
+    placed = _placed(MouthPlacer(study), picture, index, index)
     changed = np.abs(placed.astype(np.int16) - picture.astype(np.int16)).max(axis=2) > 0
     assert changed.any()
     rows, cols = np.nonzero(changed)
@@ -56,12 +57,12 @@ def test_the_placed_mouth_is_the_chosen_one_in_the_pictures_pose(footage) -> Non
     most_open, most_closed = int(np.argmax(study.openings)), int(np.argmin(study.openings))
     placer = MouthPlacer(study)
     closed_picture = frames[most_closed]
-    opened = _placed(placer, closed_picture, most_open)
+    opened = _placed(placer, closed_picture, most_open, most_closed)
     assert mouth_opening(_points(opened)) > max(0.6 * study.openings[most_open],
                                                  study.openings[most_closed] + 0.05)
     placer.reset()
     open_picture = frames[most_open]
-    closed = _placed(placer, open_picture, most_closed)
+    closed = _placed(placer, open_picture, most_closed, most_open)
     assert mouth_opening(_points(closed)) < study.openings[most_closed] + 0.3 * (study.openings[most_open] -
                                                                                  study.openings[most_closed])
 
@@ -77,7 +78,7 @@ def test_a_mouth_is_drawn_as_open_as_asked_within_its_own_reach(footage) -> None
 
     def drawn(index: int, open_to: float) -> tuple[np.ndarray, float]:
         out = picture.copy()
-        MouthPlacer(study).place(out, points, index, open_to=open_to)
+        MouthPlacer(study).place(out, points, index, open_to=open_to, shown=middle)
         return out, mouth_opening(_points(out))
 
     as_filmed, read = drawn(middle, float("nan"))
@@ -86,7 +87,7 @@ def test_a_mouth_is_drawn_as_open_as_asked_within_its_own_reach(footage) -> None
     _, read_narrower = drawn(middle, filmed - 0.03)
     print(f"filmed {filmed:.3f}, read {read:.3f}; asked +0.03: {read_wider:.3f}, -0.03: {read_narrower:.3f}")
     assert np.array_equal(as_filmed, same) and read_same == read
-    assert read_wider > read + 0.015 and read_narrower < read - 0.01  # measured +0.018, -0.019
+    assert read_wider > read + 0.015 and read_narrower < read - 0.01  # measured +0.027, -0.015
     shut = int(np.nanargmin(openings))
     _, read_shut = drawn(shut, float("nan"))
     _, read_forced = drawn(shut, float(study.openings[shut]) + 0.1)
@@ -134,7 +135,7 @@ def test_a_mouth_from_a_turned_head_brings_no_second_jaw_line(turning, monkeypat
             return moved
 
         monkeypatch.setattr(footage_mouths, "jaw_moved", moving)
-        drawn = MouthPlacer(study).place(out, points, turned)
+        drawn = MouthPlacer(study).place(out, points, turned, shown=0)
         assert drawn != (0, 0, 0, 0)
         # The chosen frame's jaw line where the placement puts it in the picture, its sides only.
         to_picture = similarity(study.points[turned].astype(np.float32)[list(STABLE)], points[list(STABLE)])
@@ -187,7 +188,7 @@ def test_a_join_shows_one_mouth_between_the_two_not_both(turning) -> None:
 
     def opening(index: int, fade_from: int = -1, weight: float = 0.0) -> float:
         out = picture.copy()
-        MouthPlacer(study).place(out, points, index, fade_from, weight)
+        MouthPlacer(study).place(out, points, index, fade_from, weight, shown=shut)
         return mouth_opening(_points(out))
 
     shut_opening, wide_opening, halfway = opening(shut), opening(wide), opening(wide, shut, 0.5)
@@ -203,8 +204,8 @@ def test_a_closed_mouth_on_an_open_jaw_lifts_the_jaw_no_second_chin_shows(turnin
     import cv2
 
     from heygem.engines import footage_mouths
+    from heygem.engines.footage_mouths import EYE_SPAN
     from heygem.faces.landmarks import CHIN, JAW
-    from heygem.study import STABLE, similarity
 
     study, frames = turning
     chins = np.where(study.usable, study.points[:, CHIN, 1], np.nan)
@@ -212,11 +213,9 @@ def test_a_closed_mouth_on_an_open_jaw_lifts_the_jaw_no_second_chin_shows(turnin
     assert study.openings[wide] > study.openings[shut] + 0.1  # measured 0.22 and 0.04
     picture = frames[wide]
     points = _points(picture)
-    to_picture = similarity(study.points[shut].astype(np.float32)[list(STABLE)], points[list(STABLE)])
-    chosen_chin = study.points[shut][CHIN] @ to_picture[:, :2].T + to_picture[:, 2]
-    eye = float(np.linalg.norm(points[33] - points[263]))
-    print(f"the chosen chin {(points[CHIN, 1] - chosen_chin[1]) / eye:.2f} eye distances above the picture's")
-    assert points[CHIN, 1] - chosen_chin[1] > 0.15 * eye  # measured 0.34
+    above = (study.points[wide][CHIN, 1] - study.points[shut][CHIN, 1]) / EYE_SPAN
+    print(f"the chosen chin {above:.2f} eye distances above the picture's")
+    assert above > 0.15  # measured 0.30
     front = footage_mouths._CHIN_FRONT
     chin_front = points[list(JAW)][front[0]:front[1] + 1]
 
@@ -227,7 +226,7 @@ def test_a_closed_mouth_on_an_open_jaw_lifts_the_jaw_no_second_chin_shows(turnin
 
     def placed() -> np.ndarray:
         out = picture.copy()
-        MouthPlacer(study).place(out, points, shut)
+        MouthPlacer(study).place(out, points, shut, shown=wide)
         return out
 
     lifted = chin_edge(placed())

@@ -156,6 +156,15 @@ def _choose_from_footage(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
     return chosen, drawn_openings(index, chosen, features, loudness, voice_distance=distance)
 
 
+def studied_pictures(footage: FootageStudy, shown: np.ndarray | None) -> np.ndarray:
+    """For each output frame, the studied frame that is its picture (``EngineJob.shown``), or -1 where the study
+    did not keep that very frame (sampled footage) or the pictures are not known."""
+    if shown is None:
+        return np.zeros(0, np.int64)
+    at = np.clip(np.searchsorted(footage.frames, shown), 0, len(footage.frames) - 1)
+    return np.where(footage.frames[at] == shown, at, -1).astype(np.int64)
+
+
 def keep_mesh_points(crops: Iterable[np.ndarray], memo: MeshMemo) -> None:
     """The points of a presenter's face crops in a job's order (every frame with a face, from the first), each
     tracked from the one before as ``paint`` tracks them, into ``memo``: the presenter's first job then finds
@@ -304,6 +313,7 @@ class BuiltinEngine(Engine):
         self.chosen: np.ndarray | None = None
         self.fades: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))  # join_fades of chosen
         self.open_to = np.zeros(0)  # the opening to draw each chosen mouth at (NaN: as filmed)
+        self.pictures_studied = np.zeros(0, np.int64)  # the studied frame each output frame's picture is (-1: none)
         self.placer: MouthPlacer | None = None
         self.footage_frames = 0
         self.footage_fallback: str | None = None
@@ -368,6 +378,7 @@ class BuiltinEngine(Engine):
                 if self.footage_fallback is None:
                     self.chosen, self.open_to = _choose_from_footage(job)
                     self.fades = join_fades(self.chosen, job.footage.usable)
+                    self.pictures_studied = studied_pictures(job.footage, job.shown)
                     self.placer = MouthPlacer(job.footage)
                     self.footage_frames = int(job.footage.usable.sum())
                 else:
@@ -821,8 +832,9 @@ class BuiltinEngine(Engine):
             in_frame = points @ to_frame[:, :2].T + to_frame[:, 2]
             at = min(max(index, 0), len(self.chosen) - 1)
             fade_from, fade_weight = self.fades[0][at], self.fades[1][at]
+            shown = int(self.pictures_studied[at]) if at < len(self.pictures_studied) else -1
             drawn = self.placer.place(image, in_frame.astype(np.float32), int(self.chosen[at]), int(fade_from),
-                                      float(fade_weight), float(self.open_to[at]))
+                                      float(fade_weight), float(self.open_to[at]), shown)
         else:
             drawn = self._render(image, points, self._morph(index), to_frame)
         if self.motion == "alive":  # after the mouth: it moves with the head

@@ -76,13 +76,16 @@ class MouthPlacer:
         self.colour.reset()
 
     def place(self, picture: np.ndarray, points: np.ndarray, index: int, fade_from: int = -1,
-              fade_weight: float = 0.0, open_to: float = float("nan")) -> tuple[int, int, int, int]:
+              fade_weight: float = 0.0, open_to: float = float("nan"), shown: int = -1) -> tuple[int, int, int, int]:
         """Draws the lower face of studied frame ``index`` into ``picture`` (BGR, in place), in the pose of the
         face whose 468 mesh ``points`` (picture pixels) are given; nothing when that frame has no face.
         ``fade_from``, ``fade_weight``: a studied frame morphed in with that weight (a join's fade,
         ``heygem.selection.join_fades``; ``between``). ``open_to``: the opening (over the eye distance) to draw
-        the mouth at, as far as ``reopened`` may move it (NaN: as filmed). The picture's jaw is moved to the
-        chosen chin first (``jaw_moved``). Returns the rectangle drawn into (``blend.warp_into``'s and the jaw's)."""
+        the mouth at, as far as ``reopened`` may move it (NaN: as filmed). ``shown``: the studied frame that
+        is the picture (-1: none); its jaw is moved by as much as the chosen chin lies above or below its own
+        first (``jaw_moved``: both chins as the study read them, for the face mesh on a job's face crops reads
+        a chin 8-13% of the eye distance lower than on whole frames). Returns the rectangle drawn into
+        (``blend.warp_into``'s and the jaw's)."""
         patch = self.study.patch(index)
         if patch is None:
             return 0, 0, 0, 0
@@ -96,11 +99,15 @@ class MouthPlacer:
         # that frame still differs from the footage's median): its lower face sits under its own eyes and nose.
         own = self.study.points[index].astype(np.float32)[list(STABLE)]
         to_picture = similarity(own, np.asarray(points, np.float32)[list(STABLE)])
-        # The picture's own jaw is moved to where the chosen chin lands: its sides and the neck under it follow
-        # the chosen mouth, so neither a second chin nor the jaw of the picture's old speech shows.
-        chin = self._chin(index, open_to) if under is None else (
-            (1.0 - fade_weight) * self._chin(index, open_to) + fade_weight * self._chin(fade_from, open_to))
-        points, jaw_rect = jaw_moved(picture, points, to_picture[:, :2] @ chin + to_picture[:, 2])
+        # The picture's own jaw is moved as far as the chosen chin lies from its own: its sides and the neck under
+        # it follow the chosen mouth, so neither a second chin nor the jaw of the picture's old speech shows.
+        jaw_rect = (0, 0, 0, 0)
+        if 0 <= shown < len(self.study.points) and self.study.usable[shown]:
+            chin = self._chin(index, open_to) if under is None else (
+                (1.0 - fade_weight) * self._chin(index, open_to) + fade_weight * self._chin(fade_from, open_to))
+            own_chin = self.study.points[shown][CHIN].astype(np.float64)
+            points = np.asarray(points, np.float32)
+            points, jaw_rect = jaw_moved(picture, points, points[CHIN] + to_picture[:, :2] @ (chin - own_chin))
         affine = to_picture.copy()
         affine[:, 2] += affine[:, :2] @ np.array([x1, y1], np.float64)  # the patch starts at (x1, y1)
         # The mask follows both jaw lines, so it is made in the patch's pixels for this picture's face.
