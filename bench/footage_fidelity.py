@@ -54,11 +54,11 @@ def render(split, out: Path, identity: bool) -> tuple[np.ndarray, Path]:
     choose = builtin._choose_from_footage
 
     def recording(job):
-        frames, open_to = choose(job)
+        frames, drawn = choose(job)
         if identity:
             frames = np.minimum(np.arange(len(frames)), len(job.footage.usable) - 1)
         chosen["frames"] = frames
-        return frames, open_to
+        return frames, drawn
 
     settings = Settings(engine=EngineOptions(engine="builtin", mouth_drive="footage"),
                         encode=EncodeOptions(preset="veryfast"), detection=DetectionOptions(cache_dir=None))

@@ -82,9 +82,9 @@ def strips(media: Path, presenter: str, language: str, speech: str, out_dir: Pat
     choose = builtin._choose_from_footage
 
     def recording(job):  # the footage frame of each output frame, as the engine chose them
-        frames, open_to = choose(job)
+        frames, drawn = choose(job)
         chosen.extend(int(f) for f in frames)
-        return frames, open_to
+        return frames, drawn
 
     builtin._choose_from_footage = recording
     try:

@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     choose = builtin._choose_from_footage
 
     def recording(job):  # the engine's own choice, the studied jaw lines and the pictures it is drawn on
-        frames, open_to = choose(job)
+        frames, drawn = choose(job)
         shown = np.clip(np.searchsorted(job.footage.frames, job.shown), 0, len(job.footage.frames) - 1)
         chosen.append((np.asarray(frames), jaw_outline(job.footage.points.astype(np.float32)), shown))
-        return frames, open_to
+        return frames, drawn
 
     builtin._choose_from_footage = recording
     print("| --- | --- | " + " | ".join("---" for _ in args.drives) + " | --- |")

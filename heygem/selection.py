@@ -54,7 +54,7 @@ import numpy as np
 from heygem.speech.frames import LOUDNESS_RANGE, FeatureOptions, feature_groups, lip_closure
 
 __all__ = ["FADE_FRAMES", "MAX_LOOKAHEAD", "MOUTH_MEASURES", "FootageIndex", "SelectionOptions", "build_index",
-           "choose_frames", "drawn_openings", "fit_ridge", "jaw_outline", "join_fades", "mouth_measures",
+           "choose_frames", "drawn_openings", "drawn_widths", "fit_ridge", "jaw_outline", "join_fades", "mouth_measures",
            "predict_mouth", "run_lengths"]
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ JAW_FREE_PERCENTILE = 95  # of the footage's own frame-to-frame jaw steps: a joi
 REST_SHARE = 0.1  # without enough quiet closed frames, the most closed tenth of the footage is its rest
 RIDGE_ALPHAS = (1.0, 10.0, 100.0, 1000.0)
 LINE_PERCENTILES = (5.0, 95.0)  # the ends of ``_loudness_line``, in the speech's loudness and the person's openings
+WIDTH_MIN_GAIN = 0.08  # of the person's middle width: the least a fully spread or rounded lip shape asks (drawn_widths)
 
 # Face-mesh points: inner lip pairs (top, bottom), outer top and bottom of the lips, corners, eye corners.
 _INNER_PAIRS = ((13, 14), (82, 87), (312, 317))
@@ -165,6 +166,8 @@ class SelectionOptions:
         prior's. The path meets another voice's loudness only as well as the footage's frames in the picture's
         pose allow (before drawing r 0.66-0.85 over the shared presenters); the own voice's sounds chose the
         mouth, and it is drawn as filmed.
+    other_voice_width_share: the same for the width its lip shape asks (``drawn_widths``: rounded on "oo",
+        spread on "ee"), which the choice, held by the head's pose and the jaw line, meets least.
     """
 
     target: str = "both"
@@ -187,6 +190,7 @@ class SelectionOptions:
     pose_weight: float = 1000.0  # 0 -> 1000: a turning head's chosen jaw lines 0.21 -> 0.085 from the picture's (RESULTS)
     pose_free: float = 0.11
     other_voice_opening_share: float = 1.0  # 0 -> 1: another voice's proxy 0.67 / 0.70 -> 0.72 / 0.76 (RESULTS)
+    other_voice_width_share: float = 1.0
 
     def __post_init__(self) -> None:
         if self.target not in ("features", "ridge", "both"):
@@ -210,6 +214,11 @@ class SelectionOptions:
         """The share of the way a chosen mouth is drawn towards the opening its loudness asks (``drawn_openings``)
         for a speech whose voice is ``voice_distance`` from the footage's: none for the own voice."""
         return self._ramped(0.0, self.other_voice_opening_share, voice_distance)
+
+    def width_share_for(self, voice_distance: float | None) -> float:
+        """The share of the way a chosen mouth is drawn towards the width its lip shape asks (``drawn_widths``)
+        for a speech whose voice is ``voice_distance`` from the footage's: none for the own voice."""
+        return self._ramped(0.0, self.other_voice_width_share, voice_distance)
 
     def closure_weight_for(self, voice_distance: float | None) -> float:
         """The lip-closure prior's weight for a speech whose voice is ``voice_distance`` from the footage's."""
@@ -657,6 +666,34 @@ def drawn_openings(index: FootageIndex, chosen: np.ndarray, speech_features: np.
     closure = np.clip(lip_closure(speech_features, index.feature_options).astype(np.float64), 0.0, 1.0)
     drawn = own + share * np.where(closure >= 0.5, np.minimum(change, 0.0), (1.0 - closure) * change)
     drawn[pause] = np.nan
+    return drawn
+
+
+def drawn_widths(index: FootageIndex, chosen: np.ndarray, spread: np.ndarray, loudness: np.ndarray,
+                 options: SelectionOptions = SelectionOptions(),
+                 voice_distance: float | None = None) -> np.ndarray:
+    """(T,) the corner width (over the eye distance, as ``mouth_measures``) to draw each chosen footage frame's
+    mouth at: for a voice unlike the footage's, ``other_voice_width_share`` (ramped by ``voice_distance``) of the
+    way from the chosen frame's own width to the one the speech's lip shape asks of this person (``spread``, -1
+    rounded .. +1 spread, ``heygem.speech.phones.mouth_shapes``): their middle width for a neutral lip, their
+    widest (95th percentile) fully spread, their narrowest (5th) fully rounded, each at least WIDTH_MIN_GAIN of
+    the middle width away from it, as the key mouths are drawn (``heygem.engines.builtin``). NaN where the mouth
+    is drawn as filmed: the own voice, a pause, a frame without a face."""
+    chosen = np.asarray(chosen, np.int64)
+    share = options.width_share_for(voice_distance)
+    if share <= 0 or len(chosen) == 0:
+        return np.full(len(chosen), np.nan)
+    spread = np.clip(np.asarray(spread, np.float64), -1.0, 1.0)
+    if not len(spread) == len(loudness) == len(chosen):
+        raise ValueError(f"spread has {len(spread)} frames, the loudness {len(loudness)}, the choice {len(chosen)}")
+    widths = index.mouth[index.face, 1]
+    narrow, middle, wide = np.percentile(widths, (5.0, 50.0, 95.0))
+    to_spread = max(wide - middle, WIDTH_MIN_GAIN * middle)
+    to_round = max(middle - narrow, WIDTH_MIN_GAIN * middle)
+    asked = middle + np.where(spread > 0, spread * to_spread, spread * to_round)
+    own = index.mouth[chosen, 1]
+    drawn = own + share * (asked - own)
+    drawn[_pauses(np.asarray(loudness, np.float64), index.fps)] = np.nan
     return drawn
 
 

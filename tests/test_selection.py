@@ -11,7 +11,7 @@ from heygem.media.audio import load_audio
 from heygem.media.probe import probe
 from heygem.media.video import iter_frames
 from heygem.selection import (MAX_LOOKAHEAD, SelectionOptions, build_index, choose_frames, drawn_openings,
-                              jaw_outline, join_fades, mouth_measures, run_lengths)
+                              drawn_widths, jaw_outline, join_fades, mouth_measures, run_lengths)
 from heygem.speech.frames import (feature_groups, frame_loudness, lip_closure, speech_features, voice_distance,
                                   voice_print)
 
@@ -261,6 +261,35 @@ def test_with_another_voice_the_mouths_are_drawn_at_its_loudness(katie: Footage,
     quiet_features, quiet_loudness = speech_features(quiet, katie.fps, m), frame_loudness(quiet, katie.fps, m)
     rest = choose_frames(index, quiet_features, quiet_loudness, voice_distance=1.0)
     assert np.isnan(drawn_openings(index, rest, quiet_features, quiet_loudness, voice_distance=1.0)).all()
+
+
+def test_with_another_voice_the_mouths_are_drawn_as_wide_as_its_lip_shapes(katie: Footage, radio) -> None:
+    """With another voice the chosen mouths are drawn as wide as the speech's lip shape asks of the person
+    (rounded on "oo", spread on "ee"): the drawn widths follow its lip shape closer than the chosen ones and stay
+    near the person's own widths; the own voice's mouths and the pauses' rest mouths are drawn as filmed."""
+    from heygem.speech.phones import mouth_shapes, recognise_phones
+
+    index = katie.index(0, katie.n)
+    n = round(len(radio) / RATE * float(katie.fps))
+    features, loudness = speech_features(radio, katie.fps, n), frame_loudness(radio, katie.fps, n)
+    spread = mouth_shapes(recognise_phones(radio), radio, katie.fps, n).spread
+    chosen = choose_frames(index, features, loudness, voice_distance=1.0)
+    drawn = drawn_widths(index, chosen, spread, loudness, voice_distance=1.0)
+    filmed = index.mouth[chosen, 1]
+    assert np.isfinite(drawn).all()  # this speech has no pause
+    print(f"lip shape r: chosen widths {pearson(filmed, spread):.2f}, drawn {pearson(drawn, spread):.2f}")
+    assert pearson(drawn, spread) > pearson(filmed, spread) + 0.2  # measured 0.36 -> 0.97
+    person = index.mouth[index.face, 1]
+    middle = np.median(person)
+    assert 0.85 * person.min() <= drawn.min() and drawn.max() <= 1.15 * person.max()
+    assert drawn[spread < -0.5].mean() < middle < drawn[spread > 0.5].mean()
+    own = choose_frames(index, features, loudness, voice_distance=None)
+    assert np.isnan(drawn_widths(index, own, spread, loudness, voice_distance=None)).all()
+    quiet = np.zeros(2 * RATE, np.float32)
+    m = round(2 * float(katie.fps))
+    quiet_loudness = frame_loudness(quiet, katie.fps, m)
+    rest = choose_frames(index, speech_features(quiet, katie.fps, m), quiet_loudness, voice_distance=1.0)
+    assert np.isnan(drawn_widths(index, rest, np.zeros(m), quiet_loudness, voice_distance=1.0)).all()
 
 
 def test_joins_keep_the_jaw_line_where_the_footage_moves_it(katie: Footage, radio) -> None:

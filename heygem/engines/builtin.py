@@ -53,7 +53,8 @@ from heygem.faces.landmarks import (
 from heygem.faces.mesh_memo import MeshMemo
 from heygem.footage import FootageStudy
 from heygem.prefetch import Prefetch
-from heygem.selection import build_index, choose_frames, drawn_openings, jaw_outline, join_fades, mouth_measures
+from heygem.selection import (build_index, choose_frames, drawn_openings, drawn_widths, jaw_outline, join_fades,
+                              mouth_measures)
 from heygem.speech.frames import frame_loudness, speech_features, voice_distance, voice_print
 from heygem.speech.loudness import mouth_drive
 from heygem.speech.phones import VISEMES, MouthShapes
@@ -134,8 +135,8 @@ def footage_problem(footage: FootageStudy | None, photo: bool) -> str | None:
 def _choose_from_footage(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
     """The studied footage frame to show for each output frame: chosen by the speech's sounds against the
     footage's own speech (heygem.selection: one path for the whole speech, runs of real frames preferred, rest
-    mouths in pauses); and the opening to draw each at (NaN: as filmed; another voice's loudness,
-    ``heygem.selection.drawn_openings``)."""
+    mouths in pauses); and (T, 2) the opening and width to draw each at (NaN: as filmed; another voice's
+    loudness and lip shape, ``heygem.selection.drawn_openings`` and ``drawn_widths``)."""
     footage = job.footage
     assert footage is not None and footage.features is not None and footage.loudness is not None
     points = footage.points.astype(np.float32)
@@ -153,7 +154,10 @@ def _choose_from_footage(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
         shown = np.clip(np.searchsorted(footage.frames, job.shown), 0, len(footage.frames) - 1)
     loudness = frame_loudness(job.samples, job.fps, job.frames)
     chosen = choose_frames(index, features, loudness, voice_distance=distance, shown=shown)
-    return chosen, drawn_openings(index, chosen, features, loudness, voice_distance=distance)
+    openings = drawn_openings(index, chosen, features, loudness, voice_distance=distance)
+    widths = (np.full(len(chosen), np.nan) if job.shapes is None else
+              drawn_widths(index, chosen, job.shapes.spread[:len(chosen)], loudness, voice_distance=distance))
+    return chosen, np.column_stack([openings, widths])
 
 
 def studied_pictures(footage: FootageStudy, shown: np.ndarray | None) -> np.ndarray:
@@ -312,7 +316,7 @@ class BuiltinEngine(Engine):
         # The footage drive: a studied footage frame per output frame, placed by ``placer``; or why not.
         self.chosen: np.ndarray | None = None
         self.fades: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))  # join_fades of chosen
-        self.open_to = np.zeros(0)  # the opening to draw each chosen mouth at (NaN: as filmed)
+        self.drawn = np.zeros((0, 2))  # the opening and width to draw each chosen mouth at (NaN: as filmed)
         self.pictures_studied = np.zeros(0, np.int64)  # the studied frame each output frame's picture is (-1: none)
         self.placer: MouthPlacer | None = None
         self.footage_frames = 0
@@ -376,7 +380,7 @@ class BuiltinEngine(Engine):
             if job.drive == "footage":
                 self.footage_fallback = footage_problem(job.footage, self.photo)
                 if self.footage_fallback is None:
-                    self.chosen, self.open_to = _choose_from_footage(job)
+                    self.chosen, self.drawn = _choose_from_footage(job)
                     self.fades = join_fades(self.chosen, job.footage.usable)
                     self.pictures_studied = studied_pictures(job.footage, job.shown)
                     self.placer = MouthPlacer(job.footage)
@@ -834,7 +838,7 @@ class BuiltinEngine(Engine):
             fade_from, fade_weight = self.fades[0][at], self.fades[1][at]
             shown = int(self.pictures_studied[at]) if at < len(self.pictures_studied) else -1
             drawn = self.placer.place(image, in_frame.astype(np.float32), int(self.chosen[at]), int(fade_from),
-                                      float(fade_weight), float(self.open_to[at]), shown)
+                                      float(fade_weight), float(self.drawn[at, 0]), shown, float(self.drawn[at, 1]))
         else:
             drawn = self._render(image, points, self._morph(index), to_frame)
         if self.motion == "alive":  # after the mouth: it moves with the head

@@ -34,13 +34,13 @@ import numpy as np
 
 from heygem import blend
 from heygem.faces.landmarks import (CHIN, EYE_OUTER_CORNERS, INNER_LIP_LOWER, INNER_LIP_UPPER, JAW,
-                                    MOUTH_CORNERS)
+                                    MOUTH_CORNERS, OUTER_LIP)
 from heygem.footage import CANONICAL_EYES, PATCH_BOX, FootageStudy
 from heygem.study import STABLE, similarity
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MouthPlacer", "between", "jaw_moved", "reopened"]
+__all__ = ["MouthPlacer", "between", "jaw_moved", "reopened", "rewidened"]
 
 FEATHER = 9.0  # px in the canonical frame (eye corners 100 px apart): the width of the mask's soft edge
 RING = 8  # px: the band outside the mask whose colour the placed mouth is matched to
@@ -53,6 +53,8 @@ EYE_SPAN = CANONICAL_EYES[1][0] - CANONICAL_EYES[0][0]  # px: the canonical fram
 OPENING_STEP = 4.0  # px in the canonical frame (4% of the eye distance): the most a mouth is opened further
 CLOSING_SHARE = 0.7  # the most of its own opening a mouth is closed by
 UPPER_LIP_SHARE = 0.2  # the upper lip's share of a change in opening (the jaw moves the lower lip)
+WIDTH_MAX_CHANGE = 0.25  # the most a mouth is widened or narrowed, as a share of its width
+WIDTH_REACH = (1.1, 0.8)  # the widening's smooth bump: its spread across and down, in half mouth widths
 LOWER_LIP_BOTTOM = 17  # face-mesh point at the middle of the lower lip's lower edge
 JAW_NECK = 0.45  # eye distances under the chin over which the neck follows less and less of the jaw's move
 JAW_SLACK = 0.015  # eye distances of the chin's move left undone: too little to show, and the picture is not resampled
@@ -76,7 +78,8 @@ class MouthPlacer:
         self.colour.reset()
 
     def place(self, picture: np.ndarray, points: np.ndarray, index: int, fade_from: int = -1,
-              fade_weight: float = 0.0, open_to: float = float("nan"), shown: int = -1) -> tuple[int, int, int, int]:
+              fade_weight: float = 0.0, open_to: float = float("nan"), shown: int = -1,
+              width_to: float = float("nan")) -> tuple[int, int, int, int]:
         """Draws the lower face of studied frame ``index`` into ``picture`` (BGR, in place), in the pose of the
         face whose 468 mesh ``points`` (picture pixels) are given; nothing when that frame has no face.
         ``fade_from``, ``fade_weight``: a studied frame morphed in with that weight (a join's fade,
@@ -85,7 +88,8 @@ class MouthPlacer:
         is the picture (-1: none); its jaw is moved by as much as the chosen chin lies above or below its own
         first (``jaw_moved``: both chins as the study read them, for the face mesh on a job's face crops reads
         a chin 8-13% of the eye distance lower than on whole frames). Returns the rectangle drawn into
-        (``blend.warp_into``'s and the jaw's)."""
+        (``blend.warp_into``'s and the jaw's). ``width_to``: the corner width (over the eye distance) to draw
+        the mouth at, as far as ``rewidened`` may move it (NaN: as filmed)."""
         patch = self.study.patch(index)
         if patch is None:
             return 0, 0, 0, 0
@@ -94,6 +98,10 @@ class MouthPlacer:
             patch = reopened(patch, self.study.points[index], float(self.study.openings[index]), open_to)
             if under is not None:
                 under = reopened(under, self.study.points[fade_from], float(self.study.openings[fade_from]), open_to)
+        if np.isfinite(width_to):  # and from its own width
+            patch = rewidened(patch, self.study.points[index], float(self.study.widths[index]), width_to)
+            if under is not None:
+                under = rewidened(under, self.study.points[fade_from], float(self.study.widths[fade_from]), width_to)
         x1, y1, _, _ = PATCH_BOX
         # From the chosen frame's own skull points (in the canonical frame, where a head turned or tilted in
         # that frame still differs from the footage's median): its lower face sits under its own eyes and nose.
@@ -260,6 +268,32 @@ def reopened(patch: np.ndarray, points: np.ndarray, filmed: float, open_to: floa
     for _ in range(4):
         source = gy - cv2.remap(shift, gx, source, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.remap(patch, gx, source, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def rewidened(patch: np.ndarray, points: np.ndarray, filmed: float, width_to: float) -> np.ndarray:
+    """``patch`` (BGR, PATCH_BOX of the canonical frame) with its mouth, filmed ``filmed`` wide (corner width over
+    the eye distance) with the canonical face-mesh ``points``, drawn ``width_to`` wide: widened or narrowed about
+    the mouth's centre by a smooth sideways bump (never taller or shorter: closed lips stay closed), by at most
+    WIDTH_MAX_CHANGE of its width; the key mouths' width warp (``heygem.engines.builtin``). Returned as it is when
+    either width is unknown or the change is under 1%."""
+    if not (np.isfinite(filmed) and np.isfinite(width_to)) or filmed <= 0:
+        return patch
+    amount = float(np.clip(width_to / filmed - 1.0, -WIDTH_MAX_CHANGE, WIDTH_MAX_CHANGE))
+    if abs(amount) < 0.01:
+        return patch
+    p = np.asarray(points, np.float32) - np.asarray(PATCH_BOX[:2], np.float32)
+    centre = p[list(OUTER_LIP)].mean(0)
+    half = max(0.5 * float(np.linalg.norm(p[MOUTH_CORNERS[1]] - p[MOUTH_CORNERS[0]])), 1.0)
+    h, w = patch.shape[:2]
+    gx, gy = _grid(h, w)
+    across, down = WIDTH_REACH
+    bump = np.exp(-0.5 * (((gx - centre[0]) / (across * half)) ** 2 + ((gy - centre[1]) / (down * half)) ** 2))
+    # The bump is 1 at the centre and less at the corners: scaled so that the corners move by the whole change.
+    # Each output pixel samples the filmed one the bump moved there (the move is small and smooth: its inverse is
+    # the move backwards).
+    amount /= float(np.exp(-0.5 / across ** 2))
+    dx = np.float32(amount) * (gx - centre[0]) * bump
+    return cv2.remap(patch, gx - dx, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
