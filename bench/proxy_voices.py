@@ -11,7 +11,9 @@ footage drive, how far it moves where the chosen frames jump from one run to ano
 ``heygem.selection.jaw_outline``: median and 90th percentile over the joins) and how far each chosen frame's
 lies from that of the picture it is drawn on (the head's turn: median and 90th percentile over the frames);
 for every drive, the output's frame-to-frame jaw steps as the face mesh reads them (``heygem.eval.jaw_steps``,
-95th percentile) beside the presenter's own video's over as many frames.
+95th percentile) beside the presenter's own video's over as many frames; and how the output's mouth width (the
+face mesh's corner width) follows the speech's lip shape (``heygem.speech.phones.mouth_shapes`` spread: rounded
+on "oo", spread on "ee"), Pearson r at lag 0.
 
     .venv/bin/python bench/proxy_voices.py                    # 6 presenters x 2 speeches x phones, footage
     .venv/bin/python bench/proxy_voices.py --drives phones --presenters long/french.mp4
@@ -39,7 +41,7 @@ from heygem.pipeline import generate  # noqa: E402
 from heygem.settings import MOUTH_DRIVES, DetectionOptions, EncodeOptions, EngineOptions, Settings  # noqa: E402
 from heygem.selection import jaw_outline  # noqa: E402
 from heygem.speech.frames import lip_closure, speech_features  # noqa: E402
-from heygem.speech.phones import SAMPLE_RATE, recognise_phones  # noqa: E402
+from heygem.speech.phones import SAMPLE_RATE, mouth_shapes, recognise_phones  # noqa: E402
 
 PRESENTERS = ("videoretalking/1.mp4", "videoretalking/2.mp4", "sadtalker/WDA_KatieHill_000.mp4",
               "latentsync/demo1_video.mp4", "long/french.mp4", "long/Chantel-Home-Intro.mp4")
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     media = args.shared / "media"
     print("| presenter | speech | " + " | ".join(f"{drive}: proxy r, m/b/p closed, jaw at joins, from the picture's, "
-                                                f"jaw steps (made as)"
+                                                f"jaw steps, width r with the lip shape (made as)"
                                                 for drive in args.drives) + " | own video's jaw steps |")
     chosen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     choose = builtin._choose_from_footage
@@ -88,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                     about = result.engine_info
                     made = about.mode + ("/" + ",".join(about.fallbacks) if about.fallbacks else "")
                     steps = 100 * np.nanpercentile(jaw_steps(result.output), 95)
+                    width = mouth_measures(result.output)[1]
+                    spread = mouth_shapes(phones[language], speeches[language], sync.fps, len(width)).spread
+                    drawn = np.isfinite(width)
+                    shaped = float(np.corrcoef(width[drawn], spread[drawn])[0, 1])
                     joins = pose = "-"
                     if about.mode == "footage":
                         frames, jaw, shown = chosen[-1]
@@ -96,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                         joins = f"{np.median(moved):.1f} / {np.percentile(moved, 90):.1f}" if len(moved) else "none"
                         apart = 100 * np.sqrt(((jaw[frames] - jaw[shown]) ** 2).sum(2).mean(1))
                         pose = f"{np.nanmedian(apart):.1f} / {np.nanpercentile(apart, 90):.1f}"
-                    cells.append(f"{sync.peak_r:.2f}, {shut:.2f} of {int(bilabial.sum())}, {joins}, {pose}, {steps:.1f} "
-                                 f"({made})")
+                    cells.append(f"{sync.peak_r:.2f}, {shut:.2f} of {int(bilabial.sum())}, {joins}, {pose}, {steps:.1f}, "
+                                 f"{shaped:.2f} ({made})")
                 own = 100 * np.nanpercentile(jaw_steps(media / presenter, sync.frames), 95)
                 print(f"| {presenter} | {language} | " + " | ".join(cells) + f" | {own:.1f} |", flush=True)
     return 0
