@@ -278,7 +278,7 @@ def test_with_another_voice_the_mouths_are_drawn_as_wide_as_its_lip_shapes(katie
     filmed = index.mouth[chosen, 1]
     assert np.isfinite(drawn).all()  # this speech has no pause
     print(f"lip shape r: chosen widths {pearson(filmed, spread):.2f}, drawn {pearson(drawn, spread):.2f}")
-    assert pearson(drawn, spread) > pearson(filmed, spread) + 0.2  # measured 0.36 -> 0.97
+    assert pearson(drawn, spread) > pearson(filmed, spread) + 0.2  # measured 0.36 -> 0.79 (half the way)
     person = index.mouth[index.face, 1]
     middle = np.median(person)
     assert 0.85 * person.min() <= drawn.min() and drawn.max() <= 1.15 * person.max()
