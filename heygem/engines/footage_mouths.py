@@ -57,7 +57,7 @@ WIDTH_MAX_CHANGE = 0.25  # the most a mouth is widened or narrowed, as a share o
 WIDTH_REACH = (1.1, 0.8)  # the widening's smooth bump: its spread across and down, in half mouth widths
 LOWER_LIP_BOTTOM = 17  # face-mesh point at the middle of the lower lip's lower edge
 JAW_NECK = 0.45  # eye distances under the chin over which the neck follows less and less of the jaw's move
-JAW_SLACK = 0.015  # eye distances of the chin's move left undone: too little to show, and the picture is not resampled
+JAW_SLACK = 0.015  # eye distances of the chin's move left undone: too little to show (and no resampling)
 JAW_FIELD_STEP = 6  # px in the picture: the jaw's move is worked out this far apart and spread between
 
 
