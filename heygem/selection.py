@@ -53,8 +53,8 @@ import numpy as np
 
 from heygem.speech.frames import LOUDNESS_RANGE, FeatureOptions, feature_groups, lip_closure
 
-__all__ = ["FADE_FRAMES", "MAX_LOOKAHEAD", "MOUTH_MEASURES", "FootageIndex", "SelectionOptions", "build_index",
-           "choose_frames", "drawn_openings", "drawn_widths", "fit_ridge", "jaw_outline", "join_fades",
+__all__ = ["FADE_FRAMES", "MAX_LOOKAHEAD", "MOUTH_MEASURES", "WIDTH_MIN_GAIN", "FootageIndex", "SelectionOptions",
+           "build_index", "choose_frames", "drawn_openings", "drawn_widths", "fit_ridge", "jaw_outline", "join_fades",
            "mouth_measures", "predict_mouth", "run_lengths"]
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,9 @@ JAW_FREE_PERCENTILE = 95  # of the footage's own frame-to-frame jaw steps: a joi
 REST_SHARE = 0.1  # without enough quiet closed frames, the most closed tenth of the footage is its rest
 RIDGE_ALPHAS = (1.0, 10.0, 100.0, 1000.0)
 LINE_PERCENTILES = (5.0, 95.0)  # the ends of ``_loudness_line``, in the speech's loudness and the person's openings
-WIDTH_MIN_GAIN = 0.08  # of the person's middle width: the least a fully spread or rounded lip shape asks (drawn_widths)
+# Of the person's middle width: the least a fully spread or rounded lip shape asks, of the key mouths
+# (heygem.engines.builtin) and of another voice's footage mouths (drawn_widths).
+WIDTH_MIN_GAIN = 0.08
 
 # Face-mesh points: inner lip pairs (top, bottom), outer top and bottom of the lips, corners, eye corners.
 _INNER_PAIRS = ((13, 14), (82, 87), (312, 317))

@@ -40,7 +40,7 @@ import numpy as np
 from heygem import blend
 from heygem.engines.alive import Alive
 from heygem.engines.base import Engine, EngineDescription, EngineJob
-from heygem.engines.footage_mouths import MouthPlacer
+from heygem.engines.footage_mouths import CORNER_SHARE, MouthPlacer, width_field
 from heygem.errors import EngineError
 from heygem.faces.landmarks import (
     CHIN,
@@ -53,8 +53,8 @@ from heygem.faces.landmarks import (
 from heygem.faces.mesh_memo import MeshMemo
 from heygem.footage import FootageStudy
 from heygem.prefetch import Prefetch
-from heygem.selection import (build_index, choose_frames, drawn_openings, drawn_widths, jaw_outline, join_fades,
-                              mouth_measures)
+from heygem.selection import (WIDTH_MIN_GAIN, build_index, choose_frames, drawn_openings, drawn_widths, jaw_outline,
+                              join_fades, mouth_measures)
 from heygem.speech.frames import frame_loudness, speech_features, voice_distance, voice_print
 from heygem.speech.loudness import mouth_drive
 from heygem.speech.phones import VISEMES, MouthShapes
@@ -106,10 +106,8 @@ OPENING_KEPT = 0.5
 # neutral width (the mean of the closed, half-open and open keys') plus the spread times the way to their
 # spread key or from their rounded key, at least WIDTH_MIN_GAIN of the neutral width: split-time width r over
 # 36 halves 0.09 -> 0.15, better on 26 of them (bench/RESULTS.md, "The key mouths' width").
-WIDTH_MIN_GAIN = 0.08
+# (WIDTH_MIN_GAIN: heygem.selection's, which draws another voice's footage mouths the same way.)
 WIDTH_MAX_CHANGE = 0.4  # the most a morph is widened or narrowed, as a share of its width
-WIDTH_FIELD_REACH = (1.1, 0.8)  # ``_width_field``'s bump: its spread across and down, in half mouth widths
-_CORNER_SHARE = float(np.exp(-0.5 / WIDTH_FIELD_REACH[0] ** 2))  # the bump at the mouth's corners
 
 
 # The footage drive needs this much footage with a face, and a mouth that opens in it, to choose from.
@@ -502,18 +500,6 @@ class BuiltinEngine(Engine):
             levels[li] = morph[y0 - py0:y1 - py0, x0 - px0:x1 - px0]
         self.levels = levels
 
-    def _width_field(self, points: np.ndarray, amount: float, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-        """(h, w, 2) displacement that widens (amount > 0) or narrows and heightens (amount < 0) the mouth about
-        its centre, fading out smoothly away from it; in canonical pixels, at the grid ``gx``, ``gy``."""
-        centre = points[list(OUTER_LIP)].mean(0)
-        half_width = max(float(np.linalg.norm(points[61] - points[291])) / 2, 1.0)
-        across, down = WIDTH_FIELD_REACH
-        bump = np.exp(-0.5 * (((gx - centre[0]) / (across * half_width)) ** 2 +
-                              ((gy - centre[1]) / (down * half_width)) ** 2))
-        dx = amount * (gx - centre[0]) * bump
-        dy = -0.5 * amount * (gy - centre[1]) * bump if amount < 0 else np.zeros_like(gx)
-        return np.dstack([dx, dy]).astype(np.float32)
-
     def _build_key_space(self) -> None:
         """Flows from the closed key to every other key; a spread or rounded key the footage lacks is the line of
         keys at SYNTHETIC_*_OPENING, warped. A photo keeps the synthetic opening levels, with the width warp on
@@ -528,8 +514,8 @@ class BuiltinEngine(Engine):
             gx, gy = np.meshgrid(np.arange(x1 - x0, dtype=np.float32), np.arange(y1 - y0, dtype=np.float32))
             self._grid = (gx, gy)  # over the ROI, where the photo's levels are
             origin = np.array([x0, y0], np.float32)
-            self.width_fields = {"spread": self._width_field(closed.points - origin, SYNTHETIC_SPREAD, gx, gy),
-                                 "rounded": self._width_field(closed.points - origin, SYNTHETIC_ROUND, gx, gy)}
+            self.width_fields = {"spread": width_field(closed.points - origin, SYNTHETIC_SPREAD, gx, gy),
+                                 "rounded": width_field(closed.points - origin, SYNTHETIC_ROUND, gx, gy)}
             return
         lips = [k.points[list(OUTER_LIP)] for k in keys]
         lips += [self._warped_points(closed.points, a)[list(OUTER_LIP)] for name, a in
@@ -569,7 +555,7 @@ class BuiltinEngine(Engine):
             # Made from the line of keys at the opening such a key has where footage shows one, then widened or
             # narrowed: the flow to it is the line's flow there plus the warp (both small and smooth).
             weights = self._line_weights(opening)
-            field = self._width_field(closed.points - origin, amount, gx, gy)
+            field = width_field(closed.points - origin, amount, gx, gy)
             base, base_flow = self._mix(weights)
             images[name] = cv2.remap(base, gx - field[..., 0], gy - field[..., 1], cv2.INTER_LINEAR,
                                      borderMode=cv2.BORDER_REPLICATE)
@@ -601,15 +587,15 @@ class BuiltinEngine(Engine):
         least = WIDTH_MIN_GAIN * neutral
         self.width_target = (neutral, max(widths[self.names.index("spread")] - neutral, least),
                              max(neutral - widths[self.names.index("rounded")], least))
-        # The corners lie where the displacement's bump has fallen to _CORNER_SHARE of its peak.
-        self.width_unit = self._width_field(closed, 1.0, gx, gy)[..., 0] / _CORNER_SHARE
+        # The corners lie where the displacement's bump has fallen to CORNER_SHARE of its peak.
+        self.width_unit = width_field(closed, 1.0, gx, gy)[..., 0] / CORNER_SHARE
 
     def _flow(self, grays: dict[str, np.ndarray], a: str, b: str) -> np.ndarray:
         """Dense flow such that key ``a`` at p looks like key ``b`` at p + flow(p)."""
         return self.dis.calc(grays[a], grays[b], None)
 
     def _warped_points(self, points: np.ndarray, amount: float) -> np.ndarray:
-        field = self._width_field(points, amount, points[:, 0:1].T, points[:, 1:2].T)[0]
+        field = width_field(points, amount, points[:, 0:1].T, points[:, 1:2].T)[0]
         return points + field
 
     def _key_weights(self, opening: float, spread: float) -> np.ndarray:

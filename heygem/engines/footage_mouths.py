@@ -40,7 +40,7 @@ from heygem.study import STABLE, similarity
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MouthPlacer", "between", "jaw_moved", "reopened", "rewidened"]
+__all__ = ["CORNER_SHARE", "MouthPlacer", "between", "jaw_moved", "reopened", "rewidened", "width_field"]
 
 FEATHER = 9.0  # px in the canonical frame (eye corners 100 px apart): the width of the mask's soft edge
 RING = 8  # px: the band outside the mask whose colour the placed mouth is matched to
@@ -54,7 +54,8 @@ OPENING_STEP = 4.0  # px in the canonical frame (4% of the eye distance): the mo
 CLOSING_SHARE = 0.7  # the most of its own opening a mouth is closed by
 UPPER_LIP_SHARE = 0.2  # the upper lip's share of a change in opening (the jaw moves the lower lip)
 WIDTH_MAX_CHANGE = 0.25  # the most a mouth is widened or narrowed, as a share of its width
-WIDTH_REACH = (1.1, 0.8)  # the widening's smooth bump: its spread across and down, in half mouth widths
+WIDTH_FIELD_REACH = (1.1, 0.8)  # ``width_field``'s bump: its spread across and down, in half mouth widths
+CORNER_SHARE = float(np.exp(-0.5 / WIDTH_FIELD_REACH[0] ** 2))  # the bump at the mouth's corners
 LOWER_LIP_BOTTOM = 17  # face-mesh point at the middle of the lower lip's lower edge
 JAW_NECK = 0.45  # eye distances under the chin over which the neck follows less and less of the jaw's move
 JAW_SLACK = 0.015  # eye distances of the chin's move left undone: too little to show (and no resampling)
@@ -282,18 +283,28 @@ def rewidened(patch: np.ndarray, points: np.ndarray, filmed: float, width_to: fl
     if abs(amount) < 0.01:
         return patch
     p = np.asarray(points, np.float32) - np.asarray(PATCH_BOX[:2], np.float32)
-    centre = p[list(OUTER_LIP)].mean(0)
-    half = max(0.5 * float(np.linalg.norm(p[MOUTH_CORNERS[1]] - p[MOUTH_CORNERS[0]])), 1.0)
-    h, w = patch.shape[:2]
-    gx, gy = _grid(h, w)
-    across, down = WIDTH_REACH
-    bump = np.exp(-0.5 * (((gx - centre[0]) / (across * half)) ** 2 + ((gy - centre[1]) / (down * half)) ** 2))
-    # The bump is 1 at the centre and less at the corners: scaled so that the corners move by the whole change.
-    # Each output pixel samples the filmed one the bump moved there (the move is small and smooth: its inverse is
-    # the move backwards).
-    amount /= float(np.exp(-0.5 / across ** 2))
-    dx = np.float32(amount) * (gx - centre[0]) * bump
+    gx, gy = _grid(*patch.shape[:2])
+    # The bump is 1 at the centre and CORNER_SHARE at the corners: scaled so that the corners move by the whole
+    # change, sideways only. Each output pixel samples the filmed one the bump moved there (the move is small and
+    # smooth: its inverse is the move backwards).
+    dx = width_field(p, amount / CORNER_SHARE, gx, gy)[..., 0]
     return cv2.remap(patch, gx - dx, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def width_field(points: np.ndarray, amount: float, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """(h, w, 2) float32 displacement that widens (amount > 0) or narrows and heightens (amount < 0) the mouth of
+    the face-mesh ``points`` about its centre, at the grid ``gx``, ``gy`` (the points' pixels): ``amount`` times
+    each pixel's distance from the centre times a smooth bump (WIDTH_FIELD_REACH half mouth widths), so the
+    corners move by CORNER_SHARE x amount of their distance. The key mouths' width (``heygem.engines.builtin``)
+    and ``rewidened``."""
+    centre = points[list(OUTER_LIP)].mean(0)
+    half_width = max(float(np.linalg.norm(points[MOUTH_CORNERS[0]] - points[MOUTH_CORNERS[1]])) / 2, 1.0)
+    across, down = WIDTH_FIELD_REACH
+    bump = np.exp(-0.5 * (((gx - centre[0]) / (across * half_width)) ** 2 +
+                          ((gy - centre[1]) / (down * half_width)) ** 2))
+    dx = amount * (gx - centre[0]) * bump
+    dy = -0.5 * amount * (gy - centre[1]) * bump if amount < 0 else np.zeros_like(gx)
+    return np.dstack([dx, dy]).astype(np.float32)
 
 
 def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
