@@ -12,13 +12,16 @@ distance, ``mouth_measures``) and whether it is a rest mouth (closed, in a pause
   standardised features, each feature group weighted equally), and/or how far its real mouth is from the mouth
   predicted for the new speech from this person's footage (``SelectionOptions.target``): half a ridge
   regression fitted on the footage, half the mean mouth of the footage frames whose sounds are nearest
-  (``neighbours``); plus a loudness prior: the footage frame's opening against the person's opening at the
-  quantile the speech frame's loudness has in its speech. Another voice or language than the footage's lands
-  far from the footage's sounds, and then loudness must lead: the prior's weight grows with the distance
-  between the footage's voice and the speech's (``heygem.speech.frames.voice_distance``; bench/RESULTS.md,
-  "The footage drive, second round"). The person's own voice needs no prior: what their own sounds predict
-  already carries their loudness, and the prior only pulls towards a cruder guess (bench/RESULTS.md, "The
-  person's own voice without the loudness prior");
+  (``neighbours``), its width also drawn towards the speech's lip shape (the phone table's rounded "oo" and
+  spread "ee", ``heygem.speech.phones.mouth_shapes``) by as much as the footage is short
+  (``SelectionOptions.lip_shape_seconds``); plus a loudness prior: the footage frame's opening against the
+  person's opening at the quantile the speech frame's loudness has in its speech. Another voice or language
+  than the footage's lands far from the footage's sounds, and then loudness must lead: the prior's weight
+  grows with the distance between the footage's voice and the speech's
+  (``heygem.speech.frames.voice_distance``; bench/RESULTS.md, "The footage drive, second round"). The
+  person's own voice needs no prior: what their own sounds predict already carries their loudness, and the
+  prior only pulls towards a cruder guess (bench/RESULTS.md, "The person's own voice without the loudness
+  prior");
 - join cost: 0 for the footage's own next frame (real motion), otherwise a jump penalty plus the squared mouth
   shape jump (standardised measures), so runs of consecutive real frames are preferred; and, given the
   footage's jaw lines (``jaw_outline``), the squared excess of the jaw line's move over the footage's own
@@ -168,6 +171,11 @@ class SelectionOptions:
         prior's. The path meets another voice's loudness only as well as the footage's frames in the picture's
         pose allow (before drawing r 0.66-0.85 over the shared presenters); the own voice's sounds chose the
         mouth, and it is drawn as filmed.
+    lip_shape_seconds: given the speech's lip shape (``choose_frames(lip_shape=)``), the predicted width is
+        drawn towards it (standardised over the speech) with the share s / (s + the footage's seconds with a
+        face): the phone table's rounding and spreading weigh as much as this many seconds of the person's own
+        footage. A fit on a few seconds knows little of how this person's width follows their sounds, the table
+        knows it for everyone; on long footage the fit leads. 0: the fit alone.
     other_voice_width_share: the same for the width its lip shape asks (``drawn_widths``: rounded on "oo",
         spread on "ee"), which the choice, held by the head's pose and the jaw line, meets least. Half the way:
         the face mesh reads an opening partly from the width, and the whole way cost the loudness proxy with
@@ -196,6 +204,7 @@ class SelectionOptions:
     pose_free: float = 0.11
     other_voice_opening_share: float = 1.0  # 0 -> 1: another voice's proxy 0.67 / 0.70 -> 0.72 / 0.76 (RESULTS)
     other_voice_width_share: float = 0.5  # 0 -> 0.5 -> 1: width r with the lip shape 0.37 -> 0.50 -> 0.64 (RESULTS)
+    lip_shape_seconds: float = 5.0  # 0 -> 5: chosen widths' r, 24 short halves 0.15 -> 0.27, 12 long 0.47 -> 0.50
 
     def __post_init__(self) -> None:
         if self.target not in ("features", "ridge", "both"):
@@ -205,6 +214,13 @@ class SelectionOptions:
         if self.neighbours < 1 or not 0 <= self.neighbour_share <= 1:
             raise ValueError(f"neighbours must be >= 1 and neighbour_share in [0, 1], got {self.neighbours} and "
                              f"{self.neighbour_share}")
+        if self.lip_shape_seconds < 0:
+            raise ValueError(f"lip_shape_seconds must be >= 0, got {self.lip_shape_seconds}")
+
+    def lip_shape_share(self, footage_frames: int, fps: float | Fraction) -> float:
+        """The lip shape's share in the predicted width for footage of ``footage_frames`` frames with a face."""
+        weight = self.lip_shape_seconds * float(fps)
+        return weight / (weight + footage_frames) if weight > 0 else 0.0
 
     def loudness_weight_for(self, voice_distance: float | None) -> float:
         """The loudness prior's weight for a speech whose voice is ``voice_distance`` from the footage's (None:
@@ -437,7 +453,7 @@ class _Targets:
 
     def __init__(self, index: FootageIndex, speech_features: np.ndarray, loudness: np.ndarray, pause: np.ndarray,
                  options: SelectionOptions, voice_distance: float | None = None,
-                 shown: np.ndarray | None = None) -> None:
+                 shown: np.ndarray | None = None, lip_shape: np.ndarray | None = None) -> None:
         self.index, self.options, self.pause = index, options, pause
         self.shown_jaw = None  # (T, 42): the jaw line of the picture each output frame is drawn on
         if shown is not None and index.jaw is not None and options.pose_weight > 0:
@@ -466,6 +482,8 @@ class _Targets:
             share = options.neighbour_share
             self.predicted = ((1 - share) * predicted / index.ridge.spread +
                               share * near / index.neighbour_spread)[:, measures]
+            if lip_shape is not None and 1 in measures:
+                self._towards_lip_shape(np.asarray(lip_shape, np.float64), measures.index(1))
         self.real = index.mouth_z[:, measures]
         if self.loudness_weight > 0:
             self.loud_open = _loudness_openings(index, np.asarray(loudness, np.float64))
@@ -474,6 +492,17 @@ class _Targets:
             self.closure = lip_closure(speech_features, index.feature_options).astype(np.float64) * self.closure_weight
             closed = np.percentile(index.mouth_z[index.face, 0], 10)
             self.excess = np.maximum(index.mouth_z[:, 0] - closed, 0.0) ** 2
+
+    def _towards_lip_shape(self, lip_shape: np.ndarray, column: int) -> None:
+        """The predicted width drawn towards the speech's lip shape (``SelectionOptions.lip_shape_seconds``)."""
+        if len(lip_shape) != len(self.predicted):
+            raise ValueError(f"lip_shape has {len(lip_shape)} frames, the speech {len(self.predicted)}")
+        spread = float(lip_shape.std())
+        share = self.options.lip_shape_share(int(self.index.face.sum()), self.index.fps)
+        if spread < 1e-6 or share <= 0:  # no rounding or spreading heard: nothing to draw towards
+            return
+        self.predicted[:, column] = ((1 - share) * self.predicted[:, column] +
+                                     share * (lip_shape - lip_shape.mean()) / spread)
 
     def rows(self, first: int, last: int) -> np.ndarray:
         """(last - first, N) costs; inf where a frame may not be shown."""
@@ -612,7 +641,8 @@ def _viterbi(targets: _Targets, top: tuple[np.ndarray, np.ndarray], first: int, 
 
 def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np.ndarray,
                   lookahead: float | None = None, options: SelectionOptions = SelectionOptions(),
-                  voice_distance: float | None = None, shown: np.ndarray | None = None) -> np.ndarray:
+                  voice_distance: float | None = None, shown: np.ndarray | None = None,
+                  lip_shape: np.ndarray | None = None) -> np.ndarray:
     """(T,) int64: the footage frame to show for each of the speech's T output frames (module notes).
 
     ``speech_features``: the new speech's ``speech_features`` with the index's feature options; ``loudness``:
@@ -620,7 +650,9 @@ def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np
     MAX_LOOKAHEAD) choose frame by frame with only that much speech past each frame. ``voice_distance``: how
     far the speech's voice is from the footage's (``heygem.speech.frames.voice_distance``; None: the same voice).
     ``shown``: (T,) the footage frame each output frame's picture is (the presenter's video and its footage
-    are one), for the pose cost (``SelectionOptions.pose_weight``); None: no picture known.
+    are one), for the pose cost (``SelectionOptions.pose_weight``); None: no picture known. ``lip_shape``: (T,)
+    the speech's lip shape, -1 rounded .. +1 spread (``heygem.speech.phones.mouth_shapes``), which the predicted
+    width is drawn towards (``SelectionOptions.lip_shape_seconds``); None: the fit alone.
     """
     speech_features = np.asarray(speech_features)
     n_out = len(speech_features)
@@ -629,7 +661,7 @@ def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np
     if n_out == 0:
         return np.zeros(0, np.int64)
     pause = _pauses(loudness, index.fps)
-    targets = _Targets(index, speech_features, loudness, pause, options, voice_distance, shown)
+    targets = _Targets(index, speech_features, loudness, pause, options, voice_distance, shown, lip_shape)
     top = _top_candidates(targets, options.k)
     if lookahead is None:
         return _viterbi(targets, top, 0, n_out, None, options)

@@ -151,10 +151,11 @@ def _choose_from_footage(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
     if job.shown is not None:  # the studied frame nearest each picture (the study may have skipped frames)
         shown = np.clip(np.searchsorted(footage.frames, job.shown), 0, len(footage.frames) - 1)
     loudness = frame_loudness(job.samples, job.fps, job.frames)
-    chosen = choose_frames(index, features, loudness, voice_distance=distance, shown=shown)
+    lip_shape = None if job.shapes is None else job.shapes.spread[:job.frames]
+    chosen = choose_frames(index, features, loudness, voice_distance=distance, shown=shown, lip_shape=lip_shape)
     openings = drawn_openings(index, chosen, features, loudness, voice_distance=distance)
     widths = (np.full(len(chosen), np.nan) if job.shapes is None else
-              drawn_widths(index, chosen, job.shapes.spread[:len(chosen)], loudness, voice_distance=distance))
+              drawn_widths(index, chosen, lip_shape, loudness, voice_distance=distance))
     return chosen, np.column_stack([openings, widths])
 
 
