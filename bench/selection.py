@@ -179,6 +179,8 @@ def split_time(clips: list[Clip], phones_cache: dict, configs: list[str], both_w
                 parts.append((speech_features(audio, clip.fps, last - first, phones=phones_cache[key],
                                               options=options), frame_loudness(audio, clip.fps, last - first)))
             (ff, fl), (sf, sl) = parts
+            # The speech's lip shapes (the engine hands them to the choice, heygem.engines.builtin).
+            lip_shape = mouth_shapes(phones_cache[key], audio, clip.fps, sb - sa).spread
             voice = voice_distance(voice_print(clip.audio(fa, fb)), voice_print(clip.audio(sa, sb)))
             truth = clip.mouth[sa:sb]
             row: dict = {"clip": clip.name, "reversed": reverse, "footage_frames": fb - fa, "speech_frames": sb - sa,
@@ -191,7 +193,8 @@ def split_time(clips: list[Clip], phones_cache: dict, configs: list[str], both_w
                     row["ridge"] = (pearson(ridge[:, 0], truth[:, 0]), pearson(ridge[:, 1], truth[:, 1]))
                 for label, lookahead in (("whole", None), ("lookahead", LOOKAHEAD)):
                     t0 = time.perf_counter()
-                    frames = choose_frames(index, sf, sl, lookahead=lookahead, options=sel, voice_distance=voice)
+                    frames = choose_frames(index, sf, sl, lookahead=lookahead, options=sel, voice_distance=voice,
+                                           lip_shape=lip_shape)
                     seconds = time.perf_counter() - t0
                     chosen = index.mouth[frames]
                     row[f"{name} {label}"] = (pearson(chosen[:, 0], truth[:, 0]), pearson(chosen[:, 1], truth[:, 1]))
@@ -256,13 +259,14 @@ def other_speech(clips: list[Clip], speeches: list[tuple[str, np.ndarray]], phon
             sf = speech_features(samples, clip.fps, n, phones=phones, options=options)
             sl = frame_loudness(samples, clip.fps, n)
             envelope = sync_envelope(samples, clip.fps, n)[1]
-            today = mouth_shapes(phones, samples, clip.fps, n).opening.astype(np.float64)
+            shapes = mouth_shapes(phones, samples, clip.fps, n)
+            today = shapes.opening.astype(np.float64)
             row = {"footage": clip.name, "speech": speech_name, "seconds": len(samples) / RATE,
                    "today_drive_proxy": pearson(today[:len(envelope)], envelope), "mbp": 0,
                    "own_closures": own_share}
             for name in configs:
                 index = build_index(*own[:1], clip.mouth, own[1], clip.fps, options=CONFIGS[name])
-                frames = choose_frames(index, sf, sl, options=CONFIGS[name],
+                frames = choose_frames(index, sf, sl, options=CONFIGS[name], lip_shape=shapes.spread,
                                        voice_distance=voice_distance(own_voice, voice_print(samples)))
                 opening = index.mouth[frames, 0]
                 share, row["mbp"] = closure_share(phones, opening, clip.fps, closed)
