@@ -132,9 +132,10 @@ def footage_problem(footage: FootageStudy | None, photo: bool) -> str | None:
 
 def _choose_from_footage(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
     """The studied footage frame to show for each output frame: chosen by the speech's sounds against the
-    footage's own speech (heygem.selection: one path for the whole speech, runs of real frames preferred, rest
-    mouths in pauses); and (T, 2) the opening and width to draw each at (NaN: as filmed; another voice's
-    loudness and lip shape, ``heygem.selection.drawn_openings`` and ``drawn_widths``)."""
+    footage's own speech and by its lip shapes, the more the shorter the footage (heygem.selection: one path for
+    the whole speech, runs of real frames preferred, rest mouths in pauses); and (T, 2) the opening and width
+    to draw each at (NaN: as filmed; another voice's loudness and lip shape, ``heygem.selection.drawn_openings``
+    and ``drawn_widths``)."""
     footage = job.footage
     assert footage is not None and footage.features is not None and footage.loudness is not None
     points = footage.points.astype(np.float32)
