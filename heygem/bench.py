@@ -56,7 +56,7 @@ STAGE_ORDER = ("features", "orientation", "study", "footage", "phones", "engine 
                "synthesis", "blend", "encode", "mux")
 WARMUP_SECONDS = 1.0
 # Bump when the way inputs are built changes, so cached inputs are rebuilt.
-INPUT_RECIPE = "loop-fit-pad-x264-veryfast-crf20-v1"
+INPUT_RECIPE = "loop-fit-pad-x264-veryfast-crf20-own-sound-v2"
 SAMPLE_INTERVAL_S = 0.05  # /proc RSS sampling
 GPU_SAMPLE_INTERVAL_MS = 100
 
@@ -140,7 +140,10 @@ def _ffmpeg_to(out: Path, args: list[str]) -> Path:
 
 
 def build_video(source: Path, seconds: float, width: int, height: int, fps: int, cache_dir: Path) -> Path:
-    """``source`` looped to ``seconds`` at ``fps``, fitted into ``width`` x ``height`` (padded, centred), no sound.
+    """``source`` looped to ``seconds`` at ``fps``, fitted into ``width`` x ``height`` (padded, centred), with its
+    own sound looped along when it has one: a presenter's footage carries the person's own speech, which the
+    footage drive chooses its mouths by and the presenter study its key mouths (without it both fall back, and
+    the bench would time the fallback).
 
     Cached in ``cache_dir`` under a name keyed by every parameter and the source file's identity."""
     key = _cache_key(source, seconds, width, height, fps)
@@ -150,8 +153,9 @@ def build_video(source: Path, seconds: float, width: int, height: int, fps: int,
     log.info("building %s from %s", out.name, source)
     fit = (f"fps={fps},scale={width}:{height}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1")
-    return _ffmpeg_to(out, ["-stream_loop", "-1", "-i", str(source), "-vf", fit, "-frames:v", str(round(seconds * fps)),
-                            "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p"])
+    return _ffmpeg_to(out, ["-stream_loop", "-1", "-i", str(source), "-map", "0:v:0", "-map", "0:a:0?", "-vf", fit,
+                            "-frames:v", str(round(seconds * fps)), "-t", f"{seconds:g}", "-c:v", "libx264",
+                            "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k"])
 
 
 def build_audio(source: Path, seconds: float, cache_dir: Path) -> Path:

@@ -78,6 +78,8 @@ def test_bench_inputs_are_cached_and_sized(tmp_path: Path, media: Path) -> None:
     video, audio = build_inputs(1, parse_size("160x90"), media, tmp_path)
     info = probe(video)
     assert (info.width, info.height, info.fps, info.frame_count) == (160, 90, 25, 25)
+    # The presenter keeps its own speech (the footage drive and the study choose mouths by it), as long as it.
+    assert info.has_audio and info.audio_duration == pytest.approx(1.0, abs=0.05)
     assert probe(audio).audio_duration == pytest.approx(1.0, abs=0.01)
     stamp = video.stat().st_mtime_ns
     assert build_inputs(1, (160, 90), media, tmp_path) == (video, audio)  # cached, not rebuilt
