@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -191,11 +192,18 @@ def study_footage(video: MediaInfo, detection: DetectionOptions, cache_dir: Path
             log.info("footage study of %s read from the cache: %s", video.path.name, cached.describe())
             return cached
     started = time.perf_counter()
-    study = _scan(video, fps, detection, tick or (lambda done: None))
-    if study is None:
-        log.warning("footage study: no face with landmarks in %s", video.path.name)
-        return None
-    study.features, study.loudness, study.voice = _own_speech(video, fps, study.frames)
+    # The footage's own speech is read, and its sounds recognised in child processes, beside the scan (4-5 s of
+    # a 60 s presenter's study when they were recognised after it, in this process).
+    samples, phones = _start_phones(video)
+    try:
+        study = _scan(video, fps, detection, tick or (lambda done: None))
+        if study is None:
+            log.warning("footage study: no face with landmarks in %s", video.path.name)
+            return None
+        study.features, study.loudness, study.voice = _own_speech(video, fps, study.frames, samples, phones)
+    finally:
+        if phones is not None:
+            phones.close()
     stats["footage"] = "made"
     log.info("footage study of %s made in %.2f s: %s", video.path.name, time.perf_counter() - started,
              study.describe())
@@ -271,28 +279,48 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, tick: Callable
                         patches=patches, tones=np.array(tones, np.float32).reshape(-1, 3), fps=float(fps), sampled=wanted_set is not None)
 
 
-def _own_speech(video: MediaInfo, fps: Fraction,
-                frames: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """The features, loudness and voice print of the footage's own speech at ``frames``; (None, None, None)
-    without enough voice."""
-    if not video.has_audio or len(frames) == 0:
-        return None, None, None
+def _start_phones(video: MediaInfo) -> tuple[np.ndarray | None, Any]:
+    """The footage's own speech (16 kHz mono; None without a readable soundtrack) and its phones' recognition
+    started in child processes (``heygem.speech.phones.BackgroundPhones``; None where none could start)."""
+    if not video.has_audio:
+        return None, None
     from heygem.media.audio import load_audio
-    from heygem.speech.frames import frame_loudness, speech_features, voice_print
-    from heygem.speech.loudness import SILENCE_DB, voice_envelope
+    from heygem.speech.phones import BackgroundPhones
 
     try:
         samples = load_audio(video.path, 16000)
     except HeyGemError as exc:
         log.info("footage study: the soundtrack of %s cannot be read (%s)", video.path.name, exc)
+        return None, None
+    try:
+        return samples, BackgroundPhones(samples)
+    except OSError as exc:  # no process to be had: ``_own_speech`` recognises them in this one
+        log.warning("footage study: could not recognise the footage's sounds beside the scan (%s)", exc)
+        return samples, None
+
+
+def _own_speech(video: MediaInfo, fps: Fraction, frames: np.ndarray, samples: np.ndarray | None,
+                phones: Any = None) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """The features, loudness and voice print of the footage's own speech ``samples`` at ``frames``; (None,
+    None, None) without enough voice. ``phones``: its recognition started by ``_start_phones``, collected here."""
+    if samples is None or len(frames) == 0:
         return None, None, None
+    from heygem.speech.frames import frame_loudness, speech_features, voice_print
+    from heygem.speech.loudness import SILENCE_DB, voice_envelope
+
     count = int(frames[-1]) + 1
     voiced = voice_envelope(samples, fps, count)[frames] > SILENCE_DB
     if voiced.mean() < VOICED_SHARE:
         log.info("footage study: %s carries too little voice (%.0f%% of frames) to choose its mouths by",
                  video.path.name, 100 * voiced.mean())
         return None, None, None
-    features = speech_features(samples, fps, count)[frames]
+    recognised = None
+    if phones is not None:
+        try:
+            recognised = phones.result()
+        except RuntimeError as exc:
+            log.warning("footage study: %s; recognising the footage's sounds here", exc)
+    features = speech_features(samples, fps, count, phones=recognised)[frames]
     return (features.astype(np.float32), frame_loudness(samples, fps, count)[frames].astype(np.float32),
             voice_print(samples))
 
