@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -40,6 +40,9 @@ from heygem.media.probe import MediaInfo
 from heygem.media.video import iter_frames
 from heygem.settings import DetectionOptions
 from heygem.study import STABLE, apply_affine, similarity
+
+if TYPE_CHECKING:
+    from heygem.speech.phones import BackgroundPhones
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +282,7 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, tick: Callable
                         patches=patches, tones=np.array(tones, np.float32).reshape(-1, 3), fps=float(fps), sampled=wanted_set is not None)
 
 
-def _start_phones(video: MediaInfo) -> tuple[np.ndarray | None, Any]:
+def _start_phones(video: MediaInfo) -> tuple[np.ndarray | None, BackgroundPhones | None]:
     """The footage's own speech (16 kHz mono; None without a readable soundtrack) and its phones' recognition
     started in child processes (``heygem.speech.phones.BackgroundPhones``; None where none could start)."""
     if not video.has_audio:
@@ -300,7 +303,8 @@ def _start_phones(video: MediaInfo) -> tuple[np.ndarray | None, Any]:
 
 
 def _own_speech(video: MediaInfo, fps: Fraction, frames: np.ndarray, samples: np.ndarray | None,
-                phones: Any = None) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+                phones: BackgroundPhones | None = None
+                ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """The features, loudness and voice print of the footage's own speech ``samples`` at ``frames``; (None,
     None, None) without enough voice. ``phones``: its recognition started by ``_start_phones``, collected here."""
     if samples is None or len(frames) == 0:
