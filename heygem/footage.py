@@ -197,7 +197,7 @@ def study_footage(video: MediaInfo, detection: DetectionOptions, cache_dir: Path
     started = time.perf_counter()
     # The footage's own speech is read, and its sounds recognised in child processes, beside the scan (4-5 s of
     # a 60 s presenter's study when they were recognised after it, in this process).
-    samples, phones = _start_phones(video)
+    samples, phones = _start_phones(video, fps)
     try:
         study = _scan(video, fps, detection, tick or (lambda done: None))
         if study is None:
@@ -282,9 +282,11 @@ def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, tick: Callable
                         patches=patches, tones=np.array(tones, np.float32).reshape(-1, 3), fps=float(fps), sampled=wanted_set is not None)
 
 
-def _start_phones(video: MediaInfo) -> tuple[np.ndarray | None, BackgroundPhones | None]:
+def _start_phones(video: MediaInfo, fps: Fraction) -> tuple[np.ndarray | None, BackgroundPhones | None]:
     """The footage's own speech (16 kHz mono; None without a readable soundtrack) and its phones' recognition
-    started in child processes (``heygem.speech.phones.BackgroundPhones``; None where none could start)."""
+    started in child processes (``heygem.speech.phones.BackgroundPhones``; None where none could start, or where
+    the frames the scan will study carry too little voice to be chosen by: a silent or music track is not
+    decoded beside the scan for nothing)."""
     if not video.has_audio:
         return None, None
     from heygem.media.audio import load_audio
@@ -295,11 +297,20 @@ def _start_phones(video: MediaInfo) -> tuple[np.ndarray | None, BackgroundPhones
     except HeyGemError as exc:
         log.info("footage study: the soundtrack of %s cannot be read (%s)", video.path.name, exc)
         return None, None
+    if _voiced_share(samples, fps, studied_frames(max(1, video.frame_count or 1))) < VOICED_SHARE:
+        return samples, None  # (``_own_speech`` checks again on the frames actually studied)
     try:
         return samples, BackgroundPhones(samples)
     except OSError as exc:  # no process to be had: ``_own_speech`` recognises them in this one
         log.warning("footage study: could not recognise the footage's sounds beside the scan (%s)", exc)
         return samples, None
+
+
+def _voiced_share(samples: np.ndarray, fps: Fraction, frames: np.ndarray) -> float:
+    """The share of ``frames`` (source frame numbers) whose speech is louder than silence."""
+    from heygem.speech.loudness import SILENCE_DB, voice_envelope
+
+    return float((voice_envelope(samples, fps, int(frames[-1]) + 1)[frames] > SILENCE_DB).mean())
 
 
 def _own_speech(video: MediaInfo, fps: Fraction, frames: np.ndarray, samples: np.ndarray | None,
@@ -310,13 +321,12 @@ def _own_speech(video: MediaInfo, fps: Fraction, frames: np.ndarray, samples: np
     if samples is None or len(frames) == 0:
         return None, None, None
     from heygem.speech.frames import frame_loudness, speech_features, voice_print
-    from heygem.speech.loudness import SILENCE_DB, voice_envelope
 
     count = int(frames[-1]) + 1
-    voiced = voice_envelope(samples, fps, count)[frames] > SILENCE_DB
-    if voiced.mean() < VOICED_SHARE:
+    voiced = _voiced_share(samples, fps, frames)
+    if voiced < VOICED_SHARE:
         log.info("footage study: %s carries too little voice (%.0f%% of frames) to choose its mouths by",
-                 video.path.name, 100 * voiced.mean())
+                 video.path.name, 100 * voiced)
         return None, None, None
     recognised = None
     if phones is not None:
