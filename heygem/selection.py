@@ -436,9 +436,27 @@ def _neighbour_mouths(footage: np.ndarray, face: np.ndarray, mouth_z: np.ndarray
         d = x_sq[None, :] - 2.0 * q @ x.T
         if query_frames is not None:
             d[np.abs(query_frames[first:first + block, None] - candidates[None, :]) <= gap] = np.inf
-        near = np.argsort(d, axis=1, kind="stable")[:, :k]
+        near = _smallest(d, k)
         out[first:first + block] = mouth_z[candidates[near]].mean(1)
     return out
+
+
+def _smallest(rows: np.ndarray, k: int) -> np.ndarray:
+    """(R, k) the columns of each row's ``k`` least values, least first, ties in column order: what a stable full
+    sort gives (deterministic whatever the platform's partition does), by a partition and a sort of the ``k``
+    alone (a third of the time for 1500 footage frames)."""
+    if k >= rows.shape[1]:
+        return np.argsort(rows, axis=1, kind="stable")[:, :k]
+    kth = np.partition(rows, k - 1, axis=1)[:, k - 1:k]
+    below = rows < kth
+    at = rows == kth
+    # Below the k-th value, and of those at it the earliest columns, as many as are missing.
+    take = below | (at & (np.cumsum(at, axis=1) <= k - below.sum(1, keepdims=True)))
+    if not (take.sum(1) == k).all():  # NaN costs: the full sort, which puts them last
+        return np.argsort(rows, axis=1, kind="stable")[:, :k]
+    columns = np.nonzero(take)[1].reshape(len(rows), k)
+    order = np.argsort(np.take_along_axis(rows, columns, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(columns, order, axis=1)
 
 
 def predict_mouth(index: FootageIndex, speech_features: np.ndarray) -> np.ndarray:
@@ -568,8 +586,7 @@ def _top_candidates(targets: _Targets, k: int, block: int = 256) -> tuple[np.nda
     for first in range(0, n_out, block):
         last = min(n_out, first + block)
         rows = targets.rows(first, last)
-        # A stable full sort keeps ties in frame order: deterministic whatever the platform's partition does.
-        part = np.argsort(rows, axis=1, kind="stable")[:, :k]
+        part = _smallest(rows, k)  # ties in frame order
         frames[first:last] = part
         costs[first:last] = np.take_along_axis(rows, part, axis=1)
     return frames, costs

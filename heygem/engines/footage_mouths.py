@@ -59,6 +59,7 @@ CORNER_SHARE = float(np.exp(-0.5 / WIDTH_FIELD_REACH[0] ** 2))  # the bump at th
 LOWER_LIP_BOTTOM = 17  # face-mesh point at the middle of the lower lip's lower edge
 JAW_NECK = 0.45  # eye distances under the chin over which the neck follows less and less of the jaw's move
 JAW_SLACK = 0.015  # eye distances of the chin's move left undone: too little to show (and no resampling)
+DECODED_KEPT = 16  # decoded lower faces kept, the latest used
 JAW_FIELD_STEP = 6  # px in the picture: the jaw's move is worked out this far apart and spread between
 
 
@@ -69,8 +70,11 @@ class MouthPlacer:
         if not study.found.any():
             raise ValueError("the footage study has no frame with a face")
         self.study = study
-        faces = study.points[study.usable].astype(np.float32)
-        self.ellipse, self.ring = _masks(faces)
+        # Worked out once: each is read for every frame placed (``usable`` is a median over the footage).
+        self.usable = study.usable
+        self.points = study.points.astype(np.float32)
+        self._decoded: dict[int, np.ndarray | None] = {}
+        self.ellipse, self.ring = _masks(self.points[self.usable])
         self.colour = blend.ColourMatch(COLOUR_SMOOTHING, MAX_OFFSET)
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
@@ -91,30 +95,30 @@ class MouthPlacer:
         a chin 8-13% of the eye distance lower than on whole frames). Returns the rectangle drawn into
         (``blend.warp_into``'s and the jaw's). ``width_to``: the corner width (over the eye distance) to draw
         the mouth at, as far as ``rewidened`` may move it (NaN: as filmed)."""
-        patch = self.study.patch(index)
+        patch = self._patch(index)
         if patch is None:
             return 0, 0, 0, 0
-        under = self.study.patch(fade_from) if fade_from >= 0 and fade_weight > 0 else None
+        under = self._patch(fade_from) if fade_from >= 0 and fade_weight > 0 else None
         if np.isfinite(open_to):  # each of a join's two mouths drawn from its own opening to the one asked
-            patch = reopened(patch, self.study.points[index], float(self.study.openings[index]), open_to)
+            patch = reopened(patch, self.points[index], float(self.study.openings[index]), open_to)
             if under is not None:
-                under = reopened(under, self.study.points[fade_from], float(self.study.openings[fade_from]), open_to)
+                under = reopened(under, self.points[fade_from], float(self.study.openings[fade_from]), open_to)
         if np.isfinite(width_to):  # and from its own width
-            patch = rewidened(patch, self.study.points[index], float(self.study.widths[index]), width_to)
+            patch = rewidened(patch, self.points[index], float(self.study.widths[index]), width_to)
             if under is not None:
-                under = rewidened(under, self.study.points[fade_from], float(self.study.widths[fade_from]), width_to)
+                under = rewidened(under, self.points[fade_from], float(self.study.widths[fade_from]), width_to)
         x1, y1, _, _ = PATCH_BOX
         # From the chosen frame's own skull points (in the canonical frame, where a head turned or tilted in
         # that frame still differs from the footage's median): its lower face sits under its own eyes and nose.
-        own = self.study.points[index].astype(np.float32)[list(STABLE)]
+        own = self.points[index][list(STABLE)]
         to_picture = similarity(own, np.asarray(points, np.float32)[list(STABLE)])
         # The picture's own jaw is moved as far as the chosen chin lies from its own: its sides and the neck under
         # it follow the chosen mouth, so neither a second chin nor the jaw of the picture's old speech shows.
         jaw_rect = (0, 0, 0, 0)
-        if 0 <= shown < len(self.study.points) and self.study.usable[shown]:
+        if 0 <= shown < len(self.points) and self.usable[shown]:
             chin = self._chin(index, open_to) if under is None else (
                 (1.0 - fade_weight) * self._chin(index, open_to) + fade_weight * self._chin(fade_from, open_to))
-            own_chin = self.study.points[shown][CHIN].astype(np.float64)
+            own_chin = self.points[shown][CHIN].astype(np.float64)
             points = np.asarray(points, np.float32)
             points, jaw_rect = jaw_moved(picture, points, points[CHIN] + to_picture[:, :2] @ (chin - own_chin))
         affine = to_picture.copy()
@@ -127,17 +131,29 @@ class MouthPlacer:
             patch = between(patch, under, fade_weight, self.flow)
         return _union(blend.warp_into(picture, patch, mask, self.ring, affine, self.colour), jaw_rect)
 
+    def _patch(self, index: int) -> np.ndarray | None:
+        """Studied frame ``index``'s lower face, decoded once for the frames around it (a join shows each
+        mouth twice: on its own frame and faded under its neighbour's)."""
+        if index not in self._decoded:
+            if len(self._decoded) >= DECODED_KEPT:
+                del self._decoded[next(iter(self._decoded))]
+            patch = self.study.patch(index)
+            if patch is not None:
+                patch.flags.writeable = False  # shared by the frames that show it: never drawn on
+            self._decoded[index] = patch
+        return self._decoded[index]
+
     def _chin(self, index: int, open_to: float) -> np.ndarray:
         """Where studied frame ``index``'s chin is drawn (canonical frame): moved with its lower lip when it is
         drawn more or less open (``reopened``)."""
         lower = _opening_move(float(self.study.openings[index]), open_to) * (1.0 - UPPER_LIP_SHARE)
-        return self.study.points[index][CHIN].astype(np.float64) + (0.0, lower)
+        return self.points[index][CHIN].astype(np.float64) + (0.0, lower)
 
     def _mask(self, index: int, to_patch: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The blend mask of studied frame ``index`` over a picture whose points ``to_patch`` maps into the
         patch's pixels: the ellipse, within both jaw lines, feathered."""
         h, w = self.ellipse.shape
-        own = self.study.points[index].astype(np.float32)[list(JAW)] - PATCH_BOX[:2]
+        own = self.points[index][list(JAW)] - PATCH_BOX[:2]
         theirs = (points[list(JAW)] @ to_patch[:, :2].T + to_patch[:, 2]).astype(np.float32)
         drop = float(own[:, 1].max() - theirs[:, 1].max())  # > 0: the chosen chin is the lower one
         hard = self.ellipse.copy()
@@ -207,11 +223,12 @@ def jaw_moved(picture: np.ndarray, points: np.ndarray,
     for _ in range(4):
         source = shift_at(gx - source * down[0], gy - source * down[1])
     amount = cv2.resize(source.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    fx, fy = _grid(h, w)
+    # The region's pixel coordinates as a row and a column, spread by broadcasting (its size differs each frame).
+    fx = np.arange(w, dtype=np.float32)[None, :] + np.float32(x0)
+    fy = np.arange(h, dtype=np.float32)[:, None] + np.float32(y0)
     region = picture[y0:y1, x0:x1]
-    region[:] = cv2.remap(picture, fx + np.float32(x0) - amount * np.float32(down[0]),
-                          fy + np.float32(y0) - amount * np.float32(down[1]), cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    region[:] = cv2.remap(picture, fx - amount * np.float32(down[0]), fy - amount * np.float32(down[1]),
+                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     moved = pts + shift_at(pts[:, 0], pts[:, 1])[:, None] * down
     return moved.astype(np.float32), (int(x0), int(y0), int(x1), int(y1))
 
