@@ -24,7 +24,7 @@ MASK_TOP = 0.55
 
 def smoothstep(x: np.ndarray | float) -> np.ndarray:
     """0 below 0, 1 above 1, and the cubic 3x^2 - 2x^3 between: a ramp with no kink at either end."""
-    x = np.clip(x, 0.0, 1.0)
+    x = np.minimum(np.maximum(x, 0.0), 1.0)  # np.clip's own, without its wrapper's cost (a mouth calls it often)
     return x * x * (3 - 2 * x)
 
 

@@ -59,7 +59,9 @@ CORNER_SHARE = float(np.exp(-0.5 / WIDTH_FIELD_REACH[0] ** 2))  # the bump at th
 LOWER_LIP_BOTTOM = 17  # face-mesh point at the middle of the lower lip's lower edge
 JAW_NECK = 0.45  # eye distances under the chin over which the neck follows less and less of the jaw's move
 JAW_SLACK = 0.015  # eye distances of the chin's move left undone: too little to show (and no resampling)
-DECODED_KEPT = 16  # decoded lower faces kept, the latest used
+# Decoded lower faces kept (64 MB), the latest used: the benchmark's 60 s job with another voice shows 587 of its
+# footage's 1500 frames, each 4.4 times on average (its own and its joins' fades).
+DECODED_KEPT = 1024
 JAW_FIELD_STEP = 6  # px in the picture: the jaw's move is worked out this far apart and spread between
 
 
@@ -134,14 +136,15 @@ class MouthPlacer:
     def _patch(self, index: int) -> np.ndarray | None:
         """Studied frame ``index``'s lower face, decoded once for the frames around it (a join shows each
         mouth twice: on its own frame and faded under its neighbour's)."""
-        if index not in self._decoded:
+        patch = self._decoded.pop(index, False)
+        if patch is False:
             if len(self._decoded) >= DECODED_KEPT:
-                del self._decoded[next(iter(self._decoded))]
+                del self._decoded[next(iter(self._decoded))]  # the one used longest ago
             patch = self.study.patch(index)
             if patch is not None:
                 patch.flags.writeable = False  # shared by the frames that show it: never drawn on
-            self._decoded[index] = patch
-        return self._decoded[index]
+        self._decoded[index] = patch  # last in the order: the latest used
+        return patch
 
     def _chin(self, index: int, open_to: float) -> np.ndarray:
         """Where studied frame ``index``'s chin is drawn (canonical frame): moved with its lower lip when it is
@@ -156,14 +159,14 @@ class MouthPlacer:
         own = self.points[index][list(JAW)] - PATCH_BOX[:2]
         theirs = (points[list(JAW)] @ to_patch[:, :2].T + to_patch[:, 2]).astype(np.float32)
         drop = float(own[:, 1].max() - theirs[:, 1].max())  # > 0: the chosen chin is the lower one
-        hard = self.ellipse.copy()
+        hard = self.ellipse.astype(np.uint8)  # 0 and 1 (bytes: the erosions are cheaper)
         for jaw, lower_by, chosen in ((own, max(0.0, -drop), True), (theirs, max(0.0, drop), False)):
-            allowed = np.zeros((h, w), np.float32)
+            allowed = np.zeros((h, w), np.uint8)
             lowered = np.vstack([jaw, jaw + (0.0, lower_by)])
-            cv2.fillConvexPoly(allowed, cv2.convexHull(np.round(lowered).astype(np.int32)), 1.0)
+            cv2.fillConvexPoly(allowed, cv2.convexHull(np.round(lowered).astype(np.int32)), 1)
             hard *= _inset_sides(allowed, jaw) if chosen else allowed
         hard = cv2.erode(hard, np.ones((3, 3), np.uint8), iterations=int(FEATHER // 2))
-        mask = cv2.GaussianBlur(hard, (0, 0), FEATHER / 2)
+        mask = cv2.GaussianBlur(hard.astype(np.float32), (0, 0), FEATHER / 2)
         mask[:2], mask[-2:], mask[:, :2], mask[:, -2:] = 0, 0, 0, 0
         return mask
 
@@ -242,13 +245,12 @@ def between(a: np.ndarray, b: np.ndarray, weight: float, flow: cv2.DISOpticalFlo
     small = [cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (w // 2, h // 2), interpolation=cv2.INTER_AREA)
              for image in (a, b)]
     moves = cv2.resize(flow.calc(small[0], small[1], None), (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(2.0)
-    gx, gy = _grid(h, w)
     share = np.float32(weight)
-    # a at p looks like b at p + moves(p): the in-between shape samples a behind and b ahead of p.
-    from_a = cv2.remap(a, gx - share * moves[..., 0], gy - share * moves[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
-    from_b = cv2.remap(b, gx + (1 - share) * moves[..., 0], gy + (1 - share) * moves[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
+    # a at p looks like b at p + moves(p): the in-between shape samples a behind and b ahead of p (x and y in
+    # one map of two channels, as the flow comes).
+    grid = _grid_xy(h, w)
+    from_a = cv2.remap(a, grid - share * moves, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    from_b = cv2.remap(b, grid + (1 - share) * moves, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.addWeighted(from_a, 1.0 - weight, from_b, weight, 0.0)
 
 
@@ -268,7 +270,13 @@ def reopened(patch: np.ndarray, points: np.ndarray, filmed: float, open_to: floa
     left, right = p[MOUTH_CORNERS[0], 0], p[MOUTH_CORNERS[1], 0]
     centre, half = 0.5 * (left + right), max(0.5 * abs(right - left), 1.0)
     h, w = patch.shape[:2]
-    gx, gy = _grid(h, w)
+    # Only the columns the move reaches (within 1.5 half widths of the mouth's centre) are worked on: every
+    # other one samples itself. Each column samples only itself, so the band is cut out exactly.
+    first = int(np.clip(np.floor(centre - 1.5 * half), 0, w))
+    last = int(np.clip(np.ceil(centre + 1.5 * half) + 1, first, w))
+    if last <= first:
+        return patch
+    gx, gy = _grid(h, last - first)
     lower, upper = move * (1.0 - UPPER_LIP_SHARE), -move * UPPER_LIP_SHARE
     # Where each filmed row goes (down: +), times how much of that each column takes: the gap's content evenly
     # between the lips' two moves, so it is stretched or squeezed without folding (the move is at most the gap).
@@ -278,14 +286,17 @@ def reopened(patch: np.ndarray, points: np.ndarray, filmed: float, open_to: floa
     # Under the lips the whole jaw moves with the lower one (the picture's jaw is moved to its chin, jaw_moved).
     down = np.where(y < top, upper * towards_nose, np.where(y <= bottom, upper + (lower - upper) * across_gap, lower))
     # Beside the mouth the move fades out by the corners; under it, by the jaw's sides.
-    across = 1.0 - blend.smoothstep((np.abs(gx[0] - centre) - 0.9 * half) / (0.6 * half))
+    across = 1.0 - blend.smoothstep((np.abs(gx[0] + first - centre) - 0.9 * half) / (0.6 * half))
     shift = np.outer(down, across).astype(np.float32)
     # Each output pixel samples the filmed one that lands on it: y = s + shift(s), solved for s by fixed-point
     # steps (the shift changes by less than a pixel a pixel, so they converge).
     source = gy
     for _ in range(4):
         source = gy - cv2.remap(shift, gx, source, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.remap(patch, gx, source, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = patch.copy()
+    out[:, first:last] = cv2.remap(np.ascontiguousarray(patch[:, first:last]), gx, source, cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE)
+    return out
 
 
 def rewidened(patch: np.ndarray, points: np.ndarray, filmed: float, width_to: float) -> np.ndarray:
@@ -304,7 +315,7 @@ def rewidened(patch: np.ndarray, points: np.ndarray, filmed: float, width_to: fl
     # The bump is 1 at the centre and CORNER_SHARE at the corners: scaled so that the corners move by the whole
     # change, sideways only. Each output pixel samples the filmed one the bump moved there (the move is small and
     # smooth: its inverse is the move backwards).
-    dx = width_field(p, amount / CORNER_SHARE, gx, gy)[..., 0]
+    dx = _width_moves(p, amount / CORNER_SHARE, gx, gy)[0]
     return cv2.remap(patch, gx - dx, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -314,14 +325,22 @@ def width_field(points: np.ndarray, amount: float, gx: np.ndarray, gy: np.ndarra
     each pixel's distance from the centre times a smooth bump (WIDTH_FIELD_REACH half mouth widths), so the
     corners move by CORNER_SHARE x amount of their distance. The key mouths' width (``heygem.engines.builtin``)
     and ``rewidened``."""
+    dx, dy = _width_moves(points, amount, gx, gy, sideways_only=False)
+    return np.dstack([dx, dy]).astype(np.float32)
+
+
+def _width_moves(points: np.ndarray, amount: float, gx: np.ndarray, gy: np.ndarray,
+                 sideways_only: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """``width_field``'s sideways and up-down moves (the latter None when ``sideways_only``)."""
     centre = points[list(OUTER_LIP)].mean(0)
     half_width = max(float(np.linalg.norm(points[MOUTH_CORNERS[0]] - points[MOUTH_CORNERS[1]])) / 2, 1.0)
     across, down = WIDTH_FIELD_REACH
     bump = np.exp(-0.5 * (((gx - centre[0]) / (across * half_width)) ** 2 +
                           ((gy - centre[1]) / (down * half_width)) ** 2))
     dx = amount * (gx - centre[0]) * bump
-    dy = -0.5 * amount * (gy - centre[1]) * bump if amount < 0 else np.zeros_like(gx)
-    return np.dstack([dx, dy]).astype(np.float32)
+    if sideways_only:
+        return dx.astype(np.float32), None
+    return dx, -0.5 * amount * (gy - centre[1]) * bump if amount < 0 else np.zeros_like(gx)
 
 
 def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -350,6 +369,14 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     gx.flags.writeable = gy.flags.writeable = False
     return gx, gy
+
+
+@functools.lru_cache(maxsize=2)
+def _grid_xy(h: int, w: int) -> np.ndarray:
+    """(h, w, 2) float32: the pixel coordinates of an h x w image as one map of two channels (x, y; read only)."""
+    grid = np.dstack(_grid(h, w))
+    grid.flags.writeable = False
+    return grid
 
 
 def _inset_sides(inside: np.ndarray, jaw: np.ndarray) -> np.ndarray:
