@@ -795,6 +795,7 @@ class BuiltinEngine(Engine):
         if self.levels is None and not self.key_images and self.chosen is None:
             return drawn
         tracked = self._tracked(crops) if self.motion is None else None
+        mouths = self._footage_mouths(frame_indices) if self.chosen is not None and self.placer is not None else None
         try:
             for number, (image, box, crop, index) in enumerate(zip(images, boxes, crops, frame_indices)):
                 if tracked is not None:
@@ -804,17 +805,39 @@ class BuiltinEngine(Engine):
                 else:  # a photo: the same face in every frame, found once (tracking it again only made it wobble)
                     points = self._previous
                 self._previous = points
+                mouth = next(mouths) if mouths is not None else None
                 if points is not None:
-                    drawn[number] = self._paint_one(image, box, points, int(index))
+                    drawn[number] = self._paint_one(image, box, points, int(index), mouth)
         finally:
-            if tracked is not None:
-                tracked.close()
+            for ahead in (tracked, mouths):
+                if ahead is not None:
+                    ahead.close()
         return drawn
 
+    def _footage_at(self, index: int) -> tuple[int, int, float, float, float]:
+        """Output frame ``index``'s chosen studied frame, its join's fade (frame, weight), its opening and width."""
+        at = min(max(index, 0), len(self.chosen) - 1)
+        return (int(self.chosen[at]), int(self.fades[0][at]), float(self.fades[1][at]), float(self.drawn[at, 0]),
+                float(self.drawn[at, 1]))
+
+    def _footage_mouths(self, frame_indices: np.ndarray) -> Prefetch:
+        """The footage drive's lower face of each of these output frames (``MouthPlacer.mouth``), made in a
+        thread of their own ahead of the drawing, as the face mesh is: they need no picture, and their
+        decoding, reopening and joins' flow leave Python's lock (on two cores the footage drive's 60 s job
+        spent 2 ms a frame on them in the drawing's thread)."""
+
+        def make() -> Iterator[np.ndarray | None]:
+            for index in frame_indices:
+                chosen, fade_from, fade_weight, open_to, width_to = self._footage_at(int(index))
+                yield self.placer.mouth(chosen, fade_from, fade_weight, open_to, width_to)
+
+        return Prefetch(make(), len(frame_indices), "heygem-mouths")
+
     def _paint_one(self, image: np.ndarray, box: tuple[int, int, int, int], points: np.ndarray,
-                   index: int) -> tuple[int, int, int, int] | None:
+                   index: int, mouth: np.ndarray | None = None) -> tuple[int, int, int, int] | None:
         """The mouth of output frame ``index`` drawn into ``image``, whose face crop ``box`` has the mesh ``points``
-        (crop pixels); the rectangle drawn into (None: anywhere, a photo's head moved)."""
+        (crop pixels); the rectangle drawn into (None: anywhere, a photo's head moved). ``mouth``: the footage
+        drive's lower face for it, made ahead (``_footage_mouths``; None: made here)."""
         size = self.crop_size
         x1, y1, x2, y2 = box
         # The crop is the box resized to a square: a scale per axis back to the frame.
@@ -823,10 +846,10 @@ class BuiltinEngine(Engine):
             # The footage study's canonical frame was made from whole frames: place by the frame's points.
             in_frame = points @ to_frame[:, :2].T + to_frame[:, 2]
             at = min(max(index, 0), len(self.chosen) - 1)
-            fade_from, fade_weight = self.fades[0][at], self.fades[1][at]
+            chosen, fade_from, fade_weight, open_to, width_to = self._footage_at(index)
             shown = int(self.pictures_studied[at]) if at < len(self.pictures_studied) else -1
-            drawn = self.placer.place(image, in_frame.astype(np.float32), int(self.chosen[at]), int(fade_from),
-                                      float(fade_weight), float(self.drawn[at, 0]), shown, float(self.drawn[at, 1]))
+            drawn = self.placer.place(image, in_frame.astype(np.float32), chosen, fade_from, fade_weight, open_to,
+                                      shown, width_to, mouth)
         else:
             drawn = self._render(image, points, self._morph(index), to_frame)
         if self.motion == "alive":  # after the mouth: it moves with the head

@@ -62,6 +62,7 @@ JAW_SLACK = 0.015  # eye distances of the chin's move left undone: too little to
 # Decoded lower faces kept (64 MB), the latest used: the benchmark's 60 s job with another voice shows 587 of its
 # footage's 1500 frames, each 4.4 times on average (its own and its joins' fades).
 DECODED_KEPT = 1024
+USED_MARGIN = 2  # px of the patch kept around what is blended: a bilinear warp samples 1 px beyond
 JAW_FIELD_STEP = 6  # px in the picture: the jaw's move is worked out this far apart and spread between
 
 
@@ -77,6 +78,9 @@ class MouthPlacer:
         self.points = study.points.astype(np.float32)
         self._decoded: dict[int, np.ndarray | None] = {}
         self.ellipse, self.ring = _masks(self.points[self.usable])
+        rows, columns = np.flatnonzero(self.ring.any(1)), np.flatnonzero(self.ring.any(0))
+        self.ring_box = ((int(columns[0]) - USED_MARGIN, int(rows[0]) - USED_MARGIN, int(columns[-1]) + 1 + USED_MARGIN,
+                          int(rows[-1]) + 1 + USED_MARGIN) if len(rows) else (0, 0, 0, 0))
         self.colour = blend.ColourMatch(COLOUR_SMOOTHING, MAX_OFFSET)
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
@@ -84,22 +88,16 @@ class MouthPlacer:
         """Forget the colour of earlier frames (a new video, or a cut)."""
         self.colour.reset()
 
-    def place(self, picture: np.ndarray, points: np.ndarray, index: int, fade_from: int = -1,
-              fade_weight: float = 0.0, open_to: float = float("nan"), shown: int = -1,
-              width_to: float = float("nan")) -> tuple[int, int, int, int]:
-        """Draws the lower face of studied frame ``index`` into ``picture`` (BGR, in place), in the pose of the
-        face whose 468 mesh ``points`` (picture pixels) are given; nothing when that frame has no face.
-        ``fade_from``, ``fade_weight``: a studied frame morphed in with that weight (a join's fade,
-        ``heygem.selection.join_fades``; ``between``). ``open_to``: the opening (over the eye distance) to draw
-        the mouth at, as far as ``reopened`` may move it (NaN: as filmed). ``shown``: the studied frame that
-        is the picture (-1: none); its jaw is moved by as much as the chosen chin lies above or below its own
-        first (``jaw_moved``: both chins as the study read them, for the face mesh on a job's face crops reads
-        a chin 8-13% of the eye distance lower than on whole frames). Returns the rectangle drawn into
-        (``blend.warp_into``'s and the jaw's). ``width_to``: the corner width (over the eye distance) to draw
-        the mouth at, as far as ``rewidened`` may move it (NaN: as filmed)."""
+    def mouth(self, index: int, fade_from: int = -1, fade_weight: float = 0.0, open_to: float = float("nan"),
+              width_to: float = float("nan")) -> np.ndarray | None:
+        """Studied frame ``index``'s lower face as ``place`` draws it (BGR, PATCH_BOX's size; None without a face):
+        drawn ``open_to`` open (``reopened``) and ``width_to`` wide (``rewidened``), and with ``fade_weight`` of
+        studied frame ``fade_from`` morphed in (``between``). It needs no picture, so a thread can make the next
+        frames' ahead of their drawing (``heygem.engines.builtin``); one thread at a time (it keeps the decoded
+        faces and the flow's state)."""
         patch = self._patch(index)
         if patch is None:
-            return 0, 0, 0, 0
+            return None
         under = self._patch(fade_from) if fade_from >= 0 and fade_weight > 0 else None
         if np.isfinite(open_to):  # each of a join's two mouths drawn from its own opening to the one asked
             patch = reopened(patch, self.points[index], float(self.study.openings[index]), open_to)
@@ -109,6 +107,26 @@ class MouthPlacer:
             patch = rewidened(patch, self.points[index], float(self.study.widths[index]), width_to)
             if under is not None:
                 under = rewidened(under, self.points[fade_from], float(self.study.widths[fade_from]), width_to)
+        return patch if under is None else between(patch, under, fade_weight, self.flow)
+
+    def place(self, picture: np.ndarray, points: np.ndarray, index: int, fade_from: int = -1,
+              fade_weight: float = 0.0, open_to: float = float("nan"), shown: int = -1,
+              width_to: float = float("nan"), mouth: np.ndarray | None = None) -> tuple[int, int, int, int]:
+        """Draws the lower face of studied frame ``index`` into ``picture`` (BGR, in place), in the pose of the
+        face whose 468 mesh ``points`` (picture pixels) are given; nothing when that frame has no face.
+        ``fade_from``, ``fade_weight``: a studied frame morphed in with that weight (a join's fade,
+        ``heygem.selection.join_fades``; ``between``). ``open_to``: the opening (over the eye distance) to draw
+        the mouth at, as far as ``reopened`` may move it (NaN: as filmed). ``shown``: the studied frame that
+        is the picture (-1: none); its jaw is moved by as much as the chosen chin lies above or below its own
+        first (``jaw_moved``: both chins as the study read them, for the face mesh on a job's face crops reads
+        a chin 8-13% of the eye distance lower than on whole frames). Returns the rectangle drawn into
+        (``blend.warp_into``'s and the jaw's). ``width_to``: the corner width (over the eye distance) to draw
+        the mouth at, as far as ``rewidened`` may move it (NaN: as filmed). ``mouth``: ``mouth`` of the same
+        arguments, made already (None: made here)."""
+        patch = self.mouth(index, fade_from, fade_weight, open_to, width_to) if mouth is None else mouth
+        if patch is None:
+            return 0, 0, 0, 0
+        fading = fade_from >= 0 and fade_weight > 0 and bool(self.study.patches[fade_from])
         x1, y1, _, _ = PATCH_BOX
         # From the chosen frame's own skull points (in the canonical frame, where a head turned or tilted in
         # that frame still differs from the footage's median): its lower face sits under its own eyes and nose.
@@ -118,7 +136,7 @@ class MouthPlacer:
         # it follow the chosen mouth, so neither a second chin nor the jaw of the picture's old speech shows.
         jaw_rect = (0, 0, 0, 0)
         if 0 <= shown < len(self.points) and self.usable[shown]:
-            chin = self._chin(index, open_to) if under is None else (
+            chin = self._chin(index, open_to) if not fading else (
                 (1.0 - fade_weight) * self._chin(index, open_to) + fade_weight * self._chin(fade_from, open_to))
             own_chin = self.points[shown][CHIN].astype(np.float64)
             points = np.asarray(points, np.float32)
@@ -128,10 +146,25 @@ class MouthPlacer:
         # The mask follows both jaw lines, so it is made in the patch's pixels for this picture's face.
         to_patch, jaw_points = cv2.invertAffineTransform(affine), np.asarray(points, np.float32)
         mask = self._mask(index, to_patch, jaw_points)
-        if under is not None:
+        if fading:
             mask = np.maximum(mask, self._mask(fade_from, to_patch, jaw_points))
-            patch = between(patch, under, fade_weight, self.flow)
-        return _union(blend.warp_into(picture, patch, mask, self.ring, affine, self.colour), jaw_rect)
+        # Only the part of the patch that is blended or matched in colour is warped (two thirds of it): the
+        # same pixels drawn, a third less warping.
+        (x0, y0, x1, y1), kept = self._used(mask), affine.copy()
+        kept[:, 2] += kept[:, :2] @ np.array([x0, y0], np.float64)
+        return _union(blend.warp_into(picture, patch[y0:y1, x0:x1], mask[y0:y1, x0:x1], self.ring[y0:y1, x0:x1],
+                                      kept, self.colour), jaw_rect)
+
+    def _used(self, mask: np.ndarray) -> tuple[int, int, int, int]:
+        """The rectangle (x0, y0, x1, y1) of the patch where ``mask`` or the colour ring is not zero, grown by
+        USED_MARGIN px: every pixel a warp samples for a drawn or matched pixel lies in it."""
+        h, w = mask.shape
+        rows, columns = np.flatnonzero((mask > 0).any(1)), np.flatnonzero((mask > 0).any(0))
+        if not len(rows):
+            return self.ring_box
+        rx0, ry0, rx1, ry1 = self.ring_box
+        return (max(min(int(columns[0]) - USED_MARGIN, rx0), 0), max(min(int(rows[0]) - USED_MARGIN, ry0), 0),
+                min(max(int(columns[-1]) + 1 + USED_MARGIN, rx1), w), min(max(int(rows[-1]) + 1 + USED_MARGIN, ry1), h))
 
     def _patch(self, index: int) -> np.ndarray | None:
         """Studied frame ``index``'s lower face, decoded once for the frames around it (a join shows each
