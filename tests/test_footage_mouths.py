@@ -273,3 +273,28 @@ def test_a_closed_mouth_on_an_open_jaw_lifts_the_jaw_no_second_chin_shows(turnin
     own = chin_edge(picture)
     print(f"the picture's chin edge: {own:.0f}; drawn with its jaw lifted {lifted:.0f}, left {left:.0f}")
     assert lifted < 0.5 * own and lifted < 0.6 * left
+
+
+def test_a_mouth_made_ahead_in_another_thread_draws_the_same_pixels(footage) -> None:
+    """The engine makes each frame's lower face (decoded, reopened, widened, a join's two mouths morphed) in a
+    thread ahead of the drawing: the frames come out exactly as when all is done in the drawing."""
+    import threading
+
+    study, frames = footage
+    openings = np.where(study.usable, study.openings, np.nan)
+    wide, shut = int(np.nanargmax(openings)), int(np.nanargmin(openings))
+    picture = frames[shut]
+    points = _points(picture)
+    asked = (wide, shut, 1 / 3, float(openings[wide]) * 0.8, float(study.widths[wide]) * 1.1)
+    inline = picture.copy()
+    MouthPlacer(study).place(inline, points, wide, shut, asked[2], asked[3], shut, asked[4])
+    made: list[np.ndarray | None] = []
+    ahead = MouthPlacer(study)
+    thread = threading.Thread(target=lambda: made.append(ahead.mouth(*asked)))
+    thread.start()
+    thread.join()
+    assert made[0] is not None
+    drawn = picture.copy()
+    ahead.place(drawn, points, wide, shut, asked[2], asked[3], shut, asked[4], mouth=made[0])
+    assert np.array_equal(drawn, inline)
+    assert not np.array_equal(drawn, picture)

@@ -807,7 +807,7 @@ class BuiltinEngine(Engine):
                 self._previous = points
                 mouth = next(mouths) if mouths is not None else None
                 if points is not None:
-                    drawn[number] = self._paint_one(image, box, points, int(index), mouth)
+                    drawn[number] = self._paint_one(image, box, points, int(index), mouth, mouths is not None)
         finally:
             for ahead in (tracked, mouths):
                 if ahead is not None:
@@ -823,8 +823,8 @@ class BuiltinEngine(Engine):
     def _footage_mouths(self, frame_indices: np.ndarray) -> Prefetch:
         """The footage drive's lower face of each of these output frames (``MouthPlacer.mouth``), made in a
         thread of their own ahead of the drawing, as the face mesh is: they need no picture, and their
-        decoding, reopening and joins' flow leave Python's lock (on two cores the footage drive's 60 s job
-        spent 2 ms a frame on them in the drawing's thread)."""
+        decoding, reopening and joins' flow leave Python's lock (2.8 ms of CPU a frame in the benchmark's 60 s job
+        with another voice, off the drawing's thread)."""
 
         def make() -> Iterator[np.ndarray | None]:
             for index in frame_indices:
@@ -834,10 +834,11 @@ class BuiltinEngine(Engine):
         return Prefetch(make(), len(frame_indices), "heygem-mouths")
 
     def _paint_one(self, image: np.ndarray, box: tuple[int, int, int, int], points: np.ndarray,
-                   index: int, mouth: np.ndarray | None = None) -> tuple[int, int, int, int] | None:
+                   index: int, mouth: np.ndarray | None = None, made: bool = False) -> tuple[int, int, int, int] | None:
         """The mouth of output frame ``index`` drawn into ``image``, whose face crop ``box`` has the mesh ``points``
-        (crop pixels); the rectangle drawn into (None: anywhere, a photo's head moved). ``mouth``: the footage
-        drive's lower face for it, made ahead (``_footage_mouths``; None: made here)."""
+        (crop pixels); the rectangle drawn into (None: anywhere, a photo's head moved). ``mouth``, ``made``: the
+        footage drive's lower face for it made ahead (``_footage_mouths``; None there: the studied frame has no
+        face, and nothing is drawn), or not (made here)."""
         size = self.crop_size
         x1, y1, x2, y2 = box
         # The crop is the box resized to a square: a scale per axis back to the frame.
@@ -846,6 +847,8 @@ class BuiltinEngine(Engine):
             # The footage study's canonical frame was made from whole frames: place by the frame's points.
             in_frame = points @ to_frame[:, :2].T + to_frame[:, 2]
             at = min(max(index, 0), len(self.chosen) - 1)
+            if made and mouth is None:  # not made here: the thread making the next ones keeps the decoder's state
+                return (0, 0, 0, 0)
             chosen, fade_from, fade_weight, open_to, width_to = self._footage_at(index)
             shown = int(self.pictures_studied[at]) if at < len(self.pictures_studied) else -1
             drawn = self.placer.place(image, in_frame.astype(np.float32), chosen, fade_from, fade_weight, open_to,
