@@ -145,9 +145,7 @@ class MouthPlacer:
         affine[:, 2] += affine[:, :2] @ np.array([x1, y1], np.float64)  # the patch starts at (x1, y1)
         # The mask follows both jaw lines, so it is made in the patch's pixels for this picture's face.
         to_patch, jaw_points = cv2.invertAffineTransform(affine), np.asarray(points, np.float32)
-        mask = self._mask(index, to_patch, jaw_points)
-        if fading:
-            mask = np.maximum(mask, self._mask(fade_from, to_patch, jaw_points))
+        mask = self._mask((index, fade_from) if fading else (index,), to_patch, jaw_points)
         # Only the part of the patch that is blended or matched in colour is warped (two thirds of it): the
         # same pixels drawn, a third less warping.
         (x0, y0, x1, y1), kept = self._used(mask), affine.copy()
@@ -185,19 +183,23 @@ class MouthPlacer:
         lower = _opening_move(float(self.study.openings[index]), open_to) * (1.0 - UPPER_LIP_SHARE)
         return self.points[index][CHIN].astype(np.float64) + (0.0, lower)
 
-    def _mask(self, index: int, to_patch: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """The blend mask of studied frame ``index`` over a picture whose points ``to_patch`` maps into the
-        patch's pixels: the ellipse, within both jaw lines, feathered."""
+    def _mask(self, indices: tuple[int, ...], to_patch: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """The blend mask of studied frames ``indices`` (one, or a join's two: where either is) over a picture
+        whose points ``to_patch`` maps into the patch's pixels: the ellipse, within both jaw lines, feathered."""
         h, w = self.ellipse.shape
-        own = self.points[index][list(JAW)] - PATCH_BOX[:2]
         theirs = (points[list(JAW)] @ to_patch[:, :2].T + to_patch[:, 2]).astype(np.float32)
-        drop = float(own[:, 1].max() - theirs[:, 1].max())  # > 0: the chosen chin is the lower one
-        hard = self.ellipse.astype(np.uint8)  # 0 and 1 (bytes: the erosions are cheaper)
-        for jaw, lower_by, chosen in ((own, max(0.0, -drop), True), (theirs, max(0.0, drop), False)):
-            allowed = np.zeros((h, w), np.uint8)
-            lowered = np.vstack([jaw, jaw + (0.0, lower_by)])
-            cv2.fillConvexPoly(allowed, cv2.convexHull(np.round(lowered).astype(np.int32)), 1)
-            hard *= _inset_sides(allowed, jaw) if chosen else allowed
+        hard = np.zeros((h, w), np.uint8)  # 0 and 1 (bytes: the erosions are cheaper)
+        for index in indices:
+            own = self.points[index][list(JAW)] - PATCH_BOX[:2]
+            drop = float(own[:, 1].max() - theirs[:, 1].max())  # > 0: the chosen chin is the lower one
+            inside = self.ellipse.astype(np.uint8)
+            for jaw, lower_by, chosen in ((own, max(0.0, -drop), True), (theirs, max(0.0, drop), False)):
+                allowed = np.zeros((h, w), np.uint8)
+                lowered = np.vstack([jaw, jaw + (0.0, lower_by)])
+                cv2.fillConvexPoly(allowed, cv2.convexHull(np.round(lowered).astype(np.int32)), 1)
+                inside *= _inset_sides(allowed, jaw) if chosen else allowed
+            hard |= inside
+        # One feathering for a join's two (their union's, a hair wider where they meet than two feathered apart).
         hard = cv2.erode(hard, np.ones((3, 3), np.uint8), iterations=int(FEATHER // 2))
         mask = cv2.GaussianBlur(hard.astype(np.float32), (0, 0), FEATHER / 2)
         mask[:2], mask[-2:], mask[:, :2], mask[:, -2:] = 0, 0, 0, 0
@@ -241,11 +243,15 @@ def jaw_moved(picture: np.ndarray, points: np.ndarray,
     if x1 - x0 < 2 or y1 - y0 < 2:
         return points, (0, 0, 0, 0)
 
+    # 1 - smoothstep(u) is smoothstep(1 - u): each factor is one smoothstep (this runs five times a frame).
+    per_along, per_depth = 1.0 / (0.85 * half), (1.0 / above, -1.0 / neck)
+
     def shift_at(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # how far down the face's axis each point moves
-        along = (x - chin[0]) * right[0] + (y - chin[1]) * right[1]
-        depth = (x - chin[0]) * down[0] + (y - chin[1]) * down[1]
-        across = 1.0 - blend.smoothstep((np.abs(along) / half - 0.25) / 0.85)
-        vertical = np.where(depth < 0, blend.smoothstep(1.0 + depth / above), 1.0 - blend.smoothstep(depth / neck))
+        dx, dy = x - chin[0], y - chin[1]
+        along = dx * right[0] + dy * right[1]
+        depth = dx * down[0] + dy * down[1]
+        across = blend.smoothstep((1.0 + 0.25 / 0.85) - np.abs(along) * per_along)
+        vertical = blend.smoothstep(1.0 + depth * np.where(depth < 0, *per_depth))
         return move * across * vertical
 
     # Each pixel samples the one that lands on it: p = s + shift(s) down, solved for s by fixed-point steps on
