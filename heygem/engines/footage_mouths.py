@@ -23,6 +23,9 @@ A mouth may be drawn a little more or less open than it was filmed (``open_to``;
 and the jaw under it moved down or up by a smooth field, the upper lip a fifth as far the other
 way, by at most its own opening more (a closed mouth is never torn open) and at most OPENING_STEP, and closed
 by at most CLOSING_SHARE of its opening (with another voice: ``heygem.selection.drawn_openings``).
+What needs no picture (decoding, reopening, rewidening, a join's morph: ``MouthPlacer.mouth``) is apart from
+the placing, so the engine makes the next frames' lower faces in a thread of its own while it draws; and only the
+part of a patch that is blended or matched in colour is warped.
 """
 from __future__ import annotations
 
