@@ -401,3 +401,17 @@ def test_mouth_measures_are_the_articulation_measures(katie: Footage, media: Pat
     assert np.allclose(katie.mouth[:, 0], opening, atol=1e-5)
     assert np.allclose(katie.mouth[:, 1], width, atol=1e-5)
     assert (katie.mouth[:, 2:] > 0).all()  # lip heights
+
+
+def test_the_least_costs_come_in_the_order_of_a_stable_sort_whatever_the_ties() -> None:
+    """The choice is deterministic: the k least costs of each frame are taken by a partition, and must be the
+    same frames, in the same order, as a stable full sort gives, ties (and forbidden frames) included."""
+    from heygem.selection import _smallest
+
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        rows, columns, k = int(rng.integers(1, 40)), int(rng.integers(1, 200)), int(rng.integers(1, 50))
+        costs = (rng.integers(0, 4, (rows, columns)).astype(float) if trial % 2 else
+                 rng.normal(size=(rows, columns)))
+        costs[rng.random((rows, columns)) < 0.3] = np.inf
+        assert np.array_equal(_smallest(costs, k), np.argsort(costs, axis=1, kind="stable")[:, :k]), trial

@@ -149,9 +149,11 @@ class MouthPlacer:
         # The mask follows both jaw lines, so it is made in the patch's pixels for this picture's face.
         to_patch, jaw_points = cv2.invertAffineTransform(affine), np.asarray(points, np.float32)
         mask = self._mask((index, fade_from) if fading else (index,), to_patch, jaw_points)
-        # Only the part of the patch that is blended or matched in colour is warped (two thirds of it): the
-        # same pixels drawn, a third less warping.
+        # Only the part of the patch that is blended or matched in colour is warped (two thirds of it): the same
+        # pixels drawn within a grey level or two (the warp's fixed-point origin moves), a third less warping.
         (x0, y0, x1, y1), kept = self._used(mask), affine.copy()
+        if x1 <= x0 or y1 <= y0:
+            return jaw_rect
         kept[:, 2] += kept[:, :2] @ np.array([x0, y0], np.float64)
         return _union(blend.warp_into(picture, patch[y0:y1, x0:x1], mask[y0:y1, x0:x1], self.ring[y0:y1, x0:x1],
                                       kept, self.colour), jaw_rect)
@@ -168,8 +170,8 @@ class MouthPlacer:
                 min(max(int(columns[-1]) + 1 + USED_MARGIN, rx1), w), min(max(int(rows[-1]) + 1 + USED_MARGIN, ry1), h))
 
     def _patch(self, index: int) -> np.ndarray | None:
-        """Studied frame ``index``'s lower face, decoded once for the frames around it (a join shows each
-        mouth twice: on its own frame and faded under its neighbour's)."""
+        """Studied frame ``index``'s lower face, decoded once while it is among the DECODED_KEPT latest used (a
+        mouth is shown on its own frames and faded under a join's neighbour, and chosen again later)."""
         patch = self._decoded.pop(index, False)
         if patch is False:
             if len(self._decoded) >= DECODED_KEPT:
@@ -405,7 +407,7 @@ def _opening_move(filmed: float, open_to: float) -> float:
     return move if abs(move) >= 0.25 else 0.0
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=32)  # the reopening's band of columns differs in width from mouth to mouth
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """The pixel coordinates of an h x w image (x, y; float32, read only)."""
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
