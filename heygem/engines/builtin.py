@@ -814,16 +814,20 @@ class BuiltinEngine(Engine):
                     ahead.close()
         return drawn
 
+    def _footage_position(self, index: int) -> int:
+        """Output frame ``index`` within the footage drive's choice (a frame past the speech's end: its last)."""
+        return min(max(index, 0), len(self.chosen) - 1)
+
     def _footage_at(self, index: int) -> tuple[int, int, float, float, float]:
         """Output frame ``index``'s chosen studied frame, its join's fade (frame, weight), its opening and width."""
-        at = min(max(index, 0), len(self.chosen) - 1)
+        at = self._footage_position(index)
         return (int(self.chosen[at]), int(self.fades[0][at]), float(self.fades[1][at]), float(self.drawn[at, 0]),
                 float(self.drawn[at, 1]))
 
     def _footage_mouths(self, frame_indices: np.ndarray) -> Prefetch:
         """The footage drive's lower face of each of these output frames (``MouthPlacer.mouth``), made in a
         thread of their own ahead of the drawing, as the face mesh is: they need no picture, and their
-        decoding, reopening and joins' flow leave Python's lock (2.8 ms of CPU a frame in the benchmark's 60 s job
+        decoding, reopening and joins' flow leave Python's lock (2.3 ms of CPU a frame in the benchmark's 60 s job
         with another voice, off the drawing's thread)."""
 
         def make() -> Iterator[np.ndarray | None]:
@@ -846,7 +850,7 @@ class BuiltinEngine(Engine):
         if self.chosen is not None and self.placer is not None:
             # The footage study's canonical frame was made from whole frames: place by the frame's points.
             in_frame = points @ to_frame[:, :2].T + to_frame[:, 2]
-            at = min(max(index, 0), len(self.chosen) - 1)
+            at = self._footage_position(index)
             if made and mouth is None:  # not made here: the thread making the next ones keeps the decoder's state
                 return (0, 0, 0, 0)
             chosen, fade_from, fade_weight, open_to, width_to = self._footage_at(index)

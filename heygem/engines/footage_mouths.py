@@ -80,10 +80,9 @@ class MouthPlacer:
         self.usable = study.usable
         self.points = study.points.astype(np.float32)
         self._decoded: dict[int, np.ndarray | None] = {}
-        self.ellipse, self.ring = _masks(self.points[self.usable])
-        rows, columns = np.flatnonzero(self.ring.any(1)), np.flatnonzero(self.ring.any(0))
-        self.ring_box = ((int(columns[0]) - USED_MARGIN, int(rows[0]) - USED_MARGIN, int(columns[-1]) + 1 + USED_MARGIN,
-                          int(rows[-1]) + 1 + USED_MARGIN) if len(rows) else (0, 0, 0, 0))
+        ellipse, self.ring = _masks(self.points[self.usable])
+        self.ellipse = ellipse.astype(np.uint8)  # 0 and 1 (bytes: the masks' erosions are cheaper)
+        self.ring_box = _nonzero_box(self.ring > 0) or (0, 0, 0, 0)
         self.colour = blend.ColourMatch(COLOUR_SMOOTHING, MAX_OFFSET)
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
@@ -101,7 +100,7 @@ class MouthPlacer:
         patch = self._patch(index)
         if patch is None:
             return None
-        under = self._patch(fade_from) if fade_from >= 0 and fade_weight > 0 else None
+        under = self._patch(fade_from) if self._fading(fade_from, fade_weight) else None
         if np.isfinite(open_to):  # each of a join's two mouths drawn from its own opening to the one asked
             patch = reopened(patch, self.points[index], float(self.study.openings[index]), open_to)
             if under is not None:
@@ -129,7 +128,7 @@ class MouthPlacer:
         patch = self.mouth(index, fade_from, fade_weight, open_to, width_to) if mouth is None else mouth
         if patch is None:
             return 0, 0, 0, 0
-        fading = fade_from >= 0 and fade_weight > 0 and bool(self.study.patches[fade_from])
+        fading = self._fading(fade_from, fade_weight)
         x1, y1, _, _ = PATCH_BOX
         # From the chosen frame's own skull points (in the canonical frame, where a head turned or tilted in
         # that frame still differs from the footage's median): its lower face sits under its own eyes and nose.
@@ -158,16 +157,19 @@ class MouthPlacer:
         return _union(blend.warp_into(picture, patch[y0:y1, x0:x1], mask[y0:y1, x0:x1], self.ring[y0:y1, x0:x1],
                                       kept, self.colour), jaw_rect)
 
+    def _fading(self, fade_from: int, fade_weight: float) -> bool:
+        """Whether a join's second mouth, studied frame ``fade_from``, is morphed in (it has a face)."""
+        return fade_from >= 0 and fade_weight > 0 and bool(self.study.patches[fade_from])
+
     def _used(self, mask: np.ndarray) -> tuple[int, int, int, int]:
         """The rectangle (x0, y0, x1, y1) of the patch where ``mask`` or the colour ring is not zero, grown by
         USED_MARGIN px: every pixel a warp samples for a drawn or matched pixel lies in it."""
-        h, w = mask.shape
-        rows, columns = np.flatnonzero((mask > 0).any(1)), np.flatnonzero((mask > 0).any(0))
-        if not len(rows):
-            return self.ring_box
-        rx0, ry0, rx1, ry1 = self.ring_box
-        return (max(min(int(columns[0]) - USED_MARGIN, rx0), 0), max(min(int(rows[0]) - USED_MARGIN, ry0), 0),
-                min(max(int(columns[-1]) + 1 + USED_MARGIN, rx1), w), min(max(int(rows[-1]) + 1 + USED_MARGIN, ry1), h))
+        box = _nonzero_box(mask > 0)
+        box = self.ring_box if box is None else _union(box, self.ring_box)
+        if box[2] <= box[0] or box[3] <= box[1]:
+            return 0, 0, 0, 0  # nothing to warp
+        (h, w), (x0, y0, x1, y1) = mask.shape, box
+        return (max(x0 - USED_MARGIN, 0), max(y0 - USED_MARGIN, 0), min(x1 + USED_MARGIN, w), min(y1 + USED_MARGIN, h))
 
     def _patch(self, index: int) -> np.ndarray | None:
         """Studied frame ``index``'s lower face, decoded once while it is among the DECODED_KEPT latest used (a
@@ -193,11 +195,11 @@ class MouthPlacer:
         whose points ``to_patch`` maps into the patch's pixels: the ellipse, within both jaw lines, feathered."""
         h, w = self.ellipse.shape
         theirs = (points[list(JAW)] @ to_patch[:, :2].T + to_patch[:, 2]).astype(np.float32)
-        hard = np.zeros((h, w), np.uint8)  # 0 and 1 (bytes: the erosions are cheaper)
+        hard = np.zeros((h, w), np.uint8)
         for index in indices:
             own = self.points[index][list(JAW)] - PATCH_BOX[:2]
             drop = float(own[:, 1].max() - theirs[:, 1].max())  # > 0: the chosen chin is the lower one
-            inside = self.ellipse.astype(np.uint8)
+            inside = self.ellipse.copy()
             for jaw, lower_by, chosen in ((own, max(0.0, -drop), True), (theirs, max(0.0, drop), False)):
                 allowed = np.zeros((h, w), np.uint8)
                 lowered = np.vstack([jaw, jaw + (0.0, lower_by)])
@@ -394,6 +396,14 @@ def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[
     if b[2] <= b[0] or b[3] <= b[1]:
         return a
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def _nonzero_box(nonzero: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The smallest rectangle (x0, y0, x1, y1) holding every True of ``nonzero``; None when there is none."""
+    rows, columns = np.flatnonzero(nonzero.any(1)), np.flatnonzero(nonzero.any(0))
+    if not len(rows):
+        return None
+    return int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1
 
 
 def _opening_move(filmed: float, open_to: float) -> float:
