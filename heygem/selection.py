@@ -548,14 +548,15 @@ class _Targets:
         cost = np.zeros(len(frames))
         if self.use_features:
             cost += ((self.footage[frames] - self.speech[t]) ** 2).sum(1) * self.feature_norm
-        if self.use_ridge:
-            cost += ((self.predicted[t][None, :] - self.real[frames]) ** 2).mean(1) * self.ridge_factor
+        if self.use_ridge:  # a sum over the measures divided by their count: ``mean``'s own arithmetic, cheaper
+            cost += ((self.predicted[t][None, :] - self.real[frames]) ** 2).sum(1) / self.real.shape[1] * self.ridge_factor
         if self.loudness_weight > 0:
             cost += (self.loud_open[t] - self.index.mouth_z[frames, 0]) ** 2 * self.loudness_weight
         if self.closure_weight > 0:
             cost += self.closure[t] * self.excess[frames]
-        if self.shown_jaw is not None:
-            cost += self._pose(_jaw_distance(self.index.jaw[frames], self.shown_jaw[t]), self.shown_face[t])
+        if self.shown_jaw is not None and self.shown_face[t]:  # a picture without a face: no pose cost
+            apart = np.sqrt(((self.index.jaw[frames] - self.shown_jaw[t]) ** 2).sum(-1) / self.index.jaw.shape[1] * 2)
+            cost += self.options.pose_weight * np.maximum(apart - self.options.pose_free, 0.0) ** 2
         allowed = self.index.rest[frames] if self.pause[t] else self.index.face[frames]
         cost[~allowed] = np.inf
         return cost
@@ -605,24 +606,39 @@ def _jaw_apart(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(squared * 2 / a.shape[1])
 
 
-def _joins(index: FootageIndex, prev: np.ndarray, cur: np.ndarray, options: SelectionOptions,
-           jump_penalty: float) -> np.ndarray:
-    """(len(prev), len(cur)) join costs, ``jump_penalty`` the speech's voice's (``jump_penalty_for``)."""
-    jump = ((index.mouth_z[prev][:, None, :] - index.mouth_z[cur][None, :, :]) ** 2).mean(2)
-    cost = jump_penalty + options.join_weight * jump
-    if index.jaw is not None and options.jaw_weight > 0:
-        moved = _jaw_apart(index.jaw[prev], index.jaw[cur])
-        cost += options.jaw_weight * np.maximum(moved - index.jaw_free, 0.0) ** 2
-    natural = (prev[:, None] + 1 == cur[None, :]) & index.follows[prev][:, None]
-    cost[natural] = 0.0
-    return cost
+class _Joins:
+    """Join costs between footage frames (module notes), ``jump_penalty`` the speech's voice's
+    (``jump_penalty_for``); what each frame alone contributes worked out once (a choice asks for 1500 joins a
+    minute, ten times that with a lookahead)."""
+
+    def __init__(self, index: FootageIndex, options: SelectionOptions, jump_penalty: float) -> None:
+        self.mouth_z, self.follows = index.mouth_z, index.follows
+        self.jump_penalty, self.join_weight = jump_penalty, options.join_weight
+        self.jaw_weight, self.jaw_free = options.jaw_weight, index.jaw_free
+        self.jaw = index.jaw if index.jaw is not None and options.jaw_weight > 0 else None
+        if self.jaw is not None:
+            self.jaw_sq = (self.jaw ** 2).sum(1)  # each row's as ``_jaw_apart`` sums it: the same values
+
+    def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        """(len(prev), len(cur)) join costs."""
+        # A sum over the four measures divided by four: ``mean``'s own arithmetic, without its overhead.
+        jump = ((self.mouth_z[prev][:, None, :] - self.mouth_z[cur][None, :, :]) ** 2).sum(2) / self.mouth_z.shape[1]
+        cost = self.jump_penalty + self.join_weight * jump
+        if self.jaw is not None:
+            squared = np.maximum(self.jaw_sq[prev][:, None] + self.jaw_sq[cur][None, :] -
+                                 2.0 * self.jaw[prev] @ self.jaw[cur].T, 0.0)
+            moved = np.sqrt(squared * 2 / self.jaw.shape[1])
+            cost += self.jaw_weight * np.maximum(moved - self.jaw_free, 0.0) ** 2
+        cost[(prev[:, None] + 1 == cur[None, :]) & self.follows[prev][:, None]] = 0.0
+        return cost
 
 
 def _viterbi(targets: _Targets, top: tuple[np.ndarray, np.ndarray], first: int, last: int,
-             start: int | None, options: SelectionOptions) -> np.ndarray:
+             start: int | None, options: SelectionOptions, joins: _Joins | None = None) -> np.ndarray:
     """The path of least cost over output frames [first, last), from footage frame ``start`` shown at
-    first - 1 (None: free start): footage frame numbers."""
+    first - 1 (None: free start): footage frame numbers. ``joins``: the join costs (made here when None)."""
     index = targets.index
+    joins = joins if joins is not None else _Joins(index, options, targets.jump_penalty)
     top_frames, top_costs = top
     prev = np.array([start]) if start is not None else None
     acc = np.zeros(1) if start is not None else None
@@ -642,7 +658,7 @@ def _viterbi(targets: _Targets, top: tuple[np.ndarray, np.ndarray], first: int, 
         if prev is None:
             acc, back = cost, np.zeros(len(cand), np.int64)
         else:
-            total = acc[:, None] + _joins(index, prev, cand, options, targets.jump_penalty)
+            total = acc[:, None] + joins(prev, cand)
             back = np.argmin(total, axis=0)
             acc = total[back, np.arange(len(cand))] + cost
         history.append((cand, back))
@@ -680,8 +696,9 @@ def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np
     pause = _pauses(loudness, index.fps)
     targets = _Targets(index, speech_features, loudness, pause, options, voice_distance, shown, lip_shape)
     top = _top_candidates(targets, options.k)
+    joins = _Joins(index, options, targets.jump_penalty)
     if lookahead is None:
-        return _viterbi(targets, top, 0, n_out, None, options)
+        return _viterbi(targets, top, 0, n_out, None, options, joins)
     if not 0 <= lookahead <= MAX_LOOKAHEAD:
         raise ValueError(f"lookahead must be between 0 and {MAX_LOOKAHEAD} s, got {lookahead}")
     # The features of frame t + h reach max(offsets) past its end: leave that room inside the lookahead.
@@ -690,7 +707,7 @@ def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np
     chosen = np.empty(n_out, np.int64)
     previous: int | None = None
     for t in range(n_out):
-        path = _viterbi(targets, top, t, min(n_out, t + horizon + 1), previous, options)
+        path = _viterbi(targets, top, t, min(n_out, t + horizon + 1), previous, options, joins)
         chosen[t] = previous = int(path[0])
     return chosen
 
