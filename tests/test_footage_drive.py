@@ -72,7 +72,7 @@ def test_a_photo_or_short_footage_gets_the_key_mouths_and_says_why(media: Path, 
 
 
 
-def test_a_choice_that_fails_in_its_thread_fails_the_job_with_its_words_and_the_next_job_chooses_anew(
+def test_a_choice_that_fails_fails_the_job_with_its_words_and_the_next_job_chooses_anew(
         media: Path, footage_settings, short_clips, tmp_path: Path, monkeypatch) -> None:
     import heygem.engines.builtin as builtin
 

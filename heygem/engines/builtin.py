@@ -131,16 +131,6 @@ def footage_problem(footage: FootageStudy | None, photo: bool) -> str | None:
     return None
 
 
-def _footage_choice(job: EngineJob) -> Iterator[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]]:
-    """The footage drive's choice for ``job`` (``_choose_from_footage``) and its joins' fades, as one item (made in
-    a thread of its own: ``BuiltinEngine.start``)."""
-    started = time.perf_counter()
-    chosen, drawn = _choose_from_footage(job)
-    fades = join_fades(chosen, job.footage.usable)
-    log.info("builtin engine: %d frames chosen from the footage in %.2f s", len(chosen), time.perf_counter() - started)
-    yield chosen, drawn, fades
-
-
 def _choose_from_footage(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
     """The studied footage frame to show for each output frame: chosen by the speech's sounds against the
     footage's own speech and by its lip shapes, the more the shorter the footage (heygem.selection: one path for
@@ -148,7 +138,7 @@ def _choose_from_footage(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
     to draw each at (NaN: as filmed; another voice's loudness and lip shape, ``heygem.selection.drawn_openings``
     and ``drawn_widths``)."""
     # On one BLAS thread: between the choice's many small products OpenBLAS's others spin, 0.4 s of CPU a minute
-    # of speech (half the choice's own) that the job's drawing and encoding, running beside it, had no use for.
+    # of speech (over half the choice's own) that the decoding and encoding threads of the job had no use for.
     with threadpool_limits(1, user_api="blas"):
         return _chosen_frames(job)
 
@@ -331,9 +321,7 @@ class BuiltinEngine(Engine):
         self.mesh_memo: MeshMemo | None = None  # the job's points found before (heygem.faces.mesh_memo)
         self.colour = blend.ColourMatch(COLOUR_SMOOTHING)  # the placed mouth matched to the skin around it
         self._counter = 0
-        # The footage drive: a studied footage frame per output frame, placed by ``placer``; or why not. The frames
-        # are chosen in a thread of their own (``choosing``) while the first frames are decoded; ``paint`` awaits it.
-        self.choosing: Prefetch | None = None  # an earlier job's, still running, is left to end on its own
+        # The footage drive: a studied footage frame per output frame, placed by ``placer``; or why not.
         self.chosen: np.ndarray | None = None
         self.fades: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0))  # join_fades of chosen
         self.drawn = np.zeros((0, 2))  # the opening and width to draw each chosen mouth at (NaN: as filmed)
@@ -350,7 +338,7 @@ class BuiltinEngine(Engine):
         if not self.keys:  # not started yet, or no face with landmarks was studied: frames pass unchanged
             return EngineDescription(self.name)
         drive = "loudness" if self.shapes is None else "phones"
-        if self.placer is not None:
+        if self.chosen is not None:
             return EngineDescription(self.name, mode="footage", drive=drive, units=self.footage_frames)
         made = [name for name in self.names if name not in self.study_names]
         fallbacks = tuple(f"made_{name}" for name in made) + ((self.footage_fallback,) if self.footage_fallback else ())
@@ -400,13 +388,14 @@ class BuiltinEngine(Engine):
             if job.drive == "footage":
                 self.footage_fallback = footage_problem(job.footage, self.photo)
                 if self.footage_fallback is None:
-                    self.choosing = Prefetch(_footage_choice(job), 1, "heygem-choice")
+                    self.chosen, self.drawn = _choose_from_footage(job)
+                    self.fades = join_fades(self.chosen, job.footage.usable)
                     self.pictures_studied = studied_pictures(job.footage, job.shown)
                     self.placer = MouthPlacer(job.footage)
                     self.footage_frames = int(job.footage.usable.sum())
                 else:
                     log.info("builtin engine: footage drive not used (%s); the key mouths instead", self.footage_fallback)
-            if self.placer is None:  # the footage's own mouths need no key space
+            if self.chosen is None:  # the footage's own mouths need no key space
                 self._build_key_space()
         log.info("builtin engine ready in %.2f s: %s", time.perf_counter() - started, self.describe())
 
@@ -811,7 +800,6 @@ class BuiltinEngine(Engine):
             frame_indices = np.arange(self._counter, self._counter + len(crops))
         self._counter = int(frame_indices[-1]) + 1 if len(frame_indices) else self._counter
         drawn: list[tuple[int, int, int, int] | None] = [(0, 0, 0, 0)] * len(images)
-        self._await_choice()
         if self.levels is None and not self.key_images and self.chosen is None:
             return drawn
         tracked = self._tracked(crops) if self.motion is None else None
@@ -833,16 +821,6 @@ class BuiltinEngine(Engine):
                 if ahead is not None:
                     ahead.close()
         return drawn
-
-    def _await_choice(self) -> None:
-        """The footage drive's choice (``start``), once its thread has made it (an exception there is raised here)."""
-        if self.choosing is None:
-            return
-        choosing, self.choosing = self.choosing, None
-        try:
-            self.chosen, self.drawn, self.fades = next(choosing)
-        finally:
-            choosing.close()
 
     def _footage_position(self, index: int) -> int:
         """Output frame ``index`` within the footage drive's choice (a frame past the speech's end: its last)."""
