@@ -549,13 +549,15 @@ class _Targets:
         if self.use_features:
             cost += ((self.footage[frames] - self.speech[t]) ** 2).sum(1) * self.feature_norm
         if self.use_ridge:  # a sum over the measures divided by their count: ``mean``'s own arithmetic, cheaper
-            cost += ((self.predicted[t][None, :] - self.real[frames]) ** 2).sum(1) / self.real.shape[1] * self.ridge_factor
+            squared = (self.predicted[t][None, :] - self.real[frames]) ** 2
+            cost += squared.sum(1) / self.real.shape[1] * self.ridge_factor
         if self.loudness_weight > 0:
             cost += (self.loud_open[t] - self.index.mouth_z[frames, 0]) ** 2 * self.loudness_weight
         if self.closure_weight > 0:
             cost += self.closure[t] * self.excess[frames]
         if self.shown_jaw is not None and self.shown_face[t]:  # a picture without a face: no pose cost
-            apart = np.sqrt(((self.index.jaw[frames] - self.shown_jaw[t]) ** 2).sum(-1) / self.index.jaw.shape[1] * 2)
+            jaw = self.index.jaw
+            apart = np.sqrt(((jaw[frames] - self.shown_jaw[t]) ** 2).sum(-1) / jaw.shape[1] * 2)  # _jaw_distance
             cost += self.options.pose_weight * np.maximum(apart - self.options.pose_free, 0.0) ** 2
         allowed = self.index.rest[frames] if self.pause[t] else self.index.face[frames]
         cost[~allowed] = np.inf
@@ -621,8 +623,8 @@ class _Joins:
 
     def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
         """(len(prev), len(cur)) join costs."""
-        # A sum over the four measures divided by four: ``mean``'s own arithmetic, without its overhead.
-        jump = ((self.mouth_z[prev][:, None, :] - self.mouth_z[cur][None, :, :]) ** 2).sum(2) / self.mouth_z.shape[1]
+        # A sum over the measures divided by their count: ``mean``'s own arithmetic, without its overhead.
+        jump = ((self.mouth_z[prev][:, None, :] - self.mouth_z[cur][None, :, :]) ** 2).sum(2) / len(MOUTH_MEASURES)
         cost = self.jump_penalty + self.join_weight * jump
         if self.jaw is not None:
             squared = np.maximum(self.jaw_sq[prev][:, None] + self.jaw_sq[cur][None, :] -

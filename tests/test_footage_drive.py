@@ -71,22 +71,6 @@ def test_a_photo_or_short_footage_gets_the_key_mouths_and_says_why(media: Path, 
     assert "key mouths rather than the presenter's own footage: under 5 s of it shows the face" in words
 
 
-
-def test_a_choice_that_fails_fails_the_job_with_its_words_and_the_next_job_chooses_anew(
-        media: Path, footage_settings, short_clips, tmp_path: Path, monkeypatch) -> None:
-    import heygem.engines.builtin as builtin
-
-    def broken(*args, **kwargs):
-        raise ValueError("the footage index is out of step with the speech")
-
-    monkeypatch.setattr(builtin, "choose_frames", broken)
-    with pytest.raises(ValueError, match="out of step with the speech"):
-        generate(short_clips["speech"], media / PRESENTER, tmp_path / "broken.mp4", footage_settings)
-    assert not (tmp_path / "broken.mp4").exists()
-    monkeypatch.undo()
-    again = generate(short_clips["speech"], media / PRESENTER, tmp_path / "again.mp4", footage_settings)
-    assert again.engine_info.mode == "footage" and again.frames > 0
-
 def _frames_equal(a: Path, b: Path) -> bool:
     from heygem.media.video import iter_frames
 
