@@ -555,10 +555,8 @@ class _Targets:
             cost += (self.loud_open[t] - self.index.mouth_z[frames, 0]) ** 2 * self.loudness_weight
         if self.closure_weight > 0:
             cost += self.closure[t] * self.excess[frames]
-        if self.shown_jaw is not None and self.shown_face[t]:  # a picture without a face: no pose cost
-            jaw = self.index.jaw
-            apart = np.sqrt(((jaw[frames] - self.shown_jaw[t]) ** 2).sum(-1) / jaw.shape[1] * 2)  # _jaw_distance
-            cost += self.options.pose_weight * np.maximum(apart - self.options.pose_free, 0.0) ** 2
+        if self.shown_jaw is not None:
+            cost += self._pose(_jaw_distance(self.index.jaw[frames], self.shown_jaw[t]), self.shown_face[t])
         allowed = self.index.rest[frames] if self.pause[t] else self.index.face[frames]
         cost[~allowed] = np.inf
         return cost
@@ -598,13 +596,16 @@ def _top_candidates(targets: _Targets, k: int, block: int = 256) -> tuple[np.nda
 def _jaw_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """How far flattened jaw lines ``a`` lie from ``b``, pair by pair (broadcast over leading axes): the root mean
     square over the points of their distances."""
-    return np.sqrt(((a - b) ** 2).mean(-1) * 2)
+    return np.sqrt(((a - b) ** 2).sum(-1) / a.shape[-1] * 2)  # ``mean``'s own arithmetic, without its overhead
 
 
-def _jaw_apart(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _jaw_apart(a: np.ndarray, b: np.ndarray, a_sq: np.ndarray | None = None,
+               b_sq: np.ndarray | None = None) -> np.ndarray:
     """(len(a), len(b)) ``_jaw_distance`` of each flattened jaw line of ``a`` from each of ``b``, by dot products
-    (a join's or a block's pairs at once)."""
-    squared = np.maximum((a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
+    (a join's or a block's pairs at once); ``a_sq``, ``b_sq``: their lines' squared lengths, where known already."""
+    a_sq = (a ** 2).sum(1) if a_sq is None else a_sq
+    b_sq = (b ** 2).sum(1) if b_sq is None else b_sq
+    squared = np.maximum(a_sq[:, None] + b_sq[None, :] - 2.0 * a @ b.T, 0.0)
     return np.sqrt(squared * 2 / a.shape[1])
 
 
@@ -627,20 +628,17 @@ class _Joins:
         jump = ((self.mouth_z[prev][:, None, :] - self.mouth_z[cur][None, :, :]) ** 2).sum(2) / len(MOUTH_MEASURES)
         cost = self.jump_penalty + self.join_weight * jump
         if self.jaw is not None:
-            squared = np.maximum(self.jaw_sq[prev][:, None] + self.jaw_sq[cur][None, :] -
-                                 2.0 * self.jaw[prev] @ self.jaw[cur].T, 0.0)
-            moved = np.sqrt(squared * 2 / self.jaw.shape[1])
+            moved = _jaw_apart(self.jaw[prev], self.jaw[cur], self.jaw_sq[prev], self.jaw_sq[cur])
             cost += self.jaw_weight * np.maximum(moved - self.jaw_free, 0.0) ** 2
         cost[(prev[:, None] + 1 == cur[None, :]) & self.follows[prev][:, None]] = 0.0
         return cost
 
 
 def _viterbi(targets: _Targets, top: tuple[np.ndarray, np.ndarray], first: int, last: int,
-             start: int | None, options: SelectionOptions, joins: _Joins | None = None) -> np.ndarray:
+             start: int | None, options: SelectionOptions, joins: _Joins) -> np.ndarray:
     """The path of least cost over output frames [first, last), from footage frame ``start`` shown at
-    first - 1 (None: free start): footage frame numbers. ``joins``: the join costs (made here when None)."""
+    first - 1 (None: free start): footage frame numbers. ``joins``: the choice's join costs."""
     index = targets.index
-    joins = joins if joins is not None else _Joins(index, options, targets.jump_penalty)
     top_frames, top_costs = top
     prev = np.array([start]) if start is not None else None
     acc = np.zeros(1) if start is not None else None

@@ -131,19 +131,15 @@ def footage_problem(footage: FootageStudy | None, photo: bool) -> str | None:
     return None
 
 
+# On one BLAS thread: between the choice's many small products OpenBLAS's others spin, 0.4 s of CPU a minute of
+# speech (over half the choice's own) that the decoding and encoding threads of the job had no use for.
+@threadpool_limits.wrap(limits=1, user_api="blas")
 def _choose_from_footage(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
     """The studied footage frame to show for each output frame: chosen by the speech's sounds against the
     footage's own speech and by its lip shapes, the more the shorter the footage (heygem.selection: one path for
     the whole speech, runs of real frames preferred, rest mouths in pauses); and (T, 2) the opening and width
     to draw each at (NaN: as filmed; another voice's loudness and lip shape, ``heygem.selection.drawn_openings``
     and ``drawn_widths``)."""
-    # On one BLAS thread: between the choice's many small products OpenBLAS's others spin, 0.4 s of CPU a minute
-    # of speech (over half the choice's own) that the decoding and encoding threads of the job had no use for.
-    with threadpool_limits(1, user_api="blas"):
-        return _chosen_frames(job)
-
-
-def _chosen_frames(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
     footage = job.footage
     assert footage is not None and footage.features is not None and footage.loudness is not None
     points = footage.points.astype(np.float32)
