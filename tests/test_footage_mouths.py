@@ -195,7 +195,7 @@ def test_a_join_shows_one_mouth_between_the_two_not_both(turning) -> None:
     0.88 of the weaker mouth's here."""
     import cv2
 
-    from heygem.engines.footage_mouths import between
+    from heygem.engines.footage_mouths import between, join_flow
     from heygem.faces.landmarks import OUTER_LIP
     from heygem.footage import PATCH_BOX
 
@@ -212,11 +212,11 @@ def test_a_join_shows_one_mouth_between_the_two_not_both(turning) -> None:
         return float(np.percentile(strength[y0:y1, x0:x1], 98))
 
     weaker = min(edges(a), edges(b))
-    morphed = between(a, b, 0.5, cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM))
+    morphed = between(a, b, 0.5, join_flow())
     faded = cv2.addWeighted(a, 0.5, b, 0.5, 0.0)
     print(f"edges: the two {edges(a):.0f}, {edges(b):.0f}; morphed {edges(morphed):.0f}, "
           f"cross-faded {edges(faded):.0f}")
-    assert edges(morphed) > 0.95 * weaker  # measured 1.01
+    assert edges(morphed) > 0.95 * weaker  # measured 0.99 (1.01 with the flow's variational refinement)
     assert edges(faded) < 0.92 * weaker  # what the morph is for: the plain fade does show two mouths here
     # Drawn into a picture (as a join's frame is), the face mesh reads it between the two: more open than the
     # shut mouth, less than the wide one.
