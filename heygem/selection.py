@@ -567,6 +567,24 @@ class _Targets:
         return np.where(face, self.options.pose_weight * excess ** 2, 0.0)
 
 
+def _closure_shares(speech_features: np.ndarray, feature_options: FeatureOptions,
+                    held_closed: np.ndarray | None) -> np.ndarray:
+    """(T,) how much of each frame the lips are together, 0..1, for the drawing: the share of its span in an m,
+    b or p (``lip_closure``), and the whole of it where ``held_closed`` (the speech's mouth shapes,
+    ``heygem.speech.phones.mouth_shapes``, which close the lips from CLOSURE_LEAD before the sound and for at
+    least a frame, as the key mouths are drawn). By the phones' spans alone the frame before a closure counted
+    as open and was drawn opening wide at the speech's loudness: an open "O" where the key mouths' lips had met.
+    (The choice's closure prior keeps to the phones' spans: pulled towards closed mouths over the whole held
+    span, another voice's loudness proxy fell by 0.02-0.03, bench/RESULTS.md.)"""
+    share = np.clip(lip_closure(speech_features, feature_options).astype(np.float64), 0.0, 1.0)
+    if held_closed is None:
+        return share
+    held_closed = np.asarray(held_closed, bool)
+    if len(held_closed) != len(share):
+        raise ValueError(f"held_closed has {len(held_closed)} frames, the features {len(share)}")
+    return np.where(held_closed, 1.0, share)
+
+
 def _loudness_openings(index: FootageIndex, loudness: np.ndarray) -> np.ndarray:
     """(T,) standardised opening for each speech frame: the person's opening at the quantile its loudness has
     among the speech's frames (ties share their mean rank)."""
@@ -720,14 +738,16 @@ def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np
 
 
 def drawn_openings(index: FootageIndex, chosen: np.ndarray, speech_features: np.ndarray, loudness: np.ndarray,
-                   options: SelectionOptions = SelectionOptions(),
-                   voice_distance: float | None = None) -> np.ndarray:
+                   options: SelectionOptions = SelectionOptions(), voice_distance: float | None = None,
+                   held_closed: np.ndarray | None = None) -> np.ndarray:
     """(T,) the opening (over the eye distance, as ``mouth_measures``) to draw each chosen footage frame's mouth
     at: for a voice unlike the footage's, ``other_voice_opening_share`` (ramped by ``voice_distance``) of the way
     from the chosen frame's own opening to the one the frame's loudness asks of this person (``_loudness_line``);
-    never more open than chosen where the speech's phones mark m/b/p over half the frame, less where they mark
-    some (``lip_closure``: there the closure prior chose closed lips, which the loudness would open). NaN where
-    the mouth is drawn as filmed: the own voice, a pause (its rest mouth), a frame without a face."""
+    never more open than chosen where the lips are together over half the frame, less where they are for some of
+    it (``_closure_shares``: the speech's m/b/p, where the closure prior chose closed lips, which the loudness
+    would open; and the frames ``held_closed``, (T,) bool, where the speech's mouth shapes close the lips ahead
+    of them). NaN where the mouth is drawn as filmed: the own voice, a pause (its rest mouth), a frame without a
+    face."""
     chosen = np.asarray(chosen, np.int64)
     share = options.opening_share_for(voice_distance)
     if share <= 0 or len(chosen) == 0:
@@ -741,7 +761,7 @@ def drawn_openings(index: FootageIndex, chosen: np.ndarray, speech_features: np.
     change = _loudness_line(index, loudness, pause) - own
     # On the speech's m/b/p the closure prior chose closed lips: closed further, never opened; next to them
     # opened by less, as much less as the frame is m/b/p.
-    closure = np.clip(lip_closure(speech_features, index.feature_options).astype(np.float64), 0.0, 1.0)
+    closure = _closure_shares(speech_features, index.feature_options, held_closed)
     drawn = own + share * np.where(closure >= 0.5, np.minimum(change, 0.0), (1.0 - closure) * change)
     drawn[pause] = np.nan
     return drawn

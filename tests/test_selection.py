@@ -263,6 +263,29 @@ def test_with_another_voice_the_mouths_are_drawn_at_its_loudness(katie: Footage,
     assert np.isnan(drawn_openings(index, rest, quiet_features, quiet_loudness, voice_distance=1.0)).all()
 
 
+def test_with_another_voice_no_mouth_is_drawn_open_where_the_lips_close_ahead_of_m_b_p(katie: Footage, radio) -> None:
+    """The key mouths close the lips from a frame before an m, b or p is heard (``mouth_shapes``); the footage
+    drive's drawing keeps the same closures: there no chosen mouth is opened towards the loudness, though the
+    phone's own span has not begun (by the phones' spans alone that frame was drawn opening wide: an open "O"
+    just before the lips met)."""
+    from heygem.speech.phones import VISEMES, mouth_shapes, recognise_phones
+
+    index = katie.index(0, katie.n)
+    n = round(len(radio) / RATE * float(katie.fps))
+    features, loudness = speech_features(radio, katie.fps, n), frame_loudness(radio, katie.fps, n)
+    held = mouth_shapes(recognise_phones(radio), radio, katie.fps, n).viseme == VISEMES.index("closed")
+    chosen = choose_frames(index, features, loudness, voice_distance=1.0)
+    filmed = index.mouth[chosen, 0]
+    by_phones = drawn_openings(index, chosen, features, loudness, voice_distance=1.0)
+    drawn = drawn_openings(index, chosen, features, loudness, voice_distance=1.0, held_closed=held)
+    ahead = held & (lip_closure(features) < 0.5)  # closed by the shapes, not yet by the phone's own span
+    print(f"{held.sum()} frames held closed, {ahead.sum()} of them ahead of the phone; opened there by the phones' "
+          f"spans alone: {(by_phones[ahead] > filmed[ahead]).sum()}")
+    assert ahead.any() and (by_phones[ahead] > filmed[ahead]).any()  # what was wrong
+    assert (drawn[held] <= filmed[held]).all()
+    assert np.array_equal(drawn[~held], by_phones[~held])  # elsewhere drawn as before
+
+
 def test_with_another_voice_the_mouths_are_drawn_as_wide_as_its_lip_shapes(katie: Footage, radio) -> None:
     """With another voice the chosen mouths are drawn as wide as the speech's lip shape asks of the person
     (rounded on "oo", spread on "ee"): the drawn widths follow its lip shape closer than the chosen ones and stay

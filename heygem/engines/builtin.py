@@ -157,8 +157,11 @@ def _choose_from_footage(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
         shown = np.clip(np.searchsorted(footage.frames, job.shown), 0, len(footage.frames) - 1)
     loudness = frame_loudness(job.samples, job.fps, job.frames)
     lip_shape = None if job.shapes is None else job.shapes.spread[:job.frames]
+    # No mouth drawn open where the key mouths close the lips (from a frame before an m, b or p is heard): one
+    # timing of the closures for both drives.
+    held_closed = None if job.shapes is None else job.shapes.viseme[:job.frames] == VISEMES.index("closed")
     chosen = choose_frames(index, features, loudness, voice_distance=distance, shown=shown, lip_shape=lip_shape)
-    openings = drawn_openings(index, chosen, features, loudness, voice_distance=distance)
+    openings = drawn_openings(index, chosen, features, loudness, voice_distance=distance, held_closed=held_closed)
     widths = (np.full(len(chosen), np.nan) if job.shapes is None else
               drawn_widths(index, chosen, lip_shape, loudness, voice_distance=distance))
     return chosen, np.column_stack([openings, widths])
