@@ -86,6 +86,7 @@ class BenchOptions:
     ray: str | None = None  # auto or a cluster's address: compare the queue in one process with Ray workers
     workers: int | None = None  # with ray: how many workers (None: one per GPU, or per machine)
     timeline: bool = False  # also draw each single run's stage timeline (a PNG beside ``out``)
+    alternate: int = 0  # rounds of prepared jobs, one per engine, taken in turn (``_alternate``); 0 = none
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -570,6 +571,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         "batches": [],
         "engine_loads": [],
         "floors": [],
+        "alternations": [],
     }
     results["options"]["sizes"] = [f"{w}x{h}" for w, h in options.sizes]
     results["options"]["audio"] = audio_name
@@ -595,8 +597,10 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             if options.warmup:
                 warmup_inputs = build_inputs(min(WARMUP_SECONDS, options.seconds), size, media, options.inputs,
                                              options.fps, options.video, audio_name)
+            prepared: dict[str, Any] = {}  # each engine's settings whose face cache and studies hold the presenter
             for engine in options.engines:
                 settings = _settings(engine, checkpoint, options.device, work, fresh("faces"))
+                prepared[engine] = settings
                 # Each engine starts cold and alone: its load is timed, and the other's memory is let go.
                 unload_engines()
                 gc.collect()
@@ -622,6 +626,9 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
                 if options.batch > 0:
                     results["batches"].append(_run_batch(options.batch, engine, size_text, video, audio, checkpoint,
                                                          options.device, device, work, fresh, results["runs"]))
+            if options.alternate > 0:
+                results["alternations"] += _alternate(options.alternate, prepared, size_text, video, audio, device,
+                                                      fresh)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     unload_engines()
@@ -683,6 +690,53 @@ def _run_batch(
         "total_s": round(total, 3),
         "mean_s_per_video": round(total / count, 3),
     }
+
+
+def _alternate(rounds: int, prepared: dict[str, Any], size_text: str, video: Path, audio: Path, device: Any,
+               fresh: Any) -> list[dict[str, Any]]:
+    """``rounds`` rounds of one job per engine on one prepared speech, each engine's presenter prepared by its
+    runs before (``prepared``: its settings), the engines taken in turn and their order swapped every round.
+    This machine's speed drifts by a third from one minute to the next: engines timed one after the other, each
+    in a block of its own runs, are compared across that drift; taken in turn, each round's jobs see nearly the
+    same machine."""
+    from heygem.pipeline import prepare_audio
+
+    speech = prepare_audio(audio)
+    engines = list(prepared)
+    rows = []
+    for number in range(1, rounds + 1):
+        for engine in engines if number % 2 else engines[::-1]:
+            copy = fresh(f"alternate-{number}{video.suffix}")
+            shutil.copyfile(video, copy)  # its own file, as an upload would be
+            row = _timed_video(speech, copy, prepared[engine], device, fresh(f"alternate-{number}.mp4"))
+            copy.unlink()
+            rows.append({"engine_name": engine, "size": size_text, "round": number, "generate_s": row["generate_s"],
+                         "face_cache": row["face_cache"], "study": row.get("study")})
+            log.info("%s %s alternated %d/%d: %.1f s", engine, size_text, number, rounds, row["generate_s"])
+    return rows
+
+
+def alternation_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """A line per size and engine on the alternated prepared jobs: mean and fastest seconds, and against the
+    first engine the ratio of the means and the rounds in which it was the faster."""
+    lines = []
+    for size in dict.fromkeys(row["size"] for row in rows):
+        at_size = [row for row in rows if row["size"] == size]
+        engines = list(dict.fromkeys(row["engine_name"] for row in at_size))
+        seconds = {engine: {row["round"]: row["generate_s"] for row in at_size if row["engine_name"] == engine}
+                   for engine in engines}
+        first = engines[0]
+        for engine in engines:
+            times = list(seconds[engine].values())
+            text = (f"{engine} at {size}, prepared presenter, {len(times)} rounds taken in turn: "
+                    f"{sum(times) / len(times):.2f} s on average (fastest {min(times):.2f} s)")
+            if engine != first:
+                rounds = [r for r in seconds[engine] if r in seconds[first]]
+                ratio = (sum(seconds[engine][r] for r in rounds) / max(sum(seconds[first][r] for r in rounds), 1e-9))
+                faster = sum(seconds[engine][r] < seconds[first][r] for r in rounds)
+                text += f"; {ratio:.3f} of {first}'s time, the faster in {faster} of {len(rounds)} rounds"
+            lines.append(text + ".")
+    return lines
 
 
 def run_cluster_bench(options: BenchOptions) -> dict[str, Any]:
@@ -842,6 +896,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         against = "; ".join(f"{row['engine_name']} {row['wall_s'] / floor['floor_s']:.1f}x" for row in singles)
         notes.append(f"floor at {floor['size']}: ffmpeg alone re-encoding the input with the speech (x264 veryfast, "
                      f"CRF 18) {floor['floor_s']:.1f} s" + (f"; single runs against it: {against}" if against else "") + ".")
+    notes += alternation_notes(results.get("alternations", []))
     for batch in results["batches"]:
         repeat = "" if batch["repeat_mean_s"] is None else f", repeats {batch['repeat_mean_s']:.2f} s on average"
         notes.append(f"{batch['engine_name']} at {batch['size']}, batch of {batch['videos']}: "
@@ -879,6 +934,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchOptions, bool]:
     parser.add_argument("--video", default=DEFAULT_VIDEO, help=f"source clip under shared/media, or a path (default {DEFAULT_VIDEO})")
     parser.add_argument("--audio", help=f"source speech under shared/media, or a path (default {DEFAULT_AUDIOS[0]})")
     parser.add_argument("--no-warmup", action="store_true", help="skip the one-second warm-up run of each engine")
+    parser.add_argument("--alternate", type=int, default=0, metavar="N",
+                        help="then N rounds of one prepared job per engine, taken in turn (default 0: none): "
+                             "engines compared where the machine's speed drifts")
     parser.add_argument("--ray", metavar="auto|ADDRESS", help="run the batch (--batch N) through the studio's queue, "
                         "in one process and on Ray workers, and compare (auto: Ray on this machine)")
     parser.add_argument("--workers", type=int, metavar="N", help="with --ray: this many workers (default: one per GPU, "
@@ -895,6 +953,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchOptions, bool]:
         parser.error("--seconds must be positive")
     if args.batch < 0:
         parser.error("--batch must be 0 or more")
+    if args.alternate < 0 or (args.alternate and args.ray):
+        parser.error("--alternate must be 0 or more, and goes without --ray")
     if args.ray and args.batch < 1:
         parser.error("--ray compares batches: give --batch N (e.g. --batch 8)")
     if args.workers is not None and (not args.ray or args.workers < 1):
@@ -903,7 +963,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchOptions, bool]:
         seconds=args.seconds, sizes=sizes, fps=args.fps, engines=list(dict.fromkeys(args.engines)), batch=args.batch,
         device=args.device, checkpoint=args.checkpoint, out=args.out, shared=args.shared, inputs=args.inputs,
         video=args.video, audio=args.audio, warmup=not args.no_warmup, ray=args.ray, workers=args.workers,
-        timeline=args.timeline,
+        timeline=args.timeline, alternate=args.alternate,
     )
     return options, args.verbose
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from heygem.bench import STAGE_ORDER, build_inputs, floor_argv, main, parse_size, stage_figures
+from heygem.bench import STAGE_ORDER, alternation_notes, build_inputs, floor_argv, main, parse_size, stage_figures
 
 
 def test_bench_main_writes_every_figure(tmp_path: Path, media: Path, test_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -70,6 +70,37 @@ def test_bench_main_writes_every_figure(tmp_path: Path, media: Path, test_checkp
     picture = cv2.imread(str(tmp_path / "bench-timeline-wav2lip-320x180.png"))
     assert picture is not None and picture.shape[0] >= 22 * len(single["timeline"])
     assert f"Timeline: {tmp_path / 'bench-timeline-wav2lip-320x180.png'}" in printed
+
+
+def test_alternated_jobs_take_the_engines_in_turn_on_prepared_presenters(tmp_path: Path, media: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """``--alternate N``: after each engine's own runs, N rounds of one job per engine, the order swapped every
+    round, each on its engine's presenter as its runs left it (faces and studies kept), and a line per engine
+    on them under the table."""
+    out = tmp_path / "bench.json"
+    code = main(["--seconds", "1", "--size", "320x180", "--engines", "builtin", "builtin-footage", "--device", "cpu",
+                 "--no-warmup", "--alternate", "2", "--out", str(out), "--shared", str(media.parent),
+                 "--inputs", str(tmp_path / "inputs")])
+    assert code == 0
+    rows = json.loads(out.read_text())["alternations"]
+    assert [(row["round"], row["engine_name"]) for row in rows] == [
+        (1, "builtin"), (1, "builtin-footage"), (2, "builtin-footage"), (2, "builtin")]
+    assert all(row["face_cache"] == "hit" and row["study"] == "cached" and row["generate_s"] > 0 for row in rows)
+    printed = capsys.readouterr().out
+    assert "builtin at 320x180, prepared presenter, 2 rounds taken in turn: " in printed
+    assert "of builtin's time, the faster in " in printed
+
+
+def test_alternation_notes_compare_each_engine_with_the_first_round_by_round() -> None:
+    rows = [{"size": "1280x720", "engine_name": engine, "round": number, "generate_s": seconds}
+            for number, engine, seconds in ((1, "builtin", 20.0), (1, "builtin-footage", 19.0),
+                                            (2, "builtin-footage", 24.0), (2, "builtin", 22.0),
+                                            (3, "builtin", 30.0), (3, "builtin-footage", 28.0))]
+    first, second = alternation_notes(rows)
+    assert first == ("builtin at 1280x720, prepared presenter, 3 rounds taken in turn: 24.00 s on average "
+                     "(fastest 20.00 s).")
+    assert second == ("builtin-footage at 1280x720, prepared presenter, 3 rounds taken in turn: 23.67 s on average "
+                      "(fastest 19.00 s); 0.986 of builtin's time, the faster in 2 of 3 rounds.")
 
 
 def test_bench_inputs_are_cached_and_sized(tmp_path: Path, media: Path) -> None:
