@@ -645,7 +645,7 @@ class _Joins:
     def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
         """(len(prev), len(cur)) join costs."""
         # A sum over the measures divided by their count: ``mean``'s own arithmetic (the same additions in the same
-        # order), a measure at a time: a sum along an axis of four cost as much as the rest of the join.
+        # order), a measure at a time: a sum along an axis of four cost more than the rest of the join.
         before, after = self.measures[:, prev], self.measures[:, cur]
         jump = (before[0][:, None] - after[0][None, :]) ** 2
         for measure in range(1, len(MOUTH_MEASURES)):

@@ -371,7 +371,7 @@ def rewidened(patch: np.ndarray, points: np.ndarray, filmed: float, width_to: fl
     # The bump is 1 at the centre and CORNER_SHARE at the corners: scaled so that the corners move by the whole
     # change, sideways only. Each output pixel samples the filmed one the bump moved there (the move is small and
     # smooth: its inverse is the move backwards). Worked out on the grid's row and column: the bump is a product of
-    # an across and an up-down factor (``_width_moves``' values, a fifth of the exponentials).
+    # an across and an up-down factor (``_width_moves``' values, h + w exponentials instead of h x w).
     dx = _width_moves(p, amount / CORNER_SHARE, gx[:1], gy[:, :1], separable=True)[0]
     return cv2.remap(patch, gx - dx, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
