@@ -31,9 +31,12 @@ distance, ``mouth_measures``) and whether it is a rest mouth (closed, in a pause
   wide or too narrow for the head); nothing within it, so the picture's old mouth gains nothing;
 - candidates: the ``k`` frames of least target cost, plus the next frames of the ``beam`` best paths so far
   (so a run can continue even where its next frame is not among the k best);
-- drawing (``drawn_openings``): with another voice each chosen mouth is drawn at the opening the speech's
-  loudness asks (``heygem.engines.footage_mouths.reopened`` moves its lips), except on its m/b/p and in pauses,
-  since the path meets that opening only as closely as the footage's frames in the picture's pose allow;
+- drawing (``drawn_openings``, ``drawn_widths``): with another voice each chosen mouth is drawn at the opening
+  the speech's loudness asks (``heygem.engines.footage_mouths.reopened`` moves its lips), except on its m/b/p
+  and in pauses, since the path meets that opening only as closely as the footage's frames in the picture's
+  pose allow; with the person's own voice part of the way to the mouth the target predicts for its sounds
+  (``fitted_mouth``), which follows their real mouth closer than the chosen frames' own (bench/RESULTS.md, "The
+  own voice's mouths drawn towards the fit");
 - silence: output frames in a pause of the new speech (``MIN_PAUSE_SECONDS`` of silence by its normalised
   loudness) may only show rest frames, and a run of rest frames continues only into rest frames: the person's
   old speech never shows in a pause.
@@ -57,8 +60,8 @@ import numpy as np
 from heygem.speech.frames import LOUDNESS_RANGE, FeatureOptions, feature_groups, lip_closure
 
 __all__ = ["FADE_FRAMES", "MAX_LOOKAHEAD", "MOUTH_MEASURES", "WIDTH_MIN_GAIN", "FootageIndex", "SelectionOptions",
-           "build_index", "choose_frames", "drawn_openings", "drawn_widths", "fit_ridge", "jaw_outline", "join_fades",
-           "mouth_measures", "predict_mouth", "run_lengths"]
+           "build_index", "choose_frames", "drawn_openings", "drawn_widths", "fit_ridge", "fitted_mouth", "jaw_outline",
+           "join_fades", "mouth_measures", "predict_mouth", "run_lengths"]
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +173,7 @@ class SelectionOptions:
         opened or closed towards the opening its loudness asks (``drawn_openings``), ramped as the loudness
         prior's. The path meets another voice's loudness only as well as the footage's frames in the picture's
         pose allow (before drawing r 0.66-0.85 over the shared presenters); the own voice's sounds chose the
-        mouth, and it is drawn as filmed.
+        mouth, and it is drawn towards what they predict instead (``own_voice_opening_share``).
     lip_shape_seconds: given the speech's lip shape (``choose_frames(lip_shape=)``), the predicted width is
         drawn towards it (standardised over the speech) with the share s / (s + the footage's seconds with a
         face): the phone table's rounding and spreading weigh as much as this many seconds of the person's own
@@ -181,6 +184,16 @@ class SelectionOptions:
         the face mesh reads an opening partly from the width, and the whole way cost the loudness proxy with
         Mandarin speech (whose lip shapes an English phone set guesses) 0.01-0.02 on four of six presenters
         (0.757 -> 0.748; the loudness-driven morph 0.760).
+    own_voice_opening_share, own_voice_width_share: for the footage's own voice, the share of the way each
+        chosen mouth is drawn towards the opening and the width the target predicts for its sounds
+        (``fitted_mouth``), falling to none over ``own_voice_ramp`` of the voice's distance from the footage's:
+        sooner than the priors' ramp, for the fit speaks for this person's own voice only (the English radio
+        speech lies 0.43 from Katie Hill's voice, inside ``voice_ramp``, and drawn half of the way towards her
+        fit her mouth followed its loudness at 0.54 instead of 0.72). A chosen frame matches the
+        sounds and its neighbours; its own mouth may still be more or less open than this person's mouth mostly
+        is for those sounds, which the prediction (a fit and many frames' mean) knows better: before drawing,
+        the drawn mouths follow the real mouth of 17 of 18 halves closer (opening) at 0.5 of the way, on average
+        the most at 0.75; the whole way is worse on 4. The width's gain is smaller and flat past half the way.
     """
 
     target: str = "both"
@@ -204,6 +217,9 @@ class SelectionOptions:
     pose_free: float = 0.11
     other_voice_opening_share: float = 1.0  # 0 -> 1: another voice's proxy 0.67 / 0.70 -> 0.72 / 0.76 (RESULTS)
     other_voice_width_share: float = 0.5  # 0 -> 0.5 -> 1: width r with the lip shape 0.37 -> 0.50 -> 0.64 (RESULTS)
+    own_voice_opening_share: float = 0.75  # 0 -> 0.75: 12 long halves' opening r 0.433 -> 0.450, rendered (RESULTS)
+    own_voice_width_share: float = 0.5  # 0 -> 0.5: their width r 0.411 -> 0.418
+    own_voice_ramp: tuple[float, float] = (0.25, 0.4)  # split-time halves' own voices 0.10-0.45 apart, most under 0.25
     lip_shape_seconds: float = 5.0  # 0 -> 5: chosen widths' r, 24 short halves 0.15 -> 0.27, 12 long 0.47 -> 0.50
 
     def __post_init__(self) -> None:
@@ -216,6 +232,9 @@ class SelectionOptions:
                              f"{self.neighbour_share}")
         if self.lip_shape_seconds < 0:
             raise ValueError(f"lip_shape_seconds must be >= 0, got {self.lip_shape_seconds}")
+        if not (0 <= self.own_voice_opening_share <= 1 and 0 <= self.own_voice_width_share <= 1):
+            raise ValueError(f"own_voice_opening_share and own_voice_width_share must be in [0, 1], got "
+                             f"{self.own_voice_opening_share} and {self.own_voice_width_share}")
 
     def lip_shape_share(self, footage_frames: int, fps: float | Fraction) -> float:
         """The lip shape's share in the predicted width for footage of ``footage_frames`` frames with a face."""
@@ -241,14 +260,21 @@ class SelectionOptions:
         for a speech whose voice is ``voice_distance`` from the footage's: none for the own voice."""
         return self._ramped(0.0, self.other_voice_width_share, voice_distance)
 
+    def fitted_shares_for(self, voice_distance: float | None) -> tuple[float, float]:
+        """The shares of the way a chosen mouth is drawn towards the opening and the width the target predicts
+        (``fitted_mouth``) for a speech whose voice is ``voice_distance`` from the footage's: none for another's."""
+        return (self._ramped(self.own_voice_opening_share, 0.0, voice_distance, self.own_voice_ramp),
+                self._ramped(self.own_voice_width_share, 0.0, voice_distance, self.own_voice_ramp))
+
     def closure_weight_for(self, voice_distance: float | None) -> float:
         """The lip-closure prior's weight for a speech whose voice is ``voice_distance`` from the footage's."""
         return self._ramped(self.closure_weight, self.other_voice_closure_weight, voice_distance)
 
-    def _ramped(self, own: float, other: float, voice_distance: float | None) -> float:
+    def _ramped(self, own: float, other: float, voice_distance: float | None,
+                ramp: tuple[float, float] | None = None) -> float:
         if voice_distance is None:
             return own
-        low, high = self.voice_ramp
+        low, high = self.voice_ramp if ramp is None else ramp
         x = min(max((voice_distance - low) / max(high - low, 1e-9), 0.0), 1.0)
         return own + (other - own) * x * x * (3 - 2 * x)
 
@@ -491,17 +517,7 @@ class _Targets:
         self.ridge_factor = options.ridge_weight if options.target == "both" else 1.0
         measures = list(options.ridge_measures)
         if self.use_ridge:
-            standard = (np.asarray(speech_features, np.float64) - index.mean) / index.scale
-            predicted = np.hstack([standard, np.ones((len(standard), 1))]) @ index.ridge.weights
-            # The penalty (and the neighbours' mean) shrink the predictions towards the mean; matched against
-            # real mouths they are stretched back to unit spread, so a predicted wide-open mouth finds the
-            # person's wide-open frames.
-            near = _neighbour_mouths(index.features, index.face, index.mouth_z, self.speech, options.neighbours)
-            share = options.neighbour_share
-            self.predicted = ((1 - share) * predicted / index.ridge.spread +
-                              share * near / index.neighbour_spread)[:, measures]
-            if lip_shape is not None and 1 in measures:
-                self._towards_lip_shape(np.asarray(lip_shape, np.float64), measures.index(1))
+            self.predicted = _predicted_z(index, speech_features, options, lip_shape, self.speech)[:, measures]
         self.real = index.mouth_z[:, measures]
         if self.loudness_weight > 0:
             self.loud_open = _loudness_openings(index, np.asarray(loudness, np.float64))
@@ -510,17 +526,6 @@ class _Targets:
             self.closure = lip_closure(speech_features, index.feature_options).astype(np.float64) * self.closure_weight
             closed = np.percentile(index.mouth_z[index.face, 0], 10)
             self.excess = np.maximum(index.mouth_z[:, 0] - closed, 0.0) ** 2
-
-    def _towards_lip_shape(self, lip_shape: np.ndarray, column: int) -> None:
-        """The predicted width drawn towards the speech's lip shape (``SelectionOptions.lip_shape_seconds``)."""
-        if len(lip_shape) != len(self.predicted):
-            raise ValueError(f"lip_shape has {len(lip_shape)} frames, the speech {len(self.predicted)}")
-        spread = float(lip_shape.std())
-        share = self.options.lip_shape_share(int(self.index.face.sum()), self.index.fps)
-        if spread < 1e-6 or share <= 0:  # no rounding or spreading heard: nothing to draw towards
-            return
-        self.predicted[:, column] = ((1 - share) * self.predicted[:, column] +
-                                     share * (lip_shape - lip_shape.mean()) / spread)
 
     def rows(self, first: int, last: int) -> np.ndarray:
         """(last - first, N) costs; inf where a frame may not be shown."""
@@ -565,6 +570,42 @@ class _Targets:
         """The pose cost of jaw lines ``apart`` from the pictures' (module notes); 0 for a picture without a face."""
         excess = np.maximum(apart - self.options.pose_free, 0.0)
         return np.where(face, self.options.pose_weight * excess ** 2, 0.0)
+
+
+def _predicted_z(index: FootageIndex, speech_features: np.ndarray, options: SelectionOptions,
+                 lip_shape: np.ndarray | None, standardised: np.ndarray | None = None) -> np.ndarray:
+    """(T, 4) the standardised mouth the target predicts for a speech's features (module notes): the ridge's and
+    the nearest footage frames' mean mouth, each stretched to unit spread, the width drawn towards the lip shape
+    (``SelectionOptions.lip_shape_seconds``). ``standardised``: ``index.standardise(speech_features)`` if made."""
+    standard = (np.asarray(speech_features, np.float64) - index.mean) / index.scale
+    ridge = np.hstack([standard, np.ones((len(standard), 1))]) @ index.ridge.weights
+    # The penalty (and the neighbours' mean) shrink the predictions towards the mean; matched against real
+    # mouths they are stretched back to unit spread, so a predicted wide-open mouth finds the person's wide-open
+    # frames.
+    if standardised is None:
+        standardised = index.standardise(speech_features).astype(np.float64)
+    near = _neighbour_mouths(index.features, index.face, index.mouth_z, standardised, options.neighbours)
+    share = options.neighbour_share
+    predicted = (1 - share) * ridge / index.ridge.spread + share * near / index.neighbour_spread
+    if lip_shape is not None:
+        lip_shape = np.asarray(lip_shape, np.float64)
+        if len(lip_shape) != len(predicted):
+            raise ValueError(f"lip_shape has {len(lip_shape)} frames, the speech {len(predicted)}")
+        spread = float(lip_shape.std())
+        weight = options.lip_shape_share(int(index.face.sum()), index.fps)
+        if spread >= 1e-6 and weight > 0:  # else no rounding or spreading heard: nothing to draw towards
+            predicted[:, 1] = (1 - weight) * predicted[:, 1] + weight * (lip_shape - lip_shape.mean()) / spread
+    return predicted
+
+
+def fitted_mouth(index: FootageIndex, speech_features: np.ndarray, options: SelectionOptions = SelectionOptions(),
+                 lip_shape: np.ndarray | None = None) -> np.ndarray:
+    """(T, 2) the opening and the corner width (over the eye distance, as ``mouth_measures``) that the choice's
+    target predicts for each frame of a speech from this person's footage: their ridge fit's and the mean of the
+    footage frames nearest in sound, at the person's own spread, the width drawn towards the speech's
+    ``lip_shape`` (-1 rounded .. +1 spread; None: the fit alone) by as much as the footage is short."""
+    z = _predicted_z(index, speech_features, options, lip_shape)[:, :2]
+    return z * index.mouth_scale[:2] + index.mouth_mean[:2]
 
 
 def _closure_shares(speech_features: np.ndarray, feature_options: FeatureOptions,
@@ -739,18 +780,21 @@ def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np
 
 def drawn_openings(index: FootageIndex, chosen: np.ndarray, speech_features: np.ndarray, loudness: np.ndarray,
                    options: SelectionOptions = SelectionOptions(), voice_distance: float | None = None,
-                   held_closed: np.ndarray | None = None) -> np.ndarray:
+                   held_closed: np.ndarray | None = None, fitted: np.ndarray | None = None) -> np.ndarray:
     """(T,) the opening (over the eye distance, as ``mouth_measures``) to draw each chosen footage frame's mouth
-    at: for a voice unlike the footage's, ``other_voice_opening_share`` (ramped by ``voice_distance``) of the way
-    from the chosen frame's own opening to the one the frame's loudness asks of this person (``_loudness_line``);
+    at: from the chosen frame's own opening, ``other_voice_opening_share`` of the way to the one the frame's
+    loudness asks of this person (``_loudness_line``) and ``own_voice_opening_share`` of the way to the one
+    the target predicts, ``fitted`` ((T,) as ``fitted_mouth``'s first column; None: not drawn towards), each
+    share ramped by ``voice_distance`` (the first rises, the second falls, as the voice is less the footage's);
     never more open than chosen where the lips are together over half the frame, less where they are for some of
     it (``_closure_shares``: the speech's m/b/p, where the closure prior chose closed lips, which the loudness
     would open; and the frames ``held_closed``, (T,) bool, where the speech's mouth shapes close the lips ahead
-    of them). NaN where the mouth is drawn as filmed: the own voice, a pause (its rest mouth), a frame without a
-    face."""
+    of them). NaN where the mouth is drawn as filmed: a pause (its rest mouth), a frame without a face, and every
+    frame when neither share applies."""
     chosen = np.asarray(chosen, np.int64)
-    share = options.opening_share_for(voice_distance)
-    if share <= 0 or len(chosen) == 0:
+    to_line = options.opening_share_for(voice_distance)
+    to_fit = 0.0 if fitted is None else options.fitted_shares_for(voice_distance)[0]
+    if (to_line <= 0 and to_fit <= 0) or len(chosen) == 0:
         return np.full(len(chosen), np.nan)
     loudness = np.asarray(loudness, np.float64)
     if not len(loudness) == len(speech_features) == len(chosen):
@@ -758,41 +802,63 @@ def drawn_openings(index: FootageIndex, chosen: np.ndarray, speech_features: np.
                          f"{len(chosen)}")
     pause = _pauses(loudness, index.fps)
     own = index.mouth[chosen, 0]
-    change = _loudness_line(index, loudness, pause) - own
+    change = np.zeros(len(chosen))
+    if to_line > 0:
+        change += to_line * (_loudness_line(index, loudness, pause) - own)
+    if to_fit > 0:
+        change += to_fit * (_fitted_column(fitted, len(chosen)) - own)
     # On the speech's m/b/p the closure prior chose closed lips: closed further, never opened; next to them
     # opened by less, as much less as the frame is m/b/p.
     closure = _closure_shares(speech_features, index.feature_options, held_closed)
-    drawn = own + share * np.where(closure >= 0.5, np.minimum(change, 0.0), (1.0 - closure) * change)
+    drawn = own + np.where(closure >= 0.5, np.minimum(change, 0.0), (1.0 - closure) * change)
     drawn[pause] = np.nan
     return drawn
 
 
-def drawn_widths(index: FootageIndex, chosen: np.ndarray, spread: np.ndarray, loudness: np.ndarray,
-                 options: SelectionOptions = SelectionOptions(),
-                 voice_distance: float | None = None) -> np.ndarray:
+def drawn_widths(index: FootageIndex, chosen: np.ndarray, spread: np.ndarray | None, loudness: np.ndarray,
+                 options: SelectionOptions = SelectionOptions(), voice_distance: float | None = None,
+                 fitted: np.ndarray | None = None) -> np.ndarray:
     """(T,) the corner width (over the eye distance, as ``mouth_measures``) to draw each chosen footage frame's
-    mouth at: for a voice unlike the footage's, ``other_voice_width_share`` (ramped by ``voice_distance``) of the
-    way from the chosen frame's own width to the one the speech's lip shape asks of this person (``spread``, -1
-    rounded .. +1 spread, ``heygem.speech.phones.mouth_shapes``): their middle width for a neutral lip, their
-    widest (95th percentile) fully spread, their narrowest (5th) fully rounded, each at least WIDTH_MIN_GAIN of
-    the middle width away from it, as the key mouths are drawn (``heygem.engines.builtin``). NaN where the mouth
-    is drawn as filmed: the own voice, a pause, a frame without a face."""
+    mouth at: from the chosen frame's own width, ``other_voice_width_share`` of the way to the one the speech's
+    lip shape asks of this person (``spread``, -1 rounded .. +1 spread, ``heygem.speech.phones.mouth_shapes``;
+    None: none asked): their middle width for a neutral lip, their widest (95th percentile) fully spread, their
+    narrowest (5th) fully rounded, each at least WIDTH_MIN_GAIN of the middle width away from it, as the key
+    mouths are drawn (``heygem.engines.builtin``); and ``own_voice_width_share`` of the way to the width the
+    target predicts, ``fitted`` ((T,) as ``fitted_mouth``'s second column; None: not drawn towards); each share
+    ramped by ``voice_distance`` as ``drawn_openings``'. NaN where the mouth is drawn as filmed: a pause, a frame
+    without a face, and every frame when neither share applies."""
     chosen = np.asarray(chosen, np.int64)
-    share = options.width_share_for(voice_distance)
-    if share <= 0 or len(chosen) == 0:
+    to_lip = 0.0 if spread is None else options.width_share_for(voice_distance)
+    to_fit = 0.0 if fitted is None else options.fitted_shares_for(voice_distance)[1]
+    if (to_lip <= 0 and to_fit <= 0) or len(chosen) == 0:
         return np.full(len(chosen), np.nan)
-    spread = np.clip(np.asarray(spread, np.float64), -1.0, 1.0)
-    if not len(spread) == len(loudness) == len(chosen):
-        raise ValueError(f"spread has {len(spread)} frames, the loudness {len(loudness)}, the choice {len(chosen)}")
-    widths = index.mouth[index.face, 1]
-    narrow, middle, wide = np.percentile(widths, (5.0, 50.0, 95.0))
-    to_spread = max(wide - middle, WIDTH_MIN_GAIN * middle)
-    to_round = max(middle - narrow, WIDTH_MIN_GAIN * middle)
-    asked = middle + np.where(spread > 0, spread * to_spread, spread * to_round)
+    if len(loudness) != len(chosen):
+        raise ValueError(f"loudness has {len(loudness)} frames, the choice {len(chosen)}")
     own = index.mouth[chosen, 1]
-    drawn = own + share * (asked - own)
+    change = np.zeros(len(chosen))
+    if to_lip > 0:
+        spread = np.clip(np.asarray(spread, np.float64), -1.0, 1.0)
+        if len(spread) != len(chosen):
+            raise ValueError(f"spread has {len(spread)} frames, the choice {len(chosen)}")
+        widths = index.mouth[index.face, 1]
+        narrow, middle, wide = np.percentile(widths, (5.0, 50.0, 95.0))
+        to_spread = max(wide - middle, WIDTH_MIN_GAIN * middle)
+        to_round = max(middle - narrow, WIDTH_MIN_GAIN * middle)
+        asked = middle + np.where(spread > 0, spread * to_spread, spread * to_round)
+        change += to_lip * (asked - own)
+    if to_fit > 0:
+        change += to_fit * (_fitted_column(fitted, len(chosen)) - own)
+    drawn = own + change
     drawn[_pauses(np.asarray(loudness, np.float64), index.fps)] = np.nan
     return drawn
+
+
+def _fitted_column(fitted: np.ndarray, frames: int) -> np.ndarray:
+    """One column of ``fitted_mouth`` (T,), checked against the choice's length."""
+    fitted = np.asarray(fitted, np.float64)
+    if fitted.shape != (frames,):
+        raise ValueError(f"fitted has shape {fitted.shape}, the choice {frames} frames")
+    return fitted
 
 
 def _loudness_line(index: FootageIndex, loudness: np.ndarray, pause: np.ndarray) -> np.ndarray:
