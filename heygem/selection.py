@@ -785,12 +785,15 @@ def drawn_openings(index: FootageIndex, chosen: np.ndarray, speech_features: np.
     at: from the chosen frame's own opening, ``other_voice_opening_share`` of the way to the one the frame's
     loudness asks of this person (``_loudness_line``) and ``own_voice_opening_share`` of the way to the one
     the target predicts, ``fitted`` ((T,) as ``fitted_mouth``'s first column; None: not drawn towards), each
-    share ramped by ``voice_distance`` (the first rises, the second falls, as the voice is less the footage's);
-    never more open than chosen where the lips are together over half the frame, less where they are for some of
-    it (``_closure_shares``: the speech's m/b/p, where the closure prior chose closed lips, which the loudness
-    would open; and the frames ``held_closed``, (T,) bool, where the speech's mouth shapes close the lips ahead
-    of them). NaN where the mouth is drawn as filmed: a pause (its rest mouth), a frame without a face, and every
-    frame when neither share applies."""
+    share ramped by ``voice_distance`` (the first rises, the second falls, as the voice is less the footage's).
+    The loudness never opens a mouth where the lips are together over half the frame, and opens it less where
+    they are for some of it (``_closure_shares``: the speech's m/b/p, where the closure prior chose closed lips;
+    and the frames ``held_closed``, (T,) bool, where the speech's mouth shapes close the lips ahead of them). The
+    fit is not held back there: it knows this person's own closures from their footage (an English phone set
+    marks m/b/p all over French speech, where french's real lips are as far apart as elsewhere, 0.057 against
+    0.059; held back, his drawn mouths followed his real ones at 0.33 instead of 0.36). NaN where the mouth is
+    drawn as filmed: a pause (its rest mouth), a frame without a face, and every frame when neither share
+    applies."""
     chosen = np.asarray(chosen, np.int64)
     to_line = options.opening_share_for(voice_distance)
     to_fit = 0.0 if fitted is None else options.fitted_shares_for(voice_distance)[0]
@@ -804,13 +807,14 @@ def drawn_openings(index: FootageIndex, chosen: np.ndarray, speech_features: np.
     own = index.mouth[chosen, 0]
     change = np.zeros(len(chosen))
     if to_line > 0:
-        change += to_line * (_loudness_line(index, loudness, pause) - own)
+        # On the speech's m/b/p the closure prior chose closed lips: closed further, never opened; next to them
+        # opened by less, as much less as the frame is m/b/p.
+        closure = _closure_shares(speech_features, index.feature_options, held_closed)
+        towards = to_line * (_loudness_line(index, loudness, pause) - own)
+        change += np.where(closure >= 0.5, np.minimum(towards, 0.0), (1.0 - closure) * towards)
     if to_fit > 0:
         change += to_fit * (_fitted_column(fitted, len(chosen)) - own)
-    # On the speech's m/b/p the closure prior chose closed lips: closed further, never opened; next to them
-    # opened by less, as much less as the frame is m/b/p.
-    closure = _closure_shares(speech_features, index.feature_options, held_closed)
-    drawn = own + np.where(closure >= 0.5, np.minimum(change, 0.0), (1.0 - closure) * change)
+    drawn = own + change
     drawn[pause] = np.nan
     return drawn
 
