@@ -42,8 +42,8 @@ from heygem.bench import default_shared  # noqa: E402
 from heygem.eval import sync_envelope  # noqa: E402
 from heygem.media.audio import load_audio  # noqa: E402
 from heygem.speech.phones import Phone, mouth_shapes, recognise_phones  # noqa: E402
-from heygem.selection import (SelectionOptions, build_index, choose_frames, mouth_measures,  # noqa: E402
-                              predict_mouth, run_lengths)
+from heygem.selection import (SelectionOptions, build_index, choose_frames, drawn_openings,  # noqa: E402
+                              drawn_widths, fitted_mouth, mouth_measures, predict_mouth, run_lengths)
 from heygem.speech.frames import (FeatureOptions, frame_loudness, speech_features, voice_distance,  # noqa: E402
                                   voice_print)
 from selection_cache import clip_points, clip_speech  # noqa: E402
@@ -157,6 +157,9 @@ CONFIGS: dict[str, SelectionOptions] = {
 }
 
 
+DEFAULT = "default (both + loudness + closure priors)"
+
+
 def halves(clip: Clip, reverse: bool) -> tuple[tuple[int, int], tuple[int, int]]:
     """(footage frames, speech frames): first half then second, or the other way round."""
     first, second = (0, clip.split), (clip.split, clip.n)
@@ -198,11 +201,27 @@ def split_time(clips: list[Clip], phones_cache: dict, configs: list[str], both_w
                     seconds = time.perf_counter() - t0
                     chosen = index.mouth[frames]
                     row[f"{name} {label}"] = (pearson(chosen[:, 0], truth[:, 0]), pearson(chosen[:, 1], truth[:, 1]))
+                    if name == DEFAULT and lookahead is None:  # the mouths as the engine draws them
+                        drawn = drawn_mouths(index, frames, sf, sl, voice, lip_shape)
+                        row["drawn"] = (pearson(drawn[:, 0], truth[:, 0]), pearson(drawn[:, 1], truth[:, 1]))
                     row[f"{name} {label} run"] = float(run_lengths(frames).mean())
                     row[f"{name} {label} s"] = seconds
             rows.append(row)
             log.info("split %s: %s", clip.name, row)
     return rows
+
+
+def drawn_mouths(index, frames: np.ndarray, features: np.ndarray, loudness: np.ndarray, voice: float,
+                 lip_shape: np.ndarray) -> np.ndarray:
+    """(T, 2) the opening and width each chosen frame's mouth is drawn at (``drawn_openings``, ``drawn_widths``:
+    towards the fit's prediction with the own voice, towards the loudness and lip shape with another), the
+    chosen frame's own where it is drawn as filmed."""
+    fitted = fitted_mouth(index, features, lip_shape=lip_shape)
+    drawn = np.column_stack([drawn_openings(index, frames, features, loudness, voice_distance=voice,
+                                            fitted=fitted[:, 0]),
+                             drawn_widths(index, frames, lip_shape, loudness, voice_distance=voice,
+                                          fitted=fitted[:, 1])])
+    return np.where(np.isfinite(drawn), drawn, index.mouth[frames, :2])
 
 
 def closure_share(phones: list[Phone], opening: np.ndarray, fps: Fraction, closed: float) -> tuple[float, int]:
@@ -344,17 +363,19 @@ def report(result: dict, today_rendered: dict) -> str:
         out.append("")
     if "split" in result:
         configs = [k[:-len(" whole")] for k in result["split"][0] if k.endswith(" whole")]
+        drawn = all("drawn" in r for r in result["split"])
         out += ["**Split-time, before rendering** (chosen footage frames' real mouths against the real second "
-                "half's; Pearson r at lag 0, opening / width; lookahead 0.3 s)", "",
-                "| clip | today's engine (rendered) | ridge | " +
+                "half's; Pearson r at lag 0, opening / width; lookahead 0.3 s; drawn: the default's whole choice as "
+                "the engine draws it, towards the fit with the own voice)", "",
+                "| clip | today's engine (rendered) | ridge | " + ("default, drawn | " if drawn else "") +
                 " | ".join(f"{c}, whole | {c}, lookahead" for c in configs) + " |",
-                "| --- " * (3 + 2 * len(configs)) + "|"]
+                "| --- " * (3 + drawn + 2 * len(configs)) + "|"]
         forward = [r for r in result["split"] if not r["reversed"]]
         for row in result["split"]:
             today = TODAY.get((row["clip"], row["reversed"]))
             name = row["clip"] + (" (reversed)" if row["reversed"] else "")
             out.append(f"| {name} | {_pair(today) if today else 'n/a'} | {_pair(row['ridge'])} | " +
-                       " | ".join(f"{_pair(row[c + ' whole'])} | {_pair(row[c + ' lookahead'])}" for c in configs)
+                       (f"{_pair(row['drawn'])} | " if drawn else "") + " | ".join(f"{_pair(row[c + ' whole'])} | {_pair(row[c + ' lookahead'])}" for c in configs)
                        + " |")
         for label, rows in (("short", [r for r in forward if r["clip"] in SHORT]),
                             ("long", [r for r in forward if r["clip"] in LONG]),
@@ -364,7 +385,7 @@ def report(result: dict, today_rendered: dict) -> str:
                 continue
             today = {"short": "0.42 / 0.22", "long": "0.18 / 0.08", "short, both ways": "0.31 / 0.09"}.get(label, "")
             out.append(f"| **mean {label} ({len(rows)})** | {today} | {_pair(_mean_pair(rows, 'ridge'))} | " +
-                       " | ".join(f"**{_pair(_mean_pair(rows, c + ' whole'))}** | "
+                       (f"**{_pair(_mean_pair(rows, 'drawn'))}** | " if drawn else "") + " | ".join(f"**{_pair(_mean_pair(rows, c + ' whole'))}** | "
                                   f"{_pair(_mean_pair(rows, c + ' lookahead'))}" for c in configs) + " |")
         runs = {c: float(np.mean([r[c + " whole run"] for r in result["split"]])) for c in configs}
         out += ["", "Mean run of consecutive footage frames (whole speech): " +
