@@ -42,8 +42,8 @@ from heygem.bench import default_shared  # noqa: E402
 from heygem.eval import sync_envelope  # noqa: E402
 from heygem.media.audio import load_audio  # noqa: E402
 from heygem.speech.phones import Phone, mouth_shapes, recognise_phones  # noqa: E402
-from heygem.selection import (SelectionOptions, build_index, choose_frames, drawn_openings,  # noqa: E402
-                              drawn_widths, fitted_mouth, mouth_measures, predict_mouth, run_lengths)
+from heygem.selection import (SelectionOptions, build_index, choose_frames, drawn_mouths,  # noqa: E402
+                              mouth_measures, predict_mouth, run_lengths)
 from heygem.speech.frames import (FeatureOptions, frame_loudness, speech_features, voice_distance,  # noqa: E402
                                   voice_print)
 from selection_cache import clip_points, clip_speech  # noqa: E402
@@ -202,26 +202,14 @@ def split_time(clips: list[Clip], phones_cache: dict, configs: list[str], both_w
                     chosen = index.mouth[frames]
                     row[f"{name} {label}"] = (pearson(chosen[:, 0], truth[:, 0]), pearson(chosen[:, 1], truth[:, 1]))
                     if name == DEFAULT and lookahead is None:  # the mouths as the engine draws them
-                        drawn = drawn_mouths(index, frames, sf, sl, voice, lip_shape)
+                        drawn = drawn_mouths(index, frames, sf, sl, voice_distance=voice, lip_shape=lip_shape)
+                        drawn = np.where(np.isfinite(drawn), drawn, chosen[:, :2])  # NaN: drawn as filmed
                         row["drawn"] = (pearson(drawn[:, 0], truth[:, 0]), pearson(drawn[:, 1], truth[:, 1]))
                     row[f"{name} {label} run"] = float(run_lengths(frames).mean())
                     row[f"{name} {label} s"] = seconds
             rows.append(row)
             log.info("split %s: %s", clip.name, row)
     return rows
-
-
-def drawn_mouths(index, frames: np.ndarray, features: np.ndarray, loudness: np.ndarray, voice: float,
-                 lip_shape: np.ndarray) -> np.ndarray:
-    """(T, 2) the opening and width each chosen frame's mouth is drawn at (``drawn_openings``, ``drawn_widths``:
-    towards the fit's prediction with the own voice, towards the loudness and lip shape with another), the
-    chosen frame's own where it is drawn as filmed."""
-    fitted = fitted_mouth(index, features, lip_shape=lip_shape)
-    drawn = np.column_stack([drawn_openings(index, frames, features, loudness, voice_distance=voice,
-                                            fitted=fitted[:, 0]),
-                             drawn_widths(index, frames, lip_shape, loudness, voice_distance=voice,
-                                          fitted=fitted[:, 1])])
-    return np.where(np.isfinite(drawn), drawn, index.mouth[frames, :2])
 
 
 def closure_share(phones: list[Phone], opening: np.ndarray, fps: Fraction, closed: float) -> tuple[float, int]:

@@ -60,7 +60,7 @@ import numpy as np
 from heygem.speech.frames import LOUDNESS_RANGE, FeatureOptions, feature_groups, lip_closure
 
 __all__ = ["FADE_FRAMES", "MAX_LOOKAHEAD", "MOUTH_MEASURES", "WIDTH_MIN_GAIN", "FootageIndex", "SelectionOptions",
-           "build_index", "choose_frames", "drawn_openings", "drawn_widths", "fit_ridge", "fitted_mouth", "jaw_outline",
+           "build_index", "choose_frames", "drawn_mouths", "drawn_openings", "drawn_widths", "fit_ridge", "fitted_mouth", "jaw_outline",
            "join_fades", "mouth_measures", "predict_mouth", "run_lengths"]
 
 log = logging.getLogger(__name__)
@@ -487,9 +487,13 @@ def _smallest(rows: np.ndarray, k: int) -> np.ndarray:
 
 def predict_mouth(index: FootageIndex, speech_features: np.ndarray) -> np.ndarray:
     """(T, 4) the mouth measures the footage's ridge fit predicts for a speech's features (measure units)."""
+    return _ridge_z(index, speech_features) * index.mouth_scale + index.mouth_mean
+
+
+def _ridge_z(index: FootageIndex, speech_features: np.ndarray) -> np.ndarray:
+    """(T, 4) the standardised mouth the footage's ridge fit predicts for a speech's features."""
     standard = (np.asarray(speech_features, np.float64) - index.mean) / index.scale
-    z = np.hstack([standard, np.ones((len(standard), 1))]) @ index.ridge.weights
-    return z * index.mouth_scale + index.mouth_mean
+    return np.hstack([standard, np.ones((len(standard), 1))]) @ index.ridge.weights
 
 
 class _Targets:
@@ -577,8 +581,7 @@ def _predicted_z(index: FootageIndex, speech_features: np.ndarray, options: Sele
     """(T, 4) the standardised mouth the target predicts for a speech's features (module notes): the ridge's and
     the nearest footage frames' mean mouth, each stretched to unit spread, the width drawn towards the lip shape
     (``SelectionOptions.lip_shape_seconds``). ``standardised``: ``index.standardise(speech_features)`` if made."""
-    standard = (np.asarray(speech_features, np.float64) - index.mean) / index.scale
-    ridge = np.hstack([standard, np.ones((len(standard), 1))]) @ index.ridge.weights
+    ridge = _ridge_z(index, speech_features)
     # The penalty (and the neighbours' mean) shrink the predictions towards the mean; matched against real
     # mouths they are stretched back to unit spread, so a predicted wide-open mouth finds the person's wide-open
     # frames.
@@ -776,6 +779,22 @@ def choose_frames(index: FootageIndex, speech_features: np.ndarray, loudness: np
         path = _viterbi(targets, top, t, min(n_out, t + horizon + 1), previous, options, joins)
         chosen[t] = previous = int(path[0])
     return chosen
+
+
+def drawn_mouths(index: FootageIndex, chosen: np.ndarray, speech_features: np.ndarray, loudness: np.ndarray,
+                 options: SelectionOptions = SelectionOptions(), voice_distance: float | None = None,
+                 lip_shape: np.ndarray | None = None, held_closed: np.ndarray | None = None) -> np.ndarray:
+    """(T, 2) the opening and the corner width to draw each chosen footage frame's mouth at (``drawn_openings``,
+    ``drawn_widths``; NaN: as filmed): towards what the footage's fit predicts for the own voice's sounds
+    (``fitted_mouth``, worked out only where a voice this near the footage's has a share of it), towards another
+    voice's loudness and ``lip_shape``."""
+    fitted_opening = fitted_width = None
+    if max(options.fitted_shares_for(voice_distance)) > 0:
+        fitted_opening, fitted_width = fitted_mouth(index, speech_features, options, lip_shape).T
+    return np.column_stack([
+        drawn_openings(index, chosen, speech_features, loudness, options, voice_distance, held_closed,
+                       fitted_opening),
+        drawn_widths(index, chosen, lip_shape, loudness, options, voice_distance, fitted_width)])
 
 
 def drawn_openings(index: FootageIndex, chosen: np.ndarray, speech_features: np.ndarray, loudness: np.ndarray,

@@ -54,8 +54,8 @@ from heygem.faces.landmarks import (
 from heygem.faces.mesh_memo import MeshMemo
 from heygem.footage import FootageStudy
 from heygem.prefetch import Prefetch
-from heygem.selection import (WIDTH_MIN_GAIN, SelectionOptions, build_index, choose_frames, drawn_openings, drawn_widths,
-                              fitted_mouth, jaw_outline, join_fades, mouth_measures)
+from heygem.selection import (WIDTH_MIN_GAIN, build_index, choose_frames, drawn_mouths, jaw_outline, join_fades,
+                              mouth_measures)
 from heygem.speech.frames import frame_loudness, speech_features, voice_distance, voice_print
 from heygem.speech.loudness import mouth_drive
 from heygem.speech.phones import VISEMES, MouthShapes
@@ -139,7 +139,7 @@ def _choose_from_footage(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
     footage's own speech and by its lip shapes, the more the shorter the footage (heygem.selection: one path for
     the whole speech, runs of real frames preferred, rest mouths in pauses); and (T, 2) the opening and width
     to draw each at (NaN: as filmed; towards what the footage's fit predicts for the own voice's sounds, another
-    voice's loudness and lip shape: ``heygem.selection.drawn_openings`` and ``drawn_widths``)."""
+    voice's loudness and lip shape: ``heygem.selection.drawn_mouths``)."""
     footage = job.footage
     assert footage is not None and footage.features is not None and footage.loudness is not None
     points = footage.points.astype(np.float32)
@@ -161,14 +161,8 @@ def _choose_from_footage(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
     # timing of the closures for both drives.
     held_closed = None if job.shapes is None else job.shapes.viseme[:job.frames] == VISEMES.index("closed")
     chosen = choose_frames(index, features, loudness, voice_distance=distance, shown=shown, lip_shape=lip_shape)
-    # The own voice's mouths are drawn towards what the footage's fit predicts for its sounds; another's are not.
-    fitted_opening = fitted_width = None
-    if max(SelectionOptions().fitted_shares_for(distance)) > 0:
-        fitted_opening, fitted_width = fitted_mouth(index, features, lip_shape=lip_shape).T
-    openings = drawn_openings(index, chosen, features, loudness, voice_distance=distance, held_closed=held_closed,
-                              fitted=fitted_opening)
-    widths = drawn_widths(index, chosen, lip_shape, loudness, voice_distance=distance, fitted=fitted_width)
-    return chosen, np.column_stack([openings, widths])
+    return chosen, drawn_mouths(index, chosen, features, loudness, voice_distance=distance, lip_shape=lip_shape,
+                                held_closed=held_closed)
 
 
 def studied_pictures(footage: FootageStudy, shown: np.ndarray | None) -> np.ndarray:
