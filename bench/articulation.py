@@ -45,7 +45,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402 - after the environment and the path above
 
 from heygem.bench import default_shared, machine_facts  # noqa: E402
-from heygem.eval import articulation_on_split, compare_articulation, cut_speech_argv, split_clip  # noqa: E402
+from heygem.eval import (articulation_on_split, bootstrap_r, compare_articulation, cut_speech_argv,  # noqa: E402
+                         split_clip)
 from heygem.media.ffmpeg import base_argv, ffmpeg_exe, file_url, run_ffmpeg  # noqa: E402
 from heygem.media.probe import probe  # noqa: E402
 from heygem.pipeline import generate  # noqa: E402
@@ -55,6 +56,10 @@ CLIPS = ("videoretalking/1.mp4", "videoretalking/2.mp4", "sadtalker/WDA_KatieHil
          "latentsync/demo1_video.mp4")
 DRIVES = MOUTH_DRIVES  # loudness: the engine before phones; footage: the presenter's own mouths (opt-in)
 FIGURES = ("opening_r", "opening_best_r", "width_r", "width_best_r", "loudness_r")
+# The issue's targets are for the short clips and for the long ones (shared/media/long/) apart.
+LONG_CLIPS = "long/"
+INTERVAL = (5, 95)  # percentiles of the bootstrap: a 90% interval
+REPLICATES = 2000
 
 
 def settings_for(drive: str, preset: str) -> Settings:
@@ -71,8 +76,8 @@ def _f(x: float | None) -> str:
 def table(rows: list[dict], means: dict[str, dict[str, float | None]]) -> str:
     """One markdown table: a row per clip and drive, then the mean of each drive."""
     lines = ["| clip | drive | opening r, lag 0 | opening r, best (lag) | width r, lag 0 | width r, best (lag) "
-             "| loudness-proxy r | frames compared (dropped) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| loudness-proxy r | frames compared (dropped) | opening / width r at lag 0, 90% interval |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         r = row["report"]
         clip = row["clip"] + (f" cut at {row['cut']}" if row.get("cut", 0.5) != 0.5 else "") + \
@@ -80,30 +85,69 @@ def table(rows: list[dict], means: dict[str, dict[str, float | None]]) -> str:
         lines.append(f"| {clip} | {row['drive']} | {_f(r['opening_r'])} | {_f(r['opening_best_r'])} "
                      f"({r['opening_best_lag']:+d}) | {_f(r['width_r'])} | {_f(r['width_best_r'])} "
                      f"({r['width_best_lag']:+d}) | {_f(r['loudness_r'])} | {r['frames_compared']} "
-                     f"({r['frames_dropped']}) |")
+                     f"({r['frames_dropped']}) | {_interval(row.get('opening_r_90'))} / {_interval(row.get('width_r_90'))} |")
     for name, mean in means.items():
         drive, _, which = name.partition(" ")
-        count = sum(1 for row in rows if row["drive"] == drive and (which == "both ways" or not row.get("reversed")))
-        lines.append(f"| **mean of {count}{', both ways' if which else ''}** | **{drive}** | **{_f(mean['opening_r'])}** | "
-                     f"**{_f(mean['opening_best_r'])}** | **{_f(mean['width_r'])}** | **{_f(mean['width_best_r'])}** "
-                     f"| **{_f(mean['loudness_r'])}** | |")
+        lines.append(f"| **mean of {mean['count']}{', ' + which if which else ''}** | **{drive}** | "
+                     f"**{_f(mean['opening_r'])}** | **{_f(mean['opening_best_r'])}** | **{_f(mean['width_r'])}** | "
+                     f"**{_f(mean['width_best_r'])}** | **{_f(mean['loudness_r'])}** | | "
+                     f"{_interval(mean.get('opening_r_90'))} / {_interval(mean.get('width_r_90'))} |")
     return "\n".join(lines)
 
 
-def drive_means(rows: list[dict]) -> dict[str, dict[str, float | None]]:
-    """Mean of each figure per drive over the clips where it is a number: the forward runs ("phones"), and
-    with reversed runs also all of them ("phones both ways")."""
-    means: dict[str, dict[str, float | None]] = {}
+def _interval(bounds: list[float | None] | None) -> str:
+    return "n/a" if not bounds or None in bounds else f"{bounds[0]:.2f}..{bounds[1]:.2f}"
+
+
+def _bounds(replicates: np.ndarray) -> list[float | None]:
+    finite = replicates[np.isfinite(replicates)]
+    if len(finite) < len(replicates) / 2:  # most resamples gave no r: no interval
+        return [None, None]
+    return [round(float(x), 3) for x in np.percentile(finite, INTERVAL)]
+
+
+def add_intervals(row: dict) -> dict[str, np.ndarray]:
+    """The row's opening and width r at lag 0 on block-bootstrapped frames (``heygem.eval.bootstrap_r``, one
+    second a block): their 90% intervals go into the row (``opening_r_90``, ``width_r_90``); the replicates
+    are returned for the means' intervals (the same seed for every row: only the frames differ)."""
+    report = row["report"]
+    block = max(1, round(float(Fraction(report["fps"]))))
+    replicates = {}
+    for measure in ("opening", "width"):
+        generated, real = (np.array([np.nan if x is None else x for x in report[f"{side}_{measure}"]], np.float64)
+                           for side in ("generated", "real"))
+        replicates[measure] = bootstrap_r(generated, real, block, REPLICATES)
+        row[f"{measure}_r_90"] = _bounds(replicates[measure])
+    return replicates
+
+
+def drive_means(rows: list[dict], replicates: list[dict[str, np.ndarray]] | None = None) -> dict[str, dict]:
+    """Mean of each figure per drive over the clips where it is a number: the forward runs ("phones"), with
+    reversed runs also all of them ("phones both ways"), and where the run has both short clips and long ones
+    (under shared/media/long/) each kind's forward runs apart ("phones short clips", "phones long clips"), as
+    the issue sets its targets. With each row's bootstrap ``replicates`` (``add_intervals``), the 90% interval
+    of the mean opening and width r: the rows' replicates averaged one by one, the halves taken as independent."""
+    means: dict[str, dict] = {}
     both = any(row.get("reversed") for row in rows)
+    long = [row["clip"].startswith(LONG_CLIPS) for row in rows]
+    kinds = len(set(long)) == 2
     for drive in dict.fromkeys(row["drive"] for row in rows):
-        for name, chosen in ((drive, [r for r in rows if r["drive"] == drive and not r.get("reversed")]),
-                             (f"{drive} both ways", [r for r in rows if r["drive"] == drive] if both else [])):
+        forward = [i for i, row in enumerate(rows) if row["drive"] == drive and not row.get("reversed")]
+        groups = ((drive, forward),
+                  (f"{drive} both ways", [i for i, row in enumerate(rows) if row["drive"] == drive] if both else []),
+                  (f"{drive} short clips", [i for i in forward if not long[i]] if kinds else []),
+                  (f"{drive} long clips", [i for i in forward if long[i]] if kinds else []))
+        for name, chosen in groups:
             if not chosen:
                 continue
-            mean: dict[str, float | None] = {}
+            mean: dict = {"count": len(chosen)}
             for key in FIGURES:
-                values = [row["report"][key] for row in chosen if row["report"][key] is not None]
+                values = [rows[i]["report"][key] for i in chosen if rows[i]["report"][key] is not None]
                 mean[key] = float(np.mean(values)) if values else None
+            if replicates is not None:
+                for measure in ("opening", "width"):
+                    with np.errstate(all="ignore"):
+                        mean[f"{measure}_r_90"] = _bounds(np.mean([replicates[i][measure] for i in chosen], axis=0))
             means[name] = mean
     return means
 
@@ -183,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "run_s": round(time.perf_counter() - t0, 2), "report": report.to_dict()})
                     print(f"{clip} {drive} reversed: {report.summary()}", file=sys.stderr, flush=True)
     wall = time.perf_counter() - started
-    means = drive_means(rows)
+    means = drive_means(rows, [add_intervals(row) for row in rows])
     print(table(rows, means))
     print(f"\n{len(rows)} runs in {wall:.0f} s; inputs at most {args.max_side} px on the longer side; "
           f"commit {facts.get('commit')}; {facts['date']}")

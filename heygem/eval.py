@@ -303,6 +303,31 @@ def lag_correlations(opening: np.ndarray, envelope: np.ndarray, max_lag: int) ->
     return result
 
 
+def bootstrap_r(generated: np.ndarray, real: np.ndarray, block: int, replicates: int = 2000,
+                seed: int = 0) -> np.ndarray:
+    """(replicates,) Pearson r at lag 0 of ``generated`` against ``real`` (frames with NaN left out), each on a
+    moving-block bootstrap of the frames: the pairs resampled in runs of ``block`` consecutive frames (wrapping
+    at the end), which keeps the series' own slow swings, so the spread says how much r moves on a half of
+    this length by chance. NaN where a resample is constant. The same inputs and seed give the same array."""
+    if block < 1 or replicates < 1:
+        raise ValueError(f"block and replicates must be >= 1, got {block} and {replicates}")
+    n = min(len(generated), len(real))
+    x, y = np.asarray(generated[:n], np.float64), np.asarray(real[:n], np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    result = np.full(replicates, np.nan)
+    if ok.sum() < MIN_OVERLAP:
+        return result
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n, size=(replicates, -(-n // block)))
+    frames = ((starts[:, :, None] + np.arange(block)) % n).reshape(replicates, -1)[:, :n]
+    for i, rows in enumerate(frames):
+        rows = rows[ok[rows]]
+        a, b = x[rows], y[rows]
+        if len(rows) >= MIN_OVERLAP and np.std(a) > 0 and np.std(b) > 0:
+            result[i] = np.corrcoef(a, b)[0, 1]
+    return result
+
+
 def sync_envelope(samples: np.ndarray, fps: Fraction, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """The speech's voice envelope per frame (dB), raw and as it is correlated: frames past the end of the
     speech dropped, silence clamped."""

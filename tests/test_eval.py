@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from heygem.errors import InputError
-from heygem.eval import SyncReport, jaw_steps, lag_correlations, lower_face_ssim, measure_sync
+from heygem.eval import SyncReport, bootstrap_r, jaw_steps, lag_correlations, lower_face_ssim, measure_sync
 from heygem.speech.loudness import voice_envelope
 from heygem.media.probe import probe
 from heygem.media.video import iter_frames
@@ -83,6 +83,39 @@ def test_lag_sign_convention() -> None:
     assert max(r, key=lambda k: r[k]) == 2 and r[2] == pytest.approx(1.0)
     mouth[::3] = np.nan  # frames without a face are left out, not fatal
     assert lag_correlations(mouth, audio, 3)[2] == pytest.approx(1.0)
+
+
+def _slow_mouths(frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A real-like mouth series (slow swings over about 10 frames) and a generated one that follows it with
+    its own error."""
+    rng = np.random.default_rng(seed)
+    kernel = np.hanning(11) / np.hanning(11).sum()
+    real = np.convolve(rng.normal(size=frames + 10), kernel, "valid")[:frames]
+    error = np.convolve(rng.normal(size=frames + 10), kernel, "valid")[:frames]
+    return real + 1.2 * error, real
+
+
+def test_the_bootstrap_interval_holds_r_and_narrows_as_the_half_grows() -> None:
+    """What bench/articulation.py's 90% intervals rest on: the interval holds the half's r, is as wide as a few
+    seconds make it (a short half's r moves by tenths on nothing) and narrows on a half ten times as long."""
+    widths = {}
+    for frames in (75, 750):
+        generated, real = _slow_mouths(frames, seed=1)
+        r = lag_correlations(generated, real, 0)[0]
+        replicates = bootstrap_r(generated, real, block=25)
+        low, high = np.percentile(replicates, [5, 95])
+        assert low < r < high
+        widths[frames] = high - low
+        again = bootstrap_r(generated, real, block=25)
+        assert np.array_equal(replicates, again)  # the same figures on every run
+    assert widths[75] > 0.25
+    assert widths[750] < 0.6 * widths[75]
+    generated, real = _slow_mouths(75, seed=2)
+    generated[::4] = np.nan  # frames without a face are left out
+    assert np.isfinite(bootstrap_r(generated, real, block=25)).all()
+    assert np.isnan(bootstrap_r(generated[:8], real[:8], block=25)).all()  # too few frames for any r
+    with pytest.raises(ValueError, match="block"):
+        bootstrap_r(generated, real, block=0)
 
 
 # ---- measure_sync on real talking heads ---------------------------------------------------------------------
