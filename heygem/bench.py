@@ -500,10 +500,12 @@ def _settings(engine: str, checkpoint: Path | None, device: str, out_dir: Path, 
     # parent's studies/), so each run gets a folder of its own: no run finds another's study.
     if "cache_dir" in {f.name for f in fields(DetectionOptions)}:
         detection.cache_dir = face_cache / "faces"
-    name, _, drive = engine.partition("-")  # builtin-footage: the built-in engine with the footage drive
+    # builtin-footage: the built-in engine with the footage drive; builtin: with its key mouths (phones), as it was
+    # benchmarked before the default drive (auto) took the footage where it can.
+    name, _, drive = engine.partition("-")
     options = EngineOptions(engine=name, checkpoint=checkpoint, device=device)
-    if drive:
-        options.mouth_drive = drive
+    if name == "builtin":
+        options.mouth_drive = drive or "phones"
     return Settings(detection=detection, engine=options, out_dir=out_dir)
 
 

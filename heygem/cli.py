@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--no-int8", action="store_true",
                         help="CPU (ncnn): fp32 throughout instead of 8-bit integers (a job about a third slower)")
     engine.add_argument("--runtime", default="auto", choices=["auto", "torch", "ncnn"], help="CPU only: auto (default: ncnn when installed, about 2x faster), torch, ncnn")
-    engine.add_argument("--mouth-drive", default="phones", choices=MOUTH_DRIVES, help="built-in engine: what moves the mouth: phones (default: the sounds of the speech, with loudness), footage (those sounds choose the presenter's own real mouths from their whole footage) or loudness (the engine before phones)")
+    engine.add_argument("--mouth-drive", default="auto", choices=MOUTH_DRIVES, help="built-in engine: what moves the mouth: auto (default: footage where the presenter is a video of 5 s or more with speech of its own, else phones), phones (the sounds of the speech, with loudness, on five key mouths), footage (those sounds choose the presenter's own real mouths from their whole footage) or loudness (the engine before phones)")
     engine.add_argument("--still", action="store_true", help="built-in engine, a photo: no blinks and no head motion, only the mouth moves (default: the photo blinks every few seconds and its head moves a little)")
     faces = gen.add_argument_group("faces")
     faces.add_argument("--detector", default="yunet", choices=["yunet", "s3fd"], help="face detector (default yunet: nothing to download)")

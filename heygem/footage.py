@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CANONICAL_SIZE", "FootageCache", "FootageStudy", "PATCH_BOX", "study_footage"]
+__all__ = ["CANONICAL_SIZE", "FootageCache", "FootageStudy", "MIN_SECONDS", "PATCH_BOX", "footage_may_speak",
+           "study_footage"]
 
 # 2: the footage's own speech features; 3: the lower face's colour; 4, 5: faces as base.py finds them; 6: a deeper patch
 FOOTAGE_VERSION = 6
@@ -59,6 +60,10 @@ CANONICAL_EYES = ((78.0, 96.0), (178.0, 96.0))  # outer eye corners (image left,
 PATCH_BOX = (48, 128, 208, 264)
 JPEG_QUALITY = 94
 VOICED_SHARE = 0.2  # share of the footage's frames that must carry voice for its speech to be used
+# Seconds of footage with a face the footage drive needs to choose mouths from (the built-in engine falls back
+# to its key mouths under it): on 2-4 s the choice followed the real mouth worse than the key morph
+# (bench/RESULTS.md, "The own voice's mouths drawn towards the fit").
+MIN_SECONDS = 5.0
 # Grey levels (any channel) a frame's lower face may differ from the footage's median and still be chosen: more
 # is a fade or a flash, whose mouth would show as a pale or dark blot (colour matching stops at 40).
 TONE_TOLERANCE = 30.0
@@ -213,6 +218,23 @@ def study_footage(video: MediaInfo, detection: DetectionOptions, cache_dir: Path
     if cache is not None:
         cache.save(study)
     return study
+
+
+def footage_may_speak(video: MediaInfo) -> bool:
+    """Whether ``video`` may give the footage drive its mouths, as far as can be told before studying it: a
+    video of at least MIN_SECONDS whose soundtrack carries the voice of VOICED_SHARE of its frames (the mouth
+    drive ``auto`` takes the footage drive then; the study may still find too few faces or a still mouth,
+    which the engine then says). Reads the soundtrack once (a fraction of a second a minute)."""
+    if video.kind != "video" or not video.fps or not video.has_audio or video.duration < MIN_SECONDS:
+        return False
+    from heygem.media.audio import load_audio
+
+    try:
+        samples = load_audio(video.path, 16000)
+    except HeyGemError as exc:
+        log.info("%s: its soundtrack cannot be read (%s), so its mouths are not chosen by it", video.path.name, exc)
+        return False
+    return _voiced_share(samples, Fraction(video.fps), studied_frames(max(1, video.frame_count))) >= VOICED_SHARE
 
 
 def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, tick: Callable[[float], None]) -> FootageStudy | None:

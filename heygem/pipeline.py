@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from heygem import blend
-from heygem.engines import Engine, create_engine
+from heygem.engines import Engine, create_engine, resolve_engine_name
 from heygem.engines.base import EngineDescription, EngineJob
 from heygem.errors import CancelledError, CodedText, InputError, NoFaceError
 from heygem.faces import Face, get_detector
@@ -33,7 +33,7 @@ from heygem.faces.orientation import Orientation, describe_turn, find_orientatio
 from heygem.faces.schedule import Anchors, CachedFaces, FaceCache, sparse_detect
 from heygem.faces.track import crop_box, cut_crop, select_face, smooth_faces
 from heygem.features import MelChunks, frame_count, mel_spectrogram
-from heygem.footage import study_footage
+from heygem.footage import footage_may_speak, study_footage
 from heygem.limits import check_speech, speech_too_long
 from heygem.media.audio import TooLongError, load_audio
 from heygem.media.encode import VideoWriter
@@ -667,6 +667,10 @@ def iter_synced_frames(
     turn = cached.turn if cached.faces else 0
     face_height = cached.face_height if cached.faces else None
     drive = settings.engine.mouth_drive
+    if drive == "auto":  # the person's own mouths wherever their footage can teach them, else the key mouths
+        drive = "footage" if engine.wants_study and footage_may_speak(video) else "phones"
+        log.info("mouth drive: %s (%s)", drive, "the presenter's footage carries speech" if drive == "footage"
+                 else "a photo, or footage under 5 s or without speech of its own")
     phones_wanted = engine.wants_study and drive in ("phones", "footage")
     if phones_wanted:
         # First, in processes of their own, beside all that comes before the main pass here (the mel features,
@@ -1007,6 +1011,7 @@ class PresenterPrep:
     study: str  # made, cached or off (no face with landmarks for the study)
     thumbnail: np.ndarray  # BGR crop around the first face found
     notes: list[str] = field(default_factory=list)  # what its jobs' results will say of the video (cut short)
+    footage: str = "off"  # the footage study (heygem.footage): made, cached or off (not one its jobs make)
 
 
 def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressCallback | None = None) -> PresenterPrep:
@@ -1101,10 +1106,18 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     if keep_mesh:
         _keep_mesh_points(upright, fps, faces, det, memo,
                           lambda done: report("faces", 0.8 + 0.2 * done, str(info.path)))
+    drive = settings.engine.mouth_drive
+    if (study is not None and upright.kind == "video" and resolve_engine_name(settings.engine) == "builtin"
+            and (drive == "footage" or drive == "auto" and footage_may_speak(upright))):
+        # Every frame's mouth, as the footage drive of its jobs studies it (the default drive takes it for a
+        # video with speech of its own): the presenter's first job then studies nothing.
+        report("study", 0.0, str(info.path))
+        study_footage(upright, det, _study_dir(det), stats=stats,
+                      tick=lambda done: report("study", done, str(info.path)))
     report("ready", 1.0, str(info.path))
     return PresenterPrep(frames=len(faces), frames_with_face=found, turn=turn,
                          face_cache="off" if face_cache is None else "hit" if cached.complete else "made",
-                         study=stats["study"], thumbnail=thumbnail, notes=notes)
+                         study=stats["study"], thumbnail=thumbnail, notes=notes, footage=stats.get("footage", "off"))
 
 
 def _keep_mesh_points(video: MediaInfo, fps: Fraction, faces: list[Face | None], det: DetectionOptions,

@@ -120,14 +120,16 @@ def jaw_outline(points: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected face-mesh points of shape (n, 468, 2), got {p.shape}")
     z = p[..., 0] + 1j * p[..., 1]
     eyes = np.abs(z[:, _EYES[1]] - z[:, _EYES[0]])
-    z = (z - z[:, list(_SKULL)].mean(1, keepdims=True)) / np.maximum(eyes, 1e-6)[:, None]
+    with np.errstate(invalid="ignore"):  # frames without a face: NaN in, NaN out, without a warning per job
+        z = (z - z[:, list(_SKULL)].mean(1, keepdims=True)) / np.maximum(eyes, 1e-6)[:, None]
     skull = z[:, list(_SKULL)]
     found = np.isfinite(skull).all(1)
     if not found.any():
         return np.full((len(p), len(_JAW), 2), np.nan)
     reference = np.median(skull[found].real, 0) + 1j * np.median(skull[found].imag, 0)
     # The least-squares similarity onto the reference of centred points is one complex factor.
-    factor = (np.conj(skull) * reference).sum(1) / np.maximum((np.abs(skull) ** 2).sum(1), 1e-12)
+    with np.errstate(invalid="ignore"):
+        factor = (np.conj(skull) * reference).sum(1) / np.maximum((np.abs(skull) ** 2).sum(1), 1e-12)
     jaw = z[:, list(_JAW)] * factor[:, None]
     return np.stack([jaw.real, jaw.imag], axis=2)
 

@@ -61,10 +61,12 @@ class EngineOptions:
         its first faces show it within 2 grey levels of fp32 on average (else that job stays fp32); False: fp32.
     runtime: on the CPU, ``auto`` runs the Wav2Lip generator on ncnn (about twice as fast, within 1/255)
         when it is installed and agrees with PyTorch at load, else on PyTorch; ``torch`` always PyTorch.
-    mouth_drive: what moves the built-in engine's mouth: ``phones`` (the sounds recognised in the speech,
-        as mouth shapes, with loudness scaling the opening), ``footage`` (those shapes choose the presenter's
-        own real mouths, frame by frame, from their whole footage: heygem.footage; a photo or footage too short
-        or too still falls back to ``phones``) or ``loudness`` (the voice band's loudness alone, the engine
+    mouth_drive: what moves the built-in engine's mouth: ``auto`` (``footage`` where the presenter is a video
+        of at least 5 s whose soundtrack carries speech, ``heygem.footage.footage_may_speak``; else ``phones``),
+        ``phones`` (the sounds recognised in the speech, as mouth shapes, with loudness scaling the opening),
+        ``footage`` (those sounds choose the presenter's own real mouths, frame by frame, from their whole
+        footage: heygem.footage; a photo or footage too short, too still or without its own speech falls back
+        to ``phones``, and the result says so) or ``loudness`` (the voice band's loudness alone, the engine
         before phones; kept to compare against).
     still: a photo presenter of the built-in engine is kept still but for its mouth; by default it blinks every
         few seconds and its head moves a little, slowly (a couple of degrees of tilt, nod and turn), the
@@ -78,11 +80,11 @@ class EngineOptions:
     fp16: bool = True
     int8: bool = True
     runtime: str = "auto"
-    mouth_drive: str = "phones"
+    mouth_drive: str = "auto"
     still: bool = False
 
 
-MOUTH_DRIVES = ("phones", "footage", "loudness")  # EngineOptions.mouth_drive of the built-in engine
+MOUTH_DRIVES = ("auto", "phones", "footage", "loudness")  # EngineOptions.mouth_drive of the built-in engine
 # H.264 encoders: auto picks NVIDIA's where it works (heygem.media.encode.usable_encoder).
 H264_ENCODERS = ("auto", "libx264", "h264_nvenc")
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")

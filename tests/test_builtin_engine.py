@@ -20,6 +20,14 @@ from heygem.pipeline import generate, iter_synced_frames, prepare_audio
 from heygem.speech.loudness import mouth_drive, voice_envelope
 from conftest import make_clip
 
+
+@pytest.fixture
+def settings(settings):
+    """The key mouths (``phones``) that this file tests, where the default drive (``auto``) would take the footage
+    drive for a presenter video with speech of its own (tests/test_footage_drive.py tests that one)."""
+    settings.engine.mouth_drive = "phones"
+    return settings
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SR = 16000
 

@@ -1,5 +1,6 @@
-"""The built-in engine's footage drive (``mouth_drive="footage"``): each output frame shows a mouth of the
-presenter's own footage, chosen by the speech's sounds; where that cannot be, the key mouths, and it says why."""
+"""The built-in engine's footage drive (``mouth_drive="footage"``, and the default ``auto`` wherever the presenter's
+video carries speech): each output frame shows a mouth of the presenter's own footage, chosen by the speech's
+sounds; where that cannot be, the key mouths, and it says why."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,9 +10,9 @@ import pytest
 
 from conftest import make_clip
 from heygem.eval import mouth_openings
-from heygem.footage import study_footage
+from heygem.footage import footage_may_speak, study_footage
 from heygem.media.probe import probe
-from heygem.pipeline import generate
+from heygem.pipeline import generate, prepare_presenter
 from heygem.settings import DetectionOptions
 from heygem.ui.studio import engine_words
 
@@ -69,6 +70,37 @@ def test_a_photo_or_short_footage_gets_the_key_mouths_and_says_why(media: Path, 
     assert short.engine_info.mode == "morph" and "footage_short" in short.engine_info.fallbacks
     words = engine_words("en", short.engine, short.engine_info.to_dict())
     assert "key mouths rather than the presenter's own footage: under 5 s of it shows the face" in words
+
+
+def test_by_default_a_presenter_video_with_its_own_speech_gets_its_own_mouths(media: Path, settings, short_clips,
+                                                                            tmp_path: Path) -> None:
+    """The default drive (``auto``) takes the footage drive for a video of 5 s or more whose soundtrack speaks,
+    and the key mouths, with nothing to say about it, for anything else: nobody asked for the footage there."""
+    settings.engine.engine = "builtin"
+    assert settings.engine.mouth_drive == "auto"
+    assert footage_may_speak(probe(media / PRESENTER))
+    assert not footage_may_speak(probe(media / "liveportrait" / "d13.mp4"))  # 12 s with no soundtrack
+    assert not footage_may_speak(probe(media / "liveportrait" / "d19.mp4"))  # 8 s, its soundtrack silent
+    assert not footage_may_speak(probe(media / "insightface" / "Tom_Hanks_54745.png"))
+    assert not footage_may_speak(probe(short_clips["d0"]))  # 2 s
+    own = generate(short_clips["speech"], media / PRESENTER, tmp_path / "own.mp4", settings)
+    assert own.engine_info.mode == "footage" and own.engine_info.fallbacks == ()
+    assert "own mouths, chosen from" in own.engine
+    short = generate(short_clips["speech"], short_clips["d0"], tmp_path / "short.mp4", settings)
+    assert short.engine_info.mode == "morph"
+    assert not [code for code in short.engine_info.fallbacks if code.startswith("footage")]
+
+
+def test_a_presenter_prepared_with_speech_of_its_own_starts_with_its_footage_studied(media: Path, settings, short_clips,
+                                                                                   tmp_path: Path) -> None:
+    """Added to the presenters (prepared), a video its jobs take the footage drive for has its footage studied
+    then, like its key mouths: its first job studies nothing."""
+    settings.engine.engine = "builtin"
+    prepared = prepare_presenter(media / PRESENTER, settings)
+    assert (prepared.study, prepared.footage) == ("made", "made")
+    result = generate(short_clips["speech"], media / PRESENTER, tmp_path / "first.mp4", settings)
+    assert result.engine_info.mode == "footage" and result.study == "cached"
+    assert "footage" not in result.timings and "study" not in result.timings
 
 
 def _frames_equal(a: Path, b: Path) -> bool:

@@ -52,7 +52,7 @@ from heygem.faces.landmarks import (
     get_face_mesh,
 )
 from heygem.faces.mesh_memo import MeshMemo
-from heygem.footage import FootageStudy
+from heygem.footage import MIN_SECONDS as MIN_FOOTAGE_SECONDS, FootageStudy
 from heygem.prefetch import Prefetch
 from heygem.selection import (WIDTH_MIN_GAIN, build_index, choose_frames, drawn_mouths, jaw_outline, join_fades,
                               mouth_measures)
@@ -111,8 +111,7 @@ OPENING_KEPT = 0.5
 WIDTH_MAX_CHANGE = 0.4  # the most a morph is widened or narrowed, as a share of its width
 
 
-# The footage drive needs this much footage with a face, and a mouth that opens in it, to choose from.
-MIN_FOOTAGE_SECONDS = 5.0
+# The footage drive needs MIN_FOOTAGE_SECONDS of footage with a face, and a mouth that opens in it, to choose from.
 MIN_FOOTAGE_OPENING = 0.04  # opening range (5th to 95th percentile, over eye distance)
 
 
