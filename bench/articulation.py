@@ -152,6 +152,42 @@ def drive_means(rows: list[dict], replicates: list[dict[str, np.ndarray]] | None
     return means
 
 
+def drive_gains(rows: list[dict], replicates: list[dict[str, np.ndarray]]) -> dict[str, dict]:
+    """Each drive after the first against the first (today's engine beside the new one): the mean difference of
+    their opening and width r over the halves both ran, with its 90% interval from the same resamples (each
+    half's drives are resampled alike, ``add_intervals``), over all the runs and over the short and the long
+    clips apart (as ``drive_means``). Empty with one drive."""
+    drives = list(dict.fromkeys(row["drive"] for row in rows))
+    at = {(row["clip"], row.get("cut", 0.5), bool(row.get("reversed")), row["drive"]): i for i, row in enumerate(rows)}
+    gains: dict[str, dict] = {}
+    for drive in drives[1:]:
+        pairs = [(at[key[:3] + (drives[0],)], i) for key, i in at.items()
+                 if key[3] == drive and key[:3] + (drives[0],) in at]
+        long = {i: rows[i]["clip"].startswith(LONG_CLIPS) for _, i in pairs}
+        kinds = len(set(long.values())) == 2
+        for name, chosen in ((f"{drive} - {drives[0]}", pairs),
+                             (f"{drive} - {drives[0]}, short clips", [p for p in pairs if not long[p[1]]] if kinds else []),
+                             (f"{drive} - {drives[0]}, long clips", [p for p in pairs if long[p[1]]] if kinds else [])):
+            if not chosen:
+                continue
+            gain: dict = {"count": len(chosen)}
+            for measure in ("opening", "width"):
+                with np.errstate(all="ignore"):
+                    differences = np.mean([replicates[new][measure] - replicates[old][measure] for old, new in chosen], 0)
+                values = [(rows[new]["report"][f"{measure}_r"], rows[old]["report"][f"{measure}_r"]) for old, new in chosen]
+                gain[f"{measure}_r"] = float(np.mean([a - b for a, b in values if a is not None and b is not None]))
+                gain[f"{measure}_r_90"] = _bounds(differences)
+            gains[name] = gain
+    return gains
+
+
+def gains_lines(gains: dict[str, dict]) -> list[str]:
+    """One line per ``drive_gains`` entry, for under the table."""
+    return [f"{name} over {gain['count']} halves: opening r {gain['opening_r']:+.2f} (90% "
+            f"{_interval(gain['opening_r_90'])}), width r {gain['width_r']:+.2f} (90% {_interval(gain['width_r_90'])})"
+            for name, gain in gains.items()]
+
+
 def reversed_run(split, clip: Path, drive: str, preset: str, folder: Path, max_lag: int, footage_speech: bool):
     """The clip the other way round: the second half as the presenter (with ``footage_speech``, with its own
     speech, as the first half has it forwards), the first half's own speech as the audio, the real first half
@@ -227,15 +263,19 @@ def main(argv: list[str] | None = None) -> int:
                                  "run_s": round(time.perf_counter() - t0, 2), "report": report.to_dict()})
                     print(f"{clip} {drive} reversed: {report.summary()}", file=sys.stderr, flush=True)
     wall = time.perf_counter() - started
-    means = drive_means(rows, [add_intervals(row) for row in rows])
+    replicates = [add_intervals(row) for row in rows]
+    means = drive_means(rows, replicates)
+    gains = drive_gains(rows, replicates)
     print(table(rows, means))
+    for line in gains_lines(gains):
+        print(line)
     print(f"\n{len(rows)} runs in {wall:.0f} s; inputs at most {args.max_side} px on the longer side; "
           f"commit {facts.get('commit')}; {facts['date']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": facts, "wall_s": round(wall, 1), "max_lag": args.max_lag, "max_side": args.max_side,
-        "preset": args.preset, "means": means, "rows": rows,
+        "preset": args.preset, "means": means, "gains": gains, "rows": rows,
     }, indent=1))
     return 0
 
