@@ -267,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     means = drive_means(rows, replicates)
     gains = drive_gains(rows, replicates)
     print(table(rows, means))
-    for line in gains_lines(gains):
-        print(line)
+    if gains:
+        print("\n" + "\n".join(gains_lines(gains)))
     print(f"\n{len(rows)} runs in {wall:.0f} s; inputs at most {args.max_side} px on the longer side; "
           f"commit {facts.get('commit')}; {facts['date']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
