@@ -33,7 +33,7 @@ from heygem.faces.orientation import Orientation, describe_turn, find_orientatio
 from heygem.faces.schedule import Anchors, CachedFaces, FaceCache, sparse_detect
 from heygem.faces.track import crop_box, cut_crop, select_face, smooth_faces
 from heygem.features import MelChunks, frame_count, mel_spectrogram
-from heygem.footage import footage_may_speak, study_footage
+from heygem.footage import MIN_SECONDS as FOOTAGE_MIN_SECONDS, footage_may_speak, study_footage
 from heygem.limits import check_speech, speech_too_long
 from heygem.media.audio import TooLongError, load_audio
 from heygem.media.encode import VideoWriter
@@ -670,7 +670,7 @@ def iter_synced_frames(
     if drive == "auto":  # the person's own mouths wherever their footage can teach them, else the key mouths
         drive = "footage" if engine.wants_study and footage_may_speak(video) else "phones"
         log.info("mouth drive: %s (%s)", drive, "the presenter's footage carries speech" if drive == "footage"
-                 else "a photo, or footage under 5 s or without speech of its own")
+                 else f"a photo, or footage under {FOOTAGE_MIN_SECONDS:g} s or without speech of its own")
     phones_wanted = engine.wants_study and drive in ("phones", "footage")
     if phones_wanted:
         # First, in processes of their own, beside all that comes before the main pass here (the mel features,
