@@ -54,7 +54,7 @@ from heygem.settings import MOUTH_DRIVES, DetectionOptions, EncodeOptions, Engin
 
 CLIPS = ("videoretalking/1.mp4", "videoretalking/2.mp4", "sadtalker/WDA_KatieHill_000.mp4",
          "latentsync/demo1_video.mp4")
-DRIVES = MOUTH_DRIVES  # loudness: the engine before phones; footage: the presenter's own mouths (opt-in)
+DRIVES = MOUTH_DRIVES  # loudness: the engine before phones; footage: the presenter's own mouths (auto takes it where the footage speaks)
 FIGURES = ("opening_r", "opening_best_r", "width_r", "width_best_r", "loudness_r")
 # The targets are for the short clips and for the long ones (shared/media/long/) apart.
 LONG_CLIPS = "long/"
