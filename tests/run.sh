@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # presenter's (tests/test_live.py) run here too.
 ./start_app.sh --install-only tests/requirements.txt requirements-ray.txt requirements-live.txt
 # The browser test needs Debian's Chromium (Playwright's own browser download needs the internet) and a CJK font
-# for the Chinese screenshots.
-if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk"; then
+# for the Chinese screenshots. (grep reads all of fc-list's output: with -q it stopped at the first match,
+# fc-list died of SIGPIPE, and under pipefail the font counted as missing, so apt-get ran again.)
+if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -i "wqy\|noto sans cjk" >/dev/null; then
     if [ "$(id -u)" = 0 ]; then
         echo "Installing chromium and a CJK font for the browser test..." >&2
         apt-get update -qq >/dev/null
