@@ -246,7 +246,7 @@ def _speaks(path: str, size: int, modified_ns: int, fps: Fraction, frame_count: 
     except HeyGemError as exc:
         log.info("%s: its soundtrack cannot be read (%s), so its mouths are not chosen by it", Path(path).name, exc)
         return False
-    return _voiced_share(samples, fps, studied_frames(max(1, frame_count))) >= VOICED_SHARE
+    return _speaks_enough(samples, fps, frame_count)
 
 
 def _scan(video: MediaInfo, fps: Fraction, det: DetectionOptions, tick: Callable[[float], None]) -> FootageStudy | None:
@@ -331,13 +331,20 @@ def _start_phones(video: MediaInfo, fps: Fraction) -> tuple[np.ndarray | None, B
     except HeyGemError as exc:
         log.info("footage study: the soundtrack of %s cannot be read (%s)", video.path.name, exc)
         return None, None
-    if _voiced_share(samples, fps, studied_frames(max(1, video.frame_count or 1))) < VOICED_SHARE:
+    if not _speaks_enough(samples, fps, video.frame_count):
         return samples, None  # (``_own_speech`` checks again on the frames actually studied)
     try:
         return samples, BackgroundPhones(samples)
     except OSError as exc:  # no process to be had: ``_own_speech`` recognises them in this one
         log.warning("footage study: could not recognise the footage's sounds beside the scan (%s)", exc)
         return samples, None
+
+
+def _speaks_enough(samples: np.ndarray, fps: Fraction, frame_count: int) -> bool:
+    """Whether the footage's speech ``samples`` carry voice on VOICED_SHARE of the frames a study of its
+    ``frame_count`` frames passes (the judgement before the scan; ``_own_speech`` makes it again on the frames
+    the scan actually studied)."""
+    return _voiced_share(samples, fps, studied_frames(max(1, frame_count or 1))) >= VOICED_SHARE
 
 
 def _voiced_share(samples: np.ndarray, fps: Fraction, frames: np.ndarray) -> float:
