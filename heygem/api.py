@@ -30,6 +30,10 @@ __all__ = ["api_router", "error_response", "save_upload", "upload_name"]
 
 _STILL_FIELD = ("true: a photo keeps still but for its mouth (no blinks, no head motion); default false: it blinks "
                "and its head moves a little")
+_MOUTH_FIELD = ("what moves the built-in engine's mouth: auto (default: the presenter's own filmed mouths where the "
+                "video is 5 s or more and speaks, else key mouths), footage (their own mouths; falls back to key "
+                "mouths where it cannot, and the job's notes say why), phones (key mouths shaped by the speech's "
+                "sounds) or loudness (key mouths opened by loudness alone)")
 
 
 def error_response(status: int, reason: str, code: str | None = None, params: dict[str, Any] | None = None) -> JSONResponse:
@@ -46,10 +50,11 @@ def api_router(queue: JobQueue) -> APIRouter:
     router = APIRouter(prefix="/api")
 
     def submit(audio: UploadFile, videos: list[UploadFile], presenters: list[str], engine: str | None,
-               face: str | None, length: str | None, crf: str | None, still: str | None) -> Batch | JSONResponse:
+               face: str | None, length: str | None, crf: str | None, still: str | None,
+               mouth: str | None) -> Batch | JSONResponse:
         try:
             settings = with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf,
-                                    still=still)
+                                    still=still, mouth_drive=mouth)
             check_engine_available(settings.engine)
         except (ValueError, HeyGemError) as exc:
             return error_response(400, str(exc))
@@ -85,6 +90,7 @@ def api_router(queue: JobQueue) -> APIRouter:
         engine: str | None = Form(None), face: str | None = Form(None),
         length: str | None = Form(None), crf: str | None = Form(None),
         still: str | None = Form(None, description=_STILL_FIELD),
+        mouth: str | None = Form(None, description=_MOUTH_FIELD),
     ):
         # FastAPI keeps only the last of repeated fields; a second video would be dropped without a word.
         form = await request.form()  # already parsed for the parameters above: no second read
@@ -93,7 +99,7 @@ def api_router(queue: JobQueue) -> APIRouter:
         if len(form.getlist("audio")) > 1:
             return error_response(400, "give one audio field (the speech)")
         batch = await run_in_threadpool(submit, audio, [video] if video else [], [presenter] if presenter else [],
-                                        engine, face, length, crf, still)
+                                        engine, face, length, crf, still, mouth)
         return batch if isinstance(batch, JSONResponse) else batch.jobs[0].to_json()
 
     @router.post("/batches", status_code=201)
@@ -105,11 +111,12 @@ def api_router(queue: JobQueue) -> APIRouter:
         engine: str | None = Form(None), face: str | None = Form(None),
         length: str | None = Form(None), crf: str | None = Form(None),
         still: str | None = Form(None, description=_STILL_FIELD),
+        mouth: str | None = Form(None, description=_MOUTH_FIELD),
     ):
         if len((await request.form()).getlist("audio")) > 1:
             return error_response(400, "give one audio field (the speech), used for every video")
         batch = await run_in_threadpool(submit, audio, video or [], presenter or [], engine, face, length, crf,
-                                        still)
+                                        still, mouth)
         return batch if isinstance(batch, JSONResponse) else batch.to_json()
 
     @router.get("/jobs")

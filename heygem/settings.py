@@ -265,9 +265,11 @@ def with_choices(
     length_policy: str | None = None,
     crf: int | str | None = None,
     still: bool | str | None = None,
+    mouth_drive: str | None = None,
 ) -> Settings:
     """A copy of ``base`` with the few choices the web UI and the HTTP API offer; ValueError names a bad one.
-    ``still``: EngineOptions.still, as a bool or a form's text (true/false, 1/0, yes/no, on/off)."""
+    ``still``: EngineOptions.still, as a bool or a form's text (true/false, 1/0, yes/no, on/off).
+    ``mouth_drive``: EngineOptions.mouth_drive, one of MOUTH_DRIVES."""
     chosen = copy.deepcopy(base)
     if engine not in (None, ""):
         if engine not in ENGINE_CHOICES:
@@ -300,6 +302,10 @@ def with_choices(
                 raise ValueError(f"still must be true or false, not {still!r}")
             still = _TRUTHS[still.strip().lower()]
         chosen.engine.still = bool(still)
+    if mouth_drive not in (None, ""):
+        if mouth_drive not in MOUTH_DRIVES:
+            raise ValueError(f"mouth must be one of {', '.join(MOUTH_DRIVES)}, not {mouth_drive!r}")
+        chosen.engine.mouth_drive = mouth_drive
     return chosen
 
 

@@ -105,6 +105,7 @@ def test_single_tab_gives_a_playable_result(browser, studio, short_clips, tmp_pa
     page.wait_for_selector("#single-audio-preview audio, #single-audio-preview [data-testid]", timeout=30_000)
     page.get_by_text("Options").first.click()
     page.get_by_label("builtin").check()  # the built-in engine, chosen in the page
+    page.get_by_label("their own filmed mouths").check()  # asked for, though 2 s of footage cannot give them
     _shot(page, "single_ready")
 
     page.click("#single-generate")
@@ -116,7 +117,9 @@ def test_single_tab_gives_a_playable_result(browser, studio, short_clips, tmp_pa
     # Playable: it plays, and time moves.
     page.evaluate("() => { const v = document.querySelector('#single-result video'); v.muted = true; return v.play(); }")
     page.wait_for_function("() => document.querySelector('#single-result video').currentTime > 0.3", timeout=30_000)
-    assert "built-in: own-footage mouth morph" in page.inner_text("#single-status")
+    status = page.inner_text("#single-status")
+    assert "built-in: own-footage mouth morph" in status
+    assert "key mouths rather than the presenter's own footage: under 5 s of it shows the face" in status
     _shot(page, "single_done")
 
     with page.expect_download() as download:

@@ -103,6 +103,38 @@ def test_a_presenter_prepared_with_speech_of_its_own_starts_with_its_footage_stu
     assert "footage" not in result.timings and "study" not in result.timings
 
 
+def test_the_key_mouths_asked_for_in_the_api_or_the_studio_are_what_a_speaking_presenter_gets(
+        media: Path, settings, short_clips, tmp_path: Path) -> None:
+    """The HTTP API's ``mouth`` field and the studio's *Mouth shapes* (both through ``with_choices``) choose the
+    drive; a bad one is refused, naming the field and what it may be."""
+    from fastapi.testclient import TestClient
+
+    from heygem.jobs import JobQueue
+    from heygem.server import create_app
+    from heygem.settings import with_choices
+
+    with pytest.raises(ValueError, match="mouth must be one of auto, phones, footage, loudness, not 'lips'"):
+        with_choices(settings, mouth_drive="lips")
+    queue = JobQueue(tmp_path / "outputs", start=False)
+    files = [("audio", ("speech.wav", short_clips["speech"].read_bytes(), "audio/wav")),
+             ("video", ("1.mp4", (media / PRESENTER).read_bytes(), "video/mp4"))]
+    try:
+        with TestClient(create_app(queue, ui=False), base_url="http://127.0.0.1:7860") as client:
+            accepted = client.post("/api/jobs", files=files, data={"engine": "builtin", "mouth": "phones"})
+            refused = client.post("/api/batches", files=files, data={"mouth": "lips"})
+        assert accepted.status_code == 201, accepted.text
+        assert refused.status_code == 400 and "mouth must be one of" in refused.json()["error"]
+        asked = queue._settings_of(queue.jobs()[0])
+    finally:
+        queue.close()
+    assert asked.engine.mouth_drive == "phones"
+    settings.engine.engine = "builtin"
+    keys = generate(short_clips["speech"], media / PRESENTER, tmp_path / "keys.mp4",
+                    with_choices(settings, mouth_drive=asked.engine.mouth_drive))
+    assert keys.engine_info.mode == "morph"  # the key mouths, though this video speaks (the default's footage)
+    assert not [code for code in keys.engine_info.fallbacks if code.startswith("footage")]  # asked for: no note
+
+
 def _frames_equal(a: Path, b: Path) -> bool:
     from heygem.media.video import iter_frames
 

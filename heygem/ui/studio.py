@@ -715,6 +715,14 @@ def engine_choices(options: EngineOptions) -> tuple[list[str], str]:
     return [choice for choice in ENGINE_CHOICES if choice != "wav2lip"], "engine_info_no_wav2lip"
 
 
+def mouth_choices(options: EngineOptions) -> list[str]:
+    """The built-in engine's mouth drives the studio offers: auto, the presenter's own filmed mouths and the key
+    mouths; the loudness drive (the engine before phones, kept to compare against) only where the studio was
+    started with it."""
+    offered = ["auto", "footage", "phones"]
+    return offered if options.mouth_drive in offered else [*offered, options.mouth_drive]
+
+
 def engine_line(queue: JobQueue, lang: str) -> str:
     status = engine_status(queue.defaults.engine)
     key = "engine_wav2lip" if status["engine"] == "wav2lip" else "engine_builtin"
@@ -743,8 +751,9 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
     def ahead_of(job: Job, jobs: list[Job]) -> int:
         return sum(1 for other in jobs if other.seq < job.seq)
 
-    def settings_from(engine, face, length, crf, still):
-        return with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf, still=still)
+    def settings_from(engine, face, length, crf, still, mouth):
+        return with_choices(queue.defaults, engine=engine, face=face, length_policy=length, crf=crf, still=still,
+                            mouth_drive=mouth)
 
     def speech_and_pictures(audio: str | None, pictures: list[str | None], lang: str) -> list[str]:
         """The problems of a speech upload and of presenter uploads ("" for each that is fine): what blocks the
@@ -788,7 +797,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         speech, *pictures = speech_and_pictures(audio, paths or [], lang)
         return [_problems_field(pictures), *_blocking(lang, [speech, *pictures])]
 
-    def submit_single(audio, picture, presenter_id, engine, face, length, crf, still, request: gr.Request):
+    def submit_single(audio, picture, presenter_id, engine, face, length, crf, still, mouth, request: gr.Request):
         lang = _lang(request)
         if not audio:
             return None, message_html(text(lang, "need_speech")), None, None, None
@@ -800,7 +809,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         if picture and presenter_id:  # either could be meant: ask rather than guess
             return None, message_html(text(lang, "picture_and_presenter")), None, None, None
         try:
-            settings = settings_from(engine, face, length, crf, still)
+            settings = settings_from(engine, face, length, crf, still, mouth)
             videos = [picture] if picture else []
             batch = queue.submit(audio, videos, settings, audio_name=upload_name(audio),
                                  video_names=[upload_name(v) for v in videos], presenters=[presenter_id] if presenter_id else [])
@@ -820,7 +829,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
 
     # ---- Batch ---------------------------------------------------------------------------------------------
 
-    def submit_batch(audio, videos, presenter_ids, engine, face, length, crf, still, request: gr.Request):
+    def submit_batch(audio, videos, presenter_ids, engine, face, length, crf, still, mouth, request: gr.Request):
         lang = _lang(request)
         videos, presenter_ids = videos or [], presenter_ids or []
         if not audio:
@@ -830,7 +839,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         if blocked := blocked_html(lang, speech_and_pictures(audio, videos, lang)):
             return None, blocked, "", None, 0, None
         try:
-            settings = settings_from(engine, face, length, crf, still)
+            settings = settings_from(engine, face, length, crf, still, mouth)
             batch = queue.submit(audio, videos, settings, audio_name=upload_name(audio),
                                  video_names=[upload_name(v) for v in videos], presenters=presenter_ids)
         except ValueError as exc:
@@ -1051,7 +1060,11 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                 crf = gr.Slider(10, 35, value=queue.defaults.encode.crf, step=1, label=i18n("quality"))
                 still = gr.Checkbox(value=queue.defaults.engine.still, label=i18n("still"), info=i18n("still_info"),
                                     elem_id="still-choice")
-        options = [engine, face, length, crf, still]
+                offered_mouths = mouth_choices(queue.defaults.engine)
+                mouth = gr.Radio([(i18n(f"choice_mouth_{choice}"), choice) for choice in offered_mouths],
+                                 value=queue.defaults.engine.mouth_drive, label=i18n("mouth"), info=i18n("mouth_info"),
+                                 elem_id="mouth-choice")
+        options = [engine, face, length, crf, still, mouth]
 
         with gr.Tabs() as tabs:
             with gr.Tab(i18n("tab_single"), id="single", elem_id="tab-single"):
