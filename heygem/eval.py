@@ -645,7 +645,7 @@ def articulation_on_split(split: SplitClip, settings: Settings, output: str | Pa
 
 
 def measure_articulation(clip: Path, settings: Settings, *, work_dir: Path | None = None, max_lag: int = 2,
-                         max_side: int | None = None) -> ArticulationReport:
+                         max_side: int | None = None, footage_speech: bool = True) -> ArticulationReport:
     """The split-time protocol (shared/research/articulation.md): cut ``clip``, a real talking head with its
     own speech, into two halves by time; generate with the FIRST half's video as the presenter and the SECOND
     half's speech as the audio (the engine never sees the second half's frames); measure the generated mouth
@@ -654,13 +654,16 @@ def measure_articulation(clip: Path, settings: Settings, *, work_dir: Path | Non
     ``settings`` choose the engine (and its mouth drive) and the encoder of both the cuts and the result.
     The halves and the generated video are kept in ``work_dir`` when given, else in a temporary folder that
     is removed. ``max_side`` scales the halves down first (the measures are size-free ratios).
+    ``footage_speech``: the first half keeps its own speech, as a presenter's footage does (the default drive
+    chooses the person's own mouths by it, and the key study labels its mouths by it); False cuts it silent.
     """
     if max_lag < 0:
         raise ValueError(f"max_lag must be >= 0, got {max_lag}")
     with contextlib.ExitStack() as stack:
         folder = Path(work_dir) if work_dir is not None else Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="heygem-articulation-")))
-        split = split_clip(clip, folder, max_side=max_side, preset=settings.encode.preset)
+        split = split_clip(clip, folder, max_side=max_side, preset=settings.encode.preset,
+                           footage_speech=footage_speech)
         report = articulation_on_split(split, settings, folder / "generated.mp4", max_lag=max_lag)
     log.info("articulation of %s (%s engine, drive %s): %s", clip, report.engine, settings.engine.mouth_drive,
              report.summary())
@@ -756,6 +759,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     art.add_argument("--max-lag", type=int, default=2, help="largest lag tried, in frames (default 2)")
     art.add_argument("--max-side", type=int, help="scale the halves down to this longer side first (pixels)")
     art.add_argument("--preset", default="veryfast", help="x264 preset of the cuts and the result (default veryfast)")
+    art.add_argument("--silent-footage", action="store_true",
+                     help="cut the first half without its own speech (by default it keeps it, as a presenter's "
+                          "footage does; the footage drive falls back to the key mouths without it)")
     art.add_argument("--work-dir", type=Path, help="keep the halves and the generated video here")
     art.add_argument("--json", action="store_true", help="print the figures as JSON")
     art.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -771,7 +777,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.max_side is not None and args.max_side < 16:
             parser.error("--max-side must be 16 pixels or more")
         return _report(lambda: measure_articulation(args.clip, _articulation_settings(args), work_dir=args.work_dir,
-                                                    max_lag=args.max_lag, max_side=args.max_side),
+                                                    max_lag=args.max_lag, max_side=args.max_side,
+                                                    footage_speech=not args.silent_footage),
                        _print_articulation, args.json)
     return _report(lambda: measure_sync(args.video, args.audio, args.max_lag), _print_sync, args.json)
 

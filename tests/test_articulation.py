@@ -126,8 +126,10 @@ def test_builtin_engine_report(clip: Path, tmp_path: Path) -> None:
     assert set(data["opening_r_by_lag"]) == {"-2", "-1", "0", "1", "2"}
     assert len(data["generated_opening"]) == report.frames_generated
     assert "opening r " in report.summary() and "width r " in report.summary()
+    # The presenter's half keeps its own speech, as footage does (the default drive chooses mouths by it).
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [
-        "first_half.mp4", "generated.mp4", "second_half.mp4", "second_half.wav"]
+        "first_half.mp4", "first_half.wav", "generated.mp4", "second_half.mp4", "second_half.wav"]
+    assert probe(tmp_path / "work" / "first_half.mp4").has_audio
 
 
 # ---- (c) command line ---------------------------------------------------------------------------------------
