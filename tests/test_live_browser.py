@@ -14,6 +14,8 @@ import pytest
 from conftest import MEDIA
 from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _english_words, _pick, _upload, _user_names
 
+pytestmark = pytest.mark.alone  # the live presenter speaks in real time: the CPU to itself (tests/run.sh)
+
 # Chromium's fake microphone (a beep) and camera, allowed without asking.
 LIVE_ARGS = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 SPEECH = MEDIA / "speechrecognition/english.wav"  # 2.7 s
