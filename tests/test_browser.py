@@ -304,7 +304,10 @@ def test_options_leave_out_wav2lip_without_a_checkpoint_and_say_where_it_goes(
 
 
 def _pick(page, elem_id: str, label: str) -> None:
-    """Choose ``label`` in a Gradio dropdown: open it, type to filter, click the option."""
+    """Choose ``label`` in a Gradio dropdown: open it, type to filter, click the option. The dropdown is first
+    scrolled to the top of the window, as a person would: near the window's bottom edge its open list could lie
+    below it, out of reach of a click."""
+    page.eval_on_selector(f"#{elem_id}", "element => element.scrollIntoView({block: 'start'})")
     page.click(f"#{elem_id} input")
     page.fill(f"#{elem_id} input", label)
     page.get_by_role("option", name=label, exact=True).click()

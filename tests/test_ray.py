@@ -487,14 +487,17 @@ def test_a_stuck_job_runs_again_and_one_stuck_past_its_cancel_ends_cancelled(
     try:
         _wait_up(queue, 2)
         batch = queue.submit(clips["longer speech"], [clips["d0-0"], clips["d13-0"]])
-        running = {}
-        for slot in queue.backend.slots():
-            running[slot.name] = _wait_running_on(queue, batch.id, slot.name, stage="lip-sync")
+        # Both jobs at their lip-sync first, then both blocked: blocking one while the other was still on its way
+        # there let the first stall for stall_after on a busy machine, and run again on the other worker.
+        slots = queue.backend.slots()
+        running = {slot.name: _wait_running_on(queue, batch.id, slot.name, stage="lip-sync") for slot in slots}
+        for slot in slots:
             ffmpegs = [p for p in _family(slot.info["pid"])[1:] if "ffmpeg" in p.name()]
             assert ffmpegs, f"{slot.name} runs no ffmpeg"
             _signal(ffmpegs, signal.SIGSTOP)
             stopped += ffmpegs
         cancelled, stuck = running.values()
+        assert cancelled.id != stuck.id, running
         queue.cancel(cancelled.id)
         done = {j.id: j for j in queue.wait([cancelled.id, stuck.id], timeout=WAIT_S)}
         assert done[cancelled.id].state == CANCELLED and done[cancelled.id].output is None, done[cancelled.id]
