@@ -181,12 +181,20 @@ def _wait_running_on(queue: JobQueue, batch_id: str, worker: str, past: float = 
     at ``stage`` when one is given."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        for job in queue.batch(batch_id).jobs:
-            if job.state == RUNNING and job.worker and job.worker.startswith(worker + " ") and job.progress > past \
-                    and job.stage not in ("starting", "audio") and stage in (None, job.stage):
-                return job
+        job = _running_on(queue, batch_id, worker, past, stage)
+        if job is not None:
+            return job
         time.sleep(0.05)
     raise AssertionError(f"no job of batch {batch_id} ran on {worker}: {queue.batch(batch_id).to_json()}")
+
+
+def _running_on(queue: JobQueue, batch_id: str, worker: str, past: float = 0.0, stage: str | None = None):
+    """``_wait_running_on``'s job now, or None."""
+    for job in queue.batch(batch_id).jobs:
+        if job.state == RUNNING and job.worker and job.worker.startswith(worker + " ") and job.progress > past \
+                and job.stage not in ("starting", "audio") and stage in (None, job.stage):
+            return job
+    return None
 
 
 def test_a_batch_is_spread_over_two_workers_with_the_same_frames_as_in_one_process(
@@ -487,15 +495,22 @@ def test_a_stuck_job_runs_again_and_one_stuck_past_its_cancel_ends_cancelled(
     try:
         _wait_up(queue, 2)
         batch = queue.submit(clips["longer speech"], [clips["d0-0"], clips["d13-0"]])
-        # Both jobs at their lip-sync first, then both blocked: blocking one while the other was still on its way
-        # there let the first stall for stall_after on a busy machine, and run again on the other worker.
+        # Each job blocked as soon as it is at its lip-sync, whichever worker gets there first: waiting for one
+        # worker's job while the other's ran on let that one finish (2 s of lip-sync) before it was blocked.
         slots = queue.backend.slots()
-        running = {slot.name: _wait_running_on(queue, batch.id, slot.name, stage="lip-sync") for slot in slots}
-        for slot in slots:
-            ffmpegs = [p for p in _family(slot.info["pid"])[1:] if "ffmpeg" in p.name()]
-            assert ffmpegs, f"{slot.name} runs no ffmpeg"
-            _signal(ffmpegs, signal.SIGSTOP)
-            stopped += ffmpegs
+        running = {}
+        deadline = time.monotonic() + WAIT_S
+        while len(running) < len(slots):
+            assert time.monotonic() < deadline, f"not both at lip-sync: {queue.batch(batch.id).to_json()}"
+            for slot in slots:
+                job = None if slot.name in running else _running_on(queue, batch.id, slot.name, stage="lip-sync")
+                if job is not None:
+                    ffmpegs = [p for p in _family(slot.info["pid"])[1:] if "ffmpeg" in p.name()]
+                    assert ffmpegs, f"{slot.name} runs no ffmpeg"
+                    _signal(ffmpegs, signal.SIGSTOP)
+                    stopped += ffmpegs
+                    running[slot.name] = job
+            time.sleep(0.05)
         cancelled, stuck = running.values()
         assert cancelled.id != stuck.id, running
         queue.cancel(cancelled.id)
