@@ -20,7 +20,7 @@ if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -i "wqy\|not
     fi
 fi
 # Two test processes share the cores, a test file each at a time (pytest-xdist): while one waits on a page, a
-# Ray timeout or a subprocess the other computes (the suite in 14-15 minutes on 2 cores instead of 19). Tests
+# Ray timeout or a subprocess the other computes (the suite in 13-16 minutes on 2 cores instead of 19). Tests
 # marked `alone` (the live presenter, which speaks in real time) run after, in one process with the CPU to
 # themselves: beside another test its sound broke up. HEYGEM_TEST_WORKERS=1 runs everything in one process.
 workers="${HEYGEM_TEST_WORKERS:-2}"
