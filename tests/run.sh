@@ -19,18 +19,19 @@ if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -i "wqy\|not
         exit 1
     fi
 fi
-# Two test processes share the cores, a test file each at a time (pytest-xdist): while one waits on a page, a
-# Ray timeout or a subprocess the other computes (the suite in 13-16 minutes on 2 cores instead of 19). Tests
-# marked `alone` (the live presenter, which speaks in real time) run after, in one process with the CPU to
-# themselves: beside another test its sound broke up. HEYGEM_TEST_WORKERS=1 runs everything in one process.
+# Tests marked `alone` (the live presenter, which speaks in real time) run first, in one process with the CPU
+# to themselves: beside another test its sound broke up, and after the others a frame came late (what they
+# left running was still winding down). Then two test processes share the cores, a test file each at a time
+# (pytest-xdist): while one waits on a page, a Ray timeout or a subprocess the other computes (the suite in
+# 13-16 minutes on 2 cores instead of 19). HEYGEM_TEST_WORKERS=1 runs everything in one process.
 workers="${HEYGEM_TEST_WORKERS:-2}"
 case " $* " in *" -m "*) workers=1 ;; esac  # a marker expression of the caller's own: one run, as asked
 set +e
 if [ "$workers" -gt 1 ]; then
-    .venv/bin/python -m pytest -n "$workers" --dist loadfile -m "not alone" "$@"
-    shared=$?
     .venv/bin/python -m pytest -m alone "$@"
     alone=$?
+    .venv/bin/python -m pytest -n "$workers" --dist loadfile -m "not alone" "$@"
+    shared=$?
 else
     .venv/bin/python -m pytest "$@"
     shared=$?
@@ -42,7 +43,7 @@ if [ "$shared" -eq 5 ] && [ "$alone" -eq 5 ]; then
     echo "pytest collected no tests: that is a failure here, not a pass" >&2
     exit 1
 fi
-for status in "$shared" "$alone"; do
+for status in "$alone" "$shared"; do
     if [ "$status" -ne 0 ] && [ "$status" -ne 5 ]; then
         exit "$status"
     fi

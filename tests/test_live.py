@@ -22,7 +22,8 @@ from conftest import serving  # noqa: E402
 from heygem.live.session import FPS, SAMPLE_RATE  # noqa: E402
 from heygem.media.audio import load_audio  # noqa: E402
 
-# A live presenter speaks in real time: these tests run after the others, with the CPU to themselves (tests/run.sh).
+# A live presenter speaks in real time: these tests run apart from the others, with the CPU to themselves
+# (tests/run.sh).
 pytestmark = pytest.mark.alone
 
 ENGLISH = "speechrecognition/english.wav"
