@@ -372,7 +372,7 @@ def _rss_mb() -> float:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 # The process's RSS, read beside another test process on 2 busy cores, grew 6-10 MB over 18 jobs in two runs of
-# five; in the one-process suite it always stayed under the 6 MB allowed. So it runs with the machine to itself
+# seven; in the one-process suite it always stayed under the 6 MB allowed. So it runs with the machine to itself
 # (tests/run.sh).
 @pytest.mark.alone
 def test_memory_stays_flat_over_many_jobs(media: Path, queue_root: Path, tmp_path: Path) -> None:
