@@ -99,6 +99,26 @@ def make_clip(out: Path, *ffmpeg_args: str) -> Path:
     return out
 
 
+def submitted_over_api(folder: Path, files: list, accepted: dict[str, str], refused: dict[str, str]):
+    """POST ``files`` with the form fields ``accepted`` to /api/jobs and with ``refused`` to /api/batches, on a
+    queue under ``folder`` that runs nothing; returns both responses and the Settings the first job was stored
+    with (None when none was)."""
+    from fastapi.testclient import TestClient
+
+    from heygem.jobs import JobQueue
+    from heygem.server import create_app
+
+    queue = JobQueue(folder, start=False)
+    try:
+        with TestClient(create_app(queue, ui=False), base_url="http://127.0.0.1:7860") as client:
+            job = client.post("/api/jobs", files=files, data=accepted)
+            batch = client.post("/api/batches", files=files, data=refused)
+        jobs = queue.jobs()
+        return job, batch, queue._settings_of(jobs[0]) if jobs else None
+    finally:
+        queue.close()
+
+
 @pytest.fixture(scope="session")
 def short_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two seconds of English speech and of three presenters at 360p, cut once per session from ../shared/media

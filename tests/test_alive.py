@@ -29,7 +29,7 @@ from heygem.media.probe import probe
 from heygem.media.video import iter_frames
 from heygem.pipeline import GenerateResult, generate
 from heygem.settings import DetectionOptions, EncodeOptions, EngineOptions, Settings
-from conftest import MEDIA, make_clip
+from conftest import MEDIA, make_clip, submitted_over_api
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FPS = 25
@@ -270,11 +270,7 @@ def test_a_video_presenter_moves_only_as_filmed(short_clips: dict[str, Path], tm
 
 
 def test_still_is_taken_by_every_front_end(tmp_path: Path, short_clips: dict[str, Path]) -> None:
-    from fastapi.testclient import TestClient
-
     from heygem.cli import build_parser, settings_from_args
-    from heygem.jobs import JobQueue
-    from heygem.server import create_app
     from heygem.settings import with_choices
 
     command = ["generate", "--audio", "a.wav", "--video", "p.png"]
@@ -284,18 +280,13 @@ def test_still_is_taken_by_every_front_end(tmp_path: Path, short_clips: dict[str
     assert with_choices(Settings(), still=False).engine.still is False
     with pytest.raises(ValueError, match="still must be true or false"):
         with_choices(Settings(), still="maybe")
-    queue = JobQueue(tmp_path / "outputs", start=False)
     files = [("audio", ("speech.wav", short_clips["speech"].read_bytes(), "audio/wav")),
              ("video", ("people_0.png", (MEDIA / "sadtalker/people_0.png").read_bytes(), "image/png"))]
-    try:
-        with TestClient(create_app(queue, ui=False), base_url="http://127.0.0.1:7860") as client:
-            accepted = client.post("/api/jobs", files=files, data={"engine": "builtin", "still": "true"})
-            refused = client.post("/api/batches", files=files, data={"still": "maybe"})
-        assert accepted.status_code == 201, accepted.text
-        assert refused.status_code == 400 and "still must be true or false" in refused.json()["error"]
-        assert queue._settings_of(queue.jobs()[0]).engine.still is True
-    finally:
-        queue.close()
+    accepted, refused, stored = submitted_over_api(tmp_path / "outputs", files, {"engine": "builtin", "still": "true"},
+                                                   {"still": "maybe"})
+    assert accepted.status_code == 201, accepted.text
+    assert refused.status_code == 400 and "still must be true or false" in refused.json()["error"]
+    assert stored.engine.still is True
 
 
 # ------------------------------------------------------------------------------------------------ strips

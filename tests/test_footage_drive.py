@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_clip
+from conftest import make_clip, submitted_over_api
 from heygem.eval import mouth_openings
 from heygem.footage import footage_may_speak, study_footage
 from heygem.media.probe import probe
@@ -107,26 +107,16 @@ def test_the_key_mouths_asked_for_in_the_api_or_the_studio_are_what_a_speaking_p
         media: Path, settings, short_clips, tmp_path: Path) -> None:
     """The HTTP API's ``mouth`` field and the studio's *Mouth shapes* (both through ``with_choices``) choose the
     drive; a bad one is refused, naming the field and what it may be."""
-    from fastapi.testclient import TestClient
-
-    from heygem.jobs import JobQueue
-    from heygem.server import create_app
     from heygem.settings import with_choices
 
     with pytest.raises(ValueError, match="mouth must be one of auto, phones, footage, loudness, not 'lips'"):
         with_choices(settings, mouth_drive="lips")
-    queue = JobQueue(tmp_path / "outputs", start=False)
     files = [("audio", ("speech.wav", short_clips["speech"].read_bytes(), "audio/wav")),
              ("video", ("1.mp4", (media / PRESENTER).read_bytes(), "video/mp4"))]
-    try:
-        with TestClient(create_app(queue, ui=False), base_url="http://127.0.0.1:7860") as client:
-            accepted = client.post("/api/jobs", files=files, data={"engine": "builtin", "mouth": "phones"})
-            refused = client.post("/api/batches", files=files, data={"mouth": "lips"})
-        assert accepted.status_code == 201, accepted.text
-        assert refused.status_code == 400 and "mouth must be one of" in refused.json()["error"]
-        asked = queue._settings_of(queue.jobs()[0])
-    finally:
-        queue.close()
+    accepted, refused, asked = submitted_over_api(tmp_path / "outputs", files, {"engine": "builtin", "mouth": "phones"},
+                                                  {"mouth": "lips"})
+    assert accepted.status_code == 201, accepted.text
+    assert refused.status_code == 400 and "mouth must be one of" in refused.json()["error"]
     assert asked.engine.mouth_drive == "phones"
     settings.engine.engine = "builtin"
     keys = generate(short_clips["speech"], media / PRESENTER, tmp_path / "keys.mp4",
