@@ -304,13 +304,15 @@ def test_options_leave_out_wav2lip_without_a_checkpoint_and_say_where_it_goes(
 
 
 def _pick(page, elem_id: str, label: str) -> None:
-    """Choose ``label`` in a Gradio dropdown: open it, type to filter, click the option. The dropdown is first
-    scrolled to the top of the window, as a person would: near the window's bottom edge its open list could lie
-    below it, out of reach of a click."""
-    page.eval_on_selector(f"#{elem_id}", "element => element.scrollIntoView({block: 'start'})")
-    page.click(f"#{elem_id} input")
-    page.fill(f"#{elem_id} input", label)
-    page.get_by_role("option", name=label, exact=True).click()
+    """Choose ``label`` in a Gradio dropdown from the keyboard, as a person may: type it, then Enter takes the
+    first option the typing left. Not a click on the option: the open list is placed from the window's scroll
+    at the moment it opened, and a page still laying itself out (a preview loading) moved it out of the
+    window in one CI run, where Playwright retried the click for 30 s."""
+    field = page.locator(f"#{elem_id} input")
+    field.click()
+    field.press_sequentially(label)
+    page.get_by_role("option", name=label, exact=True).wait_for()
+    field.press("Enter")
 
 
 def test_presenters_added_once_are_picked_in_batch_and_start_prepared(browser, studio, short_clips) -> None:
