@@ -36,6 +36,7 @@ import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, Callable
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # as the CLIs: YuNet's OpenMP threads cost more than they give here
 
@@ -129,14 +130,11 @@ def drive_means(rows: list[dict], replicates: list[dict[str, np.ndarray]] | None
     of the mean opening and width r: the rows' replicates averaged one by one, the halves taken as independent."""
     means: dict[str, dict] = {}
     both = any(row.get("reversed") for row in rows)
-    long = [row["clip"].startswith(LONG_CLIPS) for row in rows]
-    kinds = len(set(long)) == 2
     for drive in dict.fromkeys(row["drive"] for row in rows):
         forward = [i for i, row in enumerate(rows) if row["drive"] == drive and not row.get("reversed")]
-        groups = ((drive, forward),
+        groups = [(drive, forward),
                   (f"{drive} both ways", [i for i, row in enumerate(rows) if row["drive"] == drive] if both else []),
-                  (f"{drive} short clips", [i for i in forward if not long[i]] if kinds else []),
-                  (f"{drive} long clips", [i for i in forward if long[i]] if kinds else []))
+                  *((f"{drive} {kind}", chosen) for kind, chosen in _short_and_long(forward, rows, lambda i: i))]
         for name, chosen in groups:
             if not chosen:
                 continue
@@ -163,11 +161,9 @@ def drive_gains(rows: list[dict], replicates: list[dict[str, np.ndarray]]) -> di
     for drive in drives[1:]:
         pairs = [(at[key[:3] + (drives[0],)], i) for key, i in at.items()
                  if key[3] == drive and key[:3] + (drives[0],) in at]
-        long = {i: rows[i]["clip"].startswith(LONG_CLIPS) for _, i in pairs}
-        kinds = len(set(long.values())) == 2
-        for name, chosen in ((f"{drive} - {drives[0]}", pairs),
-                             (f"{drive} - {drives[0]}, short clips", [p for p in pairs if not long[p[1]]] if kinds else []),
-                             (f"{drive} - {drives[0]}, long clips", [p for p in pairs if long[p[1]]] if kinds else [])):
+        for name, chosen in [(f"{drive} - {drives[0]}", pairs),
+                             *((f"{drive} - {drives[0]}, {kind}", chosen)
+                               for kind, chosen in _short_and_long(pairs, rows, lambda pair: pair[1]))]:
             if not chosen:
                 continue
             gain: dict = {"count": len(chosen)}
@@ -179,6 +175,14 @@ def drive_gains(rows: list[dict], replicates: list[dict[str, np.ndarray]]) -> di
                 gain[f"{measure}_r_90"] = _bounds(differences)
             gains[name] = gain
     return gains
+
+
+def _short_and_long(items: list, rows: list[dict], row_of: Callable[[Any], int]) -> list[tuple[str, list]]:
+    """``items`` (rows' indices, or pairs of them) split into the short clips' and the long ones' (under
+    shared/media/long/), as the issue sets its targets; none where they are all of one kind."""
+    long = [item for item in items if rows[row_of(item)]["clip"].startswith(LONG_CLIPS)]
+    short = [item for item in items if not rows[row_of(item)]["clip"].startswith(LONG_CLIPS)]
+    return [("short clips", short), ("long clips", long)] if long and short else []
 
 
 def gains_lines(gains: dict[str, dict]) -> list[str]:
