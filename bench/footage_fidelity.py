@@ -57,8 +57,8 @@ def render(split, out: Path, identity: bool) -> tuple[np.ndarray, np.ndarray, Pa
     chosen: dict[str, np.ndarray] = {}
     choose = builtin._choose_from_footage
 
-    def recording(job):
-        frames, drawn = choose(job)
+    def recording(job, index):
+        frames, drawn = choose(job, index)
         if identity:
             frames = np.minimum(np.arange(len(frames)), len(job.footage.usable) - 1)
             drawn = np.full_like(drawn, np.nan)

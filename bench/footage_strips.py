@@ -81,8 +81,8 @@ def strips(media: Path, presenter: str, language: str, speech: str, out_dir: Pat
     chosen: list[int] = []
     choose = builtin._choose_from_footage
 
-    def recording(job):  # the footage frame of each output frame, as the engine chose them
-        frames, drawn = choose(job)
+    def recording(job, index):  # the footage frame of each output frame, as the engine chose them
+        frames, drawn = choose(job, index)
         chosen.extend(int(f) for f in frames)
         return frames, drawn
 

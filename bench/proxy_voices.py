@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     choose = builtin._choose_from_footage
 
-    def recording(job):  # the engine's own choice, the studied jaw lines and the pictures it is drawn on
-        frames, drawn = choose(job)
+    def recording(job, index):  # the engine's own choice, the studied jaw lines and the pictures it is drawn on
+        frames, drawn = choose(job, index)
         shown = np.clip(np.searchsorted(job.footage.frames, job.shown), 0, len(job.footage.frames) - 1)
         chosen.append((np.asarray(frames), jaw_outline(job.footage.points.astype(np.float32)), shown))
         return frames, drawn

@@ -61,7 +61,7 @@ from heygem.speech.frames import LOUDNESS_RANGE, FeatureOptions, feature_groups,
 
 __all__ = ["FADE_FRAMES", "MAX_LOOKAHEAD", "MOUTH_MEASURES", "WIDTH_MIN_GAIN", "FootageIndex", "SelectionOptions",
            "build_index", "choose_frames", "drawn_mouths", "drawn_openings", "drawn_widths", "fit_ridge", "fitted_mouth", "jaw_outline",
-           "join_fades", "mouth_measures", "predict_mouth", "run_lengths"]
+           "join_fades", "mouth_measures", "predict_mouth", "run_lengths", "speech_motion_r"]
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +288,9 @@ class Ridge:
     weights: np.ndarray  # (D + 1, M): last row the intercept
     alpha: float
     spread: np.ndarray  # (M,): std of the fit's predictions on its own data (shrunk below 1 by the penalty)
+    # (M,): r of each measure with its cross-validated predictions at ``alpha`` (each fold fitted without it):
+    # how far the features foretell the mouth on frames the fit has not seen. NaN: too few frames to tell.
+    held_out_r: np.ndarray = field(default_factory=lambda: np.full(0, np.nan))
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = RIDGE_ALPHAS, folds: int = 5) -> Ridge:
@@ -296,18 +299,45 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = RIDGE_AL
     n = len(x)
     xa = np.hstack([x, np.ones((n, 1))])
     best_alpha, best_err = alphas[0], math.inf
+    held_out_r = np.full(y.shape[1], np.nan)
     if n >= 4 * folds:
         bounds = np.linspace(0, n, folds + 1).astype(int)
         for alpha in alphas:
-            err = 0.0
+            predicted = np.empty_like(y, dtype=np.float64)
             for a, b in zip(bounds[:-1], bounds[1:]):
                 train = np.r_[0:a, b:n]
-                w = _solve(xa[train], y[train], alpha)
-                err += float(((xa[a:b] @ w - y[a:b]) ** 2).sum())
+                predicted[a:b] = xa[a:b] @ _solve(xa[train], y[train], alpha)
+            err = float(((predicted - y) ** 2).sum())
             if err < best_err:
                 best_alpha, best_err = alpha, err
+                held_out_r = np.array([_pearson(predicted[:, m], y[:, m]) for m in range(y.shape[1])])
     weights = _solve(xa, y, best_alpha)
-    return Ridge(weights, best_alpha, np.maximum((xa @ weights).std(0), 1e-3))
+    return Ridge(weights, best_alpha, np.maximum((xa @ weights).std(0), 1e-3), held_out_r)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of two series; 0 where either is flat."""
+    a, b = a - a.mean(), b - b.mean()
+    scale = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / scale) if scale > 1e-12 else 0.0
+
+
+def speech_motion_r(mouth: np.ndarray, loudness: np.ndarray, fps: float | Fraction, window: float = 0.4) -> float:
+    """r of a footage's speech activity (its ``frame_loudness``) with its mouth's movement (the frame-to-frame
+    change of opening and width, ``mouth`` as ``mouth_measures``; NaN rows without a face), each averaged over
+    ``window`` seconds: a mouth moves while its own voice speaks and rests in its pauses, whatever shapes it
+    makes. NaN where there is no movement to measure."""
+    mouth = np.asarray(mouth, np.float64)
+    if len(mouth) < 3 or len(loudness) != len(mouth):
+        return math.nan
+    steps = np.abs(np.diff(mouth[:, :2], axis=0)).sum(1)
+    steps = np.append(steps, steps[-1:])
+    if not np.isfinite(steps).any():
+        return math.nan
+    steps = np.where(np.isfinite(steps), steps, np.nanmedian(steps))  # a frame without a face: a usual step
+    width = max(3, round(window * float(fps)))
+    kernel = np.ones(width) / width
+    return _pearson(np.convolve(np.asarray(loudness, np.float64), kernel, "same"), np.convolve(steps, kernel, "same"))
 
 
 def _solve(xa: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:

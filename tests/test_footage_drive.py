@@ -91,6 +91,26 @@ def test_by_default_a_presenter_video_with_its_own_speech_gets_its_own_mouths(me
     assert not [code for code in short.engine_info.fallbacks if code.startswith("footage")]
 
 
+def test_a_presenter_video_whose_soundtrack_is_another_voice_gets_the_key_mouths_and_says_why(
+        media: Path, settings, short_clips, tmp_path: Path) -> None:
+    """A voice-over (another person's speech laid over the presenter's frames) carries speech, so ``auto`` takes
+    the footage drive, but it teaches nothing of this mouth: its mouths would be chosen by noise. The key mouths,
+    and the note says why, in both languages."""
+    settings.engine.engine = "builtin"
+    voice_over = make_clip(tmp_path / "voice_over.mp4", "-i", str(media / PRESENTER), "-ss", "3",
+                           "-i", str(media / "long" / "french.mp4"), "-map", "0:v:0", "-map", "1:a:0", "-t", "5",
+                           "-c:v", "copy", "-c:a", "aac")
+    assert footage_may_speak(probe(voice_over))
+    result = generate(short_clips["speech"], voice_over, tmp_path / "voice_over_out.mp4", settings)
+    assert result.engine_info.mode == "morph" and "footage_unmatched" in result.engine_info.fallbacks
+    words = engine_words("en", result.engine, result.engine_info.to_dict())
+    assert "key mouths rather than the presenter's own footage: its sound does not follow the mouth" in words
+    assert "画面的声音与嘴型不对应" in engine_words("zh", result.engine, result.engine_info.to_dict())
+    # The same frames with their own speech, as filmed: the footage drive.
+    own = make_clip(tmp_path / "own.mp4", "-i", str(media / PRESENTER), "-t", "5", "-c:v", "copy", "-c:a", "aac")
+    assert generate(short_clips["speech"], own, tmp_path / "own_out.mp4", settings).engine_info.mode == "footage"
+
+
 def test_a_presenter_prepared_with_speech_of_its_own_starts_with_its_footage_studied(media: Path, settings, short_clips,
                                                                                    tmp_path: Path) -> None:
     """Added to the presenters (prepared), a video its jobs take the footage drive for has its footage studied

@@ -56,7 +56,8 @@ class EngineDescription:
         lacks, made from the person's other keys), ``torch_runtime`` (on the CPU without its faster ncnn path),
         and why the footage drive was not used: ``footage_photo`` (a photo), ``footage_short`` (too little
         footage with a face), ``footage_still`` (a mouth that hardly opens in it), ``footage_no_speech`` (no
-        speech of the person's own in it to choose by), ``footage_none`` (no study).
+        speech of the person's own in it to choose by), ``footage_unmatched`` (its sound does not foretell its
+        mouth: a voice-over, a dub, music), ``footage_none`` (no study).
     motion: builtin ``photo`` of a still picture: ``alive`` (blinks and a slow head motion added,
         heygem.engines.alive) or ``still`` (none: EngineOptions.still); None for a video.
     """

@@ -29,6 +29,7 @@ one line, driven by the voice band's loudness), to compare against.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
@@ -54,8 +55,8 @@ from heygem.faces.landmarks import (
 from heygem.faces.mesh_memo import MeshMemo
 from heygem.footage import MIN_SECONDS as MIN_FOOTAGE_SECONDS, FootageStudy
 from heygem.prefetch import Prefetch
-from heygem.selection import (WIDTH_MIN_GAIN, build_index, choose_frames, drawn_mouths, jaw_outline, join_fades,
-                              mouth_measures)
+from heygem.selection import (WIDTH_MIN_GAIN, FootageIndex, build_index, choose_frames, drawn_mouths, jaw_outline,
+                              join_fades, mouth_measures, speech_motion_r)
 from heygem.speech.frames import frame_loudness, speech_features, voice_distance, voice_print
 from heygem.speech.loudness import mouth_drive
 from heygem.speech.phones import VISEMES, MouthShapes
@@ -113,6 +114,16 @@ WIDTH_MAX_CHANGE = 0.4  # the most a morph is widened or narrowed, as a share of
 
 # The footage drive needs MIN_FOOTAGE_SECONDS of footage with a face, and a mouth that opens in it, to choose from.
 MIN_FOOTAGE_OPENING = 0.04  # opening range (5th to 95th percentile, over eye distance)
+# And a soundtrack that is that mouth's: a voice-over, a dub or music over the footage teaches the choice nothing
+# and it chose mouths by noise, following the real mouth worse than the key mouths (bench/RESULTS.md, "A
+# soundtrack that is not the mouth's"). Two signs of the footage's own voice, either is enough: its own fit
+# foretells the mouth's opening on frames it has not seen (Ridge.held_out_r at least MIN_OWN_FIT), or the mouth
+# moves while the voice speaks (``speech_motion_r`` at least MIN_SPEECH_MOTION). On every half of 5 s or more of
+# the shared clips with their own speech one or both held (fit 0.28-0.66 but one presenter's, whose mouth the
+# mesh reads as a smile: -0.53..-0.33, her motion 0.36-0.48); with another voice laid over the same frames,
+# neither held in 8 of 9 (fit -0.24..0.21, motion -0.59..0.13).
+MIN_OWN_FIT = 0.1
+MIN_SPEECH_MOTION = 0.2
 
 
 def footage_problem(footage: FootageStudy | None, photo: bool) -> str | None:
@@ -130,22 +141,39 @@ def footage_problem(footage: FootageStudy | None, photo: bool) -> str | None:
     return None
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")
+def footage_index(footage: FootageStudy) -> FootageIndex:
+    """The footage study as ``heygem.selection`` chooses from it: every usable frame's mouth beside its own
+    speech's features (a frame without a face, or a fade or flash, is never chosen)."""
+    assert footage.features is not None and footage.loudness is not None
+    points = footage.points.astype(np.float32)
+    mouth = mouth_measures(points)
+    mouth[~footage.usable] = np.nan
+    return build_index(footage.features, mouth, footage.loudness, Fraction(footage.fps).limit_denominator(1001),
+                       jaw=jaw_outline(points))
+
+
+def sound_problem(index: FootageIndex, loudness: np.ndarray) -> str | None:
+    """``footage_unmatched`` where the footage's soundtrack (``loudness``: its ``frame_loudness``) shows no sign
+    of being its mouth's own voice (MIN_OWN_FIT, MIN_SPEECH_MOTION): a voice-over, a dub or music; else None."""
+    fit = float(index.ridge.held_out_r[0]) if len(index.ridge.held_out_r) else math.nan
+    motion = speech_motion_r(index.mouth, loudness, index.fps)
+    log.info("builtin engine: the footage's own speech foretells its mouth's opening at r %.2f (held out), its "
+             "mouth moves with it at r %.2f", fit, motion)
+    return None if fit >= MIN_OWN_FIT or motion >= MIN_SPEECH_MOTION else "footage_unmatched"
+
+
 # On one BLAS thread: between the choice's many small products OpenBLAS's others spin, 0.4 s of CPU a minute of
 # speech (over half the choice's own) that the decoding and encoding threads of the job had no use for.
 @threadpool_limits.wrap(limits=1, user_api="blas")
-def _choose_from_footage(job: EngineJob) -> tuple[np.ndarray, np.ndarray]:
+def _choose_from_footage(job: EngineJob, index: FootageIndex) -> tuple[np.ndarray, np.ndarray]:
     """The studied footage frame to show for each output frame: chosen by the speech's sounds against the
-    footage's own speech and by its lip shapes, the more the shorter the footage (heygem.selection: one path for
-    the whole speech, runs of real frames preferred, rest mouths in pauses); and (T, 2) the opening and width
-    to draw each at (NaN: as filmed; towards what the footage's fit predicts for the own voice's sounds, another
-    voice's loudness and lip shape: ``heygem.selection.drawn_mouths``)."""
+    footage's own speech (``index``, ``footage_index``) and by its lip shapes, the more the shorter the footage
+    (heygem.selection: one path for the whole speech, runs of real frames preferred, rest mouths in pauses); and
+    (T, 2) the opening and width to draw each at (NaN: as filmed; towards what the footage's fit predicts for the
+    own voice's sounds, another voice's loudness and lip shape: ``heygem.selection.drawn_mouths``)."""
     footage = job.footage
-    assert footage is not None and footage.features is not None and footage.loudness is not None
-    points = footage.points.astype(np.float32)
-    mouth = mouth_measures(points)
-    mouth[~footage.usable] = np.nan  # never chosen: no face, or a fade or flash
-    index = build_index(footage.features, mouth, footage.loudness, Fraction(footage.fps).limit_denominator(1001),
-                        jaw=jaw_outline(points))
+    assert footage is not None
     features = speech_features(job.samples, job.fps, job.frames, phones=job.phones)
     voice = voice_print(job.samples)
     distance = None if footage.voice is None or voice is None else voice_distance(footage.voice, voice)
@@ -384,7 +412,10 @@ class BuiltinEngine(Engine):
             if job.drive == "footage":
                 self.footage_fallback = footage_problem(job.footage, self.photo)
                 if self.footage_fallback is None:
-                    self.chosen, self.drawn = _choose_from_footage(job)
+                    index = footage_index(job.footage)
+                    self.footage_fallback = sound_problem(index, job.footage.loudness)
+                if self.footage_fallback is None:
+                    self.chosen, self.drawn = _choose_from_footage(job, index)
                     self.fades = join_fades(self.chosen, job.footage.usable)
                     self.pictures_studied = studied_pictures(job.footage, job.shown)
                     self.placer = MouthPlacer(job.footage)
