@@ -118,10 +118,10 @@ MIN_FOOTAGE_OPENING = 0.04  # opening range (5th to 95th percentile, over eye di
 # and it chose mouths by noise, following the real mouth worse than the key mouths (bench/RESULTS.md, "A
 # soundtrack that is not the mouth's"). Two signs of the footage's own voice, either is enough: its own fit
 # foretells the mouth's opening on frames it has not seen (Ridge.held_out_r at least MIN_OWN_FIT), or the mouth
-# moves while the voice speaks (``speech_motion_r`` at least MIN_SPEECH_MOTION). On every half of 5 s or more of
-# the shared clips with their own speech one or both held (fit 0.28-0.66 but one presenter's, whose mouth the
+# moves while the voice speaks (``speech_motion_r`` at least MIN_SPEECH_MOTION). On the halves of 5 s or more of
+# the shared clips with their own speech one or both held (fit 0.11-0.66 but one presenter's, whose mouth the
 # mesh reads as a smile: -0.53..-0.33, her motion 0.36-0.48); with another voice laid over the same frames,
-# neither held in 8 of 9 (fit -0.24..0.21, motion -0.59..0.13).
+# neither held in 7 of 8 (fit -0.24..0.21, motion -0.59..0.13).
 MIN_OWN_FIT = 0.1
 MIN_SPEECH_MOTION = 0.2
 
