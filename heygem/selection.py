@@ -290,7 +290,7 @@ class Ridge:
     spread: np.ndarray  # (M,): std of the fit's predictions on its own data (shrunk below 1 by the penalty)
     # (M,): r of each measure with its cross-validated predictions at ``alpha`` (each fold fitted without it):
     # how far the features foretell the mouth on frames the fit has not seen. NaN: too few frames to tell.
-    held_out_r: np.ndarray = field(default_factory=lambda: np.full(0, np.nan))
+    held_out_r: np.ndarray
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...] = RIDGE_ALPHAS, folds: int = 5) -> Ridge:

@@ -29,7 +29,6 @@ one line, driven by the voice band's loudness), to compare against.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
@@ -156,7 +155,7 @@ def footage_index(footage: FootageStudy) -> FootageIndex:
 def sound_problem(index: FootageIndex, loudness: np.ndarray) -> str | None:
     """``footage_unmatched`` where the footage's soundtrack (``loudness``: its ``frame_loudness``) shows no sign
     of being its mouth's own voice (MIN_OWN_FIT, MIN_SPEECH_MOTION): a voice-over, a dub or music; else None."""
-    fit = float(index.ridge.held_out_r[0]) if len(index.ridge.held_out_r) else math.nan
+    fit = float(index.ridge.held_out_r[0])
     motion = speech_motion_r(index.mouth, loudness, index.fps)
     log.info("builtin engine: the footage's own speech foretells its mouth's opening at r %.2f (held out), its "
              "mouth moves with it at r %.2f", fit, motion)
