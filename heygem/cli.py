@@ -8,7 +8,7 @@ from pathlib import Path
 
 from heygem.errors import HeyGemError
 from heygem.limits import check_inputs
-from heygem.pipeline import generate, one_opencv_thread, prepare_audio
+from heygem.pipeline import GenerateResult, generate, one_opencv_thread, prepare_audio
 from heygem.settings import (
     LOGS_DIR,
     OUTPUTS_DIR,
@@ -149,6 +149,16 @@ def _failed(video: Path, error: BaseException, log_file: Path | None) -> None:
     print(f"failed: {line}", file=sys.stderr)
 
 
+def result_notes(result: GenerateResult) -> list[str]:
+    """What the terminal says after a result's line: its notes (cut short, turned ...) and what its engine made
+    do with (``EngineDescription.fallbacks``: why not the presenter's own footage, a key mouth made from others),
+    in the studio's English words."""
+    from heygem.ui.texts import text  # the word table alone: no Gradio, no server
+
+    fallbacks = result.engine_info.fallbacks if result.engine_info else ()
+    return [*result.notes, *(text("en", f"engine_run_fallback_{code}") for code in fallbacks)]
+
+
 def main(argv: list[str] | None = None) -> int:
     from heygem.logs import setup_logging
 
@@ -186,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.engine.startswith("builtin") and not hinted:
             hinted = True
             print("note: made with the built-in engine; for the neural Wav2Lip engine put wav2lip_gan.pth into checkpoints/", file=sys.stderr)
-        extra = f" ({'; '.join(result.notes)})" if result.notes else ""
+        notes = result_notes(result)
+        extra = f" ({'; '.join(notes)})" if notes else ""
         print(f"{result.output}  [{result.frames} frames, {result.duration:.2f} s, engine {result.engine}, {result.timings['total']:.1f} s]{extra}")
     return 1 if failures else 0

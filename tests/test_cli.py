@@ -121,6 +121,15 @@ def test_the_terminal_shows_no_notice_from_the_face_mesh_runtime(media: Path, tm
     assert "LiteRT: INFO: Created TensorFlow Lite XNNPACK delegate for CPU." in log
 
 
+def test_the_result_line_says_why_the_presenters_own_footage_was_not_used(media: Path, tmp_path: Path) -> None:
+    done = run_cli("--audio", str(media / "speechrecognition/english.wav"),
+                   "--video", str(media / "skimage/astronaut.png"), "--engine", "builtin", "--mouth-drive", "footage",
+                   "--preset", "ultrafast", "--out", str(tmp_path / "out"), "--log-dir", str(tmp_path / "logs"))
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stdout.splitlines() if "astronaut__english.mp4" in line]
+    assert line.endswith("(key mouths rather than the presenter's own footage: a photo has none to choose from)")
+
+
 def test_what_else_the_runtime_writes_still_reaches_the_terminal(capfd: pytest.CaptureFixture[str]) -> None:
     import os
 

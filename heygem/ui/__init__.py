@@ -7,12 +7,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
-
-from heygem.jobs import JobQueue
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the command line reads the word table (texts) without the server's imports
     import gradio as gr
+    from fastapi import FastAPI
+
+    from heygem.jobs import JobQueue
 
 log = logging.getLogger(__name__)
 
