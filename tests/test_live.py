@@ -402,30 +402,69 @@ def test_a_peer_that_vanishes_without_a_word_frees_its_session(live_studio, monk
             time.sleep(0.3)
 
 
-def test_a_machine_that_cannot_keep_up_gets_a_smaller_picture_and_says_so() -> None:
-    """Frames drawn slower than 25 a second for a while: the picture shrinks (by a quarter at a time) instead of
-    frames or sound being lost, and the figures say so. (A stand-in engine that takes 30 ms a frame.)"""
+def _still_session(engine, options):
+    """A LiveSession of a grey 720p stand-in footage (no WebRTC, no studio), drawn by ``engine``."""
     from fractions import Fraction
 
     from heygem.live.footage import LoopFootage
-    from heygem.live.session import DRAW_WINDOW, LiveOptions, LiveSession
+    from heygem.live.session import LiveSession
     from heygem.pipeline import PreparedFootage
-
-    class SlowEngine:
-        crop_size = 256
-
-        def face_points(self, crop, previous):
-            return np.zeros((478, 2), np.float32)
-
-        def draw_shape(self, image, box, points, opening, spread) -> None:
-            time.sleep(0.03)
 
     frames = [np.full((720, 1280, 3), 90, np.uint8) for _ in range(5)]
     footage = PreparedFootage(None, Fraction(25), frames, [(500, 200, 800, 500)] * 5, None)
-    engine = SlowEngine()
     loop = LoopFootage(footage, engine, 512)
+    return LiveSession("still", {}, loop, engine, options), loop
+
+
+class _StandInEngine:
+    crop_size = 256
+
+    def __init__(self, seconds_a_frame: float = 0.0) -> None:
+        self.seconds_a_frame = seconds_a_frame
+
+    def face_points(self, crop, previous):
+        return np.zeros((478, 2), np.float32)
+
+    def draw_shape(self, image, box, points, opening, spread) -> None:
+        time.sleep(self.seconds_a_frame)
+
+
+def test_a_pushed_speech_that_comes_a_little_late_is_sent_without_a_gap(media: Path) -> None:
+    """A TTS (or a network) a little late once in the middle of a pushed speech: its sound still goes out
+    whole, sample for sample, as one utterance. (Pieces of 200 ms in real time, one of them 150 ms late: past
+    the point where the session makes the speech's last mouths final, before its sound runs out.)"""
+    from heygem.live.session import LiveOptions
+
+    speech = load_audio(media / ENGLISH, SAMPLE_RATE)
+    session, _ = _still_session(_StandInEngine(), LiveOptions(phones=False))
+    try:
+        piece = SAMPLE_RATE // 5
+        started = session.start_clock()
+        for i, first in enumerate(range(0, len(speech), piece)):
+            time.sleep(max(0.0, started + 0.2 * i + (0.15 if i >= 5 else 0.0) - time.monotonic()))
+            session.push(speech[first:first + piece])
+        session.end_push()
+        session.peer_connected = True  # (as a WebRTC peer's stream: the state says "speaking" until it is said)
+        deadline = time.monotonic() + 10
+        while session.state() == "speaking":
+            assert time.monotonic() < deadline, "the pushed speech never ended"
+            time.sleep(0.05)
+        sent = session.audio(0, session.now_sample()).astype(np.float32) / 32767
+        assert session.figures()["utterances"] == 1
+    finally:
+        session.close()
+    at = int(np.argmax(np.correlate(sent, speech[:piece], mode="valid")))  # where its first piece went
+    assert len(sent) >= at + len(speech)
+    assert np.abs(sent[at:at + len(speech)] - speech).max() < 2 / 32767, "the sound sent is not the speech pushed"
+
+
+def test_a_machine_that_cannot_keep_up_gets_a_smaller_picture_and_says_so() -> None:
+    """Frames drawn slower than 25 a second for a while: the picture shrinks (by a quarter at a time) instead of
+    frames or sound being lost, and the figures say so. (A stand-in engine that takes 30 ms a frame.)"""
+    from heygem.live.session import DRAW_WINDOW, LiveOptions
+
+    session, loop = _still_session(_StandInEngine(0.03), LiveOptions(phones=False))
     assert (loop.width, loop.height) == (512, 288)
-    session = LiveSession("slow", {}, loop, engine, LiveOptions(phones=False))
     try:
         for frame in range(DRAW_WINDOW - 1):
             session.render(frame)

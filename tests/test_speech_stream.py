@@ -13,8 +13,10 @@ from heygem.speech.stream import ShapeStream
 FPS = 25
 
 
-def _streamed(samples: np.ndarray, lookahead: float, piece: int, decoder=None) -> np.ndarray:
-    """(frames, 2) opening and spread, the speech fed ``piece`` samples at a time; each frame given once."""
+def _streamed(samples: np.ndarray, lookahead: float, piece: int, decoder=None, flush_every: int = 0) -> np.ndarray:
+    """(frames, 2) opening and spread, the speech fed ``piece`` samples at a time; each frame given once.
+    ``flush_every``: the frames received made final (``flush``) after every so many pieces, as a live session
+    does when pushed speech comes late."""
     stream = ShapeStream(FPS, lookahead, decoder=decoder)
     shapes: dict[int, tuple[float, float]] = {}
 
@@ -23,9 +25,14 @@ def _streamed(samples: np.ndarray, lookahead: float, piece: int, decoder=None) -
             assert frame not in shapes, "a frame's shape was given twice"
             shapes[frame] = (opening, spread)
 
-    for first in range(0, len(samples), piece):
+    for number, first in enumerate(range(0, len(samples), piece), 1):
         stream.feed(samples[first:first + piece])
         keep()
+        if flush_every and number % flush_every == 0:
+            stream.flush()
+            keep()
+            assert stream.final_frames == int(np.ceil(stream.received_seconds * FPS - 1e-6))
+            continue
         # A frame is final only once the lookahead past it has arrived.
         assert stream.final_frames <= max(0, int((stream.received_seconds - lookahead) * FPS + 1e-6))
     stream.finish()
@@ -48,6 +55,17 @@ def test_shapes_with_a_bounded_lookahead_follow_those_of_the_whole_speech(french
     assert len(streamed) == len(whole.opening)
     assert np.corrcoef(streamed[:, 0], whole.opening)[0, 1] > 0.8
     assert (streamed[:, 0] >= 0).all() and (streamed[:, 0] <= 1).all()
+
+
+def test_a_stream_flushed_when_its_speech_comes_late_goes_on_as_one_speech(french: np.ndarray) -> None:
+    """Pushed speech late once a second (a TTS, a network): the frames received are made final each time, and
+    the speech goes on in the same stream, its phones and loudness levels carried on, not begun again.
+    Measured on these 20 s: r 0.89 with the whole speech's shapes (never flushed 0.90; a new stream for each
+    second, as a late piece began before, 0.83)."""
+    whole = mouth_shapes(recognise_phones(french), french, FPS, int(len(french) / 16000 * FPS))
+    flushed = _streamed(french, 0.12, 3200, flush_every=5)
+    assert len(flushed) == len(whole.opening)
+    assert np.corrcoef(flushed[:, 0], whole.opening)[0, 1] > 0.86
 
 
 def test_the_same_speech_in_the_same_pieces_gives_the_same_shapes_whatever_came_before(french: np.ndarray) -> None:

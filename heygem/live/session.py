@@ -277,15 +277,19 @@ class LiveSession:
                 log.exception("live %s: speech could not be followed", self.id)
 
     def _check_stalled(self) -> None:
-        """Pushed speech that stopped coming without an end (a peer's microphone going quiet on the wire): its
-        last frames are made final before they are due, as if it had ended; more of it starts a new one."""
+        """Pushed speech that stopped coming without an end (a peer's microphone going quiet on the wire, a TTS
+        or a network a little late): its last frames are made final before they are due, without the lookahead
+        past them. More of it that comes before its sound has run out carries on the same utterance, without a
+        gap (with a new one, a TTS 80 ms late had a gap in the middle of a word); after that, it starts anew."""
         utterance = self._pushing
-        if utterance is None:
+        if utterance is None or utterance.finished:
             return
         with self._lock:
             stalled = utterance.end - self.now_sample() < (self.options.lookahead + 2 / FPS) * SAMPLE_RATE
         if stalled:
-            self._finish_push()
+            self._feed(utterance, final=False)  # what came but was not fed yet (under FEED_SECONDS)
+            utterance.stream.flush()
+            self._keep(utterance)
 
     def _finish_push(self) -> None:
         if self._pushing is not None:

@@ -11,6 +11,7 @@ closures and rounding by 40-140 ms), or when ``finish`` says no more audio comes
     stream = ShapeStream(fps=25, lookahead=0.2)
     stream.feed(piece)               # any number of samples, as they come
     for frame, opening, spread in stream.take(): ...
+    stream.flush()                   # the frames received so far become final; more may come
     stream.finish()                  # the rest of the frames become final
 
 The loudness normalisation (``mouth_drive``'s percentiles) and any ``shape_map`` (an engine's own scaling to
@@ -112,6 +113,13 @@ class ShapeStream:
             self._decoder.end_utt()
             self._partial = self._segmentation()
         self._advance(self._frames_known(final=True))
+
+    def flush(self) -> None:
+        """Every frame the audio received covers is made final now, as ``finish`` makes them, but more speech may
+        still come (a pushed speech that came late): its frames follow on, decoded and normalised with what came
+        before."""
+        if not self._finished:
+            self._advance(self._frames_known(final=True))
 
     def close(self) -> None:
         """Ends the decoder's utterance and lets go of the decoder (a shared one is then free for the next
