@@ -6,6 +6,7 @@ limit included; a studio without aiortc says how to install it. Photographs go t
 Each test ends the live sessions it started, whatever happens: the studio runs one at a time by default."""
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -132,7 +133,10 @@ def test_the_live_tab_streams_the_presenter_who_says_a_file_and_the_microphone(b
     _start(page)
     idle = page.evaluate(_STAGE)
     assert idle["line"].startswith(f"{PRESENTER}: live, resting"), idle
-    assert " fps · 0 late · " in idle["figures"] and " CPU " in idle["figures"], idle  # no latency before speech
+    # The figures, and no latency before any speech. (How many frames are late is the machine's: a frame or two
+    # at the stream's start on a busy one; the bench measures it, heygem.bench live.)
+    assert re.search(r" fps · \d+ late · ", idle["figures"]) and " CPU " in idle["figures"], idle
+    assert "latency" not in idle["figures"], idle
     (session,) = _sessions(studio)
 
     _speak(page)
