@@ -23,7 +23,7 @@ fi
 # process with the CPU to themselves: beside another test the live sound broke up, and run after the others one
 # frame came late (the machine as they left it). Then two test processes share the cores, a test file each at a
 # time (pytest-xdist): while one waits on a page, a Ray timeout or a subprocess the other computes (the suite in
-# 13-16 minutes on 2 cores instead of 19). HEYGEM_TEST_WORKERS=1 runs everything in one process.
+# 13-18 minutes on 2 cores instead of 19). HEYGEM_TEST_WORKERS=1 runs everything in one process.
 workers="${HEYGEM_TEST_WORKERS:-2}"
 case " $* " in *" -m "*) workers=1 ;; esac  # a marker expression of the caller's own: one run, as asked
 set +e
