@@ -10,13 +10,14 @@ import logging
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from heygem.api import error_response, save_upload, upload_name
 from heygem.errors import HeyGemError
 from heygem.live.session import SAMPLE_RATE
-from heygem.live.sessions import LiveError, LiveSessions, pcm_samples
+from heygem.live.sessions import LiveError, LiveSessions, PcmStream
 
 log = logging.getLogger(__name__)
 
@@ -137,16 +138,20 @@ def live_router(sessions: LiveSessions) -> APIRouter:
             return error_response(400, f"rate must be 8000 to 48000 (Hz), got {rate}")
         received = 0
         left = b""
+        pcm = PcmStream(rate)
         async for chunk in request.stream():
             data = left + chunk
             whole = len(data) // STREAM_READ * STREAM_READ
             if whole:
-                session.push(pcm_samples(data[:whole], rate))
+                samples = pcm.feed(data[:whole])
+                if len(samples):
+                    session.push(samples)
                 received += whole
             left = data[whole:]
-        if len(left) >= 2:
-            session.push(pcm_samples(left, rate))
-            received += len(left)
+        received += len(left) // 2 * 2
+        rest = np.concatenate([pcm.feed(left), pcm.finish()])
+        if len(rest):
+            session.push(rest)
         session.end_push()
         return {"id": session_id, "seconds": round(received / 2 / rate, 3)}
 
