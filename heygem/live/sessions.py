@@ -202,9 +202,8 @@ class PcmStream:
         g = math.gcd(int(rate), SAMPLE_RATE)
         self.up, self.down = SAMPLE_RATE // g, int(rate) // g
         self.reach = 10 * max(self.up, self.down)  # resample_poly's filter: this far either side (upsampled)
-        self._kept = np.zeros(0, np.float32)  # input from sample ``_first`` on
+        self._kept = np.zeros(0, np.float32)  # input from sample ``_first`` on, to the last received
         self._first = 0
-        self._received = 0  # input samples in all
         self._made = 0  # output samples given
         self._odd = b""  # the first byte of a sample whose second has not come
 
@@ -217,32 +216,35 @@ class PcmStream:
         if self.up == self.down:
             return pcm
         self._kept = np.concatenate([self._kept, pcm])
-        self._received += len(pcm)
+        received = self._first + len(self._kept)
         # Output k needs input up to (k * down + reach) / up: those whose last input has come.
-        ready = ((self._received - 1) * self.up - self.reach) // self.down + 1 if self._received else 0
+        ready = ((received - 1) * self.up - self.reach) // self.down + 1 if received else 0
         return self._make(max(ready, self._made))
 
     def finish(self) -> np.ndarray:
         """The rest, the input's end taken as silence (as one resampling of the whole takes it)."""
         if self.up == self.down:
             return np.zeros(0, np.float32)
-        return self._make(-(-self._received * self.up // self.down))
+        return self._make(-(-(self._first + len(self._kept)) * self.up // self.down))
 
     def _make(self, end: int) -> np.ndarray:
         from scipy.signal import resample_poly
 
         if end <= self._made:
             return np.zeros(0, np.float32)
-        # From an input sample whose output falls on one (a multiple of ``down``), far enough back that the first
-        # output wanted sees all of its filter's input: before it, the whole's own start (silence).
-        start = max(0, (self._made * self.down - self.reach) // (self.up * self.down)) * self.down
+        start = self._needed_from(self._made)
         segment = resample_poly(self._kept[start - self._first:], self.up, self.down)
         offset = start * self.up // self.down
         out = segment[self._made - offset:end - offset].astype(np.float32)
         self._made = end
-        # What the next outputs can still need.
-        keep_from = max(0, (self._made * self.down - self.reach) // (self.up * self.down)) * self.down
+        keep_from = self._needed_from(end)  # what the next outputs can still need
         if keep_from > self._first:
             self._kept = self._kept[keep_from - self._first:]
             self._first = keep_from
         return out
+
+    def _needed_from(self, output: int) -> int:
+        """The input sample to resample from for outputs from ``output`` on: one whose output falls on an output
+        sample (a multiple of ``down``), far enough back that ``output`` sees all of its filter's input; before
+        the input's start, the whole's own start (silence)."""
+        return max(0, (output * self.down - self.reach) // (self.up * self.down)) * self.down
