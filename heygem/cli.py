@@ -153,10 +153,9 @@ def result_notes(result: GenerateResult) -> list[str]:
     """What the terminal says after a result's line: its notes (cut short, turned ...) and what its engine made
     do with (``EngineDescription.fallbacks``: why not the presenter's own footage, a key mouth made from others),
     in the studio's English words."""
-    from heygem.ui.texts import text  # the word table alone: no Gradio, no server
+    from heygem.ui.texts import fallback_words  # the word table alone: no Gradio, no server
 
-    fallbacks = result.engine_info.fallbacks if result.engine_info else ()
-    return [*result.notes, *(text("en", f"engine_run_fallback_{code}") for code in fallbacks)]
+    return [*result.notes, *fallback_words("en", result.engine_info.fallbacks if result.engine_info else ())]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ from heygem.presenters import FAILED as PRESENTER_FAILED
 from heygem.presenters import PREPARING, READY, Presenter
 from heygem.logs import log_dir_for
 from heygem.settings import ENGINE_CHOICES, LENGTH_CHOICES, PROJECT_ROOT, DetectionOptions, EngineOptions, with_choices
-from heygem.ui.texts import EN, GRADIO_EN, GRADIO_ZH, ZH, language, text
+from heygem.ui.texts import EN, GRADIO_EN, GRADIO_ZH, ZH, fallback_words, language, text
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def engine_words(lang: str, engine: str | None, info: dict[str, Any] | None = No
         line = text(lang, "engine_run_builtin_plain")
     else:
         return engine or about.engine
-    made_do = [text(lang, f"engine_run_fallback_{code}") for code in about.fallbacks]
+    made_do = fallback_words(lang, about.fallbacks)
     if not made_do:
         return line
     return text(lang, "engine_run_with_fallbacks", line=line,

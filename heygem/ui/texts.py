@@ -6,6 +6,8 @@ the same preference.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 EN: dict[str, str] = {
     "title": "# HeyGem lip-sync studio",
     "tab_single": "Single",
@@ -660,3 +662,8 @@ def text(lang: str, key: str, **values: object) -> str:
     if template is None:  # "" is a text too (no gap between Chinese sentences)
         template = EN.get(key, key)
     return template.format(**values) if values else template
+
+
+def fallback_words(lang: str, codes: Iterable[str]) -> list[str]:
+    """What an engine made do with (``EngineDescription.fallbacks``), each in words, in ``lang``."""
+    return [text(lang, f"engine_run_fallback_{code}") for code in codes]
