@@ -413,6 +413,49 @@ def test_single_takes_a_presenter_from_the_library_and_the_library_renames_and_d
     page.context.close()
 
 
+def test_a_presenter_picked_while_a_busy_studio_opens_its_tab_stays_picked(
+        browser, studio, short_clips, monkeypatch) -> None:
+    """A CI run picked Nina on the Presenters tab while the tab's own refresh was still out: the refresh came
+    back with the picker as it was at the click (empty) and undid the pick, and the rename that followed renamed
+    nothing. Here the studio's presenter list is slowed (1.5 s, a busy server) while the tabs open."""
+    import time
+
+    presenter = studio.queue.presenters.add(short_clips["d19"], "Pia")
+    try:
+        deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
+        while studio.queue.presenters.get(presenter.id).state == "preparing":
+            assert time.monotonic() < deadline, "the presenter was not prepared"
+            time.sleep(0.5)
+        page = _page(browser, studio)
+        page.wait_for_timeout(2500)  # the timer's first refresh has filled the pickers
+        listing = type(studio.queue.presenters).list
+
+        def slow_listing(self, *args, **kwargs):
+            time.sleep(1.5)
+            return listing(self, *args, **kwargs)
+
+        monkeypatch.setattr(type(studio.queue.presenters), "list", slow_listing)
+        page.get_by_role("tab", name="Presenters").click()
+        _pick(page, "presenter-pick", "Pia")
+        name_field = "#presenter-new-name input, #presenter-new-name textarea"
+        page.wait_for_function(f"() => document.querySelector('{name_field}').value === 'Pia'", timeout=30_000)
+        page.get_by_role("tab", name="Live").click()
+        _pick(page, "live-presenter", "Pia")
+        page.wait_for_timeout(4000)  # both tabs' refreshes have come back
+        assert page.input_value("#presenter-pick input") == "Pia"
+        assert page.input_value("#live-presenter input") == "Pia"
+        monkeypatch.undo()
+        page.get_by_role("tab", name="Presenters").click()
+        assert page.input_value(name_field) == "Pia"
+        page.fill(name_field, "Pia Lund")
+        page.click("#presenter-rename")
+        _wait_for_words(page, "presenter-note", "Renamed to Pia Lund.")
+        assert studio.queue.presenters.get(presenter.id).name == "Pia Lund"
+        page.context.close()
+    finally:
+        studio.queue.presenters.delete(presenter.id)
+
+
 def test_a_reload_finds_the_running_job_and_batch_again(browser, studio, short_clips, held_jobs) -> None:
     page = _page(browser, studio)
     _upload(page, "single-audio", short_clips["speech"])

@@ -856,15 +856,18 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
     # ---- Presenters ----------------------------------------------------------------------------------------
 
     def library(lang: str, picks: tuple[str | None, list[str] | None, str | None]) -> list:
-        """The table, the three pickers (keeping what is still there) and what they now show."""
+        """The table, the three pickers and what they now show. A picker's value is sent only where what it held
+        when this was asked is gone: the person may have picked meanwhile (a tab's refresh that came back after a
+        pick undid it, and the rename that followed renamed nothing), and a value sent would undo that pick."""
         presenters = queue.presenters.list()
         usable, every = presenter_choices(presenters, lang), presenter_choices(presenters, lang, usable_only=False)
         single, many, managed = picks
         usable_ids, every_ids = {value for _, value in usable}, {value for _, value in every}
+        kept_many = [value for value in many or [] if value in usable_ids]
         return [presenters_table_html(presenters, lang),
-                gr.update(choices=usable, value=single if single in usable_ids else None),
-                gr.update(choices=usable, value=[value for value in many or [] if value in usable_ids]),
-                gr.update(choices=every, value=managed if managed in every_ids else None),
+                gr.update(choices=usable) if not single or single in usable_ids else gr.update(choices=usable, value=None),
+                gr.update(choices=usable) if kept_many == (many or []) else gr.update(choices=usable, value=kept_many),
+                gr.update(choices=every) if not managed or managed in every_ids else gr.update(choices=every, value=None),
                 _library_look(presenters), _choices_look(presenters)]
 
     def show_library(single, many, managed, request: gr.Request):
@@ -938,9 +941,11 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         jobs = queue.jobs(limit=500)
         choices = history_choices(jobs)
         values = {value for _, value in choices}
-        keep = selected if selected in values else (choices[0][1] if choices else None)
-        return (history_table_html(jobs, _lang(request), unfinished()[1]), gr.update(choices=choices, value=keep),
-                _history_look(queue))
+        if selected in values:  # no value sent: one picked meanwhile stays (as ``library``)
+            picker = gr.update(choices=choices)
+        else:  # gone, or none yet: the newest
+            picker = gr.update(choices=choices, value=choices[0][1] if choices else None)
+        return history_table_html(jobs, _lang(request), unfinished()[1]), picker, _history_look(queue)
 
     def play(job_id):
         if not job_id:
@@ -969,10 +974,11 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
     # ---- Live ----------------------------------------------------------------------------------------------
 
     def live_picker(picked: str | None, presenters: list[Presenter] | None = None) -> list:
-        """The Live picker's ready presenters (keeping the one picked while it is still there), and what it shows."""
+        """The Live picker's ready presenters, and what it shows; its value only where the one picked is gone (as
+        ``library``: a pick made meanwhile stays)."""
         ready = live_choices(presenters if presenters is not None else queue.presenters.list())
-        return [gr.update(choices=ready, value=picked if picked in {value for _, value in ready} else None),
-                tuple(ready)]
+        kept = not picked or picked in {value for _, value in ready}
+        return [gr.update(choices=ready) if kept else gr.update(choices=ready, value=None), tuple(ready)]
 
     def show_live(picked):
         return live_picker(picked)
