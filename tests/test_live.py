@@ -402,6 +402,47 @@ def test_a_peer_that_vanishes_without_a_word_frees_its_session(live_studio, monk
             time.sleep(0.3)
 
 
+def test_a_session_holds_no_more_speech_waiting_than_the_longest_speech(live_studio, session, media: Path,
+                                                                         monkeypatch) -> None:
+    """A client that says file after file, or pushes PCM faster than it is spoken, would fill the studio's memory:
+    a session holds at most the studio's speech limit waiting to be said (here 3 s). Past it, the speech is
+    refused by name (413), what was taken stays queued, and an interrupt makes room again."""
+    limits = live_studio.app.state.live.queue.defaults.limits
+    monkeypatch.setattr(limits, "speech_minutes", 0.05)
+    two_seconds = (load_audio(media / ENGLISH, SAMPLE_RATE)[:2 * SAMPLE_RATE] * 32767).astype("<i2").tobytes()
+    with httpx.Client(base_url=live_studio.url, timeout=60) as client:
+        said = client.post(f"/api/live/{session}/say", files={"audio": ("first.wav", _wav(two_seconds), "audio/wav")})
+        assert said.status_code == 202, said.text
+        again = client.post(f"/api/live/{session}/say", files={"audio": ("hello.wav", _wav(two_seconds), "audio/wav")})
+        assert again.status_code == 413
+        body = again.json()
+        assert body["code"] == "live_queue_full" and "hello.wav: not queued" in body["error"], body
+        assert "HEYGEM_MAX_SPEECH_MINUTES" in body["error"]
+        queued = client.get(f"/api/live/{session}").json()["speech_queued_seconds"]
+        assert 1.9 <= queued <= 2.1, queued
+        pushed = client.post(f"/api/live/{session}/stream", content=two_seconds,
+                             headers={"Content-Type": "application/octet-stream"})
+        assert pushed.status_code == 413 and pushed.json()["code"] == "live_queue_full", pushed.text
+        assert client.get(f"/api/live/{session}").json()["speech_queued_seconds"] <= 3.0
+        instead = client.post(f"/api/live/{session}/say", data={"interrupt": "true"},
+                              files={"audio": ("instead.wav", _wav(two_seconds), "audio/wav")})
+        assert instead.status_code == 202, instead.text
+
+
+def _wav(pcm: bytes) -> bytes:
+    """16 kHz mono 16-bit PCM as a WAV file's bytes."""
+    import io
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(pcm)
+    return out.getvalue()
+
+
 def _still_session(engine, options):
     """A LiveSession of a grey 720p stand-in footage (no WebRTC, no studio), drawn by ``engine``."""
     from fractions import Fraction

@@ -139,20 +139,26 @@ def live_router(sessions: LiveSessions) -> APIRouter:
         received = 0
         left = b""
         pcm = PcmStream(rate)
-        async for chunk in request.stream():
-            data = left + chunk
-            whole = len(data) // STREAM_READ * STREAM_READ
-            if whole:
-                samples = pcm.feed(data[:whole])
-                if len(samples):
-                    session.push(samples)
-                received += whole
-            left = data[whole:]
-        received += len(left) // 2 * 2
-        rest = np.concatenate([pcm.feed(left), pcm.finish()])
-        if len(rest):
-            session.push(rest)
-        session.end_push()
+
+        def push(samples: np.ndarray) -> None:
+            if len(samples):  # (LiveError past the most a session holds waiting: the stream ends there)
+                sessions.make_room(session, len(samples) / SAMPLE_RATE, "the pushed speech")
+                session.push(samples)
+
+        try:
+            async for chunk in request.stream():
+                data = left + chunk
+                whole = len(data) // STREAM_READ * STREAM_READ
+                if whole:
+                    push(pcm.feed(data[:whole]))
+                    received += whole
+                left = data[whole:]
+            received += len(left) // 2 * 2
+            push(np.concatenate([pcm.feed(left), pcm.finish()]))
+        except LiveError as exc:
+            return failed(exc)
+        finally:
+            session.end_push()  # what came is said, whatever stopped the body
         return {"id": session_id, "seconds": round(received / 2 / rate, 3)}
 
     return router

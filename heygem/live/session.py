@@ -147,6 +147,7 @@ class LiveSession:
         self.peer_connected = False
         self._lock = threading.RLock()
         self._utterances: list[_Utterance] = []
+        self._waiting = 0  # samples said or pushed that the speech worker has not placed on the clock yet
         self._shapes: dict[int, tuple[float, float]] = {}
         self._pushing: _Utterance | None = None
         self._commands: queue.Queue = queue.Queue()
@@ -195,12 +196,17 @@ class LiveSession:
         arrived = time.monotonic()
         if interrupt:
             self.interrupt()
+        with self._lock:
+            self._waiting += len(samples)
         self._commands.put(("say", samples, arrived))
         return len(samples) / SAMPLE_RATE
 
     def push(self, samples: np.ndarray) -> None:
         """A piece of a speech that is still being produced (a microphone, a TTS streaming PCM)."""
-        self._commands.put(("push", np.asarray(samples, np.float32).reshape(-1), time.monotonic()))
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        with self._lock:
+            self._waiting += len(samples)
+        self._commands.put(("push", samples, time.monotonic()))
 
     def end_push(self) -> None:
         """The pushed speech has ended (its last frames need no more lookahead)."""
@@ -225,6 +231,16 @@ class LiveSession:
         for command in dropped:
             if command[0] == "close":
                 self._commands.put(command)
+            elif command[1] is not None:
+                with self._lock:
+                    self._waiting -= len(command[1])
+
+    def queued_seconds(self) -> float:
+        """Speech given and not yet said: what is placed on the clock past now, and what waits to be placed."""
+        with self._lock:
+            now = self.now_sample()
+            placed = sum(max(0, u.end - max(u.start, now)) for u in self._utterances)
+            return (placed + self._waiting) / SAMPLE_RATE
 
     def _place(self) -> int:
         """Where a new utterance starts: LEAD from now, after whatever is placed already, at a frame's start."""
@@ -258,6 +274,7 @@ class LiveSession:
                     utterance = self._new_utterance()
                     with self._lock:
                         utterance.add(samples, arrived)
+                        self._waiting -= len(samples)
                     self._feed(utterance, final=True)
                 elif kind == "push":
                     utterance = self._pushing
@@ -269,6 +286,7 @@ class LiveSession:
                         utterance = self._pushing = self._new_utterance()
                     with self._lock:
                         utterance.add(samples, arrived)
+                        self._waiting -= len(samples)
                     if utterance.unfed_samples >= FEED_SECONDS * SAMPLE_RATE:
                         self._feed(utterance, final=False)
                 elif kind == "end_push":
@@ -440,7 +458,7 @@ class LiveSession:
             figures = dict(self._figures)
             elapsed = min(RATE_WINDOW, now - (self.started or now))
             rate = len(self._sent_times) / elapsed if elapsed > 0.5 else 0.0
-            queued = sum(max(0, u.end - max(u.start, self.now_sample())) for u in self._utterances) / SAMPLE_RATE
+            queued = self.queued_seconds()
         figures.update(
             id=self.id, presenter=self.presenter, state=self.state(), width=self.footage.width,
             height=self.footage.height, fps=FPS, rate=round(rate, 2), seconds=round(now - self.started, 1)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from heygem.errors import HeyGemError, InputError
+from heygem.limits import duration_words
 from heygem.live.footage import LoopFootage
 from heygem.live.session import FPS, SAMPLE_RATE, LiveOptions, LiveSession
 from heygem.presenters import READY
@@ -148,10 +149,27 @@ class LiveSessions:
             raise LiveError(400, f"the offer could not be answered: {exc}", "live_bad_offer") from exc
         return {"sdp": answer.sdp, "type": answer.type}
 
+    def make_room(self, session: LiveSession, seconds: float, name: str, interrupt: bool = False) -> None:
+        """LiveError 413 when ``seconds`` more speech would leave the session holding more than the longest speech
+        (the studio's speech limit) waiting to be said: a client that sends speech faster than it is spoken, or
+        that says file after file, would otherwise fill the studio's memory. ``interrupt``: what waits is
+        dropped first, so only the new speech counts."""
+        limits = self.queue.defaults.limits
+        if not limits.speech_minutes:
+            return
+        waiting = 0.0 if interrupt else session.queued_seconds()
+        if waiting + seconds > limits.speech_minutes * 60:
+            raise LiveError(413, f"{name}: not queued; {duration_words(waiting)} of speech already waits to be said, "
+                                 f"and a live session holds at most {limits.speech_minutes:g} minutes "
+                                 f"({limits.how_to_raise('speech_minutes')}); wait until some of it is said, or "
+                                 "interrupt it", "live_queue_full", file=name, waiting_minutes=f"{waiting / 60:.1f}",
+                            limit=f"{limits.speech_minutes:g}", **limits.raise_params("speech_minutes"))
+
     def say(self, session_id: str, samples: np.ndarray, interrupt: bool, name: str) -> dict[str, Any]:
         session = self.get(session_id)
         if len(samples) == 0:
             raise InputError(name, "holds no sound", "live_empty_speech")
+        self.make_room(session, len(samples) / SAMPLE_RATE, name, interrupt)
         seconds = session.say(samples, interrupt)
         return {"id": session_id, "seconds": round(seconds, 3), "interrupt": interrupt,
                 "queued_seconds": session.figures()["speech_queued_seconds"]}

@@ -341,6 +341,7 @@ EN: dict[str, str] = {
     "reason_live_bad_audio": "{file}: no speech could be read from it (give a sound file, or a video with sound).",
     "reason_live_empty_speech": "{file} holds no sound.",
     "reason_live_speech_too_long": "{file} is longer than {limit} min, the longest speech (raise it with {option} or {env}).",
+    "reason_live_queue_full": "{file} was not queued: {waiting_minutes} min of speech already wait to be said, and a live session holds at most {limit} min (raise it with {option} or {env}). Wait until some of it is said, or interrupt it.",
 }
 
 ZH: dict[str, str] = {
@@ -626,6 +627,7 @@ ZH: dict[str, str] = {
     "reason_live_bad_audio": "{file}：无法从中读取语音（请提供音频文件，或带声音的视频）。",
     "reason_live_empty_speech": "{file} 没有声音。",
     "reason_live_speech_too_long": "{file} 长于 {limit} 分钟，即语音的上限（可用 {option} 或 {env} 调高）。",
+    "reason_live_queue_full": "{file} 未加入队列：已有 {waiting_minutes} 分钟的语音在等待播出，直播会话最多保留 {limit} 分钟（可用 {option} 或 {env} 调高）。请等一部分播完，或打断它。",
 }
 
 TEXTS = {"en": EN, "zh": ZH}
