@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from conftest import REPO, make_clip
 from heygem.media.ffmpeg import ffprobe_exe
@@ -58,6 +59,22 @@ def _upload(page, elem_id: str, *paths: Path) -> None:
         " return names.every(n => t.includes(n)); }", arg=[elem_id, [p.name for p in paths]], timeout=60_000)
 
 
+def _open_tab(page, name: str) -> None:
+    """Click the tab called ``name`` until it is the one shown, as a person clicks again a tab that did not open:
+    in one run a click on a page that had only just loaded was lost (the tab never opened, and the test waited 30
+    s for its upload field)."""
+    tab = page.get_by_role("tab", name=name)
+    for _ in range(5):
+        tab.click()
+        try:
+            page.wait_for_function("(tab) => tab.getAttribute('aria-selected') === 'true'", arg=tab.element_handle(),
+                                   timeout=3_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"the {name} tab did not open after 5 clicks")
+
+
 def _wait_for_words(page, elem_id: str, words: str, timeout: int = 30_000) -> None:
     """Wait until the element shows ``words`` (it may not exist yet: Gradio adds a hidden field when shown)."""
     page.wait_for_function("([id, words]) => (document.getElementById(id)?.innerText || '').includes(words)",
@@ -73,7 +90,7 @@ def _duration(path: Path) -> float:
 def _start_batch(browser, studio, short_clips, *videos: str):
     """A new page whose Batch tab has started the 2 s speech with the ``videos`` clips."""
     page = _page(browser, studio)
-    page.get_by_role("tab", name="Batch").click()
+    _open_tab(page, "Batch")
     _upload(page, "batch-audio", short_clips["speech"])
     _upload(page, "batch-videos", *(short_clips[name] for name in videos))
     page.click("#batch-start")
@@ -165,13 +182,13 @@ def test_history_and_logs_tabs(browser, studio, short_clips) -> None:
     job = studio.queue.submit(short_clips["speech"], [short_clips["d19"]]).jobs[0]
     assert studio.queue.wait([job.id], timeout=240)[0].state == "succeeded"
     page = _page(browser, studio)
-    page.get_by_role("tab", name="History").click()
+    _open_tab(page, "History")
     page.wait_for_selector("#history-table", timeout=30_000)
     assert "d19.mp4" in page.inner_text("#history-table")
     page.wait_for_selector("#history-player video", timeout=30_000)  # the newest result is ready to play
     _shot(page, "history")
 
-    page.get_by_role("tab", name="Logs").click()
+    _open_tab(page, "Logs")
     page.wait_for_function("() => document.querySelector('#log-tail textarea').value.includes('succeeded')",
                            timeout=30_000)
     assert str(studio.root.parent) not in page.input_value("#log-tail textarea")  # paths read outputs/...
@@ -182,10 +199,10 @@ def test_history_and_logs_tabs(browser, studio, short_clips) -> None:
 def test_the_page_follows_a_chinese_browser(browser, studio) -> None:
     page = _page(browser, studio, locale="zh-CN")
     assert page.inner_text("#single-generate").strip() == "生成"
-    page.get_by_role("tab", name="批量").click()
+    _open_tab(page, "批量")
     assert "开始批量" in page.inner_text("#batch-start")
     _shot(page, "batch_zh")
-    page.get_by_role("tab", name="单个").click()
+    _open_tab(page, "单个")
     page.wait_for_function("() => document.getElementById('engine-line').innerText.includes('引擎')", timeout=30_000)
     _shot(page, "single_zh")
     page.context.close()
@@ -229,7 +246,7 @@ def test_a_bad_upload_is_named_as_it_arrives(browser, studio, short_clips, tmp_p
     page.context.close()
 
     page = _page(browser, studio, locale="zh-CN")
-    page.get_by_role("tab", name="批量").click()
+    _open_tab(page, "批量")
     _upload(page, "batch-videos", short_clips["d13"], notes)
     _wait_for_words(page, "batch-videos-check", "notes.mp4 不是 HeyGem 能读取的视频或照片")
     assert "d13.mp4" not in page.inner_text("#batch-videos-check")  # the good one is not blamed
@@ -319,7 +336,7 @@ def test_presenters_added_once_are_picked_in_batch_and_start_prepared(browser, s
     page = _page(browser, studio)
     page.get_by_text("Options").first.click()
     page.get_by_label("builtin").check()  # the built-in engine studies presenters; its jobs reuse the study
-    page.get_by_role("tab", name="Presenters").click()
+    _open_tab(page, "Presenters")
     for clip, name in ((short_clips["d0"], "Dora"), (short_clips["d13"], "Theo")):
         _upload(page, "presenter-file", clip)
         page.fill("#presenter-name textarea, #presenter-name input", name)
@@ -338,7 +355,7 @@ def test_presenters_added_once_are_picked_in_batch_and_start_prepared(browser, s
         timeout=30_000)
     _shot(page, "presenters")
 
-    page.get_by_role("tab", name="Batch").click()
+    _open_tab(page, "Batch")
     _upload(page, "batch-audio", short_clips["speech"])
     _pick(page, "batch-presenters", "Dora")
     _pick(page, "batch-presenters", "Theo")
@@ -358,7 +375,7 @@ def test_presenters_added_once_are_picked_in_batch_and_start_prepared(browser, s
     page.context.close()
 
     page = _page(browser, studio, locale="zh-CN")
-    page.get_by_role("tab", name="主播库").click()
+    _open_tab(page, "主播库")
     page.wait_for_function(
         "() => document.querySelectorAll('#presenters-table tr[data-state=ready]').length >= 2", timeout=30_000)
     words = page.inner_text("#tab-presenters")
@@ -392,7 +409,7 @@ def test_single_takes_a_presenter_from_the_library_and_the_library_renames_and_d
     assert "Nina" in page.inner_text("#single-status")
     _shot(page, "single_presenter_done")
 
-    page.get_by_role("tab", name="Presenters").click()
+    _open_tab(page, "Presenters")
     _pick(page, "presenter-pick", "Nina")
     page.wait_for_function("() => document.querySelector('#presenter-new-name input, #presenter-new-name textarea')"
                            ".value === 'Nina'", timeout=30_000)
@@ -435,17 +452,17 @@ def test_a_presenter_picked_while_a_busy_studio_opens_its_tab_stays_picked(
             return listing(self, *args, **kwargs)
 
         monkeypatch.setattr(type(studio.queue.presenters), "list", slow_listing)
-        page.get_by_role("tab", name="Presenters").click()
+        _open_tab(page, "Presenters")
         _pick(page, "presenter-pick", "Pia")
         name_field = "#presenter-new-name input, #presenter-new-name textarea"
         page.wait_for_function(f"() => document.querySelector('{name_field}').value === 'Pia'", timeout=30_000)
-        page.get_by_role("tab", name="Live").click()
+        _open_tab(page, "Live")
         _pick(page, "live-presenter", "Pia")
         page.wait_for_timeout(4000)  # both tabs' refreshes have come back
         assert page.input_value("#presenter-pick input") == "Pia"
         assert page.input_value("#live-presenter input") == "Pia"
         monkeypatch.undo()
-        page.get_by_role("tab", name="Presenters").click()
+        _open_tab(page, "Presenters")
         assert page.input_value(name_field) == "Pia"
         page.fill(name_field, "Pia Lund")
         page.click("#presenter-rename")
@@ -484,7 +501,7 @@ def test_a_reload_finds_the_running_job_and_batch_again(browser, studio, short_c
     assert "0 of 3 finished" in summary and "%" in summary and "elapsed" in summary, summary
     _shot(page, "batch_reloaded")
 
-    page.get_by_role("tab", name="History").click()  # unfinished jobs are listed too, under their batch
+    _open_tab(page, "History")  # unfinished jobs are listed too, under their batch
     page.wait_for_selector("#history-table tr[data-state=queued]", timeout=30_000)
     page.wait_for_selector("#history-table tr[data-state=running]", timeout=30_000)
     assert "3 video(s)" in page.inner_text("#history-table")
@@ -496,7 +513,7 @@ def test_a_reload_finds_the_running_job_and_batch_again(browser, studio, short_c
 def _cancel_batch(page, tab: str, cancelling: str, held_jobs, jobs: int) -> None:
     """Cancel the running batch from its tab: its running row says ``cancelling`` at once, while the job is still
     held; once let go, all ``jobs`` rows end cancelled. Closes the page."""
-    page.get_by_role("tab", name=tab).click()
+    _open_tab(page, tab)
     page.click("#batch-cancel")
     page.wait_for_function(
         "word => document.querySelector('#batch-status tr[data-state=running]').innerText.includes(word)",
@@ -520,7 +537,7 @@ def test_a_finished_batch_opened_by_its_address_offers_its_zip_again(browser, st
     _shot(page, "batch_reopened_zh")
     for link in ("#batch-zip a", f"#history-table tr[data-batch='{batch.id}'] a.hg-zip"):
         if link.startswith("#history"):
-            page.get_by_role("tab", name="历史").click()
+            _open_tab(page, "历史")
             page.wait_for_selector(link, timeout=30_000)
         with page.expect_download() as download:
             page.click(link)
@@ -618,14 +635,14 @@ def test_the_chinese_page_shows_no_english_while_jobs_run(browser, studio, short
     page.context.close()
 
     page = _chinese_page(browser, studio)
-    page.get_by_role("tab", name="批量").click()
+    _open_tab(page, "批量")
     _upload(page, "batch-audio", short_clips["speech"])
     _upload(page, "batch-videos", short_clips["d13"], short_clips["d19"])
     page.click("#batch-start")
     page.wait_for_selector("#batch-status tr[data-state=running]", timeout=60_000)
     _wait_for_words(page, "batch-summary", "整批")
     _all_chinese(page, "batch_running", studio, clips)
-    page.get_by_role("tab", name="历史").click()
+    _open_tab(page, "历史")
     page.wait_for_selector("#history-table tr[data-state=queued]", timeout=30_000)
     _all_chinese(page, "history_running", studio, clips)
     _cancel_batch(page, "批量", "正在取消…", held_jobs, 2)
@@ -684,14 +701,14 @@ def test_the_chinese_page_shows_no_english_in_results_failures_presenters_histor
     assert "pattern.mp4：全部 50 帧中都没有找到人脸" in table, table  # the failed row says why, in Chinese
     _all_chinese(page, "batch_done", studio, uploads)
 
-    page.get_by_role("tab", name="主播库").click()
+    _open_tab(page, "主播库")
     page.wait_for_selector("#presenters-table tr[data-state=ready]", timeout=30_000)
     _all_chinese(page, "presenters", studio, uploads)
-    page.get_by_role("tab", name="历史").click()
+    _open_tab(page, "历史")
     page.wait_for_selector("#history-table tr[data-state=failed]", timeout=30_000)
     page.wait_for_selector("#history-player video", timeout=30_000)
     _all_chinese(page, "history", studio, uploads)
-    page.get_by_role("tab", name="日志").click()
+    _open_tab(page, "日志")
     page.wait_for_function("() => document.querySelector('#log-tail textarea').value.includes('succeeded')",
                            timeout=30_000)
     # The log's own lines are the log, written in English for whoever reads logs/heygem.log: a textarea's
@@ -740,7 +757,7 @@ def test_a_file_marked_bad_at_upload_blocks_the_submit_and_says_why(browser, stu
     page.context.close()
 
     page = _page(browser, studio, locale=locale)
-    page.get_by_role("tab", name=words["batch"]).click()
+    _open_tab(page, words["batch"])
     _upload(page, "batch-audio", short_clips["d0"])  # a video without sound, as the speech
     _upload(page, "batch-videos", short_clips["d13"], notes)
     _wait_for_words(page, "batch-blocked", words["unreadable"])
@@ -798,7 +815,7 @@ def test_a_fresh_video_shows_its_study_and_estimate_the_queue_its_wait_and_stopp
     other = _page(browser, studio, locale=locale)
     other.get_by_text(words["options"]).first.click()
     other.get_by_label(words["builtin"]).check()  # measured above: each row's wait is known
-    other.get_by_role("tab", name=words["batch"]).click()
+    _open_tab(other, words["batch"])
     _upload(other, "batch-audio", short_clips["speech"])
     _upload(other, "batch-videos", short_clips["d0"], short_clips["d13"], short_clips["d19"])
     other.click("#batch-start")
@@ -827,7 +844,7 @@ def test_a_fresh_video_shows_its_study_and_estimate_the_queue_its_wait_and_stopp
     classes = other.eval_on_selector_all("#batch-status .hg-bar", "bars => bars.map(b => b.className)")
     assert classes == ["hg-bar hg-bar-failed", "hg-bar hg-bar-cancelled", "hg-bar hg-bar-cancelled"], classes
     _shot(other, f"batch_stopped_{lang}")
-    other.get_by_role("tab", name=words["history"]).click()
+    _open_tab(other, words["history"])
     other.wait_for_selector("#history-table tr[data-state=cancelled]", timeout=30_000)
     assert other.locator("#history-table .hg-bar").count() == 0  # History shows states, not bars
     _shot(other, f"history_stopped_{lang}")
@@ -849,7 +866,7 @@ def test_a_fresh_page_shows_only_its_own_work_and_keeps_the_tab_clicked(browser,
     page.wait_for_timeout(3000)  # past the page's restore and a few refreshes
     assert page.get_by_role("tab", name="Single").get_attribute("aria-selected") == "true"
     assert "d13.mp4" not in page.inner_text("#tab-single")
-    page.get_by_role("tab", name="Batch").click()
+    _open_tab(page, "Batch")
     assert "d13.mp4" not in page.inner_text("#batch-status") and "d19.mp4" not in page.inner_text("#batch-summary")
 
     # This browser's own batch, submitted here; the studio opened afresh (no address) finds it again.
@@ -872,10 +889,10 @@ def test_a_fresh_page_shows_only_its_own_work_and_keeps_the_tab_clicked(browser,
     late = page.context.new_page()
     late.goto(studio.url)
     late.wait_for_selector("#single-generate", timeout=60_000)
-    late.get_by_role("tab", name="History").click()
+    _open_tab(late, "History")
     late.wait_for_timeout(4000)
     assert late.get_by_role("tab", name="History").get_attribute("aria-selected") == "true"
-    late.get_by_role("tab", name="Batch").click()  # the work was restored all the same
+    _open_tab(late, "Batch")  # the work was restored all the same
     _wait_for_words(late, "batch-status", "d0.mp4")
     page.context.close()
     studio.queue.cancel_batch(someone_elses.id)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from conftest import MEDIA
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _english_words, _pick, _upload, _user_names
+from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _english_words, _open_tab, _pick, _upload, _user_names
 
 pytestmark = pytest.mark.alone  # the live presenter speaks in real time: the CPU to itself (tests/run.sh)
 
@@ -91,7 +91,7 @@ def _live_tab(browser, studio, locale: str = "en-US"):
     page = context.new_page()
     page.goto(studio.url + "/")
     page.wait_for_selector("#single-generate", timeout=60_000)
-    page.get_by_role("tab", name="直播" if locale.startswith("zh") else "Live").click()
+    _open_tab(page, "直播" if locale.startswith("zh") else "Live")
     page.wait_for_selector("#live-stage", timeout=30_000)  # the stage, worded in the page's language
     return page
 
