@@ -342,6 +342,8 @@ def test_presenters_added_once_are_picked_in_batch_and_start_prepared(browser, s
         page.fill("#presenter-name textarea, #presenter-name input", name)
         page.click("#presenter-add")
         _wait_for_words(page, "presenter-note", f"Added {name}")
+        page.wait_for_function("(name) => document.querySelector('#presenter-pick input').value.startsWith(name)", arg=name,
+                               timeout=30_000)  # the one just added is picked, to rename or delete
     page.wait_for_selector("#presenters-table tr[data-state=preparing]", timeout=30_000)
     _shot(page, "presenters_preparing")
     page.wait_for_function(
@@ -427,6 +429,7 @@ def test_single_takes_a_presenter_from_the_library_and_the_library_renames_and_d
     _wait_for_words(page, "presenter-delete", "Delete presenter")
     page.wait_for_function("() => !document.getElementById('presenters-list').innerText.includes('Nina')", timeout=30_000)
     assert all(p.id != presenter.id for p in studio.queue.presenters.list())
+    assert page.input_value("#presenter-pick input") == "" and page.input_value("#single-presenter input") == ""
     page.context.close()
 
 

@@ -855,10 +855,11 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
 
     # ---- Presenters ----------------------------------------------------------------------------------------
 
-    def library(lang: str, picks: tuple[str | None, list[str] | None, str | None]) -> list:
+    def library(lang: str, picks: tuple[str | None, list[str] | None, str | None], managed_pick: str | None = None) -> list:
         """The table, the three pickers and what they now show. A picker's value is sent only where what it held
         when this was asked is gone: the person may have picked meanwhile (a tab's refresh that came back after a
-        pick undid it, and the rename that followed renamed nothing), and a value sent would undo that pick."""
+        pick undid it, and the rename that followed renamed nothing), and a value sent would undo that pick.
+        ``managed_pick``: the presenter the rename/delete picker is to show (one just added)."""
         presenters = queue.presenters.list()
         usable, every = presenter_choices(presenters, lang), presenter_choices(presenters, lang, usable_only=False)
         single, many, managed = picks
@@ -867,7 +868,8 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         return [presenters_table_html(presenters, lang),
                 gr.update(choices=usable) if not single or single in usable_ids else gr.update(choices=usable, value=None),
                 gr.update(choices=usable) if kept_many == (many or []) else gr.update(choices=usable, value=kept_many),
-                gr.update(choices=every) if not managed or managed in every_ids else gr.update(choices=every, value=None),
+                gr.update(choices=every, value=managed_pick) if managed_pick in every_ids
+                else gr.update(choices=every) if not managed or managed in every_ids else gr.update(choices=every, value=None),
                 _library_look(presenters), _choices_look(presenters)]
 
     def show_library(single, many, managed, request: gr.Request):
@@ -886,7 +888,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         except HeyGemError as exc:  # over a limit: the message names the file and the limit
             return [message_html(reason_words(lang, exc.code, exc.params, str(exc))), gr.skip(), gr.skip(), *library(lang, (single, many, None))]
         note = f"<p>{html.escape(text(lang, 'presenter_added', name=presenter.name))}</p>"
-        return [note, None, "", *library(lang, (single, many, presenter.id))]
+        return [note, None, "", *library(lang, (single, many, None), managed_pick=presenter.id)]
 
     def pick_presenter(presenter_id, request: gr.Request):
         """Fill the rename field with the picked presenter's name; a delete asked for another is called off."""
@@ -923,7 +925,8 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         try:
             name = queue.presenters.get(presenter_id).name
         except KeyError:
-            return [message_html(text(lang, "presenter_gone")), "", None, button, *library(lang, (single, many, None))]
+            return [message_html(text(lang, "presenter_gone")), "", None, button,
+                    *library(lang, (single, many, presenter_id))]
         if armed != presenter_id:
             note = f'<p id="presenter-confirm">{html.escape(text(lang, "confirm_delete", name=name))}</p>'
             return [note, gr.skip(), presenter_id, gr.update(value=text(lang, "really_delete", name=name)),
@@ -933,7 +936,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
             note = f"<p>{html.escape(text(lang, 'presenter_deleted', name=name))}</p>"
         except KeyError:
             note = message_html(text(lang, "presenter_gone"))
-        return [note, "", None, button, *library(lang, (single, many, None))]
+        return [note, "", None, button, *library(lang, (single, many, presenter_id))]  # (gone: the picker empties)
 
     # ---- History -------------------------------------------------------------------------------------------
 
