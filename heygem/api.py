@@ -20,6 +20,7 @@ from starlette.routing import Match
 from heygem.engines import check_engine_available, engine_status
 from heygem.errors import HeyGemError
 from heygem.jobs import STATES, SUCCEEDED, Batch, JobQueue, form_file_name, safe_name, servable
+from heygem.limits import no_space_is_disk_full
 from heygem.presenters import PresenterNotReadyError
 from heygem.settings import with_choices
 
@@ -49,6 +50,17 @@ def api_router(queue: JobQueue) -> APIRouter:
     """The routes, bound to one queue."""
     router = APIRouter(prefix="/api")
 
+    def stored_upload(upload: UploadFile, folder: Path, number: int) -> Path:
+        """``save_upload``; a disk that fills meanwhile is LimitError ``disk_full``, naming the upload."""
+        with no_space_is_disk_full(upload_name(upload, "upload"), queue.root, queue.defaults.limits):
+            return save_upload(upload, folder, number)
+
+    def refused(exc: HeyGemError) -> JSONResponse:
+        """A submission refused: 507 (with the reason's code) where the disk is too full to store it, else 400."""
+        if exc.code == "disk_full":
+            return error_response(507, str(exc), exc.code, exc.params)
+        return error_response(400, str(exc))
+
     def submit(audio: UploadFile, videos: list[UploadFile], presenters: list[str], engine: str | None,
                face: str | None, length: str | None, crf: str | None, still: str | None,
                mouth: str | None) -> Batch | JSONResponse:
@@ -66,14 +78,14 @@ def api_router(queue: JobQueue) -> APIRouter:
                 return error_response(400, f"the {what} field holds no file")
         # Uploads land next to the queue's own folders (same disk), are copied in by submit, then removed.
         with tempfile.TemporaryDirectory(dir=queue.root, prefix=".upload-") as folder:
-            saved = [save_upload(upload, Path(folder), number) for number, upload in enumerate([audio, *videos])]
             try:
+                saved = [stored_upload(upload, Path(folder), number) for number, upload in enumerate([audio, *videos])]
                 return queue.submit(saved[0], saved[1:], settings, audio_name=upload_name(audio, "audio"),
                                     video_names=[upload_name(v, "video") for v in videos], presenters=presenters)
             except PresenterNotReadyError as exc:
                 return error_response(409, str(exc))
             except HeyGemError as exc:
-                return error_response(400, str(exc))
+                return refused(exc)
 
     @router.get("/status")
     def status() -> dict:
@@ -168,11 +180,11 @@ def api_router(queue: JobQueue) -> APIRouter:
         if not video.filename:
             return error_response(400, "the video field holds no file")
         with tempfile.TemporaryDirectory(dir=queue.root, prefix=".upload-") as folder:
-            saved = save_upload(video, Path(folder), 0)
             try:
+                saved = stored_upload(video, Path(folder), 0)
                 return presenters.add(saved, name, file_name=upload_name(video, "video")).to_json()
             except HeyGemError as exc:
-                return error_response(400, str(exc))
+                return refused(exc)
 
     @router.get("/presenters")
     def list_presenters():

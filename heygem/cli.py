@@ -45,6 +45,7 @@ _LIMIT_HELP = {
     "picture_side": "longest picture side, pixels (larger photos are scaled down, larger videos refused)",
     "queued_jobs": "unfinished jobs the queue holds at once",
     "live_sessions": "live presenters streaming at once",
+    "free_gb": "space kept free on the outputs' disk, GB (a submission that would leave less is refused)",
 }
 
 

@@ -5,8 +5,11 @@ Every refusal is a ``LimitError`` that names the file as the user knows it, the 
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from heygem.errors import InputError, LimitError
@@ -15,7 +18,8 @@ from heygem.settings import Limits
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_inputs", "check_picture", "check_speech", "duration_words", "speech_too_long"]
+__all__ = ["check_free_space", "check_inputs", "check_picture", "check_speech", "disk_full", "duration_words",
+           "no_space_is_disk_full", "speech_too_long"]
 
 
 def duration_words(seconds: float) -> str:
@@ -68,6 +72,49 @@ def check_picture(info: MediaInfo, limits: Limits, name: str | Path | None = Non
                                f"on the longer side ({limits.how_to_raise('picture_side')}), or scale it down first",
                          "picture_too_large", width=info.width, height=info.height, limit=limits.picture_side,
                          **limits.raise_params("picture_side"))
+
+
+def disk_full(name: str | Path, folder: Path, limits: Limits, needed: int = 0) -> LimitError:
+    """The refusal of ``name`` for want of disk space where ``folder`` is (``needed`` bytes to store it)."""
+    free = _free_bytes(folder)
+    need = f", {_gigabytes(needed)} is needed" if needed else ""
+    return LimitError(name, f"not stored: the disk of {folder} has {_gigabytes(free)} free{need}, and the studio keeps "
+                            f"{limits.free_gb:g} GB free for the results of jobs already queued (lower it with "
+                            f"{limits.OPTION['free_gb']} or {limits.ENV['free_gb']}); free some space, e.g. delete "
+                            "old results in History", "disk_full", free_gb=round(free / 2**30, 2),
+                      limit=f"{limits.free_gb:g}", **limits.raise_params("free_gb"))
+
+
+def check_free_space(folder: Path, needed: int, limits: Limits, name: str | Path) -> None:
+    """LimitError ``disk_full`` when storing ``needed`` more bytes under ``folder`` would leave less free than
+    the studio keeps (``limits.free_gb``; 0: only that the bytes fit)."""
+    free = _free_bytes(folder)
+    if free - needed < limits.free_gb * 2**30 or free < needed:
+        raise disk_full(name, folder, limits, needed)
+
+
+@contextlib.contextmanager
+def no_space_is_disk_full(name: str | Path, folder: Path, limits: Limits) -> Iterator[None]:
+    """A disk that fills while ``name`` is being stored (another program, a race past ``check_free_space``):
+    the OSError becomes the same LimitError ``disk_full``, which names the file and what to do."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise disk_full(name, folder, limits) from exc
+
+
+def _free_bytes(folder: Path) -> int:
+    """Free bytes on the disk where ``folder`` is (or would be: its nearest existing parent)."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def _gigabytes(count: int) -> str:
+    return f"{count / 2**30:.2f} GB" if count >= 2**30 // 10 else f"{count / 2**20:.1f} MB"
 
 
 def check_inputs(

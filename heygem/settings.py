@@ -133,6 +133,9 @@ class Limits:
     queued_jobs: jobs waiting or running at once in the studio's queue (``HEYGEM_MAX_QUEUED_JOBS``).
     live_sessions: live presenters streaming at once (``HEYGEM_MAX_LIVE_SESSIONS``): each keeps about half a
         core busy at 512 px (bench/RESULTS.md), so one on a 2-core machine, the rest left to the jobs.
+    free_gb: the space the studio keeps free on the disk of its outputs, GB (``HEYGEM_MIN_FREE_GB``): a
+        submission or a new presenter that would leave less is refused, so the jobs already queued have room for
+        their results and the job database room to record them.
     """
 
     upload_mb: int = 1024
@@ -141,16 +144,19 @@ class Limits:
     picture_side: int = 4096
     queued_jobs: int = 500
     live_sessions: int = 1
+    free_gb: float = 1.0
 
     ENV: ClassVar[dict[str, str]] = {
         "upload_mb": "HEYGEM_MAX_UPLOAD_MB", "speech_minutes": "HEYGEM_MAX_SPEECH_MINUTES",
         "video_minutes": "HEYGEM_MAX_VIDEO_MINUTES", "picture_side": "HEYGEM_MAX_PICTURE_SIDE",
         "queued_jobs": "HEYGEM_MAX_QUEUED_JOBS", "live_sessions": "HEYGEM_MAX_LIVE_SESSIONS",
+        "free_gb": "HEYGEM_MIN_FREE_GB",
     }
     OPTION: ClassVar[dict[str, str]] = {
         "upload_mb": "--max-upload-mb", "speech_minutes": "--max-speech-minutes",
         "video_minutes": "--max-video-minutes", "picture_side": "--max-picture-side",
         "queued_jobs": "--max-queued-jobs", "live_sessions": "--max-live-sessions",
+        "free_gb": "--min-free-gb",
     }
 
     @classmethod

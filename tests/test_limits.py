@@ -110,3 +110,72 @@ def test_the_page_says_which_file_is_over_which_limit(studio, short_clips, monke
         stream = client.get(f"/gradio_api/call/submit_single/{event}").text
     assert "the speech is 2 s long; the limit is 1 s (raise it with --max-speech-minutes or HEYGEM_MAX_SPEECH_MINUTES)" in stream
     assert len(studio.queue.jobs()) == jobs_before
+
+
+def test_work_that_would_fill_the_disk_is_refused_by_name_and_stores_nothing(short_clips, settings, tmp_path: Path,
+                                                                             monkeypatch) -> None:
+    """The disk of the outputs keeps 1 GB free (the results of the jobs already queued, the job database): a
+    submission or a new presenter whose copies would leave less is refused, naming the file and what to do."""
+    import heygem.limits
+
+    settings.limits = Limits(free_gb=1)
+    queue = JobQueue(tmp_path / "outputs", settings, start=False)
+    try:
+        speech, video = short_clips["speech"].stat().st_size, short_clips["d0"].stat().st_size
+        monkeypatch.setattr(heygem.limits, "_free_bytes", lambda folder: 2**30 + speech + video - 1)  # a byte short
+        with pytest.raises(LimitError) as refused:
+            queue.submit(short_clips["speech"], [short_clips["d0"]], settings, video_names=["shop.mp4"])
+        assert refused.value.code == "disk_full"
+        assert str(refused.value).startswith(f"shop.mp4: not stored: the disk of {queue.root} has 1.00 GB free")
+        assert "keeps 1 GB free" in str(refused.value) and "HEYGEM_MIN_FREE_GB" in str(refused.value)
+        monkeypatch.setattr(heygem.limits, "_free_bytes", lambda folder: 2**30 + video - 1)
+        with pytest.raises(LimitError, match=r"^d0.mp4: not stored"):
+            queue.presenters.add(short_clips["d0"], "Dora")
+        assert _stored(queue.root) == set() and queue.jobs() == [] and queue.presenters.list() == []
+
+        monkeypatch.setattr(heygem.limits, "_free_bytes", lambda folder: 2**30 + speech + video)  # room enough
+        queue.submit(short_clips["speech"], [short_clips["d0"]], settings)
+        assert len(queue.jobs()) == 1
+    finally:
+        queue.close()
+
+
+def test_a_disk_that_fills_while_a_batch_is_stored_leaves_no_half_batch(short_clips, settings, tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    """Another program filling the disk between the check and the copies: the copy's ENOSPC is the same refusal,
+    and what was copied of the batch is removed (no job refers to it)."""
+    import errno
+
+    import heygem.jobs
+
+    queue = JobQueue(tmp_path / "outputs", settings, start=False)
+    store = heygem.jobs._store
+
+    def store_until_full(source, folder, name, link=False):
+        if "audio" not in str(folder):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return store(source, folder, name, link=link)
+
+    monkeypatch.setattr(heygem.jobs, "_store", store_until_full)
+    try:
+        with pytest.raises(LimitError, match=r"^d0.mp4: not stored: the disk of .* (MB|GB) free") as refused:
+            queue.submit(short_clips["speech"], [short_clips["d0"]], settings)
+        assert refused.value.code == "disk_full"
+        assert _stored(queue.root) == set() and queue.jobs() == []
+    finally:
+        queue.close()
+
+
+def test_the_api_answers_507_when_the_disk_is_too_full_to_store_a_submission(studio, short_clips, monkeypatch) -> None:
+    import heygem.limits
+
+    monkeypatch.setattr(heygem.limits, "_free_bytes", lambda folder: 2**29)
+    before, jobs_before = _stored(studio.root), len(studio.queue.jobs())
+    with short_clips["speech"].open("rb") as audio, short_clips["d0"].open("rb") as video:
+        answer = httpx.post(f"{studio.url}/api/jobs", files={"audio": ("lesson.wav", audio), "video": ("shop.mp4", video)},
+                            timeout=60)
+    assert answer.status_code == 507
+    body = answer.json()
+    assert body["code"] == "disk_full" and body["error"].startswith("shop.mp4: not stored"), body
+    assert body["params"]["free_gb"] == 0.5 and body["params"]["env"] == "HEYGEM_MIN_FREE_GB"
+    assert _stored(studio.root) == before and len(studio.queue.jobs()) == jobs_before
