@@ -429,6 +429,21 @@ def test_a_session_holds_no_more_speech_waiting_than_the_longest_speech(live_stu
         assert instead.status_code == 202, instead.text
 
 
+def test_a_speech_the_full_disk_cannot_take_is_refused_by_name(live_studio, session, media: Path, monkeypatch) -> None:
+    import errno
+
+    import heygem.live.routes
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(heygem.live.routes, "save_upload", disk_full)
+    with httpx.Client(base_url=live_studio.url, timeout=60) as client:
+        said = client.post(f"/api/live/{session}/say", files={"audio": ("hello.wav", (media / ENGLISH).read_bytes())})
+    assert said.status_code == 507
+    assert said.json()["code"] == "disk_full" and said.json()["error"].startswith("hello.wav: not stored"), said.text
+
+
 def _wav(pcm: bytes) -> bytes:
     """16 kHz mono 16-bit PCM as a WAV file's bytes."""
     import io

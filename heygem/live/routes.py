@@ -15,7 +15,8 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from heygem.api import error_response, save_upload, upload_name
-from heygem.errors import HeyGemError
+from heygem.errors import HeyGemError, LimitError
+from heygem.limits import no_space_is_disk_full
 from heygem.live.session import SAMPLE_RATE
 from heygem.live.sessions import LiveError, LiveSessions, PcmStream
 
@@ -99,7 +100,11 @@ def live_router(sessions: LiveSessions) -> APIRouter:
             from heygem.media.audio import TooLongError, load_audio
 
             with tempfile.TemporaryDirectory(dir=sessions.queue.root, prefix=".upload-") as folder:
-                saved = save_upload(audio, Path(folder), 0)
+                try:
+                    with no_space_is_disk_full(name, sessions.queue.root, limits):
+                        saved = save_upload(audio, Path(folder), 0)
+                except LimitError as exc:
+                    raise LiveError(507, str(exc), exc.code, **exc.params) from None
                 try:
                     return load_audio(saved, SAMPLE_RATE,
                                       max_seconds=limits.speech_minutes * 60 if limits.speech_minutes else None)

@@ -497,7 +497,7 @@ def live_stage_html(lang: str, queue: JobQueue) -> str:
 
     limits = queue.defaults.limits
     texts = {key: text(lang, key) for key in EN
-             if key.startswith(("live_", "reason_live_", "presenter_state_"))}
+             if key.startswith(("live_", "reason_live_", "presenter_state_")) or key == "reason_disk_full"}
     params = {"requirements": REQUIREMENTS, "limit": limits.live_sessions, **limits.raise_params("live_sessions")}
     data = html.escape(json.dumps({"texts": texts, "params": params}, ensure_ascii=False), quote=True)
     return (f'<div id="live-stage" data-state="" data-live="{data}">'
