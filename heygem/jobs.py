@@ -22,6 +22,7 @@ life, and a second one over the same folder (another studio, say) is refused wit
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ import portalocker
 from heygem.engines import wav2lip_available
 from heygem.errors import CancelledError, CodedText, HeyGemError, InputError, LimitError
 from heygem.estimates import Estimator, JobSize, StageClock, StageRates, job_size, machine_of, rates_key
-from heygem.limits import check_free_space, check_inputs, no_space_is_disk_full
+from heygem.limits import NO_SPACE_WORDS, check_free_space, check_inputs, disk_filled, no_space_is_disk_full
 from heygem.pipeline import GenerateResult, PreparedAudio, ThrottledProgress, generate, prepare_audio
 from heygem.presenters import Presenters
 from heygem.settings import OUTPUTS_DIR, Settings, settings_from_dict, settings_to_dict
@@ -525,13 +526,17 @@ class JobQueue:
         except CancelledError:
             self._finish(job.id, CANCELLED, stage="cancelled", error=None)
             log.info("job %s cancelled after %.1f s", job.id, time.perf_counter() - started)
-        except HeyGemError as exc:
-            reason = self._user_words(job, str(exc))
-            self._finish(job.id, FAILED, stage="failed", error=reason, error_code=exc.code,
-                         error_params=self._user_params(job, exc.params))
-            log.warning("job %s failed after %.1f s: %s", job.id, time.perf_counter() - started, reason)
-            log.debug("job %s traceback:\n%s", job.id, traceback.format_exc())
         except Exception as exc:
+            no_space = NO_SPACE_WORDS in str(exc) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
+            if isinstance(exc, HeyGemError) or no_space:
+                log.debug("job %s traceback:\n%s", job.id, traceback.format_exc())
+                if no_space:  # (ffmpeg's own words for it are a muxer's)
+                    exc = disk_filled(job.video_name, self.root)
+                reason = self._user_words(job, str(exc))
+                self._finish(job.id, FAILED, stage="failed", error=reason, error_code=exc.code,
+                             error_params=self._user_params(job, exc.params))
+                log.warning("job %s failed after %.1f s: %s", job.id, time.perf_counter() - started, reason)
+                return
             log.exception("job %s failed unexpectedly", job.id)
             reason = self._user_words(job, f"{job.video_name}: unexpected error ({exc}); details in logs/heygem.log")
             self._finish(job.id, FAILED, stage="failed", error=reason, error_code="unexpected",

@@ -12,14 +12,14 @@ import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from heygem.errors import InputError, LimitError
+from heygem.errors import HeyGemError, InputError, LimitError
 from heygem.media.probe import MediaInfo, probe
 from heygem.settings import Limits
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_free_space", "check_inputs", "check_picture", "check_speech", "disk_full", "duration_words",
-           "no_space_is_disk_full", "speech_too_long"]
+__all__ = ["NO_SPACE_WORDS", "check_free_space", "check_inputs", "check_picture", "check_speech", "disk_filled",
+           "disk_full", "duration_words", "no_space_is_disk_full", "speech_too_long"]
 
 
 def duration_words(seconds: float) -> str:
@@ -83,6 +83,17 @@ def disk_full(name: str | Path, folder: Path, limits: Limits, needed: int = 0) -
                             f"{limits.OPTION['free_gb']} or {limits.ENV['free_gb']}); free some space, e.g. delete "
                             "old results in History", "disk_full", free_gb=round(free / 2**30, 2),
                       limit=f"{limits.free_gb:g}", **limits.raise_params("free_gb"))
+
+
+NO_SPACE_WORDS = "No space left on device"  # how ffmpeg and the C library say ENOSPC
+
+
+def disk_filled(name: str, folder: Path) -> HeyGemError:
+    """A job's failure when the disk of ``folder`` filled while its result was being written."""
+    free = _free_bytes(folder)
+    return HeyGemError(f"{name}: the disk filled while its result was being written ({_gigabytes(free)} free now); "
+                       "free some space, e.g. delete old results in History, and submit it again",
+                       code="disk_full_job", params={"file": name, "free_gb": round(free / 2**30, 2)})
 
 
 def check_free_space(folder: Path, needed: int, limits: Limits, name: str | Path) -> None:

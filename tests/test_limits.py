@@ -179,3 +179,33 @@ def test_the_api_answers_507_when_the_disk_is_too_full_to_store_a_submission(stu
     assert body["code"] == "disk_full" and body["error"].startswith("shop.mp4: not stored"), body
     assert body["params"]["free_gb"] == 0.5 and body["params"]["env"] == "HEYGEM_MIN_FREE_GB"
     assert _stored(studio.root) == before and len(studio.queue.jobs()) == jobs_before
+
+
+@pytest.mark.parametrize("how", ["ffmpeg", "python"])
+def test_a_job_whose_disk_fills_while_it_writes_says_so_in_words(short_clips, settings, tmp_path: Path,
+                                                                   how: str) -> None:
+    """The disk filling while a job writes (ffmpeg's muxer, or a frame store): the job fails with what happened
+    and what to do, in the page's language, not a muxer's words; the queue goes on."""
+    import errno
+
+    from heygem.errors import FFmpegError
+    from heygem.jobs import FAILED
+    from heygem.ui.studio import reason_words
+
+    def filling_runner(audio, video, output, settings, progress):
+        if how == "ffmpeg":  # the words of a real run on a full tmpfs (bench/RESULTS.md, "a full disk")
+            raise FFmpegError(f"{video}: ffmpeg failed with exit code 228: av_interleaved_write_frame(): No space "
+                              "left on device; Error muxing a packet; Error writing trailer: No space left on device")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    queue = JobQueue(tmp_path / "outputs", settings, run=filling_runner, start=False)
+    try:
+        job_id = queue.submit(short_clips["speech"], [short_clips["d0"]], settings, video_names=["shop.mp4"]).jobs[0].id
+        queue.start()
+        job = queue.wait([job_id], timeout=60)[0]
+    finally:
+        queue.close()
+    assert job.state == FAILED and job.error_code == "disk_full_job"
+    assert job.error.startswith("shop.mp4: the disk filled while its result was being written (") and \
+        "delete old results in History" in job.error, job.error
+    assert reason_words("zh", job.error_code, job.error_params, job.error).startswith("shop.mp4：写入结果时磁盘已满")
