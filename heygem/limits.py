@@ -75,10 +75,11 @@ def check_picture(info: MediaInfo, limits: Limits, name: str | Path | None = Non
 
 
 def disk_full(name: str | Path, folder: Path, limits: Limits, needed: int = 0) -> LimitError:
-    """The refusal of ``name`` for want of disk space where ``folder`` is (``needed`` bytes to store it)."""
+    """The refusal of ``name`` for want of disk space where ``folder`` is (``needed`` bytes to store it). The
+    words name the studio's disk, not its path (an API client is told no path of this machine)."""
     free = _free_bytes(folder)
     need = f", {_gigabytes(needed)} is needed" if needed else ""
-    return LimitError(name, f"not stored: the disk of {folder} has {_gigabytes(free)} free{need}, and the studio keeps "
+    return LimitError(name, f"not stored: the studio's disk has {_gigabytes(free)} free{need}, and the studio keeps "
                             f"{limits.free_gb:g} GB free for the results of jobs already queued (lower it with "
                             f"{limits.OPTION['free_gb']} or {limits.ENV['free_gb']}); free some space, e.g. delete "
                             "old results in History", "disk_full", free_gb=round(free / 2**30, 2),

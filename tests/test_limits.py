@@ -126,7 +126,7 @@ def test_work_that_would_fill_the_disk_is_refused_by_name_and_stores_nothing(sho
         with pytest.raises(LimitError) as refused:
             queue.submit(short_clips["speech"], [short_clips["d0"]], settings, video_names=["shop.mp4"])
         assert refused.value.code == "disk_full"
-        assert str(refused.value).startswith(f"shop.mp4: not stored: the disk of {queue.root} has 1.00 GB free")
+        assert str(refused.value).startswith("shop.mp4: not stored: the studio's disk has 1.00 GB free")
         assert "keeps 1 GB free" in str(refused.value) and "HEYGEM_MIN_FREE_GB" in str(refused.value)
         monkeypatch.setattr(heygem.limits, "_free_bytes", lambda folder: 2**30 + video - 1)
         with pytest.raises(LimitError, match=r"^d0.mp4: not stored"):
@@ -158,7 +158,7 @@ def test_a_disk_that_fills_while_a_batch_is_stored_leaves_no_half_batch(short_cl
 
     monkeypatch.setattr(heygem.jobs, "_store", store_until_full)
     try:
-        with pytest.raises(LimitError, match=r"^d0.mp4: not stored: the disk of .* (MB|GB) free") as refused:
+        with pytest.raises(LimitError, match=r"^d0.mp4: not stored: the studio's disk has .* (MB|GB) free") as refused:
             queue.submit(short_clips["speech"], [short_clips["d0"]], settings)
         assert refused.value.code == "disk_full"
         assert _stored(queue.root) == set() and queue.jobs() == []
