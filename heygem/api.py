@@ -20,7 +20,7 @@ from starlette.routing import Match
 from heygem.engines import check_engine_available, engine_status
 from heygem.errors import HeyGemError
 from heygem.jobs import STATES, SUCCEEDED, Batch, JobQueue, form_file_name, safe_name, servable
-from heygem.limits import no_space_is_disk_full
+from heygem.limits import stored_on_disk
 from heygem.presenters import PresenterNotReadyError
 from heygem.settings import with_choices
 
@@ -52,7 +52,7 @@ def api_router(queue: JobQueue) -> APIRouter:
 
     def stored_upload(upload: UploadFile, folder: Path, number: int) -> Path:
         """``save_upload``; a disk that fills meanwhile is LimitError ``disk_full``, naming the upload."""
-        with no_space_is_disk_full(upload_name(upload, "upload"), queue.root, queue.defaults.limits):
+        with stored_on_disk(upload_name(upload, "upload"), queue.root, queue.defaults.limits):
             return save_upload(upload, folder, number)
 
     def refused(exc: HeyGemError) -> JSONResponse:

@@ -48,7 +48,7 @@ import portalocker
 from heygem.engines import wav2lip_available
 from heygem.errors import CancelledError, CodedText, HeyGemError, InputError, LimitError
 from heygem.estimates import Estimator, JobSize, StageClock, StageRates, job_size, machine_of, rates_key
-from heygem.limits import NO_SPACE_WORDS, check_free_space, check_inputs, disk_filled, no_space_is_disk_full
+from heygem.limits import NO_SPACE_WORDS, check_inputs, disk_filled, stored_on_disk
 from heygem.pipeline import GenerateResult, PreparedAudio, ThrottledProgress, generate, prepare_audio
 from heygem.presenters import Presenters
 from heygem.settings import OUTPUTS_DIR, Settings, settings_from_dict, settings_to_dict
@@ -687,23 +687,18 @@ class JobQueue:
                              "queue_full", pending=self.pending(), limit=limits.queued_jobs,
                              **limits.raise_params("queued_jobs"))
         check_inputs(Path(audio), sources, limits, audio_name=audio_name, video_names=names)
+        batch_id = uuid.uuid4().hex[:12]
+        batch_dir = self.batches_dir / batch_id
         # Copies of the speech and the uploaded videos (a presenter's file is linked): refused while they would
         # leave the disk fuller than the studio keeps it, so the jobs already queued have room for their results.
         what = names[0] if len(sources) == 1 else f"{len(sources)} videos"
-        check_free_space(self.root, sum(Path(p).stat().st_size for p in (audio, *videos)), limits, what)
-        batch_id = uuid.uuid4().hex[:12]
-        batch_dir = self.batches_dir / batch_id
-        try:
-            with no_space_is_disk_full(what, self.root, limits):
-                stored_audio = _store(Path(audio), batch_dir / "inputs" / "audio", safe_name(audio_name, "speech"))
-                stored_videos = [
-                    _store(video, batch_dir / "inputs" / f"{number:03d}", safe_name(name, "video"),
-                           link=number > len(videos))
-                    for number, (video, name) in enumerate(zip(sources, disk_names), start=1)
-                ]
-        except HeyGemError:
-            shutil.rmtree(batch_dir, ignore_errors=True)  # no half-stored batch left behind
-            raise
+        with stored_on_disk(what, self.root, limits, needed=sum(Path(p).stat().st_size for p in (audio, *videos)),
+                            partial=batch_dir):
+            stored_audio = _store(Path(audio), batch_dir / "inputs" / "audio", safe_name(audio_name, "speech"))
+            stored_videos = [
+                _store(video, batch_dir / "inputs" / f"{number:03d}", safe_name(name, "video"), link=number > len(videos))
+                for number, (video, name) in enumerate(zip(sources, disk_names), start=1)
+            ]
         now = time.time()
         stored_settings = json.dumps(settings_to_dict(settings))
         with self._lock:

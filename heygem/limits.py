@@ -19,7 +19,7 @@ from heygem.settings import Limits
 log = logging.getLogger(__name__)
 
 __all__ = ["NO_SPACE_WORDS", "check_free_space", "check_inputs", "check_picture", "check_speech", "disk_filled",
-           "disk_full", "duration_words", "no_space_is_disk_full", "speech_too_long"]
+           "disk_full", "duration_words", "speech_too_long", "stored_on_disk"]
 
 
 def duration_words(seconds: float) -> str:
@@ -74,10 +74,11 @@ def check_picture(info: MediaInfo, limits: Limits, name: str | Path | None = Non
                          **limits.raise_params("picture_side"))
 
 
-def disk_full(name: str | Path, folder: Path, limits: Limits, needed: int = 0) -> LimitError:
-    """The refusal of ``name`` for want of disk space where ``folder`` is (``needed`` bytes to store it). The
-    words name the studio's disk, not its path (an API client is told no path of this machine)."""
-    free = _free_bytes(folder)
+def disk_full(name: str | Path, folder: Path, limits: Limits, needed: int = 0, free: int | None = None) -> LimitError:
+    """The refusal of ``name`` for want of disk space where ``folder`` is (``needed`` bytes to store it; ``free``
+    when already known). The words name the studio's disk, not its path (an API client is told no path of this
+    machine)."""
+    free = _free_bytes(folder) if free is None else free
     need = f", {_gigabytes(needed)} is needed" if needed else ""
     return LimitError(name, f"not stored: the studio's disk has {_gigabytes(free)} free{need}, and the studio keeps "
                             f"{limits.free_gb:g} GB free for the results of jobs already queued (lower it with "
@@ -102,18 +103,25 @@ def check_free_space(folder: Path, needed: int, limits: Limits, name: str | Path
     the studio keeps (``limits.free_gb``; 0: only that the bytes fit)."""
     free = _free_bytes(folder)
     if free - needed < limits.free_gb * 2**30 or free < needed:
-        raise disk_full(name, folder, limits, needed)
+        raise disk_full(name, folder, limits, needed, free)
 
 
 @contextlib.contextmanager
-def no_space_is_disk_full(name: str | Path, folder: Path, limits: Limits) -> Iterator[None]:
-    """A disk that fills while ``name`` is being stored (another program, a race past ``check_free_space``):
-    the OSError becomes the same LimitError ``disk_full``, which names the file and what to do."""
+def stored_on_disk(name: str | Path, folder: Path, limits: Limits, needed: int | None = None,
+                   partial: Path | None = None) -> Iterator[None]:
+    """Storing ``name`` under ``folder``: refused first where ``needed`` bytes (when given) would leave less free
+    than the studio keeps (``check_free_space``); a disk that fills all the same while it is stored (another
+    program, a race) is the same LimitError ``disk_full``, naming the file and what to do, with ``partial``
+    (the folder it was being stored into) removed, so nothing half-stored stays."""
+    if needed is not None:
+        check_free_space(folder, needed, limits, name)
     try:
         yield
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
         raise disk_full(name, folder, limits) from exc
 
 

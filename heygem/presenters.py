@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 
 from heygem.errors import CancelledError, CodedText, HeyGemError, InputError
-from heygem.limits import check_free_space, check_picture, no_space_is_disk_full
+from heygem.limits import check_picture, stored_on_disk
 from heygem.media.probe import probe, require_video_source
 from heygem.pipeline import PresenterPrep, ThrottledProgress, prepare_presenter
 from heygem.settings import Settings
@@ -169,18 +169,13 @@ class Presenters:
             raise exc.naming(file_name) from None
         limits = self._defaults().limits
         check_picture(info, limits, file_name)
-        check_free_space(self.folder, source.stat().st_size, limits, file_name)
         name = clean_name(name, Path(file_name).stem or "presenter")  # a name it refuses stores nothing
         presenter_id = uuid.uuid4().hex[:12]
         suffix = re.sub(r"[^a-z0-9.]", "", Path(file_name).suffix.lower())[:8] or ".mp4"
         target = self.folder / presenter_id / f"presenter{suffix}"
-        try:
-            with no_space_is_disk_full(file_name, self.folder, limits):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
-        except HeyGemError:
-            shutil.rmtree(target.parent, ignore_errors=True)
-            raise
+        with stored_on_disk(file_name, self.folder, limits, needed=source.stat().st_size, partial=target.parent):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
         with self._lock:
             self._db.execute(
                 "INSERT INTO presenters (id, name, created, file_name, video_path, kind, width, height, duration, "

@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from heygem.api import error_response, save_upload, upload_name
 from heygem.errors import HeyGemError, LimitError
-from heygem.limits import no_space_is_disk_full
+from heygem.limits import stored_on_disk
 from heygem.live.session import SAMPLE_RATE
 from heygem.live.sessions import LiveError, LiveSessions, PcmStream
 
@@ -101,7 +101,7 @@ def live_router(sessions: LiveSessions) -> APIRouter:
 
             with tempfile.TemporaryDirectory(dir=sessions.queue.root, prefix=".upload-") as folder:
                 try:
-                    with no_space_is_disk_full(name, sessions.queue.root, limits):
+                    with stored_on_disk(name, sessions.queue.root, limits):
                         saved = save_upload(audio, Path(folder), 0)
                 except LimitError as exc:
                     raise LiveError(507, str(exc), exc.code, **exc.params) from None

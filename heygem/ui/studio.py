@@ -484,6 +484,21 @@ def _choices_look(presenters: list[Presenter]) -> tuple:
 # ---- the Live tab ------------------------------------------------------------------------------------------
 
 
+def refreshed_picker(choices: list[tuple[str, str]], held: str | list[str] | None,
+                     pick: str | None = None) -> dict[str, Any]:
+    """A picker's update to new ``choices``. Its value is sent only where it must change: ``pick`` (given and
+    there), or what it ``held`` when the refresh was asked is gone (emptied; a multiple picker keeps the rest).
+    Otherwise the person may have picked meanwhile, and a value sent would undo that pick (a tab's refresh that
+    came back after a pick undid it, and the rename that followed renamed nothing)."""
+    there = {value for _, value in choices}
+    if pick in there:
+        return gr.update(choices=choices, value=pick)
+    if isinstance(held, list):
+        kept = [value for value in held if value in there]
+        return gr.update(choices=choices) if kept == held else gr.update(choices=choices, value=kept)
+    return gr.update(choices=choices) if not held or held in there else gr.update(choices=choices, value=None)
+
+
 def live_choices(presenters: list[Presenter]) -> list[tuple[str, str]]:
     """The Live tab's picker (label, id): only ready presenters can go live (heygem.live.sessions)."""
     return [(p.name, p.id) for p in presenters if p.state == READY]
@@ -856,20 +871,14 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
     # ---- Presenters ----------------------------------------------------------------------------------------
 
     def library(lang: str, picks: tuple[str | None, list[str] | None, str | None], managed_pick: str | None = None) -> list:
-        """The table, the three pickers and what they now show. A picker's value is sent only where what it held
-        when this was asked is gone: the person may have picked meanwhile (a tab's refresh that came back after a
-        pick undid it, and the rename that followed renamed nothing), and a value sent would undo that pick.
-        ``managed_pick``: the presenter the rename/delete picker is to show (one just added)."""
+        """The table, the three pickers (``refreshed_picker``: what each held when this was asked, a pick made
+        meanwhile stays) and what they now show. ``managed_pick``: the presenter the rename/delete picker is to
+        show (one just added)."""
         presenters = queue.presenters.list()
         usable, every = presenter_choices(presenters, lang), presenter_choices(presenters, lang, usable_only=False)
         single, many, managed = picks
-        usable_ids, every_ids = {value for _, value in usable}, {value for _, value in every}
-        kept_many = [value for value in many or [] if value in usable_ids]
-        return [presenters_table_html(presenters, lang),
-                gr.update(choices=usable) if not single or single in usable_ids else gr.update(choices=usable, value=None),
-                gr.update(choices=usable) if kept_many == (many or []) else gr.update(choices=usable, value=kept_many),
-                gr.update(choices=every, value=managed_pick) if managed_pick in every_ids
-                else gr.update(choices=every) if not managed or managed in every_ids else gr.update(choices=every, value=None),
+        return [presenters_table_html(presenters, lang), refreshed_picker(usable, single),
+                refreshed_picker(usable, list(many or [])), refreshed_picker(every, managed, pick=managed_pick),
                 _library_look(presenters), _choices_look(presenters)]
 
     def show_library(single, many, managed, request: gr.Request):
@@ -977,11 +986,10 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
     # ---- Live ----------------------------------------------------------------------------------------------
 
     def live_picker(picked: str | None, presenters: list[Presenter] | None = None) -> list:
-        """The Live picker's ready presenters, and what it shows; its value only where the one picked is gone (as
-        ``library``: a pick made meanwhile stays)."""
+        """The Live picker's ready presenters (``refreshed_picker``: a pick made meanwhile stays), and what it
+        shows."""
         ready = live_choices(presenters if presenters is not None else queue.presenters.list())
-        kept = not picked or picked in {value for _, value in ready}
-        return [gr.update(choices=ready) if kept else gr.update(choices=ready, value=None), tuple(ready)]
+        return [refreshed_picker(ready, picked), tuple(ready)]
 
     def show_live(picked):
         return live_picker(picked)
