@@ -11,7 +11,7 @@ import pytest
 
 from heygem.engines import EngineDescription
 from heygem.engines.builtin import BuiltinEngine
-from heygem.faces.landmarks import INNER_LIP, MOUTH_CORNERS, LandmarkTracker
+from heygem.faces.landmarks import INNER_LIP, MOUTH_CORNERS, OUTER_LIP, LandmarkTracker
 from heygem.eval import frame_mouth_measures, frame_openings, lag_correlations, lower_face_ssim, mouth_openings, sync_envelope
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
@@ -471,6 +471,56 @@ def test_a_photo_mouth_opens_onto_teeth_and_a_throat_and_its_sounds_differ(media
         cv2.putText(tile, f"{label} #{k}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 2)
         tiles.append(tile)
     cv2.imwrite(str(ARTIFACTS / f"builtin_photo_{Path(photo).stem}_sounds.png"), np.hstack(tiles))
+
+
+def test_a_photo_that_smiles_with_its_teeth_keeps_them_as_its_mouth_opens(media, settings, tmp_path):
+    """A presenter photographed smiling shows their own teeth: the mouth opens below them, as a jaw drops under
+    the upper teeth, and they stay as white as in the photo instead of being painted over with greyer ones."""
+    settings.engine.engine = "builtin"
+    settings.engine.still = True
+    photo_path = media / "skimage/astronaut.png"
+    speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "6",
+                       "-ac", "1", "-ar", "16000")
+    engine, frames, boxes = _run(photo_path, speech, settings)
+    assert engine.photo and engine.own_teeth
+    opened = np.flatnonzero(engine.shapes.opening[:len(frames)] > 0.6)
+    assert len(opened) >= 5
+
+    tracker = LandmarkTracker()
+
+    def lips(image: np.ndarray) -> tuple[np.ndarray, float]:
+        """Brightness of the pixels within the outer lips, and the light on the cheeks."""
+        points = tracker(image)
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        inside = np.zeros(gray.shape, np.uint8)
+        cv2.fillPoly(inside, [np.round(points[list(OUTER_LIP)]).astype(np.int32)], 255)
+        cheeks = np.zeros(gray.shape, np.uint8)
+        iod = float(np.linalg.norm(points[33] - points[263]))
+        for cheek in (50, 280):
+            cv2.circle(cheeks, tuple(int(v) for v in points[cheek]), max(2, int(0.1 * iod)), 255, -1)
+        return gray[inside > 0], float(np.percentile(gray[cheeks > 0], 70))
+
+    photo_lips, _ = lips(cv2.imread(str(photo_path)))
+    teeth = float(np.percentile(photo_lips, 95))  # the photo's own teeth, the brightest thing between its lips
+    white, shown, dark = [], [], []
+    for k in opened[:: max(1, len(opened) // 8)]:
+        tracker.reset()
+        mouth, light = lips(frames[k])
+        white.append(float(np.percentile(mouth, 95)))
+        shown.append(float((mouth > 0.88 * teeth).mean()))
+        dark.append(float((mouth < 0.4 * light).mean()))
+    print(f"teeth in the photo {teeth:.0f}; open mouths: brightest {np.median(white):.0f}, share of teeth-bright "
+          f"pixels {np.median(shown):.3f}, of throat-dark {np.median(dark):.3f}")
+    # Painted over, they read 196 (0.83 of the photo's 235) and 0.004; kept, 215 and 0.08.
+    assert np.median(white) >= 0.87 * teeth, "the open mouth's teeth are greyer than the photo's own"
+    assert np.median(shown) > 0.03, "the photo's teeth are gone from the open mouth"
+    assert np.median(dark) > 0.05, "no dark gap opens below the teeth"
+    ARTIFACTS.mkdir(exist_ok=True)
+    tiles = []
+    for k in (0, *opened[:: max(1, len(opened) // 4)][:4]):
+        x1, y1, x2, y2 = boxes[k]
+        tiles.append(cv2.resize(frames[k][y1 + (y2 - y1) // 2:y2, x1:x2], (256, 128)))
+    cv2.imwrite(str(ARTIFACTS / "builtin_photo_own_teeth.png"), np.hstack(tiles))
 
 
 def test_a_study_stopped_midway_leaves_no_reader_behind(media: Path, settings) -> None:

@@ -87,6 +87,15 @@ LEVELS = 33
 COLOUR_SMOOTHING = 0.35  # share of the new colour offset taken per frame
 SYNTHETIC_OPEN = 0.13  # photo path: how far the lower lip moves at full drive, over eye distance
 UPPER_LIFT = 0.2  # photo path: how far the upper lip rises, as a share of the lower lip's drop
+# A photo that smiles with its teeth shows them: at least this share of the inside of its lips is as bright as
+# the light on its cheeks (OWN_TEETH_LIGHT of it). Its mouth then opens below its own teeth, which stay with the
+# upper lip as upper teeth do with the skull, instead of under teeth painted over them (the shared astronaut's
+# teeth, 227 bright in the photo, were painted over at 184: grey).
+OWN_TEETH_SHARE = 0.25
+OWN_TEETH_LIGHT = 0.9
+# The face mesh sets the inner lower lip a pixel or two inside such teeth (the astronaut's lowest two of six rows):
+# the edge is the darkest row, the shadow between teeth and lip, within this reach below it (over eye distance).
+TEETH_EDGE_REACH = 0.03
 
 # The speech's mouth shapes are scaled so that its widest openings reach the open key and its spread and
 # rounding (about their typical value in this speech) reach the spread and rounded keys, as the loudness drive
@@ -217,6 +226,31 @@ TEETH_REACH = 0.82  # of the opening's half width: teeth stop short of the corne
 TEETH_GAPS = (0.0, 0.3, 0.52)  # where two teeth meet, on either side of the middle (incisors wider)
 
 
+def shows_teeth(image: np.ndarray, points: np.ndarray, light: np.ndarray) -> bool:
+    """Whether a face's lips are apart on its teeth (a photo that smiles with them): OWN_TEETH_SHARE of the
+    inside of its lips at least OWN_TEETH_LIGHT as bright as ``light``, the light on its cheeks (BGR)."""
+    inside = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(points[list(INNER_LIP)]).astype(np.int32)], 255)
+    brightness = image[inside > 0].astype(np.float32).mean(axis=1)
+    if len(brightness) < 10:  # lips together: a line, no inside
+        return False
+    return float((brightness >= OWN_TEETH_LIGHT * float(np.mean(light))).mean()) >= OWN_TEETH_SHARE
+
+
+def teeth_edge(image: np.ndarray, inner_lower: np.ndarray, reach: float) -> np.ndarray:
+    """``inner_lower`` (the face mesh's inner lower lip, corners first and last) with each point but the corners
+    moved down to the darkest row within ``reach`` pixels below it: the shadow between the teeth and the lip."""
+    grey = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32), (0, 0), 1.0)
+    edge = inner_lower.astype(np.float32)
+    for k in range(1, len(edge) - 1):
+        x = int(np.clip(round(float(edge[k, 0])), 0, grey.shape[1] - 1))
+        rows = np.arange(round(float(edge[k, 1])), round(float(edge[k, 1]) + reach) + 1)
+        rows = rows[(rows >= 0) & (rows < grey.shape[0])]
+        if len(rows):
+            edge[k, 1] = max(float(edge[k, 1]), float(rows[np.argmin(grey[rows, x])]))
+    return edge
+
+
 def mouth_interior(geometry: tuple, t: float, lip_colour: np.ndarray, skin_colour: np.ndarray,
                    teeth: bool = True) -> np.ndarray:
     """The inside of an open mouth painted for a photo (no open mouth of the person's own): a dark throat,
@@ -334,6 +368,7 @@ class BuiltinEngine(Engine):
         self.width_target = (0.0, 0.0, 0.0)
         self.width_unit: np.ndarray | None = None
         self.photo = False
+        self.own_teeth = False  # photo path: the photo shows its teeth, the mouth opens below them
         self.levels: np.ndarray | None = None  # (LEVELS, h, w, 3) float32 morphs of the canonical ROI
         self.round_levels: np.ndarray | None = None  # photo path: the same with the teeth hidden (rounded lips)
         self.roi = (0, 0, 0, 0)  # x0, y0, x1, y1 in canonical pixels
@@ -734,19 +769,25 @@ class BuiltinEngine(Engine):
         half_width = max(np.linalg.norm(p[61] - p[291]) / 2, 1.0)
         chin_y = p[CHIN, 1]
         nose_y = p[SUBNASALE, 1]
-        order = np.argsort(upper[:, 0])
-        lip_line = np.interp(gx[0], upper[order, 0], upper[order, 1]).astype(np.float32)
-        # Displacement in destination pixels: 0 above the inner upper lip; below the opened gap the lower lip
-        # and jaw are moved down by the full amount (fading out under the chin). In the gap the source is
-        # stretched, and painted over by the mouth interior.
-        wx = np.exp(-0.5 * ((gx - centre[0]) / (0.6 * half_width)) ** 2)
-        below_chin = 1.0 - blend.smoothstep((gy - chin_y) / (0.35 * iod))
         image = key.image.astype(np.float32)
         lip_colour = np.array(cv2.mean(key.image, self._poly_mask(p[list(OUTER_LIP)]))[:3], np.float32)
         skin_colour = self._skin_light(key.image, p)
         inner_lower = p[list(INNER_LOWER)]
-        lower_wx = np.exp(-0.5 * ((inner_lower[:, 0] - centre[0]) / (0.6 * half_width)) ** 2)
         lower_order = np.argsort(inner_lower[:, 0])
+        # The line the mouth opens at: the inner upper lip, or below the photo's own teeth where it shows them
+        # (the inner lower lip, at the shadow under the teeth), so that they stay as photographed and the gap
+        # opens under them.
+        self.own_teeth = shows_teeth(key.image, p, skin_colour)
+        if self.own_teeth:
+            inner_lower = teeth_edge(key.image, inner_lower, TEETH_EDGE_REACH * iod)
+        top = inner_lower[lower_order] if self.own_teeth else upper[np.argsort(upper[:, 0])]
+        lip_line = np.interp(gx[0], top[:, 0], top[:, 1]).astype(np.float32)
+        # Displacement in destination pixels: 0 above that line; below the opened gap the lower lip and jaw are
+        # moved down by the full amount (fading out under the chin). In the gap the source is stretched, and
+        # painted over by the mouth interior.
+        wx = np.exp(-0.5 * ((gx - centre[0]) / (0.6 * half_width)) ** 2)
+        below_chin = 1.0 - blend.smoothstep((gy - chin_y) / (0.35 * iod))
+        lower_wx = np.exp(-0.5 * ((inner_lower[:, 0] - centre[0]) / (0.6 * half_width)) ** 2)
         inner_half = max(np.linalg.norm(p[78] - p[308]) / 2, 1.0)  # the inner lip corners: the opening's width
         levels = np.empty((LEVELS, h, w, 3), np.float32)
         rounded = np.empty((LEVELS, h, w, 3), np.float32)
@@ -760,16 +801,17 @@ class BuiltinEngine(Engine):
             warped = cv2.remap(image, gx, gy - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             levels[li] = rounded[li] = warped
             if t > 0:
-                # The mouth interior: between the lifted inner upper lip and the moved inner lower lip.
-                upper_wx = np.exp(-0.5 * ((upper[:, 0] - centre[0]) / (0.6 * half_width)) ** 2)
-                lifted = upper - np.stack([np.zeros_like(upper_wx), UPPER_LIFT * t * drop * upper_wx], 1)
+                # The mouth interior: between the lifted line it opens at and the moved inner lower lip.
+                opened = inner_lower[::-1] if self.own_teeth else upper  # left corner -> right corner
+                opened_wx = np.exp(-0.5 * ((opened[:, 0] - centre[0]) / (0.6 * half_width)) ** 2)
+                lifted = opened - np.stack([np.zeros_like(opened_wx), UPPER_LIFT * t * drop * opened_wx], 1)
                 moved_lower = inner_lower + np.stack([np.zeros_like(lower_wx), t * drop * lower_wx], 1)
                 poly = np.concatenate([lifted, moved_lower])
                 alpha = self._poly_mask(poly - [x0, y0], (h, w)).astype(np.float32) / 255.0
                 alpha = cv2.GaussianBlur(alpha, (0, 0), max(0.8, 0.012 * iod))[..., None]
                 lower_line = np.interp(gx[0], moved_lower[lower_order, 0], moved_lower[lower_order, 1]).astype(np.float32)
                 geometry = (gx, gy, (lip_line - lift[0])[None, :], lower_line[None, :], float(centre[0]), inner_half, iod)
-                for out, teeth in ((levels, True), (rounded, False)):
+                for out, teeth in ((levels, not self.own_teeth), (rounded, False)):
                     inside = mouth_interior(geometry, t, lip_colour, skin_colour, teeth=teeth)
                     out[li] = warped * (1 - alpha) + inside * alpha
         self.levels = levels
