@@ -473,6 +473,40 @@ def test_a_photo_mouth_opens_onto_teeth_and_a_throat_and_its_sounds_differ(media
     cv2.imwrite(str(ARTIFACTS / f"builtin_photo_{Path(photo).stem}_sounds.png"), np.hstack(tiles))
 
 
+def test_a_photo_mouth_half_rounded_shows_shorter_teeth_not_grey_ones(media, settings, tmp_path):
+    """Rounding the lips ("oo", "w") hides a photo's painted teeth: half rounded, they show shorter and as white,
+    over a dark throat, not half faded into a grey blob."""
+    settings.engine.engine = "builtin"
+    settings.engine.still = True
+    speech = make_clip(tmp_path / "speech.wav", "-i", str(media / "sadtalker/RD_Radio31_000.wav"), "-t", "8",
+                       "-ac", "1", "-ar", "16000")
+    engine, frames, boxes = _run(media / "sadtalker/people_0.png", speech, settings)
+    n = len(frames)
+    half = np.flatnonzero((engine.shapes.spread[:n] < -0.25) & (engine.shapes.spread[:n] > -0.75)
+                          & (engine.shapes.opening[:n] > 0.4))
+    assert len(half) >= 5
+    tracker = LandmarkTracker()
+    grey, white = [], []
+    for k in half:
+        tracker.reset()
+        points = tracker(frames[k])
+        gray = cv2.cvtColor(frames[k], cv2.COLOR_BGR2GRAY).astype(np.float32)
+        inside = np.zeros(gray.shape, np.uint8)
+        cv2.fillPoly(inside, [np.round(points[list(INNER_LIP)]).astype(np.int32)], 255)
+        cheeks = np.zeros(gray.shape, np.uint8)
+        iod = float(np.linalg.norm(points[33] - points[263]))
+        for cheek in (50, 280):
+            cv2.circle(cheeks, tuple(int(v) for v in points[cheek]), max(2, int(0.1 * iod)), 255, -1)
+        light = float(np.percentile(gray[cheeks > 0], 70))
+        mouth = gray[inside > 0]
+        grey.append(float(((mouth > 0.4 * light) & (mouth < 0.75 * light)).mean()))
+        white.append(float((mouth >= 0.75 * light).mean()))
+    print(f"{len(half)} half-rounded open mouths: share of mid-grey pixels {np.median(grey):.3f}, of white {np.median(white):.3f}")
+    # Faded, they read 0.45 mid-grey and no white; hidden from the edge, 0.25 and 0.13.
+    assert np.median(grey) < 0.35, "a grey blob where the teeth fade"
+    assert np.median(white) > 0.05, "no white teeth left in a half-rounded mouth"
+
+
 def test_a_photo_that_smiles_with_its_teeth_keeps_them_as_its_mouth_opens(media, settings, tmp_path):
     """A presenter photographed smiling shows their own teeth: the mouth opens below them, as a jaw drops under
     the upper teeth, and they stay as white as in the photo instead of being painted over with greyer ones."""

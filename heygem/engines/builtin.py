@@ -224,6 +224,7 @@ UPPER_TEETH = 0.07  # how far the upper incisors show below the upper lip
 LOWER_TEETH = 0.035  # the lower ones, on wide openings only
 TEETH_REACH = 0.82  # of the opening's half width: teeth stop short of the corners (they curve back into shadow)
 TEETH_GAPS = (0.0, 0.3, 0.52)  # where two teeth meet, on either side of the middle (incisors wider)
+TEETH_COVER_EDGE = 0.3  # photo path: the soft edge where rounded lips hide the teeth, as a share of their length
 
 
 def shows_teeth(image: np.ndarray, points: np.ndarray, light: np.ndarray) -> bool:
@@ -371,6 +372,7 @@ class BuiltinEngine(Engine):
         self.own_teeth = False  # photo path: the photo shows its teeth, the mouth opens below them
         self.levels: np.ndarray | None = None  # (LEVELS, h, w, 3) float32 morphs of the canonical ROI
         self.round_levels: np.ndarray | None = None  # photo path: the same with the teeth hidden (rounded lips)
+        self.teeth_reach = np.zeros(0, np.float16)  # photo path: (LEVELS, h, w) depth into the painted teeth
         self.roi = (0, 0, 0, 0)  # x0, y0, x1, y1 in canonical pixels
         self.mask: np.ndarray | None = None  # (h, w) float32 over the ROI
         self.ring: np.ndarray | None = None  # (h, w) float32: skin around the mouth, for colour matching
@@ -745,7 +747,11 @@ class BuiltinEngine(Engine):
         """A photo: the synthetic opening level, widened or narrowed by the width warp."""
         morph = self._level(opening)
         if spread < 0 and self.round_levels is not None:  # rounded: teeth hidden behind the pushed lips
-            morph = (1 + spread) * morph + (-spread) * self._level(opening, self.round_levels)
+            # Hidden from their free edges towards the lips (shorter teeth), not faded: a half-faded set of
+            # teeth over the dark throat read as a grey blob (people_0's "oo" on 22% of her open frames).
+            shown = (1 + spread) - self._level(opening, self.teeth_reach)
+            teeth = np.clip(shown / TEETH_COVER_EDGE + 0.5, 0.0, 1.0)[..., None]
+            morph = teeth * morph + (1 - teeth) * self._level(opening, self.round_levels)
         if abs(spread) < 1e-3 or not self.width_fields:
             return morph
         field = abs(spread) * self.width_fields["spread" if spread > 0 else "rounded"]
@@ -791,6 +797,9 @@ class BuiltinEngine(Engine):
         inner_half = max(np.linalg.norm(p[78] - p[308]) / 2, 1.0)  # the inner lip corners: the opening's width
         levels = np.empty((LEVELS, h, w, 3), np.float32)
         rounded = np.empty((LEVELS, h, w, 3), np.float32)
+        # How far into the painted teeth each pixel lies, from the lip they grow from (0) to their free edge (1):
+        # rounding hides them from the free edge back.
+        reach = np.ones((LEVELS, h, w), np.float16)
         for li, t in enumerate(np.linspace(0.0, 1.0, LEVELS)):
             gap = t * drop * wx
             dy = (gap * blend.smoothstep((gy - lip_line[None, :]) / np.maximum(gap, 1.0)) * below_chin).astype(np.float32)
@@ -814,8 +823,10 @@ class BuiltinEngine(Engine):
                 for out, teeth in ((levels, not self.own_teeth), (rounded, False)):
                     inside = mouth_interior(geometry, t, lip_colour, skin_colour, teeth=teeth)
                     out[li] = warped * (1 - alpha) + inside * alpha
+                reach[li] = np.minimum((gy - geometry[2]) / (UPPER_TEETH * iod), (geometry[3] - gy) / (LOWER_TEETH * iod))
         self.levels = levels
         self.round_levels = rounded  # "oo": the lips pushed forward cover the teeth
+        self.teeth_reach = np.clip(reach, 0.0, 1.0)
 
     def _skin_light(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The light on the face: the cheekbones' brighter pixels (BGR), as the mouth's inside is lit by it."""
