@@ -11,7 +11,7 @@ import pytest
 
 from heygem.engines import EngineDescription
 from heygem.engines.builtin import BuiltinEngine
-from heygem.faces.landmarks import INNER_LIP, MOUTH_CORNERS, OUTER_LIP, LandmarkTracker
+from heygem.faces.landmarks import INNER_LIP, MOUTH_CORNERS, OUTER_LIP, LandmarkTracker, mouth_opening
 from heygem.eval import frame_mouth_measures, frame_openings, lag_correlations, lower_face_ssim, mouth_openings, sync_envelope
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
@@ -509,7 +509,8 @@ def test_a_photo_mouth_half_rounded_shows_shorter_teeth_not_grey_ones(media, set
 
 def test_a_photo_that_smiles_with_its_teeth_keeps_them_as_its_mouth_opens(media, settings, tmp_path):
     """A presenter photographed smiling shows their own teeth: the mouth opens below them, as a jaw drops under
-    the upper teeth, and they stay as white as in the photo instead of being painted over with greyer ones."""
+    the upper teeth, and they stay as white as in the photo instead of being painted over with greyer ones; on
+    m, b and p the lips meet over them."""
     settings.engine.engine = "builtin"
     settings.engine.still = True
     photo_path = media / "skimage/astronaut.png"
@@ -549,9 +550,16 @@ def test_a_photo_that_smiles_with_its_teeth_keeps_them_as_its_mouth_opens(media,
     assert np.median(white) >= 0.87 * teeth, "the open mouth's teeth are greyer than the photo's own"
     assert np.median(shown) > 0.03, "the photo's teeth are gone from the open mouth"
     assert np.median(dark) > 0.05, "no dark gap opens below the teeth"
+    # And the lips meet on m, b and p, the lower lip raised over the teeth.
+    closed = _class_frames(engine, len(frames), "closed")
+    assert len(closed) >= 3
+    own = mouth_opening(LandmarkTracker()(cv2.imread(str(photo_path))))
+    opening, _ = frame_mouth_measures(frames)
+    print(f"opening: the photo's own {own:.3f}, on m/b/p {np.nanmean(opening[closed]):.3f}, open {np.nanmean(opening[opened]):.3f}")
+    assert np.nanmean(opening[closed]) < 0.5 * own, "the lips stay apart on m/b/p"
     ARTIFACTS.mkdir(exist_ok=True)
     tiles = []
-    for k in (0, *opened[:: max(1, len(opened) // 4)][:4]):
+    for k in (0, *closed[:1], *opened[:: max(1, len(opened) // 4)][:4]):
         x1, y1, x2, y2 = boxes[k]
         tiles.append(cv2.resize(frames[k][y1 + (y2 - y1) // 2:y2, x1:x2], (256, 128)))
     cv2.imwrite(str(ARTIFACTS / "builtin_photo_own_teeth.png"), np.hstack(tiles))

@@ -786,8 +786,15 @@ class BuiltinEngine(Engine):
         self.own_teeth = shows_teeth(key.image, p, skin_colour)
         if self.own_teeth:
             inner_lower = teeth_edge(key.image, inner_lower, TEETH_EDGE_REACH * iod)
-        top = inner_lower[lower_order] if self.own_teeth else upper[np.argsort(upper[:, 0])]
-        lip_line = np.interp(gx[0], top[:, 0], top[:, 1]).astype(np.float32)
+        upper_line = np.interp(gx[0], *upper[np.argsort(upper[:, 0])].T).astype(np.float32)
+        lip_line = np.interp(gx[0], *inner_lower[lower_order].T).astype(np.float32) if self.own_teeth else upper_line
+        # Lips apart on the teeth (per column) in the photo: the line of openings starts at lips together, the
+        # lower lip raised over the teeth as a jaw closes (m, b, p and pauses), and passes the photo as taken.
+        own_gap = np.maximum(lip_line - upper_line, 0.0)
+        # The lower lip stretches up over the teeth, the chin stays: the skin between them takes it up.
+        lip_bottom = p[LOWER_LIP_BOTTOM, 1]
+        lip_to_chin = 1.0 - blend.smoothstep((gy - lip_bottom) / max(chin_y - lip_bottom, 1.0))
+        as_taken = float(own_gap.max() / (own_gap.max() + drop))  # where on the line the photo lies
         # Displacement in destination pixels: 0 above that line; below the opened gap the lower lip and jaw are
         # moved down by the full amount (fading out under the chin). In the gap the source is stretched, and
         # painted over by the mouth interior.
@@ -800,9 +807,13 @@ class BuiltinEngine(Engine):
         # How far into the painted teeth each pixel lies, from the lip they grow from (0) to their free edge (1):
         # rounding hides them from the free edge back.
         reach = np.ones((LEVELS, h, w), np.float16)
-        for li, t in enumerate(np.linspace(0.0, 1.0, LEVELS)):
+        for li, level in enumerate(np.linspace(0.0, 1.0, LEVELS)):
+            t = max(level - as_taken, 0.0) / (1.0 - as_taken)  # how far open beyond the photo
             gap = t * drop * wx
             dy = (gap * blend.smoothstep((gy - lip_line[None, :]) / np.maximum(gap, 1.0)) * below_chin).astype(np.float32)
+            if level < as_taken:  # closing: rows from the raised lower lip down show what lay that far below
+                rise = (1.0 - level / as_taken) * own_gap[None, :]
+                dy -= (rise * blend.smoothstep(gy - (lip_line[None, :] - rise) + 0.5) * lip_to_chin).astype(np.float32)
             # The upper lip lifts a little as the mouth opens, the skin up to the nose with it.
             lift = UPPER_LIFT * gap
             dy -= np.where(gy < lip_line[None, :], lift * blend.smoothstep((gy - nose_y) / np.maximum(lip_line[None, :] - nose_y, 1.0)),
