@@ -96,6 +96,9 @@ OWN_TEETH_LIGHT = 0.9
 # The face mesh sets the inner lower lip a pixel or two inside such teeth (the astronaut's lowest two of six rows):
 # the edge is the darkest row, the shadow between teeth and lip, within this reach below it (over eye distance).
 TEETH_EDGE_REACH = 0.03
+# Lips further apart than this (over eye distance) in a photo are closed for m, b, p and pauses; a closed mouth's
+# read 0.006 on people_0, the parted lips of the shared Tom Hanks photo 0.05.
+LIPS_APART = 0.02
 
 # The speech's mouth shapes are scaled so that its widest openings reach the open key and its spread and
 # rounding (about their typical value in this speech) reach the spread and rounded keys, as the loudness drive
@@ -787,10 +790,13 @@ class BuiltinEngine(Engine):
         if self.own_teeth:
             inner_lower = teeth_edge(key.image, inner_lower, TEETH_EDGE_REACH * iod)
         upper_line = np.interp(gx[0], *upper[np.argsort(upper[:, 0])].T).astype(np.float32)
-        lip_line = np.interp(gx[0], *inner_lower[lower_order].T).astype(np.float32) if self.own_teeth else upper_line
-        # Lips apart on the teeth (per column) in the photo: the line of openings starts at lips together, the
-        # lower lip raised over the teeth as a jaw closes (m, b, p and pauses), and passes the photo as taken.
-        own_gap = np.maximum(lip_line - upper_line, 0.0)
+        lower_line = np.interp(gx[0], *inner_lower[lower_order].T).astype(np.float32)
+        lip_line = lower_line if self.own_teeth else upper_line
+        # Lips apart in the photo (per column; on its teeth or not): the line of openings starts at lips
+        # together, the lower lip raised as a jaw closes (m, b, p and pauses), and passes the photo as taken.
+        own_gap = np.maximum(lower_line - upper_line, 0.0)
+        if own_gap.max() < LIPS_APART * iod:
+            own_gap[:] = 0.0
         # The lower lip stretches up over the teeth, the chin stays: the skin between them takes it up.
         lip_bottom = p[LOWER_LIP_BOTTOM, 1]
         lip_to_chin = 1.0 - blend.smoothstep((gy - lip_bottom) / max(chin_y - lip_bottom, 1.0))
@@ -813,7 +819,7 @@ class BuiltinEngine(Engine):
             dy = (gap * blend.smoothstep((gy - lip_line[None, :]) / np.maximum(gap, 1.0)) * below_chin).astype(np.float32)
             if level < as_taken:  # closing: rows from the raised lower lip down show what lay that far below
                 rise = (1.0 - level / as_taken) * own_gap[None, :]
-                dy -= (rise * blend.smoothstep(gy - (lip_line[None, :] - rise) + 0.5) * lip_to_chin).astype(np.float32)
+                dy -= (rise * blend.smoothstep(gy - (lower_line[None, :] - rise) + 0.5) * lip_to_chin).astype(np.float32)
             # The upper lip lifts a little as the mouth opens, the skin up to the nose with it.
             lift = UPPER_LIFT * gap
             dy -= np.where(gy < lip_line[None, :], lift * blend.smoothstep((gy - nose_y) / np.maximum(lip_line[None, :] - nose_y, 1.0)),
