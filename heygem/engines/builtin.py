@@ -375,7 +375,7 @@ class BuiltinEngine(Engine):
         self.own_teeth = False  # photo path: the photo shows its teeth, the mouth opens below them
         self.levels: np.ndarray | None = None  # (LEVELS, h, w, 3) float32 morphs of the canonical ROI
         self.round_levels: np.ndarray | None = None  # photo path: the same with the teeth hidden (rounded lips)
-        self.teeth_reach = np.zeros(0, np.float16)  # photo path: (LEVELS, h, w) depth into the painted teeth
+        self.teeth_reach = np.zeros(0, np.float32)  # photo path: (LEVELS, h, w) depth into the painted teeth
         self.roi = (0, 0, 0, 0)  # x0, y0, x1, y1 in canonical pixels
         self.mask: np.ndarray | None = None  # (h, w) float32 over the ROI
         self.ring: np.ndarray | None = None  # (h, w) float32: skin around the mouth, for colour matching
@@ -752,9 +752,11 @@ class BuiltinEngine(Engine):
         if spread < 0 and self.round_levels is not None:  # rounded: teeth hidden behind the pushed lips
             # Hidden from their free edges towards the lips (shorter teeth), not faded: a half-faded set of
             # teeth over the dark throat read as a grey blob (people_0's "oo" on 22% of her open frames).
-            shown = (1 + spread) - self._level(opening, self.teeth_reach)
-            teeth = np.clip(shown / TEETH_COVER_EDGE + 0.5, 0.0, 1.0)[..., None]
-            morph = teeth * morph + (1 - teeth) * self._level(opening, self.round_levels)
+            reach = self.teeth_reach[round(float(np.clip(opening, 0.0, 1.0)) * (LEVELS - 1))]  # the nearest level's
+            teeth = ((1 + spread) / TEETH_COVER_EDGE + 0.5) - reach
+            np.clip(teeth, 0.0, 1.0, out=teeth)
+            hidden = self._level(opening, self.round_levels)
+            morph = hidden + teeth[..., None] * (morph - hidden)
         if abs(spread) < 1e-3 or not self.width_fields:
             return morph
         field = abs(spread) * self.width_fields["spread" if spread > 0 else "rounded"]
@@ -812,7 +814,7 @@ class BuiltinEngine(Engine):
         rounded = np.empty((LEVELS, h, w, 3), np.float32)
         # How far into the painted teeth each pixel lies, from the lip they grow from (0) to their free edge (1):
         # rounding hides them from the free edge back.
-        reach = np.ones((LEVELS, h, w), np.float16)
+        reach = np.ones((LEVELS, h, w), np.float32)
         for li, level in enumerate(np.linspace(0.0, 1.0, LEVELS)):
             t = max(level - as_taken, 0.0) / (1.0 - as_taken)  # how far open beyond the photo
             gap = t * drop * wx
@@ -843,7 +845,8 @@ class BuiltinEngine(Engine):
                 reach[li] = np.minimum((gy - geometry[2]) / (UPPER_TEETH * iod), (geometry[3] - gy) / (LOWER_TEETH * iod))
         self.levels = levels
         self.round_levels = rounded  # "oo": the lips pushed forward cover the teeth
-        self.teeth_reach = np.clip(reach, 0.0, 1.0)
+        # In the units the drawing compares it with (reach over the soft edge), so a frame spends one subtraction.
+        self.teeth_reach = np.clip(reach, 0.0, 1.0) / np.float32(TEETH_COVER_EDGE)
 
     def _skin_light(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The light on the face: the cheekbones' brighter pixels (BGR), as the mouth's inside is lit by it."""
