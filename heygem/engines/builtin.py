@@ -749,8 +749,8 @@ class BuiltinEngine(Engine):
                 poly = np.concatenate([lifted, moved_lower])
                 alpha = self._poly_mask(poly - [x0, y0], (h, w)).astype(np.float32) / 255.0
                 alpha = cv2.GaussianBlur(alpha, (0, 0), max(0.8, 0.012 * iod))[..., None]
-                lower_line = np.interp(gx[0], moved_lower[lower_order, 0], moved_lower[lower_order, 1]).astype(np.float32)
-                geometry = (gx, gy, (lip_line - lift[0])[None, :], lower_line[None, :], float(centre[0]), inner_half, iod)
+                moved_line = np.interp(gx[0], moved_lower[lower_order, 0], moved_lower[lower_order, 1]).astype(np.float32)
+                geometry = (gx, gy, (lip_line - lift[0])[None, :], moved_line[None, :], float(centre[0]), inner_half, iod)
                 for out, teeth in ((levels, not self.own_teeth), (rounded, False)):
                     inside = mouth_interior(geometry, t, lip_colour, skin_colour, teeth=teeth)
                     out[li] = warped * (1 - alpha) + inside * alpha

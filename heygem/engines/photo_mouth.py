@@ -13,8 +13,8 @@ __all__ = ["mouth_interior", "shows_teeth", "teeth_edge"]
 
 # A photo that smiles with its teeth shows them: at least this share of the inside of its lips is as bright as
 # the light on its cheeks (OWN_TEETH_LIGHT of it). Its mouth then opens below its own teeth, which stay with the
-# upper lip as upper teeth do with the skull, instead of under teeth painted over them (the shared astronaut's
-# teeth, 227 bright in the photo, were painted over at 184: grey).
+# upper lip as upper teeth do with the skull, instead of under teeth painted over them (the shared astronaut's:
+# the brightest inside her lips 235 in the photo, 196 painted over, grey).
 OWN_TEETH_SHARE = 0.25
 OWN_TEETH_LIGHT = 0.9
 # The face mesh sets the inner lower lip a pixel or two inside such teeth (the astronaut's lowest two of six rows):
