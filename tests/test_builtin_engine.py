@@ -417,6 +417,19 @@ def test_the_main_pass_takes_the_faces_the_study_found(media, settings, tmp_path
     assert len(same) == first.frames and all(same)
 
 
+def _inside_and_light(image: np.ndarray, points: np.ndarray, loop: tuple[int, ...]) -> tuple[np.ndarray, float]:
+    """The grey levels of ``image`` within the face mesh's lip ``loop`` (INNER_LIP or OUTER_LIP) at ``points``,
+    and the light on the face: the 70th percentile of its cheekbones'."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    inside = np.zeros(gray.shape, np.uint8)
+    cv2.fillPoly(inside, [np.round(points[list(loop)]).astype(np.int32)], 255)
+    cheeks = np.zeros(gray.shape, np.uint8)
+    iod = float(np.linalg.norm(points[33] - points[263]))
+    for cheek in (50, 280):
+        cv2.circle(cheeks, tuple(int(v) for v in points[cheek]), max(2, int(0.1 * iod)), 255, -1)
+    return gray[inside > 0], float(np.percentile(gray[cheeks > 0], 70))
+
+
 @pytest.mark.parametrize("photo", ["sadtalker/people_0.png", "insightface/Tom_Hanks_54745.png"])
 def test_a_photo_mouth_opens_onto_teeth_and_a_throat_and_its_sounds_differ(media, settings, tmp_path, photo):
     """A photo has no open mouth of its own: the one painted in must read as a mouth (teeth in the face's own
@@ -436,16 +449,7 @@ def test_a_photo_mouth_opens_onto_teeth_and_a_throat_and_its_sounds_differ(media
     tracker = LandmarkTracker()
     bright, dark = [], []
     for k in opened[:: max(1, len(opened) // 8)]:
-        points = tracker(frames[k])
-        gray = cv2.cvtColor(frames[k], cv2.COLOR_BGR2GRAY).astype(np.float32)
-        inside = np.zeros(gray.shape, np.uint8)
-        cv2.fillPoly(inside, [np.round(points[list(INNER_LIP)]).astype(np.int32)], 255)
-        cheeks = np.zeros(gray.shape, np.uint8)
-        iod = float(np.linalg.norm(points[33] - points[263]))
-        for cheek in (50, 280):
-            cv2.circle(cheeks, tuple(int(v) for v in points[cheek]), max(2, int(0.1 * iod)), 255, -1)
-        light = float(np.percentile(gray[cheeks > 0], 70))
-        mouth = gray[inside > 0]
+        mouth, light = _inside_and_light(frames[k], tracker(frames[k]), INNER_LIP)
         bright.append(float((mouth > 0.75 * light).mean()))
         dark.append(float((mouth < 0.4 * light).mean()))
     print(f"{photo}: open mouth, share of teeth-bright pixels {np.median(bright):.2f}, of throat-dark {np.median(dark):.2f}")
@@ -489,16 +493,7 @@ def test_a_photo_mouth_half_rounded_shows_shorter_teeth_not_grey_ones(media, set
     grey, white = [], []
     for k in half:
         tracker.reset()
-        points = tracker(frames[k])
-        gray = cv2.cvtColor(frames[k], cv2.COLOR_BGR2GRAY).astype(np.float32)
-        inside = np.zeros(gray.shape, np.uint8)
-        cv2.fillPoly(inside, [np.round(points[list(INNER_LIP)]).astype(np.int32)], 255)
-        cheeks = np.zeros(gray.shape, np.uint8)
-        iod = float(np.linalg.norm(points[33] - points[263]))
-        for cheek in (50, 280):
-            cv2.circle(cheeks, tuple(int(v) for v in points[cheek]), max(2, int(0.1 * iod)), 255, -1)
-        light = float(np.percentile(gray[cheeks > 0], 70))
-        mouth = gray[inside > 0]
+        mouth, light = _inside_and_light(frames[k], tracker(frames[k]), INNER_LIP)
         grey.append(float(((mouth > 0.4 * light) & (mouth < 0.75 * light)).mean()))
         white.append(float((mouth >= 0.75 * light).mean()))
     print(f"{len(half)} half-rounded open mouths: share of mid-grey pixels {np.median(grey):.3f}, of white {np.median(white):.3f}")
@@ -546,16 +541,7 @@ def test_a_photo_that_smiles_with_its_teeth_keeps_them_as_its_mouth_opens(media,
     tracker = LandmarkTracker()
 
     def lips(image: np.ndarray) -> tuple[np.ndarray, float]:
-        """Brightness of the pixels within the outer lips, and the light on the cheeks."""
-        points = tracker(image)
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
-        inside = np.zeros(gray.shape, np.uint8)
-        cv2.fillPoly(inside, [np.round(points[list(OUTER_LIP)]).astype(np.int32)], 255)
-        cheeks = np.zeros(gray.shape, np.uint8)
-        iod = float(np.linalg.norm(points[33] - points[263]))
-        for cheek in (50, 280):
-            cv2.circle(cheeks, tuple(int(v) for v in points[cheek]), max(2, int(0.1 * iod)), 255, -1)
-        return gray[inside > 0], float(np.percentile(gray[cheeks > 0], 70))
+        return _inside_and_light(image, tracker(image), OUTER_LIP)
 
     photo_lips, _ = lips(cv2.imread(str(photo_path)))
     teeth = float(np.percentile(photo_lips, 95))  # the photo's own teeth, the brightest thing between its lips
