@@ -6,6 +6,7 @@ keys them ``reason_<code>``); the English message stays the one the API, CLI and
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,15 @@ class CodedText(str):
     def __getnewargs_ex__(self) -> tuple[tuple[str, str], dict[str, Any]]:
         # Pickled whole (a cluster worker's result goes to the studio so): str's own way would drop the code.
         return (self.code, str(self)), dict(self.params)
+
+
+# Control characters (C0, DEL, C1: a newline, an escape sequence, a bell) and the marks that reorder text (right-to-
+# left overrides and isolates: "evil\u202egpj.mp4" shows as "evilmp4.jpg"). A name a person gave a file or a
+# presenter is shown, stored and logged without them.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_REORDERING = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` as a person may be shown it: each control character a space, the marks that reorder text removed."""
+    return _REORDERING.sub("", _CONTROLS.sub(" ", text))

@@ -3,11 +3,25 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import re
 from pathlib import Path
 
 from heygem.settings import LOGS_DIR, OUTPUTS_DIR, Limits
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What a record may carry from outside (an uploaded file's name, ffmpeg's words, an exception's message) must not
+# start a record of its own: a newline in a file's name wrote a forged "ERROR" line that the Logs tab showed as one.
+_UNWRITTEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+CONTINUATION = "    "
+
+
+class OneRecordPerLine(logging.Formatter):
+    """Every record starts exactly one line: its further lines (a traceback's, a multi-line message's) continue
+    indented, and other control characters and the marks that reorder text are written as escapes (``\\x1b``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = _UNWRITTEN.sub(lambda char: char.group(0).encode("unicode_escape").decode("ascii"), super().format(record))
+        return text.replace("\n", "\n" + CONTINUATION)
 
 
 def log_dir_for(outputs: Path) -> Path:
@@ -47,11 +61,11 @@ def setup_logging(log_dir: Path | None = Path("logs"), verbose: bool = False, co
         log_file = log_dir / "heygem.log"
         file_handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=5_000_000, backupCount=5, encoding="utf-8")
         file_handler.setLevel(logging.DEBUG)
-        file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        file_handler.setFormatter(OneRecordPerLine(LOG_FORMAT))
         root.addHandler(file_handler)
     if console:
         stream = logging.StreamHandler()
         stream.setLevel(logging.DEBUG if verbose else logging.WARNING)
-        stream.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        stream.setFormatter(OneRecordPerLine("%(levelname)s: %(message)s"))
         root.addHandler(stream)
     return log_file

@@ -28,7 +28,7 @@ from typing import Any
 
 import cv2
 
-from heygem.errors import CancelledError, CodedText, HeyGemError, InputError
+from heygem.errors import CancelledError, CodedText, HeyGemError, InputError, printable
 from heygem.limits import check_picture, stored_on_disk
 from heygem.media.probe import probe, require_video_source
 from heygem.pipeline import PresenterPrep, ThrottledProgress, prepare_presenter
@@ -125,10 +125,10 @@ class Presenter:
 
 
 def clean_name(name: str, fallback: str) -> str:
-    """A presenter's name as shown: one line, trimmed. A name of more than NAME_CHARS characters is refused
+    """A presenter's name as shown: one line (no control characters, no marks that reorder text), trimmed. A name of more than NAME_CHARS characters is refused
     (InputError saying so, rather than a name cut where the person did not choose); without one, ``fallback``
     (the file's name) cut to NAME_CHARS."""
-    cleaned = re.sub(r"\s+", " ", name).strip()
+    cleaned = re.sub(r"\s+", " ", printable(name)).strip()
     if len(cleaned) > NAME_CHARS:
         raise InputError("name", f"a presenter's name has at most {NAME_CHARS} characters; this one has "
                                  f"{len(cleaned)}", "name_too_long", chars=len(cleaned), limit=NAME_CHARS)

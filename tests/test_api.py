@@ -213,6 +213,21 @@ def test_a_quote_in_a_file_name_stays_a_quote(api_client, short_clips) -> None:
     assert presenter["name"] == 'anna "A"'
 
 
+def test_a_file_or_presenter_name_cannot_forge_a_log_record_or_hide_its_ending(api_client, short_clips) -> None:
+    """A name is shown, stored and logged: a newline in it wrote a forged record ("... ERROR heygem.jobs: ...")
+    into the log that the Logs tab showed as the studio's own, an escape sequence coloured an admin's terminal,
+    and a right-to-left override shows "report\u202egpj.mp4" as "reportmp4.jpg"."""
+    client, queue = api_client
+    forged = "2026-12-07 06:30:00,000 ERROR heygem.jobs: FORGED"
+    files = {"audio": (f"say.wav\n{forged}", short_clips["speech"].read_bytes()),
+             "video": ("report\u202egpj\x1b[31m.mp4", short_clips["d0"].read_bytes())}
+    job = client.post("/api/jobs", files=files).json()
+    assert (job["audio"], job["video"]) == (f"say.wav {forged}", "reportgpj [31m.mp4")
+    presenter = client.post("/api/presenters", files={"video": files["video"]},
+                            data={"name": "Nina\u202e\x00\nPark"}).json()
+    assert presenter["name"] == "Nina Park"
+
+
 def test_a_presenter_name_over_80_characters_is_refused_not_cut(api_client, short_clips) -> None:
     client, queue = api_client
     video = {"video": ("anna.mp4", short_clips["d0"].read_bytes())}

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from conftest import REPO
-from heygem.logs import limits_words, log_dir_for
+from heygem.logs import limits_words, log_dir_for, setup_logging
 from heygem.settings import LOGS_DIR, OUTPUTS_DIR, Limits
 
 
@@ -54,3 +54,29 @@ def test_a_studio_on_another_outputs_folder_logs_there_in_words(tmp_path: Path) 
     finally:
         studio.terminate()
         studio.wait(30)
+
+
+def test_what_a_record_carries_cannot_start_a_record_of_its_own(tmp_path: Path) -> None:
+    """A file's name, ffmpeg's words or an exception's message logged as they came: a newline in one wrote a
+    forged record that the Logs tab showed as the studio's own (found by uploading a file so named)."""
+    import logging
+
+    from heygem.ui.studio import log_tail
+
+    log_file = setup_logging(tmp_path / "logs", console=False)
+    try:
+        jobs = logging.getLogger("heygem.jobs")
+        jobs.info("batch queued: %s with 1 video(s)", "x.flac\n2026-12-07 06:30:00,000 ERROR heygem.jobs: FORGED\x1b[31m")
+        try:
+            raise ValueError("not a video:\n2026-12-07 06:30:01,000 CRITICAL heygem.api: FORGED too")
+        except ValueError:
+            jobs.exception("job failed")
+    finally:
+        setup_logging(None, console=False)
+    written = log_file.read_text(encoding="utf-8")
+    records = [line for line in written.splitlines() if line[:1].isdigit()]
+    assert len(records) == 2 and not any("FORGED" in line for line in records) and "\x1b" not in written
+    assert "\\x1b[31m" in written and "Traceback (most recent call last):" in written  # kept, as words
+    shown = log_tail(log_file)  # newest first, a record's further lines under it
+    assert [line.split(" ", 3)[2] for line in shown.splitlines() if line[:1].isdigit()] == ["ERROR", "INFO"]
+
