@@ -18,8 +18,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from starlette.routing import Match
 
 from heygem.engines import check_engine_available, engine_status
-from heygem.errors import HeyGemError, printable
-from heygem.jobs import STATES, SUCCEEDED, Batch, JobQueue, form_file_name, safe_name, servable
+from heygem.errors import HeyGemError
+from heygem.jobs import STATES, SUCCEEDED, Batch, JobQueue, safe_name, servable, shown_name
 from heygem.limits import stored_on_disk
 from heygem.presenters import PresenterNotReadyError
 from heygem.settings import with_choices
@@ -252,9 +252,8 @@ def _answer(call: Callable[[], Any], missing: str):
 
 
 def upload_name(upload: UploadFile, fallback: str) -> str:
-    """The upload's file name as its owner wrote it (a form sends a quote as %22), without control characters or
-    marks that reorder text (``heygem.errors.printable``): it is shown, stored and logged."""
-    return printable(form_file_name(upload.filename or fallback)).strip() or fallback
+    """The upload's file name as a person is shown it (``heygem.jobs.shown_name``: a form sends a quote as %22)."""
+    return shown_name(upload.filename or fallback, fallback)
 
 
 def save_upload(upload: UploadFile, folder: Path, number: int) -> Path:

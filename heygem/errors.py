@@ -82,8 +82,9 @@ class CodedText(str):
 # Control characters (C0, DEL, C1: a newline, an escape sequence, a bell) and the marks that reorder text (right-to-
 # left overrides and isolates: "evil\u202egpj.mp4" shows as "evilmp4.jpg"). A name a person gave a file or a
 # presenter is shown, stored and logged without them.
+REORDERING_MARKS = "\u200e\u200f\u202a-\u202e\u2066-\u2069"  # as a regular expression's character class holds them
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
-_REORDERING = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_REORDERING = re.compile(f"[{REORDERING_MARKS}]")
 
 
 def printable(text: str) -> str:

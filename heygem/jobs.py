@@ -46,7 +46,7 @@ from typing import IO, Any, Protocol
 import portalocker
 
 from heygem.engines import wav2lip_available
-from heygem.errors import CancelledError, CodedText, HeyGemError, InputError, LimitError
+from heygem.errors import CancelledError, CodedText, HeyGemError, InputError, LimitError, printable
 from heygem.estimates import Estimator, JobSize, StageClock, StageRates, job_size, machine_of, rates_key
 from heygem.limits import NO_SPACE_WORDS, check_inputs, disk_filled, stored_on_disk
 from heygem.pipeline import GenerateResult, PreparedAudio, ThrottledProgress, generate, prepare_audio
@@ -126,6 +126,14 @@ def form_file_name(name: str) -> str:
     """A file name from a multipart upload, as its owner named it: ``a%22b.mp4`` is ``a"b.mp4``. Only the three
     escapes a form uses are undone (a name with a literal ``%22`` arrives the same way; the standard accepts that)."""
     return re.sub(r"%(22|0[dDaA])", lambda escape: _FORM_ESCAPES[escape.group(0).lower()], name)
+
+
+
+def shown_name(name: str, fallback: str) -> str:
+    """An uploaded file's name as a person is shown it, and as it is stored and logged: as its owner wrote it
+    (``form_file_name``), without control characters or marks that reorder text (``heygem.errors.printable``);
+    ``fallback`` where nothing is left."""
+    return printable(form_file_name(name)).strip() or fallback
 
 
 def safe_name(name: str, fallback: str = "file") -> str:

@@ -6,12 +6,13 @@ import logging.handlers
 import re
 from pathlib import Path
 
+from heygem.errors import REORDERING_MARKS
 from heygem.settings import LOGS_DIR, OUTPUTS_DIR, Limits
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # What a record may carry from outside (an uploaded file's name, ffmpeg's words, an exception's message) must not
 # start a record of its own: a newline in a file's name wrote a forged "ERROR" line that the Logs tab showed as one.
-_UNWRITTEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNWRITTEN = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{REORDERING_MARKS}]")  # (a tab and a newline are kept)
 CONTINUATION = "    "
 
 

@@ -125,9 +125,9 @@ class Presenter:
 
 
 def clean_name(name: str, fallback: str) -> str:
-    """A presenter's name as shown: one line (no control characters, no marks that reorder text), trimmed. A name of more than NAME_CHARS characters is refused
-    (InputError saying so, rather than a name cut where the person did not choose); without one, ``fallback``
-    (the file's name) cut to NAME_CHARS."""
+    """A presenter's name as shown: one line (no control characters, no marks that reorder text), trimmed. A name
+    of more than NAME_CHARS characters is refused (InputError saying so, rather than a name cut where the person
+    did not choose); without one, ``fallback`` (the file's name) cut to NAME_CHARS."""
     cleaned = re.sub(r"\s+", " ", printable(name)).strip()
     if len(cleaned) > NAME_CHARS:
         raise InputError("name", f"a presenter's name has at most {NAME_CHARS} characters; this one has "

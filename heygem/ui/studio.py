@@ -22,10 +22,10 @@ from typing import Any, Literal
 import gradio as gr
 
 from heygem.engines import engine_status, wav2lip_available
-from heygem.errors import HeyGemError, printable
+from heygem.errors import HeyGemError
 from heygem.estimates import Estimate
 from heygem.faces.check import FaceCheck, check_face
-from heygem.jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, SUCCEEDED, Job, JobQueue, form_file_name
+from heygem.jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, SUCCEEDED, Job, JobQueue, shown_name
 from heygem.media.probe import probe, require_audio_source, require_video_source
 from heygem.presenters import FAILED as PRESENTER_FAILED
 from heygem.presenters import PREPARING, READY, Presenter
@@ -613,8 +613,8 @@ def relative_paths(log_text: str, folders: list[Path]) -> str:
 
 def upload_name(path: str) -> str:
     """An uploaded file's name as its owner wrote it: Gradio keeps it as the path's last component, still in the
-    form's encoding (``a%22b.mp4`` for ``a"b.mp4``); without control characters or marks that reorder text."""
-    return printable(form_file_name(Path(path).name)).strip() or "upload"
+    form's encoding (``a%22b.mp4`` for ``a"b.mp4``): ``heygem.jobs.shown_name``."""
+    return shown_name(Path(path).name, "upload")
 
 
 def upload_problem(path: str | None, role: Literal["speech", "picture"], lang: str) -> str:
