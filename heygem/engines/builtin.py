@@ -723,10 +723,12 @@ class BuiltinEngine(Engine):
         lower_wx = np.exp(-0.5 * ((inner_lower[:, 0] - centre[0]) / (0.6 * half_width)) ** 2)
         inner_half = max(np.linalg.norm(p[78] - p[308]) / 2, 1.0)  # the inner lip corners: the opening's width
         levels = np.empty((LEVELS, h, w, 3), np.float32)
-        rounded = np.empty((LEVELS, h, w, 3), np.float32)
-        # How far into the painted teeth each pixel lies, from the lip they grow from (0) to their free edge (1):
-        # rounding hides them from the free edge back.
-        reach = np.ones((LEVELS, h, w), np.float32)
+        # Painted teeth get a rounded twin of the levels with them hidden ("oo": the lips pushed forward cover
+        # them), and how far into them each pixel lies, from the lip they grow from (0) to their free edge (1):
+        # rounding hides them from the free edge back. A photo's own teeth are shown as photographed.
+        painted = not self.own_teeth
+        rounded = np.empty((LEVELS, h, w, 3), np.float32) if painted else None
+        reach = np.ones((LEVELS, h, w), np.float32) if painted else None
         for li, level in enumerate(np.linspace(0.0, 1.0, LEVELS)):
             t = max(level - as_taken, 0.0) / (1.0 - as_taken)  # how far open beyond the photo
             gap = t * drop * wx
@@ -739,7 +741,9 @@ class BuiltinEngine(Engine):
             dy -= np.where(gy < lip_line[None, :], lift * blend.smoothstep((gy - nose_y) / np.maximum(lip_line[None, :] - nose_y, 1.0)),
                            0.0).astype(np.float32)
             warped = cv2.remap(image, gx, gy - dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            levels[li] = rounded[li] = warped
+            levels[li] = warped
+            if rounded is not None:
+                rounded[li] = warped
             if t > 0:
                 # The mouth interior: between the lifted line it opens at and the moved inner lower lip.
                 opened = inner_lower[::-1] if self.own_teeth else upper  # left corner -> right corner
@@ -751,14 +755,18 @@ class BuiltinEngine(Engine):
                 alpha = cv2.GaussianBlur(alpha, (0, 0), max(0.8, 0.012 * iod))[..., None]
                 moved_line = np.interp(gx[0], moved_lower[lower_order, 0], moved_lower[lower_order, 1]).astype(np.float32)
                 geometry = (gx, gy, (lip_line - lift[0])[None, :], moved_line[None, :], float(centre[0]), inner_half, iod)
-                for out, teeth in ((levels, not self.own_teeth), (rounded, False)):
-                    inside = mouth_interior(geometry, t, lip_colour, skin_colour, teeth=teeth)
-                    out[li] = warped * (1 - alpha) + inside * alpha
-                reach[li] = np.minimum((gy - geometry[2]) / (UPPER_TEETH * iod), (geometry[3] - gy) / (LOWER_TEETH * iod))
+                inside = mouth_interior(geometry, t, lip_colour, skin_colour, teeth=painted)
+                levels[li] = warped * (1 - alpha) + inside * alpha
+                if rounded is not None and reach is not None:
+                    hidden = mouth_interior(geometry, t, lip_colour, skin_colour, teeth=False)
+                    rounded[li] = warped * (1 - alpha) + hidden * alpha
+                    reach[li] = np.minimum((gy - geometry[2]) / (UPPER_TEETH * iod),
+                                           (geometry[3] - gy) / (LOWER_TEETH * iod))
         self.levels = levels
-        self.round_levels = rounded  # "oo": the lips pushed forward cover the teeth
+        self.round_levels = rounded  # None: no painted teeth to hide
         # In the units the drawing compares it with (reach over the soft edge), so a frame spends one subtraction.
-        self.teeth_reach = np.clip(reach, 0.0, 1.0) / np.float32(TEETH_COVER_EDGE)
+        self.teeth_reach = (np.zeros(0, np.float32) if reach is None
+                            else np.clip(reach, 0.0, 1.0) / np.float32(TEETH_COVER_EDGE))
 
     def _skin_light(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
         """The light on the face: the cheekbones' brighter pixels (BGR), as the mouth's inside is lit by it."""
