@@ -47,6 +47,25 @@ def media() -> Path:
 
 
 @pytest.fixture(scope="session")
+def picture_bomb() -> Callable[[Path, int, int], Path]:
+    """Writes what a PNG picture bomb of ``width`` x ``height`` pixels begins with to a path: its signature and
+    header and the start of a deflate stream of zeros (the rest, megabytes of it, need never be read)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    def write(path: Path, width: int, height: int) -> Path:
+        rows = zlib.compressobj().compress(b"\x00" * (width * 3 + 1) * 64)
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                         + chunk(b"IDAT", rows))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
 def reference() -> Path:
     """../shared/reference/wav2lip: manifests and golden outputs of the original Wav2Lip."""
     return REFERENCE

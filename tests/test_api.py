@@ -228,6 +228,26 @@ def test_a_file_or_presenter_name_cannot_forge_a_log_record_or_hide_its_ending(a
     assert presenter["name"] == "Nina Park"
 
 
+def test_a_picture_bomb_is_refused_by_its_header_as_a_presenter_and_fails_its_job_at_once(api_client, short_clips,
+                                                                                           picture_bomb, tmp_path) -> None:
+    """2.7 MB of PNG can hold 30000 x 30000 pixels: three such uploads at once took 15.7 GB of the studio's memory
+    while they were probed. Its header says so before anything is decoded."""
+    client, queue = api_client
+    bomb = picture_bomb(tmp_path / "bomb.png", 30000, 30000).read_bytes()
+    refused = client.post("/api/presenters", files={"video": ("holiday.png", bomb)})
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("holiday.png: is a photo of 30000x30000 pixels (900 megapixels")
+    assert client.get("/api/presenters").json() == {"presenters": []}
+    job = client.post("/api/jobs", files={"audio": ("say.wav", short_clips["speech"].read_bytes()),
+                                          "video": ("holiday.png", bomb)})
+    assert job.status_code == 201  # as any file that cannot be used: its job fails with the reason, the batch goes on
+    queue.start()  # the worker: the job fails without decoding the picture
+    queue.wait([job.json()["id"]], timeout=60)
+    failed = client.get(f"/api/jobs/{job.json()['id']}").json()
+    assert (failed["state"], failed["error_code"]) == ("failed", "photo_too_large")
+    assert failed["error"].startswith("holiday.png: is a photo of 30000x30000 pixels")
+
+
 def test_a_presenter_name_over_80_characters_is_refused_not_cut(api_client, short_clips) -> None:
     client, queue = api_client
     video = {"video": ("anna.mp4", short_clips["d0"].read_bytes())}

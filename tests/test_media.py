@@ -10,7 +10,9 @@ import os
 import shutil
 import struct
 import subprocess
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,11 +23,13 @@ from scipy.io import wavfile
 
 from heygem.errors import FFmpegError, InputError
 from heygem.media import ffmpeg as ff
+from heygem.media import probe as probe_mod
 from heygem.media import video as video_mod
 from heygem.media.audio import load_audio
 from heygem.media.encode import VideoWriter, usable_encoder
 from heygem.media.ffmpeg import (audio_decode_argv, decoding_threads, encode_argv, even_size, ffmpeg_exe,
                                  ffprobe_exe, format_fps, probe_argv, video_decode_argv)
+from heygem.media.picture_header import picture_size
 from heygem.media.probe import (MediaInfo, fit_picture, probe, read_image, require_audio_source,
                                 require_video_source, turned)
 from heygem.media.video import iter_frames, turn_image
@@ -582,6 +586,59 @@ def test_photo_exif_orientation_applied(tmp_path: Path) -> None:
     (frame,) = iter_frames(info, Fraction(25))
     assert frame.shape == (64, 32, 3)
     assert frame[:32].mean() < 30 and frame[32:].mean() > 225  # the bright half is now at the bottom
+
+
+def test_a_photo_s_size_is_read_from_its_header_in_every_format_it_comes_in(tmp_path: Path) -> None:
+    stored = np.random.default_rng(0).integers(0, 255, (481, 640, 3), dtype=np.uint8)
+    formats = [(".png", []), (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), (".webp", []),
+               (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]), (".bmp", []), (".tiff", []), (".gif", [])]
+    for number, (ext, params) in enumerate(formats):
+        ok, encoded = cv2.imencode(ext, stored, params)
+        path = tmp_path / f"photo{number}{ext}"
+        path.write_bytes(encoded.tobytes())
+        assert picture_size(path) == (640, 481), path.name
+    turned = tmp_path / "phone.jpg"  # an EXIF segment before the frame header; the size as stored
+    turned.write_bytes(_jpeg_with_orientation(stored, 6))
+    assert picture_size(turned) == (640, 481)
+    assert picture_size(Path(__file__)) is None  # not a picture: the decoder says what it is
+
+
+def test_a_photo_of_more_pixels_than_any_camera_makes_is_refused_before_it_is_decoded(tmp_path: Path, monkeypatch,
+                                                                                     picture_bomb) -> None:
+    # 30000 x 30000 pixels fit in 2.7 MB of PNG and decode to 2.7 GB: probing one took 5.3 GB and 13 s, and three
+    # uploaded at once took 15.7 GB of the studio's memory.
+    bomb = picture_bomb(tmp_path / "holiday.png", 30000, 30000)
+    decoded = []
+    monkeypatch.setattr(probe_mod.cv2, "imdecode", lambda *args: decoded.append(args) or None)
+    with pytest.raises(InputError) as refused:
+        probe(bomb)
+    assert str(refused.value).startswith(f"{bomb}: is a photo of 30000x30000 pixels (900 megapixels, 2.7 GB once "
+                                         "decoded); HeyGem takes photos of up to 268 megapixels: scale it down")
+    assert refused.value.code == "photo_too_large" and refused.value.params["limit_megapixels"] == 268
+    assert not decoded
+    monkeypatch.undo()
+    largest = picture_bomb(tmp_path / "panorama.png", 16384, 16384)  # at the limit: decoded (and refused as cut short)
+    with pytest.raises(InputError) as refused:
+        probe(largest)
+    assert refused.value.code == "unreadable"
+
+
+def test_photos_probed_side_by_side_are_decoded_one_at_a_time(media: Path, monkeypatch) -> None:
+    # Uploads are probed in the server's threads; each holds its decoded picture, so they queue for the decoder.
+    decode, inside, most = cv2.imdecode, [0], [0]
+
+    def slow_decode(*args):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.2)
+        inside[0] -= 1
+        return decode(*args)
+
+    monkeypatch.setattr(probe_mod.cv2, "imdecode", slow_decode)
+    with ThreadPoolExecutor(3) as pool:
+        sizes = list(pool.map(lambda _: (lambda info: (info.width, info.height))(probe(media / "insightface/t1.jpg")),
+                              range(3)))
+    assert sizes == [(1280, 886)] * 3 and most[0] == 1
 
 
 # ------------------------------------------------------------------------------------------------ writer

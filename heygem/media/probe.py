@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 
 from heygem.errors import InputError
 from heygem.media.ffmpeg import ffprobe_exe, probe_argv, run_ffmpeg
+from heygem.media.picture_header import picture_size
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,13 @@ _IMAGE_CODECS = {"png", "mjpeg", "jpegls", "webp", "bmp", "tiff", "jpeg2000", "j
                  "pam", "sgi", "targa", "gif"}
 # Above this an avg_frame_rate is a container artefact (e.g. 90000/1 time bases), not a frame rate.
 _MAX_FPS = Fraction(1000)
+# The most pixels a photo may hold (16384 x 16384, 268 megapixels: more than any camera makes; 0.8 GB decoded).
+# Its size is read from the header first: a few MB of PNG holding 30000 x 30000 pixels took 5.3 GB and 13 s to
+# probe, and three of them uploaded at once 15.7 GB of the studio's memory.
+MAX_PHOTO_PIXELS = 16384 * 16384
+# One photo decoded at a time in this process: uploads probed side by side queue here rather than each holding
+# a large picture in memory at once.
+_DECODING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -121,11 +130,26 @@ def read_image(path: Path) -> np.ndarray:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
         raise InputError(path, f"cannot be read ({exc.strerror or exc})", "unreadable") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    with _DECODING:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise InputError(path, "could not be decoded as a photo (corrupt, truncated or not an image); "
                                "accepted photos: jpg, png, webp, bmp, tiff", "unreadable")
     return image
+
+
+def _check_photo_pixels(path: Path) -> None:
+    """InputError when the photo's header says it holds more than MAX_PHOTO_PIXELS, before it is decoded."""
+    size = picture_size(path)
+    if size is None or size[0] * size[1] <= MAX_PHOTO_PIXELS:
+        return
+    width, height = size
+    megapixels, limit = round(width * height / 1e6), round(MAX_PHOTO_PIXELS / 1e6)
+    raise InputError(path, f"is a photo of {width}x{height} pixels ({megapixels} megapixels, "
+                           f"{width * height * 3 / 1e9:.1f} GB once decoded); HeyGem takes photos of up to {limit} "
+                           "megapixels: scale it down first (a presenter photo is drawn at no more than the picture "
+                           "limit's size in any case)", "photo_too_large", width=width, height=height,
+                     megapixels=megapixels, limit_megapixels=limit)
 
 
 def _check_file(path: Path) -> None:
@@ -172,6 +196,7 @@ def probe(path: str | Path) -> MediaInfo:
     video = videos[0]
     codec = video.get("codec_name")
     if _is_image(fmt, video) and not audios:
+        _check_photo_pixels(path)
         width, height = _image_size(path)
         info = MediaInfo(path, "image", width, height, None, 0.0, 1, False, None, 0, codec, None)
         log.debug("probed %s", info)

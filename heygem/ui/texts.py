@@ -238,6 +238,10 @@ EN: dict[str, str] = {
         "{file}: the video is {width}×{height}; the limit is {limit} pixels on the longer side (raise it with "
         "{option} or {env}), or scale it down first."
     ),
+    "reason_photo_too_large": (
+        "{file}: the photo is {width}×{height} pixels ({megapixels} megapixels); HeyGem takes photos of up to "
+        "{limit_megapixels} megapixels. Scale it down first."
+    ),
     "reason_queue_full": (
         "The queue already holds {pending} unfinished jobs; the limit is {limit} (raise it with {option} or {env}), "
         "or wait for some to finish."
@@ -556,6 +560,7 @@ ZH: dict[str, str] = {
     "reason_speech_over_limit": "{file}：语音超过了 {limit} 的上限（可用 {option} 或 {env} 调高）。",
     "reason_video_too_long": "{file}：视频长 {length}，上限是 {limit}（可用 {option} 或 {env} 调高）。只会用到与语音一样长的部分，剪短的视频即可。",
     "reason_picture_too_large": "{file}：视频为 {width}×{height}，长边上限是 {limit} 像素（可用 {option} 或 {env} 调高），也可以先把它缩小。",
+    "reason_photo_too_large": "{file}：照片为 {width}×{height} 像素（{megapixels} 百万像素），HeyGem 接受的照片最多 {limit_megapixels} 百万像素，请先把它缩小。",
     "reason_queue_full": "队列中已有 {pending} 个未完成的任务，上限是 {limit} 个（可用 {option} 或 {env} 调高），或等一些任务完成。",
     "reason_disk_full_job": "{file}：写入结果时磁盘已满（现在可用 {free_gb} GB）。请腾出空间，例如在“历史”中删除旧结果，然后重新提交。",
     "reason_disk_full": "{file}：未保存：工作室所在磁盘只剩 {free_gb} GB 可用空间，而工作室要为已排队任务的结果保留 {limit} GB（可用 {option} 或 {env} 调低）。请腾出空间，例如在“历史”中删除旧结果。",
