@@ -33,7 +33,7 @@ def test_wav2lip_is_offered_with_the_checkpoint_the_settings_name(no_installed_c
     assert info == "engine_info"
 
 
-def test_uploads_are_judged_by_their_content_and_named(short_clips, media: Path, tmp_path: Path) -> None:
+def test_uploads_are_judged_by_their_content_and_named(short_clips, media: Path, tmp_path: Path, picture_bomb) -> None:
     notes = tmp_path / "notes.mp4"
     notes.write_text("shopping list: milk, eggs\n")
     assert upload_problem(str(notes), "picture", "en") == (
@@ -45,6 +45,11 @@ def test_uploads_are_judged_by_their_content_and_named(short_clips, media: Path,
     assert upload_problem(str(short_clips["d0"]), "picture", "en") == ""
     assert upload_problem(str(media / "insightface" / "t1.jpg"), "picture", "en") == ""
     assert upload_problem(str(short_clips["speech"]), "speech", "en") == ""
+    bomb = picture_bomb(tmp_path / "holiday.png", 30000, 30000)  # a photo, too large to decode: said so
+    assert upload_problem(str(bomb), "picture", "en") == (
+        "holiday.png: the photo is 30000×30000 pixels (900 megapixels); HeyGem takes photos of up to 268 megapixels. "
+        "Scale it down first.")
+    assert upload_problem(str(bomb), "picture", "zh").startswith("holiday.png：照片为 30000×30000 像素")
 
 
 def test_ffprobe_words_go_to_the_log_not_the_page(tmp_path: Path, caplog) -> None:

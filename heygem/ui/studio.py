@@ -629,6 +629,8 @@ def upload_problem(path: str | None, role: Literal["speech", "picture"], lang: s
         info = probe(path)
     except HeyGemError as exc:
         log.info("upload %s (%s) cannot be read: %s", name, role, exc)
+        if exc.code == "photo_too_large":  # a photo all the same, with more pixels than HeyGem decodes
+            return coded_words(lang, "reason_photo_too_large", exc.params, str(exc))
         return text(lang, "bad_speech" if role == "speech" else "bad_picture", name=name)
     try:
         require_audio_source(info) if role == "speech" else require_video_source(info)
