@@ -168,6 +168,19 @@ def _add_regular_file(archive: zipfile.ZipFile, path: Path) -> None:
             shutil.copyfileobj(source, target, 1024 * 1024)
 
 
+def _zip_holds(archive: Path, results: list[Path]) -> bool:
+    """Whether the ZIP at ``archive`` holds exactly ``results``, in order, as they are now (the same names and
+    sizes, none changed since it was written)."""
+    try:
+        written = archive.stat().st_mtime_ns
+        with zipfile.ZipFile(archive) as held:
+            entries = [(entry.filename, entry.file_size) for entry in held.infolist()]
+        now = [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in results]
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return entries == [(name, size) for name, size, _ in now] and all(changed <= written for *_, changed in now)
+
+
 def _regular_file(path: Path) -> bool:
     """A regular file itself, not a symlink to one (nor a folder, a pipe, a device)."""
     try:
@@ -361,6 +374,7 @@ class JobQueue:
         self.estimator = Estimator(self.rates, self._clocks, self._engine_of,
                                    lambda: max(1, len(self.workers())), time.monotonic, self.defaults.still_fps)
         self._audio_cache: OrderedDict[Path, PreparedAudio] = OrderedDict()
+        self._zipping: dict[str, threading.Lock] = {}  # per batch: one ZIP written at a time, the others wait for it
         self.backend = backend
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
@@ -790,7 +804,8 @@ class JobQueue:
         log.info("job %s deleted (%s)", job_id, job.video_name)
 
     def zip_batch(self, batch_id: str) -> Path:
-        """A ZIP of the batch's finished results, named ``<video>__<audio>.mp4`` inside; rebuilt as results arrive.
+        """A ZIP of the batch's finished results, named ``<video>__<audio>.mp4`` inside; rebuilt as results arrive,
+        and only then: the ZIP written before is handed out while it holds the same results.
 
         Raises HeyGemError when no result is finished yet.
         """
@@ -799,17 +814,24 @@ class JobQueue:
         if not results:
             raise HeyGemError(f"batch {batch_id} has no finished video yet")
         target = self.batches_dir / batch_id / f"heygem_{safe_name(Path(batch.audio_name).stem, 'speech')}_{batch_id[:6]}.zip"
-        # A temporary file of its own: the page and the API may ask for the same ZIP at the same moment.
-        handle, partial = tempfile.mkstemp(dir=target.parent, prefix=".zip-", suffix=".partial")
-        try:
-            # mp4 does not compress further: store, so a large batch zips at disk speed.
-            with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as archive:
-                for path in results:
-                    _add_regular_file(archive, path)
-            os.replace(partial, target)
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
+        with self._lock:
+            zipping = self._zipping.setdefault(batch_id, threading.Lock())
+        # Every open page and every API call asks for it: each wrote the whole batch again, side by side (ten calls
+        # at once for a batch of 5 GB, 50 GB of partial files on the outputs' disk).
+        with zipping:
+            if _zip_holds(target, results):
+                return target
+            # A temporary file of its own: a reader of the one before keeps reading it whole.
+            handle, partial = tempfile.mkstemp(dir=target.parent, prefix=".zip-", suffix=".partial")
+            try:
+                # mp4 does not compress further: store, so a large batch zips at disk speed.
+                with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as archive:
+                    for path in results:
+                        _add_regular_file(archive, path)
+                os.replace(partial, target)
+            except BaseException:
+                Path(partial).unlink(missing_ok=True)
+                raise
         return target
 
     def wait(self, ids: Iterable[str], timeout: float | None = None) -> list[Job]:

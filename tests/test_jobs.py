@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,51 @@ def test_a_batch_prepares_its_speech_once_and_zips_every_result(short_clips, set
         assert names == ["alice__my_speech.mp4", "bob__my_speech.mp4", "carol__my_speech.mp4"]
         for name in names:
             assert z.getinfo(name).file_size == (queue_root / "batches" / batch.id / name).stat().st_size
+
+
+def _writing_runner(audio, video, output, settings, progress):
+    """A result of 200 kB written at once: the queue's bookkeeping without a generation."""
+    from heygem.pipeline import GenerateResult, default_output
+
+    audio = Path(getattr(audio, "path", audio))  # the queue's prepared speech, or its file
+    output = Path(output) if output else default_output(Path(video), audio, settings.out_dir)
+    output.write_bytes(os.urandom(200_000))
+    return GenerateResult(output=output, audio=audio, video=Path(video), engine="test", frames=1,
+                          frames_without_face=0, fps=25.0, width=2, height=2, duration=0.04)
+
+
+def test_a_batch_s_zip_is_written_once_for_its_results_however_many_ask(short_clips, settings, queue_root: Path,
+                                                                        monkeypatch) -> None:
+    """Every open page and every API call asked for the batch's ZIP, and each wrote the whole batch again, side by
+    side: ten calls at once for a batch of 5 GB put 50 GB of partial files on the outputs' disk."""
+    queue = JobQueue(queue_root, settings, run=_writing_runner)
+    written: list[str] = []
+    add = jobs_module._add_regular_file
+
+    def slow_add(archive, path):
+        written.append(path.name)
+        time.sleep(0.05)
+        add(archive, path)
+
+    monkeypatch.setattr(jobs_module, "_add_regular_file", slow_add)
+    try:
+        batch = queue.submit(short_clips["speech"], [short_clips["d0"], short_clips["d13"], short_clips["d19"]], settings,
+                             video_names=["a.mp4", "b.mp4", "c.mp4"])
+        queue.wait([job.id for job in batch.jobs], timeout=60)
+        with ThreadPoolExecutor(6) as pool:
+            archives = set(pool.map(lambda _: queue.zip_batch(batch.id), range(6)))
+        assert len(archives) == 1 and len(written) == 3  # six asked at once: one ZIP written, the others given it
+        (archive,) = archives
+        with zipfile.ZipFile(archive) as z:
+            assert sorted(z.namelist()) == ["a__speech.mp4", "b__speech.mp4", "c__speech.mp4"]
+        queue.delete(batch.jobs[1].id)  # a result gone: written again without it
+        with zipfile.ZipFile(queue.zip_batch(batch.id)) as z:
+            assert sorted(z.namelist()) == ["a__speech.mp4", "c__speech.mp4"]
+        assert len(written) == 5
+        queue.zip_batch(batch.id)
+        assert len(written) == 5
+    finally:
+        queue.close()
 
 
 def _blocking_runner(entered: threading.Event):
