@@ -206,10 +206,10 @@ class Estimate:
 def _media(path: str) -> tuple[str, float, float, int] | None:
     """(kind, seconds, frame rate, frame count) of a stored input (never changed once stored); None if
     unreadable (its job will say why)."""
-    from heygem.media.probe import probe
+    from heygem.media.probe import fit_rate, probe
 
     try:
-        info = probe(path)
+        info = fit_rate(probe(path))  # at the rate a job reads it
     except HeyGemError:
         return None
     return info.kind, info.audio_duration or info.duration, float(info.fps or 0), info.frame_count

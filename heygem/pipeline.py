@@ -37,7 +37,7 @@ from heygem.footage import MIN_SECONDS as FOOTAGE_MIN_SECONDS, footage_may_speak
 from heygem.limits import check_speech, speech_too_long
 from heygem.media.audio import TooLongError, load_audio
 from heygem.media.encode import VideoWriter
-from heygem.media.probe import MediaInfo, fit_picture, probe, turned
+from heygem.media.probe import MediaInfo, fit_picture, fit_rate, probe, turned
 from heygem.media.video import iter_frames, iter_yuv_frames, sample_frames, turn_image, yuv_conversion
 from heygem.media.yuv import Conversion, YuvFrame
 from heygem.prefetch import Prefetch
@@ -597,6 +597,12 @@ def _validate(audio: PreparedAudio, video: MediaInfo) -> None:
                          "speech_too_short", seconds=round(audio.duration, 3))
 
 
+def _number(rate: Fraction) -> int | float:
+    """A frame rate as a note's value shows it: 60, 29.97."""
+    value = round(float(rate), 2)
+    return int(value) if value.is_integer() else value
+
+
 def output_fps(video: MediaInfo, settings: Settings) -> Fraction:
     """The source's own frame rate; ``still_fps`` for a photo."""
     return video.fps if video.kind == "video" and video.fps else Fraction(settings.still_fps)
@@ -943,6 +949,14 @@ def generate(
             new_height=fitted.height))
         log.warning("%s", notes[-1])
         info = fitted
+    paced = fit_rate(info)
+    if paced != info:
+        notes.append(CodedText(
+            "note_rate_lowered", f"{video_path.name} runs at {float(info.fps):.4g} fps; read and made at "
+            f"{float(paced.fps):g} fps, the most HeyGem makes", file=video_path.name, fps=_number(info.fps),
+            new_fps=_number(paced.fps)))
+        log.warning("%s", notes[-1])
+        info = paced
     if isinstance(audio, PreparedAudio):
         prepared = audio
     else:
@@ -1023,7 +1037,7 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     report = _reporter(progress)
     det = settings.detection
     report("starting", 0.0, str(video))
-    info = fit_picture(probe(video), settings.limits.picture_side)
+    info = fit_rate(fit_picture(probe(video), settings.limits.picture_side))  # as a job reads it
     _require_picture(info)
     fps = output_fps(info, settings)
     detector = get_detector(det.detector, det.detect_size, det.detector_weights)
@@ -1179,7 +1193,7 @@ def load_prepared(video: str | Path, settings: Settings, crop_size: int, crop_ma
     from the caches ``prepare_presenter`` filled (a photo: its one frame, detected again, as a job does).
     InputError for a file that cannot be read, NoFaceError when no face is kept for it."""
     det = settings.detection
-    info = fit_picture(probe(video), settings.limits.picture_side)
+    info = fit_rate(fit_picture(probe(video), settings.limits.picture_side))  # as a job reads it
     _require_picture(info)
     fps = output_fps(info, settings)
     face_cache = _face_cache(info, det, fps)

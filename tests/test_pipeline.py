@@ -376,6 +376,23 @@ def test_a_photo_above_the_picture_side_limit_is_scaled_down(media: Path, speech
             "--max-picture-side or HEYGEM_MAX_PICTURE_SIDE)"] == [n for n in result.notes if "scaled down" in n]
 
 
+def test_a_slow_motion_video_is_read_and_made_at_60_fps_saying_so(media: Path, speech, settings, tmp_path: Path) -> None:
+    """A phone's slow motion, or a forged 1000 fps file, cost that many times the work of a 25 fps video: a 3.4 s
+    speech over a 500 fps one took 1688 frames and 12.4 s where 25 fps took 84 frames and 1.7 s."""
+    from fractions import Fraction
+
+    clip = make_clip(tmp_path / "slowmo.mp4", "-i", str(media / "liveportrait/d13.mp4"), "-t", "1.5",
+                     "-vf", "scale=-2:160,fps=240", "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    assert probe(clip).fps == 240
+    result = generate(speech, clip, settings=settings)
+    out = probe(result.output)
+    assert out.fps == Fraction(60) and result.frames == round(out.duration * 60)
+    assert abs(out.duration - speech.duration) < 0.05  # as long as the speech, as always
+    assert "slowmo.mp4 runs at 240 fps; read and made at 60 fps, the most HeyGem makes" in result.notes
+    assert [code.params for code in result.notes if getattr(code, "code", None) == "note_rate_lowered"] == [
+        {"file": "slowmo.mp4", "fps": 240, "new_fps": 60}]
+
+
 def test_a_video_shorter_than_its_header_replays_its_own_frames_not_a_still(media: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 

@@ -279,6 +279,7 @@ EN: dict[str, str] = {
         "video where the face is clearly visible."
     ),
     "note_scaled_down": "{file} is {width}×{height}; scaled down to {new_width}×{new_height} (the picture-side limit).",
+    "note_rate_lowered": "{file} runs at {fps} fps; read and made at {new_fps} fps, the most HeyGem makes.",
     # The Live tab (labels), then the words its script shows while a session runs (heygem/ui/live.js: plain
     # {name} fields only, filled in the browser; reason_live_* by the server's error codes, heygem.live.sessions).
     "tab_live": "Live",
@@ -581,6 +582,7 @@ ZH: dict[str, str] = {
     "note_faces_missing": "{frames} 帧中有 {missing} 帧没有人脸，保持原样。",
     "note_left_unchanged": "基本未改动：{frames} 帧中有 {missing} 帧没有人脸，只有其余 {synced} 帧做了口型同步。请提供人脸清晰可见的视频。",
     "note_scaled_down": "{file} 为 {width}×{height}，已按画面尺寸上限缩小到 {new_width}×{new_height}。",
+    "note_rate_lowered": "{file} 的帧率为 {fps} fps，已按 HeyGem 的最高帧率 {new_fps} fps 读取和生成。",
     "tab_live": "直播",
     "live_help": (
         "选择主播库中一个已就绪的主播，点击 **开始直播**：主播会在下方播放，并说出你给它的内容（语音文件或麦克风），"
