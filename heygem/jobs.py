@@ -450,12 +450,17 @@ class JobQueue:
     def _work(self) -> None:
         log.info("worker started")
         while not self._stopping.is_set():
-            # Presenters first: a job picking one still preparing then finds its faces and study kept.
-            try:
-                if self.presenters.prepare_next():
-                    continue
-            except Exception:  # never let one presenter take the worker down (its attempts are counted)
-                log.exception("preparing a presenter failed in the queue itself")
+            # First come, first served across presenters to prepare and jobs to run: a job picking a presenter
+            # still preparing came after it, so finds its faces and study kept; and presenters added in numbers
+            # (each up to the video length limit) cannot hold back the jobs queued before them, as they did when
+            # every waiting presenter went first.
+            presenter, job = self.presenters.oldest_waiting(), self._oldest_queued()
+            if presenter is not None and (job is None or presenter <= job):
+                try:
+                    self.presenters.prepare_next()
+                except Exception:  # never let one presenter take the worker down (its attempts are counted)
+                    log.exception("preparing a presenter failed in the queue itself")
+                continue
             if not self.run_next(self._run):
                 self.wait_for_work(1.0)
         log.info("worker stopped")
@@ -486,6 +491,11 @@ class JobQueue:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    def _oldest_queued(self) -> float | None:
+        """When the oldest queued job was submitted (None: none is queued)."""
+        with self._lock:
+            return self._db.execute("SELECT MIN(created) FROM jobs WHERE state = ?", (QUEUED,)).fetchone()[0]
 
     def _claim_next(self, worker: str | None = None) -> Job | None:
         with self._lock:

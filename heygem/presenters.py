@@ -239,6 +239,12 @@ class Presenters:
 
     # ---- what the worker calls ----------------------------------------------------------------------------
 
+    def oldest_waiting(self) -> float | None:
+        """When the oldest presenter waiting for its preparation was added (None: none waits)."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(created) FROM presenters WHERE state = ?", (PREPARING,)).fetchone()
+        return row[0]
+
     def prepare_next(self) -> bool:
         """Prepare the oldest presenter waiting for it, in this (the worker's) thread; False when none waits."""
         presenter = self._claim_next()

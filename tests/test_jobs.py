@@ -188,6 +188,37 @@ def test_a_batch_s_zip_is_written_once_for_its_results_however_many_ask(short_cl
         queue.close()
 
 
+def test_presenters_and_jobs_are_served_first_come_first_served(short_clips, media: Path, settings,
+                                                               queue_root: Path) -> None:
+    """Every presenter waiting for its preparation went before every queued job: presenters added in numbers (a
+    static 30-minute video is a few MB) held back the jobs submitted before them."""
+    order: list[str] = []
+
+    def run(audio, video, output, settings, progress):
+        order.append("job")
+        return _writing_runner(audio, video, output, settings, progress)
+
+    queue = JobQueue(queue_root, settings, run=run, start=False)
+    prepare = queue.presenters.prepare_next
+    queue.presenters.prepare_next = lambda: (order.append("presenter"), prepare())[1]
+    try:
+        photo = media / "sadtalker/people_0.png"
+        first = queue.presenters.add(photo, "First")
+        early = queue.submit(short_clips["speech"], [short_clips["d0"]], settings)
+        late = queue.presenters.add(photo, "Late")
+        after = queue.submit(short_clips["speech"], [short_clips["d13"]], settings)
+        queue.start()
+        jobs = queue.wait([early.jobs[0].id, after.jobs[0].id], timeout=120)
+        deadline = time.monotonic() + 60
+        while queue.presenters.get(late.id).state == "preparing" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        prepared = [queue.presenters.get(p.id).state for p in (first, late)]
+    finally:
+        queue.close()
+    assert [job.state for job in jobs] == [SUCCEEDED] * 2 and prepared == ["ready"] * 2
+    assert order == ["presenter", "job", "presenter", "job"]
+
+
 def _blocking_runner(entered: threading.Event):
     """Reports progress until cancelled, as generate does between frames."""
 
