@@ -952,8 +952,8 @@ def generate(
     paced = fit_rate(info)
     if paced != info:
         notes.append(CodedText(
-            "note_rate_lowered", f"{video_path.name} runs at {float(info.fps):.4g} fps; read and made at "
-            f"{float(paced.fps):g} fps, the most HeyGem makes", file=video_path.name, fps=_number(info.fps),
+            "note_rate_lowered", f"{video_path.name} runs at {_number(info.fps)} fps; read and made at "
+            f"{_number(paced.fps)} fps, the most HeyGem makes", file=video_path.name, fps=_number(info.fps),
             new_fps=_number(paced.fps)))
         log.warning("%s", notes[-1])
         info = paced

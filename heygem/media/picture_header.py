@@ -12,7 +12,7 @@ from pathlib import Path
 
 __all__ = ["picture_size"]
 
-HEADER_BYTES = 1 << 16  # a JPEG's frame header comes after its EXIF and ICC segments: read on in steps of this
+HEADER_BYTES = 64  # every header read from the start lies within these (a JPEG's and a TIFF's are looked for)
 
 
 def picture_size(path: Path) -> tuple[int, int] | None:
@@ -22,7 +22,7 @@ def picture_size(path: Path) -> tuple[int, int] | None:
         with open(path, "rb") as f:
             head = f.read(HEADER_BYTES)
             if head.startswith(b"\xff\xd8"):
-                return _jpeg(f, head)
+                return _jpeg(f)
             if head[:4] in (b"II*\x00", b"MM\x00*"):
                 return _tiff(f, head)
     except (OSError, struct.error):
@@ -41,27 +41,29 @@ def picture_size(path: Path) -> tuple[int, int] | None:
     return None
 
 
-def _jpeg(f, data: bytes) -> tuple[int, int] | None:
-    """The frame header (SOF0..SOF15 but DHT, JPG and DAC) found by walking the segments from the start."""
-    at = 2
+def _jpeg(f) -> tuple[int, int] | None:
+    """The frame header (SOF0..SOF15 but DHT, JPG and DAC), found by stepping from segment to segment (a read of
+    a few bytes each: whatever comes before it, nothing is held)."""
+    f.seek(2)
     while True:
-        while len(data) < at + 9:  # a marker, its length and a frame header's first fields
-            more = f.read(HEADER_BYTES)
-            if not more:
-                return None
-            data += more
-        if data[at] != 0xFF:
+        head = f.read(2)
+        if len(head) < 2 or head[0] != 0xFF:
             return None
-        marker = data[at + 1]
+        marker = head[1]
         if marker == 0xFF:  # fill byte
-            at += 1
+            f.seek(-1, 1)
             continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[at + 5:at + 9])
-            return width, height
         if marker in (0xD9, 0xDA):  # end of image, or the scan: no frame header before it
             return None
-        at += 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
+        fields = f.read(7)  # the segment's length, then (in a frame header) precision, height and width
+        if len(fields) < 2:
+            return None
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if len(fields) < 7:
+                return None
+            height, width = struct.unpack(">HH", fields[3:7])
+            return width, height
+        f.seek(struct.unpack(">H", fields[:2])[0] - len(fields), 1)
 
 
 def _bmp(head: bytes) -> tuple[int, int]:
