@@ -375,6 +375,7 @@ class JobQueue:
                                    lambda: max(1, len(self.workers())), time.monotonic, self.defaults.still_fps)
         self._audio_cache: OrderedDict[Path, PreparedAudio] = OrderedDict()
         self._zipping: dict[str, threading.Lock] = {}  # per batch: one ZIP written at a time, the others wait for it
+        self._zip_writers: dict[str, threading.Thread] = {}  # per batch: the thread writing its ZIP for the pages
         self.backend = backend
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
@@ -820,10 +821,10 @@ class JobQueue:
         Raises HeyGemError when no result is finished yet.
         """
         batch = self.batch(batch_id)
-        results = [job.output for job in batch.jobs if job.finished_ok and servable(job.output, self.root)]
+        results = self._results(batch)
         if not results:
             raise HeyGemError(f"batch {batch_id} has no finished video yet")
-        target = self.batches_dir / batch_id / f"heygem_{safe_name(Path(batch.audio_name).stem, 'speech')}_{batch_id[:6]}.zip"
+        target = self._zip_path(batch)
         with self._lock:
             zipping = self._zipping.setdefault(batch_id, threading.Lock())
         # Every open page and every API call asks for it: each wrote the whole batch again, side by side (ten calls
@@ -843,6 +844,34 @@ class JobQueue:
                 Path(partial).unlink(missing_ok=True)
                 raise
         return target
+
+    def zip_soon(self, batch_id: str) -> Path | None:
+        """The batch's ZIP without waiting for it: the one written last while it holds every finished result;
+        else None, while a thread of its own writes it anew (``zip_batch``) for the next ask."""
+        batch = self.batch(batch_id)
+        results = self._results(batch)
+        if results and _zip_holds(self._zip_path(batch), results):
+            return self._zip_path(batch)
+        with self._lock:
+            writing = self._zip_writers.get(batch_id)
+            if results and (writing is None or not writing.is_alive()):
+                writing = self._zip_writers[batch_id] = threading.Thread(
+                    target=self._zip_quietly, args=(batch_id,), name="heygem-zip", daemon=True)
+                writing.start()
+        return None
+
+    def _zip_quietly(self, batch_id: str) -> None:
+        try:
+            self.zip_batch(batch_id)
+        except Exception:  # a page asks again; the API's own call says why
+            log.exception("the ZIP of batch %s could not be written", batch_id)
+
+    def _results(self, batch: Batch) -> list[Path]:
+        """The batch's finished results that may be served, in the batch's order."""
+        return [job.output for job in batch.jobs if job.finished_ok and servable(job.output, self.root)]
+
+    def _zip_path(self, batch: Batch) -> Path:
+        return self.batches_dir / batch.id / f"heygem_{safe_name(Path(batch.audio_name).stem, 'speech')}_{batch.id[:6]}.zip"
 
     def wait(self, ids: Iterable[str], timeout: float | None = None) -> list[Job]:
         """Block until the given jobs are finished (or ``timeout`` seconds pass); returns them as they are."""

@@ -184,6 +184,19 @@ def test_a_batch_s_zip_is_written_once_for_its_results_however_many_ask(short_cl
         assert len(written) == 5
         queue.zip_batch(batch.id)
         assert len(written) == 5
+
+        # The studio's pages are offered it without waiting: written in a thread of its own, handed out once done.
+        late = queue.submit(short_clips["speech"], [short_clips["d0"], short_clips["d13"]], settings,
+                            video_names=["x.mp4", "y.mp4"])
+        queue.wait([job.id for job in late.jobs], timeout=60)
+        asked = time.monotonic()
+        assert queue.zip_soon(late.id) is None and time.monotonic() - asked < 0.05
+        deadline = time.monotonic() + 30
+        while (offered := queue.zip_soon(late.id)) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with zipfile.ZipFile(offered) as z:
+            assert sorted(z.namelist()) == ["x__speech.mp4", "y__speech.mp4"]
+        assert len(written) == 7 and queue.zip_soon(late.id) == offered  # written once, then handed out
     finally:
         queue.close()
 

@@ -1037,8 +1037,12 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                 batch_out[0] = "  \n".join(part for part in (summary, whole) if part)
                 batch_out[1] = batch_table_html(batch.jobs, lang, estimates)
                 finished_ok = sum(job.finished_ok for job in batch.jobs)
-                if finished_ok and finished_ok != zipped:  # a new result: list it, rebuild the ZIP
-                    batch_out[2] = str(queue.zip_batch(batch_id))
+                # A new result: list it with the ZIP that holds it. The ZIP is written in a thread of its own (this
+                # refresh runs for every open page one at a time, and waited for the whole batch to be written
+                # again); until it is, the next refresh asks again.
+                archive = queue.zip_soon(batch_id) if finished_ok and finished_ok != zipped else None
+                if archive is not None:
+                    batch_out[2] = str(archive)
                     batch_out[3] = finished_ok
                     batch_out.append([str(job.output) for job in batch.jobs if job.finished_ok])
         if len(batch_out) == 4:
