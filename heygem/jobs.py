@@ -128,7 +128,6 @@ def form_file_name(name: str) -> str:
     return re.sub(r"%(22|0[dDaA])", lambda escape: _FORM_ESCAPES[escape.group(0).lower()], name)
 
 
-
 def shown_name(name: str, fallback: str) -> str:
     """An uploaded file's name as a person is shown it, and as it is stored and logged: as its owner wrote it
     (``form_file_name``), without control characters or marks that reorder text (``heygem.errors.printable``);
@@ -849,9 +848,9 @@ class JobQueue:
         """The batch's ZIP without waiting for it: the one written last while it holds every finished result;
         else None, while a thread of its own writes it anew (``zip_batch``) for the next ask."""
         batch = self.batch(batch_id)
-        results = self._results(batch)
-        if results and _zip_holds(self._zip_path(batch), results):
-            return self._zip_path(batch)
+        results, archive = self._results(batch), self._zip_path(batch)
+        if results and _zip_holds(archive, results):
+            return archive
         with self._lock:
             writing = self._zip_writers.get(batch_id)
             if results and (writing is None or not writing.is_alive()):

@@ -1028,6 +1028,13 @@ class PresenterPrep:
     footage: str = "off"  # the footage study (heygem.footage): made, cached or off (not one its jobs make)
 
 
+def _as_a_job_reads(video: str | Path, settings: Settings) -> MediaInfo:
+    """``video`` probed and described as ``generate`` reads it (without its notes): a photo over the picture-side
+    limit at the size it is scaled to, a video faster than MAX_VIDEO_FPS at the rate it is read at; so a prepared
+    presenter's caches are keyed as its jobs' are."""
+    return fit_rate(fit_picture(probe(video), settings.limits.picture_side))
+
+
 def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressCallback | None = None) -> PresenterPrep:
     """Detect the face on every frame of ``video`` into the face cache and study the presenter into the study
     cache, under the very keys a job with ``settings`` uses (see ``iter_synced_frames``): its later jobs then
@@ -1037,7 +1044,7 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
     report = _reporter(progress)
     det = settings.detection
     report("starting", 0.0, str(video))
-    info = fit_rate(fit_picture(probe(video), settings.limits.picture_side))  # as a job reads it
+    info = _as_a_job_reads(video, settings)
     _require_picture(info)
     fps = output_fps(info, settings)
     detector = get_detector(det.detector, det.detect_size, det.detector_weights)
@@ -1193,7 +1200,7 @@ def load_prepared(video: str | Path, settings: Settings, crop_size: int, crop_ma
     from the caches ``prepare_presenter`` filled (a photo: its one frame, detected again, as a job does).
     InputError for a file that cannot be read, NoFaceError when no face is kept for it."""
     det = settings.detection
-    info = fit_rate(fit_picture(probe(video), settings.limits.picture_side))  # as a job reads it
+    info = _as_a_job_reads(video, settings)
     _require_picture(info)
     fps = output_fps(info, settings)
     face_cache = _face_cache(info, det, fps)
