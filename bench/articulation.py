@@ -6,7 +6,9 @@ once per mouth drive (``loudness``: the engine before phones; ``phones``: the ne
 compared frame by frame with the real second half's (``heygem.eval.articulation_on_split``): inner-lip
 opening and mouth-corner width over the eye distance, Pearson r at lag 0 and the best within +-2 frames
 (positive lag = generated mouth late), beside the loudness proxy (generated opening against the speech's
-loudness, lag 0). Protocol and earlier figures: shared/research/articulation.md.
+loudness, lag 0), and how the real half's mouth keeps time with its own speech (``own_sync``: a clip whose
+mouth follows its speech best several frames late is itself out of sync, and no engine that keeps time with
+the speech reads high at lag 0 on it). Protocol and earlier figures: shared/research/articulation.md.
 
     .venv/bin/python bench/articulation.py                      # 4 clips x 2 drives, table + bench/out/articulation.json
     .venv/bin/python bench/articulation.py --drives loudness --clips videoretalking/2.mp4
@@ -47,7 +49,7 @@ import numpy as np  # noqa: E402 - after the environment and the path above
 
 from heygem.bench import default_shared, machine_facts  # noqa: E402
 from heygem.eval import (articulation_on_split, bootstrap_r, compare_articulation, cut_speech_argv,  # noqa: E402
-                         split_clip)
+                         own_speech_lags, split_clip)
 from heygem.media.ffmpeg import base_argv, ffmpeg_exe, file_url, run_ffmpeg  # noqa: E402
 from heygem.media.probe import probe  # noqa: E402
 from heygem.pipeline import generate  # noqa: E402
@@ -77,8 +79,9 @@ def _f(x: float | None) -> str:
 def table(rows: list[dict], means: dict[str, dict[str, float | None]]) -> str:
     """One markdown table: a row per clip and drive, then the mean of each drive."""
     lines = ["| clip | drive | opening r, lag 0 | opening r, best (lag) | width r, lag 0 | width r, best (lag) "
-             "| loudness-proxy r | frames compared (dropped) | opening / width r at lag 0, 90% interval |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| loudness-proxy r | frames compared (dropped) | opening / width r at lag 0, 90% interval "
+             "| real mouth ~ own speech: lag 0, best (lag) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         r = row["report"]
         clip = row["clip"] + (f" cut at {row['cut']}" if row.get("cut", 0.5) != 0.5 else "") + \
@@ -86,14 +89,30 @@ def table(rows: list[dict], means: dict[str, dict[str, float | None]]) -> str:
         lines.append(f"| {clip} | {row['drive']} | {_f(r['opening_r'])} | {_f(r['opening_best_r'])} "
                      f"({r['opening_best_lag']:+d}) | {_f(r['width_r'])} | {_f(r['width_best_r'])} "
                      f"({r['width_best_lag']:+d}) | {_f(r['loudness_r'])} | {r['frames_compared']} "
-                     f"({r['frames_dropped']}) | {_interval(row.get('opening_r_90'))} / {_interval(row.get('width_r_90'))} |")
+                     f"({r['frames_dropped']}) | {_interval(row.get('opening_r_90'))} / {_interval(row.get('width_r_90'))} "
+                     f"| {_own_sync(row.get('own_sync'))} |")
     for name, mean in means.items():
         drive, _, which = name.partition(" ")
         lines.append(f"| **mean of {mean['count']}{', ' + which if which else ''}** | **{drive}** | "
                      f"**{_f(mean['opening_r'])}** | **{_f(mean['opening_best_r'])}** | **{_f(mean['width_r'])}** | "
                      f"**{_f(mean['width_best_r'])}** | **{_f(mean['loudness_r'])}** | | "
-                     f"{_interval(mean.get('opening_r_90'))} / {_interval(mean.get('width_r_90'))} |")
+                     f"{_interval(mean.get('opening_r_90'))} / {_interval(mean.get('width_r_90'))} | |")
     return "\n".join(lines)
+
+
+def own_sync(report, speech: Path) -> dict:
+    """How the half's real mouth keeps time with its own speech (``heygem.eval.own_speech_lags``): r at every
+    lag, at lag 0, and the best and its lag. A best far from 0 says the clip itself is out of sync, so its
+    figures at lag 0 cannot be high for any engine that keeps time with the speech."""
+    by_lag = own_speech_lags(report.real_opening, speech, report.fps)
+    finite = {k: r for k, r in by_lag.items() if np.isfinite(r)}
+    lag = max(finite, key=lambda k: (finite[k], -abs(k))) if finite else 0
+    return {"r_by_lag": {str(k): (float(r) if np.isfinite(r) else None) for k, r in by_lag.items()},
+            "r": finite.get(0), "best_r": finite.get(lag), "best_lag": lag}
+
+
+def _own_sync(sync: dict | None) -> str:
+    return "" if not sync else f"{_f(sync['r'])}, {_f(sync['best_r'])} ({sync['best_lag']:+d})"
 
 
 def _interval(bounds: list[float | None] | None) -> str:
@@ -250,12 +269,16 @@ def main(argv: list[str] | None = None) -> int:
             split = split_clip(media / clip, folder, max_side=args.max_side, preset=args.preset, at=cut,
                                footage_speech=args.footage_speech)
             split_s = time.perf_counter() - t0
+            timing: dict[bool, dict] = {}  # each real half's own timing (``own_sync``), measured once for every drive
             for drive in args.drives:
                 t0 = time.perf_counter()
                 report = articulation_on_split(split, settings_for(drive, args.preset), folder / f"{drive}.mp4",
                                                max_lag=args.max_lag)
+                if False not in timing:
+                    timing[False] = own_sync(report, split.speech)
                 row = {"clip": clip, "cut": cut, "drive": drive, "size": list(split.size), "split_s": round(split_s, 2),
-                       "run_s": round(time.perf_counter() - t0, 2), "report": report.to_dict()}
+                       "run_s": round(time.perf_counter() - t0, 2), "report": report.to_dict(),
+                       "own_sync": timing[False]}
                 rows.append(row)
                 print(f"{clip} {drive}: {report.summary()} ({row['run_s']:.1f} s; cut {split_s:.1f} s)",
                       file=sys.stderr, flush=True)
@@ -263,8 +286,11 @@ def main(argv: list[str] | None = None) -> int:
                     t0 = time.perf_counter()
                     report = reversed_run(split, media / clip, drive, args.preset, folder, args.max_lag,
                                           args.footage_speech)
+                    if True not in timing:
+                        timing[True] = own_sync(report, folder / "first_speech.wav")
                     rows.append({"clip": clip, "cut": cut, "drive": drive, "reversed": True, "size": list(split.size),
-                                 "run_s": round(time.perf_counter() - t0, 2), "report": report.to_dict()})
+                                 "run_s": round(time.perf_counter() - t0, 2), "report": report.to_dict(),
+                                 "own_sync": timing[True]})
                     print(f"{clip} {drive} reversed: {report.summary()}", file=sys.stderr, flush=True)
     wall = time.perf_counter() - started
     replicates = [add_intervals(row) for row in rows]

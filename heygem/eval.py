@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MIN_OVERLAP = 10  # frames with a face needed before a correlation means anything
 DYNAMIC_RANGE_DB = 60.0  # loudness below (loudest frame - this) counts as silence when correlating
+OWN_SYNC_MAX_LAG = 8  # frames either way searched for a real mouth's timing against its own speech (320 ms at 25 fps)
 
 
 @dataclass
@@ -301,6 +302,22 @@ def lag_correlations(opening: np.ndarray, envelope: np.ndarray, max_lag: int) ->
             continue
         result[k] = float(np.corrcoef(a[ok], b[ok])[0, 1])
     return result
+
+
+def own_speech_lags(real_opening: np.ndarray, speech: str | Path, fps: Fraction,
+                    max_lag: int = OWN_SYNC_MAX_LAG) -> dict[int, float]:
+    """How a real mouth keeps time with its own speech: Pearson r of its opening at frame t + k against the
+    opening the speech's sounds ask for at frame t (``heygem.speech.phones.mouth_shapes``), for k in
+    +-``max_lag``; a positive k means the mouth comes after its sounds.
+
+    People's lips lead or trail their sounds by a frame or so. A clip whose mouth follows its speech best far
+    from lag 0 was filmed or cut out of sync, and the split-time figures at lag 0 measure that too: an engine
+    that keeps time with the speech reads low there whatever it draws."""
+    from heygem.speech.phones import mouth_shapes, recognise_phones
+
+    samples = load_audio(speech, SAMPLE_RATE)
+    asked = mouth_shapes(recognise_phones(samples), samples, fps, len(real_opening)).opening
+    return lag_correlations(np.asarray(real_opening, np.float64), asked, max_lag)
 
 
 def bootstrap_r(generated: np.ndarray, real: np.ndarray, block: int, replicates: int = 2000,

@@ -14,7 +14,7 @@ import pytest
 
 from heygem.errors import InputError
 from heygem.eval import (ArticulationReport, compare_articulation, cut_argv, cut_speech_argv, measure_articulation,
-                         scaled_size, split_clip)
+                         own_speech_lags, scaled_size, split_clip)
 from heygem.media.probe import probe
 from heygem.media.video import iter_frames
 from heygem.settings import DetectionOptions, EncodeOptions, EngineOptions, Settings
@@ -107,6 +107,23 @@ def test_real_second_half_against_itself_is_r_1(halves) -> None:
     assert report.frames_dropped == 0
     assert np.isfinite(report.loudness_r) and report.loudness_r == pytest.approx(report.real_loudness_r)
     assert np.nanstd(report.real_width) > 0  # a real mouth changes its width
+
+
+def test_a_mouth_filmed_after_its_speech_is_read_as_late_by_that_much(halves) -> None:
+    """The clip's own timing, which the split-time figures at lag 0 take in: this real mouth keeps time with
+    its speech within a frame or two; the same mouth five frames (200 ms) late, as a clip cut out of sync
+    would show it, is read five frames later."""
+    real = compare_articulation(halves.second_half, halves.second_half).real_opening
+    in_time = own_speech_lags(real, halves.speech, halves.fps)
+    late = own_speech_lags(np.concatenate([np.full(5, np.nan), real[:-5]]), halves.speech, halves.fps)
+
+    def best(by_lag: dict[int, float]) -> int:
+        return max((k for k in by_lag if np.isfinite(by_lag[k])), key=by_lag.get)
+
+    assert set(in_time) == set(range(-8, 9))
+    assert abs(best(in_time)) <= 2 and in_time[best(in_time)] > 0.3
+    assert best(late) == best(in_time) + 5
+    assert late[0] < in_time[0] - 0.2  # at lag 0 the late mouth no longer follows its sounds
 
 
 # ---- (b) the built-in engine ---------------------------------------------------------------------------------
