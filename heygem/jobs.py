@@ -374,7 +374,7 @@ class JobQueue:
                                    lambda: max(1, len(self.workers())), time.monotonic, self.defaults.still_fps)
         self._audio_cache: OrderedDict[Path, PreparedAudio] = OrderedDict()
         self._zipping: dict[str, threading.Lock] = {}  # per batch: one ZIP written at a time, the others wait for it
-        self._zip_writers: dict[str, threading.Thread] = {}  # per batch: the thread writing its ZIP for the pages
+        self._zip_writers: dict[str, threading.Thread] = {}  # per batch: the thread writing its ZIP once it is over
         self.backend = backend
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
@@ -805,6 +805,7 @@ class JobQueue:
             left = self._db.execute("SELECT COUNT(*) FROM jobs WHERE batch_id = ?", (job.batch_id,)).fetchone()[0]
             if not left:
                 self._db.execute("DELETE FROM batches WHERE id = ?", (job.batch_id,))
+                self._zipping.pop(job.batch_id, None)
             self._changed.notify_all()
         if job.output is not None:
             job.output.unlink(missing_ok=True)
@@ -844,26 +845,30 @@ class JobQueue:
                 raise
         return target
 
-    def zip_soon(self, batch_id: str) -> Path | None:
-        """The batch's ZIP without waiting for it: the one written last while it holds every finished result;
-        else None, while a thread of its own writes it anew (``zip_batch``) for the next ask."""
+    def zip_in_background(self, batch_id: str) -> None:
+        """Start writing the batch's ZIP (``zip_batch``) in a thread of its own, unless it already holds every
+        finished result or is being written: the studio asks once a batch is over, so the click that follows
+        is answered at once, and its page never waits for it."""
         batch = self.batch(batch_id)
-        results, archive = self._results(batch), self._zip_path(batch)
-        if results and _zip_holds(archive, results):
-            return archive
+        results = self._results(batch)
+        if not results or _zip_holds(self._zip_path(batch), results):
+            return
         with self._lock:
             writing = self._zip_writers.get(batch_id)
-            if results and (writing is None or not writing.is_alive()):
+            if writing is None or not writing.is_alive():
                 writing = self._zip_writers[batch_id] = threading.Thread(
                     target=self._zip_quietly, args=(batch_id,), name="heygem-zip", daemon=True)
                 writing.start()
-        return None
 
     def _zip_quietly(self, batch_id: str) -> None:
         try:
             self.zip_batch(batch_id)
-        except Exception:  # a page asks again; the API's own call says why
+        except Exception:  # a click writes it again, and the API's answer says why
             log.exception("the ZIP of batch %s could not be written", batch_id)
+        finally:
+            with self._lock:  # one entry per batch being written, not one per batch ever zipped
+                if self._zip_writers.get(batch_id) is threading.current_thread():
+                    del self._zip_writers[batch_id]
 
     def _results(self, batch: Batch) -> list[Path]:
         """The batch's finished results that may be served, in the batch's order."""

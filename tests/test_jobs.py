@@ -188,19 +188,22 @@ def test_a_batch_s_zip_is_written_once_for_its_results_however_many_ask(short_cl
         queue.zip_batch(batch.id)
         assert len(written) == 5
 
-        # The studio's pages are offered it without waiting: written in a thread of its own, handed out once done.
+        # Once a batch is over the studio has its ZIP written in a thread of its own: its page never waits.
         late = queue.submit(short_clips["speech"], [short_clips["d0"], short_clips["d13"]], settings,
                             video_names=["x.mp4", "y.mp4"])
         queue.wait([job.id for job in late.jobs], timeout=60)
-        assert queue.zip_soon(late.id) is None  # answered while its ZIP is being written
-        assert queue.zip_soon(late.id) is None and len(written) <= 6  # asked again: still the one writer
+        queue.zip_in_background(late.id)  # answers while the ZIP is being written
+        queue.zip_in_background(late.id)  # asked again: still the one writer
+        assert len(written) <= 6
         held.set()
         deadline = time.monotonic() + 30
-        while (offered := queue.zip_soon(late.id)) is None and time.monotonic() < deadline:
+        while queue._zip_writers and time.monotonic() < deadline:  # the writer leaves no trace once done
             time.sleep(0.02)
-        with zipfile.ZipFile(offered) as z:
+        assert not queue._zip_writers and len(written) == 7
+        with zipfile.ZipFile(queue.zip_batch(late.id)) as z:  # the click after it: the ZIP written, handed out
             assert sorted(z.namelist()) == ["x__speech.mp4", "y__speech.mp4"]
-        assert len(written) == 7 and queue.zip_soon(late.id) == offered  # written once, then handed out
+        queue.zip_in_background(late.id)
+        assert len(written) == 7 and not queue._zip_writers
     finally:
         queue.close()
 

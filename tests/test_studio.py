@@ -255,6 +255,26 @@ def test_history_lists_queued_and_running_jobs_grouped_by_batch_with_the_zip(tmp
     assert "排队中" in history_table_html([queued], "zh")
 
 
+def test_a_batch_s_results_and_zip_are_links_the_api_serves_not_files_copied_into_the_page(tmp_path: Path) -> None:
+    """A page handed the growing ZIP and the list of results at each new result had Gradio hash each file and copy
+    it into outputs/.gradio: about N squared over two results' bytes for a batch of N. The links name each finished
+    result and the ZIP; nothing is linked before a result is done."""
+    from heygem.ui.studio import batch_downloads_html
+
+    result = tmp_path / "d0<b>__speech.mp4"
+    result.write_bytes(b"mp4")
+    done = replace(_job("succeeded", "done"), id="j0", batch_id="b0", seq=1, output=result, finished=1.0)
+    running = replace(_job("running", "lip-sync"), id="j1", batch_id="b0", seq=2, started=1.0)
+    failed = replace(_job("failed", "failed"), id="j2", batch_id="b0", seq=3, finished=1.0)
+    assert batch_downloads_html("b0", [running], "en") == ("", "")
+    archive, results = batch_downloads_html("b0", [done, running, failed], "en")
+    assert 'href="/api/batches/b0/zip"' in archive and "All finished results (ZIP)" in archive and "1 video(s)" in archive
+    assert results.count("<li>") == 1 and 'href="/api/jobs/j0/result"' in results
+    assert "d0&lt;b&gt;__speech.mp4" in results and "<b>__" not in results  # a name is shown, never read as markup
+    archive, _ = batch_downloads_html("b0", [done], "zh")
+    assert "全部已完成结果（ZIP）" in archive and "1 个视频" in archive
+
+
 def test_a_page_finds_only_its_own_work_in_the_address_or_this_browsers_memory(short_clips, tmp_path) -> None:
     """A fresh page shows no work it did not submit (another browser's, the API's): only what its address names
     or, without one, the unfinished work this browser remembers having submitted."""

@@ -329,6 +329,22 @@ def message_html(message: str) -> str:
     return f'<div class="hg-job" data-state="error"><div class="hg-error">{html.escape(message)}</div></div>'
 
 
+def batch_downloads_html(batch_id: str, jobs: list[Job], lang: str) -> tuple[str, str]:
+    """The batch's ZIP link and a link to each finished result, served by the API's routes (same origin, same
+    login as the page). Links, not files handed to the page: Gradio hashes every file a page is given and copies
+    it into its cache, so a page handed the growing ZIP and the list of results at each new result read, and
+    copied into outputs/.gradio, about N squared over two results' bytes for a batch of N (kept there a day)."""
+    done = [job for job in jobs if job.finished_ok and job.output is not None]
+    if not done:
+        return "", ""
+    archive = (f'<p class="hg-files"><a class="hg-zip" href="/api/batches/{html.escape(batch_id)}/zip" download>'
+               f'{html.escape(text(lang, "zip"))}</a> <span class="hg-small">'
+               f'{html.escape(text(lang, "zip_count", count=len(done)))}</span></p>')
+    links = "".join(f'<li><a href="/api/jobs/{html.escape(job.id)}/result" download>{html.escape(job.output.name)}</a></li>'
+                    for job in done)
+    return archive, f'<p class="hg-files"><b>{html.escape(text(lang, "batch_results"))}</b></p><ul class="hg-files">{links}</ul>'
+
+
 def batch_table_html(jobs: list[Job], lang: str, estimates: dict[str, Estimate] | None = None) -> str:
     """The live table of a batch: one row per video with its state, a progress bar, the time it took, the engine
     that made it (which says when a photo took the simpler photo path) and the reason of a failure or its notes."""
@@ -850,20 +866,20 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         lang = _lang(request)
         videos, presenter_ids = videos or [], presenter_ids or []
         if not audio:
-            return None, message_html(text(lang, "need_speech")), "", None, 0, None
+            return None, message_html(text(lang, "need_speech")), "", "", "", ""
         if not videos and not presenter_ids:
-            return None, message_html(text(lang, "need_videos")), "", None, 0, None
+            return None, message_html(text(lang, "need_videos")), "", "", "", ""
         if blocked := blocked_html(lang, speech_and_pictures(audio, videos, lang)):
-            return None, blocked, "", None, 0, None
+            return None, blocked, "", "", "", ""
         try:
             settings = settings_from(engine, face, length, crf, still, mouth)
             batch = queue.submit(audio, videos, settings, audio_name=upload_name(audio),
                                  video_names=[upload_name(v) for v in videos], presenters=presenter_ids)
         except ValueError as exc:
-            return None, message_html(text(lang, "bad_option", reason=exc)), "", None, 0, None
+            return None, message_html(text(lang, "bad_option", reason=exc)), "", "", "", ""
         except HeyGemError as exc:
-            return None, message_html(reason_words(lang, exc.code, exc.params, str(exc))), "", None, 0, None
-        return batch.id, batch_table_html(batch.jobs, lang, unfinished()[1]), "", None, 0, None
+            return None, message_html(reason_words(lang, exc.code, exc.params, str(exc))), "", "", "", ""
+        return batch.id, batch_table_html(batch.jobs, lang, unfinished()[1]), "", "", "", ""
 
     def cancel_batch(batch_id, request: gr.Request):
         if batch_id:
@@ -1036,15 +1052,15 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                 whole = batch_progress_words(batch.jobs, lang, estimates=estimates)
                 batch_out[0] = "  \n".join(part for part in (summary, whole) if part)
                 batch_out[1] = batch_table_html(batch.jobs, lang, estimates)
-                finished_ok = sum(job.finished_ok for job in batch.jobs)
-                # A new result: list it with the ZIP that holds it. The ZIP is written in a thread of its own (this
-                # refresh runs for every open page one at a time, and waited for the whole batch to be written
-                # again); until it is, the next refresh asks again.
-                archive = queue.zip_soon(batch_id) if finished_ok and finished_ok != zipped else None
-                if archive is not None:
-                    batch_out[2] = str(archive)
-                    batch_out[3] = finished_ok
-                    batch_out.append([str(job.output) for job in batch.jobs if job.finished_ok])
+                # A new result, or the batch over: the links again. Once it is over its ZIP is written, once, in a
+                # thread of its own, so the click that follows is answered at once (a click before writes it then).
+                look = f"{sum(job.finished_ok for job in batch.jobs)}/{int(batch.done)}"
+                if look != zipped:
+                    if batch.done:
+                        queue.zip_in_background(batch_id)
+                    batch_out[2], links = batch_downloads_html(batch_id, batch.jobs, lang)
+                    batch_out[3] = look
+                    batch_out.append(links)
         if len(batch_out) == 4:
             batch_out.append(gr.skip())
         # History: refresh the list when a job has come, finished or moved on since the last look
@@ -1123,7 +1139,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
 
             with gr.Tab(i18n("tab_batch"), id="batch", elem_id="tab-batch"):
                 batch_id = gr.State(None)
-                zipped = gr.State(0)
+                zipped = gr.State("")  # what the download links show: "<finished results>/<batch over>"
                 b_batch_address = gr.Textbox(visible="hidden", elem_id="batch-id")
                 with gr.Row():
                     with gr.Column(scale=1):
@@ -1142,9 +1158,8 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                     with gr.Column(scale=2):
                         b_summary = gr.Markdown(i18n("batch_idle"), elem_id="batch-summary")
                         b_table = gr.HTML(elem_id="batch-status")
-                        b_zip = gr.File(label=i18n("zip"), interactive=False, elem_id="batch-zip")
-                        b_results = gr.File(label=i18n("batch_results"), file_count="multiple", interactive=False,
-                                            elem_id="batch-results")
+                        b_zip = gr.HTML(elem_id="batch-zip")
+                        b_results = gr.HTML(elem_id="batch-results")
                 gr.Markdown(i18n("advice"))
 
             with gr.Tab(i18n("tab_presenters"), id="presenters", elem_id="tab-presenters") as presenters_tab:
@@ -1270,7 +1285,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
             timer then fills in their status and results."""
             single, many = restored_work(queue, dict(request.query_params), remembered_job, remembered_batch)
             # Only a batch alone opens its tab: with a single job too, Single (the first tab) stays in front.
-            return single, None, many, 0, "batch" if many and not single else ""
+            return single, None, many, "", "batch" if many and not single else ""
 
         studio.load(show_engine, None, header)
         studio.load(live_stage, None, l_stage, show_progress="hidden")
