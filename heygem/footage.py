@@ -13,7 +13,9 @@ of their footage. So every frame of the footage (up to ``MAX_FRAMES``; beyond th
   the footage's usual colour (a fade from white, a flash, a cut to other light) are never chosen;
 * where the footage carries the person's own speech (at least ``VOICED_SHARE`` of its frames voiced): that
   speech's features at each studied frame (``heygem.speech.frames``: phones with their context, loudness,
-  normalised cepstra) and its normalised loudness, for ``heygem.selection`` to choose frames by.
+  normalised cepstra) and its normalised loudness, for ``heygem.selection`` to choose frames by. Footage whose
+  sound was recorded out of step with its picture (``sound_lag``) has each frame described by the sounds its
+  mouth was making, so that the mouths chosen keep time with the new speech, not with the footage's fault.
 
 A frame without a face keeps NaN measures and no patch. The study is kept by the video's content hash beside
 the other studies; a second job, or a presenter prepared before, reads it back.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,10 +51,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["CANONICAL_SIZE", "FootageCache", "FootageStudy", "MIN_SECONDS", "PATCH_BOX", "footage_may_speak",
-           "study_footage"]
+           "sound_lag", "study_footage"]
 
-# 2: the footage's own speech features; 3: the lower face's colour; 4, 5: faces as base.py finds them; 6: a deeper patch
-FOOTAGE_VERSION = 6
+# 2: the footage's own speech features; 3: the lower face's colour; 4, 5: faces as base.py finds them; 6: a deeper
+# patch; 7: the speech read where the mouth says it was (``sound_lag``)
+FOOTAGE_VERSION = 7
 MAX_FRAMES = 7500  # five minutes at 25 fps; longer footage is studied at evenly spaced frames
 CANONICAL_SIZE = 256
 CANONICAL_EYES = ((78.0, 96.0), (178.0, 96.0))  # outer eye corners (image left, image right) in the frame
@@ -68,6 +72,17 @@ MIN_SECONDS = 5.0
 # Grey levels (any channel) a frame's lower face may differ from the footage's median and still be chosen: more
 # is a fade or a flash, whose mouth would show as a pale or dark blot (colour matching stops at 40).
 TONE_TOLERANCE = 30.0
+# A soundtrack out of step with its picture (a camera and a microphone joined late, a phone's Bluetooth headset)
+# is found by where the mouth's opening best follows the opening its own sounds ask for (``sound_lag``): looked
+# for up to SYNC_REACH_SECONDS either way, taken when further than SYNC_OWN_SECONDS (lips lead or trail their
+# sounds by a frame or so: that is the person's, and kept) and better there than as filmed by SYNC_MIN_GAIN, on
+# at least SYNC_MIN_SECONDS of footage with a face (on 5 s halves of the shared clips chance peaks reached r 0.5
+# eight frames off; on 25-37 s the footage's sound moved 0.2 s early was found at 5 and 6 frames, and every
+# half as filmed within a frame of 0: bench/RESULTS.md, "Footage out of sync").
+SYNC_REACH_SECONDS = 0.4
+SYNC_OWN_SECONDS = 0.1
+SYNC_MIN_GAIN = 0.15
+SYNC_MIN_SECONDS = 20.0
 
 
 @dataclass
@@ -83,6 +98,8 @@ class FootageStudy:
     features, loudness: (N, D) and (N,) float32: the footage's own speech at each studied frame
         (``speech_features`` and ``frame_loudness`` with their default options); None without usable speech.
     voice: (2, 12) float32 ``voice_print`` of that speech (whose voice it is); None without usable speech.
+    sound_lag: frames the footage's mouth comes after its own sounds (negative: before them) that ``features``
+        and ``loudness`` were read back by (``sound_lag``); 0 for footage in step, or where it cannot be told.
     """
 
     frames: np.ndarray
@@ -96,6 +113,7 @@ class FootageStudy:
     features: np.ndarray | None = None
     loudness: np.ndarray | None = None
     voice: np.ndarray | None = None
+    sound_lag: int = 0
 
     @property
     def found(self) -> np.ndarray:
@@ -157,7 +175,7 @@ class FootageCache:
                     fps=float(data["fps"]), sampled=bool(data["sampled"]),
                     features=data["features"] if "features" in data else None,
                     loudness=data["loudness"] if "loudness" in data else None,
-                    voice=data["voice"] if "voice" in data else None)
+                    voice=data["voice"] if "voice" in data else None, sound_lag=int(data["sound_lag"]))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError) as exc:
@@ -172,7 +190,8 @@ class FootageCache:
             speech["voice"] = study.voice
         save_npz(self.path, ".footage-", frames=study.frames, points=study.points, openings=study.openings,
                  widths=study.widths, patch_bytes=np.frombuffer(b"".join(study.patches), np.uint8),
-                 patch_offsets=offsets, tones=study.tones, fps=study.fps, sampled=study.sampled, **speech)
+                 patch_offsets=offsets, tones=study.tones, fps=study.fps, sampled=study.sampled,
+                 sound_lag=study.sound_lag, **speech)
 
 
 def studied_frames(frame_count: int, limit: int = MAX_FRAMES) -> np.ndarray:
@@ -209,7 +228,8 @@ def study_footage(video: MediaInfo, detection: DetectionOptions, cache_dir: Path
         if study is None:
             log.warning("footage study: no face with landmarks in %s", video.path.name)
             return None
-        study.features, study.loudness, study.voice = _own_speech(video, fps, study.frames, samples, phones)
+        study.features, study.loudness, study.voice, study.sound_lag = _own_speech(video, fps, study.frames,
+                                                                                   study.openings, samples, phones)
     finally:
         if phones is not None:
             phones.close()
@@ -354,30 +374,67 @@ def _voiced_share(samples: np.ndarray, fps: Fraction, frames: np.ndarray) -> flo
     return float((voice_envelope(samples, fps, int(frames[-1]) + 1)[frames] > SILENCE_DB).mean())
 
 
-def _own_speech(video: MediaInfo, fps: Fraction, frames: np.ndarray, samples: np.ndarray | None,
-                phones: BackgroundPhones | None = None
-                ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """The features, loudness and voice print of the footage's own speech ``samples`` at ``frames``; (None,
-    None, None) without enough voice. ``phones``: its recognition started by ``_start_phones``, collected here."""
+def _own_speech(video: MediaInfo, fps: Fraction, frames: np.ndarray, openings: np.ndarray,
+                samples: np.ndarray | None, phones: BackgroundPhones | None = None
+                ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, int]:
+    """The features, loudness and voice print of the footage's own speech ``samples`` for the mouths of ``frames``
+    (``openings``: theirs), and the frames the sound was read back by to line up with them (``sound_lag``);
+    (None, None, None, 0) without enough voice. ``phones``: its recognition started by ``_start_phones``,
+    collected here."""
     if samples is None or len(frames) == 0:
-        return None, None, None
+        return None, None, None, 0
     from heygem.speech.frames import frame_loudness, speech_features, voice_print
+    from heygem.speech.phones import mouth_shapes, recognise_phones
 
     count = int(frames[-1]) + 1
     voiced = _voiced_share(samples, fps, frames)
     if voiced < VOICED_SHARE:
         log.info("footage study: %s carries too little voice (%.0f%% of frames) to choose its mouths by",
                  video.path.name, 100 * voiced)
-        return None, None, None
+        return None, None, None, 0
     recognised = None
     if phones is not None:
         try:
             recognised = phones.result()
         except RuntimeError as exc:
             log.warning("footage study: %s; recognising the footage's sounds here", exc)
-    features = speech_features(samples, fps, count, phones=recognised)[frames]
-    return (features.astype(np.float32), frame_loudness(samples, fps, count)[frames].astype(np.float32),
-            voice_print(samples))
+    if recognised is None:
+        recognised = recognise_phones(samples)
+    lag = sound_lag(openings, mouth_shapes(recognised, samples, fps, count).opening, frames, fps)
+    if lag:
+        log.warning("footage study: in %s the mouth comes %d ms %s its sounds (the sound was recorded out of step "
+                    "with the picture); its mouths are chosen by the sounds they were making", video.path.name,
+                    round(abs(lag) * 1000 / fps), "after" if lag > 0 else "before")
+    heard = np.clip(frames - lag, 0, count - 1)  # the sound each studied mouth was making
+    features = speech_features(samples, fps, count, phones=recognised)[heard]
+    return (features.astype(np.float32), frame_loudness(samples, fps, count)[heard].astype(np.float32),
+            voice_print(samples), lag)
+
+
+def sound_lag(openings: np.ndarray, asked: np.ndarray, frames: np.ndarray, fps: float | Fraction) -> int:
+    """How many frames a footage's mouth comes after its own sounds (negative: before them) where its sound was
+    recorded out of step with its picture; 0 where it is in step, or cannot be told (SYNC_*).
+
+    openings: (N,) the mouth's opening at the studied ``frames`` (source frame numbers; NaN without a face).
+    asked: the opening the footage's own sounds ask for at every source frame (``mouth_shapes``)."""
+    found = np.isfinite(openings)
+    fps = float(fps)
+    if len(frames) == 0 or found.sum() * (frames[-1] + 1) / len(frames) < SYNC_MIN_SECONDS * fps:
+        return 0  # (studied at evenly spaced frames, each stands for the frames up to the next)
+    reach = round(SYNC_REACH_SECONDS * fps)
+    mouth = openings[found].astype(np.float64)
+    shown = frames[found]
+    r = {}
+    for lag in range(-reach, reach + 1):
+        heard = asked[np.clip(shown - lag, 0, len(asked) - 1)].astype(np.float64)
+        r[lag] = float(np.corrcoef(mouth, heard)[0, 1]) if mouth.std() > 0 and heard.std() > 0 else math.nan
+    finite = {lag: value for lag, value in r.items() if np.isfinite(value)}
+    if 0 not in finite:
+        return 0
+    best = max(finite, key=lambda lag: (finite[lag], -abs(lag)))
+    if abs(best) < SYNC_OWN_SECONDS * fps or finite[best] - finite[0] < SYNC_MIN_GAIN:
+        return 0
+    return best
 
 
 def _plausible(points: np.ndarray, image: np.ndarray) -> bool:

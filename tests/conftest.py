@@ -118,6 +118,18 @@ def make_clip(out: Path, *ffmpeg_args: str) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def out_of_step(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """22 s of a real talking head with its own speech (30 fps, 256 px), as filmed ("in step") and with its sound
+    recorded 0.2 s (6 frames) ahead of its picture ("sound early"): each sound comes before the mouth making it."""
+    folder = tmp_path_factory.mktemp("out-of-step")
+    source = str(MEDIA / "long/french.mp4")
+    common = ("-t", "22", "-vf", "scale=-2:256", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac")
+    return {"in step": make_clip(folder / "in_step.mp4", "-i", source, *common),
+            "sound early": make_clip(folder / "sound_early.mp4", "-i", source, "-ss", "0.2", "-i", source,
+                                     "-map", "0:v:0", "-map", "1:a:0", *common)}
+
+
 def submitted_over_api(folder: Path, files: list, accepted: dict[str, str], refused: dict[str, str]):
     """POST ``files`` with the form fields ``accepted`` to /api/jobs and with ``refused`` to /api/batches, on a
     queue under ``folder`` that runs nothing; returns both responses and the Settings the first job was stored

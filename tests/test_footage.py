@@ -79,3 +79,42 @@ def test_a_photo_or_footage_without_a_face_gives_no_study(tmp_path: Path) -> Non
     pattern = make_clip(tmp_path / "pattern.mp4", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=1",
                         "-c:v", "libx264", "-preset", "ultrafast")
     assert study_footage(probe(pattern), DetectionOptions()) is None
+
+
+def test_footage_whose_sound_was_recorded_out_of_step_is_described_by_the_sounds_its_mouths_made(
+        out_of_step: dict[str, Path]) -> None:
+    """A presenter filmed with the sound ahead of the picture (a camera and a microphone joined out of step) had
+    the footage drive learn the fault: every result's mouths came late to the new speech (opening r with the
+    real mouth 0.53 -> 0.17 on Chantel's split-time half, bench/RESULTS.md "Footage out of sync")."""
+    from heygem.media.audio import load_audio
+    from heygem.speech.frames import frame_loudness
+
+    in_step = study_footage(probe(out_of_step["in step"]), DetectionOptions())
+    early = study_footage(probe(out_of_step["sound early"]), DetectionOptions())
+    assert in_step.sound_lag == 0  # his own lips' lead on his sounds is his, and kept
+    assert early.sound_lag in (5, 6, 7)  # the mouth 6 frames after its sounds
+    # Each frame is described by the sound its mouth was making: the early soundtrack's loudness read back by the
+    # lag is the one filmed with the picture.
+    samples = load_audio(out_of_step["sound early"], 16000)
+    loudness = frame_loudness(samples, 30, len(early.frames) + 10)
+    assert np.array_equal(early.loudness, loudness[np.clip(early.frames - early.sound_lag, 0, None)].astype(np.float32))
+    assert np.corrcoef(early.loudness, in_step.loudness)[0, 1] > np.corrcoef(loudness[early.frames], in_step.loudness)[0, 1] + 0.2
+
+
+def test_a_sound_lag_is_taken_only_where_the_footage_can_tell_it_from_the_person_s_own_lead() -> None:
+    rng = np.random.default_rng(0)
+    fps, count = 30, 900
+    asked = np.convolve(rng.random(count + 20), np.ones(5) / 5, "same")[:count]  # syllables, smooth
+    frames = np.arange(count)
+
+    def mouth(late: int, noise: float = 0.02) -> np.ndarray:
+        return asked[np.clip(frames - late, 0, count - 1)] + noise * rng.standard_normal(count)
+
+    assert footage.sound_lag(mouth(6), asked, frames, fps) == 6
+    assert footage.sound_lag(mouth(-7), asked, frames, fps) == -7
+    assert footage.sound_lag(mouth(2), asked, frames, fps) == 0  # 67 ms: a lip's own lead or lag, kept
+    assert footage.sound_lag(rng.random(count), asked, frames, fps) == 0  # a mouth its sound does not foretell
+    short = frames[:300]  # 10 s: a chance peak cannot be told from a fault
+    assert footage.sound_lag(mouth(6)[:300], asked, short, fps) == 0
+    spaced = frames[::3]  # footage studied at evenly spaced frames: the lag still in source frames
+    assert footage.sound_lag(mouth(6)[spaced], asked, spaced, fps) == 6

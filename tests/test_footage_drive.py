@@ -91,6 +91,18 @@ def test_by_default_a_presenter_video_with_its_own_speech_gets_its_own_mouths(me
     assert not [code for code in short.engine_info.fallbacks if code.startswith("footage")]
 
 
+def test_a_presenter_filmed_with_its_sound_out_of_step_still_gets_its_own_mouths_and_says_so(
+        out_of_step: dict[str, Path], settings, short_clips, tmp_path: Path) -> None:
+    """Footage whose sound was recorded ahead of its picture taught the choice its fault (the mouths came late to
+    every new speech); its mouths are now chosen by the sounds they were making, and the note says so."""
+    settings.engine.engine = "builtin"
+    result = generate(short_clips["speech"], out_of_step["sound early"], tmp_path / "out.mp4", settings)
+    assert result.engine_info.mode == "footage" and result.engine_info.fallbacks == ("footage_resynced",)
+    words = engine_words("en", result.engine, result.engine_info.to_dict())
+    assert "its sound out of step with its picture: its mouths were chosen by the sounds they were making" in words
+    assert "声音与画面不同步" in engine_words("zh", result.engine, result.engine_info.to_dict())
+
+
 def test_a_presenter_video_whose_soundtrack_is_another_voice_gets_the_key_mouths_and_says_why(
         media: Path, settings, short_clips, tmp_path: Path) -> None:
     """A voice-over (another person's speech laid over the presenter's frames) carries speech, so ``auto`` takes

@@ -57,7 +57,9 @@ class EngineDescription:
         and why the footage drive was not used: ``footage_photo`` (a photo), ``footage_short`` (too little
         footage with a face), ``footage_still`` (a mouth that hardly opens in it), ``footage_no_speech`` (no
         speech of the person's own in it to choose by), ``footage_unmatched`` (its sound does not foretell its
-        mouth: a voice-over, a dub, music), ``footage_none`` (no study).
+        mouth: a voice-over, a dub, music), ``footage_none`` (no study); with the footage drive,
+        ``footage_resynced`` (its sound was recorded out of step with its picture, and its mouths were chosen by
+        the sounds they were making: ``heygem.footage.sound_lag``).
     motion: builtin ``photo`` of a still picture: ``alive`` (blinks and a slow head motion added,
         heygem.engines.alive) or ``still`` (none: EngineOptions.still); None for a video.
     """

@@ -303,6 +303,7 @@ class BuiltinEngine(Engine):
         self.pictures_studied = np.zeros(0, np.int64)  # the studied frame each output frame's picture is (-1: none)
         self.placer: MouthPlacer | None = None
         self.footage_frames = 0
+        self.footage_resynced = False  # the footage's sound was out of step with its picture (FootageStudy.sound_lag)
         self.footage_fallback: str | None = None
         # A photo: "alive" (blinks and a slow head motion drawn over the mouth, heygem.engines.alive) or "still".
         self.motion: str | None = None
@@ -314,7 +315,8 @@ class BuiltinEngine(Engine):
             return EngineDescription(self.name)
         drive = "loudness" if self.shapes is None else "phones"
         if self.chosen is not None:
-            return EngineDescription(self.name, mode="footage", drive=drive, units=self.footage_frames)
+            return EngineDescription(self.name, mode="footage", drive=drive, units=self.footage_frames,
+                                     fallbacks=("footage_resynced",) if self.footage_resynced else ())
         made = [name for name in self.names if name not in self.study_names]
         fallbacks = tuple(f"made_{name}" for name in made) + ((self.footage_fallback,) if self.footage_fallback else ())
         return EngineDescription(self.name, mode="photo" if self.photo else "morph", keys=tuple(self.names),
@@ -371,6 +373,7 @@ class BuiltinEngine(Engine):
                     self.pictures_studied = studied_pictures(job.footage, job.shown)
                     self.placer = MouthPlacer(job.footage)
                     self.footage_frames = int(job.footage.usable.sum())
+                    self.footage_resynced = job.footage.sound_lag != 0
                 else:
                     log.info("builtin engine: footage drive not used (%s); the key mouths instead", self.footage_fallback)
             if self.chosen is None:  # the footage's own mouths need no key space
