@@ -340,9 +340,10 @@ def batch_downloads_html(batch_id: str, jobs: list[Job], lang: str) -> tuple[str
     archive = (f'<p class="hg-files"><a class="hg-zip" href="/api/batches/{html.escape(batch_id)}/zip" download>'
                f'{html.escape(text(lang, "zip"))}</a> <span class="hg-small">'
                f'{html.escape(text(lang, "zip_count", count=len(done)))}</span></p>')
-    links = "".join(f'<li><a href="/api/jobs/{html.escape(job.id)}/result" download>{html.escape(job.output.name)}</a></li>'
-                    for job in done)
-    return archive, f'<p class="hg-files"><b>{html.escape(text(lang, "batch_results"))}</b></p><ul class="hg-files">{links}</ul>'
+    links = "".join(f'<li><a href="/api/jobs/{html.escape(job.id)}/result" download>{html.escape(job.output.name)}'
+                    '</a></li>' for job in done)
+    heading = f'<p class="hg-files"><b>{html.escape(text(lang, "batch_results"))}</b></p>'
+    return archive, f'{heading}<ul class="hg-files">{links}</ul>'
 
 
 def batch_table_html(jobs: list[Job], lang: str, estimates: dict[str, Estimate] | None = None) -> str:
@@ -1054,7 +1055,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                 batch_out[1] = batch_table_html(batch.jobs, lang, estimates)
                 # A new result, or the batch over: the links again. Once it is over its ZIP is written, once, in a
                 # thread of its own, so the click that follows is answered at once (a click before writes it then).
-                look = f"{sum(job.finished_ok for job in batch.jobs)}/{int(batch.done)}"
+                look = f"{sum(job.finished_ok for job in batch.jobs)}/{int(batch.done)}/{lang}"
                 if look != zipped:
                     if batch.done:
                         queue.zip_in_background(batch_id)
@@ -1139,7 +1140,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
 
             with gr.Tab(i18n("tab_batch"), id="batch", elem_id="tab-batch"):
                 batch_id = gr.State(None)
-                zipped = gr.State("")  # what the download links show: "<finished results>/<batch over>"
+                zipped = gr.State("")  # what the download links show: "<finished results>/<batch over>/<language>"
                 b_batch_address = gr.Textbox(visible="hidden", elem_id="batch-id")
                 with gr.Row():
                     with gr.Column(scale=1):
