@@ -641,6 +641,39 @@ def test_photos_probed_side_by_side_are_decoded_one_at_a_time(media: Path, monke
     assert sizes == [(1280, 886)] * 3 and most[0] == 1
 
 
+def test_a_large_photo_is_measured_and_read_reduced_not_decoded_whole(media: Path, tmp_path: Path) -> None:
+    """A photo of up to 268 megapixels is taken, but was decoded whole to learn its size (a 16000x12000 JPEG: 1.2
+    GB and 1.6 s per probe, and the studio probes every upload) and again to draw it at no more than 4096 px. Now
+    its size comes from its header, its EXIF turn from a 1/8 read, and its picture from the smallest read still
+    at least as large as drawn: the same picture within a grey level."""
+    import tracemalloc
+
+    from PIL import Image
+
+    picture = cv2.resize(cv2.imread(str(media / "sadtalker/people_0.png")), (9000, 6000))
+    photo = Image.fromarray(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # taken with the camera on its side: shown turned a quarter clockwise
+    path = tmp_path / "portrait.jpg"
+    photo.save(path, quality=85, exif=exif)
+    whole = cv2.imread(str(path))  # 9000 x 6000 turned: 162 MB
+    assert whole.shape == (9000, 6000, 3)
+    tracemalloc.start()
+    try:
+        info = probe(path)
+        measured = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        shown = fit_picture(info, 1500)
+        frame = next(iter_frames(shown, Fraction(25)))
+        drawn = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (info.width, info.height) == (6000, 9000)
+    assert measured < 20e6 and drawn < 60e6, (measured, drawn)  # never the 162 MB picture
+    expected = cv2.resize(whole, (1000, 1500), interpolation=cv2.INTER_AREA)
+    assert frame.shape == expected.shape and np.abs(frame.astype(int) - expected.astype(int)).mean() < 1.0
+
+
 # ------------------------------------------------------------------------------------------------ writer
 
 def _gradient(width: int, height: int, i: int) -> np.ndarray:

@@ -13,7 +13,8 @@ import numpy as np
 
 from heygem.errors import FFmpegError, InputError
 from heygem.media.ffmpeg import decoding_threads, ffmpeg_exe, reading_output, video_decode_argv
-from heygem.media.probe import MediaInfo, read_image
+from heygem.media.picture_header import picture_size
+from heygem.media.probe import MediaInfo, read_image, reduced_read
 from heygem.media.yuv import Conversion, YuvFrame, conversion
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,11 @@ def sample_frames(info: MediaInfo, count: int, seconds: float) -> list[np.ndarra
 
 
 def _photo(info: MediaInfo) -> np.ndarray:
-    image = read_image(info.path)
-    # Scaled before it is turned, so the size to reach is the unturned one. INTER_AREA averages the pixels
-    # it merges: no aliasing when a large photo shrinks.
+    # Scaled before it is turned, so the size to reach is the unturned one. A photo far larger than that is read
+    # reduced (a JPEG's decoder scales it: a 192 MP photo never whole in memory); INTER_AREA then averages the
+    # pixels it merges: no aliasing when a large photo shrinks.
     width, height = (info.height, info.width) if info.turn in (90, 270) else (info.width, info.height)
+    image = read_image(info.path, reduced_read(picture_size(info.path), (width, height)))
     if image.shape[:2] != (height, width):
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
     return turn_image(image, info.turn)
