@@ -439,6 +439,17 @@ class _SpillFile:
         os.close(self.fd)
 
 
+def out_of_step_note(info: MediaInfo, lag: int, fps: float) -> CodedText:
+    """The note for a presenter whose footage's sound was recorded ``lag`` frames ahead of its picture (negative:
+    behind; ``heygem.footage.sound_lag``): the person filming it may want to know, and its jobs' mouths are
+    chosen by the sounds they were making."""
+    ms = round(abs(lag) * 1000 / fps)
+    code, way = ("note_sound_early", "before") if lag > 0 else ("note_sound_late", "after")
+    return CodedText(code, f"{info.path.name}: its sound comes {ms} ms {way} the mouth that makes it (recorded out of "
+                           "step with the picture); its jobs choose its mouths by the sounds they were making.",
+                     file=info.path.name, ms=ms)
+
+
 def cut_short_note(info: MediaInfo, decoded: int, total: int) -> str | None:
     """Judge a video whose decoding ended after ``decoded`` frames while ``total`` output frames were wanted:
     None when it holds what its header promised for that part (within the estimate's error), a note for the
@@ -1133,8 +1144,10 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
         # Every frame's mouth, as the footage drive of its jobs studies it (the default drive takes it for a
         # video with speech of its own): the presenter's first job then studies nothing.
         report("study", 0.0, str(info.path))
-        study_footage(upright, det, _study_dir(det), stats=stats,
-                      tick=lambda done: report("study", done, str(info.path)))
+        footage = study_footage(upright, det, _study_dir(det), stats=stats,
+                                tick=lambda done: report("study", done, str(info.path)))
+        if footage is not None and footage.sound_lag:
+            notes.append(out_of_step_note(info, footage.sound_lag, footage.fps))
     report("ready", 1.0, str(info.path))
     return PresenterPrep(frames=len(faces), frames_with_face=found, turn=turn,
                          face_cache="off" if face_cache is None else "hit" if cached.complete else "made",

@@ -96,6 +96,10 @@ def test_a_presenter_filmed_with_its_sound_out_of_step_still_gets_its_own_mouths
     """Footage whose sound was recorded ahead of its picture taught the choice its fault (the mouths came late to
     every new speech); its mouths are now chosen by the sounds they were making, and the note says so."""
     settings.engine.engine = "builtin"
+    prepared = prepare_presenter(out_of_step["sound early"], settings)  # as the library prepares a presenter
+    (note,) = [note for note in prepared.notes if getattr(note, "code", None) == "note_sound_early"]
+    assert note.params == {"file": "sound_early.mp4", "ms": 200}
+    assert note.startswith("sound_early.mp4: its sound comes 200 ms before the mouth that makes it")
     result = generate(short_clips["speech"], out_of_step["sound early"], tmp_path / "out.mp4", settings)
     assert result.engine_info.mode == "footage" and result.engine_info.fallbacks == ("footage_resynced",)
     words = engine_words("en", result.engine, result.engine_info.to_dict())

@@ -113,6 +113,13 @@ def test_the_presenters_table_says_progress_faces_found_and_why_one_failed() -> 
     # Jobs may pick a ready or preparing presenter, never a failed one.
     assert presenter_choices([preparing, ready, failed], "en") == [("Anna (preparing)", "p1"), ("Ben", "p2")]
     assert presenters_table_html([], "zh").count("还没有主播") == 1
+    # What its preparation found is said under its state, in the page's language.
+    late = _presenter(id="p4", name="Dee", state="ready", stage="ready", progress=1.0, faces_found=50,
+                      notes=["stored.mp4: its sound comes 200 ms before the mouth that makes it (recorded out of step "
+                             "with the picture); its jobs choose its mouths by the sounds they were making."],
+                      note_codes=[("note_sound_early", {"file": "dee.mp4", "ms": 200})])
+    assert "dee.mp4: its sound comes 200 ms before the mouth that makes it" in presenters_table_html([late], "en")
+    assert "dee.mp4：声音比发出它的嘴型早 200 毫秒" in presenters_table_html([late], "zh")
 
 
 def test_a_running_job_shows_its_percentage_elapsed_and_the_estimated_time_left(monkeypatch) -> None:

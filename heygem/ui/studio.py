@@ -161,8 +161,9 @@ def job_reason(lang: str, job: Job) -> str:
     return reason_words(lang, job.error_code, job.error_params, job.error or "")
 
 
-def job_notes(lang: str, job: Job) -> list[str]:
-    """What the result says about its video, in the page's language (a note without a known code as stored)."""
+def job_notes(lang: str, job: Job | Presenter) -> list[str]:
+    """What a result says about its video, or a presenter's preparation about its footage, in the page's language
+    (a note without a known code as stored)."""
     coded = list(job.note_codes) + [None] * (len(job.notes) - len(job.note_codes))
     return [coded_words(lang, code[0], code[1], note) if code else note for note, code in zip(job.notes, coded)]
 
@@ -458,7 +459,8 @@ def _faces_found(lang: str, presenter: Presenter) -> str:
 
 
 def presenters_table_html(presenters: list[Presenter], lang: str) -> str:
-    """The library as a table: the face, name, length, resolution, frames with a face, and state."""
+    """The library as a table: the face, name, length, resolution, frames with a face, and state (with what its
+    preparation found: a video missing its last frames, a sound out of step with its picture)."""
     if not presenters:
         return f'<p id="presenters-empty">{text(lang, "no_presenters")}</p>'
     keys = ("col_face", "col_name", "col_length", "col_size", "col_faces", "col_state")
@@ -473,7 +475,9 @@ def presenters_table_html(presenters: list[Presenter], lang: str) -> str:
             f'<tr data-state="{presenter.state}" data-id="{presenter.id}"><td>{face}</td>'
             f"<td><b>{html.escape(presenter.name)}</b><br><span class=hg-small>{html.escape(presenter.file_name)}</span></td>"
             f"<td>{length}</td><td>{presenter.width}×{presenter.height}</td><td>{_faces_found(lang, presenter)}</td>"
-            f'<td class="hg-state-{_PRESENTER_STATE_CLASS[presenter.state]}">{_presenter_state(lang, presenter)}</td></tr>')
+            f'<td class="hg-state-{_PRESENTER_STATE_CLASS[presenter.state]}">{_presenter_state(lang, presenter)}'
+            + "".join(f'<div class="hg-note">{html.escape(note)}</div>' for note in job_notes(lang, presenter))
+            + "</td></tr>")
     return f'<table class="hg-table" id="presenters-table"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
