@@ -424,6 +424,9 @@ class ArticulationReport:
         had no face.
     fps: the frame rate of both. engine, split_frame: the engine that made the video and the frame where
         the clip was cut (``measure_articulation`` only).
+    real_sync_r_by_lag: how the real mouth keeps time with its own speech (``own_speech_lags``;
+        ``measure_articulation`` only): a half whose mouth follows its sounds best several frames off was filmed
+        out of sync, and no engine that keeps time with the speech reads high at lag 0 on it.
     generated_opening, generated_width, real_opening, real_width: the series (NaN without a face).
     """
 
@@ -448,6 +451,7 @@ class ArticulationReport:
     real_width: np.ndarray = field(repr=False)
     engine: str | None = None
     split_frame: int | None = None
+    real_sync_r_by_lag: dict[int, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for people."""
@@ -476,6 +480,7 @@ class ArticulationReport:
             "fps": str(self.fps),
             "engine": self.engine,
             "split_frame": self.split_frame,
+            "real_sync_r_by_lag": {str(k): _num(v) for k, v in self.real_sync_r_by_lag.items()},
             "generated_opening": [_num(x) for x in self.generated_opening],
             "generated_width": [_num(x) for x in self.generated_width],
             "real_opening": [_num(x) for x in self.real_opening],
@@ -682,6 +687,7 @@ def measure_articulation(clip: Path, settings: Settings, *, work_dir: Path | Non
         split = split_clip(clip, folder, max_side=max_side, preset=settings.encode.preset,
                            footage_speech=footage_speech)
         report = articulation_on_split(split, settings, folder / "generated.mp4", max_lag=max_lag)
+        report.real_sync_r_by_lag = own_speech_lags(report.real_opening, split.speech, report.fps)
     log.info("articulation of %s (%s engine, drive %s): %s", clip, report.engine, settings.engine.mouth_drive,
              report.summary())
     return report
@@ -749,6 +755,11 @@ def _print_articulation(report: ArticulationReport) -> None:
     print(f"width r: lag 0 {_fmt(report.width_r)}, {best(report.width_best_r, report.width_best_lag)}")
     print(f"loudness-proxy r: {_fmt(report.loudness_r)} (generated opening vs the speech's loudness, lag 0; "
           f"the real mouth: {_fmt(report.real_loudness_r)})")
+    if report.real_sync_r_by_lag:
+        real_r, real_lag = _best(report.real_sync_r_by_lag)
+        print(f"the real mouth against its own speech's sounds: lag 0 {_fmt(report.real_sync_r_by_lag.get(0, np.nan))}, "
+              f"{best(real_r, real_lag)} (lag > 0 = the mouth after its sounds; several frames off: the clip is out "
+              "of sync, and lag 0 cannot read high)")
     print(f"frames: {report.frames_generated} generated, {report.frames_real} real, {report.frames_compared} "
           f"compared, {report.frames_dropped} dropped without a face; engine {report.engine}, "
           f"cut at frame {report.split_frame}; lag > 0 = generated mouth late")

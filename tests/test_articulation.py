@@ -141,6 +141,7 @@ def test_builtin_engine_report(clip: Path, tmp_path: Path) -> None:
     assert np.nanstd(report.generated_opening) > 0.005  # the mouth moves
     data = json.loads(json.dumps(report.to_dict()))
     assert set(data["opening_r_by_lag"]) == {"-2", "-1", "0", "1", "2"}
+    assert set(data["real_sync_r_by_lag"]) == {str(k) for k in range(-8, 9)}
     assert len(data["generated_opening"]) == report.frames_generated
     assert "opening r " in report.summary() and "width r " in report.summary()
     # The presenter's half keeps its own speech, as footage does (the default drive chooses mouths by it).
@@ -165,6 +166,9 @@ def test_cli_prints_the_three_figures(clip: Path) -> None:
     assert any(re.fullmatch(rf"opening r: lag 0 {number}, best {number} at lag [+-][01]", s) for s in lines), done.stdout
     assert any(re.fullmatch(rf"width r: lag 0 {number}, best {number} at lag [+-][01]", s) for s in lines), done.stdout
     assert any(re.match(rf"loudness-proxy r: {number} ", s) for s in lines), done.stdout
+    # and how the real half keeps time with its own speech (this clip: within two frames)
+    assert any(re.match(rf"the real mouth against its own speech's sounds: lag 0 {number}, best {number} at lag "
+                        r"([+-][012]|\+0) ", s) for s in lines), done.stdout
 
 
 def test_cli_bad_clip_exits_2(tmp_path: Path) -> None:
