@@ -48,8 +48,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402 - after the environment and the path above
 
 from heygem.bench import default_shared, machine_facts  # noqa: E402
-from heygem.eval import (articulation_on_split, bootstrap_r, compare_articulation, cut_speech_argv,  # noqa: E402
-                         own_speech_lags, split_clip)
+from heygem.eval import (articulation_on_split, best_lag, bootstrap_r, compare_articulation,  # noqa: E402
+                         cut_speech_argv, own_speech_lags, split_clip)
 from heygem.media.ffmpeg import base_argv, ffmpeg_exe, file_url, run_ffmpeg  # noqa: E402
 from heygem.media.probe import probe  # noqa: E402
 from heygem.pipeline import generate  # noqa: E402
@@ -105,10 +105,10 @@ def own_sync(report, speech: Path) -> dict:
     lag, at lag 0, and the best and its lag. A best far from 0 says the clip itself is out of sync, so its
     figures at lag 0 cannot be high for any engine that keeps time with the speech."""
     by_lag = own_speech_lags(report.real_opening, speech, report.fps)
-    finite = {k: r for k, r in by_lag.items() if np.isfinite(r)}
-    lag = max(finite, key=lambda k: (finite[k], -abs(k))) if finite else 0
+    best_r, lag = best_lag(by_lag)
     return {"r_by_lag": {str(k): (float(r) if np.isfinite(r) else None) for k, r in by_lag.items()},
-            "r": finite.get(0), "best_r": finite.get(lag), "best_lag": lag}
+            "r": by_lag[0] if np.isfinite(by_lag[0]) else None, "best_r": best_r if np.isfinite(best_r) else None,
+            "best_lag": lag}
 
 
 def _own_sync(sync: dict | None) -> str:

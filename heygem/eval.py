@@ -496,7 +496,7 @@ def _fmt(x: float) -> str:
     return f"{x:.2f}" if np.isfinite(x) else "n/a"
 
 
-def _best(r_by_lag: dict[int, float]) -> tuple[float, int]:
+def best_lag(r_by_lag: dict[int, float]) -> tuple[float, int]:
     """The highest finite r and its lag (ties to the smaller |lag|); (NaN, 0) when there is none."""
     finite = {k: r for k, r in r_by_lag.items() if np.isfinite(r)}
     if not finite:
@@ -642,9 +642,9 @@ def compare_articulation(generated: str | Path, real: str | Path, *, speech: str
         loudness_r = lag_correlations(gen_open, sync_envelope(samples, fps, len(gen_open))[1], 0)[0]
         real_loudness_r = lag_correlations(real_open, sync_envelope(samples, fps, len(real_open))[1], 0)[0]
     report = ArticulationReport(
-        opening_r=opening_by_lag[0], opening_best_r=_best(opening_by_lag)[0],
-        opening_best_lag=_best(opening_by_lag)[1],
-        width_r=width_by_lag[0], width_best_r=_best(width_by_lag)[0], width_best_lag=_best(width_by_lag)[1],
+        opening_r=opening_by_lag[0], opening_best_r=best_lag(opening_by_lag)[0],
+        opening_best_lag=best_lag(opening_by_lag)[1],
+        width_r=width_by_lag[0], width_best_r=best_lag(width_by_lag)[0], width_best_lag=best_lag(width_by_lag)[1],
         loudness_r=loudness_r, real_loudness_r=real_loudness_r,
         opening_r_by_lag=opening_by_lag, width_r_by_lag=width_by_lag,
         frames_generated=len(gen_open), frames_real=len(real_open),
@@ -756,7 +756,7 @@ def _print_articulation(report: ArticulationReport) -> None:
     print(f"loudness-proxy r: {_fmt(report.loudness_r)} (generated opening vs the speech's loudness, lag 0; "
           f"the real mouth: {_fmt(report.real_loudness_r)})")
     if report.real_sync_r_by_lag:
-        real_r, real_lag = _best(report.real_sync_r_by_lag)
+        real_r, real_lag = best_lag(report.real_sync_r_by_lag)
         print(f"the real mouth against its own speech's sounds: lag 0 {_fmt(report.real_sync_r_by_lag.get(0, np.nan))}, "
               f"{best(real_r, real_lag)} (lag > 0 = the mouth after its sounds; several frames off: the clip is out "
               "of sync, and lag 0 cannot read high)")

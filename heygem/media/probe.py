@@ -122,10 +122,10 @@ def _is_image(fmt: dict[str, Any], stream: dict[str, Any]) -> bool:
     return stream.get("codec_name") in _IMAGE_CODECS and single
 
 
-def _image_size(path: Path) -> tuple[int, int]:
+def _image_size(path: Path, stored: tuple[int, int] | None) -> tuple[int, int]:
     """Display size of a photo as iter_frames will yield it (EXIF orientation applied). A large one: its stored
-    size from its header, turned where a 1/8 read of it comes out turned (its EXIF orientation)."""
-    stored = picture_size(path)
+    size from its header (``stored``: ``picture_size``), turned where a 1/8 read of it comes out turned (its EXIF
+    orientation)."""
     if stored is not None and stored[0] * stored[1] > REDUCED_PROBE_PIXELS:
         width, height = stored
         small = read_image(path, 8)
@@ -172,9 +172,9 @@ def reduced_read(stored: tuple[int, int] | None, wanted: tuple[int, int]) -> int
     return next(factor for factor in (8, 4, 2, 1) if room >= factor)
 
 
-def _check_photo_pixels(path: Path) -> None:
-    """InputError when the photo's header says it holds more than MAX_PHOTO_PIXELS, before it is decoded."""
-    size = picture_size(path)
+def _check_photo_pixels(path: Path, size: tuple[int, int] | None) -> None:
+    """InputError when the photo's header says it holds more than MAX_PHOTO_PIXELS (``size``: ``picture_size``),
+    before it is decoded."""
     if size is None or size[0] * size[1] <= MAX_PHOTO_PIXELS:
         return
     width, height = size
@@ -230,8 +230,9 @@ def probe(path: str | Path) -> MediaInfo:
     video = videos[0]
     codec = video.get("codec_name")
     if _is_image(fmt, video) and not audios:
-        _check_photo_pixels(path)
-        width, height = _image_size(path)
+        stored = picture_size(path)
+        _check_photo_pixels(path, stored)
+        width, height = _image_size(path, stored)
         info = MediaInfo(path, "image", width, height, None, 0.0, 1, False, None, 0, codec, None)
         log.debug("probed %s", info)
         return info

@@ -161,11 +161,11 @@ def job_reason(lang: str, job: Job) -> str:
     return reason_words(lang, job.error_code, job.error_params, job.error or "")
 
 
-def job_notes(lang: str, job: Job | Presenter) -> list[str]:
+def job_notes(lang: str, noted: Job | Presenter) -> list[str]:
     """What a result says about its video, or a presenter's preparation about its footage, in the page's language
     (a note without a known code as stored)."""
-    coded = list(job.note_codes) + [None] * (len(job.notes) - len(job.note_codes))
-    return [coded_words(lang, code[0], code[1], note) if code else note for note, code in zip(job.notes, coded)]
+    coded = list(noted.note_codes) + [None] * (len(noted.notes) - len(noted.note_codes))
+    return [coded_words(lang, code[0], code[1], note) if code else note for note, code in zip(noted.notes, coded)]
 
 
 def device_words(lang: str, device: str) -> str:
@@ -1022,7 +1022,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
 
     # ---- the timer: everything that changes while jobs run -----------------------------------------------
 
-    def tick(job_id, shown, batch_id, zipped, seen_finished, picked, seen_library, seen_choices, single_pick,
+    def tick(job_id, shown, batch_id, links_shown, seen_finished, picked, seen_library, seen_choices, single_pick,
              batch_picks, managed_pick, live_pick, seen_live, request: gr.Request):
         lang = _lang(request)
         header = engine_line(queue, lang)
@@ -1040,7 +1040,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                 if job.finished_ok and shown != job_id:
                     single[1:] = [str(job.output), str(job.output), job_id]
         # Batch
-        batch_out = [gr.skip(), gr.skip(), gr.skip(), zipped]
+        batch_out = [gr.skip(), gr.skip(), gr.skip(), links_shown]
         if batch_id:
             try:
                 batch = queue.batch(batch_id)
@@ -1060,7 +1060,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                 # A new result, or the batch over: the links again. Once it is over its ZIP is written, once, in a
                 # thread of its own, so the click that follows is answered at once (a click before writes it then).
                 look = f"{sum(job.finished_ok for job in batch.jobs)}/{int(batch.done)}/{lang}"
-                if look != zipped:
+                if look != links_shown:
                     if batch.done:
                         queue.zip_in_background(batch_id)
                     batch_out[2], links = batch_downloads_html(batch_id, batch.jobs, lang)
@@ -1144,7 +1144,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
 
             with gr.Tab(i18n("tab_batch"), id="batch", elem_id="tab-batch"):
                 batch_id = gr.State(None)
-                zipped = gr.State("")  # what the download links show: "<finished results>/<batch over>/<language>"
+                links_shown = gr.State("")  # what the download links show: "<finished results>/<batch over>/<language>"
                 b_batch_address = gr.Textbox(visible="hidden", elem_id="batch-id")
                 with gr.Row():
                     with gr.Column(scale=1):
@@ -1245,7 +1245,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
             None, s_job_address, None, js=_REMEMBER_JS % ("job", "job"))
         s_cancel.click(cancel_single, job_id, s_status, show_progress="hidden")
         b_go.click(submit_batch, [b_audio, b_videos, b_presenters, *options],
-                   [batch_id, b_table, b_summary, b_zip, zipped, b_results]).then(
+                   [batch_id, b_table, b_summary, b_zip, links_shown, b_results]).then(
             lambda batch: batch, batch_id, b_batch_address, show_progress="hidden").then(
             None, b_batch_address, None, js=_REMEMBER_JS % ("batch", "batch"))
         b_cancel.click(cancel_batch, batch_id, b_table, show_progress="hidden")
@@ -1274,9 +1274,9 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
 
         timer = gr.Timer(TICK_SECONDS)
         timer.tick(
-            tick, [job_id, shown, batch_id, zipped, seen_finished, h_pick, seen_library, seen_choices, s_presenter,
+            tick, [job_id, shown, batch_id, links_shown, seen_finished, h_pick, seen_library, seen_choices, s_presenter,
                    b_presenters, p_pick, l_presenter, seen_live],
-            [header, s_status, s_result, s_download, shown, b_summary, b_table, b_zip, zipped, b_results, h_table, h_pick,
+            [header, s_status, s_result, s_download, shown, b_summary, b_table, b_zip, links_shown, b_results, h_table, h_pick,
              seen_finished, *library_outputs, logs, l_presenter, seen_live],
             show_progress="hidden",
         )
@@ -1295,6 +1295,6 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         studio.load(show_engine, None, header)
         studio.load(live_stage, None, l_stage, show_progress="hidden")
         open_tab = gr.Textbox(visible="hidden", elem_id="open-tab")
-        studio.load(restore, [s_job_address, b_batch_address], [job_id, shown, batch_id, zipped, open_tab],
+        studio.load(restore, [s_job_address, b_batch_address], [job_id, shown, batch_id, links_shown, open_tab],
                     js=_RECALL_JS, show_progress="hidden").then(None, open_tab, None, js=_OPEN_TAB_JS)
     return studio
