@@ -440,6 +440,22 @@ def test_load_audio_missing_file(tmp_path: Path) -> None:
         load_audio(tmp_path / "speech.wav")
 
 
+def test_a_camcorder_s_mpeg_ts_file_is_read_as_video_and_as_speech(media: Path, tmp_path: Path) -> None:
+    """AVCHD camcorders record .mts/.m2ts and broadcast recordings are .ts: the packaged ffmpeg crashed
+    (SIGSEGV, no words) on every such file, so each job failed saying `ffprobe failed with exit code -11`."""
+    clip = tmp_path / "camera.m2ts"
+    ffmpeg("-i", media / "videoretalking/2.mp4", "-t", "2", "-vf", "scale=256:256", "-c:v", "libx264",
+           "-preset", "ultrafast", "-c:a", "aac", "-f", "mpegts", clip)
+    info = probe(clip)
+    assert (info.kind, info.width, info.height, info.has_audio) == ("video", 256, 256, True)
+    assert abs(info.duration - 2.0) < 0.1
+    frames = list(iter_frames(info, Fraction(25)))
+    assert abs(len(frames) - 50) <= 1 and frames[0].shape == (256, 256, 3)
+    assert frames[len(frames) // 2].std() > 20  # a picture, not a blank
+    speech = load_audio(clip)
+    assert abs(len(speech) / 16000 - 2.0) < 0.1 and np.abs(speech).max() > 0.05
+
+
 # ------------------------------------------------------------------------------------------------ frames
 
 def test_iter_frames_constant_rate_exact_count(media: Path) -> None:

@@ -76,6 +76,11 @@ def _locate(tool: str, env_var: str) -> str:
         return system_ffmpeg if tool == "ffmpeg" else system_ffprobe
     packaged = _packaged(tool)
     if packaged:
+        # The packaged build is linked statically, glibc included, and reading an MPEG-TS file (a camcorder's
+        # .mts or .m2ts, a broadcast .ts) makes it convert the stream's service names with iconv, which loads
+        # this system's own gconv modules, built for another glibc: it crashed (SIGSEGV, nothing said) on
+        # every such file. With no modules to find, iconv only fails and the names stay as stored.
+        os.environ["GCONV_PATH"] = str(Path(packaged).parent / "no-gconv-modules")
         return packaged
     raise FFmpegError(f"{tool} was not found: {INSTALL_HINT}")
 
