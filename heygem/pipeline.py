@@ -968,6 +968,12 @@ def generate(
             new_fps=_number(paced.fps)))
         log.warning("%s", notes[-1])
         info = paced
+    if info.hdr is not None:
+        notes.append(CodedText(
+            "note_hdr_converted", f"{video_path.name} is an HDR video ({info.hdr}); its colours were turned into "
+            "standard range (BT.709), as an ordinary screen shows them, and the result is in standard range",
+            file=video_path.name, hdr=info.hdr))
+        log.info("%s", notes[-1])
     if isinstance(audio, PreparedAudio):
         prepared = audio
     else:

@@ -542,7 +542,7 @@ def test_iter_frames_ffmpeg_failing_midway(media: Path, monkeypatch: pytest.Monk
     info = probe(media / "liveportrait/d0.mp4")
     two_frames = 2 * info.width * info.height * 3
     # Stand-in for an ffmpeg that dies after two frames.
-    monkeypatch.setattr(video_mod, "video_decode_argv", lambda *args: [
+    monkeypatch.setattr(video_mod, "video_decode_argv", lambda *args, **options: [
         "sh", "-c", f"head -c {two_frames} /dev/zero; echo 'decoder exploded' >&2; exit 1"])
     got = []
     with pytest.raises(FFmpegError, match=r"d0\.mp4.*decoder exploded"):

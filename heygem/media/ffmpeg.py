@@ -141,17 +141,37 @@ def audio_decode_argv(exe: str, path: str | Path, sample_rate: int = 16000) -> l
 TURN_FILTERS = {90: "transpose=clock", 180: "hflip,vflip", 270: "transpose=cclock"}
 
 
+# High dynamic range as phones record it (an iPhone's HLG, HDR10's PQ), by ffprobe's name of the transfer.
+HDR_TRANSFERS = {"arib-std-b67": "HLG", "smpte2084": "PQ"}
+
+
+def standard_range_filters(transfer: str, primaries: str | None = None, matrix: str | None = None) -> str:
+    """ffmpeg filters turning HDR pictures (``transfer``: a key of HDR_TRANSFERS) into standard range BT.709,
+    as players show them on an ordinary screen: to linear light with the HDR reference white (203 cd/m2,
+    ITU-R BT.2408) at the screen's white, BT.2020's colours into BT.709's, the highlights above it rolled off
+    (mobius keeps everything below white as it is), then BT.709's transfer. Read as ordinary video instead,
+    the frames came out grey and flat (their skin 10-20 levels off), and so did the result."""
+    # What the file says, where zscale knows it; HDR video is BT.2020 where it says nothing.
+    primaries = primaries if primaries in ("bt2020", "bt709", "smpte432") else "bt2020"
+    matrix = matrix if matrix in ("bt2020nc", "bt2020c", "bt709") else "bt2020nc"
+    given = f"tin={transfer}:pin={primaries}:min={matrix}"
+    return (f"zscale={given}:t=linear:npl=203,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=mobius:desat=0,"
+            "zscale=t=bt709:m=bt709:r=tv,format=gbrp")
+
+
 def video_decode_argv(exe: str, path: str | Path, fps: Fraction, turn: int = 0, pixel_format: str = "bgr24",
-                      threads: int = 0) -> list[str]:
+                      threads: int = 0, hdr: str | None = None) -> list[str]:
     """The first real video stream (``V`` skips cover art) as raw frames (BGR24, or ``pixel_format``) at the
     CONSTANT rate ``fps``, turned ``turn`` degrees clockwise (0, 90, 180, 270), by ``threads`` decoding
-    threads (0: ffmpeg's choice).
+    threads (0: ffmpeg's choice); ``hdr``: ``standard_range_filters`` first, for an HDR video.
 
     The fps filter resamples on timestamps, so variable-frame-rate input cannot drift against the audio.
     ffmpeg's default autorotation stays on: frames come out at the display size, then turned (after the fps
     filter, so no dropped frame is turned).
     """
     filters = f"fps={format_fps(fps)}"
+    if hdr:
+        filters = f"{hdr},{filters}"
     if turn:
         filters += f",{TURN_FILTERS[turn]}"
     return [*base_argv(exe), *(["-threads", str(threads)] if threads else []), "-i", file_url(path),

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from heygem.errors import InputError
-from heygem.media.ffmpeg import ffprobe_exe, probe_argv, run_ffmpeg
+from heygem.media.ffmpeg import HDR_TRANSFERS, ffprobe_exe, probe_argv, run_ffmpeg, standard_range_filters
 from heygem.media.picture_header import picture_size
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,21 @@ class MediaInfo:
     pixel_format: str | None = None
     colour_space: str | None = None
     colour_range: str | None = None
+    colour_transfer: str | None = None
+    colour_primaries: str | None = None
+
+    @property
+    def hdr(self) -> str | None:
+        """"HLG" or "PQ" for a high dynamic range video (decoded into standard range: ``standard_range``),
+        else None."""
+        return HDR_TRANSFERS.get(self.colour_transfer or "")
+
+    @property
+    def standard_range(self) -> str | None:
+        """The decoder's filters that turn this HDR video's frames into standard range, or None."""
+        if self.hdr is None:
+            return None
+        return standard_range_filters(str(self.colour_transfer), self.colour_primaries, self.colour_space)
 
 
 def _float(value: Any) -> float | None:
@@ -255,7 +270,8 @@ def probe(path: str | Path) -> MediaInfo:
     info = MediaInfo(path, "video", width, height, fps, duration, max(1, round(duration * fps)),
                      audio is not None, audio_duration, rotation, codec, audio_codec,
                      pixel_format=video.get("pix_fmt"), colour_space=video.get("color_space"),
-                     colour_range=video.get("color_range"))
+                     colour_range=video.get("color_range"), colour_transfer=video.get("color_transfer"),
+                     colour_primaries=video.get("color_primaries"))
     log.debug("probed %s", info)
     return info
 

@@ -85,7 +85,8 @@ def yuv_conversion(info: MediaInfo) -> Conversion | None:
     """How ``info``'s frames, kept as decoded (``iter_yuv_frames``), turn into the BGR ``iter_frames`` gives;
     None where they cannot be kept so: not a yuv420p video of even size, or this ffmpeg's conversion is not
     known to the bit (heygem.media.yuv)."""
-    if info.kind != "video" or info.pixel_format != "yuv420p" or info.width % 2 or info.height % 2:
+    if (info.kind != "video" or info.pixel_format != "yuv420p" or info.width % 2 or info.height % 2
+            or info.hdr is not None):
         return None
     return conversion(ffmpeg_exe(), info.colour_space, info.colour_range)
 
@@ -98,7 +99,8 @@ def iter_yuv_frames(info: MediaInfo, fps: Fraction, convert: Conversion) -> Iter
 
 
 def _stream_video(info: MediaInfo, fps: Fraction, pixel_format: str = "bgr24") -> Iterator[np.ndarray]:
-    argv = video_decode_argv(ffmpeg_exe(), info.path, fps, info.turn, pixel_format, decoding_threads())
+    argv = video_decode_argv(ffmpeg_exe(), info.path, fps, info.turn, pixel_format, decoding_threads(),
+                             hdr=info.standard_range)
     shape = (info.height, info.width, 3) if pixel_format == "bgr24" else (info.height * info.width * 3 // 2,)
     frame_bytes = int(np.prod(shape))
     log.debug("decoding %s at %s fps, %dx%d: %s", info.path, fps, info.width, info.height,
