@@ -440,6 +440,23 @@ def test_load_audio_missing_file(tmp_path: Path) -> None:
         load_audio(tmp_path / "speech.wav")
 
 
+@pytest.mark.parametrize("name,listing", [
+    ("speech.wav", "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:5.0,\n{target}\n#EXT-X-ENDLIST\n"),
+    ("face.mp4", "ffconcat version 1.0\nfile 'beside.mp4'\n"),  # concat takes names in its own folder only
+])
+def test_a_playlist_naming_another_file_on_the_machine_is_refused(media: Path, tmp_path: Path, name: str,
+                                                                    listing: str) -> None:
+    """An upload that is a playlist naming a file elsewhere on the studio's machine: the job made from it
+    carried that file's sound (any media file there, other people's uploads included)."""
+    upload = tmp_path / name
+    upload.write_text(listing.format(target=media / "videoretalking/2.mp4"))
+    (tmp_path / "beside.mp4").symlink_to(media / "videoretalking/2.mp4")
+    with pytest.raises(InputError, match=rf"{name}: is a playlist or list of other files \((hls|concat)\), not a "
+                                         "recording; HeyGem reads only the file it is given") as refused:
+        probe(upload)
+    assert refused.value.code == "playlist"
+
+
 def test_a_camcorder_s_mpeg_ts_file_is_read_as_video_and_as_speech(media: Path, tmp_path: Path) -> None:
     """AVCHD camcorders record .mts/.m2ts and broadcast recordings are .ts: the packaged ffmpeg crashed
     (SIGSEGV, no words) on every such file, so each job failed saying `ffprobe failed with exit code -11`."""

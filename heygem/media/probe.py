@@ -210,8 +210,16 @@ def _check_file(path: Path) -> None:
         raise InputError(path, f"is empty (0 bytes); give {ACCEPTED_ANY}", "empty")
 
 
+# ffmpeg's formats that are lists of other files or addresses (a playlist, a concat list, a stream description):
+# ffmpeg opens what they name. An upload of one (an HLS playlist named speech.wav naming /home/.../other.mp4)
+# made a job whose result carried any media file on the studio's machine, other people's uploads included.
+# HeyGem reads only the file it is given.
+POINTER_FORMATS = {"hls", "applehttp", "dash", "concat", "imf", "sdp", "rtp", "rtsp"}
+
+
 def probe(path: str | Path) -> MediaInfo:
-    """Probe ``path`` and classify it as video, image or audio by content; InputError if it is none."""
+    """Probe ``path`` and classify it as video, image or audio by content; InputError if it is none, or if it
+    is a list of other files (POINTER_FORMATS)."""
     path = Path(path)
     _check_file(path)
     raw = run_ffmpeg(probe_argv(ffprobe_exe(), path), subject=path)
@@ -221,6 +229,12 @@ def probe(path: str | Path) -> MediaInfo:
         raise InputError(path, f"could not be probed (ffprobe printed no JSON); give {ACCEPTED_ANY}",
                          "unreadable") from exc
     fmt: dict[str, Any] = data.get("format") or {}
+    pointing = POINTER_FORMATS & set(str(fmt.get("format_name", "")).split(","))
+    if pointing:
+        kind = sorted(pointing)[0]
+        raise InputError(path, f"is a playlist or list of other files ({kind}), not a recording; HeyGem reads "
+                         f"only the file it is given, never the files a list names: give {ACCEPTED_ANY}",
+                         "playlist", kind=kind)
     streams: list[dict[str, Any]] = data.get("streams") or []
     videos = [s for s in streams if s.get("codec_type") == "video"
               and not (s.get("disposition") or {}).get("attached_pic")]

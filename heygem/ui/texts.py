@@ -219,6 +219,10 @@ EN: dict[str, str] = {
     "reason_missing": "{file}: the file is missing.",
     "reason_empty": "{file} is empty (0 bytes).",
     "reason_unreadable": "{file} is not a video, photo or sound file HeyGem can read.",
+    "reason_playlist": (
+        "{file} is a playlist or list of other files ({kind}), not a recording; HeyGem reads only the file it is "
+        "given, never the files a list names. Give the video, photo or sound file itself."
+    ),
     "reason_bad_video": "{file}: the video has no usable length, frame rate or picture size.",
     "reason_no_sound": "{file} has no sound: the speech must be a recording or a video with sound.",
     "reason_no_picture": "{file} holds only sound: the presenter must be a video or photo of a face.",
@@ -557,6 +561,7 @@ ZH: dict[str, str] = {
     "reason_missing": "{file}：找不到该文件。",
     "reason_empty": "{file} 是空文件（0 字节）。",
     "reason_unreadable": "{file} 不是 HeyGem 能读取的视频、照片或音频文件。",
+    "reason_playlist": "{file} 是播放列表或其他文件的清单（{kind}），不是录音或视频；HeyGem 只读取所给的文件本身，从不读取清单中列出的文件。请直接提供视频、照片或音频文件。",
     "reason_bad_video": "{file}：该视频没有可用的时长、帧率或画面尺寸。",
     "reason_no_sound": "{file} 没有声音：语音必须是录音或带声音的视频。",
     "reason_no_picture": "{file} 只有声音：主播必须是人脸视频或照片。",
