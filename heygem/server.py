@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import ipaddress
 import logging
 import secrets
@@ -52,7 +51,7 @@ class Credentials:
             return False
         try:
             user, _, password = base64.b64decode(header[6:].strip()).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (a byte past ASCII in the header too), or not UTF-8 once decoded
             return False
         return secrets.compare_digest(user.encode(), self.user.encode()) & secrets.compare_digest(
             password.encode(), self.password.encode())

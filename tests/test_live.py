@@ -272,6 +272,18 @@ def test_limits_and_bad_requests_are_answered_clearly_and_leave_the_session_runn
             limits.upload_mb = kept
         assert big.status_code == 413 and "1 MB" in big.json()["error"]
         assert client.post(f"/api/live/{session}/offer", json={"sdp": "nonsense", "type": "offer"}).status_code == 400
+        # An offer aiortc cannot answer (no ICE credentials): refused, and the session goes on (it was ended).
+        unanswerable = client.post(f"/api/live/{session}/offer", json={
+            "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n", "type": "offer"})
+        assert unanswerable.status_code == 400 and unanswerable.json()["code"] == "live_bad_offer"
+        # JSON nested 100000 deep (a RecursionError, a 500), and a body far larger than any offer (parsed whole in
+        # the event loop, 80 MB held every request of the studio for 5 s).
+        nested = client.post("/api/live", content="[" * 100000 + "]" * 100000,
+                             headers={"content-type": "application/json"})
+        assert nested.status_code == 400 and "presenter" in nested.json()["error"]
+        huge = client.post(f"/api/live/{session}/offer", content=b'{"sdp": "' + b"v" * (4 << 20) + b'"}',
+                           headers={"content-type": "application/json"})
+        assert huge.status_code == 413 and huge.json()["code"] == "json_too_large"
         assert client.get("/api/live/nosuchsession").status_code == 404
         assert client.get(f"/api/live/{session}").json()["state"] == "waiting"  # still there, no peer yet
 

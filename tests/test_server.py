@@ -46,6 +46,8 @@ def test_with_credentials_every_route_asks_for_them(tmp_path: Path) -> None:
         assert denied.headers["www-authenticate"].startswith("Basic")
         assert client.get("/api/status", headers=_basic("admin", "wrong")).status_code == 401
         assert client.get("/", headers=_basic("admin", "wrong")).status_code == 401
+        # A byte past ASCII in the header (a 500 and a traceback in the log, not a wrong try).
+        assert client.get("/api/status", headers={"authorization": b"Basic \xc3\xa9"}).status_code == 401
         allowed = client.get("/api/status", headers=_basic("admin", "pw"))
         assert allowed.status_code == 200 and allowed.json()["pending"] == 0
         # The live routes too: the speech pushed as it is produced as much as a session's creation.

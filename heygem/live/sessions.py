@@ -135,18 +135,20 @@ class LiveSessions:
         session = self.get(session_id)
         if kind != "offer" or not isinstance(sdp, str) or "v=0" not in sdp:
             raise LiveError(400, 'give the peer\'s offer as JSON {"sdp": "v=0...", "type": "offer"}', "live_bad_offer")
+        # Answered before the peer it replaces is closed: an offer that cannot be answered leaves the session and
+        # its viewer as they were (closing its own connection once ended the session, the peer "gone").
+        peer = LivePeer(session, self._peer_gone)
+        try:
+            answer = await peer.answer(sdp, kind)
+        except Exception as exc:  # an SDP aiortc cannot take (no ICE credentials, a line it cannot parse, ...)
+            peer.replaced = True
+            await peer.close()
+            raise LiveError(400, f"the offer could not be answered: {exc}", "live_bad_offer") from exc
         old = self._peers.pop(session_id, None)
+        self._peers[session_id] = peer
         if old is not None:
             old.replaced = True
             await old.close()
-        peer = LivePeer(session, self._peer_gone)
-        self._peers[session_id] = peer
-        try:
-            answer = await peer.answer(sdp, kind)
-        except (ValueError, RuntimeError) as exc:  # an SDP aiortc cannot take
-            self._peers.pop(session_id, None)
-            await peer.close()
-            raise LiveError(400, f"the offer could not be answered: {exc}", "live_bad_offer") from exc
         return {"sdp": answer.sdp, "type": answer.type}
 
     def make_room(self, session: LiveSession, seconds: float, name: str, interrupt: bool = False) -> None:
