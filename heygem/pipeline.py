@@ -35,7 +35,7 @@ from heygem.faces.track import crop_box, cut_crop, select_face, smooth_faces
 from heygem.features import MelChunks, frame_count, mel_spectrogram
 from heygem.footage import MIN_SECONDS as FOOTAGE_MIN_SECONDS, footage_may_speak, study_footage
 from heygem.limits import check_speech, speech_too_long
-from heygem.media.audio import TooLongError, load_audio
+from heygem.media.audio import TooLongError, at_normal_level, load_audio
 from heygem.media.encode import VideoWriter
 from heygem.media.probe import MediaInfo, fit_picture, fit_rate, probe, turned
 from heygem.media.video import iter_frames, iter_yuv_frames, sample_frames, turn_image, yuv_conversion
@@ -126,7 +126,8 @@ class PreparedAudio:
 
     path: Path
     info: MediaInfo
-    samples: np.ndarray  # float32 mono at 16 kHz
+    samples: np.ndarray  # float32 mono at 16 kHz, a quiet recording raised to a normal level
+    raised_db: float = 0.0  # how much louder than recorded the speech is read (heygem.media.audio.at_normal_level)
     _mel: np.ndarray | None = field(default=None, repr=False)
     _phones: list | None = field(default=None, repr=False)
     _background: Any = field(default=None, repr=False)  # heygem.speech BackgroundPhones while one runs
@@ -233,11 +234,12 @@ def prepare_audio(path: str | Path, limits: Limits | None = None, progress: Prog
         report("audio", min(1.0, seconds / length) if length else 0.0, str(path))
 
     try:
-        samples = load_audio(path, SAMPLE_RATE, max_seconds, tick=decoded)
+        samples = load_audio(path, SAMPLE_RATE, max_seconds, tick=decoded, normal_level=False)
     except TooLongError:
         raise speech_too_long(path, None, limits) from None
+    samples, raised = at_normal_level(samples, SAMPLE_RATE)
     report("audio", 1.0, str(path))
-    return PreparedAudio(path, info, samples)
+    return PreparedAudio(path, info, samples, raised)
 
 
 def source_index(out_index: int, source_frames: int, policy: str) -> int:
@@ -979,6 +981,12 @@ def generate(
     else:
         prepared = prepare_audio(audio, settings.limits, report)
     _validate(prepared, info)
+    if prepared.raised_db:
+        notes.append(CodedText(
+            "note_speech_raised", f"{prepared.path.name} is a quiet recording; its sounds were read "
+            f"{prepared.raised_db:g} dB louder so that the mouth follows all of them (the result keeps it as "
+            "recorded)", file=prepared.path.name, db=f"{prepared.raised_db:g}"))
+        log.info("%s", notes[-1])
     report("probe", 0.0, str(video_path))
     engine = create_engine(settings.engine)  # loaded once, then reused: long only for the first job
     report.again()

@@ -393,6 +393,35 @@ def test_a_slow_motion_video_is_read_and_made_at_60_fps_saying_so(media: Path, s
         {"file": "slowmo.mp4", "fps": 240, "new_fps": 60}]
 
 
+def test_a_quiet_recording_moves_the_mouth_as_the_same_speech_at_an_ordinary_level(media: Path, settings,
+                                                                                    tmp_path: Path) -> None:
+    """A speech recorded 30 dB down (a laptop's microphone at arm's length) plays perfectly audibly, but its sounds
+    fell under the features' absolute silence gate and the mouth moved on a few frames only."""
+    from dataclasses import replace
+
+    from heygem.eval import frame_openings
+    from heygem.settings import EngineOptions
+
+    face = make_clip(tmp_path / "face.mp4", "-i", str(media / "videoretalking/2.mp4"), "-t", "3", "-vf",
+                     "scale=320:320", "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    ordinary = make_clip(tmp_path / "ordinary.wav", "-i", str(media / "sadtalker/bus_chinese.wav"), "-t", "2.5")
+    quiet = make_clip(tmp_path / "quiet.wav", "-i", str(ordinary), "-af", "volume=0.03")
+    builtin = replace(settings, engine=EngineOptions(engine="builtin"))
+    openings = {}
+    for speech in (ordinary, quiet):
+        result = generate(speech, face, settings=builtin)
+        openings[speech.name] = frame_openings(list(iter_frames(probe(result.output), Fraction(25))))
+    assert np.corrcoef(openings["ordinary.wav"], openings["quiet.wav"])[0, 1] > 0.85
+    assert openings["quiet.wav"].std() > 0.8 * openings["ordinary.wav"].std()
+    assert [code.params for code in result.notes if getattr(code, "code", None) == "note_speech_raised"] == [
+        {"file": "quiet.wav", "db": "23.5"}]  # its loud parts from -44 dBFS to -20
+    assert abs(probe(result.output).duration - 2.5) < 0.05
+    # The result keeps the speech as recorded: as quiet as it came.
+    from heygem.media.audio import load_audio
+    kept = load_audio(result.output, normal_level=False)
+    assert np.abs(kept).max() < 0.05
+
+
 @pytest.mark.parametrize("transfer,hdr", [("arib-std-b67", "HLG"), ("smpte2084", "PQ")])
 def test_an_hdr_phone_video_keeps_its_colours_in_standard_range_saying_so(media: Path, speech, settings,
                                                                          tmp_path: Path, transfer: str,

@@ -286,6 +286,8 @@ EN: dict[str, str] = {
     ),
     "note_scaled_down": "{file} is {width}×{height}; scaled down to {new_width}×{new_height} (the picture-side limit).",
     "note_rate_lowered": "{file} runs at {fps} fps; read and made at {new_fps} fps, the most HeyGem makes.",
+    "note_speech_raised": "{file} is a quiet recording; its sounds were read {db} dB louder so that the mouth follows "
+                          "all of them (the result keeps it as recorded).",
     "note_hdr_converted": "{file} is an HDR video ({hdr}); its colours were turned into standard range (BT.709), as "
                           "an ordinary screen shows them, and the result is in standard range.",
     "note_sound_early": "{file}: its sound comes {ms} ms before the mouth that makes it (recorded out of step with the picture); its jobs choose its mouths by the sounds they were making.",
@@ -596,6 +598,7 @@ ZH: dict[str, str] = {
     "note_left_unchanged": "基本未改动：{frames} 帧中有 {missing} 帧没有人脸，只有其余 {synced} 帧做了口型同步。请提供人脸清晰可见的视频。",
     "note_scaled_down": "{file} 为 {width}×{height}，已按画面尺寸上限缩小到 {new_width}×{new_height}。",
     "note_rate_lowered": "{file} 的帧率为 {fps} fps，已按 HeyGem 的最高帧率 {new_fps} fps 读取和生成。",
+    "note_speech_raised": "{file} 是音量很低的录音；已将其声音按提高 {db} dB 来分析，使口型跟上每个音（生成结果中的声音保持原样）。",
     "note_hdr_converted": "{file} 是 HDR 视频（{hdr}）；其色彩已按普通屏幕的显示方式转换为标准动态范围（BT.709），"
                           "生成结果也是标准动态范围。",
     "note_sound_early": "{file}：声音比发出它的嘴型早 {ms} 毫秒（录制时声画不同步）；其任务将按每个口型实际对应的声音挑选口型。",
