@@ -573,3 +573,38 @@ def test_a_result_replaced_by_a_symlink_is_served_nowhere(studio, short_clips, t
         archive = client.get(f"/api/batches/{job['batch_id']}/zip")
         with zipfile.ZipFile(io.BytesIO(archive.content)) as z:
             assert z.namelist() == [result.name] and z.read(result.name) == original
+
+
+def test_a_page_upload_broken_off_leaves_no_file_behind(studio, tmp_path: Path) -> None:
+    """A browser that goes away mid-upload (a closed tab, a dropped line) left its part in outputs/.gradio for
+    good: Gradio's cleaning knows only the uploads it completed (4 broken off left 111 MB)."""
+    from heygem.ui import remove_partial_uploads
+
+    cache = studio.root / ".gradio"
+    before = set(cache.glob("tmp*"))
+    host = urlsplit(studio.url)
+    with socket.create_connection((host.hostname, host.port)) as raw:
+        raw.sendall(f"POST /gradio_api/upload HTTP/1.1\r\nHost: {host.netloc}\r\nContent-Type: multipart/form-data; "
+                    f"boundary=b\r\nContent-Length: {50 << 20}\r\n\r\n--b\r\nContent-Disposition: form-data; "
+                    'name="files"; filename="talk.mp4"\r\nContent-Type: video/mp4\r\n\r\n'.encode())
+        raw.sendall(os.urandom(4 << 20))
+        deadline = time.monotonic() + 30
+        while not set(cache.glob("tmp*")) - before and time.monotonic() < deadline:
+            time.sleep(0.1)
+    deadline = time.monotonic() + 30  # the studio notices the connection is gone
+    while time.monotonic() < deadline:
+        left = set(cache.glob("tmp*")) - before
+        if left and all(time.time() - path.stat().st_mtime > 1 for path in left):
+            break
+        time.sleep(0.2)
+    assert left, "the broken-off upload was not written where Gradio writes uploads"
+    assert remove_partial_uploads(cache, untouched_seconds=3600) == 0  # still recent: could be under way
+    assert remove_partial_uploads(cache, untouched_seconds=0) >= len(left)
+    assert not set(cache.glob("tmp*")) & left
+
+    # At the start nothing is under way: whatever an earlier run left goes.
+    (tmp_path / "outputs" / ".gradio").mkdir(parents=True)
+    (tmp_path / "outputs" / ".gradio" / "tmpk3x9q2").write_bytes(b"\0" * 1000)
+    with _app_process(tmp_path) as url:
+        assert httpx.get(f"{url}/api/status").status_code == 200
+        assert list((tmp_path / "outputs" / ".gradio").glob("tmp*")) == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,12 +20,46 @@ log = logging.getLogger(__name__)
 __all__ = ["mount_studio"]
 
 
+# Gradio writes each page upload into a file named tmp* at the top of its cache and moves it into a folder of its
+# own once the upload is complete; an upload whose browser went away (a closed tab, a dropped connection) stays
+# there, and Gradio's own cleaning only knows the files it moved: 4 uploads broken off left 111 MB, for good.
+# At the start none is under way, so all go; while the studio runs, those untouched for PARTIAL_UPLOAD_SECONDS.
+PARTIAL_UPLOAD_SECONDS = 3600
+PARTIAL_SWEEP_SECONDS = 600
+
+
+def remove_partial_uploads(cache: Path, untouched_seconds: float = 0.0) -> int:
+    """Remove the page uploads left unfinished in Gradio's ``cache`` (untouched for ``untouched_seconds``); how
+    many were removed."""
+    removed = 0
+    now = time.time()
+    for leftover in cache.glob("tmp*"):
+        try:
+            if leftover.is_file() and not leftover.is_symlink() and now - leftover.stat().st_mtime >= untouched_seconds:
+                leftover.unlink()
+                removed += 1
+        except OSError:  # gone meanwhile (completed and moved)
+            continue
+    if removed:
+        log.info("removed %d page upload(s) left unfinished in %s", removed, cache)
+    return removed
+
+
+def _sweep_partial_uploads(cache: Path) -> None:
+    while True:
+        time.sleep(PARTIAL_SWEEP_SECONDS)
+        remove_partial_uploads(cache, PARTIAL_UPLOAD_SECONDS)
+
+
 def mount_studio(app: FastAPI, queue: JobQueue, path: str = "/", log_file: Path | None = None) -> None:
     """Serve the studio page from ``app`` at ``path``, over ``queue``; its Logs tab shows ``log_file``."""
     # Gradio keeps uploads and copies of the results it shows in its cache; inside the outputs folder, every
     # file the page can fetch lies under outputs/. Set before gradio is imported and its components are made.
     cache = queue.root / ".gradio"
     cache.mkdir(parents=True, exist_ok=True)
+    remove_partial_uploads(cache)
+    threading.Thread(target=_sweep_partial_uploads, args=(cache,), name="heygem-partial-uploads",
+                     daemon=True).start()
     os.environ["GRADIO_TEMP_DIR"] = str(cache)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the machine may be offline
 
