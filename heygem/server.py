@@ -16,6 +16,7 @@ import base64
 import ipaddress
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import Response
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from heygem.api import api_router, error_response
 from heygem.jobs import JobQueue
@@ -184,11 +186,82 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(app: FastAPI, host: str, port: int) -> None:
-    """Run ``app`` (from ``create_app``) on ``host``:``port`` until interrupted."""
+# Connections that hold a socket and send nothing were kept for ever: about 1000 of them (a common limit of open
+# files; 20000 here) made the studio answer nobody, the password check included, since it comes after. Now a
+# connection must bring a request's headers within HEADER_SECONDS of opening, or of its last answer (a body may
+# take as long as it takes: a large upload on a slow line), and one address holds at most CONNECTIONS_PER_ADDRESS
+# at once (a browser opens six; this machine and the proxies in front of it are not counted).
+HEADER_SECONDS = 20.0
+CONNECTIONS_PER_ADDRESS = 256
+
+
+class GuardedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 connection, closed when its request's headers take over HEADER_SECONDS, or refused at
+    once past CONNECTIONS_PER_ADDRESS from one address."""
+
+    open_per_address: Counter[str] = Counter()  # the event loop's thread alone touches it
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._address = self.client[0] if self.client else ""
+        self._check: asyncio.TimerHandle | None = None
+        self.open_per_address[self._address] += 1
+        if self.open_per_address[self._address] > CONNECTIONS_PER_ADDRESS and not is_loopback(self._address):
+            transport.close()
+            return
+        self._waiting_since = self.loop.time()
+        self._check = self.loop.call_later(HEADER_SECONDS, self._close_if_still_waiting)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._check is not None:
+            self._check.cancel()
+        self.open_per_address[self._address] -= 1
+        if self.open_per_address[self._address] <= 0:
+            del self.open_per_address[self._address]
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        self._waiting_since = self.loop.time()
+        super().on_response_complete()
+
+    def _close_if_still_waiting(self) -> None:
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:  # closed, or a WebSocket now
+            return
+        waited = self.loop.time() - self._waiting_since
+        between_requests = self.cycle is None or self.cycle.response_complete
+        if between_requests and waited >= HEADER_SECONDS:
+            self.transport.close()
+            return
+        self._check = self.loop.call_later(HEADER_SECONDS - waited if between_requests else HEADER_SECONDS,
+                                           self._close_if_still_waiting)
+
+
+def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's settings for ``app`` on ``host``:``port``."""
     # proxy_headers=False: uvicorn would otherwise take the client's address from X-Forwarded-For whenever the
     # connection comes from 127.0.0.1, so any local client could name any address to the password throttle.
     # create_app trusts only the proxies the operator names.
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
-                            timeout_graceful_shutdown=STOP_GRACE_SECONDS)
-    _Server(config, app).run()
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
+                          timeout_graceful_shutdown=STOP_GRACE_SECONDS, http=GuardedH11)
+
+
+def _more_open_files() -> None:
+    """Raise this process's limit of open files to what the system allows it (often 1024 of a possible 500000):
+    every connection, upload and ffmpeg pipe takes some."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.info("open files stay limited to %d (%s)", soft, exc)
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    """Run ``app`` (from ``create_app``) on ``host``:``port`` until interrupted."""
+    _more_open_files()
+    _Server(server_config(app, host, port), app).run()

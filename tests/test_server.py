@@ -80,3 +80,59 @@ def test_bad_host_names_and_proxies_are_refused_at_start(capsys, monkeypatch) ->
     assert studio_app.main(["--port", "7999"]) == 2
     assert capsys.readouterr().err == (
         "error: --trusted-proxies: 'proxy.local' is not an address or a network (e.g. 127.0.0.1 or 10.0.0.0/24)\n")
+
+
+def test_connections_that_send_nothing_are_closed_and_one_address_holds_a_few(tmp_path: Path, monkeypatch) -> None:
+    """About 1000 sockets held open sending nothing (a common limit of open files) made the studio answer nobody,
+    the password check included: every one was kept for ever."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from heygem import server
+
+    monkeypatch.setattr(server, "HEADER_SECONDS", 1.0)
+    monkeypatch.setattr(server, "CONNECTIONS_PER_ADDRESS", 3)
+    queue = JobQueue(tmp_path / "outputs", start=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    running = uvicorn.Server(server.server_config(create_app(queue, ui=False), "127.0.0.1", port))
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    try:
+        while not running.started:
+            time.sleep(0.05)
+
+        def held(count: int) -> list[socket.socket]:
+            return [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+
+        def closed_by_the_studio(sock: socket.socket, within: float) -> bool:
+            sock.settimeout(within)
+            try:
+                return sock.recv(1) == b""
+            except TimeoutError:
+                return False
+
+        idle, dripping = held(2)
+        dripping.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # the rest never comes
+        assert closed_by_the_studio(idle, 3) and closed_by_the_studio(dripping, 3)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:  # a request of ordinary pace: answered
+            assert client.get("/api/status").status_code == 200
+
+        # This machine is never counted (a proxy in front of the studio connects from here); another address is.
+        monkeypatch.setattr(server, "is_loopback", lambda host: False)
+        kept = held(3)
+        assert closed_by_the_studio(held(1)[0], 0.5)
+        assert not any(closed_by_the_studio(sock, 0.2) for sock in kept)
+        for sock in kept:
+            sock.close()
+        time.sleep(0.2)
+        assert not closed_by_the_studio(held(1)[0], 0.3)
+    finally:
+        running.should_exit = True
+        thread.join(10)
+        queue.close()
