@@ -6,7 +6,9 @@ The routes call the same ``JobQueue`` as the web UI, so jobs from both share one
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -264,10 +266,38 @@ def save_upload(upload: UploadFile, folder: Path, number: int) -> Path:
     return path
 
 
+class _HeldFileResponse(FileResponse):
+    """A file sent from a descriptor opened before the answer starts: deleting the job (or the batch, or the
+    presenter) while it is downloaded no longer cut the download off mid-body, or made a 500 of it when the
+    file went between the check and the send. Read through /proc/self/fd, which opens the file held even once
+    its name is gone; the descriptor is closed when the answer is over."""
+
+    def __init__(self, descriptor: int, name: str, media_type: str) -> None:
+        super().__init__(f"/proc/self/fd/{descriptor}", stat_result=os.fstat(descriptor), media_type=media_type,
+                         filename=name)
+        self._descriptor = descriptor
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            os.close(self._descriptor)
+
+
 def _serve(queue: JobQueue, path: Path | None, media_type: str):
     """Only regular files inside the outputs folder are ever sent (never a symlink, wherever it points)."""
     if not servable(path, queue.root):
         log.error("refused to serve %s: not a regular file under %s", path, queue.root)
         return error_response(404, "file not found")
-    return FileResponse(path, media_type=media_type, filename=path.name)
+    assert path is not None
+    if not Path("/proc/self/fd").is_dir():  # not Linux: sent by its name
+        return FileResponse(path, media_type=media_type, filename=path.name)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:  # gone since the check
+        return error_response(404, "file not found")
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        return error_response(404, "file not found")
+    return _HeldFileResponse(descriptor, path.name, media_type)
 

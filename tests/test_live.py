@@ -284,6 +284,8 @@ def test_limits_and_bad_requests_are_answered_clearly_and_leave_the_session_runn
         huge = client.post(f"/api/live/{session}/offer", content=b'{"sdp": "' + b"v" * (4 << 20) + b'"}',
                            headers={"content-type": "application/json"})
         assert huge.status_code == 413 and huge.json()["code"] == "json_too_large"
+        odd_rate = client.post(f"/api/live/{session}/stream", params={"rate": 47999}, content=b"\0" * 3200)
+        assert odd_rate.status_code == 400 and "44100, 48000 (Hz), got 47999" in odd_rate.json()["error"]
         assert client.get("/api/live/nosuchsession").status_code == 404
         assert client.get(f"/api/live/{session}").json()["state"] == "waiting"  # still there, no peer yet
 
