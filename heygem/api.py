@@ -144,7 +144,8 @@ def api_router(queue: JobQueue) -> APIRouter:
     def get_job(job_id: str):
         return _answer(lambda: queue.job(job_id).to_json(), f"no job {job_id}")
 
-    @router.get("/jobs/{job_id}/result")
+    # Files answer HEAD too: `curl -I`, a download manager's first ask (405 before).
+    @router.api_route("/jobs/{job_id}/result", methods=["GET", "HEAD"])
     def get_result(job_id: str):
         def result():
             job = queue.job(job_id)
@@ -166,7 +167,7 @@ def api_router(queue: JobQueue) -> APIRouter:
     def get_batch(batch_id: str):
         return _answer(lambda: queue.batch(batch_id).to_json(), f"no batch {batch_id}")
 
-    @router.get("/batches/{batch_id}/zip")
+    @router.api_route("/batches/{batch_id}/zip", methods=["GET", "HEAD"])
     def get_zip(batch_id: str):
         return _answer(lambda: _serve(queue, queue.zip_batch(batch_id), "application/zip"), f"no batch {batch_id}")
 
@@ -210,7 +211,7 @@ def api_router(queue: JobQueue) -> APIRouter:
         return _answer(lambda: presenters.delete(presenter_id) or {"deleted": presenter_id},
                        f"no presenter {presenter_id}")
 
-    @router.get("/presenters/{presenter_id}/thumbnail")
+    @router.api_route("/presenters/{presenter_id}/thumbnail", methods=["GET", "HEAD"])
     def get_thumbnail(presenter_id: str):
         def thumbnail():
             presenter = presenters.get(presenter_id)

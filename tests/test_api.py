@@ -58,6 +58,10 @@ def test_a_batch_submitted_over_http_gives_a_zip_of_every_video(studio, short_cl
         result = client.get(f"/api/jobs/{job['id']}/result")
         assert result.status_code == 200 and result.headers["content-type"] == "video/mp4"
         assert result.content == (tmp_path / "d13__speech.mp4").read_bytes()
+        for url in (f"/api/jobs/{job['id']}/result", f"/api/batches/{batch['id']}/zip"):  # `curl -I`
+            head = client.head(url)
+            assert head.status_code == 200 and head.content == b""
+            assert int(head.headers["content-length"]) == len(client.get(url).content)
 
 
 def test_a_single_job_then_list_cancel_and_delete(studio, short_clips) -> None:
