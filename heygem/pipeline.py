@@ -963,10 +963,17 @@ def generate(
         log.warning("%s", notes[-1])
         info = fitted
     paced = fit_rate(info)
-    if paced != info:
+    if paced != info and paced.fps < info.fps:
         notes.append(CodedText(
             "note_rate_lowered", f"{video_path.name} runs at {_number(info.fps)} fps; read and made at "
             f"{_number(paced.fps)} fps, the most HeyGem makes", file=video_path.name, fps=_number(info.fps),
+            new_fps=_number(paced.fps)))
+        log.warning("%s", notes[-1])
+        info = paced
+    elif paced != info:
+        notes.append(CodedText(
+            "note_rate_raised", f"{video_path.name} runs at {_number(info.fps)} fps, too slow for a mouth to speak; "
+            f"made at {_number(paced.fps)} fps, its frames repeated", file=video_path.name, fps=_number(info.fps),
             new_fps=_number(paced.fps)))
         log.warning("%s", notes[-1])
         info = paced

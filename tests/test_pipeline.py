@@ -449,6 +449,27 @@ def test_an_hdr_phone_video_keeps_its_colours_in_standard_range_saying_so(media:
         {"file": "phone.mp4", "hdr": hdr}]
 
 
+def test_a_video_too_slow_for_a_mouth_is_made_at_25_fps_saying_so(media: Path, speech, settings, tmp_path: Path) -> None:
+    """A time-lapse or slide show at 2 fps: made at its own rate, the mouth changed twice a second (0.5 fps: one
+    frame for the whole speech, a still picture with sound)."""
+    from dataclasses import replace
+
+    from heygem.settings import EngineOptions
+
+    clip = make_clip(tmp_path / "slides.mp4", "-i", str(media / "videoretalking/2.mp4"), "-t", "3",
+                     "-vf", "scale=256:256,fps=2", "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    assert probe(clip).fps == 2
+    result = generate(speech, clip, settings=replace(settings, engine=EngineOptions(engine="builtin")))
+    out = probe(result.output)
+    assert out.fps == Fraction(25) and abs(out.duration - speech.duration) < 0.05
+    frames = list(iter_frames(out, Fraction(25)))
+    mouths = [frame[130:175, 90:150].astype(float) for frame in frames]
+    changes = sum(np.abs(a - b).mean() > 0.3 for a, b in zip(mouths, mouths[1:]))
+    assert changes > len(frames) / 2  # the mouth moves from frame to frame, not twice a second
+    assert [code.params for code in result.notes if getattr(code, "code", None) == "note_rate_raised"] == [
+        {"file": "slides.mp4", "fps": 2, "new_fps": 25}]
+
+
 def test_a_video_shorter_than_its_header_replays_its_own_frames_not_a_still(media: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 

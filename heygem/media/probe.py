@@ -33,6 +33,11 @@ _MAX_FPS = Fraction(1000)
 # video: 1688 frames in 12.4 s against 84 in 1.7 s; 30 minutes of speech would hold the queue for hours), for
 # motion no one watching a talking head sees; faster videos are read at this rate, and the result says so.
 MAX_VIDEO_FPS = Fraction(60)
+# And a slower one (a time-lapse, a slide show, an old webcam's 5 fps) is read and made at RAISED_FPS, its frames
+# repeated: made at its own rate, a 0.5 fps video gave 1 frame for 2.5 s of speech, a still picture with sound,
+# and 2 fps changed the mouth twice a second.
+MIN_VIDEO_FPS = Fraction(12)
+RAISED_FPS = Fraction(25)
 # The most pixels a photo may hold (16384 x 16384, 268 megapixels: more than any camera makes; 0.8 GB decoded).
 # Its size is read from the header first: a few MB of PNG holding 30000 x 30000 pixels took 5.3 GB and 13 s to
 # probe, and three of them uploaded at once 15.7 GB of the studio's memory.
@@ -291,11 +296,13 @@ def probe(path: str | Path) -> MediaInfo:
 
 
 def fit_rate(info: MediaInfo, max_fps: Fraction = MAX_VIDEO_FPS) -> MediaInfo:
-    """``info`` for a video faster than ``max_fps``, at the rate it is read and made at (``max_fps``: the decoder's
-    fps filter drops frames evenly); anything else unchanged."""
-    if info.kind != "video" or info.fps is None or info.fps <= max_fps:
+    """``info`` for a video faster than ``max_fps`` or slower than MIN_VIDEO_FPS, at the rate it is read and made
+    at (``max_fps``, or RAISED_FPS: the decoder's fps filter drops or repeats frames evenly); anything else
+    unchanged."""
+    if info.kind != "video" or info.fps is None or MIN_VIDEO_FPS <= info.fps <= max_fps:
         return info
-    return replace(info, fps=Fraction(max_fps), frame_count=max(1, round(info.duration * max_fps)))
+    fps = Fraction(max_fps) if info.fps > max_fps else RAISED_FPS
+    return replace(info, fps=fps, frame_count=max(1, round(info.duration * fps)))
 
 
 def fit_picture(info: MediaInfo, max_side: int) -> MediaInfo:
