@@ -1012,7 +1012,8 @@ def generate(
                                               pictures=True):
             if writer is None:  # sized by the first frame: a photo's EXIF rotation may swap its sides
                 height, width = frame.shape[:2]
-                writer = VideoWriter(out, width, height, fps, prepared.path, prepared.duration, settings.encode)
+                writer = VideoWriter(out, width, height, fps, prepared.path, prepared.duration, settings.encode,
+                                     info.pixel_aspect)
                 if settings.overlap:
                     writer = _BackgroundWriter(writer, ENCODE_QUEUE_FRAMES, stopwatch)
             if isinstance(writer, _BackgroundWriter):

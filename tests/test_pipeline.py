@@ -449,6 +449,21 @@ def test_an_hdr_phone_video_keeps_its_colours_in_standard_range_saying_so(media:
         {"file": "phone.mp4", "hdr": hdr}]
 
 
+def test_an_anamorphic_video_plays_as_wide_as_it_came(media: Path, speech, settings, tmp_path: Path) -> None:
+    """Pixels twice as wide as high (PAL DV, a camera's wide mode): the result lost that, and played squeezed to
+    half its width."""
+    from dataclasses import replace
+
+    from heygem.settings import EngineOptions
+
+    clip = make_clip(tmp_path / "wide.mp4", "-i", str(media / "videoretalking/2.mp4"), "-t", "3",
+                     "-vf", "scale=160:320,setsar=2", "-an", "-c:v", "libx264", "-preset", "ultrafast")
+    assert probe(clip).pixel_aspect == 2
+    result = generate(speech, clip, settings=replace(settings, engine=EngineOptions(engine="builtin")))
+    out = probe(result.output)
+    assert (out.width, out.height, out.pixel_aspect) == (160, 320, 2)  # shown 320 wide, as the source
+
+
 def test_a_video_too_slow_for_a_mouth_is_made_at_25_fps_saying_so(media: Path, speech, settings, tmp_path: Path) -> None:
     """A time-lapse or slide show at 2 fps: made at its own rate, the mouth changed twice a second (0.5 fps: one
     frame for the whole speech, a still picture with sound)."""

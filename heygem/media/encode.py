@@ -79,7 +79,7 @@ class VideoWriter:
 
     def __init__(self, out_path: str | Path, width: int, height: int, fps: Fraction,
                  audio_path: str | Path | None, duration: float,
-                 options: EncodeOptions | None = None) -> None:
+                 options: EncodeOptions | None = None, pixel_aspect: Fraction | None = None) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
         if duration <= 0:
@@ -104,7 +104,7 @@ class VideoWriter:
         padded = even_size(self.width, self.height)
         self._padding = (padded[1] - self.height, padded[0] - self.width)  # rows below, columns to the right
         self._argv = encode_argv(exe, self.temp_path, *padded, self.fps, self.audio_path, self.duration,
-                                 self.options, self.encoder)
+                                 self.options, self.encoder, pixel_aspect)
         log.debug("encoding %s: %dx%d at %s fps, %.3f s, %s, crf %d, preset %s, audio %s at %s",
                   self.out_path, self.width, self.height, self.fps, self.duration, self.encoder, self.options.crf,
                   self.options.preset, self.audio_path, self.options.audio_bitrate)

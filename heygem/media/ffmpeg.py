@@ -222,12 +222,13 @@ def encoder_check_argv(exe: str, encoder: str) -> list[str]:
 
 def encode_argv(exe: str, out_path: str | Path, width: int, height: int, fps: Fraction,
                 audio_path: str | Path | None, duration: float, options: EncodeOptions,
-                encoder: str = "libx264") -> list[str]:
+                encoder: str = "libx264", pixel_aspect: Fraction | None = None) -> list[str]:
     """Raw yuv420p frames of ``width`` x ``height`` (even: ``even_size``) from stdin plus the first audio stream
     of the ORIGINAL audio file (no re-decoded copy, so no extra generation loss) -> H.264/AAC MP4 of
     ``duration`` seconds, made by ``encoder`` (``video_codec_argv``).
 
-    ``audio_path`` None writes a silent video (``-an``).
+    ``audio_path`` None writes a silent video (``-an``). ``pixel_aspect``: the source's pixels' width over their
+    height where they are not square (anamorphic video), written into the result so that it plays as wide.
     """
     if even_size(width, height) != (width, height):
         raise ValueError(f"yuv420p frames have an even size, got {width}x{height}: pad them first")
@@ -239,6 +240,8 @@ def encode_argv(exe: str, out_path: str | Path, width: int, height: int, fps: Fr
         argv += ["-i", file_url(audio_path), "-map", "0:v:0", "-map", "1:a:0"]
     else:
         argv += ["-map", "0:v:0", "-an"]
+    if pixel_aspect is not None and pixel_aspect != 1:
+        argv += ["-vf", f"setsar={pixel_aspect.numerator}/{pixel_aspect.denominator}"]
     argv += ["-t", f"{duration:.6f}", *video_codec_argv(encoder, options), "-pix_fmt", "yuv420p", "-r", rate]
     if audio_path is not None:
         # ffmpeg's AAC encoder with its "fast" coder: the default ("twoloop") took 2.6 s of CPU for a minute of

@@ -86,6 +86,9 @@ class MediaInfo:
     colour_range: str | None = None
     colour_transfer: str | None = None
     colour_primaries: str | None = None
+    # Anamorphic video (PAL DV, some cameras' wide modes): its pixels' width over their height, as displayed
+    # (after the display rotation); None for square pixels, photos and audio.
+    pixel_aspect: Fraction | None = None
 
     @property
     def hdr(self) -> str | None:
@@ -116,6 +119,18 @@ def _rate(value: Any) -> Fraction | None:
     except (ValueError, ZeroDivisionError):
         return None
     return rate if 0 < rate <= _MAX_FPS else None
+
+
+def _pixel_aspect(value: Any) -> Fraction | None:
+    """ffprobe's ``sample_aspect_ratio`` ("16:15"), or None for square pixels, an unset one ("0:1") or nonsense."""
+    try:
+        width, height = (int(part) for part in str(value).split(":"))
+    except ValueError:
+        return None
+    if width <= 0 or height <= 0 or width == height:
+        return None
+    aspect = Fraction(width, height)
+    return aspect if Fraction(1, 8) <= aspect <= 8 else None
 
 
 def _rotation(stream: dict[str, Any]) -> int:
@@ -284,13 +299,15 @@ def probe(path: str | Path) -> MediaInfo:
     if width <= 0 or height <= 0:
         raise InputError(path, f"is a video without a picture size; give {ACCEPTED_FACES}", "bad_video")
     rotation = _rotation(video)
+    pixel_aspect = _pixel_aspect(video.get("sample_aspect_ratio"))
     if rotation in (90, 270):
         width, height = height, width
+        pixel_aspect = None if pixel_aspect is None else 1 / pixel_aspect
     info = MediaInfo(path, "video", width, height, fps, duration, max(1, round(duration * fps)),
                      audio is not None, audio_duration, rotation, codec, audio_codec,
                      pixel_format=video.get("pix_fmt"), colour_space=video.get("color_space"),
                      colour_range=video.get("color_range"), colour_transfer=video.get("color_transfer"),
-                     colour_primaries=video.get("color_primaries"))
+                     colour_primaries=video.get("color_primaries"), pixel_aspect=pixel_aspect)
     log.debug("probed %s", info)
     return info
 
