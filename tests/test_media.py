@@ -457,6 +457,27 @@ def test_a_playlist_naming_another_file_on_the_machine_is_refused(media: Path, t
     assert refused.value.code == "playlist"
 
 
+def test_an_avif_photo_is_read_and_a_heic_one_is_refused_saying_what_to_do(media: Path, tmp_path: Path) -> None:
+    """Phones save photos as AVIF and HEIC: both were "a video of zero length (no duration)", which told nobody
+    what to do."""
+    avif = tmp_path / "portrait.avif"
+    ffmpeg("-i", media / "sadtalker/people_0.png", "-vf", "scale=256:256", "-c:v", "libaom-av1", "-still-picture",
+           "1", "-cpu-used", "8", "-frames:v", "1", avif)
+    info = probe(avif)
+    assert (info.kind, info.width, info.height) == ("image", 256, 256)
+    picture = next(iter(iter_frames(info, Fraction(25))))
+    original = cv2.resize(cv2.imread(str(media / "sadtalker/people_0.png")), (256, 256), interpolation=cv2.INTER_AREA)
+    assert np.abs(picture.astype(float) - original).mean() < 8  # the photo, in its colours
+    # A HEIF box of the iPhone's kind (here an H.265 picture in an MP4 branded so, as ffprobe sees a HEIC).
+    heic = tmp_path / "IMG_0001.heic"
+    ffmpeg("-i", media / "sadtalker/people_0.png", "-c:v", "libx265", "-x265-params", "log-level=error",
+           "-frames:v", "1", "-f", "mp4", "-brand", "heic", heic)
+    with pytest.raises(InputError, match=r"IMG_0001\.heic: is a HEIC photo \(as iPhones take them\), which HeyGem "
+                                         r"cannot read yet: save it as JPEG first") as refused:
+        probe(heic)
+    assert refused.value.code == "photo_heic"
+
+
 def test_a_camcorder_s_mpeg_ts_file_is_read_as_video_and_as_speech(media: Path, tmp_path: Path) -> None:
     """AVCHD camcorders record .mts/.m2ts and broadcast recordings are .ts: the packaged ffmpeg crashed
     (SIGSEGV, no words) on every such file, so each job failed saying `ffprobe failed with exit code -11`."""

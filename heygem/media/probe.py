@@ -24,6 +24,8 @@ ACCEPTED_SPEECH = "an audio file (wav, mp3, m4a, aac, flac, ogg, aiff) or a vide
 ACCEPTED_ANY = f"{ACCEPTED_FACES}, or {ACCEPTED_SPEECH}"
 
 # Codecs of still images: a stream of one of these with no duration (or one frame) is a photo.
+# The brands of HEIF photos (an iPhone's HEIC, AVIF): ffprobe reads them as a video of no length.
+HEIF_BRANDS = {"heic", "heix", "heim", "heis", "hevc", "hevx", "mif1", "msf1", "avif", "avis"}
 _IMAGE_CODECS = {"png", "mjpeg", "jpegls", "webp", "bmp", "tiff", "jpeg2000", "jpegxl", "qoi", "ppm", "pgm",
                  "pam", "sgi", "targa", "gif"}
 # Above this an avg_frame_rate is a container artefact (e.g. 90000/1 time bases), not a frame rate.
@@ -148,12 +150,23 @@ def _rotation(stream: dict[str, Any]) -> int:
     return int(round(degrees / 90.0)) * 90 % 360
 
 
+def _heif_brands(fmt: dict[str, Any]) -> set[str]:
+    """The HEIF container's brands (major and compatible, 4 characters each) of a photo in one; else empty."""
+    tags = fmt.get("tags") or {}
+    major = str(tags.get("major_brand", "")).strip().lower()
+    compatible = str(tags.get("compatible_brands", "")).lower()
+    brands = {major} | {compatible[i:i + 4].strip() for i in range(0, len(compatible), 4)}
+    return brands if major in HEIF_BRANDS or "avif" in brands else set()
+
+
 def _is_image(fmt: dict[str, Any], stream: dict[str, Any]) -> bool:
     format_names = set(str(fmt.get("format_name", "")).split(","))
     if any(name in ("image2", "image2pipe") or name.endswith("_pipe") for name in format_names):
         return True
     frames = stream.get("nb_frames")
     single = _float(stream.get("duration")) is None or (frames is not None and str(frames) in ("0", "1"))
+    if "avif" in _heif_brands(fmt):  # an AVIF photo: one AV1 picture in a HEIF box (OpenCV reads it)
+        return single
     return stream.get("codec_name") in _IMAGE_CODECS and single
 
 
@@ -278,8 +291,16 @@ def probe(path: str | Path) -> MediaInfo:
 
     video = videos[0]
     codec = video.get("codec_name")
+    brands = _heif_brands(fmt)
+    if brands and "avif" not in brands and not audios:
+        # OpenCV and this ffmpeg read no HEIC (ffmpeg sees one 512 px tile of an iPhone's photo, not the photo).
+        raise InputError(path, "is a HEIC photo (as iPhones take them), which HeyGem cannot read yet: save it as "
+                         "JPEG first (on an iPhone: Settings, Camera, Formats, Most Compatible; or share it as "
+                         "JPEG)", "photo_heic")
     if _is_image(fmt, video) and not audios:
         stored = picture_size(path)
+        if stored is None and brands:  # AVIF: the size ffprobe read from its header
+            stored = (int(video.get("width") or 0), int(video.get("height") or 0))
         _check_photo_pixels(path, stored)
         width, height = _image_size(path, stored)
         info = MediaInfo(path, "image", width, height, None, 0.0, 1, False, None, 0, codec, None)

@@ -219,6 +219,10 @@ EN: dict[str, str] = {
     "reason_missing": "{file}: the file is missing.",
     "reason_empty": "{file} is empty (0 bytes).",
     "reason_unreadable": "{file} is not a video, photo or sound file HeyGem can read.",
+    "reason_photo_heic": (
+        "{file} is a HEIC photo (as iPhones take them), which HeyGem cannot read yet. Save it as JPEG first (on an "
+        "iPhone: Settings, Camera, Formats, Most Compatible; or share it as JPEG)."
+    ),
     "reason_playlist": (
         "{file} is a playlist or list of other files ({kind}), not a recording; HeyGem reads only the file it is "
         "given, never the files a list names. Give the video, photo or sound file itself."
@@ -565,6 +569,7 @@ ZH: dict[str, str] = {
     "reason_missing": "{file}：找不到该文件。",
     "reason_empty": "{file} 是空文件（0 字节）。",
     "reason_unreadable": "{file} 不是 HeyGem 能读取的视频、照片或音频文件。",
+    "reason_photo_heic": "{file} 是 HEIC 照片（iPhone 拍摄的格式），HeyGem 暂时无法读取。请先存为 JPEG（iPhone 上：设置 > 相机 > 格式 > 兼容性最佳；或以 JPEG 分享）。",
     "reason_playlist": "{file} 是播放列表或其他文件的清单（{kind}），不是录音或视频；HeyGem 只读取所给的文件本身，从不读取清单中列出的文件。请直接提供视频、照片或音频文件。",
     "reason_bad_video": "{file}：该视频没有可用的时长、帧率或画面尺寸。",
     "reason_no_sound": "{file} 没有声音：语音必须是录音或带声音的视频。",
