@@ -405,6 +405,22 @@ def test_load_audio_stereo_is_channel_mean(media: Path) -> None:
     assert np.abs(wav - expected).max() < 1e-6
 
 
+def test_stereo_whose_channels_cancel_is_read_from_one_channel(media: Path, tmp_path: Path, caplog) -> None:
+    """A balanced microphone wired the other way round on one side: the stereo plays, its mean is silence, and
+    the mouth never opened (the result pixel for pixel the silent speech's)."""
+    source = media / "speechrecognition/english.wav"
+    opposed = tmp_path / "opposed.wav"
+    ffmpeg("-i", source, "-af", "pan=stereo|c0=c0|c1=-1*c0", "-c:a", "pcm_s16le", opposed)
+    with caplog.at_level(logging.WARNING, logger="heygem.media.audio"):
+        wav = load_audio(opposed)
+    speech = load_audio(source)
+    assert len(wav) == len(speech) and np.corrcoef(wav, speech)[0, 1] > 0.999
+    assert "opposed.wav: its channels cancel each other when mixed to one" in caplog.text
+    silent = tmp_path / "silent.wav"  # truly silent stays silent, whatever its channels
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=stereo", "-t", "1", silent)
+    assert np.abs(load_audio(silent)).max() == 0
+
+
 @pytest.fixture(scope="module")
 def lossy_versions(media: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """english.wav re-encoded to the compressed formats users bring."""

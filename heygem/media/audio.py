@@ -32,18 +32,27 @@ MAX_GAIN_DB = 40.0
 _LEVEL_STEP = 320  # 20 ms at 16 kHz
 
 
-def quiet_gain_db(samples: np.ndarray, sample_rate: int = 16000) -> float:
-    """The gain (dB, 0 for a recording at an ordinary level) that reads ``samples`` at a normal level."""
+SILENT_MIX_DB = -70.0  # loud parts under this: nothing anyone hears
+
+
+def _loud_parts_db(samples: np.ndarray, sample_rate: int) -> float:
+    """The 95th percentile of the 20 ms levels (dBFS; -inf for digital silence or no samples)."""
     step = max(1, sample_rate * _LEVEL_STEP // 16000)
     count = len(samples) // step
     if count == 0:
-        return 0.0
+        return float("-inf")
     levels = np.sqrt(np.mean(np.square(samples[:count * step].reshape(count, step), dtype=np.float64), axis=1))
     loud = float(np.percentile(levels, 95))
-    peak = float(np.max(np.abs(samples)))
-    if loud <= 0 or 20 * np.log10(loud) >= QUIET_DB:
+    return 20 * np.log10(loud) if loud > 0 else float("-inf")
+
+
+def quiet_gain_db(samples: np.ndarray, sample_rate: int = 16000) -> float:
+    """The gain (dB, 0 for a recording at an ordinary level) that reads ``samples`` at a normal level."""
+    loud = _loud_parts_db(samples, sample_rate)
+    if loud == float("-inf") or loud >= QUIET_DB:
         return 0.0
-    gain = min(LEVEL_DB - 20 * np.log10(loud), MAX_GAIN_DB, -20 * np.log10(peak / 0.99))
+    peak = float(np.max(np.abs(samples)))
+    gain = min(LEVEL_DB - loud, MAX_GAIN_DB, -20 * np.log10(peak / 0.99))
     return round(max(gain, 0.0), 1)
 
 
@@ -70,7 +79,26 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, f"does not exist or is not a file; give {ACCEPTED_SPEECH}", "missing")
-    argv = audio_decode_argv(ffmpeg_exe(), path, sample_rate)
+    wav = _decoded(path, sample_rate, max_seconds, tick)
+    if _loud_parts_db(wav, sample_rate) < SILENT_MIX_DB:
+        # Channels that cancel once averaged: a balanced microphone wired the other way round on one side plays
+        # in stereo, but its mean is silence, and the mouth never opened. Its first channel is then the speech.
+        first = _decoded(path, sample_rate, max_seconds, None, first_channel=True)
+        if _loud_parts_db(first, sample_rate) > _loud_parts_db(wav, sample_rate) + 20:
+            log.warning("%s: its channels cancel each other when mixed to one (one is wired the other way "
+                        "round); its first channel is read instead, and on a one-speaker device it plays silent",
+                        path.name)
+            wav = first
+    if normal_level:
+        wav, gain = at_normal_level(wav, sample_rate)
+        if gain:
+            log.info("%s is a quiet recording: read %.1f dB louder", path.name, gain)
+    return wav
+
+
+def _decoded(path: Path, sample_rate: int, max_seconds: float | None, tick: Callable[[float], None] | None,
+             first_channel: bool = False) -> np.ndarray:
+    argv = audio_decode_argv(ffmpeg_exe(), path, sample_rate, first_channel)
     max_bytes = None if max_seconds is None else int(max_seconds * sample_rate) * 4
     data = bytearray()
     with reading_output(argv, subject=path) as samples:
@@ -85,8 +113,4 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     if wav.size == 0:
         raise InputError(path, f"has an audio stream with no samples in it; give {ACCEPTED_SPEECH}", "no_sound")
     log.debug("loaded %s: %d samples at %d Hz (%.2f s)", path, wav.size, sample_rate, wav.size / sample_rate)
-    if normal_level:
-        wav, gain = at_normal_level(wav, sample_rate)
-        if gain:
-            log.info("%s is a quiet recording: read %.1f dB louder", path.name, gain)
     return wav

@@ -126,14 +126,16 @@ def probe_argv(exe: str, path: str | Path) -> list[str]:
             file_url(path)]
 
 
-def audio_decode_argv(exe: str, path: str | Path, sample_rate: int = 16000) -> list[str]:
-    """The first audio stream of ``path`` as raw float32 little-endian mono at ``sample_rate`` on stdout.
+def audio_decode_argv(exe: str, path: str | Path, sample_rate: int = 16000, first_channel: bool = False) -> list[str]:
+    """The first audio stream of ``path`` as raw float32 little-endian mono at ``sample_rate`` on stdout
+    (``first_channel``: its first channel alone, not the mean of all).
 
     ``-rematrix_maxval 1``: without it a float downmix weighs each stereo channel 1/sqrt(2) (3 dB louder than
     the original's librosa.load, which averages); with it stereo becomes the exact mean (L + R) / 2.
     """
+    mono = ["-af", "pan=mono|c0=c0"] if first_channel else ["-ac", "1"]
     return [*base_argv(exe), "-i", file_url(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
-            "-ac", "1", "-ar", str(int(sample_rate)), "-rematrix_maxval", "1",
+            *mono, "-ar", str(int(sample_rate)), "-rematrix_maxval", "1",
             "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"]
 
 
