@@ -713,10 +713,11 @@ def iter_synced_frames(
     source_video = video
     if turn:
         video = turned(video, turn)  # what the engine and the face boxes see; the output is turned back
+        flag = "a rotation flag that turns it otherwise" if source_video.rotation else "no rotation flag that says so"
         notes.append(CodedText(
             "note_turned", f"the face was found with the picture turned {describe_turn(turn)} ({video.path.name} "
-            "carries no rotation flag that says so): it was lip-synced turned upright and turned back, "
-            "so the result is the same way up as the source", file=video.path.name, turn=turn))
+            f"carries {flag}): it was lip-synced turned upright and turned back, so the result is the same way up "
+            "as the source", file=video.path.name, turn=turn))
         log.warning("%s: %s", video.path.name, notes[-1])
     back = (360 - turn) % 360
     study = shapes = footage = phones = None
