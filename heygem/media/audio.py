@@ -29,10 +29,8 @@ class TooLongError(Exception):
 QUIET_DB = -30.0
 LEVEL_DB = -20.0
 MAX_GAIN_DB = 40.0
+SILENT_MIX_DB = -70.0  # loud parts under this: nothing anyone hears (a mix whose channels cancel)
 _LEVEL_STEP = 320  # 20 ms at 16 kHz
-
-
-SILENT_MIX_DB = -70.0  # loud parts under this: nothing anyone hears
 
 
 def _loud_parts_db(samples: np.ndarray, sample_rate: int) -> float:

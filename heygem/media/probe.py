@@ -23,9 +23,9 @@ ACCEPTED_FACES = "a video (mp4, mov, mkv, webm, avi) or a photo (jpg, png, webp)
 ACCEPTED_SPEECH = "an audio file (wav, mp3, m4a, aac, flac, ogg, aiff) or a video with a soundtrack"
 ACCEPTED_ANY = f"{ACCEPTED_FACES}, or {ACCEPTED_SPEECH}"
 
-# Codecs of still images: a stream of one of these with no duration (or one frame) is a photo.
 # The brands of HEIF photos (an iPhone's HEIC, AVIF): ffprobe reads them as a video of no length.
 HEIF_BRANDS = {"heic", "heix", "heim", "heis", "hevc", "hevx", "mif1", "msf1", "avif", "avis"}
+# Codecs of still images: a stream of one of these with no duration (or one frame) is a photo.
 _IMAGE_CODECS = {"png", "mjpeg", "jpegls", "webp", "bmp", "tiff", "jpeg2000", "jpegxl", "qoi", "ppm", "pgm",
                  "pam", "sgi", "targa", "gif"}
 # Above this an avg_frame_rate is a container artefact (e.g. 90000/1 time bases), not a frame rate.
@@ -94,8 +94,8 @@ class MediaInfo:
 
     @property
     def hdr(self) -> str | None:
-        """"HLG" or "PQ" for a high dynamic range video (decoded into standard range: ``standard_range``),
-        else None."""
+        """The kind of a high dynamic range video, HLG or PQ (decoded into standard range: ``standard_range``);
+        None for any other."""
         return HDR_TRANSFERS.get(self.colour_transfer or "")
 
     @property

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CSS", "I18N", "LIVE_HEAD", "THEME", "build_studio"]
 
-PHOTO_TYPES = [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".avif", ".heic", ".heif"]  # HEIC: to say how to save it as JPEG
+# .heic and .heif too: taken, to be told how to save them as JPEG (heygem.media.probe refuses them).
+PHOTO_TYPES = [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".avif", ".heic", ".heif"]
 VIDEO_TYPES = [".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".wmv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts"]
 AUDIO_TYPES = [".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".aiff", ".aif", ".wma"]
 LOG_TAIL_BYTES = 200_000
