@@ -145,7 +145,8 @@ def api_router(queue: JobQueue) -> APIRouter:
         return _answer(lambda: queue.job(job_id).to_json(), f"no job {job_id}")
 
     # Files answer HEAD too: `curl -I`, a download manager's first ask (405 before).
-    @router.api_route("/jobs/{job_id}/result", methods=["GET", "HEAD"])
+    @router.get("/jobs/{job_id}/result")
+    @router.head("/jobs/{job_id}/result", include_in_schema=False)
     def get_result(job_id: str):
         def result():
             job = queue.job(job_id)
@@ -167,7 +168,8 @@ def api_router(queue: JobQueue) -> APIRouter:
     def get_batch(batch_id: str):
         return _answer(lambda: queue.batch(batch_id).to_json(), f"no batch {batch_id}")
 
-    @router.api_route("/batches/{batch_id}/zip", methods=["GET", "HEAD"])
+    @router.get("/batches/{batch_id}/zip")
+    @router.head("/batches/{batch_id}/zip", include_in_schema=False)
     def get_zip(batch_id: str):
         return _answer(lambda: _serve(queue, queue.zip_batch(batch_id), "application/zip"), f"no batch {batch_id}")
 
@@ -211,7 +213,8 @@ def api_router(queue: JobQueue) -> APIRouter:
         return _answer(lambda: presenters.delete(presenter_id) or {"deleted": presenter_id},
                        f"no presenter {presenter_id}")
 
-    @router.api_route("/presenters/{presenter_id}/thumbnail", methods=["GET", "HEAD"])
+    @router.get("/presenters/{presenter_id}/thumbnail")
+    @router.head("/presenters/{presenter_id}/thumbnail", include_in_schema=False)
     def get_thumbnail(presenter_id: str):
         def thumbnail():
             presenter = presenters.get(presenter_id)
