@@ -35,7 +35,7 @@ from heygem.faces.track import crop_box, cut_crop, select_face, smooth_faces
 from heygem.features import MelChunks, frame_count, mel_spectrogram
 from heygem.footage import MIN_SECONDS as FOOTAGE_MIN_SECONDS, footage_may_speak, study_footage
 from heygem.limits import check_speech, speech_too_long
-from heygem.media.audio import TooLongError, at_normal_level, load_audio
+from heygem.media.audio import TooLongError, at_normal_level, is_silent, load_audio
 from heygem.media.encode import VideoWriter
 from heygem.media.probe import MediaInfo, fit_picture, fit_rate, probe, turned
 from heygem.media.video import iter_frames, iter_yuv_frames, sample_frames, turn_image, yuv_conversion
@@ -128,6 +128,7 @@ class PreparedAudio:
     info: MediaInfo
     samples: np.ndarray  # float32 mono at 16 kHz, a quiet recording raised to a normal level
     raised_db: float = 0.0  # how much louder than recorded the speech is read (heygem.media.audio.at_normal_level)
+    silent: bool = False  # nothing anyone hears in it (heygem.media.audio.is_silent)
     _mel: np.ndarray | None = field(default=None, repr=False)
     _phones: list | None = field(default=None, repr=False)
     _background: Any = field(default=None, repr=False)  # heygem.speech BackgroundPhones while one runs
@@ -239,7 +240,7 @@ def prepare_audio(path: str | Path, limits: Limits | None = None, progress: Prog
         raise speech_too_long(path, None, limits) from None
     samples, raised = at_normal_level(samples, SAMPLE_RATE)
     report("audio", 1.0, str(path))
-    return PreparedAudio(path, info, samples, raised)
+    return PreparedAudio(path, info, samples, raised, is_silent(samples, SAMPLE_RATE))
 
 
 def source_index(out_index: int, source_frames: int, policy: str) -> int:
@@ -989,6 +990,11 @@ def generate(
     else:
         prepared = prepare_audio(audio, settings.limits, report)
     _validate(prepared, info)
+    if prepared.silent:
+        notes.append(CodedText(
+            "note_speech_silent", f"{prepared.path.name} is silent throughout, so the mouth stays closed (of a file "
+            "with several sound tracks the first is used)", file=prepared.path.name))
+        log.warning("%s", notes[-1])
     if prepared.raised_db:
         notes.append(CodedText(
             "note_speech_raised", f"{prepared.path.name} is a quiet recording; its sounds were read "

@@ -394,8 +394,8 @@ def test_a_slow_motion_video_is_read_and_made_at_60_fps_saying_so(media: Path, s
         {"file": "slowmo.mp4", "fps": 240, "new_fps": 60}]
 
 
-def test_a_quiet_recording_moves_the_mouth_as_the_same_speech_at_an_ordinary_level(media: Path, settings,
-                                                                                    tmp_path: Path) -> None:
+def test_a_quiet_recording_moves_the_mouth_as_at_an_ordinary_level_and_a_silent_one_says_so(
+        media: Path, settings, tmp_path: Path) -> None:
     """A speech recorded 30 dB down (a laptop's microphone at arm's length) plays perfectly audibly, but its sounds
     fell under the features' absolute silence gate and the mouth moved on a few frames only."""
     from dataclasses import replace
@@ -421,6 +421,11 @@ def test_a_quiet_recording_moves_the_mouth_as_the_same_speech_at_an_ordinary_lev
     from heygem.media.audio import load_audio
     kept = load_audio(result.output, normal_level=False)
     assert np.abs(kept).max() < 0.05
+    # A speech with nothing in it (a file's silent first track, the wrong file): the closed mouth is explained.
+    silent = make_clip(tmp_path / "track1.m4a", "-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo", "-t", "2")
+    result = generate(silent, face, settings=builtin)
+    assert [code.params for code in result.notes if getattr(code, "code", None) == "note_speech_silent"] == [
+        {"file": "track1.m4a"}]
 
 
 @pytest.mark.parametrize("transfer,hdr", [("arib-std-b67", "HLG"), ("smpte2084", "PQ")])

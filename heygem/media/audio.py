@@ -44,6 +44,11 @@ def _loud_parts_db(samples: np.ndarray, sample_rate: int) -> float:
     return 20 * np.log10(loud) if loud > 0 else float("-inf")
 
 
+def is_silent(samples: np.ndarray, sample_rate: int = 16000) -> bool:
+    """Nothing anyone hears in ``samples`` (loud parts under SILENT_MIX_DB)."""
+    return _loud_parts_db(samples, sample_rate) < SILENT_MIX_DB
+
+
 def quiet_gain_db(samples: np.ndarray, sample_rate: int = 16000) -> float:
     """The gain (dB, 0 for a recording at an ordinary level) that reads ``samples`` at a normal level."""
     loud = _loud_parts_db(samples, sample_rate)
@@ -78,7 +83,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     if not path.is_file():
         raise InputError(path, f"does not exist or is not a file; give {ACCEPTED_SPEECH}", "missing")
     wav = _decoded(path, sample_rate, max_seconds, tick)
-    if _loud_parts_db(wav, sample_rate) < SILENT_MIX_DB:
+    if is_silent(wav, sample_rate):
         # Channels that cancel once averaged: a balanced microphone wired the other way round on one side plays
         # in stereo, but its mean is silence, and the mouth never opened. Its first channel is then the speech.
         first = _decoded(path, sample_rate, max_seconds, None, first_channel=True)
