@@ -202,7 +202,9 @@ def serving(app) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    from heygem.server import server_config
+
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port))  # its settings and connection guard as served
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
