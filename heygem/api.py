@@ -276,8 +276,8 @@ class _HeldFileResponse(FileResponse):
     file went between the check and the send. Read through /proc/self/fd, which opens the file held even once
     its name is gone; the descriptor is closed when the answer is over."""
 
-    def __init__(self, descriptor: int, name: str, media_type: str) -> None:
-        super().__init__(f"/proc/self/fd/{descriptor}", stat_result=os.fstat(descriptor), media_type=media_type,
+    def __init__(self, descriptor: int, stat_result: os.stat_result, name: str, media_type: str) -> None:
+        super().__init__(f"/proc/self/fd/{descriptor}", stat_result=stat_result, media_type=media_type,
                          filename=name)
         self._descriptor = descriptor
 
@@ -300,8 +300,9 @@ def _serve(queue: JobQueue, path: Path | None, media_type: str):
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:  # gone since the check
         return error_response(404, "file not found")
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+    held = os.fstat(descriptor)
+    if not stat.S_ISREG(held.st_mode):  # replaced since the check (by a folder: O_NOFOLLOW stops a link)
         os.close(descriptor)
         return error_response(404, "file not found")
-    return _HeldFileResponse(descriptor, path.name, media_type)
+    return _HeldFileResponse(descriptor, held, path.name, media_type)
 

@@ -55,7 +55,7 @@ __all__ = ["CANONICAL_SIZE", "FootageCache", "FootageStudy", "MIN_SECONDS", "PAT
 
 # 2: the footage's own speech features; 3: the lower face's colour; 4, 5: faces as base.py finds them; 6: a deeper
 # patch; 7: the speech read where the mouth says it was (``sound_lag``); 8: a quiet soundtrack read at a normal
-# level (heygem.media.audio.at_normal_level)
+# level (heygem.media.audio.read_speech)
 FOOTAGE_VERSION = 8
 MAX_FRAMES = 7500  # five minutes at 25 fps; longer footage is studied at evenly spaced frames
 CANONICAL_SIZE = 256

@@ -35,7 +35,7 @@ from heygem.faces.track import crop_box, cut_crop, select_face, smooth_faces
 from heygem.features import MelChunks, frame_count, mel_spectrogram
 from heygem.footage import MIN_SECONDS as FOOTAGE_MIN_SECONDS, footage_may_speak, study_footage
 from heygem.limits import check_speech, speech_too_long
-from heygem.media.audio import TooLongError, at_normal_level, is_silent, load_audio
+from heygem.media.audio import TooLongError, read_speech
 from heygem.media.encode import VideoWriter
 from heygem.media.probe import MediaInfo, fit_picture, fit_rate, probe, turned
 from heygem.media.video import iter_frames, iter_yuv_frames, sample_frames, turn_image, yuv_conversion
@@ -127,8 +127,8 @@ class PreparedAudio:
     path: Path
     info: MediaInfo
     samples: np.ndarray  # float32 mono at 16 kHz, a quiet recording raised to a normal level
-    raised_db: float = 0.0  # how much louder than recorded the speech is read (heygem.media.audio.at_normal_level)
-    silent: bool = False  # nothing anyone hears in it (heygem.media.audio.is_silent)
+    raised_db: float = 0.0  # how much louder than recorded the speech is read (heygem.media.audio.read_speech)
+    silent: bool = False  # nothing anyone hears in it (heygem.media.audio.read_speech)
     _mel: np.ndarray | None = field(default=None, repr=False)
     _phones: list | None = field(default=None, repr=False)
     _background: Any = field(default=None, repr=False)  # heygem.speech BackgroundPhones while one runs
@@ -235,12 +235,11 @@ def prepare_audio(path: str | Path, limits: Limits | None = None, progress: Prog
         report("audio", min(1.0, seconds / length) if length else 0.0, str(path))
 
     try:
-        samples = load_audio(path, SAMPLE_RATE, max_seconds, tick=decoded, normal_level=False)
+        speech = read_speech(path, SAMPLE_RATE, max_seconds, tick=decoded)
     except TooLongError:
         raise speech_too_long(path, None, limits) from None
-    samples, raised = at_normal_level(samples, SAMPLE_RATE)
     report("audio", 1.0, str(path))
-    return PreparedAudio(path, info, samples, raised, is_silent(samples, SAMPLE_RATE))
+    return PreparedAudio(path, info, speech.samples, speech.raised_db, speech.silent)
 
 
 def source_index(out_index: int, source_frames: int, policy: str) -> int:
@@ -965,18 +964,13 @@ def generate(
         log.warning("%s", notes[-1])
         info = fitted
     paced = fit_rate(info)
-    if paced != info and paced.fps < info.fps:
-        notes.append(CodedText(
-            "note_rate_lowered", f"{video_path.name} runs at {_number(info.fps)} fps; read and made at "
-            f"{_number(paced.fps)} fps, the most HeyGem makes", file=video_path.name, fps=_number(info.fps),
-            new_fps=_number(paced.fps)))
-        log.warning("%s", notes[-1])
-        info = paced
-    elif paced != info:
-        notes.append(CodedText(
-            "note_rate_raised", f"{video_path.name} runs at {_number(info.fps)} fps, too slow for a mouth to speak; "
-            f"made at {_number(paced.fps)} fps, its frames repeated", file=video_path.name, fps=_number(info.fps),
-            new_fps=_number(paced.fps)))
+    if paced != info:
+        fps, new_fps = _number(info.fps), _number(paced.fps)
+        code, words = (("note_rate_lowered", f"runs at {fps} fps; read and made at {new_fps} fps, the most HeyGem "
+                        "makes") if paced.fps < info.fps else
+                       ("note_rate_raised", f"runs at {fps} fps, too slow for a mouth to speak; made at {new_fps} "
+                        "fps, its frames repeated"))
+        notes.append(CodedText(code, f"{video_path.name} {words}", file=video_path.name, fps=fps, new_fps=new_fps))
         log.warning("%s", notes[-1])
         info = paced
     if info.hdr is not None:

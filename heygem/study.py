@@ -44,7 +44,7 @@ __all__ = ["KEY_CLASSES", "STABLE", "PresenterStudy", "StudyCache", "anchors", "
 # 2: the detector's faces in the sampled frames are kept too; 3: found at the face's scale; 4: every frame of
 # the studied seconds passed as a job passes it (faces on the job's anchors, smoothed; points tracked); 5: its
 # faces found on frames shrunk in two steps (heygem.faces.base); 6: faces found 72 px high (FACE_PIXELS); 7: a quiet
-# soundtrack read at a normal level (heygem.media.audio.at_normal_level)
+# soundtrack read at a normal level (heygem.media.audio.read_speech)
 STUDY_VERSION = 7
 SCAN_SECONDS = 20.0
 SCAN_STEP_SECONDS = 0.08  # every other frame at 25 fps

@@ -470,7 +470,8 @@ def test_an_anamorphic_video_plays_as_wide_as_it_came(media: Path, speech, setti
     assert (out.width, out.height, out.pixel_aspect) == (160, 320, 2)  # shown 320 wide, as the source
 
 
-def test_a_video_too_slow_for_a_mouth_is_made_at_25_fps_saying_so(media: Path, speech, settings, tmp_path: Path) -> None:
+def test_a_video_too_slow_for_a_mouth_is_made_at_25_fps_saying_so(media: Path, speech, settings,
+                                                                  tmp_path: Path) -> None:
     """A time-lapse or slide show at 2 fps: made at its own rate, the mouth changed twice a second (0.5 fps: one
     frame for the whole speech, a still picture with sound)."""
     from dataclasses import replace

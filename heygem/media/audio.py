@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +45,9 @@ def _loud_parts_db(samples: np.ndarray, sample_rate: int) -> float:
     return 20 * np.log10(loud) if loud > 0 else float("-inf")
 
 
-def is_silent(samples: np.ndarray, sample_rate: int = 16000) -> bool:
-    """Nothing anyone hears in ``samples`` (loud parts under SILENT_MIX_DB)."""
-    return _loud_parts_db(samples, sample_rate) < SILENT_MIX_DB
-
-
-def quiet_gain_db(samples: np.ndarray, sample_rate: int = 16000) -> float:
-    """The gain (dB, 0 for a recording at an ordinary level) that reads ``samples`` at a normal level."""
-    loud = _loud_parts_db(samples, sample_rate)
+def _quiet_gain_db(samples: np.ndarray, loud: float) -> float:
+    """The gain (dB, 0 for a recording at an ordinary level) that reads ``samples``, whose loud parts are at
+    ``loud`` dBFS, at a normal level."""
     if loud == float("-inf") or loud >= QUIET_DB:
         return 0.0
     peak = float(np.max(np.abs(samples)))
@@ -59,19 +55,20 @@ def quiet_gain_db(samples: np.ndarray, sample_rate: int = 16000) -> float:
     return round(max(gain, 0.0), 1)
 
 
-def at_normal_level(samples: np.ndarray, sample_rate: int = 16000) -> tuple[np.ndarray, float]:
-    """``samples`` raised by ``quiet_gain_db`` (in place), and that gain."""
-    gain = quiet_gain_db(samples, sample_rate)
-    if gain:
-        samples *= np.float32(10 ** (gain / 20))
-    return samples, gain
+@dataclass(frozen=True)
+class Speech:
+    """A speech as ``read_speech`` reads it."""
+
+    samples: np.ndarray  # float32 mono, a quiet recording raised to a normal level
+    raised_db: float  # how much louder than recorded it is read (0: as recorded)
+    silent: bool  # nothing anyone hears in it (loud parts under SILENT_MIX_DB)
 
 
-def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None,
-               tick: Callable[[float], None] | None = None, normal_level: bool = True) -> np.ndarray:
+def read_speech(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None,
+                tick: Callable[[float], None] | None = None, normal_level: bool = True) -> Speech:
     """The first audio stream of ``path`` as float32 mono at ``sample_rate``, channels averaged as the
-    original's librosa.load does; a quiet recording raised to a normal level (``at_normal_level``) unless
-    ``normal_level`` is False.
+    original's librosa.load does (or its first channel alone, where the channels cancel once averaged); a quiet
+    recording raised to a normal level unless ``normal_level`` is False; its level measured once for both.
 
     Works for wav, mp3, m4a, aac, flac, ogg, aiff and the soundtrack of a video. The samples are read from
     ffmpeg's pipe into one growing buffer that becomes the array (no second copy): 10 minutes of 16 kHz
@@ -83,20 +80,28 @@ def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | 
     if not path.is_file():
         raise InputError(path, f"does not exist or is not a file; give {ACCEPTED_SPEECH}", "missing")
     wav = _decoded(path, sample_rate, max_seconds, tick)
-    if is_silent(wav, sample_rate):
+    loud = _loud_parts_db(wav, sample_rate)
+    if loud < SILENT_MIX_DB:
         # Channels that cancel once averaged: a balanced microphone wired the other way round on one side plays
         # in stereo, but its mean is silence, and the mouth never opened. Its first channel is then the speech.
         first = _decoded(path, sample_rate, max_seconds, None, first_channel=True)
-        if _loud_parts_db(first, sample_rate) > _loud_parts_db(wav, sample_rate) + 20:
+        first_loud = _loud_parts_db(first, sample_rate)
+        if first_loud > loud + 20:
             log.warning("%s: its channels cancel each other when mixed to one (one is wired the other way "
                         "round); its first channel is read instead, and on a one-speaker device it plays silent",
                         path.name)
-            wav = first
-    if normal_level:
-        wav, gain = at_normal_level(wav, sample_rate)
-        if gain:
-            log.info("%s is a quiet recording: read %.1f dB louder", path.name, gain)
-    return wav
+            wav, loud = first, first_loud
+    gain = _quiet_gain_db(wav, loud) if normal_level else 0.0
+    if gain:
+        wav *= np.float32(10 ** (gain / 20))
+        log.info("%s is a quiet recording: read %.1f dB louder", path.name, gain)
+    return Speech(wav, gain, loud + gain < SILENT_MIX_DB)
+
+
+def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None,
+               tick: Callable[[float], None] | None = None, normal_level: bool = True) -> np.ndarray:
+    """``read_speech``'s samples alone."""
+    return read_speech(path, sample_rate, max_seconds, tick, normal_level).samples
 
 
 def _decoded(path: Path, sample_rate: int, max_seconds: float | None, tick: Callable[[float], None] | None,

@@ -162,18 +162,18 @@ def standard_range_filters(transfer: str, primaries: str | None = None, matrix: 
 
 
 def video_decode_argv(exe: str, path: str | Path, fps: Fraction, turn: int = 0, pixel_format: str = "bgr24",
-                      threads: int = 0, hdr: str | None = None) -> list[str]:
+                      threads: int = 0, standard_range: str | None = None) -> list[str]:
     """The first real video stream (``V`` skips cover art) as raw frames (BGR24, or ``pixel_format``) at the
     CONSTANT rate ``fps``, turned ``turn`` degrees clockwise (0, 90, 180, 270), by ``threads`` decoding
-    threads (0: ffmpeg's choice); ``hdr``: ``standard_range_filters`` first, for an HDR video.
+    threads (0: ffmpeg's choice); ``standard_range``: ``standard_range_filters`` first, for an HDR video.
 
     The fps filter resamples on timestamps, so variable-frame-rate input cannot drift against the audio.
     ffmpeg's default autorotation stays on: frames come out at the display size, then turned (after the fps
     filter, so no dropped frame is turned).
     """
     filters = f"fps={format_fps(fps)}"
-    if hdr:
-        filters = f"{hdr},{filters}"
+    if standard_range:
+        filters = f"{standard_range},{filters}"
     if turn:
         filters += f",{TURN_FILTERS[turn]}"
     return [*base_argv(exe), *(["-threads", str(threads)] if threads else []), "-i", file_url(path),

@@ -159,13 +159,14 @@ def _heif_brands(fmt: dict[str, Any]) -> set[str]:
     return brands if major in HEIF_BRANDS or "avif" in brands else set()
 
 
-def _is_image(fmt: dict[str, Any], stream: dict[str, Any]) -> bool:
+def _is_image(fmt: dict[str, Any], stream: dict[str, Any], brands: set[str]) -> bool:
+    """Whether ``stream`` of a file of format ``fmt`` (its HEIF ``brands``: ``_heif_brands``) is a photo."""
     format_names = set(str(fmt.get("format_name", "")).split(","))
     if any(name in ("image2", "image2pipe") or name.endswith("_pipe") for name in format_names):
         return True
     frames = stream.get("nb_frames")
     single = _float(stream.get("duration")) is None or (frames is not None and str(frames) in ("0", "1"))
-    if "avif" in _heif_brands(fmt):  # an AVIF photo: one AV1 picture in a HEIF box (OpenCV reads it)
+    if "avif" in brands:  # an AVIF photo: one AV1 picture in a HEIF box (OpenCV reads it)
         return single
     return stream.get("codec_name") in _IMAGE_CODECS and single
 
@@ -297,7 +298,7 @@ def probe(path: str | Path) -> MediaInfo:
         raise InputError(path, "is a HEIC photo (as iPhones take them), which HeyGem cannot read yet: save it as "
                          "JPEG first (on an iPhone: Settings, Camera, Formats, Most Compatible; or share it as "
                          "JPEG)", "photo_heic")
-    if _is_image(fmt, video) and not audios:
+    if _is_image(fmt, video, brands) and not audios:
         stored = picture_size(path)
         if stored is None and brands:  # AVIF: the size ffprobe read from its header
             stored = (int(video.get("width") or 0), int(video.get("height") or 0))
