@@ -19,7 +19,7 @@ from heygem.settings import Limits
 log = logging.getLogger(__name__)
 
 __all__ = ["NO_SPACE_WORDS", "check_free_space", "check_inputs", "check_picture", "check_speech", "disk_filled",
-           "disk_full", "duration_words", "speech_too_long", "stored_on_disk"]
+           "disk_full", "duration_words", "room_on_disk", "speech_too_long", "stored_on_disk"]
 
 
 def duration_words(seconds: float) -> str:
@@ -74,11 +74,13 @@ def check_picture(info: MediaInfo, limits: Limits, name: str | Path | None = Non
                          **limits.raise_params("picture_side"))
 
 
-def disk_full(name: str | Path, folder: Path, limits: Limits, needed: int = 0, free: int | None = None) -> LimitError:
+def disk_full(name: str | Path, folder: Path | None, limits: Limits, needed: int = 0,
+              free: int | None = None) -> LimitError:
     """The refusal of ``name`` for want of disk space where ``folder`` is (``needed`` bytes to store it; ``free``
     when already known). The words name the studio's disk, not its path (an API client is told no path of this
     machine)."""
-    free = _free_bytes(folder) if free is None else free
+    if free is None:
+        free = _free_bytes(folder)
     need = f", {_gigabytes(needed)} is needed" if needed else ""
     return LimitError(name, f"not stored: the studio's disk has {_gigabytes(free)} free{need}, and the studio keeps "
                             f"{limits.free_gb:g} GB free for the results of jobs already queued (lower it with "
@@ -96,6 +98,12 @@ def disk_filled(name: str, folder: Path) -> HeyGemError:
     return HeyGemError(f"{name}: the disk filled while its result was being written ({_gigabytes(free)} free now); "
                        "free some space, e.g. delete old results in History, and submit it again",
                        code="disk_full_job", params={"file": name, "free_gb": round(free / 2**30, 2)})
+
+
+def room_on_disk(folder: Path, limits: Limits) -> int:
+    """Bytes that may still be stored under ``folder`` before its disk has less free than the studio keeps
+    (``limits.free_gb``); negative when it has less already."""
+    return _free_bytes(folder) - int(limits.free_gb * 2**30)
 
 
 def check_free_space(folder: Path, needed: int, limits: Limits, name: str | Path) -> None:

@@ -22,6 +22,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heygem.api import error_response
+from heygem.limits import disk_full
 from heygem.settings import Limits
 
 log = logging.getLogger(__name__)
@@ -100,51 +101,72 @@ class LoginThrottle:
 
 
 class UploadLimit:
-    """Refuses a request whose body is larger than ``limits().upload_mb`` MiB (0: no limit) with 413.
+    """Refuses a request whose body is larger than ``limits().upload_mb`` MiB (0: no limit) with 413, and an upload
+    (a multipart body: a page's file, an API submission) larger than the disk can take while keeping the space
+    the studio keeps free (``room()``: bytes left before that, read per request) with 507 ``disk_full``.
 
-    A declared ``Content-Length`` over the limit is refused before a byte of the body is read. A body without
-    one (chunked) is counted as it arrives; past the limit, reading it raises ``BodyTooLarge`` in the app
-    (which drops what it had received) and the client gets the 413 instead of the app's answer. ``limits``
-    is read per request, so the limit in force is the queue's current one.
+    A declared ``Content-Length`` over either is refused before a byte of the body is read. A body without one
+    (chunked) is counted as it arrives; past a limit, reading it raises ``BodyTooLarge`` in the app (which drops
+    what it had received) and the client gets the refusal instead of the app's answer. ``limits`` is read per
+    request, so the limit in force is the queue's current one. Other bodies (the page's own requests, a JSON
+    body) pass whatever the disk holds: with a full disk the page must still delete old results.
     """
 
-    def __init__(self, app: ASGIApp, limits: Callable[[], Limits]) -> None:
+    def __init__(self, app: ASGIApp, limits: Callable[[], Limits], room: Callable[[], int] | None = None) -> None:
         self.app = app
         self.limits = limits
+        self.room = room
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limits = self.limits()
-        if scope["type"] != "http" or not limits.upload_mb:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = limits.upload_mb * MB
-        what = f"{scope['method']} {scope['path']}"
-        declared = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
-        if declared.isdigit() and int(declared) > limit:
-            log.warning("%s refused: a body of %s bytes, over the %d MB limit", what, declared, limits.upload_mb)
-            await self._refuse(scope, receive, send, limits, what, f"{int(declared) / MB:.1f} MB")
+        limits = self.limits()
+        headers = Headers(scope=scope)
+        size_limit = limits.upload_mb * MB if limits.upload_mb else None
+        room = None
+        if self.room is not None and headers.get("content-type", "").lower().startswith("multipart/"):
+            room = self.room()
+        if size_limit is None and room is None:
+            await self.app(scope, receive, send)
             return
+        what = f"{scope['method']} {scope['path']}"
+        declared = headers.get("content-length", "")
+        if declared.isdigit():
+            if size_limit is not None and int(declared) > size_limit:
+                log.warning("%s refused: a body of %s bytes, over the %d MB limit", what, declared, limits.upload_mb)
+                await self._refuse(scope, receive, send, limits, what, f"{int(declared) / MB:.1f} MB")
+                return
+            if room is not None and int(declared) > room:
+                log.warning("%s refused: a body of %s bytes, with room for %d before the disk's reserve", what,
+                            declared, room)
+                await self._refuse_for_disk(scope, receive, send, limits, what, int(declared), room)
+                return
 
         received = 0
-        cut = False
+        cut: str | None = None  # which limit the body passed: "size" or "disk"
         answered = False
 
         async def counted() -> Message:
             nonlocal received, cut
-            if not cut:
+            if cut is None:
                 message = await receive()
                 if message["type"] != "http.request":
                     return message
                 received += len(message.get("body", b""))
-                if received <= limit:
+                if size_limit is not None and received > size_limit:
+                    cut = "size"
+                elif room is not None and received > room:
+                    cut = "disk"
+                else:
                     return message
-                cut = True
-            raise BodyTooLarge(f"the body passed the {limits.upload_mb} MB upload limit")
+            raise BodyTooLarge(f"the body passed the {limits.upload_mb} MB upload limit" if cut == "size" else
+                               "the body passed the room left on the studio's disk")
 
         async def guarded(message: Message) -> None:
             nonlocal answered
             if cut and not answered:
-                return  # the app's answer to a body cut short is replaced by the 413 below
+                return  # the app's answer to a body cut short is replaced by the refusal below
             answered = answered or message["type"] == "http.response.start"
             await send(message)
 
@@ -153,15 +175,27 @@ class UploadLimit:
         except Exception:
             if not cut or answered:
                 raise
-        if cut and not answered:
+        if cut == "size" and not answered:
             log.warning("%s refused: the body passed the %d MB limit", what, limits.upload_mb)
             await self._refuse(scope, receive, send, limits, what, f"more than {limits.upload_mb} MB")
+        elif cut == "disk" and not answered:
+            log.warning("%s refused: the body passed the room left before the disk's reserve", what)
+            await self._refuse_for_disk(scope, receive, send, limits, what, 0, room)
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, limits: Limits, what: str, size: str) -> None:
         response = error_response(413, f"{what}: the upload is {size}; the limit is {limits.upload_mb} MB "
                                        f"({limits.how_to_raise('upload_mb')})")
         response.headers["Connection"] = "close"  # the rest of the body is not read
+        await response(scope, receive, send)
+
+    @staticmethod
+    async def _refuse_for_disk(scope: Scope, receive: Receive, send: Send, limits: Limits, what: str,
+                               needed: int, room: int) -> None:
+        free = max(0, room + int(limits.free_gb * 2**30))
+        refusal = disk_full(what, None, limits, needed, free)
+        response = error_response(507, str(refusal), refusal.code, refusal.params)
+        response.headers["Connection"] = "close"
         await response(scope, receive, send)
 
 

@@ -6,8 +6,8 @@ for a while (``heygem.security.LoginThrottle``). Requests addressed to a host na
 or sent by another site's page, are refused (``heygem.security.OriginCheck``); the client's address is the
 connection's, or ``X-Forwarded-For`` only from proxies the operator names. Only regular files under
 ``outputs/`` are served: results and ZIPs by the API, and Gradio's own copies, whose cache is moved into
-``outputs/.gradio``. Request bodies over the upload limit are refused at the door
-(``heygem.security.UploadLimit``).
+``outputs/.gradio``. Request bodies over the upload limit, and uploads the disk could take only by eating into
+the space the studio keeps free, are refused at the door (``heygem.security.UploadLimit``).
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from heygem.api import api_router, error_response
 from heygem.jobs import JobQueue
+from heygem.limits import room_on_disk
 from heygem.live.routes import live_router
 from heygem.live.sessions import LiveSessions
 from heygem.security import AllowedHosts, LoginThrottle, OriginCheck, UploadLimit
@@ -128,7 +129,8 @@ def create_app(
     app = FastAPI(title="HeyGem", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan)
     # The last added runs first: the Host and the page a request comes from are checked first, then
     # credentials, all before any of a body is read.
-    app.add_middleware(UploadLimit, limits=lambda: queue.defaults.limits)
+    app.add_middleware(UploadLimit, limits=lambda: queue.defaults.limits,
+                       room=lambda: room_on_disk(queue.root, queue.defaults.limits))
     if credentials is not None:
         app.add_middleware(_BasicAuth, credentials=credentials, throttle=throttle or LoginThrottle())
     if trusted_proxies:  # before the credentials: the throttle counts by the client's address

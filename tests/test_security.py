@@ -284,6 +284,44 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_stored(studio, monkeyp
     assert len(studio.queue.jobs(limit=10_000)) == jobs
 
 
+def test_an_upload_the_disk_can_take_only_from_its_reserve_is_refused_before_it_is_stored(studio, monkeypatch) -> None:
+    """A page upload was stored whole however full the disk (only its submission was held to --min-free-gb), so
+    one large file could fill the disk under the jobs already running. Now an upload that would eat into the
+    space the studio keeps free is refused at the door, declared or chunked, while the page's other requests
+    (deleting old results) still pass."""
+    import heygem.limits
+
+    studio.queue.wait([job.id for job in studio.queue.jobs(["queued", "running"])], timeout=240)
+    monkeypatch.setattr(studio.queue.defaults.limits, "free_gb", 1.0)
+    monkeypatch.setattr(heygem.limits, "_free_bytes", lambda folder: 2**30 + 1 * MB)  # 1 MB over the reserve
+    big = os.urandom(2 * MB)
+    before, jobs = _stored(studio.root), _jobs(studio)
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        for route, files in [
+            ("/api/jobs", {"audio": ("speech.wav", b"RIFF"), "video": ("big.mp4", big)}),
+            ("/gradio_api/upload", {"files": ("big.mp4", big)}),
+        ]:
+            refused = client.post(route, files=files)
+            assert refused.status_code == 507, refused.text
+            body = refused.json()
+            assert body["code"] == "disk_full" and body["params"]["limit"] == "1", body
+            assert body["error"].startswith(f"POST {route}: not stored: the studio's disk has 1.00 GB free, 2.0 MB "
+                                            "is needed, and the studio keeps 1 GB free"), body
+
+            request = client.build_request("POST", route, files=files)
+            chunked = client.post(route, content=_chunks(request.read()),
+                                  headers={"content-type": request.headers["content-type"]})
+            assert chunked.status_code == 507 and chunked.json()["code"] == "disk_full", chunked.text
+
+        small = client.post("/gradio_api/upload", files={"files": ("small.wav", b"RIFF" * 1000)})
+        assert small.status_code == 200, small.text
+        # Not an upload: the page's own requests pass on a disk this full.
+        assert client.delete("/api/jobs/nope").status_code == 404
+
+    assert {p for p in _stored(studio.root) if p.name != "small.wav"} == before
+    assert _jobs(studio) == jobs
+
+
 def test_the_limit_reaches_the_page_and_zero_turns_it_off(studio, monkeypatch) -> None:
     with httpx.Client(base_url=studio.url, timeout=60) as client:
         # The page learns the limit, so the browser refuses a larger file before sending it.
