@@ -46,9 +46,9 @@ from typing import IO, Any, Protocol
 import portalocker
 
 from heygem.engines import wav2lip_available
-from heygem.errors import CancelledError, CodedText, HeyGemError, InputError, LimitError, printable
+from heygem.errors import CancelledError, CodedText, HeyGemError, InputError, printable
 from heygem.estimates import Estimator, JobSize, StageClock, StageRates, job_size, machine_of, rates_key
-from heygem.limits import NO_SPACE_WORDS, check_inputs, disk_filled, stored_on_disk
+from heygem.limits import NO_SPACE_WORDS, check_inputs, disk_filled, queue_full, stored_on_disk
 from heygem.pipeline import GenerateResult, PreparedAudio, ThrottledProgress, generate, prepare_audio
 from heygem.presenters import Presenters
 from heygem.settings import OUTPUTS_DIR, Settings, settings_from_dict, settings_to_dict
@@ -364,7 +364,8 @@ class JobQueue:
         for column, declaration in _ADDED_COLUMNS:
             if column not in known:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
-        self.presenters = Presenters(self.root, self._db, self._lock, self._changed, lambda: self.defaults)
+        self.presenters = Presenters(self.root, self._db, self._lock, self._changed, lambda: self.defaults,
+                                     pending_jobs=self.pending)
         # How long each stage takes here (heygem.estimates): the clocks of running jobs, the rates measured.
         self.rates = StageRates(self._db, self._lock)
         self._clocks: dict[str, StageClock] = {}
@@ -712,12 +713,10 @@ class JobQueue:
         audio_name = audio_name or Path(audio).name
         # Refused before anything is copied or queued: the limits are the studio's, whatever the job asks.
         limits = self.defaults.limits
-        if limits.queued_jobs and self.pending() + len(sources) > limits.queued_jobs:
-            raise LimitError(names[0] if len(sources) == 1 else f"{len(sources)} videos",
-                             f"the queue already holds {self.pending()} unfinished job(s); the limit is "
-                             f"{limits.queued_jobs} ({limits.how_to_raise('queued_jobs')}), or wait for some to finish",
-                             "queue_full", pending=self.pending(), limit=limits.queued_jobs,
-                             **limits.raise_params("queued_jobs"))
+        refusal = queue_full(names[0] if len(sources) == 1 else f"{len(sources)} videos", self.pending(),
+                             self.presenters.waiting(), len(sources), limits)
+        if refusal is not None:
+            raise refusal
         check_inputs(Path(audio), sources, limits, audio_name=audio_name, video_names=names)
         batch_id = uuid.uuid4().hex[:12]
         batch_dir = self.batches_dir / batch_id

@@ -19,7 +19,7 @@ from heygem.settings import Limits
 log = logging.getLogger(__name__)
 
 __all__ = ["NO_SPACE_WORDS", "check_free_space", "check_inputs", "check_picture", "check_speech", "disk_filled",
-           "disk_full", "duration_words", "room_on_disk", "speech_too_long", "stored_on_disk"]
+           "disk_full", "duration_words", "queue_full", "room_on_disk", "speech_too_long", "stored_on_disk"]
 
 
 def duration_words(seconds: float) -> str:
@@ -72,6 +72,19 @@ def check_picture(info: MediaInfo, limits: Limits, name: str | Path | None = Non
                                f"on the longer side ({limits.how_to_raise('picture_side')}), or scale it down first",
                          "picture_too_large", width=info.width, height=info.height, limit=limits.picture_side,
                          **limits.raise_params("picture_side"))
+
+
+def queue_full(name: str | Path, jobs: int, presenters: int, added: int, limits: Limits) -> LimitError | None:
+    """The refusal of ``added`` more pieces of work (jobs, or a presenter to prepare) where ``jobs`` unfinished
+    jobs and ``presenters`` presenters waiting to be prepared are queued already: the one worker does both, so
+    both count toward ``limits.queued_jobs``. None where they fit (or the limit is off)."""
+    if not limits.queued_jobs or jobs + presenters + added <= limits.queued_jobs:
+        return None
+    held = f"{jobs} unfinished job(s)" + (f" and {presenters} presenter(s) waiting to be prepared" if presenters else "")
+    return LimitError(name, f"the queue already holds {held}; the limit is {limits.queued_jobs} "
+                            f"({limits.how_to_raise('queued_jobs')}), or wait for some to finish",
+                      "queue_full", pending=jobs + presenters, limit=limits.queued_jobs,
+                      **limits.raise_params("queued_jobs"))
 
 
 def disk_full(name: str | Path, folder: Path | None, limits: Limits, needed: int = 0,

@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 
 from heygem.errors import CancelledError, CodedText, HeyGemError, InputError, printable
-from heygem.limits import check_picture, stored_on_disk
+from heygem.limits import check_picture, queue_full, stored_on_disk
 from heygem.media.probe import probe, require_video_source
 from heygem.pipeline import PresenterPrep, ThrottledProgress, prepare_presenter
 from heygem.settings import Settings
@@ -139,16 +139,19 @@ class Presenters:
     """The presenters table and folder. Shares the job queue's connection and lock (one truth in SQLite).
 
     defaults: the settings jobs run with by default; preparation uses their detection options, so the keys
-    of the caches it fills are the jobs' keys.
+    of the caches it fills are the jobs' keys. pending_jobs: the queue's unfinished jobs, which count with the
+    presenters waiting toward ``Limits.queued_jobs`` (the one worker does both).
     """
 
     def __init__(self, root: Path, db: sqlite3.Connection, lock: threading.RLock, changed: threading.Condition,
-                 defaults: Callable[[], Settings], prepare: Preparer = prepare_presenter) -> None:
+                 defaults: Callable[[], Settings], prepare: Preparer = prepare_presenter,
+                 pending_jobs: Callable[[], int] = lambda: 0) -> None:
         self.root = Path(root)
         self.folder = self.root / "presenters"
         self._db, self._lock, self._changed = db, lock, changed
         self._defaults = defaults
         self._prepare = prepare
+        self._pending_jobs = pending_jobs
         with self._lock:
             self._db.executescript(SCHEMA)
             known = {row[1] for row in self._db.execute("PRAGMA table_info(presenters)")}
@@ -169,6 +172,9 @@ class Presenters:
             raise exc.naming(file_name) from None
         limits = self._defaults().limits
         check_picture(info, limits, file_name)
+        refusal = queue_full(file_name, self._pending_jobs(), self.waiting(), 1, limits)
+        if refusal is not None:
+            raise refusal
         name = clean_name(name, Path(file_name).stem or "presenter")  # a name it refuses stores nothing
         presenter_id = uuid.uuid4().hex[:12]
         suffix = re.sub(r"[^a-z0-9.]", "", Path(file_name).suffix.lower())[:8] or ".mp4"
@@ -238,6 +244,11 @@ class Presenters:
         return picked
 
     # ---- what the worker calls ----------------------------------------------------------------------------
+
+    def waiting(self) -> int:
+        """How many presenters wait to be prepared (or are being prepared)."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM presenters WHERE state = ?", (PREPARING,)).fetchone()[0]
 
     def oldest_waiting(self) -> float | None:
         """When the oldest presenter waiting for its preparation was added (None: none waits)."""

@@ -31,6 +31,9 @@ __all__ = ["AllowedHosts", "BodyTooLarge", "LoginThrottle", "OriginCheck", "Uplo
            "parse_proxies"]
 
 MB = 1024 * 1024
+# An upload this small passes the disk's check at the door whatever the room: the route that stores it refuses it
+# by its file's name (the door knows only the request), and a megabyte is no threat to the disk.
+SMALL_UPLOAD = MB
 
 
 class BodyTooLarge(MultipartParseError):
@@ -103,7 +106,8 @@ class LoginThrottle:
 class UploadLimit:
     """Refuses a request whose body is larger than ``limits().upload_mb`` MiB (0: no limit) with 413, and an upload
     (a multipart body: a page's file, an API submission) larger than the disk can take while keeping the space
-    the studio keeps free (``room()``: bytes left before that, read per request) with 507 ``disk_full``.
+    the studio keeps free (``room()``: bytes left before that, read per request) with 507 ``disk_full`` (one of
+    up to SMALL_UPLOAD passes, for its route to refuse by the file's name).
 
     A declared ``Content-Length`` over either is refused before a byte of the body is read. A body without one
     (chunked) is counted as it arrives; past a limit, reading it raises ``BodyTooLarge`` in the app (which drops
@@ -124,7 +128,7 @@ class UploadLimit:
         limits = self.limits()
         headers = Headers(scope=scope)
         size_limit = limits.upload_mb * MB if limits.upload_mb else None
-        room = None
+        room = None  # bytes the body may have before it is refused for the disk
         if self.room is not None and headers.get("content-type", "").lower().startswith("multipart/"):
             room = self.room()
         if size_limit is None and room is None:
@@ -137,7 +141,7 @@ class UploadLimit:
                 log.warning("%s refused: a body of %s bytes, over the %d MB limit", what, declared, limits.upload_mb)
                 await self._refuse(scope, receive, send, limits, what, f"{int(declared) / MB:.1f} MB")
                 return
-            if room is not None and int(declared) > room:
+            if room is not None and int(declared) > max(room, SMALL_UPLOAD):
                 log.warning("%s refused: a body of %s bytes, with room for %d before the disk's reserve", what,
                             declared, room)
                 await self._refuse_for_disk(scope, receive, send, limits, what, int(declared), room)
@@ -156,7 +160,7 @@ class UploadLimit:
                 received += len(message.get("body", b""))
                 if size_limit is not None and received > size_limit:
                     cut = "size"
-                elif room is not None and received > room:
+                elif room is not None and received > max(room, SMALL_UPLOAD):
                     cut = "disk"
                 else:
                     return message

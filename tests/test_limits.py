@@ -64,6 +64,25 @@ def test_the_queue_refuses_work_past_its_limit(short_clips, settings, tmp_path: 
         queue.close()
 
 
+def test_presenters_waiting_to_be_prepared_count_toward_the_queue_s_limit(short_clips, settings, tmp_path: Path) -> None:
+    """The one worker prepares presenters and runs jobs in turn: presenters added without end had been queued
+    without end, past --max-queued-jobs, and every job waited behind them."""
+    settings.limits = Limits(queued_jobs=2)
+    queue = JobQueue(tmp_path / "outputs", settings, start=False)
+    try:
+        queue.presenters.add(short_clips["d0"], "first")
+        queue.submit(short_clips["speech"], [short_clips["d13"]], settings)
+        with pytest.raises(LimitError, match=r"^d19.mp4: the queue already holds 1 unfinished job\(s\) and 1 presenter\(s\) "
+                                             r"waiting to be prepared; the limit is 2 \(raise it with --max-queued-jobs"):
+            queue.presenters.add(short_clips["d19"], "second")
+        with pytest.raises(LimitError, match=r"^d19.mp4: the queue already holds 1 unfinished job\(s\) and 1 presenter"):
+            queue.submit(short_clips["speech"], [short_clips["d19"]], settings)
+        assert len(queue.presenters.list()) == 1 and len(queue.jobs()) == 1
+        assert [p.name for p in (queue.root / "presenters").iterdir()] == [queue.presenters.list()[0].id]
+    finally:
+        queue.close()
+
+
 def test_limits_come_from_options_then_the_environment_then_the_defaults() -> None:
     environ = {"HEYGEM_MAX_SPEECH_MINUTES": "90", "HEYGEM_MAX_UPLOAD_MB": "0"}
     limits = Limits.from_env(environ, speech_minutes=None, picture_side=2048)

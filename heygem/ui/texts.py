@@ -253,8 +253,8 @@ EN: dict[str, str] = {
         "{limit_megapixels} megapixels. Scale it down first."
     ),
     "reason_queue_full": (
-        "The queue already holds {pending} unfinished jobs; the limit is {limit} (raise it with {option} or {env}), "
-        "or wait for some to finish."
+        "The queue already holds {pending} unfinished jobs, presenters waiting to be prepared included; the limit is "
+        "{limit} (raise it with {option} or {env}), or wait for some to finish."
     ),
     "reason_disk_full_job": (
         "{file}: the disk filled while its result was being written ({free_gb} GB free now). Free some space, e.g. "
@@ -586,7 +586,7 @@ ZH: dict[str, str] = {
     "reason_video_too_long": "{file}：视频长 {length}，上限是 {limit}（可用 {option} 或 {env} 调高）。只会用到与语音一样长的部分，剪短的视频即可。",
     "reason_picture_too_large": "{file}：视频为 {width}×{height}，长边上限是 {limit} 像素（可用 {option} 或 {env} 调高），也可以先把它缩小。",
     "reason_photo_too_large": "{file}：照片为 {width}×{height} 像素（{megapixels} 百万像素），HeyGem 接受的照片最多 {limit_megapixels} 百万像素，请先把它缩小。",
-    "reason_queue_full": "队列中已有 {pending} 个未完成的任务，上限是 {limit} 个（可用 {option} 或 {env} 调高），或等一些任务完成。",
+    "reason_queue_full": "队列中已有 {pending} 个未完成的任务（含等待准备的主播），上限是 {limit} 个（可用 {option} 或 {env} 调高），或等一些任务完成。",
     "reason_disk_full_job": "{file}：写入结果时磁盘已满（现在可用 {free_gb} GB）。请腾出空间，例如在“历史”中删除旧结果，然后重新提交。",
     "reason_disk_full": "{file}：未保存：工作室所在磁盘只剩 {free_gb} GB 可用空间，而工作室要为已排队任务的结果保留 {limit} GB（可用 {option} 或 {env} 调低）。请腾出空间，例如在“历史”中删除旧结果。",
     "hours_minutes": "{hours} 小时 {minutes:02d} 分",
