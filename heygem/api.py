@@ -17,6 +17,8 @@ from typing import Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.datastructures import Headers
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 from starlette.routing import Match
 
 from heygem.engines import check_engine_available, engine_status
@@ -283,9 +285,33 @@ class _HeldFileResponse(FileResponse):
 
     async def __call__(self, scope, receive, send) -> None:
         try:
+            refusal = self._range_refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
             await super().__call__(scope, receive, send)
         finally:
             os.close(self._descriptor)
+
+    def _range_refusal(self, scope) -> JSONResponse | None:
+        """A ``Range`` this file cannot answer, refused as the rest of the API refuses (``{"error": ...}``, 400 or
+        416), where Starlette answers in plain text; None where the range is served (or ignored)."""
+        headers = Headers(scope=scope)
+        asked = headers.get("range")
+        if_range = headers.get("if-range")
+        if asked is None or scope["method"].upper() not in ("GET", "HEAD") or \
+                (if_range is not None and not self._should_use_range(if_range)):
+            return None
+        try:
+            self._parse_range_header(asked, self.stat_result.st_size)
+        except MalformedRangeHeader as exc:
+            return error_response(400, f"{self.filename}: the Range header {asked!r} cannot be read: {exc.content}")
+        except RangeNotSatisfiable:
+            response = error_response(416, f"{self.filename}: the Range {asked!r} starts past the file's "
+                                           f"{self.stat_result.st_size} bytes")
+            response.headers["Content-Range"] = f"bytes */{self.stat_result.st_size}"
+            return response
+        return None
 
 
 def _serve(queue: JobQueue, path: Path | None, media_type: str):

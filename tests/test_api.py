@@ -63,6 +63,18 @@ def test_a_batch_submitted_over_http_gives_a_zip_of_every_video(studio, short_cl
             assert head.status_code == 200 and head.content == b""
             assert int(head.headers["content-length"]) == len(client.get(url).content)
 
+        # A player's ranges are served; one that cannot be is refused in the API's own JSON, not plain text.
+        url, size = f"/api/jobs/{job['id']}/result", len(result.content)
+        part = client.get(url, headers={"range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == result.content[100:200]
+        past = client.get(url, headers={"range": f"bytes={size}-"})
+        assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{size}"
+        assert past.json() == {"error": f"d13__speech.mp4: the Range 'bytes={size}-' starts past the file's {size} bytes"}
+        garbled = client.get(url, headers={"range": "pages=1-2"})
+        assert garbled.status_code == 400
+        assert garbled.json() == {"error": "d13__speech.mp4: the Range header 'pages=1-2' cannot be read: Only support "
+                                           "bytes range"}
+
 
 def test_a_single_job_then_list_cancel_and_delete(studio, short_clips) -> None:
     with httpx.Client(base_url=studio.url, timeout=60) as client:
