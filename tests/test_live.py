@@ -528,6 +528,61 @@ def test_a_pushed_speech_that_comes_a_little_late_is_sent_without_a_gap(media: P
     assert np.abs(sent[at:at + len(speech)] - speech).max() < 2 / 32767, "the sound sent is not the speech pushed"
 
 
+def _pushed_openings(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``samples`` pushed to a session in 200 ms pieces in real time: the mouth's opening of every clock frame
+    up to the end of the speech, and the sound the session sent."""
+    from heygem.live.session import LiveOptions
+
+    session, _ = _still_session(_StandInEngine(), LiveOptions(phones=False))
+    try:
+        piece = SAMPLE_RATE // 5
+        started = session.start_clock()
+        for i, first in enumerate(range(0, len(samples), piece)):
+            time.sleep(max(0.0, started + 0.2 * i - time.monotonic()))
+            session.push(samples[first:first + piece])
+        session.end_push()
+        session.peer_connected = True
+        deadline = time.monotonic() + 10
+        while session.state() == "speaking":
+            assert time.monotonic() < deadline, "the pushed speech never ended"
+            time.sleep(0.05)
+        openings = np.array([session.shape(frame)[0] for frame in range(session.now_sample() * FPS // SAMPLE_RATE)])
+        sent = session.audio(0, session.now_sample()).astype(np.float32) / 32767
+    finally:
+        session.close()
+    return openings, sent
+
+
+def test_a_quiet_microphone_pushed_moves_the_mouth_as_one_at_a_normal_level_does(media: Path) -> None:
+    """Speech pushed 40 dB down (a microphone turned low, far from the mouth): its mouth had opened on a few
+    frames, as a quiet file's did before it was read at a normal level; now the features read the pushed speech
+    raised, while the sound sent stays as pushed."""
+    speech = load_audio(media / ENGLISH, SAMPLE_RATE)[:3 * SAMPLE_RATE]
+    normal, _ = _pushed_openings(speech)
+    quiet = speech * np.float32(0.01)
+    raised, sent = _pushed_openings(quiet)
+    open_normal, open_raised = int((normal > 0.1).sum()), int((raised > 0.1).sum())
+    assert open_normal >= 20, open_normal
+    assert open_raised >= 0.8 * open_normal, (open_raised, open_normal)
+    at = int(np.argmax(np.correlate(sent, quiet[:SAMPLE_RATE // 5], mode="valid")))
+    assert np.abs(sent[at:at + len(quiet)] - quiet).max() < 2 / 32767, "the sound sent is not the speech pushed"
+
+
+def test_a_microphone_s_room_noise_before_anyone_speaks_is_not_raised(media: Path) -> None:
+    """Raised as a quiet speech is, the hiss of an open microphone would move the mouth before anyone spoke."""
+    from heygem.media.audio import RunningLevel
+
+    level = RunningLevel(SAMPLE_RATE)
+    hiss = np.random.default_rng(1).normal(0.0, 10 ** (-72 / 20), 2 * SAMPLE_RATE).astype(np.float32)
+    for first in range(0, len(hiss), 1280):
+        piece = hiss[first:first + 1280]
+        assert level.raised(piece) is piece and level.gain_db == 0
+    speech = hiss[:2 * SAMPLE_RATE] + load_audio(media / ENGLISH, SAMPLE_RATE)[:2 * SAMPLE_RATE] * np.float32(0.01)
+    for first in range(0, len(speech), 1280):
+        level.raised(speech[first:first + 1280])
+    assert 15 <= level.gain_db <= 40, level.gain_db
+
+
 @pytest.mark.parametrize("rate", [24000, 44100, 16000])
 def test_pcm_streamed_at_another_rate_comes_out_as_the_whole_would(media: Path, rate: int) -> None:
     """A TTS streaming 24 kHz (or 44.1 kHz) PCM: pieces of the route's reading size, or of any size, give the

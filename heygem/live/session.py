@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from heygem.live.footage import LoopFootage
+from heygem.media.audio import RunningLevel
 from heygem.speech.phones import new_decoder
 from heygem.speech.stream import ShapeStream
 
@@ -78,9 +79,10 @@ class LiveOptions:
 class _Utterance:
     """Speech placed on the session's clock from ``start`` (a sample, at a frame's start)."""
 
-    def __init__(self, start: int, stream: ShapeStream) -> None:
+    def __init__(self, start: int, stream: ShapeStream, pushed: bool = False) -> None:
         self.start = start
         self.stream = stream
+        self.pushed = pushed  # pushed in pieces (a microphone, a TTS), not given whole
         self.pieces: deque[tuple[int, np.ndarray, float]] = deque()  # (offset in the utterance, samples, arrived)
         self.length = 0
         self.cut: int | None = None  # an interrupt ended it at this sample of the clock
@@ -150,6 +152,9 @@ class LiveSession:
         self._waiting = 0  # samples said or pushed that the speech worker has not placed on the clock yet
         self._shapes: dict[int, tuple[float, float]] = {}
         self._pushing: _Utterance | None = None
+        # A microphone's level is the same from one pushed speech to the next: followed over them all (a speech
+        # given whole is read at a normal level when it is read, heygem.media.audio.read_speech).
+        self._pushed_level = RunningLevel(SAMPLE_RATE)
         self._commands: queue.Queue = queue.Queue()
         self._sent_times: deque[float] = deque()
         self._render_seconds = 0.0
@@ -250,11 +255,11 @@ class LiveSession:
             start = max(start, utterance.end)
         return -(-start // FRAME_SAMPLES) * FRAME_SAMPLES
 
-    def _new_utterance(self) -> _Utterance:
+    def _new_utterance(self, pushed: bool = False) -> _Utterance:
         stream = ShapeStream(FPS, self.options.lookahead, phones=self.options.phones,
                              shape_map=getattr(self.engine, "key_range", None), decoder=self._decoder)
         with self._lock:
-            utterance = _Utterance(self._place(), stream)
+            utterance = _Utterance(self._place(), stream, pushed)
             self._utterances.append(utterance)
             self._figures["utterances"] += 1
         return utterance
@@ -283,7 +288,7 @@ class LiveSession:
                             utterance.end < self.now_sample() + FRAME_SAMPLES
                     if starved:  # (a gap in the pushed speech, or an interrupt: it starts again LEAD from now)
                         self._finish_push()
-                        utterance = self._pushing = self._new_utterance()
+                        utterance = self._pushing = self._new_utterance(pushed=True)
                     with self._lock:
                         utterance.add(samples, arrived)
                         self._waiting -= len(samples)
@@ -321,6 +326,8 @@ class LiveSession:
         with self._lock:
             unfed = np.concatenate(utterance.unfed) if utterance.unfed else np.zeros(0, np.float32)
             utterance.unfed = []
+        if utterance.pushed:  # its features read it at a normal level; the sound sent stays as pushed
+            unfed = self._pushed_level.raised(unfed)
         # Small pieces, kept FEED_AHEAD_SECONDS ahead of what is being played, not as fast as they can go: the
         # recogniser holds Python's lock while it works, and a whole file at once held it long enough to make
         # the picture miss its time.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,25 +35,75 @@ SILENT_MIX_DB = -70.0  # loud parts under this: nothing anyone hears (a mix whos
 _LEVEL_STEP = 320  # 20 ms at 16 kHz
 
 
-def _loud_parts_db(samples: np.ndarray, sample_rate: int) -> float:
-    """The 95th percentile of the 20 ms levels (dBFS; -inf for digital silence or no samples)."""
+def _levels(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The RMS of each whole 20 ms of ``samples`` (float64; the rest left out)."""
     step = max(1, sample_rate * _LEVEL_STEP // 16000)
     count = len(samples) // step
-    if count == 0:
+    return np.sqrt(np.mean(np.square(samples[:count * step].reshape(count, step), dtype=np.float64), axis=1))
+
+
+def _loud_parts_db(samples: np.ndarray, sample_rate: int) -> float:
+    """The 95th percentile of the 20 ms levels (dBFS; -inf for digital silence or no samples)."""
+    return _percentile_db(_levels(samples, sample_rate), 95)
+
+
+def _percentile_db(levels: np.ndarray, percentile: float) -> float:
+    if len(levels) == 0:
         return float("-inf")
-    levels = np.sqrt(np.mean(np.square(samples[:count * step].reshape(count, step), dtype=np.float64), axis=1))
-    loud = float(np.percentile(levels, 95))
-    return 20 * np.log10(loud) if loud > 0 else float("-inf")
+    level = float(np.percentile(levels, percentile))
+    return 20 * np.log10(level) if level > 0 else float("-inf")
 
 
-def _quiet_gain_db(samples: np.ndarray, loud: float) -> float:
-    """The gain (dB, 0 for a recording at an ordinary level) that reads ``samples``, whose loud parts are at
-    ``loud`` dBFS, at a normal level."""
-    if loud == float("-inf") or loud >= QUIET_DB:
+def _quiet_gain_db(peak: float, loud: float) -> float:
+    """The gain (dB, 0 for a recording at an ordinary level) that reads a speech whose loud parts are at ``loud``
+    dBFS and whose largest sample is ``peak`` at a normal level."""
+    if loud == float("-inf") or loud >= QUIET_DB or peak <= 0:
         return 0.0
-    peak = float(np.max(np.abs(samples)))
     gain = min(LEVEL_DB - loud, MAX_GAIN_DB, -20 * np.log10(peak / 0.99))
     return round(max(gain, 0.0), 1)
+
+
+class RunningLevel:
+    """``read_speech``'s normal level for a speech that arrives in pieces (a microphone or a TTS pushed to a live
+    session): each piece raised by the gain that the loud parts of what came so far (the last
+    ``history_seconds``) ask for, by the same rule. Only once what came has a voice in it, loud parts at least
+    VOICE_RANGE_DB over its quiet ones: a microphone's room noise before anyone speaks is as flat as a hum, and
+    raised it would move the mouth."""
+
+    VOICE_RANGE_DB = 12.0
+
+    def __init__(self, sample_rate: int = 16000, history_seconds: float = 60.0) -> None:
+        self.sample_rate = sample_rate
+        self._history: deque[np.ndarray] = deque()  # 20 ms levels of the pieces, newest last
+        self._kept = 0
+        self._most = max(1, int(history_seconds * 1000 / 20))
+        self._rest = np.zeros(0, np.float32)  # samples of the last piece short of a whole 20 ms
+        self._peak = 0.0
+        self.gain_db = 0.0
+
+    def raised(self, samples: np.ndarray) -> np.ndarray:
+        """``samples`` (float32 mono) at a normal level: the same array where no gain is asked."""
+        joined = np.concatenate([self._rest, samples]) if len(self._rest) else samples
+        levels = _levels(joined, self.sample_rate)
+        step = max(1, self.sample_rate * _LEVEL_STEP // 16000)
+        self._rest = np.array(joined[len(levels) * step:], np.float32)
+        if len(samples):
+            self._peak = max(self._peak, float(np.max(np.abs(samples))))
+        if len(levels):
+            self._history.append(levels)
+            self._kept += len(levels)
+            while self._kept - len(self._history[0]) >= self._most:
+                self._kept -= len(self._history.popleft())
+            every = np.concatenate(self._history)
+            loud = _percentile_db(every, 95)
+            voiced = loud - _percentile_db(every, 10) >= self.VOICE_RANGE_DB
+            gain = _quiet_gain_db(self._peak, loud) if voiced else 0.0
+            if gain != self.gain_db:
+                log.info("pushed speech read %.1f dB louder (its loud parts at %.1f dBFS)", gain, loud)
+            self.gain_db = gain
+        if not self.gain_db:
+            return samples
+        return np.asarray(samples, np.float32) * np.float32(10 ** (self.gain_db / 20))
 
 
 @dataclass(frozen=True)
@@ -91,7 +142,7 @@ def read_speech(path: str | Path, sample_rate: int = 16000, max_seconds: float |
                         "round); its first channel is read instead, and on a one-speaker device it plays silent",
                         path.name)
             wav, loud = first, first_loud
-    gain = _quiet_gain_db(wav, loud) if normal_level else 0.0
+    gain = _quiet_gain_db(float(np.max(np.abs(wav))) if len(wav) else 0.0, loud) if normal_level else 0.0
     if gain:
         wav *= np.float32(10 ** (gain / 20))
         log.info("%s is a quiet recording: read %.1f dB louder", path.name, gain)
