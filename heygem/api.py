@@ -182,10 +182,17 @@ def api_router(queue: JobQueue) -> APIRouter:
     presenters = queue.presenters
 
     @router.post("/presenters", status_code=201)
-    def add_presenter(video: UploadFile = File(..., description="a video or photo of the presenter's face"),
-                      name: str = Form("", description="the name jobs and lists show (default: the file's name)")):
+    async def add_presenter(request: Request,
+                            video: UploadFile = File(..., description="a video or photo of the presenter's face"),
+                            name: str = Form("", description="the name jobs and lists show (default: the file's name)")):
         if not video.filename:
             return error_response(400, "the video field holds no file")
+        # FastAPI keeps only the last of repeated fields: a presenter's second video had been taken, the first dropped.
+        if len((await request.form()).getlist("video")) > 1:
+            return error_response(400, "POST /api/presenters takes one video or photo; add each presenter on its own")
+        return await run_in_threadpool(add_presenter_file, video, name)
+
+    def add_presenter_file(video: UploadFile, name: str):
         with tempfile.TemporaryDirectory(dir=queue.root, prefix=".upload-") as folder:
             try:
                 saved = stored_upload(video, Path(folder), 0)

@@ -108,6 +108,17 @@ def test_jobs_need_a_video_or_a_known_presenter(studio, short_clips) -> None:
         assert unknown.status_code == 400 and unknown.json()["error"].startswith("nosuchid: ")
 
 
+def test_a_presenter_is_one_video_two_are_refused_not_one_dropped(studio, short_clips) -> None:
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        before = len(client.get("/api/presenters").json()["presenters"])
+        two = client.post("/api/presenters", data={"name": "Anna"},
+                          files=[("video", ("d0.mp4", short_clips["d0"].read_bytes())),
+                                 ("video", ("d13.mp4", short_clips["d13"].read_bytes()))])
+        assert two.status_code == 400
+        assert two.json() == {"error": "POST /api/presenters takes one video or photo; add each presenter on its own"}
+        assert len(client.get("/api/presenters").json()["presenters"]) == before
+
+
 def test_a_presenter_left_preparing_is_prepared_at_the_next_start(settings, short_clips, tmp_path: Path) -> None:
     from heygem.jobs import JobQueue
 
