@@ -41,18 +41,25 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
-def _mel_basis() -> np.ndarray:
-    """(80, 401) triangular filters on Slaney's mel scale with Slaney's area normalisation, as the checkpoints
-    were trained (librosa.filters.mel's defaults, and its float32 weights)."""
-    bins = np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(FMIN), _hz_to_mel(FMAX), N_MELS + 2))
+def mel_filters(n_fft: int, n_mels: int, fmin: float, fmax: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) float64: triangular filters on Slaney's mel scale with Slaney's area
+    normalisation, librosa.filters.mel's defaults and its float32 weights. Read only (one per set of values)."""
+    bins = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
     widths = np.diff(edges)
     ramps = np.subtract.outer(edges, bins)
-    rising = -ramps[:N_MELS] / widths[:N_MELS, None]
+    rising = -ramps[:n_mels] / widths[:n_mels, None]
     falling = ramps[2:] / widths[1:, None]
     weights = np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
-    area = 2.0 / (edges[2:] - edges[:N_MELS])
-    return (weights * area[:, None]).astype(np.float32).astype(np.float64)
+    area = 2.0 / (edges[2:] - edges[:n_mels])
+    filters = (weights * area[:, None]).astype(np.float32).astype(np.float64)
+    filters.flags.writeable = False
+    return filters
+
+
+def _mel_basis() -> np.ndarray:
+    """(80, 401): the filters the checkpoints were trained with."""
+    return mel_filters(N_FFT, N_MELS, FMIN, FMAX)
 
 
 @functools.cache

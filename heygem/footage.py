@@ -55,8 +55,9 @@ __all__ = ["CANONICAL_SIZE", "FootageCache", "FootageStudy", "MIN_SECONDS", "PAT
 
 # 2: the footage's own speech features; 3: the lower face's colour; 4, 5: faces as base.py finds them; 6: a deeper
 # patch; 7: the speech read where the mouth says it was (``sound_lag``); 8: a quiet soundtrack read at a normal
-# level (heygem.media.audio.read_speech)
-FOOTAGE_VERSION = 8
+# level (heygem.media.audio.read_speech); 9: the cepstra worked out in NumPy (librosa's to a millionth, but a
+# study and a new speech's features then come from one recipe)
+FOOTAGE_VERSION = 9
 MAX_FRAMES = 7500  # five minutes at 25 fps; longer footage is studied at evenly spaced frames
 CANONICAL_SIZE = 256
 CANONICAL_EYES = ((78.0, 96.0), (178.0, 96.0))  # outer eye corners (image left, image right) in the frame

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import REPO
 from heygem.features import MelChunks, frame_count, mel_spectrogram
 from heygem.media.audio import load_audio
 from heygem.media.probe import probe
@@ -93,6 +94,36 @@ def test_short_audio_padded_with_silence() -> None:
     assert first.shape == (80, 16)
     np.testing.assert_array_equal(first[:, :mel.shape[1]], mel)
     assert np.all(first[:, mel.shape[1]:] == -4.0)
+
+
+def test_the_speech_cepstra_are_librosa_s_mfcc_without_loading_it(media: Path, tmp_path: Path) -> None:
+    """The footage drive's spectral features: librosa.feature.mfcc's numbers, written out in NumPy, because its
+    feature module loaded SciPy's signal and stats packages and Numba, about 4 s of every command-line job."""
+    import subprocess
+    import sys
+
+    import librosa
+
+    from heygem.media.audio import load_audio
+    from heygem.speech.frames import _raw_cepstra
+
+    for name, seconds in (("speechrecognition/english.wav", 3), ("long/french.mp4", 120)):
+        speech = load_audio(media / name, 16000)[:16000 * seconds]  # 120 s: past one block of columns
+        ours = _raw_cepstra(speech)
+        theirs = librosa.feature.mfcc(y=speech, sr=16000, n_mfcc=13, n_fft=400, hop_length=160, n_mels=40,
+                                      fmin=50.0, fmax=7600.0, center=True)[1:].T
+        assert ours.shape == theirs.shape
+        assert np.abs(ours - theirs).max() < 1e-3 * np.abs(theirs).max()  # float32 arithmetic on their side
+    # A whole footage-drive job (its presenter's own speech studied, another voice chosen by) loads none of them.
+    job = ("import sys; from heygem.pipeline import generate; from heygem.settings import EngineOptions, Settings; "
+           "settings = Settings(engine=EngineOptions(engine='builtin')); settings.detection.cache_dir = None; "
+           f"result = generate({str(media / 'speechrecognition/english.wav')!r}, "
+           f"{str(media / 'videoretalking/2.mp4')!r}, {str(tmp_path / 'job.mp4')!r}, settings); "
+           "print(result.engine); "
+           "print(sorted(m for m in ('librosa', 'scipy.signal', 'scipy.stats', 'numba') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", job], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert "own mouths" in loaded.stdout and loaded.stdout.strip().endswith("[]"), loaded.stdout
 
 
 @pytest.mark.parametrize("samples", [100, 400, 16000 * 3 + 37])
