@@ -98,8 +98,8 @@ class RunningLevel:
             loud = _percentile_db(every, 95)
             voiced = loud - _percentile_db(every, 10) >= self.VOICE_RANGE_DB
             gain = _quiet_gain_db(self._peak, loud) if voiced else 0.0
-            if gain != self.gain_db:
-                log.info("pushed speech read %.1f dB louder (its loud parts at %.1f dBFS)", gain, loud)
+            if (gain == 0) != (self.gain_db == 0):  # (it drifts by tenths of a dB as speech comes: said once)
+                log.info("pushed speech read %.1f dB louder from here (its loud parts at %.1f dBFS)", gain, loud)
             self.gain_db = gain
         if not self.gain_db:
             return samples
