@@ -27,6 +27,7 @@ built yet.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
@@ -131,6 +132,7 @@ TOP_DB = 80.0
 MEL_BLOCK_COLUMNS = 10000  # 100 s of columns at a time: the power spectrum of a long speech is not held whole
 
 
+@functools.cache
 def _dct_basis() -> np.ndarray:
     """(N_CEPSTRA + 1, N_MEL_BANDS) rows of the orthonormal DCT-II (scipy.fft.dct's norm="ortho")."""
     k = np.arange(N_CEPSTRA + 1)[:, None]
