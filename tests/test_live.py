@@ -557,9 +557,9 @@ def _pushed_openings(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_a_quiet_microphone_pushed_moves_the_mouth_as_one_at_a_normal_level_does(media: Path) -> None:
-    """Speech pushed 40 dB down (a microphone turned low, far from the mouth): its mouth had opened on a few
-    frames, as a quiet file's did before it was read at a normal level; now the features read the pushed speech
-    raised, while the sound sent stays as pushed."""
+    """Speech pushed 40 dB down (a microphone turned low, far from the mouth): the mouth had not opened at all (0
+    of the 26 frames it opens on at a normal level), as a quiet file's had barely moved before it was read at a
+    normal level; now the features read the pushed speech raised (23), the sound sent as pushed."""
     speech = load_audio(media / ENGLISH, SAMPLE_RATE)[:3 * SAMPLE_RATE]
     normal, _ = _pushed_openings(speech)
     quiet = speech * np.float32(0.01)
