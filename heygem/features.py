@@ -63,15 +63,17 @@ def _mel_basis() -> np.ndarray:
 
 
 @functools.cache
-def _window() -> np.ndarray:
-    """The periodic Hann window of N_FFT samples (scipy's get_window("hann", fftbins=True), as librosa)."""
-    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)
+def hann_window(length: int) -> np.ndarray:
+    """The periodic Hann window of ``length`` samples (scipy's get_window("hann", fftbins=True), as librosa's)."""
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)
+    window.flags.writeable = False
+    return window
 
 
 def _stft_magnitude(signal: np.ndarray) -> np.ndarray:
     """|STFT| (401, frames) of frames of N_FFT samples every HOP from the signal's first sample, Hann-windowed."""
     frames = np.lib.stride_tricks.sliding_window_view(signal, N_FFT)[::HOP]
-    return np.abs(np.fft.rfft(frames * _window(), n=N_FFT, axis=1)).T
+    return np.abs(np.fft.rfft(frames * hann_window(N_FFT), n=N_FFT, axis=1)).T
 
 
 # Mel columns computed at a time: 100 s of audio, so a long speech needs a few tens of MB of working memory,

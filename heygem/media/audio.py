@@ -74,9 +74,7 @@ class RunningLevel:
 
     def __init__(self, sample_rate: int = 16000, history_seconds: float = 60.0) -> None:
         self.sample_rate = sample_rate
-        self._history: deque[np.ndarray] = deque()  # 20 ms levels of the pieces, newest last
-        self._kept = 0
-        self._most = max(1, int(history_seconds * 1000 / 20))
+        self._history: deque[float] = deque(maxlen=max(1, int(history_seconds * 1000 / 20)))  # 20 ms levels
         self._rest = np.zeros(0, np.float32)  # samples of the last piece short of a whole 20 ms
         self._peak = 0.0
         self.gain_db = 0.0
@@ -90,11 +88,8 @@ class RunningLevel:
         if len(samples):
             self._peak = max(self._peak, float(np.max(np.abs(samples))))
         if len(levels):
-            self._history.append(levels)
-            self._kept += len(levels)
-            while self._kept - len(self._history[0]) >= self._most:
-                self._kept -= len(self._history.popleft())
-            every = np.concatenate(self._history)
+            self._history.extend(levels.tolist())
+            every = np.fromiter(self._history, np.float64, len(self._history))
             loud = _percentile_db(every, 95)
             voiced = loud - _percentile_db(every, 10) >= self.VOICE_RANGE_DB
             gain = _quiet_gain_db(self._peak, loud) if voiced else 0.0

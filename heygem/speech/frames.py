@@ -34,7 +34,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from heygem.features import SAMPLE_RATE, mel_filters
+from heygem.features import SAMPLE_RATE, hann_window, mel_filters
 from heygem.speech.loudness import SILENCE_DB, voice_band
 from heygem.speech.phones import GLIDE_SHARE, GLIDES, TABLE, VISEMES, Phone, recognise_phones
 
@@ -145,7 +145,7 @@ def _dct_basis() -> np.ndarray:
 def _mel_power_db(wav: np.ndarray) -> np.ndarray:
     """(columns, N_MEL_BANDS) mel power in dB (10 log10, floored at 1e-10) of the centred frames every HOP."""
     filters = mel_filters(WINDOW, N_MEL_BANDS, CEPSTRA_FMIN, CEPSTRA_FMAX)
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(WINDOW) / WINDOW)  # periodic Hann, as librosa's
+    window = hann_window(WINDOW)
     padded = np.pad(wav.astype(np.float64), WINDOW // 2)
     columns = 1 + (len(padded) - WINDOW) // HOP
     out = np.empty((columns, N_MEL_BANDS))
