@@ -385,7 +385,7 @@ def _own_speech(video: MediaInfo, fps: Fraction, frames: np.ndarray, openings: n
     collected here."""
     if samples is None or len(frames) == 0:
         return None, None, None, 0
-    from heygem.speech.frames import frame_loudness, speech_features, voice_print
+    from heygem.speech.frames import describe_speech
     from heygem.speech.phones import mouth_shapes, recognise_phones
 
     count = int(frames[-1]) + 1
@@ -408,9 +408,8 @@ def _own_speech(video: MediaInfo, fps: Fraction, frames: np.ndarray, openings: n
                     "with the picture); its mouths are chosen by the sounds they were making", video.path.name,
                     round(abs(lag) * 1000 / fps), "after" if lag > 0 else "before")
     heard = np.clip(frames - lag, 0, count - 1)  # the sound each studied mouth was making
-    features = speech_features(samples, fps, count, phones=recognised)[heard]
-    return (features.astype(np.float32), frame_loudness(samples, fps, count)[heard].astype(np.float32),
-            voice_print(samples), lag)
+    speech = describe_speech(samples, fps, count, phones=recognised)
+    return speech.features[heard], speech.loudness[heard], speech.voice, lag
 
 
 def sound_lag(openings: np.ndarray, asked: np.ndarray, frames: np.ndarray, fps: float | Fraction) -> int:

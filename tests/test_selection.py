@@ -12,8 +12,8 @@ from heygem.media.probe import probe
 from heygem.media.video import iter_frames
 from heygem.selection import (MAX_LOOKAHEAD, SelectionOptions, build_index, choose_frames, drawn_openings,
                               drawn_widths, fitted_mouth, jaw_outline, join_fades, mouth_measures, run_lengths)
-from heygem.speech.frames import (feature_groups, frame_loudness, lip_closure, speech_features, voice_distance,
-                                  voice_print)
+from heygem.speech.frames import (describe_speech, feature_groups, frame_loudness, lip_closure, speech_features,
+                                  voice_distance, voice_print)
 
 RATE = 16000
 # Measured by bench/selection.py on the six shared clips with their own speech, both ways round (bench/RESULTS.md,
@@ -83,6 +83,17 @@ def test_features_have_the_documented_columns(radio) -> None:
     assert np.allclose(loud, frame_loudness(radio, fps, n), atol=1e-5)
     # Speech is louder than the pause after "ones" (2.7 to 3.0 s).
     assert loud[round(1.0 * 25):round(2.5 * 25)].mean() > loud[round(2.75 * 25):round(2.95 * 25)].mean() + 0.5
+
+
+def test_a_speech_described_at_once_reads_as_each_reading_alone(radio) -> None:
+    """The footage study and the drive read a speech's features, loudness and voice together (its loudness and
+    cepstra worked out once): the same numbers as each read alone."""
+    fps, n = Fraction(30000, 1001), 120
+    described = describe_speech(radio, fps, n)
+    assert np.array_equal(described.features, speech_features(radio, fps, n))
+    assert np.array_equal(described.loudness, frame_loudness(radio, fps, n))
+    assert np.array_equal(described.voice, voice_print(radio))
+    assert describe_speech(np.zeros(RATE, np.float32), fps, 30).voice is None  # no voice to print
 
 
 def test_features_of_a_speech_do_not_depend_on_what_came_before(katie: Footage, radio) -> None:

@@ -58,7 +58,7 @@ from heygem.footage import MIN_SECONDS as MIN_FOOTAGE_SECONDS, FootageStudy
 from heygem.prefetch import Prefetch
 from heygem.selection import (WIDTH_MIN_GAIN, FootageIndex, build_index, choose_frames, drawn_mouths, jaw_outline,
                               join_fades, mouth_measures, speech_motion_r)
-from heygem.speech.frames import frame_loudness, speech_features, voice_distance, voice_print
+from heygem.speech.frames import describe_speech, voice_distance
 from heygem.speech.loudness import mouth_drive
 from heygem.speech.phones import VISEMES, MouthShapes
 from heygem.study import STABLE, PresenterStudy, similarity, tracked_points
@@ -178,15 +178,14 @@ def _choose_from_footage(job: EngineJob, index: FootageIndex) -> tuple[np.ndarra
     own voice's sounds, another voice's loudness and lip shape: ``heygem.selection.drawn_mouths``)."""
     footage = job.footage
     assert footage is not None
-    features = speech_features(job.samples, job.fps, job.frames, phones=job.phones)
-    voice = voice_print(job.samples)
+    speech = describe_speech(job.samples, job.fps, job.frames, phones=job.phones)
+    features, loudness, voice = speech.features, speech.loudness, speech.voice
     distance = None if footage.voice is None or voice is None else voice_distance(footage.voice, voice)
     log.info("builtin engine: the speech's voice is %s from the footage's", "unknown" if distance is None else
              f"{distance:.2f}")
     shown = None
     if job.shown is not None:  # the studied frame nearest each picture (the study may have skipped frames)
         shown = np.clip(np.searchsorted(footage.frames, job.shown), 0, len(footage.frames) - 1)
-    loudness = frame_loudness(job.samples, job.fps, job.frames)
     lip_shape = None if job.shapes is None else job.shapes.spread[:job.frames]
     # No mouth drawn open where the key mouths close the lips (from a frame before an m, b or p is heard): one
     # timing of the closures for both drives.

@@ -38,8 +38,8 @@ from heygem.features import SAMPLE_RATE, hann_window, mel_filters
 from heygem.speech.loudness import SILENCE_DB, voice_band
 from heygem.speech.phones import GLIDE_SHARE, GLIDES, TABLE, VISEMES, Phone, recognise_phones
 
-__all__ = ["GROUPS", "FeatureOptions", "feature_groups", "frame_loudness", "lip_closure", "speech_features",
-           "voice_distance", "voice_print"]
+__all__ = ["GROUPS", "FeatureOptions", "SpeechDescription", "describe_speech", "feature_groups", "frame_loudness",
+           "lip_closure", "speech_features", "voice_distance", "voice_print"]
 
 log = logging.getLogger(__name__)
 
@@ -169,26 +169,47 @@ def _raw_cepstra(samples: np.ndarray) -> np.ndarray:
     return mfcc[:n] if len(mfcc) >= n else np.pad(mfcc, ((0, n - len(mfcc)), (0, 0)), mode="edge")
 
 
-def _cepstra(samples: np.ndarray, voiced: np.ndarray) -> np.ndarray:
-    """(columns, N_CEPSTRA) MFCC 1..12, mean and variance normalised over the voiced columns; silent columns 0."""
-    mfcc = _raw_cepstra(samples)
-    if np.asarray(samples).size < WINDOW:
-        return mfcc
-    basis = mfcc[voiced] if voiced.sum() >= MIN_VOICED_COLUMNS else mfcc
-    normalised = (mfcc - basis.mean(0)) / np.maximum(basis.std(0), 1e-3)
-    normalised[~voiced] = 0.0
-    return np.clip(normalised, -4.0, 4.0)
+class _Columns:
+    """One speech on the base grid: its loudness, which columns are voiced, and (on first use) its raw
+    cepstra, each worked out once for every reading of the speech (``describe_speech``)."""
+
+    def __init__(self, samples: np.ndarray) -> None:
+        self.samples = np.asarray(samples, np.float32)
+        if self.samples.ndim != 1:
+            raise ValueError(f"expected a mono waveform (1-D), got shape {self.samples.shape}")
+        self.count = _columns(self.samples.size)
+        self.db = _loudness_db(self.samples)
+        self.voiced = _voiced(self.db)
+
+    @functools.cached_property
+    def raw_cepstra(self) -> np.ndarray:
+        return _raw_cepstra(self.samples)
+
+    def cepstra(self) -> np.ndarray:
+        """(columns, N_CEPSTRA) MFCC 1..12, mean and variance normalised over the voiced columns; silent
+        columns 0."""
+        mfcc = self.raw_cepstra
+        if self.samples.size < WINDOW:
+            return mfcc
+        basis = mfcc[self.voiced] if self.voiced.sum() >= MIN_VOICED_COLUMNS else mfcc
+        normalised = (mfcc - basis.mean(0)) / np.maximum(basis.std(0), 1e-3)
+        normalised[~self.voiced] = 0.0
+        return np.clip(normalised, -4.0, 4.0)
+
+    def voice_print(self) -> np.ndarray | None:
+        if self.voiced.sum() < MIN_VOICED_COLUMNS:
+            return None
+        mfcc = self.raw_cepstra[self.voiced]
+        return np.stack([mfcc.mean(0), np.maximum(mfcc.std(0), 1e-3)]).astype(np.float32)
+
+    def loudness(self) -> np.ndarray:
+        return _normalised_loudness(self.db, self.voiced)
 
 
 def voice_print(samples: np.ndarray) -> np.ndarray | None:
     """(2, N_CEPSTRA) the mean and spread of a speech's cepstrum over its voiced columns: the colour of the
     voice (vocal tract, microphone) that ``speech_features`` normalises away; None with too little voice."""
-    db = _loudness_db(samples)
-    voiced = _voiced(db)
-    if voiced.sum() < MIN_VOICED_COLUMNS:
-        return None
-    mfcc = _raw_cepstra(samples)[voiced]
-    return np.stack([mfcc.mean(0), np.maximum(mfcc.std(0), 1e-3)]).astype(np.float32)
+    return _Columns(samples).voice_print()
 
 
 def voice_distance(own: np.ndarray, other: np.ndarray) -> float:
@@ -237,8 +258,12 @@ def lip_closure(features: np.ndarray, options: FeatureOptions = FeatureOptions()
 def frame_loudness(samples: np.ndarray, fps: float | Fraction, n_frames: int) -> np.ndarray:
     """(n_frames,) float32: the normalised loudness (see the module notes; -2 is silence) averaged over each
     frame's span: what ``heygem.selection`` gates silence on."""
-    base = _normalised_loudness(db := _loudness_db(samples), _voiced(db))[:, None]
-    return _stack(base, Fraction(fps), n_frames, (0.0,), np.array([LOUDNESS_RANGE[0]]))[:, 0].astype(np.float32)
+    return _frame_loudness(_Columns(samples), Fraction(fps), n_frames)
+
+
+def _frame_loudness(speech: _Columns, fps: Fraction, n_frames: int) -> np.ndarray:
+    base = speech.loudness()[:, None]
+    return _stack(base, fps, n_frames, (0.0,), np.array([LOUDNESS_RANGE[0]]))[:, 0].astype(np.float32)
 
 
 def _stack(base: np.ndarray, fps: Fraction, n_frames: int, offsets_ms: tuple[float, ...],
@@ -268,33 +293,55 @@ def speech_features(samples: np.ndarray, fps: float | Fraction, n_frames: int, *
     """(n_frames, D) float32 features of a 16 kHz mono speech for video frames [i / fps, (i + 1) / fps)
     (module notes; ``feature_groups`` says which columns are which). ``phones``: already recognised
     (``recognise_phones``), else recognised here when the phones group is asked for."""
+    return _features(_Columns(samples), _frame_rate(fps, n_frames), n_frames, phones, options)
+
+
+@dataclass(frozen=True)
+class SpeechDescription:
+    """A speech read for choosing footage frames by it: ``speech_features``, ``frame_loudness`` and
+    ``voice_print`` of the same samples, the loudness and cepstra under them worked out once."""
+
+    features: np.ndarray  # (n_frames, D) float32
+    loudness: np.ndarray  # (n_frames,) float32
+    voice: np.ndarray | None
+
+
+def describe_speech(samples: np.ndarray, fps: float | Fraction, n_frames: int, *, phones: list[Phone] | None = None,
+                    options: FeatureOptions = FeatureOptions()) -> SpeechDescription:
+    """``speech_features``, ``frame_loudness`` and ``voice_print`` of one speech at once (what a footage study
+    keeps of its footage's speech, and what the footage drive reads of a new one)."""
+    speech, fps = _Columns(samples), _frame_rate(fps, n_frames)
+    return SpeechDescription(_features(speech, fps, n_frames, phones, options),
+                             _frame_loudness(speech, fps, n_frames), speech.voice_print())
+
+
+def _frame_rate(fps: float | Fraction, n_frames: int) -> Fraction:
     fps = Fraction(fps)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     if n_frames < 0:
         raise ValueError(f"n_frames must be >= 0, got {n_frames}")
-    samples = np.asarray(samples, np.float32)
-    if samples.ndim != 1:
-        raise ValueError(f"expected a mono waveform (1-D), got shape {samples.shape}")
-    n = _columns(samples.size)
-    db = _loudness_db(samples)
-    voiced = _voiced(db)
+    return fps
+
+
+def _features(speech: _Columns, fps: Fraction, n_frames: int, phones: list[Phone] | None,
+              options: FeatureOptions) -> np.ndarray:
     blocks = []
     for group in options.groups:
         if group == "phones":
             if phones is None:
-                phones = recognise_phones(samples)
-            base = _phone_columns(phones, n)
+                phones = recognise_phones(speech.samples)
+            base = _phone_columns(phones, speech.count)
             silence = np.zeros(_PHONE_DIMS)
             silence[0] = 1.0
         elif group == "loudness":
-            base = _normalised_loudness(db, voiced)[:, None]
+            base = speech.loudness()[:, None]
             silence = np.array([LOUDNESS_RANGE[0]])
         else:
-            base = _cepstra(samples, voiced)
+            base = speech.cepstra()
             silence = np.zeros(N_CEPSTRA)
         blocks.append(_stack(base, fps, n_frames, options.offsets_ms, silence))
     matrix = np.hstack(blocks).astype(np.float32)
     log.debug("speech features: %d frames x %d (%s), %.1f%% of columns voiced", n_frames, matrix.shape[1],
-              "+".join(options.groups), 100.0 * voiced.mean() if n else 0.0)
+              "+".join(options.groups), 100.0 * speech.voiced.mean() if speech.count else 0.0)
     return matrix
