@@ -52,7 +52,7 @@ from heygem.eval import (articulation_on_split, best_lag, bootstrap_r, compare_a
                          cut_speech_argv, own_speech_lags, split_clip)
 from heygem.media.ffmpeg import base_argv, ffmpeg_exe, file_url, run_ffmpeg  # noqa: E402
 from heygem.media.probe import probe  # noqa: E402
-from heygem.pipeline import generate  # noqa: E402
+from heygem.pipeline import PreparedAudio, generate, prepare_audio  # noqa: E402
 from heygem.settings import MOUTH_DRIVES, DetectionOptions, EncodeOptions, EngineOptions, Settings  # noqa: E402
 
 CLIPS = ("videoretalking/1.mp4", "videoretalking/2.mp4", "sadtalker/WDA_KatieHill_000.mp4",
@@ -100,7 +100,7 @@ def table(rows: list[dict], means: dict[str, dict[str, float | None]]) -> str:
     return "\n".join(lines)
 
 
-def own_sync(report, speech: Path) -> dict:
+def own_sync(report, speech: PreparedAudio) -> dict:
     """How the half's real mouth keeps time with its own speech (``heygem.eval.own_speech_lags``): r at every
     lag, at lag 0, and the best and its lag. A best far from 0 says the clip itself is out of sync, so its
     figures at lag 0 cannot be high for any engine that keeps time with the speech."""
@@ -211,23 +211,29 @@ def gains_lines(gains: dict[str, dict]) -> list[str]:
             for name, gain in gains.items()]
 
 
-def reversed_run(split, clip: Path, drive: str, preset: str, folder: Path, max_lag: int, footage_speech: bool):
-    """The clip the other way round: the second half as the presenter (with ``footage_speech``, with its own
-    speech, as the first half has it forwards), the first half's own speech as the audio, the real first half
-    as the truth."""
+def first_speech_of(split, clip: Path, folder: Path) -> Path:
+    """The first half's own speech, cut once into ``folder``: the audio of the clip the other way round."""
     first_speech = folder / "first_speech.wav"
     if not first_speech.exists():
         run_ffmpeg(cut_speech_argv(ffmpeg_exe(), clip, first_speech, start=Fraction(0),
                                    end=probe(split.first_half).frame_count / split.fps), subject=clip)
+    return first_speech
+
+
+def reversed_run(split, first_speech: PreparedAudio, drive: str, preset: str, folder: Path, max_lag: int,
+                 footage_speech: bool):
+    """The clip the other way round: the second half as the presenter (with ``footage_speech``, with its own
+    speech, as the first half has it forwards), the first half's own speech (``first_speech_of``, prepared
+    once for every drive) as the audio, the real first half as the truth."""
     presenter = split.second_half
     if footage_speech:
         presenter = folder / "second_half_speaking.mp4"
         if not presenter.exists():  # the second half's picture as cut, its own speech (split.speech) beside it
             run_ffmpeg([*base_argv(ffmpeg_exe()), "-y", "-i", file_url(split.second_half), "-i", file_url(split.speech),
                         "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-f", "mp4",
-                        str(presenter)], subject=clip)
+                        str(presenter)], subject=split.second_half)
     result = generate(first_speech, presenter, folder / f"{drive}-reversed.mp4", settings_for(drive, preset))
-    return compare_articulation(result.output, split.first_half, speech=first_speech, max_lag=max_lag)
+    return compare_articulation(result.output, split.first_half, speech=first_speech.path, max_lag=max_lag)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,13 +275,16 @@ def main(argv: list[str] | None = None) -> int:
             split = split_clip(media / clip, folder, max_side=args.max_side, preset=args.preset, at=cut,
                                footage_speech=args.footage_speech)
             split_s = time.perf_counter() - t0
+            # Each half's speech prepared once: its sounds are recognised once for every drive and its own timing.
+            speech = prepare_audio(split.speech)
+            first_speech = prepare_audio(first_speech_of(split, media / clip, folder)) if args.both_ways else None
             timing: dict[bool, dict] = {}  # each real half's own timing (``own_sync``), measured once for every drive
             for drive in args.drives:
                 t0 = time.perf_counter()
                 report = articulation_on_split(split, settings_for(drive, args.preset), folder / f"{drive}.mp4",
-                                               max_lag=args.max_lag)
+                                               speech=speech, max_lag=args.max_lag)
                 if False not in timing:
-                    timing[False] = own_sync(report, split.speech)
+                    timing[False] = own_sync(report, speech)
                 row = {"clip": clip, "cut": cut, "drive": drive, "size": list(split.size), "split_s": round(split_s, 2),
                        "run_s": round(time.perf_counter() - t0, 2), "report": report.to_dict(),
                        "own_sync": timing[False]}
@@ -284,10 +293,10 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr, flush=True)
                 if args.both_ways:
                     t0 = time.perf_counter()
-                    report = reversed_run(split, media / clip, drive, args.preset, folder, args.max_lag,
+                    report = reversed_run(split, first_speech, drive, args.preset, folder, args.max_lag,
                                           args.footage_speech)
                     if True not in timing:
-                        timing[True] = own_sync(report, folder / "first_speech.wav")
+                        timing[True] = own_sync(report, first_speech)
                     rows.append({"clip": clip, "cut": cut, "drive": drive, "reversed": True, "size": list(split.size),
                                  "run_s": round(time.perf_counter() - t0, 2), "report": report.to_dict(),
                                  "own_sync": timing[True]})

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -44,6 +44,9 @@ from heygem.media.encode import VideoWriter
 from heygem.media.probe import MediaInfo, probe, require_audio_source
 from heygem.media.video import iter_frames
 from heygem.settings import ENGINE_CHOICES, MOUTH_DRIVES, DetectionOptions, EncodeOptions, EngineOptions, Settings
+
+if TYPE_CHECKING:
+    from heygem.pipeline import PreparedAudio
 
 log = logging.getLogger(__name__)
 
@@ -304,19 +307,24 @@ def lag_correlations(opening: np.ndarray, envelope: np.ndarray, max_lag: int) ->
     return result
 
 
-def own_speech_lags(real_opening: np.ndarray, speech: str | Path, fps: Fraction,
+def own_speech_lags(real_opening: np.ndarray, speech: str | Path | PreparedAudio, fps: Fraction,
                     max_lag: int = OWN_SYNC_MAX_LAG) -> dict[int, float]:
     """How a real mouth keeps time with its own speech: Pearson r of its opening at frame t + k against the
     opening the speech's sounds ask for at frame t (``heygem.speech.phones.mouth_shapes``), for k in
-    +-``max_lag``; a positive k means the mouth comes after its sounds.
+    +-``max_lag``; a positive k means the mouth comes after its sounds. ``speech`` prepared
+    (``heygem.pipeline.prepare_audio``) and already given to a generation: its sounds are not recognised again.
 
     People's lips lead or trail their sounds by a frame or so. A clip whose mouth follows its speech best far
     from lag 0 was filmed or cut out of sync, and the split-time figures at lag 0 measure that too: an engine
     that keeps time with the speech reads low there whatever it draws."""
     from heygem.speech.phones import mouth_shapes, recognise_phones
 
-    samples = load_audio(speech, SAMPLE_RATE)
-    asked = mouth_shapes(recognise_phones(samples), samples, fps, len(real_opening)).opening
+    if isinstance(speech, (str, Path)):
+        samples = load_audio(speech, SAMPLE_RATE)
+        phones = recognise_phones(samples)
+    else:
+        samples, phones = speech.samples, speech.phones()
+    asked = mouth_shapes(phones, samples, fps, len(real_opening)).opening
     return lag_correlations(np.asarray(real_opening, np.float64), asked, max_lag)
 
 
@@ -655,12 +663,14 @@ def compare_articulation(generated: str | Path, real: str | Path, *, speech: str
 
 
 def articulation_on_split(split: SplitClip, settings: Settings, output: str | Path, *,
-                          max_lag: int = 2) -> ArticulationReport:
+                          speech: PreparedAudio | None = None, max_lag: int = 2) -> ArticulationReport:
     """Run ``heygem.generate`` with the first half as the presenter and the second half's speech, writing
-    ``output``, and compare its mouth with the real second half's (``compare_articulation``)."""
+    ``output``, and compare its mouth with the real second half's (``compare_articulation``). ``speech``: the
+    second half's speech already prepared (``heygem.pipeline.prepare_audio``), to recognise its sounds once for
+    several engines or drives."""
     from heygem.pipeline import generate  # the engines are loaded only when a generation runs
 
-    result = generate(split.speech, split.first_half, output, settings)
+    result = generate(split.speech if speech is None else speech, split.first_half, output, settings)
     report = compare_articulation(result.output, split.second_half, speech=split.speech, max_lag=max_lag)
     report.engine, report.split_frame = result.engine, split.split_frame
     return report
@@ -686,8 +696,14 @@ def measure_articulation(clip: Path, settings: Settings, *, work_dir: Path | Non
             stack.enter_context(tempfile.TemporaryDirectory(prefix="heygem-articulation-")))
         split = split_clip(clip, folder, max_side=max_side, preset=settings.encode.preset,
                            footage_speech=footage_speech)
-        report = articulation_on_split(split, settings, folder / "generated.mp4", max_lag=max_lag)
-        report.real_sync_r_by_lag = own_speech_lags(report.real_opening, split.speech, report.fps)
+        from heygem.pipeline import prepare_audio
+
+        speech = prepare_audio(split.speech, settings.limits)
+        try:
+            report = articulation_on_split(split, settings, folder / "generated.mp4", speech=speech, max_lag=max_lag)
+            report.real_sync_r_by_lag = own_speech_lags(report.real_opening, speech, report.fps)
+        finally:
+            speech.close()
     log.info("articulation of %s (%s engine, drive %s): %s", clip, report.engine, settings.engine.mouth_drive,
              report.summary())
     return report
