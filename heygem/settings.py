@@ -58,7 +58,8 @@ class EngineOptions:
     batch_size: faces per generator call; ``None`` picks one for the device.
     fp16: half precision on CUDA.
     int8: on the CPU with ncnn, each job's Wav2Lip generator runs in 8-bit integers, about 40% less time, where
-        its first faces show it within 2 grey levels of fp32 on average (else that job stays fp32); False: fp32.
+        its first faces show it within 2 grey levels of fp32 on average (else that job stays fp32), on jobs of
+        150 frames or more (making the int8 network costs a shorter job more than it saves); False: fp32.
     runtime: on the CPU, ``auto`` runs the Wav2Lip generator on ncnn (about twice as fast, within 1/255)
         when it is installed and agrees with PyTorch at load, else on PyTorch; ``torch`` always PyTorch.
     mouth_drive: what moves the built-in engine's mouth: ``auto`` (``footage`` where the presenter is a video

@@ -99,7 +99,7 @@ def test_a_job_keeps_what_its_engine_said_as_data_here_and_from_a_cluster_worker
     for where, job in done.items():
         assert job.state == SUCCEEDED, (where, job.error)
         about = job.to_json()["engine_info"]
-        precision = "int8" if about["runtime"] == "ncnn" else "fp32"  # ncnn: the job's first faces allowed int8
+        precision = "fp32"  # 2 s: on ncnn too, a job this short is not worth an int8 network
         assert {key: about[key] for key in ("engine", "device", "checkpoint", "precision", "batch")} == {
             "engine": "wav2lip", "device": "cpu", "checkpoint": settings.engine.checkpoint.name,
             "precision": precision, "batch": 16}, where

@@ -192,8 +192,8 @@ def test_unknown_runtime_is_refused(test_checkpoint: Path) -> None:
 # --- int8 --------------------------------------------------------------------------------------------------------
 
 
-def _job(mel: np.ndarray | None) -> SimpleNamespace:
-    return SimpleNamespace(mel=mel)  # what Wav2LipEngine.start reads of an EngineJob
+def _job(mel: np.ndarray | None, frames: int = wav2lip_runtime.INT8_MIN_FRAMES) -> SimpleNamespace:
+    return SimpleNamespace(mel=mel, frames=frames)  # what Wav2LipEngine.start reads of an EngineJob
 
 
 def _grey_levels(out: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
@@ -277,6 +277,23 @@ def test_int8_past_its_tolerance_leaves_the_job_in_fp32_with_one_line(
     warnings = _records(caplog, logging.WARNING)
     assert len(warnings) == 1 and "stays fp32 for this job" in warnings[0] and "first 16 faces" in warnings[0]
     engine.start(_job(radio_mel))  # the next job tries int8 again
+    assert engine.description().precision == "int8"
+
+
+def test_a_job_too_short_for_int8_to_pay_runs_in_fp32_and_says_so(
+    test_checkpoint: Path, real_batch: tuple[np.ndarray, np.ndarray], radio_mel: np.ndarray, eager_out: np.ndarray,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pytest.importorskip("ncnn")
+    engine = Wav2LipEngine(test_checkpoint, device="cpu")
+    with caplog.at_level(logging.INFO, logger="heygem"):
+        engine.start(_job(radio_mel, frames=wav2lip_runtime.INT8_MIN_FRAMES - 1))
+        out = engine.synthesize(*real_batch)
+    assert engine.description().precision == "fp32" and ", fp32, " in engine.describe()
+    assert np.abs(out.astype(np.int16) - eager_out).max() <= MAX_PIXEL_DIFFERENCE  # fp32's pixels, not int8's
+    said = [line for line in _records(caplog) if "in fp32" in line]
+    assert len(said) == 1 and f"job of {wav2lip_runtime.INT8_MIN_FRAMES - 1} frames" in said[0], said
+    engine.start(_job(radio_mel))  # a job long enough: int8 again
     assert engine.description().precision == "int8"
 
 

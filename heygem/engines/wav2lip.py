@@ -209,9 +209,10 @@ class Wav2LipEngine(Engine):
         self.runtime = self._fast.name if self._fast is not None else "torch"
 
     def start(self, job: EngineJob) -> None:
-        """A new video: on ncnn in int8, its network is made from this job's own first faces and speech."""
+        """A new video: on ncnn in int8, its network is made from this job's own first faces and speech (a short
+        job stays in fp32)."""
         if self._fast is not None:
-            self._fast.start(job.mel)
+            self._fast.start(job.mel, job.frames)
 
     def _precision(self) -> str:
         if self._fast is not None:

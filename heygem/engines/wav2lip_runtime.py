@@ -67,6 +67,10 @@ INT8_TOLERANCE = (2.0 / 255, 8.0 / 255)
 # larger values unseen (with the test weights: 3.3 grey levels on average, 15 at the 99th percentile). Past the
 # tolerance, the ranges are widened by that batch and the network made again; 1 frame in 64 costs about 2%.
 INT8_SPOT_CHECK_EVERY = 4
+# A job of fewer frames runs in fp32: making its int8 network (the first faces' ranges measured, the network
+# written, then checked against fp32 on them) costs about 2 s on this 2-core machine, which int8 wins back only
+# past 150-170 frames (bench/RESULTS.md, "Speed: short Wav2Lip jobs in fp32").
+INT8_MIN_FRAMES = 150
 
 
 class FastPathError(RuntimeError):
@@ -385,10 +389,16 @@ class NcnnWav2Lip:
     def _new_pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="wav2lip-ncnn")
 
-    def start(self, mel: np.ndarray | None) -> None:
-        """A new job: its int8 network is made from its first faces, with windows of this speech (80, T)."""
+    def start(self, mel: np.ndarray | None, frames: int | None = None) -> None:
+        """A new job: its int8 network is made from its first faces, with windows of this speech (80, T); a job of
+        fewer than INT8_MIN_FRAMES ``frames`` runs in fp32, where making the network would cost more than it
+        saves."""
         self._speech = None if mel is None else np.asarray(mel, dtype=np.float32)
         self._job_net, self._ranges, self._batches = None, {}, 0
+        if self.int8 and frames is not None and frames < INT8_MIN_FRAMES:
+            self._job_net = False
+            log.info("wav2lip on ncnn runs this job of %d frames in fp32: making its int8 network would take "
+                     "longer than int8 saves under %d frames", frames, INT8_MIN_FRAMES)
 
     def _frame(self, net: object, face: np.ndarray, mel: np.ndarray, out: np.ndarray,
                ranges: dict[str, float] | None = None) -> None:
