@@ -22,8 +22,9 @@ fi
 # Tests marked `alone` (the live presenter, which speaks in real time; the memory test) run first, in one
 # process with the CPU to themselves: beside another test the live sound broke up, and run after the others one
 # frame came late (the machine as they left it). Then two test processes share the cores, a test file each at a
-# time (pytest-xdist): while one waits on a page, a Ray timeout or a subprocess the other computes (the suite in
-# 13-18 minutes on 2 cores instead of 19). HEYGEM_TEST_WORKERS=1 runs everything in one process.
+# time (pytest-xdist): while one waits on a page, a Ray timeout or a subprocess the other computes (about 26
+# minutes on this 2-core machine at the end of 2026-12-07; one process took far longer, three were no faster:
+# bench/RESULTS.md, "The test suite's time"). HEYGEM_TEST_WORKERS=1 runs everything in one process.
 workers="${HEYGEM_TEST_WORKERS:-2}"
 case " $* " in *" -m "*) workers=1 ;; esac  # a marker expression of the caller's own: one run, as asked
 set +e
