@@ -202,6 +202,7 @@ class _Columns:
         mfcc = self.raw_cepstra[self.voiced]
         return np.stack([mfcc.mean(0), np.maximum(mfcc.std(0), 1e-3)]).astype(np.float32)
 
+    @functools.cached_property
     def loudness(self) -> np.ndarray:
         return _normalised_loudness(self.db, self.voiced)
 
@@ -262,7 +263,7 @@ def frame_loudness(samples: np.ndarray, fps: float | Fraction, n_frames: int) ->
 
 
 def _frame_loudness(speech: _Columns, fps: Fraction, n_frames: int) -> np.ndarray:
-    base = speech.loudness()[:, None]
+    base = speech.loudness[:, None]
     return _stack(base, fps, n_frames, (0.0,), np.array([LOUDNESS_RANGE[0]]))[:, 0].astype(np.float32)
 
 
@@ -335,7 +336,7 @@ def _features(speech: _Columns, fps: Fraction, n_frames: int, phones: list[Phone
             silence = np.zeros(_PHONE_DIMS)
             silence[0] = 1.0
         elif group == "loudness":
-            base = speech.loudness()[:, None]
+            base = speech.loudness[:, None]
             silence = np.array([LOUDNESS_RANGE[0]])
         else:
             base = speech.cepstra()
