@@ -302,6 +302,18 @@ def test_probe_vfr_uses_average_rate(media: Path) -> None:
     assert info.frame_count == 135
 
 
+def test_probe_takes_a_short_gif_at_the_rate_its_frames_show(media: Path, tmp_path: Path) -> None:
+    """A GIF's r_frame_rate is its clock's (100 fps); with two frames ffprobe gives no average rate, and this
+    one, two frames of 0.2 s, was read and made at 60 fps (saying it ran at 100)."""
+    from PIL import Image
+
+    face = Image.open(media / "sadtalker/people_0.png").convert("RGB")
+    gif = tmp_path / "blink.gif"
+    face.save(gif, save_all=True, append_images=[face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)], duration=200, loop=0)
+    info = probe(gif)
+    assert (info.kind, info.fps, info.frame_count) == ("video", Fraction(5), 2)
+
+
 @pytest.mark.parametrize(("source", "renamed", "kind"), [
     ("skimage/astronaut.png", "astronaut.wav", "image"),
     ("insightface/t1.jpg", "group.mp4", "image"),

@@ -311,10 +311,11 @@ def probe(path: str | Path) -> MediaInfo:
     duration = _float(video.get("duration")) or _float(fmt.get("duration"))
     if duration is None:
         raise InputError(path, f"is a video of zero length (no duration); give {ACCEPTED_FACES}", "bad_video")
-    fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
-    if fps is None:
-        frames = _float(video.get("nb_frames"))
-        fps = Fraction(frames / duration).limit_denominator(1001) if frames else None
+    # Where ffprobe gives no average rate, the frames over the duration before r_frame_rate: a GIF's r_frame_rate
+    # is its clock's (100 fps), whatever its frames' delays (a two-frame GIF at 5 fps was made at 60 fps).
+    frames = _float(video.get("nb_frames"))
+    fps = _rate(video.get("avg_frame_rate")) or (_rate(Fraction(frames / duration).limit_denominator(1001))
+                                                 if frames else None) or _rate(video.get("r_frame_rate"))
     if fps is None or fps > _MAX_FPS:
         raise InputError(path, f"is a video without a usable frame rate; give {ACCEPTED_FACES}", "bad_video")
     width, height = int(video.get("width") or 0), int(video.get("height") or 0)
