@@ -139,9 +139,9 @@ def test_connections_that_send_nothing_are_closed_and_one_address_holds_a_few(tm
 
 
 def test_the_page_s_event_queue_does_not_spin_while_it_waits(tmp_path: Path) -> None:
-    """Gradio's event queue looked for work every millisecond while it had none: 8-9% of a core with no page
-    open, and a built-in job in the studio 20% slower than with the queue waiting 20 ms between looks
-    (bench/open_page.py; bench/RESULTS.md, "What an open studio costs")."""
+    """Gradio's event queue looked for work every millisecond while it had none: a studio with no page open
+    and no job took 9% of a core, 2% with the queue waiting 20 ms between looks (bench/open_page.py;
+    bench/RESULTS.md, "What an open studio costs")."""
     import gradio as gr
     from starlette.routing import Mount
 
