@@ -3,18 +3,19 @@ time with no page and with pages following the queue.
 
 Usage: .venv/bin/python bench/open_page.py [--seconds 30] [--pages 1] [--rounds 2] [--speech-seconds 12]
 
-Starts the studio (app.py, on a free port, over a folder of its own in /tmp), measures its process's CPU (and
-Chromium's, headless, as the tests run it) over ``--seconds`` idle, then submits a built-in engine job over the
-HTTP API (``--speech-seconds`` of speech, 12 by default, over a 360p presenter, the presenter studied by a first job beforehand) and times it
-from submission to its end, alternately with no page and with ``--pages`` pages open, ``--rounds`` times each.
-Needs Chromium (tests/run.sh installs it) and ../shared/media. Chromium's figure is the rest of this script's process tree
-(Playwright's driver and Chromium, headless: it draws the page in software).
+Starts the studio (app.py, on a free port, over a folder of its own in /tmp, removed at the end), measures its
+process's CPU and Chromium's over ``--seconds`` idle, then submits a built-in engine job over the HTTP API
+(``--speech-seconds`` of speech over a 360p presenter, the presenter studied by a first job beforehand) and times
+it from submission to its end, alternately with no page and with ``--pages`` pages open, ``--rounds`` times each.
+Chromium's figure is the rest of this script's process tree (Playwright's driver and Chromium, headless, as the
+tests run it: it draws the page in software). Needs Chromium (tests/run.sh installs it) and ../shared/media.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -150,6 +151,7 @@ def main() -> int:
     finally:
         studio.terminate()
         studio.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
