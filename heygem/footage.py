@@ -255,16 +255,17 @@ def footage_may_speak(video: MediaInfo) -> bool:
         stat = video.path.stat()
     except OSError:
         return False
-    return _speaks(str(video.path), stat.st_size, stat.st_mtime_ns, Fraction(video.fps), video.frame_count)
+    return _speaks(str(video.path), stat.st_size, stat.st_mtime_ns, Fraction(video.fps), video.frame_count,
+                   video.audio_stream)
 
 
 @functools.lru_cache(maxsize=256)
-def _speaks(path: str, size: int, modified_ns: int, fps: Fraction, frame_count: int) -> bool:
+def _speaks(path: str, size: int, modified_ns: int, fps: Fraction, frame_count: int, stream: int = 0) -> bool:
     """``footage_may_speak``'s reading of the soundtrack, remembered by the file's path, size and time."""
     from heygem.media.audio import load_audio
 
     try:
-        samples = load_audio(path, 16000)
+        samples = load_audio(path, 16000, stream=stream)
     except HeyGemError as exc:
         log.info("%s: its soundtrack cannot be read (%s), so its mouths are not chosen by it", Path(path).name, exc)
         return False
@@ -349,7 +350,7 @@ def _start_phones(video: MediaInfo, fps: Fraction) -> tuple[np.ndarray | None, B
     from heygem.speech.phones import BackgroundPhones
 
     try:
-        samples = load_audio(video.path, 16000)
+        samples = load_audio(video.path, 16000, stream=video.audio_stream)
     except HeyGemError as exc:
         log.info("footage study: the soundtrack of %s cannot be read (%s)", video.path.name, exc)
         return None, None

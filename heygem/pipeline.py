@@ -235,7 +235,7 @@ def prepare_audio(path: str | Path, limits: Limits | None = None, progress: Prog
         report("audio", min(1.0, seconds / length) if length else 0.0, str(path))
 
     try:
-        speech = read_speech(path, SAMPLE_RATE, max_seconds, tick=decoded)
+        speech = read_speech(path, SAMPLE_RATE, max_seconds, tick=decoded, stream=info.audio_stream)
     except TooLongError:
         raise speech_too_long(path, None, limits) from None
     report("audio", 1.0, str(path))
@@ -1014,7 +1014,7 @@ def generate(
             if writer is None:  # sized by the first frame: a photo's EXIF rotation may swap its sides
                 height, width = frame.shape[:2]
                 writer = VideoWriter(out, width, height, fps, prepared.path, prepared.duration, settings.encode,
-                                     info.pixel_aspect)
+                                     info.pixel_aspect, prepared.info.audio_stream)
                 if settings.overlap:
                     writer = _BackgroundWriter(writer, ENCODE_QUEUE_FRAMES, stopwatch)
             if isinstance(writer, _BackgroundWriter):

@@ -328,7 +328,7 @@ def _own_speech_classes(video: MediaInfo, fps: Fraction, frames: list[int]) -> l
     from heygem.speech.phones import VISEMES, frame_visemes, recognise_phones
 
     try:
-        samples = load_audio(video.path, 16000, SCAN_SECONDS + 1.0)
+        samples = load_audio(video.path, 16000, SCAN_SECONDS + 1.0, stream=video.audio_stream)
     except Exception as exc:  # noqa: BLE001 - a soundtrack that cannot be read only means no labels
         log.info("presenter study: the soundtrack of %s is not used (%s)", video.path.name, exc)
         return None

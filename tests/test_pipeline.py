@@ -513,3 +513,28 @@ def test_a_video_shorter_than_its_header_replays_its_own_frames_not_a_still(medi
     assert len(replayed) == 440 - n
     for index, number, image in replayed:
         assert number == source_index(index, n, "pingpong") and np.array_equal(image, originals[number])
+
+
+def test_the_tracks_a_player_plays_are_the_ones_synced(media: Path, settings, tmp_path: Path) -> None:
+    """A file with several tracks (a film's languages, a recorder's microphones, a camera's second picture):
+    HeyGem took each file's first, a player the one marked default. Here the first speech track is silence and
+    the first picture another person: the result is the default picture (d13, not d0) speaking the default
+    track, and every reader of the files took the same ones (the face check, the study, the decoder, the mux)."""
+    from dataclasses import replace
+
+    from heygem.media.audio import read_speech
+    from heygem.settings import EngineOptions
+
+    speech = make_clip(tmp_path / "tracks.m4a", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-i",
+                       str(media / "speechrecognition/english.wav"), "-map", "0:a", "-map", "1:a", "-t", "2",
+                       "-c:a", "aac", "-disposition:a:0", "0", "-disposition:a:1", "default")
+    presenter = make_clip(tmp_path / "cameras.mp4", "-i", str(media / "liveportrait/d0.mp4"), "-i",
+                          str(media / "liveportrait/d13.mp4"), "-map", "0:v", "-map", "1:v", "-t", "2",
+                          "-vf", "scale=-2:240", "-c:v", "libx264", "-preset", "ultrafast",
+                          "-disposition:v:0", "0", "-disposition:v:1", "default")
+    assert (probe(speech).audio_stream, probe(presenter).video_stream) == (1, 1)
+    result = generate(speech, presenter, settings=replace(settings, engine=EngineOptions(engine="builtin")))
+    out = probe(result.output)
+    assert (out.width, out.height) == (136, 240)  # d13's picture (d0's is 240 x 240)
+    assert not read_speech(result.output).silent  # the speech, not the silent first track
+    assert abs(out.duration - 2.0) < 0.1 and result.frames_without_face == 0

@@ -48,19 +48,20 @@ class FaceCheck:
     turn: int = 0
 
 
-def spread_frames_argv(exe: str, path: str | Path, fps: Fraction, seconds: float, size: tuple[int, int]) -> list[str]:
-    """The first ``seconds`` of the video as raw BGR24 frames at ``fps`` (a few per video) and ``size`` (width,
-    height: the detector's), decoded fast."""
-    return [*base_argv(exe), *_FAST_DECODE, "-t", f"{seconds:.3f}", "-i", file_url(path), "-map", "0:V:0",
+def spread_frames_argv(exe: str, path: str | Path, fps: Fraction, seconds: float, size: tuple[int, int],
+                       stream: int = 0) -> list[str]:
+    """The first ``seconds`` of the video (its picture ``stream``) as raw BGR24 frames at ``fps`` (a few per
+    video) and ``size`` (width, height: the detector's), decoded fast."""
+    return [*base_argv(exe), *_FAST_DECODE, "-t", f"{seconds:.3f}", "-i", file_url(path), "-map", f"0:V:{stream}",
             "-an", "-sn", "-dn", "-vf", f"fps={format_fps(fps)},{_scale(size)}", "-f", "rawvideo", "-pix_fmt",
             "bgr24", "pipe:1"]
 
 
-def seek_frame_argv(exe: str, path: str | Path, seconds: float, size: tuple[int, int]) -> list[str]:
-    """The one frame at ``seconds`` as raw BGR24 at ``size`` (ffmpeg seeks to the key frame before it and
-    decodes on)."""
+def seek_frame_argv(exe: str, path: str | Path, seconds: float, size: tuple[int, int], stream: int = 0) -> list[str]:
+    """The one frame at ``seconds`` of picture ``stream`` as raw BGR24 at ``size`` (ffmpeg seeks to the key
+    frame before it and decodes on)."""
     return [*base_argv(exe), "-skip_loop_filter", "all", "-ss", f"{seconds:.3f}", "-i", file_url(path),
-            "-map", "0:V:0", "-an", "-sn", "-dn", "-frames:v", "1", "-vf", _scale(size), "-f", "rawvideo",
+            "-map", f"0:V:{stream}", "-an", "-sn", "-dn", "-frames:v", "1", "-vf", _scale(size), "-f", "rawvideo",
             "-pix_fmt", "bgr24", "pipe:1"]
 
 
@@ -93,10 +94,11 @@ def _samples(info: MediaInfo, count: int, seconds: float, detect_size: int) -> l
     size = detector_size(info, detect_size)
     if span <= ONE_PASS_SECONDS:
         fps = Fraction(count) / Fraction(span).limit_denominator(1000)
-        return list(_frames(spread_frames_argv(ffmpeg_exe(), info.path, fps, span, size), info, size))[:count]
+        argv = spread_frames_argv(ffmpeg_exe(), info.path, fps, span, size, info.video_stream)
+        return list(_frames(argv, info, size))[:count]
     frames: list[np.ndarray] = []
     for number in range(count):
-        argv = seek_frame_argv(ffmpeg_exe(), info.path, span * number / count, size)
+        argv = seek_frame_argv(ffmpeg_exe(), info.path, span * number / count, size, info.video_stream)
         frames += list(_frames(argv, info, size))[:1]
     return frames
 

@@ -111,10 +111,11 @@ class Speech:
 
 
 def read_speech(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None,
-                tick: Callable[[float], None] | None = None, normal_level: bool = True) -> Speech:
-    """The first audio stream of ``path`` as float32 mono at ``sample_rate``, channels averaged as the
-    original's librosa.load does (or its first channel alone, where the channels cancel once averaged); a quiet
-    recording raised to a normal level unless ``normal_level`` is False; its level measured once for both.
+                tick: Callable[[float], None] | None = None, normal_level: bool = True, stream: int = 0) -> Speech:
+    """Audio stream ``stream`` of ``path`` (``MediaInfo.audio_stream``: the one a player plays) as float32 mono
+    at ``sample_rate``, channels averaged as the original's librosa.load does (or its first channel alone, where
+    the channels cancel once averaged); a quiet recording raised to a normal level unless ``normal_level`` is
+    False; its level measured once for both.
 
     Works for wav, mp3, m4a, aac, flac, ogg, aiff and the soundtrack of a video. The samples are read from
     ffmpeg's pipe into one growing buffer that becomes the array (no second copy): 10 minutes of 16 kHz
@@ -125,12 +126,12 @@ def read_speech(path: str | Path, sample_rate: int = 16000, max_seconds: float |
     path = Path(path)
     if not path.is_file():
         raise InputError(path, f"does not exist or is not a file; give {ACCEPTED_SPEECH}", "missing")
-    wav = _decoded(path, sample_rate, max_seconds, tick)
+    wav = _decoded(path, sample_rate, max_seconds, tick, stream=stream)
     loud = _loud_parts_db(wav, sample_rate)
     if loud < SILENT_MIX_DB:
         # Channels that cancel once averaged: a balanced microphone wired the other way round on one side plays
         # in stereo, but its mean is silence, and the mouth never opened. Its first channel is then the speech.
-        first = _decoded(path, sample_rate, max_seconds, None, first_channel=True)
+        first = _decoded(path, sample_rate, max_seconds, None, first_channel=True, stream=stream)
         first_loud = _loud_parts_db(first, sample_rate)
         if first_loud > loud + 20:
             log.warning("%s: its channels cancel each other when mixed to one (one is wired the other way "
@@ -145,14 +146,14 @@ def read_speech(path: str | Path, sample_rate: int = 16000, max_seconds: float |
 
 
 def load_audio(path: str | Path, sample_rate: int = 16000, max_seconds: float | None = None,
-               tick: Callable[[float], None] | None = None, normal_level: bool = True) -> np.ndarray:
+               tick: Callable[[float], None] | None = None, normal_level: bool = True, stream: int = 0) -> np.ndarray:
     """``read_speech``'s samples alone."""
-    return read_speech(path, sample_rate, max_seconds, tick, normal_level).samples
+    return read_speech(path, sample_rate, max_seconds, tick, normal_level, stream).samples
 
 
 def _decoded(path: Path, sample_rate: int, max_seconds: float | None, tick: Callable[[float], None] | None,
-             first_channel: bool = False) -> np.ndarray:
-    argv = audio_decode_argv(ffmpeg_exe(), path, sample_rate, first_channel)
+             first_channel: bool = False, stream: int = 0) -> np.ndarray:
+    argv = audio_decode_argv(ffmpeg_exe(), path, sample_rate, first_channel, stream)
     max_bytes = None if max_seconds is None else int(max_seconds * sample_rate) * 4
     data = bytearray()
     with reading_output(argv, subject=path) as samples:

@@ -74,12 +74,14 @@ class VideoWriter:
 
     ``with VideoWriter(...) as out: out.write(frame)`` - leaving the block normally finishes the file; an
     exception inside it aborts: ffmpeg is killed, the temporary file removed, nothing is left at out_path.
-    ``audio_path`` None writes a silent video.
+    ``audio_path`` None writes a silent video; ``audio_stream``: which of its sound tracks
+    (``MediaInfo.audio_stream``).
     """
 
     def __init__(self, out_path: str | Path, width: int, height: int, fps: Fraction,
                  audio_path: str | Path | None, duration: float,
-                 options: EncodeOptions | None = None, pixel_aspect: Fraction | None = None) -> None:
+                 options: EncodeOptions | None = None, pixel_aspect: Fraction | None = None,
+                 audio_stream: int = 0) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
         if duration <= 0:
@@ -104,7 +106,7 @@ class VideoWriter:
         padded = even_size(self.width, self.height)
         self._padding = (padded[1] - self.height, padded[0] - self.width)  # rows below, columns to the right
         self._argv = encode_argv(exe, self.temp_path, *padded, self.fps, self.audio_path, self.duration,
-                                 self.options, self.encoder, pixel_aspect)
+                                 self.options, self.encoder, pixel_aspect, audio_stream)
         log.debug("encoding %s: %dx%d at %s fps, %.3f s, %s, crf %d, preset %s, audio %s at %s",
                   self.out_path, self.width, self.height, self.fps, self.duration, self.encoder, self.options.crf,
                   self.options.preset, self.audio_path, self.options.audio_bitrate)
@@ -217,7 +219,7 @@ class VideoWriter:
         # Name the file at fault: the audio input when ffmpeg complains about it, else the output.
         subject: Path = self.out_path
         tail = stderr_tail(text)
-        if self.audio_path is not None and (str(self.audio_path) in tail or "1:a:0" in tail):
+        if self.audio_path is not None and (str(self.audio_path) in tail or "1:a:" in tail):
             subject = self.audio_path
         return failure(self._argv, returncode, text, subject)
 

@@ -126,15 +126,16 @@ def probe_argv(exe: str, path: str | Path) -> list[str]:
             file_url(path)]
 
 
-def audio_decode_argv(exe: str, path: str | Path, sample_rate: int = 16000, first_channel: bool = False) -> list[str]:
-    """The first audio stream of ``path`` as raw float32 little-endian mono at ``sample_rate`` on stdout
-    (``first_channel``: its first channel alone, not the mean of all).
+def audio_decode_argv(exe: str, path: str | Path, sample_rate: int = 16000, first_channel: bool = False,
+                      stream: int = 0) -> list[str]:
+    """Audio stream ``stream`` of ``path`` (``MediaInfo.audio_stream``) as raw float32 little-endian mono at
+    ``sample_rate`` on stdout (``first_channel``: its first channel alone, not the mean of all).
 
     ``-rematrix_maxval 1``: without it a float downmix weighs each stereo channel 1/sqrt(2) (3 dB louder than
     the original's librosa.load, which averages); with it stereo becomes the exact mean (L + R) / 2.
     """
     mono = ["-af", "pan=mono|c0=c0"] if first_channel else ["-ac", "1"]
-    return [*base_argv(exe), "-i", file_url(path), "-map", "0:a:0", "-vn", "-sn", "-dn",
+    return [*base_argv(exe), "-i", file_url(path), "-map", f"0:a:{stream}", "-vn", "-sn", "-dn",
             *mono, "-ar", str(int(sample_rate)), "-rematrix_maxval", "1",
             "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"]
 
@@ -162,8 +163,8 @@ def standard_range_filters(transfer: str, primaries: str | None = None, matrix: 
 
 
 def video_decode_argv(exe: str, path: str | Path, fps: Fraction, turn: int = 0, pixel_format: str = "bgr24",
-                      threads: int = 0, standard_range: str | None = None) -> list[str]:
-    """The first real video stream (``V`` skips cover art) as raw frames (BGR24, or ``pixel_format``) at the
+                      threads: int = 0, standard_range: str | None = None, stream: int = 0) -> list[str]:
+    """Picture ``stream`` (``MediaInfo.video_stream``; ``V`` skips cover art) as raw frames (BGR24, or ``pixel_format``) at the
     CONSTANT rate ``fps``, turned ``turn`` degrees clockwise (0, 90, 180, 270), by ``threads`` decoding
     threads (0: ffmpeg's choice); ``standard_range``: ``standard_range_filters`` first, for an HDR video.
 
@@ -177,7 +178,8 @@ def video_decode_argv(exe: str, path: str | Path, fps: Fraction, turn: int = 0, 
     if turn:
         filters += f",{TURN_FILTERS[turn]}"
     return [*base_argv(exe), *(["-threads", str(threads)] if threads else []), "-i", file_url(path),
-            "-map", "0:V:0", "-an", "-sn", "-dn", "-vf", filters, "-f", "rawvideo", "-pix_fmt", pixel_format, "pipe:1"]
+            "-map", f"0:V:{stream}", "-an", "-sn", "-dn", "-vf", filters, "-f", "rawvideo", "-pix_fmt", pixel_format,
+            "pipe:1"]
 
 
 def decoding_threads(cores: int | None = None) -> int:
@@ -224,9 +226,9 @@ def encoder_check_argv(exe: str, encoder: str) -> list[str]:
 
 def encode_argv(exe: str, out_path: str | Path, width: int, height: int, fps: Fraction,
                 audio_path: str | Path | None, duration: float, options: EncodeOptions,
-                encoder: str = "libx264", pixel_aspect: Fraction | None = None) -> list[str]:
-    """Raw yuv420p frames of ``width`` x ``height`` (even: ``even_size``) from stdin plus the first audio stream
-    of the ORIGINAL audio file (no re-decoded copy, so no extra generation loss) -> H.264/AAC MP4 of
+                encoder: str = "libx264", pixel_aspect: Fraction | None = None, audio_stream: int = 0) -> list[str]:
+    """Raw yuv420p frames of ``width`` x ``height`` (even: ``even_size``) from stdin plus audio stream
+    ``audio_stream`` of the ORIGINAL audio file (no re-decoded copy, so no extra generation loss) -> H.264/AAC MP4 of
     ``duration`` seconds, made by ``encoder`` (``video_codec_argv``).
 
     ``audio_path`` None writes a silent video (``-an``). ``pixel_aspect``: the source's pixels' width over their
@@ -239,7 +241,7 @@ def encode_argv(exe: str, out_path: str | Path, width: int, height: int, fps: Fr
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", f"{width}x{height}", "-framerate", rate,
             "-i", "pipe:0"]
     if audio_path is not None:
-        argv += ["-i", file_url(audio_path), "-map", "0:v:0", "-map", "1:a:0"]
+        argv += ["-i", file_url(audio_path), "-map", "0:v:0", "-map", f"1:a:{audio_stream}"]
     else:
         argv += ["-map", "0:v:0", "-an"]
     if pixel_aspect is not None and pixel_aspect != 1:

@@ -66,6 +66,10 @@ class MediaInfo:
 
     A photo larger than the picture-side limit is described (``fit_picture``) at the size it is scaled
     down to; iter_frames yields it at that size.
+
+    video_stream, audio_stream: which of the file's pictures (video streams but cover art) and sound tracks
+    the rest describes, and every reader of the file takes (ffmpeg's ``0:V:n`` and ``0:a:n``): the one marked
+    default, as a player chooses it, else the first.
     """
 
     path: Path
@@ -91,6 +95,8 @@ class MediaInfo:
     # Anamorphic video (PAL DV, some cameras' wide modes): its pixels' width over their height, as displayed
     # (after the display rotation); None for square pixels, photos and audio.
     pixel_aspect: Fraction | None = None
+    video_stream: int = 0
+    audio_stream: int = 0
 
     @property
     def hdr(self) -> str | None:
@@ -235,6 +241,13 @@ def _check_photo_pixels(path: Path, size: tuple[int, int] | None) -> None:
                      megapixels=megapixels, limit_megapixels=limit)
 
 
+def _played(streams: list[dict[str, Any]]) -> int:
+    """Which of ``streams`` (one kind's, in the file's order) a player takes: the first marked default, else
+    the first."""
+    return next((number for number, stream in enumerate(streams) if (stream.get("disposition") or {}).get("default")),
+                0)
+
+
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise InputError(path, f"does not exist; give {ACCEPTED_ANY}", "missing")
@@ -276,7 +289,9 @@ def probe(path: str | Path) -> MediaInfo:
     if not videos and not audios:
         raise InputError(path, f"contains no video, image or audio stream; give {ACCEPTED_ANY}", "unreadable")
 
-    audio = audios[0] if audios else None
+    # A file with several tracks (a film's languages, a recorder's microphones): the one a player plays.
+    video_stream, audio_stream = _played(videos), _played(audios)
+    audio = audios[audio_stream] if audios else None
     audio_duration = None
     if audio is not None:
         audio_duration = _float(audio.get("duration")) or _float(fmt.get("duration"))
@@ -286,11 +301,11 @@ def probe(path: str | Path) -> MediaInfo:
         if audio_duration is None:
             raise InputError(path, f"has an audio stream of zero length; give {ACCEPTED_SPEECH}", "no_sound")
         info = MediaInfo(path, "audio", 0, 0, None, audio_duration, 0, True, audio_duration, 0, None,
-                         audio_codec)
+                         audio_codec, audio_stream=audio_stream)
         log.debug("probed %s", info)
         return info
 
-    video = videos[0]
+    video = videos[video_stream]
     codec = video.get("codec_name")
     brands = _heif_brands(fmt)
     if brands and "avif" not in brands and not audios:
@@ -330,7 +345,8 @@ def probe(path: str | Path) -> MediaInfo:
                      audio is not None, audio_duration, rotation, codec, audio_codec,
                      pixel_format=video.get("pix_fmt"), colour_space=video.get("color_space"),
                      colour_range=video.get("color_range"), colour_transfer=video.get("color_transfer"),
-                     colour_primaries=video.get("color_primaries"), pixel_aspect=pixel_aspect)
+                     colour_primaries=video.get("color_primaries"), pixel_aspect=pixel_aspect,
+                     video_stream=video_stream, audio_stream=audio_stream)
     log.debug("probed %s", info)
     return info
 

@@ -100,7 +100,7 @@ def iter_yuv_frames(info: MediaInfo, fps: Fraction, convert: Conversion) -> Iter
 
 def _stream_video(info: MediaInfo, fps: Fraction, pixel_format: str = "bgr24") -> Iterator[np.ndarray]:
     argv = video_decode_argv(ffmpeg_exe(), info.path, fps, info.turn, pixel_format, decoding_threads(),
-                             standard_range=info.standard_range)
+                             standard_range=info.standard_range, stream=info.video_stream)
     shape = (info.height, info.width, 3) if pixel_format == "bgr24" else (info.height * info.width * 3 // 2,)
     frame_bytes = int(np.prod(shape))
     log.debug("decoding %s at %s fps, %dx%d: %s", info.path, fps, info.width, info.height,
