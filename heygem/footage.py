@@ -215,7 +215,8 @@ def study_footage(video: MediaInfo, detection: DetectionOptions, cache_dir: Path
     cache = None
     if cache_dir is not None:
         cache = FootageCache(cache_dir, video.path, (fps, video.turn, video.width, video.height, detection.detector,
-                                                     detection.detect_size, detection.face, detection.box))
+                                                     detection.detect_size, detection.face, detection.box,
+                                                     *video.tracks))
         cached = cache.load()
         if cached is not None:
             stats["footage"] = "cached"

@@ -223,7 +223,7 @@ def _study_cache(video: MediaInfo, fps: Fraction, detection: DetectionOptions, c
         return None
     return StudyCache(cache_dir, video.path, (fps, video.turn, video.width, video.height, detection.detector,
                                               detection.detect_size, detection.face, detection.box, detection.pads,
-                                              crop_size, crop_margin))
+                                              crop_size, crop_margin, *video.tracks))
 
 
 def anchors(det: DetectionOptions, fps: Fraction | float | None) -> Anchors:

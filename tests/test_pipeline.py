@@ -533,6 +533,9 @@ def test_the_tracks_a_player_plays_are_the_ones_synced(media: Path, settings, tm
                           "-vf", "scale=-2:240", "-c:v", "libx264", "-preset", "ultrafast",
                           "-disposition:v:0", "0", "-disposition:v:1", "default")
     assert (probe(speech).audio_stream, probe(presenter).video_stream) == (1, 1)
+    # Its faces and studies are kept apart from those of its first picture; a file of one track of each kind
+    # keeps the names its caches had.
+    assert probe(presenter).tracks and not probe(media / "liveportrait/d13.mp4").tracks
     result = generate(speech, presenter, settings=replace(settings, engine=EngineOptions(engine="builtin")))
     out = probe(result.output)
     assert (out.width, out.height) == (136, 240)  # d13's picture (d0's is 240 x 240)

@@ -99,6 +99,13 @@ class MediaInfo:
     audio_stream: int = 0
 
     @property
+    def tracks(self) -> tuple:
+        """For the caches' keys: the tracks read where they are not each kind's first (empty otherwise, so the
+        caches of a file with one track of each kind keep their names)."""
+        return () if (self.video_stream, self.audio_stream) == (0, 0) else (("tracks", self.video_stream,
+                                                                             self.audio_stream),)
+
+    @property
     def hdr(self) -> str | None:
         """The kind of a high dynamic range video, HLG or PQ (decoded into standard range: ``standard_range``);
         None for any other."""
