@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,15 +28,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from heygem.bench_live import free_port  # noqa: E402
 from heygem.media.ffmpeg import ffmpeg_exe  # noqa: E402
 
 MEDIA = Path(os.environ.get("HEYGEM_SHARED", REPO.parent / "shared")) / "media"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:

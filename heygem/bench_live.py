@@ -61,7 +61,8 @@ class _Client:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port of 127.0.0.1 free now (for a server this process starts next)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -219,7 +220,7 @@ def run_live_bench(minutes: float, presenter: Path, shared: Path, out: Path) -> 
         path = shared / "media" / name
         speeches.append((name, path.read_bytes(), load_audio(path, 16000)))
     work = Path(tempfile.mkdtemp(prefix="heygem-live-bench-"))
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     studio = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--host", "127.0.0.1", "--port", str(port),
                                "--outputs", str(work / "outputs"), "--engine", "builtin"], cwd=REPO, env=env,
