@@ -164,7 +164,7 @@ def _reference(points: np.ndarray) -> np.ndarray:
 class FootageCache:
     """Footage studies on disk, one ``.npz`` per video content and everything that changes what is studied."""
 
-    def __init__(self, folder: Path, video: Path, key_parts: tuple) -> None:
+    def __init__(self, folder: Path, video: MediaInfo, key_parts: tuple) -> None:
         self.path = Path(folder) / f"footage-{cache_name(FOOTAGE_VERSION, video, key_parts)}.npz"
 
     def load(self) -> FootageStudy | None:
@@ -214,9 +214,8 @@ def study_footage(video: MediaInfo, detection: DetectionOptions, cache_dir: Path
     fps = Fraction(video.fps)
     cache = None
     if cache_dir is not None:
-        cache = FootageCache(cache_dir, video.path, (fps, video.turn, video.width, video.height, detection.detector,
-                                                     detection.detect_size, detection.face, detection.box,
-                                                     *video.tracks))
+        cache = FootageCache(cache_dir, video, (fps, video.turn, video.width, video.height, detection.detector,
+                                                detection.detect_size, detection.face, detection.box))
         cached = cache.load()
         if cached is not None:
             stats["footage"] = "cached"

@@ -626,8 +626,8 @@ def _face_cache(video: MediaInfo, det: DetectionOptions, fps: Fraction) -> FaceC
     a photo (one frame) or without a cache folder. Jobs and presenter preparation share it."""
     if det.cache_dir is None or video.kind != "video":
         return None
-    return FaceCache(det.cache_dir, video.path, (det.detector, det.detect_size, det.detector_weights, det.face,
-                                                 study_anchors(det, fps), fps, *video.tracks))
+    return FaceCache(det.cache_dir, video, (det.detector, det.detect_size, det.detector_weights, det.face,
+                                            study_anchors(det, fps), fps))
 
 
 def _known_faces(cached: CachedFaces, anchors: Anchors) -> list[Face | None]:
@@ -727,7 +727,7 @@ def iter_synced_frames(
     reading = "probe"
     # The face mesh points of this video's crops found by earlier jobs (or the study below), kept beside its
     # faces (the engines that study presenters find them on every frame).
-    mesh = (mesh_memo(_mesh_dir(det), video.path, (engine.name, engine.crop_size, engine.crop_margin, *video.tracks))
+    mesh = (mesh_memo(_mesh_dir(det), video, (engine.name, engine.crop_size, engine.crop_margin))
             if engine.wants_study and det.cache_dir is not None and video.kind == "video" else None)
     if engine.wants_study:
         with stopwatch("study"):  # the presenter's own mouths (upright); from the cache for one seen before
@@ -1104,7 +1104,7 @@ def prepare_presenter(video: str | Path, settings: Settings, progress: ProgressC
 
         size, margin = BuiltinEngine.crop_size, BuiltinEngine.crop_margin
         if upright.kind == "video" and not det.box:  # the engine's mesh points of the crops, as a job keeps them
-            memo = mesh_memo(_mesh_dir(det), upright.path, (BuiltinEngine.name, size, margin, *upright.tracks))
+            memo = mesh_memo(_mesh_dir(det), upright, (BuiltinEngine.name, size, margin))
         # Points kept by an earlier preparation, or a job that went through the whole video, are all there.
         memo_whole = memo is not None and len(memo) > 0 and cached.complete
         report("study", 0.0, str(info.path))

@@ -121,7 +121,7 @@ def sampling(fps: Fraction | float | None) -> tuple[int, int]:
 class StudyCache:
     """Studies on disk, one ``.npz`` per video content and everything that changes what is studied."""
 
-    def __init__(self, folder: Path, video: Path, key_parts: tuple) -> None:
+    def __init__(self, folder: Path, video: MediaInfo, key_parts: tuple) -> None:
         self.path = Path(folder) / f"{cache_name(STUDY_VERSION, video, key_parts)}.npz"
 
     def load(self) -> PresenterStudy | None:
@@ -221,9 +221,9 @@ def _study_cache(video: MediaInfo, fps: Fraction, detection: DetectionOptions, c
                  cache_dir: Path | None) -> StudyCache | None:
     if cache_dir is None:
         return None
-    return StudyCache(cache_dir, video.path, (fps, video.turn, video.width, video.height, detection.detector,
-                                              detection.detect_size, detection.face, detection.box, detection.pads,
-                                              crop_size, crop_margin, *video.tracks))
+    return StudyCache(cache_dir, video, (fps, video.turn, video.width, video.height, detection.detector,
+                                         detection.detect_size, detection.face, detection.box, detection.pads,
+                                         crop_size, crop_margin))
 
 
 def anchors(det: DetectionOptions, fps: Fraction | float | None) -> Anchors:

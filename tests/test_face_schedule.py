@@ -3,6 +3,7 @@ per-video face cache that lets a second job with the same video skip detection w
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -108,7 +109,8 @@ def test_the_face_cache_skips_detection_and_changes_nothing(media: Path, setting
 
 def test_a_damaged_cache_file_is_rebuilt(media: Path, tmp_path: Path, caplog) -> None:
     video = make_clip(tmp_path / "v.mp4", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=25:duration=0.2", "-c:v", "libx264")
-    cache = FaceCache(tmp_path / "cache", video, ("yunet", 640))
+    info = probe(video)
+    cache = FaceCache(tmp_path / "cache", info, ("yunet", 640))
     cache.folder.mkdir()
     cache.path.write_bytes(b"not numpy")
     assert cache.load() == []
@@ -117,7 +119,9 @@ def test_a_damaged_cache_file_is_rebuilt(media: Path, tmp_path: Path, caplog) ->
     cache.save(faces)
     assert cache.load() == [Face(1.0, 2.0, 30.0, 40.0, pytest.approx(0.9)), None]
     # Another video's content, or other detection settings, give another entry.
-    assert FaceCache(tmp_path / "cache", video, ("yunet", 320)).path != cache.path
+    assert FaceCache(tmp_path / "cache", info, ("yunet", 320)).path != cache.path
+    # Nor are faces found on one of a file's pictures taken for another's.
+    assert FaceCache(tmp_path / "cache", replace(info, video_stream=1), ("yunet", 640)).path != cache.path
 
 
 def test_going_on_from_kept_faces_gives_what_one_pass_gives(media: Path) -> None:

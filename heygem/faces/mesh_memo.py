@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from heygem.faces.schedule import cache_name, save_npz
+from heygem.media.probe import MediaInfo
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class MeshMemo:
         self._from_file = frozenset(self._found)
 
 
-def mesh_memo(folder: Path | None, video: Path, key_parts: tuple = ()) -> MeshMemo:
+def mesh_memo(folder: Path | None, video: MediaInfo, key_parts: tuple = ()) -> MeshMemo:
     """The memo of ``video`` kept in ``folder`` (one in memory only without a folder)."""
     if folder is None:
         return MeshMemo()

@@ -28,6 +28,7 @@ import numpy as np
 
 from heygem.faces.base import Face
 from heygem.faces.track import iou
+from heygem.media.probe import MediaInfo
 
 log = logging.getLogger(__name__)
 
@@ -167,11 +168,13 @@ def _content_hash(path: str, size: int, mtime_ns: int, inode: int) -> str:
     return digest.hexdigest()
 
 
-def cache_name(version: int, video: Path, key_parts: Iterable[object]) -> str:
-    """The name a cache file of ``video`` is kept under: a digest of the cache's version, the video's content
-    and everything that changes what is kept (the face cache, the presenter and footage studies)."""
+def cache_name(version: int, video: MediaInfo, key_parts: Iterable[object]) -> str:
+    """The name a cache file of ``video`` is kept under: a digest of the cache's version, the video's content,
+    everything that changes what is kept (the face cache, the mesh memos, the presenter and footage studies) and
+    the tracks read from it (``MediaInfo.tracks``: none for a file with one track of each kind), so that what was
+    found on one of a file's pictures is never taken for another's."""
     digest = hashlib.blake2b(digest_size=10)
-    for part in (version, content_hash(video), *key_parts):
+    for part in (version, content_hash(video.path), *key_parts, *video.tracks):
         digest.update(repr(part).encode())
     return digest.hexdigest()
 
@@ -206,7 +209,7 @@ class FaceCache:
     stored in ``folder`` as ``.npz`` (faces ``(n, 5)`` float64: x1, y1, x2, y2, score, NaN where there is no
     face; turn; complete), keyed by the video's content and everything that changes which face a frame gets."""
 
-    def __init__(self, folder: Path, video: Path, key_parts: Iterable[object]) -> None:
+    def __init__(self, folder: Path, video: MediaInfo, key_parts: Iterable[object]) -> None:
         self.folder = Path(folder)
         self.path = self.folder / f"{cache_name(CACHE_VERSION, video, key_parts)}.npz"
 
