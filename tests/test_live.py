@@ -18,7 +18,7 @@ pytest.importorskip("aiortc", reason="live sessions need requirements-live.txt (
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from aiortc.contrib.media import MediaPlayer  # noqa: E402
 
-from conftest import serving  # noqa: E402
+from conftest import make_clip, serving  # noqa: E402
 from heygem.live.session import FPS, SAMPLE_RATE  # noqa: E402
 from heygem.media.audio import load_audio  # noqa: E402
 
@@ -459,6 +459,23 @@ def test_a_speech_the_full_disk_cannot_take_is_refused_by_name(live_studio, sess
         said = client.post(f"/api/live/{session}/say", files={"audio": ("hello.wav", (media / ENGLISH).read_bytes())})
     assert said.status_code == 507
     assert said.json()["code"] == "disk_full" and said.json()["error"].startswith("hello.wav: not stored"), said.text
+
+
+def test_a_speech_file_with_several_tracks_is_said_from_the_one_a_player_plays(live_studio, session, media: Path,
+                                                                                tmp_path: Path, monkeypatch) -> None:
+    """As a job's speech (tests/test_pipeline.py): an M4A whose first track is silence and whose second, marked
+    default, is speech is said from the second."""
+    speech = make_clip(tmp_path / "tracks.m4a", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-i",
+                       str(media / ENGLISH), "-map", "0:a", "-map", "1:a", "-t", "2",
+                       "-c:a", "aac", "-disposition:a:0", "0", "-disposition:a:1", "default")
+    sessions = live_studio.app.state.live
+    said_samples = []
+    monkeypatch.setattr(sessions, "say", lambda session_id, samples, interrupt, name: said_samples.append(samples)
+                        or {"id": session_id})
+    with httpx.Client(base_url=live_studio.url, timeout=60) as client:
+        said = client.post(f"/api/live/{session}/say", files={"audio": ("tracks.m4a", speech.read_bytes())})
+    assert said.status_code == 202, said.text
+    assert len(said_samples) == 1 and np.abs(said_samples[0]).max() > 0.1  # speech, not the silent first track
 
 
 def _wav(pcm: bytes) -> bytes:

@@ -132,6 +132,7 @@ def live_router(sessions: LiveSessions) -> APIRouter:
 
         def decode():
             from heygem.media.audio import TooLongError, load_audio
+            from heygem.media.probe import probe
 
             with tempfile.TemporaryDirectory(dir=sessions.queue.root, prefix=".upload-") as folder:
                 try:
@@ -140,8 +141,10 @@ def live_router(sessions: LiveSessions) -> APIRouter:
                 except LimitError as exc:
                     raise LiveError(507, str(exc), exc.code, **exc.params) from None
                 try:
+                    # The track a player plays (a job's speech is read the same way, heygem.pipeline.prepare_audio).
                     return load_audio(saved, SAMPLE_RATE,
-                                      max_seconds=limits.speech_minutes * 60 if limits.speech_minutes else None)
+                                      max_seconds=limits.speech_minutes * 60 if limits.speech_minutes else None,
+                                      stream=probe(saved).audio_stream)
                 except TooLongError:
                     raise LiveError(413, f"{name}: longer than {limits.speech_minutes:g} minutes, the longest speech "
                                          f"({limits.how_to_raise('speech_minutes')})", "live_speech_too_long",

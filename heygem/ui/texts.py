@@ -292,8 +292,8 @@ EN: dict[str, str] = {
     "note_rate_lowered": "{file} runs at {fps} fps; read and made at {new_fps} fps, the most HeyGem makes.",
     "note_rate_raised": "{file} runs at {fps} fps, too slow for a mouth to speak; made at {new_fps} fps, its frames "
                         "repeated.",
-    "note_speech_silent": "{file} is silent throughout, so the mouth stays closed (of a file with several sound tracks "
-                          "the first is used).",
+    "note_speech_silent": "{file} is silent throughout, so the mouth stays closed (of a file with several sound tracks, "
+                          "the one a player plays is used: the one marked default, else the first).",
     "note_speech_raised": "{file} is a quiet recording; its sounds were read {db} dB louder so that the mouth follows "
                           "all of them (the result keeps it as recorded).",
     "note_hdr_converted": "{file} is an HDR video ({hdr}); its colours were turned into standard range (BT.709), as "
@@ -608,7 +608,7 @@ ZH: dict[str, str] = {
     "note_scaled_down": "{file} 为 {width}×{height}，已按画面尺寸上限缩小到 {new_width}×{new_height}。",
     "note_rate_lowered": "{file} 的帧率为 {fps} fps，已按 HeyGem 的最高帧率 {new_fps} fps 读取和生成。",
     "note_rate_raised": "{file} 的帧率为 {fps} fps，太慢，口型无法说话；已按 {new_fps} fps 生成，画面帧重复使用。",
-    "note_speech_silent": "{file} 全程无声，因此口型保持闭合（文件若有多条音轨，使用的是第一条）。",
+    "note_speech_silent": "{file} 全程无声，因此口型保持闭合（文件若有多条音轨，使用播放器播放的那条：标为默认的那条，否则为第一条）。",
     "note_speech_raised": "{file} 是音量很低的录音；已将其声音按提高 {db} dB 来分析，使口型跟上每个音（生成结果中的声音保持原样）。",
     "note_hdr_converted": "{file} 是 HDR 视频（{hdr}）；其色彩已按普通屏幕的显示方式转换为标准动态范围（BT.709），"
                           "生成结果也是标准动态范围。",
