@@ -156,3 +156,34 @@ def test_the_page_s_event_queue_does_not_spin_while_it_waits(tmp_path: Path) -> 
         assert studio._queue.progress_update_sleep_when_free >= 0.02
     finally:
         queue.close()
+
+
+def test_the_page_s_events_are_neither_summed_up_after_each_one_nor_shown_to_anyone(tmp_path: Path,
+                                                                                     monkeypatch) -> None:
+    """Mounted, Gradio answered /monitoring/summary (the page's handlers, their counts and times) to anyone, and
+    after every event, the page's refresh each second among them, tabulated the last 10,000 events in a pandas
+    frame for it: 4 ms of CPU per event at first, 19 ms after about three hours of one open page."""
+    import time
+
+    from fastapi.testclient import TestClient
+    from gradio.queueing import Queue
+    from starlette.routing import Mount
+
+    tabulated = []
+    tabulate = Queue._get_df
+    monkeypatch.setattr(Queue, "_get_df", staticmethod(lambda records: tabulated.append(len(records)) or
+                                                       tabulate(records)))
+    queue = JobQueue(tmp_path / "outputs", start=False)
+    try:
+        app = create_app(queue)
+        events = next(route.app for route in app.routes if isinstance(route, Mount)).get_blocks()._queue
+        past = [{"time": time.time(), "status": "success", "process_time": 0.01, "function": "tick",
+                 "session_hash": "x"}] * 10_000
+        for _ in range(3):  # as after three of the page's events
+            events.events_recorded += 1
+            events.compute_analytics_summary(past)
+        assert tabulated == []
+        with TestClient(app, base_url="http://127.0.0.1:7860") as client:
+            assert client.get("/monitoring/summary").status_code == 403
+    finally:
+        queue.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -80,20 +81,27 @@ def mount_studio(app: FastAPI, queue: JobQueue, path: str = "/", log_file: Path 
     upload_mb = queue.defaults.limits.upload_mb
     # The footer keeps only Gradio's settings (language, theme): its API page describes the page's internal
     # events, not HeyGem's API (/api, README.md), and "Built with Gradio" is not ours to say in the page. The
-    # head carries the Live tab's script (heygem/ui/live.js).
+    # head carries the Live tab's script (heygem/ui/live.js). No monitoring: mounted, Gradio served a summary of
+    # the page's events (its handlers, their counts and times) at /monitoring/summary to anyone who asked.
     gr.mount_gradio_app(app, studio, path=path, i18n=I18N, theme=THEME, css=CSS, allowed_paths=[], show_error=True,
                         max_file_size=upload_mb * 1024 * 1024 if upload_mb else None, footer_links=["settings"],
-                        head=LIVE_HEAD)
+                        head=LIVE_HEAD, enable_monitoring=False)
     _check_request_files(studio, queue.root)
     _calm_event_queue(studio)
 
 
 def _calm_event_queue(studio: gr.Blocks) -> None:
     """Let Gradio's event queue wait QUEUE_IDLE_SLEEP_SECONDS between its looks for work (its loops read the
-    two attributes on every pass; Gradio sets them to 1 ms and 10 ms on Linux, 50 and 100 ms on Windows)."""
+    two attributes on every pass; Gradio sets them to 1 ms and 10 ms on Linux, 50 and 100 ms on Windows), and
+    stop it summing up its past events for the monitoring summary the studio does not serve."""
     events = studio._queue
     events.sleep_when_free = max(events.sleep_when_free, QUEUE_IDLE_SLEEP_SECONDS)
     events.progress_update_sleep_when_free = max(events.progress_update_sleep_when_free, QUEUE_IDLE_SLEEP_SECONDS)
+    # After every event (a page's refresh each second among them) Gradio tabulated the last 10,000 events in a
+    # pandas frame for that summary, "cached" every 1 event: 4 ms of CPU per event at first, 19 ms once a page
+    # had been open about three hours. Its next summary is now due after sys.maxsize events.
+    if not studio.enable_monitoring:
+        events.ANAYLTICS_CACHE_FREQUENCY = sys.maxsize  # (sic: Gradio's name)
 
 
 def _check_request_files(studio: gr.Blocks, outputs: Path) -> None:
