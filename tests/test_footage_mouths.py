@@ -2,8 +2,6 @@
 shows that mouth (as the face mesh measures it) and leaves the rest of the picture as it was."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 

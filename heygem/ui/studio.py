@@ -1111,7 +1111,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                                  elem_id="mouth-choice")
         options = [engine, face, length, crf, still, mouth]
 
-        with gr.Tabs() as tabs:
+        with gr.Tabs():
             with gr.Tab(i18n("tab_single"), id="single", elem_id="tab-single"):
                 job_id = gr.State(None)
                 shown = gr.State(None)
