@@ -196,6 +196,51 @@ def test_history_and_logs_tabs(browser, studio, short_clips) -> None:
     page.context.close()
 
 
+def test_an_open_page_is_sent_each_second_only_what_follows_a_job(browser, studio, short_clips, monkeypatch) -> None:
+    """An open page refreshes each second. The parts that change rarely (a result, History, Presenters, Live's
+    picker, the log) are sent when they change, not each second: sent unchanged (as a gr.skip()), they took
+    about 4% of a core in the studio and 7% in the browser per open page (bench/RESULTS.md, "What an open page
+    costs, again"). Then a job done shows in History and the log as before."""
+    import collections
+    import time
+
+    from gradio.blocks import Blocks
+
+    from heygem.jobs import QUEUED, RUNNING
+
+    sent: collections.Counter = collections.Counter()
+    postprocess = Blocks.postprocess_data
+
+    async def counted(self, block_fn, predictions, state):
+        if isinstance(predictions, (list, tuple)):
+            sent.update(block.elem_id for block in block_fn.outputs if not block.stateful and block.elem_id)
+        return await postprocess(self, block_fn, predictions, state)
+
+    monkeypatch.setattr(Blocks, "postprocess_data", counted)
+    deadline = time.monotonic() + 240
+    while studio.queue.jobs([QUEUED, RUNNING]):  # another test's jobs would change History and the log
+        assert time.monotonic() < deadline, "the studio's queue did not empty"
+        time.sleep(0.5)
+    page = _page(browser, studio)
+    page.wait_for_timeout(3_000)  # its first refreshes fill every part
+    sent.clear()
+    page.wait_for_timeout(4_000)
+    assert sent["engine-line"] >= 3  # the refresh goes on each second
+    rare = ("single-result", "single-download", "batch-zip", "batch-results", "history-list", "history-pick",
+            "presenters-list", "single-presenter", "batch-presenters", "presenter-pick", "live-presenter")
+    assert {part: sent[part] for part in rare if sent[part]} == {}
+
+    _open_tab(page, "History")  # open before the job: what follows is the refresh's, not the tab's
+    batch = studio.queue.submit(short_clips["speech"], [short_clips["d13"]])
+    job = batch.jobs[0]
+    assert studio.queue.wait([job.id], timeout=240)[0].state == "succeeded"
+    page.wait_for_selector(f"#history-table tr[data-batch='{batch.id}'][data-state=succeeded]", timeout=30_000)
+    _open_tab(page, "Logs")
+    page.wait_for_function("id => document.querySelector('#log-tail textarea').value.includes(id)", arg=job.id,
+                           timeout=30_000)
+    page.context.close()
+
+
 def test_the_page_follows_a_chinese_browser(browser, studio) -> None:
     page = _page(browser, studio, locale="zh-CN")
     assert page.inner_text("#single-generate").strip() == "生成"

@@ -8,6 +8,7 @@ and keeps its presenter picker current.
 """
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import logging
@@ -25,7 +26,7 @@ from heygem.engines import engine_status, wav2lip_available
 from heygem.errors import HeyGemError
 from heygem.estimates import Estimate
 from heygem.faces.check import FaceCheck, check_face
-from heygem.jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, SUCCEEDED, Job, JobQueue, shown_name
+from heygem.jobs import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, SUCCEEDED, Batch, Job, JobQueue, shown_name
 from heygem.media.probe import probe, require_audio_source, require_video_source
 from heygem.presenters import FAILED as PRESENTER_FAILED
 from heygem.presenters import PREPARING, READY, Presenter
@@ -543,6 +544,16 @@ def live_stage_html(lang: str, queue: JobQueue) -> str:
             '<div id="live-figures" class="hg-note"></div><div id="live-message"></div></div>')
 
 
+def _digest(look: tuple) -> str:
+    """A short stand-in for a part's look in a page's state: the page keeps it, and Gradio compares it each second."""
+    return hashlib.blake2b(repr(look).encode(), digest_size=12).hexdigest()
+
+
+def _links_look(batch: Batch, lang: str) -> str:
+    """What a batch's download links show: "<batch>/<finished results>/<batch over>/<language>"."""
+    return f"{batch.id}/{sum(job.finished_ok for job in batch.jobs)}/{int(batch.done)}/{lang}"
+
+
 def _history_look(queue: JobQueue) -> tuple:
     """What History shows, in brief: it is sent again only when this changes (a job came, moved on or ended)."""
     return tuple((job.id, job.state, job.stage, round(job.progress, 1), job.cancel_requested)
@@ -1022,26 +1033,27 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         return live_stage_html(_lang(request), queue)
 
     # ---- the timer: everything that changes while jobs run -----------------------------------------------
+    # Each second the tick sends what follows a running job (the engine line, the job's and the batch's progress,
+    # the log) and, for each rarer part (a result, the batch's links, History, Presenters, Live's picker), a small
+    # "due" state that changes only when that part has something new: the part's own refresh follows the state's
+    # change. Those parts skipped each second (gr.skip()) cost the studio more than sending a value; the log, which
+    # changes as often as a job moves on, stays in the tick, since each event of its own costs the browser more
+    # (bench/RESULTS.md, "What an open page costs, again").
 
-    def tick(job_id, shown, batch_id, links_shown, seen_finished, picked, seen_library, seen_choices, single_pick,
-             batch_picks, managed_pick, live_pick, seen_live, request: gr.Request):
+    def tick(job_id, batch_id, request: gr.Request):
         lang = _lang(request)
-        header = engine_line(queue, lang)
         jobs, estimates = unfinished()
-        # Single
-        single = [gr.skip(), gr.skip(), gr.skip(), shown]
+        single_status, single_due = gr.skip(), None
         if job_id:
             try:
                 job = queue.job(job_id)
             except KeyError:  # deleted from History meanwhile
                 job = None
             if job is not None:
-                single[0] = job_status_html(job, lang, ahead_of(job, jobs) if job.state == QUEUED else 0,
-                                            estimates.get(job.id))
-                if job.finished_ok and shown != job_id:
-                    single[1:] = [str(job.output), str(job.output), job_id]
-        # Batch
-        batch_out = [gr.skip(), gr.skip(), gr.skip(), links_shown]
+                single_status = job_status_html(job, lang, ahead_of(job, jobs) if job.state == QUEUED else 0,
+                                                estimates.get(job.id))
+                single_due = job_id if job.finished_ok else None
+        summary, table, batch_due = gr.skip(), gr.skip(), None
         if batch_id:
             try:
                 batch = queue.batch(batch_id)
@@ -1056,38 +1068,64 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                     summary += text(lang, "sentence_gap") + text(lang, "running_now", name=running.video_name)
                 # The whole batch's progress on a line of its own (a Markdown line break).
                 whole = batch_progress_words(batch.jobs, lang, estimates=estimates)
-                batch_out[0] = "  \n".join(part for part in (summary, whole) if part)
-                batch_out[1] = batch_table_html(batch.jobs, lang, estimates)
-                # A new result, or the batch over: the links again. Once it is over its ZIP is written, once, in a
-                # thread of its own, so the click that follows is answered at once (a click before writes it then).
-                look = f"{sum(job.finished_ok for job in batch.jobs)}/{int(batch.done)}/{lang}"
-                if look != links_shown:
-                    if batch.done:
-                        queue.zip_in_background(batch_id)
-                    batch_out[2], links = batch_downloads_html(batch_id, batch.jobs, lang)
-                    batch_out[3] = look
-                    batch_out.append(links)
-        if len(batch_out) == 4:
-            batch_out.append(gr.skip())
-        # History: refresh the list when a job has come, finished or moved on since the last look
-        if _history_look(queue) != seen_finished:
-            history_out = list(history(picked, request))
-        else:
-            history_out = [gr.skip(), gr.skip(), seen_finished]
-        # Presenters: the table while something it shows changes (preparation progress), the pickers only when
-        # a presenter came, went, was renamed or changed state.
+                summary = "  \n".join(part for part in (summary, whole) if part)
+                table = batch_table_html(batch.jobs, lang, estimates)
+                batch_due = _links_look(batch, lang)
         presenters = queue.presenters.list()
-        library_out: list = [gr.skip()] * 6
-        if _choices_look(presenters) != seen_choices:
-            library_out = library(lang, (single_pick, batch_picks, managed_pick))
-        elif _library_look(presenters) != seen_library:
-            library_out[0], library_out[4] = presenters_table_html(presenters, lang), _library_look(presenters)
-        # Live: its picker only when a presenter became ready, went, or was renamed.
-        live_out = [gr.skip()] * 2
-        if tuple(live_choices(presenters)) != seen_live:
-            live_out = live_picker(live_pick, presenters)
         logs = relative_paths(log_tail(log_file), [PROJECT_ROOT, queue.root.parent]) or text(lang, "no_log")
-        return [header, *single, *batch_out, *history_out, *library_out, logs, *live_out]
+        return [engine_line(queue, lang), single_status, summary, table, logs, single_due, batch_due,
+                _digest(_history_look(queue)), _digest((_choices_look(presenters), _library_look(presenters))),
+                _digest(tuple(live_choices(presenters)))]
+
+    def show_result(job_id, shown):
+        """The finished job's result in the player and the download, once."""
+        try:
+            job = queue.job(job_id) if job_id else None
+        except KeyError:
+            job = None
+        if job is None or not job.finished_ok or shown == job_id:
+            return gr.skip(), gr.skip(), gr.skip()
+        return str(job.output), str(job.output), job_id
+
+    def show_links(batch_id, links_shown, request: gr.Request):
+        """A new result, or the batch over: the links again. Once it is over its ZIP is written, once, in a
+        thread of its own, so the click that follows is answered at once (a click before writes it then)."""
+        lang = _lang(request)
+        try:
+            batch = queue.batch(batch_id) if batch_id else None
+        except KeyError:
+            batch = None
+        if batch is None or (look := _links_look(batch, lang)) == links_shown:
+            return gr.skip(), gr.skip(), gr.skip()
+        if batch.done:
+            queue.zip_in_background(batch_id)
+        zipped, links = batch_downloads_html(batch_id, batch.jobs, lang)
+        return zipped, look, links
+
+    def refresh_history(picked, seen_finished, request: gr.Request):
+        """History again when a job has come, finished or moved on since it was last shown."""
+        if _history_look(queue) == seen_finished:
+            return gr.skip(), gr.skip(), gr.skip()
+        return history(picked, request)
+
+    def refresh_library(seen_library, seen_choices, single_pick, batch_picks, managed_pick, request: gr.Request):
+        """The table while something it shows changes (preparation progress), the pickers only when a presenter
+        came, went, was renamed or changed state."""
+        presenters = queue.presenters.list()
+        if _choices_look(presenters) != seen_choices:
+            return library(_lang(request), (single_pick, batch_picks, managed_pick))
+        refreshed: list = [gr.skip()] * 6
+        if _library_look(presenters) != seen_library:
+            refreshed[0] = presenters_table_html(presenters, _lang(request))
+            refreshed[4] = _library_look(presenters)
+        return refreshed
+
+    def refresh_live(live_pick, seen_live):
+        """Live's picker only when a presenter became ready, went, or was renamed."""
+        presenters = queue.presenters.list()
+        if tuple(live_choices(presenters)) == seen_live:
+            return gr.skip(), gr.skip()
+        return live_picker(live_pick, presenters)
 
     with gr.Blocks(title="HeyGem", delete_cache=(3600, 24 * 3600), analytics_enabled=False) as studio:
         gr.Markdown(i18n("title"))
@@ -1273,14 +1311,18 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
                       js="(file, interrupt) => { window.heygemLive.speak(file, interrupt); return []; }")
         l_hush.click(None, None, None, js="() => { window.heygemLive.hush(); return []; }")
 
+        result_due, links_due, history_due, library_due, live_due = (gr.State(None) for _ in range(5))
         timer = gr.Timer(TICK_SECONDS)
-        timer.tick(
-            tick, [job_id, shown, batch_id, links_shown, seen_finished, h_pick, seen_library, seen_choices, s_presenter,
-                   b_presenters, p_pick, l_presenter, seen_live],
-            [header, s_status, s_result, s_download, shown, b_summary, b_table, b_zip, links_shown, b_results, h_table, h_pick,
-             seen_finished, *library_outputs, logs, l_presenter, seen_live],
-            show_progress="hidden",
-        )
+        timer.tick(tick, [job_id, batch_id],
+                   [header, s_status, b_summary, b_table, logs, result_due, links_due, history_due, library_due,
+                    live_due], show_progress="hidden")
+        result_due.change(show_result, [job_id, shown], [s_result, s_download, shown], show_progress="hidden")
+        links_due.change(show_links, [batch_id, links_shown], [b_zip, links_shown, b_results], show_progress="hidden")
+        history_due.change(refresh_history, [h_pick, seen_finished], [h_table, h_pick, seen_finished],
+                           show_progress="hidden")
+        library_due.change(refresh_library, [seen_library, seen_choices, s_presenter, b_presenters, p_pick],
+                           library_outputs, show_progress="hidden")
+        live_due.change(refresh_live, [l_presenter, seen_live], [l_presenter, seen_live], show_progress="hidden")
 
         def show_engine(request: gr.Request) -> str:
             return engine_line(queue, _lang(request))
