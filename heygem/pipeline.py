@@ -987,7 +987,8 @@ def generate(
     if prepared.silent:
         notes.append(CodedText(
             "note_speech_silent", f"{prepared.path.name} is silent throughout, so the mouth stays closed (of a file "
-            "with several sound tracks, the one a player plays is used: the one marked default, else the first)", file=prepared.path.name))
+            "with several sound tracks, the one a player plays is used: the one marked default, else the first)",
+            file=prepared.path.name))
         log.warning("%s", notes[-1])
     if prepared.raised_db:
         notes.append(CodedText(
