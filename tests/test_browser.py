@@ -197,10 +197,10 @@ def test_history_and_logs_tabs(browser, studio, short_clips) -> None:
 
 
 def test_an_open_page_is_sent_each_second_only_what_follows_a_job(browser, studio, short_clips, monkeypatch) -> None:
-    """An open page refreshes each second. The parts that change rarely (a result, History, Presenters, Live's
-    picker, the log) are sent when they change, not each second: sent unchanged (as a gr.skip()), they took
-    about 4% of a core in the studio and 7% in the browser per open page (bench/RESULTS.md, "What an open page
-    costs, again"). Then a job done shows in History and the log as before."""
+    """An open page refreshes each second. The parts that change rarely (a result, the batch's links, History,
+    Presenters and the pickers, Live's picker) are sent when they change, not each second: sent unchanged (as a
+    gr.skip()), an idle open page cost the studio 6.3% of a core instead of 3.6% (bench/RESULTS.md, "What an open
+    page costs, again"). Then a job done shows in History and the log as before."""
     import collections
     import time
 
