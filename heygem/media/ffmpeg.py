@@ -164,9 +164,10 @@ def standard_range_filters(transfer: str, primaries: str | None = None, matrix: 
 
 def video_decode_argv(exe: str, path: str | Path, fps: Fraction, turn: int = 0, pixel_format: str = "bgr24",
                       threads: int = 0, standard_range: str | None = None, stream: int = 0) -> list[str]:
-    """Picture ``stream`` (``MediaInfo.video_stream``; ``V`` skips cover art) as raw frames (BGR24, or ``pixel_format``) at the
-    CONSTANT rate ``fps``, turned ``turn`` degrees clockwise (0, 90, 180, 270), by ``threads`` decoding
-    threads (0: ffmpeg's choice); ``standard_range``: ``standard_range_filters`` first, for an HDR video.
+    """Picture ``stream`` (``MediaInfo.video_stream``; ``V`` skips cover art) as raw frames (BGR24, or
+    ``pixel_format``) at the CONSTANT rate ``fps``, turned ``turn`` degrees clockwise (0, 90, 180, 270), by
+    ``threads`` decoding threads (0: ffmpeg's choice); ``standard_range``: ``standard_range_filters`` first, for an
+    HDR video.
 
     The fps filter resamples on timestamps, so variable-frame-rate input cannot drift against the audio.
     ffmpeg's default autorotation stays on: frames come out at the display size, then turned (after the fps
@@ -228,8 +229,8 @@ def encode_argv(exe: str, out_path: str | Path, width: int, height: int, fps: Fr
                 audio_path: str | Path | None, duration: float, options: EncodeOptions,
                 encoder: str = "libx264", pixel_aspect: Fraction | None = None, audio_stream: int = 0) -> list[str]:
     """Raw yuv420p frames of ``width`` x ``height`` (even: ``even_size``) from stdin plus audio stream
-    ``audio_stream`` of the ORIGINAL audio file (no re-decoded copy, so no extra generation loss) -> H.264/AAC MP4 of
-    ``duration`` seconds, made by ``encoder`` (``video_codec_argv``).
+    ``audio_stream`` of the ORIGINAL audio file (no re-decoded copy, so no extra generation loss) -> H.264/AAC MP4
+    of ``duration`` seconds, made by ``encoder`` (``video_codec_argv``).
 
     ``audio_path`` None writes a silent video (``-an``). ``pixel_aspect``: the source's pixels' width over their
     height where they are not square (anamorphic video), written into the result so that it plays as wide.

@@ -292,8 +292,8 @@ EN: dict[str, str] = {
     "note_rate_lowered": "{file} runs at {fps} fps; read and made at {new_fps} fps, the most HeyGem makes.",
     "note_rate_raised": "{file} runs at {fps} fps, too slow for a mouth to speak; made at {new_fps} fps, its frames "
                         "repeated.",
-    "note_speech_silent": "{file} is silent throughout, so the mouth stays closed (of a file with several sound tracks, "
-                          "the one a player plays is used: the one marked default, else the first).",
+    "note_speech_silent": "{file} is silent throughout, so the mouth stays closed (of a file with several sound "
+                          "tracks, the one a player plays is used: the one marked default, else the first).",
     "note_speech_raised": "{file} is a quiet recording; its sounds were read {db} dB louder so that the mouth follows "
                           "all of them (the result keeps it as recorded).",
     "note_hdr_converted": "{file} is an HDR video ({hdr}); its colours were turned into standard range (BT.709), as "
