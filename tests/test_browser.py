@@ -243,6 +243,28 @@ def test_an_open_page_is_sent_each_second_only_what_follows_a_job(browser, studi
     page.context.close()
 
 
+def test_an_idle_open_page_does_not_draw_itself_each_frame(browser, studio) -> None:
+    """Gradio's status tracker shown while the page loads left its two frame loops running once it was built: an
+    idle page asked the browser for a new frame 60 times a second for as long as it stayed open (1,400 frames in
+    20 s, 17-21% of a core in headless Chromium against 9% without them: bench/RESULTS.md, "An idle page's
+    frames"). Counted here as the browser sees them, under everything the page's own scripts do; the refresh's
+    two short trackers each second ask for some."""
+    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    context.add_init_script("window.framesAsked = 0; const askFrame = window.requestAnimationFrame.bind(window);"
+                            " window.requestAnimationFrame = (f) => { window.framesAsked++; return askFrame(f); };")
+    page = context.new_page()
+    page.goto(studio.url)
+    page.wait_for_selector("#single-generate", timeout=60_000)
+    page.wait_for_timeout(3_000)  # loaded, its first refreshes done
+    page.evaluate("() => { window.framesAsked = 0; }")
+    page.wait_for_timeout(4_000)
+    asked = page.evaluate("() => window.framesAsked")
+    assert asked < 100, f"{asked} frames asked in 4 s: the page draws itself all the time"
+    # and the page still works: its refresh goes on
+    assert page.locator("#engine-line").inner_text().strip()
+    context.close()
+
+
 def test_the_page_follows_a_chinese_browser(browser, studio) -> None:
     page = _page(browser, studio, locale="zh-CN")
     assert page.inner_text("#single-generate").strip() == "生成"

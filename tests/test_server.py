@@ -187,3 +187,21 @@ def test_the_page_s_events_are_neither_summed_up_after_each_one_nor_shown_to_any
             assert client.get("/monitoring/summary").status_code == 403
     finally:
         queue.close()
+
+
+def test_the_frame_guard_comes_first_in_the_page_and_nowhere_else(tmp_path: Path) -> None:
+    """heygem/ui/frames.js must run before Gradio's modules take the browser's requestAnimationFrame: it is the
+    page's first script, once, with the page's length counted again; other answers pass untouched."""
+    queue = JobQueue(tmp_path / "outputs", start=False)
+    try:
+        with TestClient(create_app(queue), base_url=LOCAL) as client:
+            page = client.get("/?batch=x")
+            status = client.get("/api/status")
+    finally:
+        queue.close()
+    assert page.status_code == 200 and int(page.headers["content-length"]) == len(page.content)
+    html = page.text
+    assert html.count("const readyId = 'engine-line'") == 1
+    first = html.index("<script", html.index("<head>"))
+    assert "const readyId" in html[first:html.index("</script>", first)]  # the page's first script
+    assert status.status_code == 200 and "readyId" not in status.text and status.json()

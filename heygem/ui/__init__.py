@@ -8,7 +8,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: the command line reads the word table (texts) without the server's imports
     import gradio as gr
@@ -72,7 +72,7 @@ def mount_studio(app: FastAPI, queue: JobQueue, path: str = "/", log_file: Path 
     import gradio as gr
 
     from heygem.media.ffmpeg import ffmpeg_exe
-    from heygem.ui.studio import CSS, I18N, LIVE_HEAD, THEME, build_studio
+    from heygem.ui.studio import CSS, FRAMES_SCRIPT, I18N, LIVE_HEAD, THEME, build_studio
 
     # Gradio converts previews of videos browsers cannot play with the ffmpeg it finds on PATH; lend it ours
     # (after any system one, which keeps precedence).
@@ -81,13 +81,53 @@ def mount_studio(app: FastAPI, queue: JobQueue, path: str = "/", log_file: Path 
     upload_mb = queue.defaults.limits.upload_mb
     # The footer keeps only Gradio's settings (language, theme): its API page describes the page's internal
     # events, not HeyGem's API (/api, README.md), and "Built with Gradio" is not ours to say in the page. The
-    # head carries the Live tab's script (heygem/ui/live.js). No monitoring: mounted, Gradio served a summary of
-    # the page's events (its handlers, their counts and times) at /monitoring/summary to anyone who asked.
+    # head carries the Live tab's script (heygem/ui/live.js); frames.js goes before everything. No monitoring: mounted, Gradio served a
+    # summary of the page's events (its handlers, their counts and times) at /monitoring/summary to anyone who
+    # asked.
     gr.mount_gradio_app(app, studio, path=path, i18n=I18N, theme=THEME, css=CSS, allowed_paths=[], show_error=True,
                         max_file_size=upload_mb * 1024 * 1024 if upload_mb else None, footer_links=["settings"],
                         head=LIVE_HEAD, enable_monitoring=False)
+    app.add_middleware(FirstScript, path=path, script=FRAMES_SCRIPT)
     _check_request_files(studio, queue.root)
     _calm_event_queue(studio)
+
+
+class FirstScript:
+    """ASGI middleware: the page's HTML at ``path`` (a GET answered with text/html) gets ``script`` right after
+    its ``<head>``, before Gradio's own scripts and modules; every other response passes as it is."""
+
+    def __init__(self, app: Any, path: str, script: str) -> None:
+        self.app, self.script = app, script.encode("utf-8")
+        self.paths = {path, path.rstrip("/") + "/", path.rstrip("/") or "/"}
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        start: dict | None = None
+        body: list[bytes] = []
+
+        async def held_send(message: dict) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers", []))
+                if not headers.get(b"content-type", b"").startswith(b"text/html"):
+                    await send(message)  # not the page: nothing held
+                    return
+                start = message
+                return
+            if start is None:
+                await send(message)
+                return
+            body.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            page = b"".join(body).replace(b"<head>", b"<head>" + self.script, 1)
+            headers = [(name, value) for name, value in start.get("headers", []) if name != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(page)).encode())]})
+            await send({"type": "http.response.body", "body": page})
+
+        await self.app(scope, receive, held_send)
 
 
 def _calm_event_queue(studio: gr.Blocks) -> None:

@@ -36,7 +36,7 @@ from heygem.ui.texts import EN, GRADIO_EN, GRADIO_ZH, ZH, fallback_words, langua
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CSS", "I18N", "LIVE_HEAD", "THEME", "build_studio"]
+__all__ = ["CSS", "FRAMES_SCRIPT", "I18N", "LIVE_HEAD", "THEME", "build_studio"]
 
 # .heic and .heif too: taken, to be told how to save them as JPEG (heygem.media.probe refuses them).
 PHOTO_TYPES = [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".avif", ".heic", ".heif"]
@@ -90,6 +90,10 @@ footer .divider { display: none !important; }
 """
 # The Live tab's script (heygem/ui/live.js), put in the page's head: Gradio runs no script inside an HTML field.
 LIVE_HEAD = f"<script>\n{(Path(__file__).with_name('live.js')).read_text(encoding='utf-8')}</script>"
+# heygem/ui/frames.js: it must run before Gradio's modules load, so it goes at the very top of the page's HTML
+# (heygem.ui.FirstScript), not in Gradio's head, which its modules add to the page once they run.
+FRAMES_SCRIPT = f"<script>\n{(Path(__file__).with_name('frames.js')).read_text(encoding='utf-8')}</script>".replace(
+    "__READY_ID__", "engine-line")
 
 
 def _lang(request: gr.Request | None) -> str:
