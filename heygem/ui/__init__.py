@@ -81,9 +81,9 @@ def mount_studio(app: FastAPI, queue: JobQueue, path: str = "/", log_file: Path 
     upload_mb = queue.defaults.limits.upload_mb
     # The footer keeps only Gradio's settings (language, theme): its API page describes the page's internal
     # events, not HeyGem's API (/api, README.md), and "Built with Gradio" is not ours to say in the page. The
-    # head carries the Live tab's script (heygem/ui/live.js); frames.js goes before everything. No monitoring: mounted, Gradio served a
-    # summary of the page's events (its handlers, their counts and times) at /monitoring/summary to anyone who
-    # asked.
+    # head carries the Live tab's script (heygem/ui/live.js); frames.js goes before everything (FirstScript). No
+    # monitoring: mounted, Gradio served a summary of the page's events (its handlers, their counts and times) at
+    # /monitoring/summary to anyone who asked.
     gr.mount_gradio_app(app, studio, path=path, i18n=I18N, theme=THEME, css=CSS, allowed_paths=[], show_error=True,
                         max_file_size=upload_mb * 1024 * 1024 if upload_mb else None, footer_links=["settings"],
                         head=LIVE_HEAD, enable_monitoring=False)
@@ -98,7 +98,7 @@ class FirstScript:
 
     def __init__(self, app: Any, path: str, script: str) -> None:
         self.app, self.script = app, script.encode("utf-8")
-        self.paths = {path, path.rstrip("/") + "/", path.rstrip("/") or "/"}
+        self.paths = {path, path.rstrip("/") + "/"}  # "/studio" and "/studio/"
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in self.paths:
