@@ -36,8 +36,11 @@ def browser():
         browser.close()
 
 
-def _page(browser, studio, locale: str = "en-US", address: str = ""):
+def _page(browser, studio, locale: str = "en-US", address: str = "", init_script: str = ""):
+    """A new browser context's page on the studio; ``init_script`` runs in it before any of the page's own."""
     context = browser.new_context(viewport={"width": 1360, "height": 1000}, locale=locale, accept_downloads=True)
+    if init_script:
+        context.add_init_script(init_script)
     page = context.new_page()
     page.goto(studio.url + "/" + address)
     # A batch's address opens the Batch tab by itself, which may hide Single's button before it is ever seen.
@@ -249,12 +252,9 @@ def test_an_idle_open_page_does_not_draw_itself_each_frame(browser, studio) -> N
     20 s, 17-21% of a core in headless Chromium against 9% without them: bench/RESULTS.md, "An idle page's
     frames"). Counted here as the browser sees them, under everything the page's own scripts do; the refresh's
     two short trackers each second ask for some."""
-    context = browser.new_context(viewport={"width": 1360, "height": 1000})
-    context.add_init_script("window.framesAsked = 0; const askFrame = window.requestAnimationFrame.bind(window);"
-                            " window.requestAnimationFrame = (f) => { window.framesAsked++; return askFrame(f); };")
-    page = context.new_page()
-    page.goto(studio.url)
-    page.wait_for_selector("#single-generate", timeout=60_000)
+    page = _page(browser, studio, init_script="window.framesAsked = 0; const askFrame ="
+                 " window.requestAnimationFrame.bind(window); window.requestAnimationFrame = (f) =>"
+                 " { window.framesAsked++; return askFrame(f); };")
     page.wait_for_timeout(3_000)  # loaded, its first refreshes done
     page.evaluate("() => { window.framesAsked = 0; }")
     page.wait_for_timeout(4_000)
@@ -262,7 +262,7 @@ def test_an_idle_open_page_does_not_draw_itself_each_frame(browser, studio) -> N
     assert asked < 100, f"{asked} frames asked in 4 s: the page draws itself all the time"
     # the page was built as before: its header says which engine runs
     assert page.locator("#engine-line").inner_text().strip()
-    context.close()
+    page.context.close()
 
 
 def test_the_page_follows_a_chinese_browser(browser, studio) -> None:

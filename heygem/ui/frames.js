@@ -14,12 +14,12 @@
     let runningChain = null;  // the chain whose frame callback is running now: the frames it asks for are its own
 
     window.requestAnimationFrame = (callback) => {
+        const pageBuilt = document.getElementById(readyId) !== null;
         let chain = runningChain;
         if (chain === null) {
-            chain = {tracker: (new Error().stack || '').includes('statustracker'),
-                     beforePage: document.getElementById(readyId) === null};
+            chain = {tracker: (new Error().stack || '').includes('statustracker'), beforePage: !pageBuilt};
         }
-        if (chain.tracker && chain.beforePage && document.getElementById(readyId) !== null) {
+        if (chain.tracker && chain.beforePage && pageBuilt) {
             return 0;
         }
         return askFrame((time) => {

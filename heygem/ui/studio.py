@@ -88,12 +88,20 @@ footer .divider { display: none !important; }
     object-fit: contain; }
 #live-state { margin-top: 8px; font-weight: 600; }
 """
+# The header's element: the page's first line, there once the page is built (frames.js waits for it).
+HEADER_ID = "engine-line"
+
+
+def _page_script(name: str) -> str:
+    """The script heygem/ui/``name`` as a <script> element of the page."""
+    return f"<script>\n{(Path(__file__).with_name(name)).read_text(encoding='utf-8')}</script>"
+
+
 # The Live tab's script (heygem/ui/live.js), put in the page's head: Gradio runs no script inside an HTML field.
-LIVE_HEAD = f"<script>\n{(Path(__file__).with_name('live.js')).read_text(encoding='utf-8')}</script>"
+LIVE_HEAD = _page_script("live.js")
 # heygem/ui/frames.js: it must run before Gradio's modules load, so it goes at the very top of the page's HTML
 # (heygem.ui.FirstScript), not in Gradio's head, which its modules add to the page once they run.
-FRAMES_SCRIPT = f"<script>\n{(Path(__file__).with_name('frames.js')).read_text(encoding='utf-8')}</script>".replace(
-    "__READY_ID__", "engine-line")
+FRAMES_SCRIPT = _page_script("frames.js").replace("__READY_ID__", HEADER_ID)
 
 
 def _lang(request: gr.Request | None) -> str:
@@ -1119,9 +1127,9 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
         if _choices_look(presenters) != seen_choices:
             return library(_lang(request), (single_pick, batch_picks, managed_pick))
         refreshed: list = [gr.skip()] * 6
-        if _library_look(presenters) != seen_library:
-            refreshed[0] = presenters_table_html(presenters, _lang(request))
-            refreshed[4] = _library_look(presenters)
+        look = _library_look(presenters)
+        if look != seen_library:
+            refreshed[0], refreshed[4] = presenters_table_html(presenters, _lang(request)), look
         return refreshed
 
     def refresh_live(live_pick, seen_live):
@@ -1133,7 +1141,7 @@ def build_studio(queue: JobQueue, log_file: Path | None = None) -> gr.Blocks:
 
     with gr.Blocks(title="HeyGem", delete_cache=(3600, 24 * 3600), analytics_enabled=False) as studio:
         gr.Markdown(i18n("title"))
-        header = gr.Markdown(elem_id="engine-line")
+        header = gr.Markdown(elem_id=HEADER_ID)
         with gr.Accordion(i18n("options"), open=False):
             with gr.Row():
                 offered, engine_info = engine_choices(queue.defaults.engine)
